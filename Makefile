@@ -1,0 +1,32 @@
+# The README's two commands: `make demo` and `make test`. Both set everything up.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+SYSTEM_TOOLS := h5dump chromium socat
+SYSTEM_PACKAGES := hdf5-tools chromium socat
+
+.PHONY: test demo system-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages the tests need (h5dump as independent reader, Chromium for the
+# browser test, socat for line tests). Installed when missing and we are root.
+system-deps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system packages for:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	  else echo "missing system tools:$$missing (install: apt-get install $(SYSTEM_PACKAGES))"; fi; \
+	fi
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

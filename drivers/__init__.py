@@ -1,0 +1,34 @@
+"""Instrument drivers for the rem-daq bench.
+
+Knows nothing of trials, HDF5 or Streamlit. Public API:
+
+- :class:`Eurotherm` - furnace controller over Modbus RTU (pyserial + minimalmodbus)
+- :class:`ScpiSpectrometer` - spectrometer over SCPI/VISA (pyvisa + pyvisa-py)
+- errors: :class:`InstrumentError` and its subclasses
+"""
+
+from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, ReadbackMismatch
+
+__all__ = [
+    "Eurotherm",
+    "ScpiSpectrometer",
+    "InstrumentError",
+    "LimitError",
+    "NotConnected",
+    "ProtocolError",
+    "ReadbackMismatch",
+]
+
+
+def __getattr__(name):
+    # Drivers are imported on first use so that `import drivers` stays cheap and a
+    # missing optional stack (e.g. pyvisa) only matters to whoever uses that driver.
+    if name == "Eurotherm":
+        from .eurotherm import Eurotherm
+
+        return Eurotherm
+    if name == "ScpiSpectrometer":
+        from .spectrometer import ScpiSpectrometer
+
+        return ScpiSpectrometer
+    raise AttributeError(f"module 'drivers' has no attribute {name!r}")

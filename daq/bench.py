@@ -1,0 +1,102 @@
+"""Connect to the instruments of a station, starting simulators for simulated ones.
+
+The bench owns the driver objects and the simulator processes for as long as a
+command needs them; closing it closes the drivers and stops the simulators.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drivers import Eurotherm, ScpiSpectrometer
+from drivers.sim.launch import SimulatorProcess, start_simulator
+
+from .config import Station
+
+__all__ = ["Bench", "open_bench", "connect_furnace", "connect_spectrometer"]
+
+
+@dataclass
+class Bench:
+    """The connected instruments of one station (either may be None)."""
+
+    station: Station
+    furnace: Eurotherm | None = None
+    spectrometer: ScpiSpectrometer | None = None
+    simulators: dict[str, SimulatorProcess] = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Close drivers, then stop simulator processes. Safe to call twice."""
+        for instrument in (self.furnace, self.spectrometer):
+            if instrument is not None:
+                with contextlib.suppress(Exception):
+                    instrument.close()
+        for simulator in self.simulators.values():
+            simulator.stop()
+        self.simulators.clear()
+
+    def __enter__(self) -> "Bench":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _furnace_address(station: Station, simulators: dict) -> str:
+    config = station.furnace
+    if not config.simulated:
+        return config.port
+    simulator = start_simulator("drivers.sim.furnace", "--address", str(config.address),
+                                "--model", config.model, "--speed", f"{station.simulation_speed:g}")
+    simulators["furnace"] = simulator
+    return simulator.address
+
+
+def _spectrometer_address(station: Station, simulators: dict, scenario: Path | None) -> str:
+    config = station.spectrometer
+    if not config.simulated:
+        return config.resource
+    args = ["--port", "0", "--pixels", str(config.pixels), "--speed", f"{station.simulation_speed:g}"]
+    if scenario is not None:
+        args += ["--scenario", str(scenario)]
+    simulator = start_simulator("drivers.sim.spectrometer", *args)
+    simulators["spectrometer"] = simulator
+    return simulator.address
+
+
+def connect_furnace(station: Station, port: str) -> Eurotherm:
+    """A furnace driver for the station's furnace on ``port``, with the station's limits."""
+    config = station.furnace
+    return Eurotherm(port, address=config.address, baudrate=config.baudrate, model=config.model,
+                     register_map=config.map, max_temperature_C=config.max_temperature_C,
+                     max_rate_C_per_min=config.max_ramp_C_per_min)
+
+
+def connect_spectrometer(station: Station, resource: str) -> ScpiSpectrometer:
+    """A spectrometer driver for the station's spectrometer at ``resource``, with its limits."""
+    config = station.spectrometer
+    return ScpiSpectrometer(resource, visa_library=config.visa_library, dialect=config.dialect,
+                            timeout_s=config.timeout_s,
+                            min_integration_time_s=config.min_integration_time_s,
+                            max_integration_time_s=config.max_integration_time_s)
+
+
+def open_bench(station: Station, *, scenario: Path | None = None,
+               instruments: tuple[str, ...] = ("furnace", "spectrometer")) -> Bench:
+    """Start the station's simulators (if any) and connect its instruments.
+
+    On failure everything already started is stopped again before the error propagates.
+    """
+    bench = Bench(station)
+    try:
+        if "furnace" in instruments and station.furnace is not None:
+            bench.furnace = connect_furnace(station, _furnace_address(station, bench.simulators))
+        if "spectrometer" in instruments and station.spectrometer is not None:
+            bench.spectrometer = connect_spectrometer(
+                station, _spectrometer_address(station, bench.simulators, scenario))
+    except BaseException:
+        bench.close()
+        raise
+    return bench

@@ -1,0 +1,114 @@
+"""The trial file layout, declared once: the writer creates it, the reader and tests check it.
+
+See docs/trial-file.md for the contract in prose. Each *table* is a group of
+datasets that grow together along their first axis (one row per reading).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Column", "Table", "TABLES", "STATUS_TEXT_BYTES", "EXIT_STATUSES", "ROW_FLAGS", "table"]
+
+STATUS_TEXT_BYTES = 32
+EXIT_STATUSES = ("running", "success", "aborted", "failed")
+"""Values of /entry/exit_status. "running" in a file nobody writes any more means interrupted."""
+
+ROW_FLAGS = {
+    0: "ok",
+    1: "read failed (values are NaN)",
+    2: "saturated pixels (masked in the analysis)",
+    4: "instrument lost (gap)",
+    8: "analysis failed (values are NaN)",
+}
+"""Bits of the ``flag`` column of furnace and spectrometer rows."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One growing dataset: name, dtype, per-row shape (may name a dimension), units."""
+
+    name: str
+    dtype: str
+    units: str
+    long_name: str
+    row_shape: tuple = ()  # entries are ints or "pixels" / "analytes"
+
+    def shape(self, pixels: int, analytes: int) -> tuple[int, ...]:
+        sizes = {"pixels": pixels, "analytes": analytes}
+        return tuple(sizes.get(d, d) for d in self.row_shape)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A group whose columns grow together, written in chunks of ``chunk_rows``."""
+
+    name: str
+    group: str
+    nx_class: str
+    chunk_rows: int
+    columns: tuple[Column, ...]
+
+    def column(self, name: str) -> Column:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(f"table {self.name!r} has no column {name!r}; "
+                       f"columns: {', '.join(c.name for c in self.columns)}")
+
+
+TABLES = (
+    Table("furnace", "/entry/instrument/furnace", "NXenvironment", 512, (
+        Column("time", "f8", "s", "time since trial start (experiment clock)"),
+        Column("temperature", "f8", "degC", "process value (thermocouple)"),
+        Column("setpoint", "f8", "degC", "target setpoint"),
+        Column("working_setpoint", "f8", "degC", "working setpoint (ramping)"),
+        Column("output", "f8", "percent", "heater output"),
+        Column("status_word", "u2", "", "controller status word (see instrument map)"),
+        Column("flag", "u1", "", "row flags (see ROW_FLAGS)"),
+    )),
+    Table("spectrometer", "/entry/instrument/spectrometer", "NXdetector", 16, (
+        Column("time", "f8", "s", "time since trial start at the end of the acquisition"),
+        Column("counts", "f4", "counts", "raw detector counts", ("pixels",)),
+        Column("integration_time", "f8", "s", "integration time"),
+        Column("averages", "u4", "", "scans averaged"),
+        Column("saturated_pixels", "u4", "", "pixels at full scale"),
+        Column("dark_index", "i4", "", "row of dark used"),
+        Column("reference_index", "i4", "", "row of reference used"),
+        Column("flag", "u1", "", "row flags (see ROW_FLAGS)"),
+    )),
+    Table("dark", "/entry/instrument/spectrometer/dark", "NXdata", 4, (
+        Column("time", "f8", "s", "time since trial start"),
+        Column("counts", "f4", "counts", "dark counts (shutter closed)", ("pixels",)),
+        Column("integration_time", "f8", "s", "integration time"),
+    )),
+    Table("reference", "/entry/instrument/spectrometer/reference", "NXdata", 4, (
+        Column("time", "f8", "s", "time since trial start"),
+        Column("counts", "f4", "counts", "blank reference counts (shutter open, blank in the cell)", ("pixels",)),
+        Column("integration_time", "f8", "s", "integration time"),
+    )),
+    Table("analysis", "/entry/analysis", "NXprocess", 256, (
+        Column("time", "f8", "s", "time of the spectrum analysed"),
+        Column("concentration", "f8", "g/L", "element concentration", ("analytes",)),
+        Column("sigma", "f8", "g/L", "standard uncertainty of concentration", ("analytes",)),
+        Column("purity", "f8", "1", "target oxide / total measured rare-earth oxide (mass fraction)"),
+        Column("purity_sigma", "f8", "1", "standard uncertainty of purity"),
+        Column("residual_rms", "f8", "absorbance", "RMS residual of the fit"),
+    )),
+    Table("events", "/entry/events", "NXlog", 64, (
+        Column("time", "f8", "s", "time since trial start"),
+        Column("level", "S8", "", "info, warning, error"),
+        Column("source", "S16", "", "what raised it"),
+        Column("message", "S240", "", "what happened (UTF-8)"),
+    )),
+)
+
+
+def table(name: str) -> Table:
+    """The :class:`Table` of that name."""
+    for t in TABLES:
+        if t.name == name:
+            return t
+    raise KeyError(f"no table {name!r}; tables: {', '.join(t.name for t in TABLES)}")

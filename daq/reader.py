@@ -1,0 +1,232 @@
+"""Read trial files, live (SWMR, while they are written) or closed.
+
+The app, `remdaq show`, reanalysis and scripts share this one reader. It reads
+only what is asked: new rows since a mark, or decimated slices (min/max per
+bucket) of long traces, never a whole long dataset for a plot.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .layout import TABLES, table
+from .store import writer_is_alive
+
+__all__ = ["TrialReader", "TrialFileError", "Decimated", "open_trial"]
+
+
+class TrialFileError(OSError):
+    """Not a readable rem-daq trial file (missing, corrupt, still being created, or another format)."""
+
+
+@dataclass(frozen=True)
+class Decimated:
+    """A long trace reduced to buckets: time at each bucket's start, min and max of the values."""
+
+    time_s: np.ndarray
+    minimum: np.ndarray
+    maximum: np.ndarray
+    rows: int  # rows the trace had
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        return value.rstrip(b"\0").decode("utf-8", errors="replace")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _text(value[()])
+    return str(value)
+
+
+class TrialReader:
+    """An open trial file. Use as a context manager; call :meth:`refresh` to see new rows of a live file."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise TrialFileError(f"{self.path}: no such trial file")
+        try:
+            self._file = h5py.File(self.path, "r", swmr=True)
+        except OSError as error:
+            raise TrialFileError(f"{self.path}: cannot be opened as a trial file (still being created, "
+                                 f"or corrupt): {error}") from None
+        if "entry" not in self._file or "exit_status" not in self._file["entry"]:
+            self._file.close()
+            raise TrialFileError(f"{self.path}: not a rem-daq trial file (no /entry/exit_status)")
+        self.refresh()
+
+    # -- lifetime -------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "TrialReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def refresh(self) -> None:
+        """See what the writer has flushed since the last refresh."""
+        for spec in TABLES:
+            group = self._file[spec.group]
+            for column in spec.columns:
+                group[column.name].refresh()
+        for name in ("exit_status", "end_time", "heartbeat_time"):
+            self._file["entry"][name].refresh()
+
+    # -- metadata and state -----------------------------------------------------------
+
+    @property
+    def metadata(self) -> dict[str, object]:
+        """The /entry attributes (title, trial_id, start_time, operator, sample, recipe, ...)."""
+        return {key: (_text(value) if isinstance(value, (bytes, str)) else value)
+                for key, value in self._file["entry"].attrs.items()}
+
+    @property
+    def exit_status(self) -> str:
+        """As written: running, success, aborted or failed."""
+        return _text(self._file["entry/exit_status"][()])
+
+    @property
+    def end_time(self) -> str:
+        return _text(self._file["entry/end_time"][()])
+
+    @property
+    def heartbeat_time(self) -> str:
+        return _text(self._file["entry/heartbeat_time"][()])
+
+    @property
+    def state(self) -> str:
+        """running, success, aborted, failed, or interrupted (no clean-end mark and no live writer)."""
+        status = self.exit_status
+        if status != "running":
+            return status
+        return "running" if writer_is_alive(self.path) else "interrupted"
+
+    @property
+    def wavelength_nm(self) -> np.ndarray:
+        return self._file["entry/instrument/spectrometer/wavelength"][()]
+
+    @property
+    def analytes(self) -> tuple[str, ...]:
+        return tuple(_text(a) for a in self._file["entry/analysis/analytes"][()])
+
+    @property
+    def analysis_attrs(self) -> dict[str, str]:
+        return {k: _text(v) for k, v in self._file["entry/analysis"].attrs.items()}
+
+    def calibration_arrays(self) -> dict[str, np.ndarray]:
+        """The copy of the calibration used live, as stored in /entry/analysis/calibration."""
+        group = self._file["entry/analysis/calibration"]
+        return {name: group[name][()] for name in group}
+
+    # -- rows -----------------------------------------------------------------------
+
+    def rows(self, table_name: str) -> int:
+        """Rows of a table that every column already holds (columns grow one after another)."""
+        spec = table(table_name)
+        group = self._file[spec.group]
+        return min(group[c.name].shape[0] for c in spec.columns)
+
+    def dataset(self, table_name: str, column: str) -> h5py.Dataset:
+        """The h5py dataset of one column, for slicing it yourself."""
+        spec = table(table_name)
+        spec.column(column)
+        return self._file[spec.group][column]
+
+    def read(self, table_name: str, start: int = 0, stop: int | None = None,
+             columns: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Rows ``start:stop`` of a table as {column: array}; text columns come back as str."""
+        spec = table(table_name)
+        available = self.rows(table_name)
+        stop = available if stop is None else min(stop, available)
+        start = min(max(start, 0), stop)
+        names = columns or tuple(c.name for c in spec.columns)
+        group = self._file[spec.group]
+        out = {}
+        for name in names:
+            spec.column(name)
+            values = group[name][start:stop]
+            if values.dtype.kind == "S":
+                values = np.array([_text(v) for v in values], dtype=object)
+            out[name] = values
+        return out
+
+    def read_new(self, table_name: str, mark: int, columns: tuple[str, ...] | None = None
+                 ) -> tuple[dict[str, np.ndarray], int]:
+        """Rows added since ``mark`` (a row count from an earlier call; 0 at first) and the new mark."""
+        stop = self.rows(table_name)
+        return self.read(table_name, mark, stop, columns), stop
+
+    def decimated(self, table_name: str, column: str, max_points: int = 2000,
+                  start: int = 0, stop: int | None = None, component: int | None = None) -> Decimated:
+        """Min/max per bucket of one column over rows ``start:stop``, at most ``max_points`` buckets.
+
+        Reads the column in strided blocks, so memory stays bounded for any trial length.
+        ``component`` picks one entry of a per-row vector (e.g. one analyte's concentration).
+        """
+        total = self.rows(table_name)
+        stop = total if stop is None else min(stop, total)
+        start = min(max(start, 0), stop)
+        count = stop - start
+        group = self._file[table(table_name).group]
+        values_ds, time_ds = group[column], group["time"]
+        if count == 0:
+            empty = np.empty(0)
+            return Decimated(empty, empty, empty, 0)
+        bucket = max(1, -(-count // max_points))
+        buckets = -(-count // bucket)
+        minimum = np.empty(buckets)
+        maximum = np.empty(buckets)
+        block_rows = max(bucket, (1 << 20) // bucket * bucket)  # ~1M rows per read, whole buckets
+        out = 0
+        for block_start in range(start, stop, block_rows):
+            block_stop = min(stop, block_start + block_rows)
+            values = values_ds[block_start:block_stop] if component is None \
+                else values_ds[block_start:block_stop, component]
+            values = np.asarray(values, dtype=float)
+            n_full = len(values) // bucket
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN bucket is NaN
+                if n_full:
+                    shaped = values[: n_full * bucket].reshape(n_full, bucket)
+                    minimum[out:out + n_full] = np.nanmin(shaped, axis=1)
+                    maximum[out:out + n_full] = np.nanmax(shaped, axis=1)
+                    out += n_full
+                if len(values) % bucket:
+                    rest = values[n_full * bucket:]
+                    minimum[out], maximum[out] = np.nanmin(rest), np.nanmax(rest)
+                    out += 1
+        time_s = time_ds[start:stop:bucket]
+        return Decimated(np.asarray(time_s[:buckets], dtype=float), minimum[:buckets], maximum[:buckets], count)
+
+    def events(self, start: int = 0) -> dict[str, np.ndarray]:
+        """The event log (time, level, source, message) from row ``start``."""
+        return self.read("events", start)
+
+    def summary(self) -> dict[str, object]:
+        """A short account of the trial: identity, state, rows, final and mean purity."""
+        meta = self.metadata
+        purity_rows = self.rows("analysis")
+        purity = self.dataset("analysis", "purity")[max(0, purity_rows - 1):purity_rows] if purity_rows else []
+        return {
+            "file": str(self.path), "trial_id": meta.get("trial_id", ""), "title": meta.get("title", ""),
+            "sample": meta.get("sample", ""), "operator": meta.get("operator", ""),
+            "start_time": meta.get("start_time", ""), "end_time": self.end_time, "state": self.state,
+            "target": self.analysis_attrs.get("target", ""),
+            "covered_elements": self.analysis_attrs.get("covered_elements", ""),
+            "furnace_rows": self.rows("furnace"), "spectra": self.rows("spectrometer"),
+            "events": self.rows("events"),
+            "final_purity": float(purity[-1]) if len(purity) else float("nan"),
+        }
+
+
+def open_trial(path: str | os.PathLike) -> TrialReader:
+    """Open a trial file for reading (works while it is still being written)."""
+    return TrialReader(path)

@@ -1,0 +1,337 @@
+"""Write one trial file: create it whole, start SWMR, append rows from a writer thread.
+
+One process owns the file. Producers call :meth:`TrialWriter.append` from any
+thread; a single writer thread buffers rows and writes them in blocks at most
+every ``flush_interval_s`` (so SWMR readers see a row within that time), or as
+soon as a whole chunk is buffered, flushes HDF5, and fsyncs every
+``fsync_interval_s``. Datasets are uncompressed so a partly filled chunk can be
+written and flushed safely. A killed process leaves a file readable up to the
+last flush; its exit status stays "running", which readers report as interrupted.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .layout import EXIT_STATUSES, STATUS_TEXT_BYTES, TABLES, Table
+
+__all__ = ["TrialMetadata", "TrialWriter", "StorageError", "utc_now_iso", "writer_lock_path", "writer_is_alive"]
+
+
+class StorageError(OSError):
+    """The trial file could not be written (full disk, lost folder...); rows up to the last flush are kept."""
+
+
+def utc_now_iso() -> str:
+    """Current UTC time, ISO 8601 with offset, to the microsecond."""
+    return datetime.now(timezone.utc).isoformat()
+
+
+@dataclass
+class TrialMetadata:
+    """Everything known about a trial before its first reading."""
+
+    trial_id: str
+    title: str
+    sample: str
+    operator: str
+    target: str
+    analytes: tuple[str, ...]
+    wavelength_nm: np.ndarray
+    start_time: str = field(default_factory=utc_now_iso)
+    recipe_text: str = ""
+    station_text: str = ""
+    software_version: str = ""
+    clock_speed: float = 1.0
+    covered_elements: tuple[str, ...] = ()
+    calibration_id: str = ""
+    calibration_file: str = ""
+    calibration_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    extra: dict[str, str | float | int] = field(default_factory=dict)
+
+
+_STOP = object()
+
+
+def writer_lock_path(path: Path) -> Path:
+    """The sidecar file a live writer keeps locked; readers test the lock to tell running from interrupted."""
+    return path.with_name(path.name + ".writing")
+
+
+def _hold_writer_lock(path: Path) -> int:
+    lock_path = writer_lock_path(path)
+    try:
+        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError as error:
+        raise StorageError(f"{path}: cannot create the writer lock {lock_path.name}: {error}") from error
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FileExistsError(f"{path}: another process is writing this trial") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def writer_is_alive(path: Path) -> bool:
+    """True while a process holds the writer lock of this trial file (on this machine)."""
+    lock_path = writer_lock_path(Path(path))
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _release_writer_lock(path: Path, fd: int) -> None:
+    try:
+        writer_lock_path(path).unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+class TrialWriter:
+    """The single writer of one trial file."""
+
+    def __init__(self, path: str | os.PathLike, metadata: TrialMetadata, *,
+                 flush_interval_s: float = 0.5, fsync_interval_s: float = 5.0, queue_rows: int = 4096):
+        self.path = Path(path)
+        self.flush_interval_s = flush_interval_s
+        self.fsync_interval_s = fsync_interval_s
+        self.rows_written = {t.name: 0 for t in TABLES}
+        self.error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_rows)
+        self._tables = {t.name: t for t in TABLES}
+        self._pixels = int(len(metadata.wavelength_nm))
+        self._analytes = len(metadata.analytes)
+        self._closed = False
+        self._lock_fd = _hold_writer_lock(self.path)
+        try:
+            self._file = self._create(metadata)
+        except BaseException:
+            _release_writer_lock(self.path, self._lock_fd)
+            raise
+        self._thread = threading.Thread(target=self._run, name=f"trial-writer-{self.path.name}", daemon=True)
+        self._thread.start()
+
+    # -- creation -----------------------------------------------------------------
+
+    def _create(self, metadata: TrialMetadata) -> h5py.File:
+        if self.path.exists():
+            raise FileExistsError(f"{self.path}: a trial file of that name exists; raw files are never overwritten")
+        try:
+            handle = h5py.File(self.path, "w-", libver=("v110", "v110"))
+        except OSError as error:
+            raise StorageError(f"{self.path}: cannot create the trial file: {error}") from error
+        try:
+            self._create_layout(handle, metadata)
+            handle.flush()
+            handle.swmr_mode = True  # nothing may be created after this line
+        except OSError as error:
+            handle.close()
+            raise StorageError(f"{self.path}: cannot lay out the trial file: {error}") from error
+        return handle
+
+    def _create_layout(self, handle: h5py.File, metadata: TrialMetadata) -> None:
+        handle.attrs["default"] = "entry"
+        entry = handle.create_group("entry")
+        entry.attrs.update({
+            "NX_class": "NXentry", "default": "purity",
+            "title": metadata.title, "trial_id": metadata.trial_id, "start_time": metadata.start_time,
+            "operator": metadata.operator, "sample": metadata.sample, "recipe": metadata.recipe_text,
+            "station": metadata.station_text, "software_version": metadata.software_version,
+            "clock_speed": float(metadata.clock_speed), "flush_interval_s": float(self.flush_interval_s),
+            "file_format": "rem-daq trial 1",
+        })
+        for key, value in metadata.extra.items():
+            entry.attrs[key] = value
+        for name, initial in (("exit_status", "running"), ("end_time", ""), ("heartbeat_time", utc_now_iso())):
+            dataset = entry.create_dataset(name, shape=(), dtype=f"S{STATUS_TEXT_BYTES}")
+            dataset[()] = initial.encode()
+        entry["exit_status"].attrs["allowed"] = ", ".join(EXIT_STATUSES)
+        instrument = entry.create_group("instrument")
+        instrument.attrs["NX_class"] = "NXinstrument"
+        for table in TABLES:
+            self._create_table(handle, table)
+        spectrometer = handle["/entry/instrument/spectrometer"]
+        wavelength = spectrometer.create_dataset("wavelength", data=np.asarray(metadata.wavelength_nm, dtype="f8"))
+        wavelength.attrs.update({"units": "nm", "long_name": "wavelength of each pixel"})
+        analysis = handle["/entry/analysis"]
+        analysis.attrs.update({
+            "target": metadata.target, "target_oxide": "", "covered_elements": ", ".join(metadata.covered_elements),
+            "calibration_id": metadata.calibration_id, "calibration_file": metadata.calibration_file,
+        })
+        analysis.create_dataset("analytes", data=np.array([a.encode() for a in metadata.analytes], dtype="S3"))
+        calibration = analysis.create_group("calibration")
+        calibration.attrs["NX_class"] = "NXcollection"
+        for name, array in metadata.calibration_arrays.items():
+            calibration.create_dataset(name, data=np.asarray(array))
+        purity = entry.create_group("purity")
+        purity.attrs.update({"NX_class": "NXdata", "signal": "purity", "axes": ["time"]})
+        purity["purity"] = analysis["purity"]
+        purity["time"] = analysis["time"]
+
+    def _create_table(self, handle: h5py.File, table: Table) -> None:
+        group = handle.require_group(table.group)
+        group.attrs["NX_class"] = table.nx_class
+        for column in table.columns:
+            row_shape = column.shape(self._pixels, self._analytes)
+            dataset = group.create_dataset(
+                column.name, shape=(0, *row_shape), maxshape=(None, *row_shape),
+                chunks=(table.chunk_rows, *row_shape), dtype=column.dtype,
+                fillvalue=(np.nan if column.dtype.startswith("f") else None))
+            dataset.attrs["units"] = column.units
+            dataset.attrs["long_name"] = column.long_name
+
+    # -- producers ----------------------------------------------------------------
+
+    def append(self, table: str, **columns) -> None:
+        """Queue one row (scalars / per-row arrays) or a block of rows (leading axis = rows) for ``table``.
+
+        Blocks when the writer falls behind (no row is ever dropped); raises
+        :class:`StorageError` once the writer has failed.
+        """
+        if self.error is not None:
+            raise StorageError(f"{self.path}: the trial file can no longer be written: {self.error}") from self.error
+        if self._closed:
+            raise RuntimeError(f"{self.path}: writer is closed")
+        spec = self._tables[table]
+        missing = {c.name for c in spec.columns} - columns.keys()
+        extra = columns.keys() - {c.name for c in spec.columns}
+        if missing or extra:
+            raise ValueError(f"table {table}: missing columns {sorted(missing)}, unknown columns {sorted(extra)}")
+        self._put((table, columns))
+
+    def event(self, time_s: float, level: str, source: str, message: str) -> None:
+        """Record an event (info / warning / error) in /entry/events."""
+        encoded = message.encode("utf-8")[:240]
+        self.append("events", time=time_s, level=level.encode()[:8], source=source.encode()[:16], message=encoded)
+
+    def _put(self, item) -> None:
+        while True:
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self.error is not None or not self._thread.is_alive():
+                    raise StorageError(f"{self.path}: writer stopped: {self.error}") from self.error
+
+    # -- the writer thread ---------------------------------------------------------
+
+    def _run(self) -> None:
+        buffers: dict[str, list[dict]] = {t.name: [] for t in TABLES}
+        buffered_rows = {t.name: 0 for t in TABLES}
+        next_flush = time.monotonic() + self.flush_interval_s
+        next_fsync = time.monotonic() + self.fsync_interval_s
+        stopping = False
+        while not stopping:
+            try:
+                item = self._queue.get(timeout=max(0.0, next_flush - time.monotonic()))
+            except queue.Empty:
+                item = None
+            whole_chunk = False
+            while item is not None:
+                if item is _STOP:
+                    stopping = True
+                    break
+                name, columns = item
+                buffers[name].append(columns)
+                buffered_rows[name] += self._rows_in(name, columns)
+                whole_chunk |= buffered_rows[name] >= self._tables[name].chunk_rows * 4
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    item = None
+            now = time.monotonic()
+            if stopping or whole_chunk or now >= next_flush:
+                try:
+                    self._write(buffers)
+                    self._file["/entry/heartbeat_time"][()] = utc_now_iso().encode()
+                    self._file.flush()
+                    if now >= next_fsync:
+                        self._fsync()
+                        next_fsync = now + self.fsync_interval_s
+                except BaseException as error:  # a full disk, a lost folder: stop, keep what is flushed
+                    self.error = error
+                    return
+                for name in buffers:
+                    buffers[name] = []
+                    buffered_rows[name] = 0
+                next_flush = time.monotonic() + self.flush_interval_s
+
+    def _rows_in(self, name: str, columns: dict) -> int:
+        first = self._tables[name].columns[0]
+        value = np.asarray(columns[first.name])
+        return 1 if value.ndim == len(first.row_shape) else len(value)
+
+    def _write(self, buffers: dict[str, list[dict]]) -> None:
+        for name, rows in buffers.items():
+            if not rows:
+                continue
+            spec = self._tables[name]
+            group = self._file[spec.group]
+            for column in spec.columns:
+                row_ndim = len(column.row_shape)
+                parts = [np.asarray(row[column.name], dtype=column.dtype) for row in rows]
+                block = np.concatenate([p[np.newaxis] if p.ndim == row_ndim else p for p in parts])
+                dataset = group[column.name]
+                start = dataset.shape[0]
+                dataset.resize(start + len(block), axis=0)
+                dataset[start:] = block
+            self.rows_written[name] += len(block)
+
+    def _fsync(self) -> None:
+        self._file.flush()
+        fd = self._file.id.get_vfd_handle()
+        os.fsync(fd if isinstance(fd, int) else int(fd))
+
+    # -- closing --------------------------------------------------------------------
+
+    def close(self, exit_status: str) -> None:
+        """Write what is buffered, mark the clean end with ``exit_status``, and close the file."""
+        if exit_status not in EXIT_STATUSES[1:]:
+            raise ValueError(f"exit status {exit_status!r}; allowed: {', '.join(EXIT_STATUSES[1:])}")
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+        try:
+            # after a write error the file still says how it ended, if the disk lets us
+            self._file["/entry/end_time"][()] = utc_now_iso().encode()
+            self._file["/entry/exit_status"][()] = (exit_status if self.error is None else "failed").encode()
+            self._fsync()
+        except Exception as error:  # noqa: BLE001 - the disk may refuse even this
+            self.error = self.error or error
+        finally:
+            try:
+                self._file.close()
+            except Exception as error:  # noqa: BLE001 - a full disk can fail the final flush too
+                self.error = self.error or error
+            _release_writer_lock(self.path, self._lock_fd)
+        if self.error is not None:
+            raise StorageError(f"{self.path}: trial file closed after a write error; rows up to the last "
+                               f"flush are kept: {self.error}") from self.error
+
+    @property
+    def failed(self) -> bool:
+        """True once the writer thread has stopped on an error."""
+        return self.error is not None

@@ -59,6 +59,18 @@ class SimulatorProcess:
         self.stop()
 
 
+def _die_with_parent() -> None:
+    # Linux: the simulator gets SIGTERM when the process that started it dies, even by SIGKILL,
+    # so a killed `remdaq run` never leaves simulators behind.
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def start_simulator(module: str, *args: str, startup_timeout_s: float = 30.0,
                     env: dict[str, str] | None = None) -> SimulatorProcess:
     """Start ``python -m MODULE ARGS...`` and return it once it has printed its address.
@@ -73,6 +85,7 @@ def start_simulator(module: str, *args: str, startup_timeout_s: float = 30.0,
         stderr=subprocess.PIPE,
         env={**os.environ, **(env or {})},
         start_new_session=True,  # Ctrl-C at the terminal goes to our handler, not straight to the simulator
+        preexec_fn=_die_with_parent,
     )
     deadline = time.monotonic() + startup_timeout_s
     line = b""

@@ -1,0 +1,632 @@
+"""Simulated UV-Vis-NIR array spectrometer speaking SCPI over TCP on 127.0.0.1.
+
+Run as ``python -m drivers.sim.spectrometer [--port 0] [--pixels 2048]
+[--speed FACTOR] [--seed N] [--scenario PATH]``. Prints the VISA resource
+string ``TCPIP0::127.0.0.1::PORT::SOCKET`` alone on the first line of standard
+output, then serves clients one at a time until SIGTERM (exit code 0).
+
+Three layers, kept apart as on a real bench:
+
+- the instrument (:class:`Instrument`): the SCPI dialect of
+  ``hardware/maps/scpi-spectrometer.toml`` over the optics model of
+  :mod:`drivers.sim._optics`;
+- the bench (:class:`SimControl`): the ``SIM:`` namespace that loads standards,
+  runs scenarios, tells the truth and the noise figure, sets the clock speed and
+  arms line faults. It is *not* part of the instrument dialect;
+- the line (:class:`LineFaults`, :class:`Server`): the TCP socket, where
+  garbled, truncated, over-long, NaN-carrying, dropped, delayed or disconnected
+  answers are injected, outside the instrument model.
+
+Simulated time runs at ``speed`` x wall time; exposures shorten with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import select
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ._optics import Optics, OpticsConfig
+from .scenario import Scenario, ScenarioError, format_concentrations, load_scenario, parse_concentrations
+
+__all__ = ["Instrument", "SimControl", "LineFaults", "Server", "SimClock", "Cell", "main"]
+
+MIN_INTEGRATION_TIME_S = 0.001
+MAX_INTEGRATION_TIME_S = 60.0
+MAX_AVERAGES = 1000
+DEFAULT_INTEGRATION_TIME_S = 0.1
+_MAX_ERRORS = 16
+_MAX_LINE_BYTES = 65536
+_SCPI_NAN = 9.91e37
+
+
+class ScpiFault(Exception):
+    """An SCPI error to put in the error queue (code, message)."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Answer:
+    """One answer to send: bytes, whether it is a spectrum, and the wall time it is ready."""
+
+    data: bytes
+    is_spectrum: bool = False
+    ready_wall_s: float = 0.0
+
+
+# --- clock and cell --------------------------------------------------------------------------
+class SimClock:
+    """Simulated seconds since start; runs at ``speed`` times wall time."""
+
+    def __init__(self, speed: float = 1.0):
+        self._speed = self._check(speed)
+        self._wall0 = time.monotonic()
+        self._sim0 = 0.0
+
+    @staticmethod
+    def _check(speed: float) -> float:
+        if not (math.isfinite(speed) and 1e-3 <= speed <= 1e6):
+            raise ValueError(f"speed factor must be within 0.001-1e6, got {speed!r}")
+        return float(speed)
+
+    @property
+    def speed(self) -> float:
+        return self._speed
+
+    def now_s(self) -> float:
+        """Simulated time (s)."""
+        return self._sim0 + self._speed * (time.monotonic() - self._wall0)
+
+    def set_speed(self, speed: float) -> None:
+        """Change the speed factor without a jump in simulated time."""
+        speed = self._check(speed)
+        self._sim0, self._wall0, self._speed = self.now_s(), time.monotonic(), speed
+
+
+class Cell:
+    """What is in the flow cell: a loaded standard (water when empty) or a running scenario."""
+
+    def __init__(self) -> None:
+        self.standard: dict[str, float] = {}
+        self.scenario: Scenario | None = None
+        self.scenario_start_s: float | None = None
+
+    def load_standard(self, concentrations: dict[str, float]) -> None:
+        self.standard = dict(concentrations)
+        self.scenario_start_s = None
+
+    def start_scenario(self, now_s: float) -> None:
+        if self.scenario is None:
+            raise ScpiFault(-221, "Settings conflict;no scenario loaded (SIM:SCEN <path>)")
+        self.scenario_start_s = now_s
+
+    def stop_scenario(self, now_s: float) -> None:
+        if self.scenario_start_s is not None:
+            self.standard = self.concentrations_at(now_s)
+            self.scenario_start_s = None
+
+    def concentrations_at(self, now_s: float) -> dict[str, float]:
+        """Element concentrations (g/L) in the cell at simulated time ``now_s``."""
+        if self.scenario is not None and self.scenario_start_s is not None:
+            return self.scenario.concentrations_at(now_s - self.scenario_start_s)
+        return dict(self.standard)
+
+
+# --- SCPI parsing ----------------------------------------------------------------------------
+Handler = Callable[[str], "Answer | str | None"]
+
+
+def _compile(pattern: str) -> tuple[tuple[frozenset[str], bool], ...]:
+    """'SYSTem:ERRor[:NEXT]' -> nodes, each with its accepted forms (short, long) and optional flag."""
+    nodes = []
+    for token in pattern.replace("[:", ":[").split(":"):
+        optional = token.startswith("[")
+        word = token.strip("[]")
+        short = "".join(ch for ch in word if ch.isupper() or ch in "*")
+        nodes.append((frozenset({short, word.upper()}), optional))
+    return tuple(nodes)
+
+
+def _matches(nodes, tokens) -> bool:
+    if not nodes:
+        return not tokens
+    (forms, optional), rest = nodes[0], nodes[1:]
+    if tokens and tokens[0] in forms and _matches(rest, tokens[1:]):
+        return True
+    return optional and _matches(rest, tokens)
+
+
+def _split_units(line: str) -> list[str]:
+    """Split a program message at ';' outside double quotes."""
+    units, current, quoted = [], [], False
+    for ch in line:
+        if ch == '"':
+            quoted = not quoted
+        if ch == ";" and not quoted:
+            units.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    units.append("".join(current))
+    return [u.strip() for u in units if u.strip()]
+
+
+class CommandTable:
+    """Header patterns -> handlers, for commands and queries."""
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[tuple, bool, Handler]] = []
+
+    def add(self, pattern: str, handler: Handler, query: bool = False) -> None:
+        self._entries.append((_compile(pattern), query, handler))
+
+    def find(self, header: str) -> Handler | None:
+        query = header.endswith("?")
+        tokens = header.rstrip("?").lstrip(":").upper().split(":")
+        for nodes, is_query, handler in self._entries:
+            if is_query == query and _matches(nodes, tokens):
+                return handler
+        return None
+
+
+def _keyword(params: str, choices: dict[str, str]) -> str:
+    word = params.strip().upper()
+    if not word:
+        raise ScpiFault(-109, "Missing parameter")
+    if word not in choices:
+        raise ScpiFault(-224, f"Illegal parameter value;{params.strip()}")
+    return choices[word]
+
+
+def _number(params: str, keywords: dict[str, float] | None = None) -> float:
+    text = params.strip().upper()
+    if not text:
+        raise ScpiFault(-109, "Missing parameter")
+    if keywords and text in keywords:
+        return keywords[text]
+    scale = 1.0
+    for suffix, factor in (("MS", 1e-3), ("US", 1e-6), ("S", 1.0)):
+        if text.endswith(suffix):
+            text, scale = text[: -len(suffix)].strip(), factor
+            break
+    try:
+        value = float(text) * scale
+    except ValueError:
+        raise ScpiFault(-104, f"Data type error;{params.strip()}") from None
+    if not math.isfinite(value):
+        raise ScpiFault(-224, f"Illegal parameter value;{params.strip()}")
+    return value
+
+
+# --- the instrument ---------------------------------------------------------------------------
+class Instrument:
+    """The spectrometer as its SCPI dialect sees it: settings, shutter, trigger, data format, errors."""
+
+    def __init__(self, optics: Optics, clock: SimClock, cell: Cell, rng: np.random.Generator, serial: str):
+        self.optics, self.clock, self.cell, self.rng, self.serial = optics, clock, cell, rng, serial
+        self.errors: deque[tuple[int, str]] = deque()
+        self._pending: Answer | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """*RST state."""
+        self.integration_time_s = DEFAULT_INTEGRATION_TIME_S
+        self.averages = 1
+        self.shutter_open = True
+        self.data_format = "REAL"
+        self.byte_order = "SWAP"
+        self._pending = None
+
+    def push_error(self, code: int, message: str) -> None:
+        if len(self.errors) >= _MAX_ERRORS - 1:
+            if len(self.errors) == _MAX_ERRORS - 1:
+                self.errors.append((-350, "Queue overflow"))
+            return
+        self.errors.append((code, message))
+
+    def register(self, table: CommandTable) -> None:
+        """Add the dialect's commands to ``table``."""
+        pixels = self.optics.config.pixels
+        table.add("*IDN", lambda p: f"REMDAQ,SIM-UVVISNIR-{pixels},{self.serial},0.1", query=True)
+        table.add("*RST", lambda p: self.reset())
+        table.add("*CLS", lambda p: self.errors.clear())
+        table.add("*OPC", lambda p: "1", query=True)
+        table.add("SYSTem:ERRor[:NEXT]", self._next_error, query=True)
+        table.add("SENSe:DETector:PIXels", lambda p: str(pixels), query=True)
+        table.add("SENSe:INTegration:TIME", self._set_integration_time)
+        table.add("SENSe:INTegration:TIME", lambda p: f"{self.integration_time_s:.9g}", query=True)
+        table.add("SENSe:AVERage:COUNt", self._set_averages)
+        table.add("SENSe:AVERage:COUNt", lambda p: str(self.averages), query=True)
+        table.add("CALCulate:WAVelength:COEFficients",
+                  lambda p: ",".join(f"{c:.12e}" for c in self.optics.coefficients), query=True)
+        table.add("SOURce:SHUTter", self._set_shutter)
+        table.add("SOURce:SHUTter", lambda p: "OPEN" if self.shutter_open else "CLOS", query=True)
+        table.add("FORMat[:DATA]", self._set_format)
+        table.add("FORMat[:DATA]", lambda p: "REAL,32" if self.data_format == "REAL" else "ASC", query=True)
+        table.add("FORMat:BORDer", self._set_byte_order)
+        table.add("FORMat:BORDer", lambda p: self.byte_order, query=True)
+        table.add("INITiate[:IMMediate]", lambda p: self._initiate())
+        table.add("FETCh:SPECtrum", self._fetch, query=True)
+        table.add("MEASure:SPECtrum", self._measure, query=True)
+
+    def _next_error(self, params: str) -> str:
+        code, message = self.errors.popleft() if self.errors else (0, "No error")
+        return f'{code},"{message}"'
+
+    def _set_integration_time(self, params: str) -> None:
+        value = _number(params, {"MIN": MIN_INTEGRATION_TIME_S, "MAX": MAX_INTEGRATION_TIME_S})
+        if not (MIN_INTEGRATION_TIME_S <= value <= MAX_INTEGRATION_TIME_S):
+            raise ScpiFault(-222, f"Data out of range;integration time {value:g} s not in "
+                                  f"{MIN_INTEGRATION_TIME_S:g}-{MAX_INTEGRATION_TIME_S:g} s")
+        self.integration_time_s = round(value, 6)  # 1 us resolution
+        self._pending = None
+
+    def _set_averages(self, params: str) -> None:
+        text = params.strip()
+        if not re.fullmatch(r"[+]?\d+", text):
+            raise ScpiFault(-104 if text else -109, f"Data type error;{text}" if text else "Missing parameter")
+        value = int(text)
+        if not 1 <= value <= MAX_AVERAGES:
+            raise ScpiFault(-222, f"Data out of range;averages {value} not in 1-{MAX_AVERAGES}")
+        self.averages = value
+        self._pending = None
+
+    def _set_shutter(self, params: str) -> None:
+        self.shutter_open = _keyword(params, {"OPEN": "OPEN", "CLOS": "CLOS", "CLOSE": "CLOS",
+                                              "CLOSED": "CLOS"}) == "OPEN"
+        self._pending = None
+
+    def _set_format(self, params: str) -> None:
+        text = re.sub(r"\s+", "", params.upper())
+        if text in ("REAL", "REAL,32"):
+            self.data_format = "REAL"
+        elif text in ("ASC", "ASCII"):
+            self.data_format = "ASC"
+        elif not text:
+            raise ScpiFault(-109, "Missing parameter")
+        else:
+            raise ScpiFault(-224, f"Illegal parameter value;{params.strip()} (REAL,32 or ASCii)")
+
+    def _set_byte_order(self, params: str) -> None:
+        self.byte_order = _keyword(params, {"NORM": "NORM", "NORMAL": "NORM", "SWAP": "SWAP", "SWAPPED": "SWAP"})
+
+    def _initiate(self) -> None:
+        exposure_s = self.integration_time_s * self.averages
+        mid_s = self.clock.now_s() + exposure_s / 2.0
+        rate = self.optics.signal_rate(self.cell.concentrations_at(mid_s), mid_s) if self.shutter_open else None
+        counts = self.optics.read_out(rate, self.integration_time_s, self.averages, self.rng)
+        ready = time.monotonic() + exposure_s / self.clock.speed
+        self._pending = Answer(self._encode(counts), is_spectrum=True, ready_wall_s=ready)
+
+    def _fetch(self, params: str) -> Answer:
+        if self._pending is None:
+            raise ScpiFault(-230, "Data corrupt or stale;no acquisition since the last change (INIT first)")
+        return self._pending
+
+    def _measure(self, params: str) -> Answer:
+        self._initiate()
+        return self._fetch(params)
+
+    def _encode(self, counts: np.ndarray) -> bytes:
+        if self.data_format == "ASC":
+            return (",".join(f"{v:.2f}" for v in counts) + "\n").encode("ascii")
+        payload = counts.astype("<f4" if self.byte_order == "SWAP" else ">f4").tobytes()
+        length = str(len(payload)).encode("ascii")
+        return b"#" + str(len(length)).encode("ascii") + length + payload + b"\n"
+
+
+# --- the line ---------------------------------------------------------------------------------
+class LineFaults:
+    """One-shot faults on the next spectrum answer, injected on the socket (outside the instrument)."""
+
+    KINDS = {"NONE": "NONE", "GARB": "GARBLE", "GARBLE": "GARBLE", "TRUN": "TRUNCATE", "TRUNCATE": "TRUNCATE",
+             "LONG": "LONG", "NAN": "NAN", "DROP": "DROP", "DEL": "DELAY", "DELAY": "DELAY",
+             "DISC": "DISCONNECT", "DISCONNECT": "DISCONNECT"}
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self.kind = "NONE"
+        self.delay_s = 0.0
+
+    def arm(self, params: str) -> None:
+        """``<kind>[,<arg>]``: GARBle, TRUNcate, LONG, NAN, DROP, DELay,<s>, DISConnect, NONE."""
+        kind, _, arg = params.partition(",")
+        kind = self.KINDS.get(kind.strip().upper())
+        if kind is None:
+            raise ScpiFault(-224, f"Illegal parameter value;fault {params.strip()!s} "
+                                  "(GARB, TRUN, LONG, NAN, DROP, DEL,<s>, DISC, NONE)")
+        delay_s = 0.0
+        if kind == "DELAY":
+            delay_s = _number(arg)
+            if not 0.0 <= delay_s <= 600.0:
+                raise ScpiFault(-222, "Data out of range;delay 0-600 s")
+        elif arg.strip():
+            raise ScpiFault(-108, "Parameter not allowed")
+        self.kind, self.delay_s = kind, delay_s
+
+    def describe(self) -> str:
+        return f"DELAY,{self.delay_s:g}" if self.kind == "DELAY" else self.kind
+
+    def take(self) -> tuple[str, float]:
+        """The armed fault (and disarm it)."""
+        armed = (self.kind, self.delay_s)
+        self.kind, self.delay_s = "NONE", 0.0
+        return armed
+
+    def corrupt(self, kind: str, data: bytes) -> bytes:
+        """The bytes a faulty line delivers instead of ``data`` (a block with its terminator)."""
+        if kind == "GARBLE":
+            garbled = bytearray(data)
+            n_digits = data[1] - 0x30 if len(data) > 1 and 0x31 <= data[1] <= 0x39 else 1
+            where = int(self.rng.integers(0, 2 + n_digits))
+            garbled[where] = int(self.rng.choice(list(b"!?@AZaz~ ")))
+            return bytes(garbled)
+        if kind == "TRUNCATE":
+            header = 2 + (data[1] - 0x30)
+            keep = header + (len(data) - header - 1) // 2
+            return data[:keep] + data[-1:]
+        if kind == "LONG":
+            return data[:-1] + bytes(self.rng.integers(0, 256, 8, dtype=np.uint8)) + data[-1:]
+        if kind == "NAN":
+            header = 2 + (data[1] - 0x30)
+            values = (len(data) - header - 1) // 4
+            at = header + 4 * int(self.rng.integers(0, values))
+            return data[:at] + np.float32(np.nan).astype("<f4").tobytes() + data[at + 4:]
+        return data
+
+
+class SimControl:
+    """The SIM: namespace: the bench around the instrument. Not part of the instrument dialect."""
+
+    def __init__(self, instrument: Instrument, faults: LineFaults):
+        self.instrument, self.faults = instrument, faults
+        self.clock, self.cell, self.optics = instrument.clock, instrument.cell, instrument.optics
+
+    def register(self, table: CommandTable) -> None:
+        """Add the SIM: commands to ``table``."""
+        table.add("SIM:STANdard", lambda p: self.cell.load_standard(self._concentrations(p)))
+        table.add("SIM:STANdard", lambda p: format_concentrations(self.cell.standard), query=True)
+        table.add("SIM:SCENario", self._load_scenario)
+        table.add("SIM:SCENario", self._scenario_state, query=True)
+        table.add("SIM:SCENario:STARt", lambda p: self.cell.start_scenario(self.clock.now_s()))
+        table.add("SIM:SCENario:STOP", lambda p: self.cell.stop_scenario(self.clock.now_s()))
+        table.add("SIM:TRUTh", lambda p: format_concentrations(self.cell.concentrations_at(self.clock.now_s())),
+                  query=True)
+        table.add("SIM:NOISe", self._noise, query=True)
+        table.add("SIM:FAULt", self.faults.arm)
+        table.add("SIM:FAULt", lambda p: self.faults.describe(), query=True)
+        table.add("SIM:SPEed", self._set_speed)
+        table.add("SIM:SPEed", lambda p: f"{self.clock.speed:g}", query=True)
+        table.add("SIM:TIME", lambda p: f"{self.clock.now_s():.6f}", query=True)
+
+    @staticmethod
+    def _concentrations(params: str) -> dict[str, float]:
+        try:
+            return parse_concentrations(params.strip().strip('"'))
+        except ScenarioError as error:
+            raise ScpiFault(-224, f"Illegal parameter value;{error}") from None
+
+    def _load_scenario(self, params: str) -> None:
+        path = params.strip().strip('"')
+        if not path:
+            raise ScpiFault(-109, "Missing parameter")
+        try:
+            scenario = load_scenario(path)
+        except ScenarioError as error:
+            code = -256 if "not found" in str(error) else -224
+            raise ScpiFault(code, f"File name not found;{error}" if code == -256 else f"Illegal parameter value;{error}") from None
+        self.cell.stop_scenario(self.clock.now_s())  # the cell keeps what it holds until the new one starts
+        self.cell.scenario = scenario
+
+    def _scenario_state(self, params: str) -> str:
+        cell = self.cell
+        if cell.scenario is None:
+            return '"",0,0'
+        running = cell.scenario_start_s is not None
+        elapsed = self.clock.now_s() - cell.scenario_start_s if running else 0.0
+        return f'"{cell.scenario.name}",{int(running)},{elapsed:.3f}'
+
+    def _noise(self, params: str) -> str:
+        wavelength_nm = _number(params)
+        now = self.clock.now_s()
+        inst = self.instrument
+        sample = self.optics.signal_rate(self.cell.concentrations_at(now), now)
+        blank = self.optics.signal_rate({}, now)
+        std = self.optics.absorbance_noise_std(sample, blank, inst.integration_time_s, inst.averages)
+        pixel = int(np.argmin(np.abs(self.optics.wavelengths_nm - wavelength_nm)))
+        value = std[pixel]
+        return f"{value:.6g}" if math.isfinite(value) else f"{_SCPI_NAN:g}"
+
+    def _set_speed(self, params: str) -> None:
+        try:
+            self.clock.set_speed(_number(params))
+        except ValueError as error:
+            raise ScpiFault(-222, f"Data out of range;{error}") from None
+
+
+class Device:
+    """Instrument + SIM namespace behind one command table: program message in, answers out."""
+
+    def __init__(self, instrument: Instrument, control: SimControl):
+        self.instrument = instrument
+        self.table = CommandTable()
+        instrument.register(self.table)
+        control.register(self.table)
+
+    def handle(self, line: str) -> list[Answer]:
+        """Execute one program message; errors go to the error queue, as SCPI wants (no answer)."""
+        texts: list[str] = []
+        answers: list[Answer] = []
+        for unit in _split_units(line):
+            header, _, params = unit.partition(" ")
+            handler = self.table.find(header.strip())
+            if handler is None:
+                self.instrument.push_error(-113, f"Undefined header;{header.strip()[:40]}")
+                continue
+            try:
+                result = handler(params)
+            except ScpiFault as fault:
+                self.instrument.push_error(fault.code, fault.message.replace('"', "'"))
+                continue
+            except Exception as error:  # a simulator bug must not kill the session
+                self.instrument.push_error(-300, f"Device-specific error;{type(error).__name__}: {error}"[:200])
+                continue
+            if isinstance(result, Answer):
+                self._flush(texts, answers)
+                answers.append(result)
+            elif isinstance(result, str):
+                texts.append(result)
+        self._flush(texts, answers)
+        return answers
+
+    @staticmethod
+    def _flush(texts: list[str], answers: list[Answer]) -> None:
+        """Text answers of one message go out as one line, joined by ';' (SCPI response message)."""
+        if texts:
+            answers.append(Answer((";".join(texts) + "\n").encode("ascii")))
+            texts.clear()
+
+
+class Server:
+    """TCP server on 127.0.0.1: one client at a time, line faults applied to spectrum answers."""
+
+    def __init__(self, port: int, device: Device, faults: LineFaults):
+        self.device, self.faults = device, faults
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", port))
+        self.listener.listen(8)
+
+    @property
+    def resource(self) -> str:
+        """The VISA resource string a client opens."""
+        return f"TCPIP0::127.0.0.1::{self.listener.getsockname()[1]}::SOCKET"
+
+    def serve_forever(self) -> None:
+        while True:
+            conn, _ = self.listener.accept()
+            with conn:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._serve(conn)
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buffer = bytearray()
+        while True:
+            try:
+                chunk = conn.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buffer += chunk
+            while (end := buffer.find(b"\n")) >= 0:
+                line = bytes(buffer[:end]).decode("ascii", errors="replace").strip()
+                del buffer[: end + 1]
+                for answer in self.device.handle(line):
+                    if not self._send(conn, answer):
+                        return
+            if len(buffer) > _MAX_LINE_BYTES:
+                return
+
+    def _send(self, conn: socket.socket, answer: Answer) -> bool:
+        """Send one answer through the (possibly faulty) line; False when the connection is over."""
+        if answer.ready_wall_s and not _wait_until(conn, answer.ready_wall_s):
+            return False
+        data = answer.data
+        if answer.is_spectrum:
+            kind, delay_s = self.faults.take()
+            if kind == "DROP":
+                return True
+            if kind == "DISCONNECT":
+                return False
+            if kind == "DELAY" and not _wait_until(conn, time.monotonic() + delay_s):
+                return False
+            if data.startswith(b"#"):
+                data = self.faults.corrupt(kind, data)
+        try:
+            conn.sendall(data)
+        except OSError:
+            return False
+        return True
+
+
+def _wait_until(conn: socket.socket, deadline_wall_s: float) -> bool:
+    """Wait until the deadline; False at once if the client hangs up meanwhile."""
+    while (remaining := deadline_wall_s - time.monotonic()) > 0:
+        readable, _, _ = select.select([conn], [], [], remaining)
+        if not readable:
+            continue
+        try:
+            if conn.recv(1, socket.MSG_PEEK) == b"":
+                return False
+        except OSError:
+            return False
+        time.sleep(max(0.0, deadline_wall_s - time.monotonic()))  # more commands queued: just wait
+        break
+    return True
+
+
+class _Shutdown(Exception):
+    pass
+
+
+def _shutdown(signum, frame):
+    raise _Shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: serve the simulated spectrometer until SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m drivers.sim.spectrometer", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--pixels", type=int, default=2048, help="detector pixels (e.g. 2048, 3648)")
+    parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the detector's fixed pattern and noise")
+    parser.add_argument("--scenario", help="scenario file or bundled name to start at once")
+    args = parser.parse_args(argv)
+    try:
+        if not 16 <= args.pixels <= 16384:
+            raise ValueError(f"--pixels must be 16-16384, got {args.pixels}")
+        clock = SimClock(args.speed)
+        cell = Cell()
+        if args.scenario:
+            cell.scenario = load_scenario(args.scenario)
+            cell.start_scenario(clock.now_s())
+        optics = Optics(OpticsConfig(pixels=args.pixels), seed=args.seed)
+    except (ValueError, ScenarioError) as error:
+        print(f"spectrometer simulator: {error}", file=sys.stderr)
+        return 2
+    seeds = np.random.SeedSequence(args.seed).spawn(2)
+    instrument = Instrument(optics, clock, cell, np.random.default_rng(seeds[0]), serial=f"SIM{args.seed:05d}")
+    faults = LineFaults(np.random.default_rng(seeds[1]))
+    server = Server(args.port, Device(instrument, SimControl(instrument, faults)), faults)
+    signal.signal(signal.SIGTERM, _shutdown)
+    signal.signal(signal.SIGINT, _shutdown)
+    try:
+        print(server.resource, flush=True)
+        server.serve_forever()
+    except _Shutdown:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,6 +12,7 @@ from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, R
 __all__ = [
     "Eurotherm",
     "ScpiSpectrometer",
+    "ScpiError",
     "InstrumentError",
     "LimitError",
     "NotConnected",
@@ -27,8 +28,8 @@ def __getattr__(name):
         from .eurotherm import Eurotherm
 
         return Eurotherm
-    if name == "ScpiSpectrometer":
-        from .spectrometer import ScpiSpectrometer
+    if name in ("ScpiSpectrometer", "ScpiError"):
+        from . import spectrometer
 
-        return ScpiSpectrometer
+        return getattr(spectrometer, name)
     raise AttributeError(f"module 'drivers' has no attribute {name!r}")

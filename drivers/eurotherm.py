@@ -1,0 +1,325 @@
+"""Eurotherm 2400/3200-family furnace controller over Modbus RTU.
+
+One declarative line per property over :mod:`drivers._modbus`; register
+addresses, encoding and status bits come from a map in ``hardware/maps``.
+
+Safety rules (docs/instruments/furnace.md): limits are checked before a byte
+is sent; live setpoints go to the map's comms setpoint (RAM), never to the
+EEPROM-backed SP1; every write is read back; the controller ramps by itself,
+so a setpoint is only sent while its rate limit is on and within the station
+limit. A failed read raises; it never returns a stale or a wrong number.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, ReadbackMismatch
+from ._modbus import ModbusLink
+from ._register_map import Register, RegisterMap, load_register_map
+
+__all__ = ["Eurotherm", "FurnaceReading", "FurnaceStatus", "SensorFault"]
+
+
+class SensorFault(InstrumentError):
+    """The controller reports sensor break or PV out of range: its PV is not a temperature."""
+
+
+@dataclass(frozen=True)
+class FurnaceStatus:
+    """The controller's status word, decoded with the map's bit numbers."""
+
+    raw: int
+    alarm_1: bool = False
+    alarm_2: bool = False
+    alarm_3: bool = False
+    alarm_4: bool = False
+    manual: bool = False
+    sensor_break: bool = False
+    loop_break: bool = False
+    heater_fail: bool = False
+    tuning: bool = False
+    program_end: bool = False
+    pv_out_of_range: bool = False
+
+    @classmethod
+    def from_word(cls, raw: int, bits: dict[str, int]) -> "FurnaceStatus":
+        """Decode a 16-bit status word given ``{flag: bit number}``."""
+        return cls(raw=raw, **{flag: bool(raw >> bit & 1) for flag, bit in bits.items()
+                               if flag in _STATUS_FIELDS})
+
+    @property
+    def any_alarm(self) -> bool:
+        """Any alarm output, or a sensor, loop, heater or range fault."""
+        return any((self.alarm_1, self.alarm_2, self.alarm_3, self.alarm_4, self.sensor_break,
+                    self.loop_break, self.heater_fail, self.pv_out_of_range))
+
+
+_STATUS_FIELDS = {f.name for f in fields(FurnaceStatus)} - {"raw"}
+
+
+@dataclass(frozen=True)
+class FurnaceReading:
+    """One poll; ``temperature_C`` is NaN when the status says the PV is not valid."""
+
+    temperature_C: float
+    setpoint_C: float
+    working_setpoint_C: float
+    output_percent: float
+    status: FurnaceStatus
+
+
+class _Analog:
+    """A read-only analog parameter, named by its register (or a function of the map)."""
+
+    def __init__(self, register: str | Callable[[RegisterMap], str], doc: str) -> None:
+        self.register, self.__doc__ = register, doc
+
+    def __get__(self, instrument, owner=None):
+        if instrument is None:
+            return self
+        name = self.register if isinstance(self.register, str) else self.register(instrument.register_map)
+        return instrument._read_analog(instrument.register_map[name])
+
+
+class Eurotherm:
+    """A Eurotherm-compatible furnace controller on a serial port (Modbus RTU, 8N1).
+
+    ``max_temperature_C`` and ``max_rate_C_per_min`` are the station limits;
+    ``safe_setpoint_C`` and ``safe_rate_C_per_min`` (default: the max rate)
+    define :meth:`safe_state`. ``serial_factory`` replaces ``serial.Serial``
+    (tests use a scripted port).
+    """
+
+    setpoint_C = _Analog(lambda m: m.target_setpoint, "Target setpoint the controller is heading for, C.")
+    working_setpoint_C = _Analog("working_setpoint", "Working (rate-limited) setpoint in use now, C.")
+    output_percent = _Analog("output_power", "Heater output, percent.")
+    rate_limit_C_per_min = _Analog("setpoint_rate_limit", "Setpoint rate limit, C/min; 0 = off.")
+
+    def __init__(self, port: str, address: int = 1, baudrate: int = 9600, model: str = "2400",
+                 register_map: str | Path | None = None, max_temperature_C: float = 1200.0,
+                 max_rate_C_per_min: float = 20.0, timeout_s: float = 0.2, retries: int = 3, *,
+                 min_setpoint_C: float = 0.0, safe_setpoint_C: float = 20.0,
+                 safe_rate_C_per_min: float | None = None, serial_factory=None) -> None:
+        self.register_map = load_register_map(register_map or f"eurotherm-{model}")
+        if not max_rate_C_per_min > 0 or not max_temperature_C > min_setpoint_C:
+            raise ValueError("need max_rate_C_per_min > 0 and max_temperature_C > min_setpoint_C")
+        self.max_temperature_C, self.max_rate_C_per_min = max_temperature_C, max_rate_C_per_min
+        self.min_setpoint_C = min_setpoint_C
+        self.safe_setpoint_C = safe_setpoint_C
+        self.safe_rate_C_per_min = min(safe_rate_C_per_min or max_rate_C_per_min, max_rate_C_per_min)
+        if not 0 < self.safe_rate_C_per_min < math.inf:
+            raise ValueError("safe_rate_C_per_min must be finite and > 0 (give it when max_rate_C_per_min is inf)")
+        if not min_setpoint_C <= safe_setpoint_C <= max_temperature_C:
+            raise ValueError(f"safe_setpoint_C {safe_setpoint_C} is outside {min_setpoint_C}..{max_temperature_C}")
+        self._decimals: int | None = None
+        self._link = ModbusLink(port, address, baudrate, timeout_s, retries, serial_factory)
+        self._link.on_reopen = self._forget_scaling
+        self._link.open()
+
+    # -- plain reads --------------------------------------------------------------
+    @property
+    def ident(self) -> str:
+        """Instrument identity from the ident register, e.g. ``Eurotherm 2408 (ident 0x2480)``."""
+        code = self._read_word(self.register_map["ident"])
+        model = self.register_map.ident_codes.get(code)
+        known = model or f"{self.register_map.family}-family? unknown ident"
+        return f"Eurotherm {known} (ident 0x{code:04X}, map {self.register_map.name})"
+
+    @property
+    def status(self) -> FurnaceStatus:
+        """Alarms and faults decoded from the status word."""
+        return FurnaceStatus.from_word(self._read_word(self.register_map["status_word"]),
+                                       dict(self.register_map.status_bits))
+
+    @property
+    def temperature_C(self) -> float:
+        """Measured temperature (PV), C; :class:`SensorFault` on sensor break or PV out of range."""
+        with self._link.lock:
+            value = self._read_analog(self.register_map["process_value"])
+            status = self.status  # read after the PV: a break during the PV read is still seen
+        if status.sensor_break or status.pv_out_of_range:
+            raise SensorFault(f"PV not valid: sensor_break={status.sensor_break}, "
+                              f"pv_out_of_range={status.pv_out_of_range} (status 0x{status.raw:04X})")
+        return value
+
+    def read_all(self) -> FurnaceReading:
+        """One poll for the trial runner: PV, target SP, working SP, output and status."""
+        m = self.register_map
+        with self._link.lock:
+            temperature = self._read_analog(m["process_value"])
+            setpoint = self._read_analog(m[m.target_setpoint])
+            working = self._read_analog(m["working_setpoint"])
+            output = self._read_analog(m["output_power"])
+            status = self.status
+        if status.sensor_break or status.pv_out_of_range:
+            temperature = math.nan
+        return FurnaceReading(temperature, setpoint, working, output, status)
+
+    # -- writes -------------------------------------------------------------------
+    def set_setpoint(self, value_C: float) -> None:
+        """Send a live setpoint (comms SP); the controller ramps to it at its rate limit.
+
+        :class:`LimitError` before anything is written if the value is outside
+        the station or instrument limits, or if the controller's rate limit is
+        off or above ``max_rate_C_per_min`` (call :meth:`set_rate_limit` first).
+        """
+        live = self.register_map[self.register_map.live_setpoint]
+        self._check_setpoint(live, value_C)
+        with self._link.lock:
+            self._require_rate_limit()
+            self._write_setpoint(live, value_C)
+
+    def set_rate_limit(self, value_C_per_min: float) -> None:
+        """Set the controller's setpoint rate limit, C/min, and read it back.
+
+        0 (off) is accepted only when ``max_rate_C_per_min`` is infinite: with
+        the limit off the controller steps to a new setpoint at any rate.
+        """
+        register = self.register_map["setpoint_rate_limit"]
+        value = float(value_C_per_min)
+        if not math.isfinite(value) or value < 0:
+            raise LimitError(f"rate limit {value_C_per_min!r} C/min is not a finite value >= 0; nothing was sent")
+        if value == 0 and math.isfinite(self.max_rate_C_per_min):
+            raise LimitError(f"rate limit 0 (off) would allow ramps above {self.max_rate_C_per_min:g} C/min; "
+                             "nothing was sent")
+        if value > self.max_rate_C_per_min or not register.in_range(value):
+            raise LimitError(f"rate limit {value:g} C/min is above the limit "
+                             f"{min(self.max_rate_C_per_min, register.maximum or math.inf):g} C/min; nothing was sent")
+        self._write_analog(register, value)
+
+    def safe_state(self) -> None:
+        """Ramp down to ``safe_setpoint_C`` at <= ``safe_rate_C_per_min`` under automatic control.
+
+        Steps, each read back: rate limit, live setpoint, auto mode. A failed
+        step does not stop the next ones; the first error is raised at the end.
+        On a dead line it raises :class:`NotConnected` (and stops trying).
+        """
+        errors: list[InstrumentError] = []
+        steps = (
+            lambda: self._write_analog(self.register_map["setpoint_rate_limit"], self.safe_rate_C_per_min),
+            lambda: self._write_setpoint(self.register_map[self.register_map.live_setpoint], self.safe_setpoint_C),
+            self._ensure_auto,
+        )
+        with self._link.lock:
+            for step in steps:
+                try:
+                    step()
+                except NotConnected:
+                    raise
+                except InstrumentError as error:
+                    errors.append(error)
+        if errors:
+            raise errors[0]
+
+    # -- connection -------------------------------------------------------------------
+    def reconnect(self) -> None:
+        """Close and reopen the serial port (``NotConnected`` if it is still gone)."""
+        self._link.open()
+
+    def close(self) -> None:
+        """Close the serial port. The controller keeps running on its own."""
+        self._link.close()
+
+    def __enter__(self) -> "Eurotherm":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Eurotherm(port={self._link.port!r}, address={self._link.address}, map={self.register_map.name!r})"
+
+    # -- encoding ---------------------------------------------------------------------
+    def _forget_scaling(self) -> None:
+        self._decimals = None  # a reopened port may lead to another instrument
+
+    def _decimals_of(self, register: Register) -> int:
+        if register.decimals != "display":
+            return int(register.decimals)
+        if self._decimals is None:
+            value = self._read_word(self.register_map["decimal_places"])
+            if value > 3:
+                raise ProtocolError(f"decimal places register reads {value}; expected 0..3")
+            self._decimals = value
+        return self._decimals
+
+    def _read_word(self, register: Register) -> int:
+        return self._link.read_registers(register.address, 1, f"read {register.name}")[0]
+
+    def _read_analog(self, register: Register) -> float:
+        what = f"read {register.name}"
+        if self.register_map.area == "float":
+            high, low = self._link.read_registers(self.register_map.float_address(register), 2, what)
+            value = struct.unpack(">f", struct.pack(">HH", high, low))[0]
+            if not math.isfinite(value):
+                raise ProtocolError(f"{what}: instrument sent a non-finite float")
+            return value
+        decimals = self._decimals_of(register)
+        word = self._link.read_registers(register.address, 1, what)[0]
+        return (word - 0x10000 if word & 0x8000 else word) / 10 ** decimals
+
+    def _quantize(self, register: Register, value: float) -> float:
+        """The value as the instrument will store it (its resolution)."""
+        if self.register_map.area == "float":
+            return struct.unpack(">f", struct.pack(">f", value))[0]
+        decimals = self._decimals_of(register)
+        return round(value * 10 ** decimals) / 10 ** decimals
+
+    def _write_analog(self, register: Register, value: float) -> None:
+        """Write one analog register and read it back."""
+        what = f"write {register.name}"
+        if self.register_map.area == "float":
+            words = list(struct.unpack(">HH", struct.pack(">f", value)))
+            self._link.write_registers(self.register_map.float_address(register), words, what)
+        else:
+            raw = round(value * 10 ** self._decimals_of(register))
+            if not -0x8000 <= raw <= 0x7FFF:
+                raise LimitError(f"{what}: {value!r} does not fit a 16-bit register; nothing was sent")
+            self._link.write_register(register.address, raw & 0xFFFF, what,
+                                      functioncode=self.register_map.single_write_function)
+        self._expect(register, self._quantize(register, value), register)
+
+    def _expect(self, register: Register, expected: float, written: Register) -> None:
+        actual = self._read_analog(register)
+        if abs(actual - expected) > 1e-6 * max(1.0, abs(expected)):
+            raise ReadbackMismatch(f"wrote {expected!r} to {written.name}, {register.name} reads back {actual!r}")
+
+    # -- safety helpers -------------------------------------------------------------
+    def _check_setpoint(self, register: Register, value_C: float) -> None:
+        value = float(value_C)
+        low = max(self.min_setpoint_C, register.minimum if register.minimum is not None else -math.inf)
+        high = min(self.max_temperature_C, register.maximum if register.maximum is not None else math.inf)
+        if not math.isfinite(value) or not low <= value <= high:
+            raise LimitError(f"setpoint {value_C!r} C is outside {low:g}..{high:g} C; nothing was sent")
+
+    def _require_rate_limit(self) -> None:
+        if not math.isfinite(self.max_rate_C_per_min):
+            return
+        rate = self.rate_limit_C_per_min
+        if not 0 < rate <= self.max_rate_C_per_min:
+            raise LimitError(f"controller rate limit is {rate:g} C/min (0 = off); it must be on and <= "
+                             f"{self.max_rate_C_per_min:g} C/min before a setpoint is sent: call set_rate_limit; "
+                             "no setpoint was written")
+
+    def _write_setpoint(self, live: Register, value_C: float) -> None:
+        """Write the live setpoint, read it back, and check the controller uses it."""
+        self._write_analog(live, value_C)
+        target = self.register_map[self.register_map.target_setpoint]
+        try:
+            self._expect(target, self._quantize(live, value_C), live)
+        except ReadbackMismatch as error:
+            raise ReadbackMismatch(f"{error}: is the remote (comms) setpoint enabled on the controller?") from None
+
+    def _ensure_auto(self) -> None:
+        register = self.register_map["auto_manual"]
+        if self._read_word(register) != 0:
+            self._link.write_register(register.address, 0, "write auto_manual",
+                                      functioncode=self.register_map.single_write_function)
+            if self._read_word(register) != 0:
+                raise ReadbackMismatch("wrote auto (0) to auto_manual; it reads back manual")
+

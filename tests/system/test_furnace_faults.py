@@ -1,0 +1,125 @@
+"""Driver robustness on a faulty line: simulator <-> line-fault injector <-> driver, all over ptys.
+
+The simulator runs with --speed 0 (a frozen plant) so that every register has
+a known value and any wrong number accepted by the driver is detectable.
+"""
+
+import os
+
+import pytest
+
+from drivers import Eurotherm, InstrumentError, LimitError, NotConnected
+from drivers.sim.launch import start_simulator
+from drivers.sim.linefault import LineFaultInjector
+
+pytestmark = pytest.mark.system
+
+FAST = dict(baudrate=115200, timeout_s=0.05, retries=3)   # a pty has no baud rate: short timeouts
+SETPOINT_C, RATE_C_PER_MIN = 450.0, 7.5
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture(scope="module")
+def simulator():
+    with start_simulator("drivers.sim.furnace", "--speed", "0") as sim:
+        yield sim
+
+
+@pytest.fixture
+def line(simulator):
+    with LineFaultInjector(simulator.address, seed=20240611) as injector:
+        yield injector
+
+
+@pytest.fixture
+def furnace(line):
+    with Eurotherm(line.port, **FAST) as driver:
+        driver.set_rate_limit(RATE_C_PER_MIN)
+        driver.set_setpoint(SETPOINT_C)
+        yield driver
+
+
+def test_10000_reads_with_1_percent_bad_frames_accept_no_wrong_value(furnace, line):
+    expected = {  # distinct known values: a misrouted or garbled answer would show
+        "setpoint_C": SETPOINT_C, "rate_limit_C_per_min": RATE_C_PER_MIN, "working_setpoint_C": 20.0,
+        "output_percent": 0.0, "ident": furnace.ident,
+    }
+    names = list(expected)
+    line.set_faults(corrupt=0.005, truncate=0.005)
+    succeeded, wrong = 0, []
+    for i in range(10_000):
+        name = names[i % len(names)]
+        try:
+            value = getattr(furnace, name)
+        except InstrumentError:
+            continue
+        succeeded += 1
+        if value != expected[name]:
+            wrong.append((i, name, value))
+    injected = sum(line.faults.values())
+    assert wrong == []
+    assert succeeded >= 9_990, f"only {succeeded} of 10000 reads succeeded within the retry budget"
+    assert injected >= 100, f"only {injected} faults were injected"
+    assert {kind for _, kind in line.faults} == {"corrupt", "truncate"}
+
+
+def test_answers_delayed_past_the_timeout_are_retried_never_mistaken(line):
+    timeout_s = 0.06
+    with Eurotherm(line.port, **{**FAST, "timeout_s": timeout_s}) as furnace:
+        furnace.set_rate_limit(RATE_C_PER_MIN)
+        furnace.set_setpoint(SETPOINT_C)
+        # late by 1.33 timeouts: after the client gave up, before its drain ends (2 timeouts)
+        line.set_faults(delay=0.1, delay_s=timeout_s * 4 / 3, direction="to_client")
+        values = {"setpoint_C": SETPOINT_C, "rate_limit_C_per_min": RATE_C_PER_MIN}
+        for i in range(200):
+            name = list(values)[i % 2]
+            try:
+                value = getattr(furnace, name)
+            except InstrumentError:
+                continue
+            assert value == values[name], f"read {i}: {name} = {value}, a late answer was taken for this one"
+    assert line.faults[("to_client", "delay")] >= 5
+
+
+@pytest.mark.parametrize("mode", ["vanish", "silent"])
+def test_unplug_is_not_connected_within_two_polls_and_recovers(furnace, line, mode):
+    assert furnace.read_all().setpoint_C == SETPOINT_C
+    line.unplug(mode)
+    outcomes = []
+    for _ in range(2):
+        try:
+            furnace.read_all()
+            outcomes.append("reading")
+        except NotConnected:
+            outcomes.append("not connected")
+    assert "not connected" in outcomes
+    line.replug()
+    assert furnace.read_all().setpoint_C == SETPOINT_C
+
+
+def test_20_unplug_cycles_leak_no_file_descriptors(furnace, line):
+    def cycle():
+        line.unplug("vanish")
+        with pytest.raises(NotConnected):
+            furnace.read_all()
+        line.replug()
+        assert furnace.read_all().setpoint_C == SETPOINT_C
+
+    cycle()  # warm up: first-use allocations (imports, caches) are not leaks
+    before = open_fds()
+    for _ in range(20):
+        cycle()
+    assert open_fds() == before
+
+
+def test_refused_values_leave_the_line_silent(furnace, line):
+    before = line.bytes_from_client
+    for call, value in [("set_setpoint", 1250.0), ("set_setpoint", -1.0), ("set_setpoint", float("nan")),
+                        ("set_rate_limit", 21.0), ("set_rate_limit", 0.0), ("set_rate_limit", -3.0)]:
+        with pytest.raises(LimitError):
+            getattr(furnace, call)(value)
+    assert furnace.ident  # one 8-byte request; its answer proves the relay has seen everything before it
+    assert line.bytes_from_client == before + 8

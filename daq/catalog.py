@@ -129,7 +129,7 @@ class Catalog:
             try:
                 with open_trial(path) as trial:
                     self.record(trial.summary())
-            except (TrialFileError, OSError, KeyError) as error:
+            except (TrialFileError, OSError, KeyError, RuntimeError) as error:
                 self.record({"trial_id": f"unreadable:{self._relative(path)}", "file": str(path),
                              "title": f"unreadable: {str(error)[:200]}", "state": "unreadable"})
         return self.entries()

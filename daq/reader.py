@@ -52,13 +52,20 @@ class TrialReader:
             raise TrialFileError(f"{self.path}: no such trial file")
         try:
             self._file = h5py.File(self.path, "r", swmr=True)
-        except OSError as error:
+        except (OSError, RuntimeError) as error:  # h5py raises RuntimeError for some corrupt superblocks
             raise TrialFileError(f"{self.path}: cannot be opened as a trial file (still being created, "
                                  f"or corrupt): {error}") from None
-        if "entry" not in self._file or "exit_status" not in self._file["entry"]:
+        try:
+            if "entry" not in self._file or "exit_status" not in self._file["entry"]:
+                raise TrialFileError(f"{self.path}: not a rem-daq trial file (no /entry/exit_status)")
+            self.refresh()
+        except TrialFileError:
             self._file.close()
-            raise TrialFileError(f"{self.path}: not a rem-daq trial file (no /entry/exit_status)")
-        self.refresh()
+            raise
+        except (KeyError, OSError, RuntimeError) as error:
+            self._file.close()
+            raise TrialFileError(f"{self.path}: incomplete trial file (still being created, or corrupt): "
+                                 f"{error}") from None
 
     # -- lifetime -------------------------------------------------------------------
 

@@ -18,6 +18,18 @@ from .elements import (
     oxide_factor,
     oxide_to_element_g_per_L,
 )
+from .absorbance import absorbance
+from .calibration import Calibration, CalibrationQuality, Standards, baseline_basis, calibrate
+from .quantify import Quantification, quantify, quantify_counts
+from .purity import PurityResult, oxide_purity
+from .separation import (
+    decontamination_factor,
+    distribution_ratio,
+    extraction_percent,
+    fenske_minimum_stages,
+    recovery,
+    separation_factor,
+)
 
 __all__ = [
     "ELEMENTS",
@@ -32,4 +44,23 @@ __all__ = [
     "mol_per_L_to_g_per_L",
     "oxide_factor",
     "oxide_to_element_g_per_L",
+    # spectra -> concentrations -> purity
+    "absorbance",
+    "calibrate",
+    "Calibration",
+    "CalibrationQuality",
+    "Standards",
+    "baseline_basis",
+    "quantify",
+    "quantify_counts",
+    "Quantification",
+    "oxide_purity",
+    "PurityResult",
+    # separation metrics
+    "distribution_ratio",
+    "separation_factor",
+    "extraction_percent",
+    "recovery",
+    "decontamination_factor",
+    "fenske_minimum_stages",
 ]

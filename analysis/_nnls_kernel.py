@@ -1,0 +1,586 @@
+"""numba kernels of :func:`analysis.quantify`: batch normal equations, then a small NNLS per spectrum.
+
+Private. The model per spectrum is ``y = X @ v`` with ``X = [S^T | Q^T | B]``
+(P, n): K analyte columns (constrained ``v >= 0``), then free columns
+(curvature terms, baseline). Pixel weights ``w`` (P,) make it weighted least
+squares. Per spectrum:
+
+1. one pass over the pixels builds ``r = X^T W y`` (the spectrum's row of the
+   batch matrix product, computed four spectra at a time), ``y^T W y`` and the
+   mask (NaN absorbance, or invalid counts);
+2. spectra without masked pixels use the batch normal matrix ``N = X^T W X``;
+   a spectrum with masked pixels builds its own (downdate or rebuild);
+3. Lawson-Hanson active-set NNLS on the column-scaled normal equations, with
+   the free columns always passive, warm-started from the unconstrained
+   solution;
+4. uncertainty from the residual: ``(s^2 + v^T G v) * inv(N_FF)`` for the free
+   set F; an analyte held at zero gets the variance it would have if freed
+   alone (inverse Schur complement); the calibration's model variance
+   ``model_var`` (K,) is added.
+
+A calibration made from noisy standards has noise in S; it inflates
+``S W S^T`` by its expected energy and biases every estimate low
+(errors-in-variables attenuation). ``E_w`` (per unit pixel weight) removes that
+expectation: the solve uses ``N - wsum * E_w``. It is zero for a calibration
+without standards (``Calibration.from_sensitivity``), where the problem is plain
+weighted NNLS.
+
+Status codes per spectrum: see the ``STATUS_*`` constants.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ._numba_cache import njit_cached
+
+STATUS_OK = 0
+STATUS_TOO_FEW_PIXELS = 1  # fewer valid pixels than model terms: everything NaN
+STATUS_DEGENERATE = 2  # baseline undetermined over the valid pixels: everything NaN
+STATUS_MAX_ITER = 3  # active set did not settle; feasible point returned
+
+_LN10 = math.log(10.0)
+_LN2 = math.log(2.0)
+_SMALLEST_NORMAL = 2.2250738585072014e-308
+_TWO54 = 18014398509481984.0
+# Reassociation lets LLVM vectorise the pixel reductions; NaN/inf semantics are kept.
+# error_model="numpy" (x/0 -> inf/NaN, no ZeroDivisionError check) is what lets divisions vectorise.
+_FASTMATH = {"reassoc", "contract", "nsz"}
+
+
+# --------------------------------------------------------------------------- small dense algebra
+
+@njit_cached(error_model="numpy")
+def _cholesky(Ns, order, m, L, tau):
+    """Cholesky factor of ``Ns[order[:m]][:, order[:m]]`` into ``L[:m, :m]``.
+
+    Returns -1, or the position of the first pivot <= ``tau`` (that variable is
+    numerically a combination of the ones before it).
+    """
+    for a in range(m):
+        ia = order[a]
+        for b in range(a + 1):
+            acc = Ns[ia, order[b]]
+            for c in range(b):
+                acc -= L[a, c] * L[b, c]
+            if a == b:
+                if acc <= tau:
+                    return a
+                L[a, a] = math.sqrt(acc)
+            else:
+                L[a, b] = acc / L[b, b]
+    return -1
+
+
+@njit_cached(error_model="numpy")
+def _factor_solve(Ns, rs, order, m, L, s, tmp, n, tau):
+    """Least squares on the passive set ``order[:m]`` into ``s`` (zeros elsewhere).
+
+    Returns -1 on success or the position of the failed pivot.
+    """
+    fail = _cholesky(Ns, order, m, L, tau)
+    if fail >= 0:
+        return fail
+    for a in range(m):
+        acc = rs[order[a]]
+        for c in range(a):
+            acc -= L[a, c] * tmp[c]
+        tmp[a] = acc / L[a, a]
+    for a in range(m - 1, -1, -1):
+        acc = tmp[a]
+        for c in range(a + 1, m):
+            acc -= L[c, a] * tmp[c]
+        tmp[a] = acc / L[a, a]
+    for j in range(n):
+        s[j] = 0.0
+    for a in range(m):
+        s[order[a]] = tmp[a]
+    return -1
+
+
+@njit_cached(error_model="numpy")
+def _nnls_scaled(Ns, rs, K, n, usable, tol, tau, max_iter, x, s, order, L, tmp, inp, blocked):
+    """Lawson-Hanson NNLS on scaled normal equations; analytes ``0..K-1`` >= 0, the rest free.
+
+    Returns ``(status, m)``: the passive set is ``order[:m]`` and ``L`` holds its
+    Cholesky factor on return (status OK or MAX_ITER).
+    """
+    nb = 0
+    for j in range(K, n):
+        if not usable[j]:
+            return STATUS_DEGENERATE, 0
+        order[nb] = j
+        nb += 1
+    for j in range(n):
+        x[j] = 0.0
+        blocked[j] = False
+    # Warm start 1: the unconstrained solution, when it is already feasible.
+    m = nb
+    for k in range(K):
+        if usable[k]:
+            order[m] = k
+            m += 1
+    started = False
+    if _factor_solve(Ns, rs, order, m, L, s, tmp, n, tau) < 0:
+        feasible = True
+        for a in range(nb, m):
+            if s[order[a]] <= 0.0:
+                feasible = False
+        if feasible:
+            for j in range(n):
+                x[j] = s[j]
+            return STATUS_OK, m
+        # Warm start 2: only the analytes that came out positive.
+        m2 = nb
+        for a in range(nb, m):
+            if s[order[a]] > 0.0:
+                order[m2] = order[a]
+                m2 += 1
+        m = m2
+        if _factor_solve(Ns, rs, order, m, L, s, tmp, n, tau) < 0:
+            started = True
+            for a in range(nb, m):
+                if s[order[a]] <= 0.0:
+                    started = False
+    if not started:  # cold start: baseline only
+        m = nb
+        if _factor_solve(Ns, rs, order, m, L, s, tmp, n, tau) >= 0:
+            return STATUS_DEGENERATE, 0
+    for j in range(n):
+        x[j] = s[j]
+
+    for _ in range(max_iter):
+        for j in range(n):
+            inp[j] = False
+        for a in range(m):
+            inp[order[a]] = True
+        best = -1
+        best_gradient = tol
+        for k in range(K):
+            if usable[k] and not inp[k] and not blocked[k]:
+                g = rs[k]
+                for j in range(n):
+                    g -= Ns[k, j] * x[j]
+                if g > best_gradient:
+                    best_gradient = g
+                    best = k
+        if best < 0:
+            return STATUS_OK, m
+        order[m] = best
+        m += 1
+        while True:  # Lawson-Hanson inner loop: stay feasible
+            fail = _factor_solve(Ns, rs, order, m, L, s, tmp, n, tau)
+            if fail >= 0:
+                j = order[fail]
+                if j >= K:
+                    return STATUS_DEGENERATE, 0
+                for a in range(fail, m - 1):
+                    order[a] = order[a + 1]
+                m -= 1
+                x[j] = 0.0
+                blocked[j] = True
+                continue
+            alpha = 2.0
+            j_min = -1
+            for a in range(nb, m):
+                j = order[a]
+                if s[j] <= 0.0:
+                    t = x[j] / (x[j] - s[j])
+                    if t < alpha:
+                        alpha = t
+                        j_min = j
+            if alpha > 1.0:
+                for j in range(n):
+                    x[j] = s[j]
+                if x[best] > 0.0:
+                    for j in range(n):
+                        blocked[j] = False
+                break
+            for a in range(m):
+                j = order[a]
+                x[j] += alpha * (s[j] - x[j])
+            x[j_min] = 0.0
+            m2 = nb
+            for a in range(nb, m):
+                j = order[a]
+                if x[j] > 0.0:
+                    order[m2] = j
+                    m2 += 1
+                else:
+                    x[j] = 0.0
+                    if j == best:
+                        blocked[j] = True
+            m = m2
+    # Refactor so that L matches order[:m] for the covariance.
+    _factor_solve(Ns, rs, order, m, L, s, tmp, n, tau)
+    return STATUS_MAX_ITER, m
+
+
+# --------------------------------------------------------------------------- one spectrum
+
+@njit_cached(error_model="numpy")
+def _spectrum_normal(X, w, vbuf, nmask, nvalid, N_full, Nu):
+    """Normal matrix of one spectrum: the batch one, downdated or rebuilt for masked pixels."""
+    P, n = X.shape
+    if nmask == 0:
+        for a in range(n):
+            for b in range(n):
+                Nu[a, b] = N_full[a, b]
+        return
+    downdate = 4 * nmask < nvalid
+    for a in range(n):
+        for b in range(n):
+            Nu[a, b] = N_full[a, b] if downdate else 0.0
+    sign = -1.0 if downdate else 1.0
+    for p in range(P):
+        if w[p] > 0.0 and (vbuf[p] == 0.0) == downdate:
+            wp = sign * w[p]
+            for a in range(n):
+                xa = wp * X[p, a]
+                for b in range(a + 1):
+                    Nu[a, b] += xa * X[p, b]
+    for a in range(n):
+        for b in range(a):
+            Nu[b, a] = Nu[a, b]
+
+
+@njit_cached(error_model="numpy")
+def _solve_spectrum(i, r, yWy, wsum, nvalid, nmask, vbuf, X, w, N_full, E_w, K, tol_rel, tau, G, model_var,
+                    ws_mat, ws_vec, ws_int, ws_bool,
+                    out_conc, out_sigma, out_base, out_rms, out_status):
+    """Solve one spectrum from its ``r = X^T W y`` and write row ``i`` of the outputs."""
+    n = X.shape[1]
+    Nu = ws_mat[0]
+    Ns = ws_mat[1]
+    L = ws_mat[2]
+    d = ws_vec[0]
+    rs = ws_vec[1]
+    x = ws_vec[2]
+    s = ws_vec[3]
+    tmp = ws_vec[4]
+    var = ws_vec[5]
+    order = ws_int
+    usable = ws_bool[0]
+    inp = ws_bool[1]
+    blocked = ws_bool[2]
+    nan = np.nan
+    if nvalid < n:
+        for k in range(K):
+            out_conc[i, k] = nan
+            out_sigma[i, k] = nan
+        for j in range(n - K):
+            out_base[i, j] = nan
+        out_rms[i] = nan
+        out_status[i] = STATUS_TOO_FEW_PIXELS
+        return
+    _spectrum_normal(X, w, vbuf, nmask, nvalid, N_full, Nu)
+    # Errors-in-variables correction: the calibration's noise in S adds wsum * E_w to S W S^T.
+    for j in range(n):
+        diag = Nu[j, j] - wsum * E_w[j, j]
+        usable[j] = diag > 1e-9 * N_full[j, j] and diag > 0.0
+        d[j] = 1.0 / math.sqrt(diag) if usable[j] else 0.0
+    for a in range(n):
+        rs[a] = r[a] * d[a]
+        for b in range(n):
+            Ns[a, b] = (Nu[a, b] - wsum * E_w[a, b]) * d[a] * d[b]
+        if usable[a]:
+            Ns[a, a] = 1.0
+    tol = tol_rel * math.sqrt(max(yWy, 0.0)) + 1e-300
+    status, m = _nnls_scaled(Ns, rs, K, n, usable, tol, tau, 3 * n + 10, x, s, order, L, tmp, inp, blocked)
+    if status == STATUS_DEGENERATE:
+        for k in range(K):
+            out_conc[i, k] = nan
+            out_sigma[i, k] = nan
+        for j in range(n - K):
+            out_base[i, j] = nan
+        out_rms[i] = nan
+        out_status[i] = status
+        return
+    # Residual sum of squares from the (uncorrected) normal equations.
+    rss = yWy
+    for a in range(n):
+        acc = 0.0
+        for b in range(n):
+            acc += Nu[a, b] * x[b] * d[b]
+        rss += x[a] * d[a] * (acc - 2.0 * r[a])
+    rss = max(rss, 0.0)
+    dof = nvalid - m
+    s2 = rss / dof if dof > 0 else nan
+    # Variance factors: diag(inv(Ns_FF)) from the inverse of L, inverse Schur complements for the rest.
+    for j in range(n):
+        inp[j] = False
+        var[j] = math.inf
+    for a in range(m):
+        inp[order[a]] = True
+    for b in range(m):
+        for a in range(b):
+            tmp[a] = 0.0
+        tmp[b] = 1.0 / L[b, b]
+        total = tmp[b] * tmp[b]
+        for a in range(b + 1, m):
+            acc = 0.0
+            for c in range(b, a):
+                acc -= L[a, c] * tmp[c]
+            tmp[a] = acc / L[a, a]
+            total += tmp[a] * tmp[a]
+        var[order[b]] = total
+    for k in range(K):
+        if usable[k] and not inp[k]:
+            norm2 = 0.0
+            for a in range(m):
+                acc = Ns[order[a], k]
+                for c in range(a):
+                    acc -= L[a, c] * tmp[c]
+                tmp[a] = acc / L[a, a]
+                norm2 += tmp[a] * tmp[a]
+            schur = 1.0 - norm2
+            var[k] = 1.0 / schur if schur > tau else math.inf
+    # Back to physical units; calibration term c^T G c.
+    q = 0.0
+    for a in range(G.shape[0]):  # analytes and curvature terms: the columns calibrated from standards
+        ca = x[a] * d[a]
+        for b in range(G.shape[0]):
+            q += ca * G[a, b] * (x[b] * d[b])
+    q = max(q, 0.0)
+    for k in range(K):
+        if usable[k]:
+            out_conc[i, k] = x[k] * d[k]
+            out_sigma[i, k] = (math.sqrt((s2 + q) * var[k] * d[k] * d[k] + model_var[k]) if var[k] < math.inf
+                               else math.inf)
+        else:
+            out_conc[i, k] = nan
+            out_sigma[i, k] = nan
+    for j in range(K, n):
+        out_base[i, j - K] = x[j] * d[j]
+    out_rms[i] = math.sqrt(rss / wsum) if wsum > 0.0 else nan
+    out_status[i] = status
+
+
+# --------------------------------------------------------------------------- batch kernels
+
+GROUP = 4  # spectra whose products X^T W y are computed together (a 4 x 2 register tile)
+GROUPS_PER_BLOCK = 8  # groups per parallel work item
+
+
+@njit_cached(fastmath=_FASTMATH, error_model="numpy")
+def _group_products(buf, P, XWt, R):
+    """``R[g, a] = sum_p XWt[a, p] * buf[g * P + p]`` for the GROUP spectra held in ``buf``.
+
+    The block's share of the batch matrix product: each pixel of the weighted
+    design is loaded once for four spectra and two columns.
+    """
+    n = XWt.shape[0]
+    a = 0
+    while a + 1 < n:
+        s00 = s01 = s02 = s03 = 0.0
+        s10 = s11 = s12 = s13 = 0.0
+        for p in range(P):
+            u = XWt[a, p]
+            v = XWt[a + 1, p]
+            y0 = buf[p]
+            y1 = buf[P + p]
+            y2 = buf[2 * P + p]
+            y3 = buf[3 * P + p]
+            s00 += u * y0
+            s01 += u * y1
+            s02 += u * y2
+            s03 += u * y3
+            s10 += v * y0
+            s11 += v * y1
+            s12 += v * y2
+            s13 += v * y3
+        R[0, a] = s00
+        R[1, a] = s01
+        R[2, a] = s02
+        R[3, a] = s03
+        R[0, a + 1] = s10
+        R[1, a + 1] = s11
+        R[2, a + 1] = s12
+        R[3, a + 1] = s13
+        a += 2
+    if a < n:
+        s00 = s01 = s02 = s03 = 0.0
+        for p in range(P):
+            u = XWt[a, p]
+            s00 += u * buf[p]
+            s01 += u * buf[P + p]
+            s02 += u * buf[2 * P + p]
+            s03 += u * buf[3 * P + p]
+        R[0, a] = s00
+        R[1, a] = s01
+        R[2, a] = s02
+        R[3, a] = s03
+
+
+@njit_cached(fastmath=_FASTMATH, error_model="numpy")
+def _absorbance_block(blk, Y, X, XWt, w, N_full, E_w, K, tol_rel, tau, G, model_var,
+                      out_conc, out_sigma, out_base, out_rms, out_nmask, out_status):
+    """Work item ``blk`` of :func:`quantify_absorbance_batch`: GROUPS_PER_BLOCK groups of GROUP spectra."""
+    N, P = Y.shape
+    n = X.shape[1]
+    ngroups = (N + GROUP - 1) // GROUP
+    buf = np.empty(GROUP * P)
+    vbuf = np.empty(GROUP * P)
+    R = np.empty((GROUP, n))
+    yWy = np.empty(GROUP)
+    wsum = np.empty(GROUP)
+    nmask = np.empty(GROUP, np.int64)
+    nvalid = np.empty(GROUP, np.int64)
+    ws_mat = np.empty((3, n, n))
+    ws_vec = np.empty((6, n))
+    ws_int = np.empty(n, np.int64)
+    ws_bool = np.empty((3, n), np.bool_)
+    for grp in range(blk * GROUPS_PER_BLOCK, min(ngroups, (blk + 1) * GROUPS_PER_BLOCK)):
+        for g in range(GROUP):
+            i = grp * GROUP + g
+            off = g * P
+            if i >= N:
+                for p in range(P):
+                    buf[off + p] = 0.0
+                continue
+            masked = 0
+            valid = 0
+            sum_yy = 0.0
+            sum_w = 0.0
+            for p in range(P):
+                y = Y[i, p]
+                wp = w[p]
+                good = math.isfinite(y)
+                counted = wp > 0.0
+                yy = y if good else 0.0
+                buf[off + p] = yy
+                vbuf[off + p] = 1.0 if good else 0.0
+                masked += 1 if (counted and not good) else 0
+                valid += 1 if (counted and good) else 0
+                sum_yy += wp * yy * yy
+                sum_w += wp if good else 0.0
+            nmask[g] = masked
+            nvalid[g] = valid
+            yWy[g] = sum_yy
+            wsum[g] = sum_w
+        _group_products(buf, P, XWt, R)
+        for g in range(GROUP):
+            i = grp * GROUP + g
+            if i < N:
+                out_nmask[i] = nmask[g]
+                _solve_spectrum(i, R[g], yWy[g], wsum[g], nvalid[g], nmask[g], vbuf[g * P:(g + 1) * P],
+                                X, w, N_full, E_w, K, tol_rel, tau, G, model_var, ws_mat, ws_vec, ws_int, ws_bool,
+                                out_conc, out_sigma, out_base, out_rms, out_status)
+
+
+@njit_cached(parallel=True, fastmath=_FASTMATH, error_model="numpy")
+def quantify_absorbance_batch(Y, X, XWt, w, N_full, E_w, K, tol_rel, tau, G, model_var,
+                              out_conc, out_sigma, out_base, out_rms, out_nmask, out_status):
+    """Quantify absorbance spectra ``Y`` (N, P); NaN or inf pixels are left out of their spectrum's fit."""
+    N, P = Y.shape
+    n = X.shape[1]
+    ngroups = (N + GROUP - 1) // GROUP
+    nblocks = (ngroups + GROUPS_PER_BLOCK - 1) // GROUPS_PER_BLOCK
+    for blk in prange(nblocks):
+        _absorbance_block(np.int64(blk), Y, X, XWt, w, N_full, E_w, K, tol_rel, tau, G, model_var,
+                          out_conc, out_sigma, out_base, out_rms, out_nmask, out_status)
+
+
+_MANTISSA_BITS = np.int64(0x000FFFFFFFFFFFFF)
+_EXPONENT_ONE = np.int64(0x3FF0000000000000)
+_SQRT2 = math.sqrt(2.0)
+
+
+@njit_cached(fastmath=_FASTMATH, error_model="numpy")
+def _counts_block(blk, counts, dark, ln_reference, saturation, X, XWt, w, N_full, E_w, K, tol_rel, tau, G,
+                  model_var, out_conc, out_sigma, out_base, out_rms, out_nmask, out_status):
+    """Work item ``blk`` of :func:`quantify_counts_batch`: GROUPS_PER_BLOCK groups of GROUP spectra."""
+    N, P = counts.shape
+    n = X.shape[1]
+    ngroups = (N + GROUP - 1) // GROUP
+    buf = np.empty(GROUP * P)
+    value_buf = np.empty(P)
+    bits = value_buf.view(np.int64)
+    mant_bits = np.empty(P, np.int64)
+    mantissa = mant_bits.view(np.float64)
+    vbuf = np.empty(GROUP * P)
+    R = np.empty((GROUP, n))
+    yWy = np.empty(GROUP)
+    wsum = np.empty(GROUP)
+    nmask = np.empty(GROUP, np.int64)
+    nvalid = np.empty(GROUP, np.int64)
+    ws_mat = np.empty((3, n, n))
+    ws_vec = np.empty((6, n))
+    ws_int = np.empty(n, np.int64)
+    ws_bool = np.empty((3, n), np.bool_)
+    for grp in range(blk * GROUPS_PER_BLOCK, min(ngroups, (blk + 1) * GROUPS_PER_BLOCK)):
+        for g in range(GROUP):
+            i = grp * GROUP + g
+            off = g * P
+            if i >= N:
+                for p in range(P):
+                    buf[off + p] = 0.0
+                continue
+            masked = 0
+            valid = 0
+            for p in range(P):
+                c = np.float64(counts[i, p])
+                signal = c - dark[p]
+                good = (c < saturation) and (signal > 0.0) and (signal < math.inf)
+                counted = w[p] > 0.0
+                masked += 1 if (counted and not good) else 0
+                valid += 1 if (counted and good) else 0
+                value = signal if good else 1.0
+                tiny = value < _SMALLEST_NORMAL
+                value_buf[p] = value * _TWO54 if tiny else value
+                vbuf[off + p] = (2.0 if tiny else 1.0) if good else 0.0
+            for p in range(P):  # mantissa in [1, 2): exponent field set to 0
+                mant_bits[p] = (bits[p] & _MANTISSA_BITS) | _EXPONENT_ONE
+            sum_yy = 0.0
+            sum_w = 0.0
+            for p in range(P):  # ln(value) = ln(mantissa) + exponent ln 2, mantissa folded into [0.71, 1.41]
+                exponent = ((bits[p] >> 52) & 0x7FF) - 1023
+                mant = mantissa[p]
+                big = mant > _SQRT2
+                mant = 0.5 * mant if big else mant
+                flag = vbuf[off + p]
+                e = np.float64(exponent) + (1.0 if big else 0.0) - (54.0 if flag == 2.0 else 0.0)
+                z = (mant - 1.0) / (mant + 1.0)
+                z2 = z * z
+                series = 1.0 + z2 * (1.0 / 3.0 + z2 * (1.0 / 5.0 + z2 * (1.0 / 7.0 + z2 * (
+                    1.0 / 9.0 + z2 * (1.0 / 11.0 + z2 * (1.0 / 13.0 + z2 * (1.0 / 15.0 + z2 * (1.0 / 17.0))))))))
+                ln_signal = 2.0 * z * series + e * _LN2
+                a = (ln_reference[p] - ln_signal) / _LN10 if flag > 0.0 else 0.0
+                buf[off + p] = a
+                sum_yy += w[p] * a * a
+                sum_w += w[p] if flag > 0.0 else 0.0
+            nmask[g] = masked
+            nvalid[g] = valid
+            yWy[g] = sum_yy
+            wsum[g] = sum_w
+        _group_products(buf, P, XWt, R)
+        for g in range(GROUP):
+            i = grp * GROUP + g
+            if i < N:
+                out_nmask[i] = nmask[g]
+                _solve_spectrum(i, R[g], yWy[g], wsum[g], nvalid[g], nmask[g], vbuf[g * P:(g + 1) * P],
+                                X, w, N_full, E_w, K, tol_rel, tau, G, model_var, ws_mat, ws_vec, ws_int, ws_bool,
+                                out_conc, out_sigma, out_base, out_rms, out_status)
+
+
+
+@njit_cached(parallel=True, fastmath=_FASTMATH, error_model="numpy")
+def quantify_counts_batch(counts, dark, ln_reference, saturation, X, XWt, w, N_full, E_w, K, tol_rel, tau, G,
+                          model_var, out_conc, out_sigma, out_base, out_rms, out_nmask, out_status):
+    """Quantify raw counts (N, P) against one dark and one reference, absorbance computed on the fly.
+
+    ``ln_reference`` is ln(R - D) (0 where the reference is unusable, whose ``w`` is 0).
+    A pixel is masked when its counts are >= ``saturation``, non-finite, or not above the dark.
+    The natural log is evaluated inline (exponent split + atanh series, ~1e-16 relative)
+    so the pixel loop vectorises; numba has no vector log without SVML.
+    """
+    N, P = counts.shape
+    n = X.shape[1]
+    ngroups = (N + GROUP - 1) // GROUP
+    nblocks = (ngroups + GROUPS_PER_BLOCK - 1) // GROUPS_PER_BLOCK
+    for blk in prange(nblocks):
+        _counts_block(np.int64(blk), counts, dark, ln_reference, saturation, X, XWt, w, N_full, E_w, K, tol_rel,
+                      tau, G, model_var, out_conc, out_sigma, out_base, out_rms, out_nmask, out_status)

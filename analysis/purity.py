@@ -1,0 +1,119 @@
+"""Element concentrations to oxide purity: the target's oxide over the total rare-earth oxide.
+
+Policy for analytes below their detection limit (docs/decisions/0032): a
+non-target analyte whose concentration is below its detection limit counts as
+*not detected* and contributes 0 to the total oxide, because the non-negativity
+constraint turns pure noise into small positive concentrations (about 0.4 sigma
+on average per absent analyte) that would otherwise add up to a false impurity.
+Its standard uncertainty still enters ``purity_sigma``, the censored entries
+are reported in ``below_detection_limit``, and ``purity_lower_bound`` gives the
+purity if every censored analyte were present at its detection limit (the worst
+case the censoring can hide). The target is never censored. Without
+``detection_limit_g_per_L`` nothing is censored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .elements import UnknownElementError, element, oxide_factor
+
+__all__ = ["PurityResult", "oxide_purity"]
+
+
+@dataclass(frozen=True, eq=False)
+class PurityResult:
+    """Oxide purity per spectrum and what it covers.
+
+    - ``purity`` (N,): fraction (0..1, not percent) of ``target_oxide`` in the
+      total oxide of ``covered_elements``; NaN when a covered element's
+      concentration is NaN or the total is zero.
+    - ``purity_sigma`` (N,): first-order standard uncertainty (independent
+      concentration errors); NaN when no sigma was given.
+    - ``covered_elements``: the analytes the total is made of. Elements outside
+      it (e.g. La, Ce, Gd, Y: no visible bands) are not seen by this purity.
+    - ``below_detection_limit`` (N, K): analytes counted as not detected.
+    - ``purity_lower_bound`` (N,): the purity if each of those were at its
+      detection limit (equals ``purity`` when nothing was censored).
+    - ``total_oxide_g_per_L`` (N,): the total oxide the purity refers to.
+    """
+
+    purity: np.ndarray
+    purity_sigma: np.ndarray
+    covered_elements: tuple[str, ...]
+    target: str
+    target_oxide: str
+    below_detection_limit: np.ndarray
+    purity_lower_bound: np.ndarray
+    total_oxide_g_per_L: np.ndarray
+
+    @property
+    def purity_percent(self) -> np.ndarray:
+        """``purity`` in percent."""
+        return 100.0 * self.purity
+
+
+def _batch(value, name: str, K: int) -> np.ndarray:
+    data = np.asarray(value, dtype=np.float64)
+    if data.ndim == 1:
+        data = data[None, :]
+    if data.ndim != 2 or data.shape[1] != K:
+        raise ValueError(f"{name} has shape {np.shape(value)}; expected (K,) or (N, K) with K = {K} analytes")
+    return data
+
+
+def oxide_purity(concentration_g_per_L, analytes, target: str, sigma_g_per_L=None,
+                 detection_limit_g_per_L=None) -> PurityResult:
+    """Fraction of ``target``'s oxide in the total rare-earth oxide of ``analytes``, per spectrum.
+
+    ``concentration_g_per_L`` (N, K) element concentrations (e.g.
+    ``Quantification.concentration_g_per_L``); each is converted to its trade
+    oxide (Nd -> Nd2O3, Pr -> Pr6O11, ...). ``sigma_g_per_L`` (N, K) gives
+    ``purity_sigma``. ``detection_limit_g_per_L`` (K,) or (N, K), e.g. from
+    ``Calibration.quality.detection_limit_g_per_L``: non-target analytes below
+    it count as zero (see the module docstring).
+    """
+    symbols = tuple(analytes)
+    for index, symbol in enumerate(symbols):
+        try:
+            element(symbol)
+        except UnknownElementError as error:
+            raise ValueError(f"analytes[{index}]: {error}") from None
+    if target not in symbols:
+        raise ValueError(f"target {target!r} is not among the analytes {', '.join(symbols)}")
+    K = len(symbols)
+    t = symbols.index(target)
+    conc = _batch(concentration_g_per_L, "concentration_g_per_L", K)
+    factor = np.array([oxide_factor(s) for s in symbols])
+    censored = np.zeros(conc.shape, dtype=bool)
+    limit = np.zeros(conc.shape)
+    if detection_limit_g_per_L is not None:
+        limit = np.broadcast_to(_batch(detection_limit_g_per_L, "detection_limit_g_per_L", K), conc.shape)
+        with np.errstate(invalid="ignore"):
+            censored = conc < limit
+        censored[:, t] = False
+    oxide = np.where(censored, 0.0, conc) * factor
+    total = oxide.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        purity = np.where(total > 0, oxide[:, t] / np.where(total > 0, total, 1.0), np.nan)
+    purity[~np.isfinite(total)] = np.nan
+    hidden = np.sum(np.where(censored, limit, 0.0) * factor, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lower_bound = np.where(hidden > 0, oxide[:, t] / (total + hidden), purity)
+    if sigma_g_per_L is None:
+        purity_sigma = np.full(purity.shape, np.nan)
+    else:
+        sigma = _batch(sigma_g_per_L, "sigma_g_per_L", K)
+        if sigma.shape != conc.shape:
+            raise ValueError(f"sigma_g_per_L has shape {sigma.shape}; concentrations have {conc.shape}")
+        # d purity / d c_t = f_t (1 - p) / T ;  d purity / d c_k = -f_k p / T  (k != t)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gradient = -factor[None, :] * purity[:, None] / total[:, None]
+            gradient[:, t] = factor[t] * (1.0 - purity) / total
+            purity_sigma = np.sqrt(np.sum((gradient * sigma) ** 2, axis=1))
+        purity_sigma[~np.isfinite(purity)] = np.nan
+    return PurityResult(purity=purity, purity_sigma=purity_sigma, covered_elements=symbols, target=target,
+                        target_oxide=element(target).oxide, below_detection_limit=censored,
+                        purity_lower_bound=lower_bound, total_oxide_g_per_L=total)

@@ -1,0 +1,428 @@
+"""analysis.quantify against scipy (nnls, lsq_linear) and against plain numpy references.
+
+The problem per spectrum: minimise sum_p w_p (y_p - S^T c - B b)_p^2 with c >= 0,
+b free, over the pixels that are not masked. Where that problem has a unique
+solution, quantify must give scipy's answer to 1e-8 relative.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import lsq_linear, nnls
+
+from analysis import Calibration, absorbance, calibrate, quantify, quantify_counts
+from analysis.quantify import STATUS_OK, STATUS_TOO_FEW_PIXELS
+
+ANALYTES = ("Nd", "Pr", "Sm", "Er", "Ho", "Dy", "Tm", "Eu", "Yb")
+RTOL = 1e-8
+
+
+# ----------------------------------------------------------------------------- problems
+
+def band_sensitivities(rng, K, P, wavelength_nm):
+    """K positive spectra made of 1-4 Gaussian bands each (absorbance per g/L)."""
+    S = np.zeros((K, P))
+    for k in range(K):
+        for _ in range(rng.integers(1, 5)):
+            centre = rng.uniform(wavelength_nm[0], wavelength_nm[-1])
+            width = rng.uniform(3, 25)
+            S[k] += rng.uniform(0.005, 0.1) * np.exp(-0.5 * ((wavelength_nm - centre) / width) ** 2)
+    return S
+
+
+def make_calibration(rng, K, P, baseline_order, weighted=False, signed=False):
+    wavelength_nm = np.linspace(350.0, 1000.0, P)
+    S = rng.normal(0, 0.05, (K, P)) if signed else band_sensitivities(rng, K, P, wavelength_nm)
+    weight = rng.uniform(0.2, 3.0, P) if weighted else None
+    return Calibration.from_sensitivity(wavelength_nm, S, ANALYTES[:K], baseline_order=baseline_order,
+                                        pixel_weight=weight)
+
+
+def make_spectra(rng, cal, N, zero_fraction=0.3, noise=1e-3, baseline=0.02):
+    K = len(cal.analytes)
+    conc = rng.uniform(0, 5, (N, K)) * (rng.random((N, K)) >= zero_fraction)
+    Y = conc @ cal.sensitivity + noise * rng.standard_normal((N, cal.n_pixels))
+    if cal.baseline_order is not None:
+        Y += rng.normal(0, baseline, (N, cal.baseline_order + 1)) @ cal.baseline().T
+    return conc, Y
+
+
+def scipy_solution(cal, y):
+    """(analyte concentrations, baseline coefficients, weighted residual rms) by scipy, NaN pixels dropped."""
+    X = cal.design_matrix()
+    w = cal.pixel_weight
+    keep = np.isfinite(y) & (w > 0)
+    root_w = np.sqrt(w[keep])
+    A = X[keep] * root_w[:, None]
+    b = y[keep] * root_w
+    K = len(cal.analytes)
+    if cal.baseline_order is None:
+        v, _ = nnls(A, b, maxiter=50 * A.shape[1])
+    else:
+        lower = np.r_[np.zeros(K), np.full(X.shape[1] - K, -np.inf)]
+        v = lsq_linear(A, b, bounds=(lower, np.inf), method="bvls", tol=1e-14, lsmr_tol=1e-14).x
+    residual = b - A @ v
+    return v[:K], v[K:], np.sqrt(residual @ residual / w[keep].sum())
+
+
+def relative_error(ours, reference):
+    return np.max(np.abs(ours - reference)) / max(np.max(np.abs(reference)), 1e-300)
+
+
+def unmeasurable(cal, y):
+    """Analytes whose sensitivity is (numerically) zero over the valid pixels: quantify says NaN."""
+    w = np.where(np.isfinite(y), cal.pixel_weight, 0.0)
+    left = np.sum(w * cal.sensitivity**2, axis=1)
+    full = np.sum(cal.pixel_weight * cal.sensitivity**2, axis=1)
+    return left <= 1e-9 * full
+
+
+def assert_matches_scipy(cal, Y, result):
+    for i, y in enumerate(Y):
+        conc, base, rms = scipy_solution(cal, y)
+        lost = unmeasurable(cal, y)
+        assert np.all(np.isnan(result.concentration_g_per_L[i, lost]))
+        ours = np.where(lost, 0.0, result.concentration_g_per_L[i])
+        assert relative_error(ours, np.where(lost, 0.0, conc)) <= RTOL, (i, ours, conc)
+        if base.size:
+            assert relative_error(result.baseline_coefficients[i], base) <= RTOL
+        assert result.residual_rms[i] == pytest.approx(rms, rel=1e-7, abs=1e-13)
+
+
+def numpy_sigma(cal, y, conc, base):
+    """Reference uncertainty: s^2 inv(N_FF) for the free set, inverse Schur complement for analytes at 0."""
+    X = cal.design_matrix()
+    w = cal.pixel_weight
+    keep = np.isfinite(y) & (w > 0)
+    X, y, w = X[keep], y[keep], w[keep]
+    K = len(cal.analytes)
+    v = np.r_[conc, base]
+    free = np.r_[conc > 0, np.ones(base.size, bool)]
+    N = X.T @ (X * w[:, None])
+    s2 = np.sum(w * (y - X @ v) ** 2) / (keep.sum() - free.sum())
+    inv_free = np.linalg.inv(N[np.ix_(free, free)])
+    sigma = np.empty(K)
+    position = np.cumsum(free) - 1
+    for k in range(K):
+        if free[k]:
+            sigma[k] = np.sqrt(s2 * inv_free[position[k], position[k]])
+        else:
+            schur = N[k, k] - N[k, free] @ inv_free @ N[free, k]
+            sigma[k] = np.sqrt(s2 / schur)
+    return sigma
+
+
+# ----------------------------------------------------------------------------- random problems
+
+@pytest.mark.parametrize("baseline_order", [None, 0, 2])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_random_band_problems_match_scipy(baseline_order, weighted):
+    rng = np.random.default_rng(11 + (baseline_order or 0) + 7 * weighted)
+    cal = make_calibration(rng, 6, 400, baseline_order, weighted=weighted)
+    _, Y = make_spectra(rng, cal, 40)
+    result = quantify(Y, cal)
+    assert np.all(result.status == STATUS_OK)
+    assert np.all(result.concentration_g_per_L >= 0)
+    assert_matches_scipy(cal, Y, result)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), K=st.integers(1, 9), P=st.integers(40, 300),
+       baseline_order=st.sampled_from([None, 0, 1, 2, 3]), zero_fraction=st.floats(0, 1),
+       signed=st.booleans(), weighted=st.booleans(), masked_fraction=st.sampled_from([0.0, 0.0, 0.05, 0.5]))
+def test_property_quantify_equals_scipy(seed, K, P, baseline_order, zero_fraction, signed, weighted, masked_fraction):
+    rng = np.random.default_rng(seed)
+    cal = make_calibration(rng, K, P, baseline_order, weighted=weighted, signed=signed)
+    _, Y = make_spectra(rng, cal, 3, zero_fraction=zero_fraction)
+    Y[rng.random(Y.shape) < masked_fraction] = np.nan
+    n_terms = K + (0 if baseline_order is None else baseline_order + 1)
+    X = cal.design_matrix()
+    for y in Y:  # only well-posed problems: full column rank over the valid pixels
+        keep = np.isfinite(y)
+        if keep.sum() <= n_terms or np.linalg.cond(X[keep] * np.sqrt(cal.pixel_weight[keep])[:, None]) > 1e5:
+            return
+    result = quantify(Y, cal)
+    assert np.all(result.concentration_g_per_L >= 0)
+    assert np.array_equal(result.n_masked_pixels, np.isnan(Y).sum(axis=1))
+    assert_matches_scipy(cal, Y, result)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), K=st.integers(1, 9), baseline_order=st.sampled_from([None, 2]))
+def test_property_kkt_conditions_hold(seed, K, baseline_order):
+    """Independently of scipy: feasible, zero gradient on free variables, no descent direction on bound ones."""
+    rng = np.random.default_rng(seed)
+    cal = make_calibration(rng, K, 200, baseline_order, weighted=True, signed=True)
+    _, Y = make_spectra(rng, cal, 4, zero_fraction=0.5)
+    result = quantify(Y, cal)
+    X = cal.design_matrix()
+    w = cal.pixel_weight
+    for i, y in enumerate(Y):
+        v = np.r_[result.concentration_g_per_L[i], result.baseline_coefficients[i]]
+        gradient = (X * w[:, None]).T @ (y - X @ v)
+        scale = np.linalg.norm(X * np.sqrt(w)[:, None], axis=0) * np.sqrt(np.sum(w * y * y))
+        assert np.all(v[:K] >= 0)
+        free = np.r_[v[:K] > 0, np.ones(v.size - K, bool)]
+        assert np.all(np.abs(gradient[free]) <= 1e-8 * scale[free])
+        assert np.all(gradient[~free] <= 1e-8 * scale[~free])
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), factor=st.floats(1e-3, 1e3))
+def test_property_scaling_a_spectrum_scales_concentrations_and_sigma(seed, factor):
+    rng = np.random.default_rng(seed)
+    cal = make_calibration(rng, 4, 150, 2)
+    _, Y = make_spectra(rng, cal, 2)
+    base = quantify(Y, cal)
+    scaled = quantify(factor * Y, cal)
+    assert np.allclose(scaled.concentration_g_per_L, factor * base.concentration_g_per_L, rtol=1e-8, atol=1e-12)
+    assert np.allclose(scaled.sigma_g_per_L, factor * base.sigma_g_per_L, rtol=1e-6)
+
+
+def test_a_spectrum_does_not_depend_on_its_batch():
+    rng = np.random.default_rng(5)
+    cal = make_calibration(rng, 5, 300, 2)
+    _, Y = make_spectra(rng, cal, 37)
+    Y[3, 10:20] = np.nan
+    whole = quantify(Y, cal)
+    order = rng.permutation(len(Y))
+    shuffled = quantify(Y[order], cal)
+    alone = quantify(Y[3], cal)
+    assert np.array_equal(shuffled.concentration_g_per_L, whole.concentration_g_per_L[order])
+    assert np.array_equal(alone.concentration_g_per_L[0], whole.concentration_g_per_L[3])
+    assert alone.concentration_g_per_L.shape == (1, 5)
+
+
+def test_adding_a_baseline_polynomial_changes_only_the_baseline():
+    rng = np.random.default_rng(6)
+    cal = make_calibration(rng, 4, 250, 2)
+    _, Y = make_spectra(rng, cal, 5)
+    shift = np.array([0.3, -0.1, 0.05])
+    before = quantify(Y, cal)
+    after = quantify(Y + cal.baseline() @ shift, cal)
+    assert np.allclose(after.concentration_g_per_L, before.concentration_g_per_L, rtol=1e-9, atol=1e-12)
+    assert np.allclose(after.baseline_coefficients - before.baseline_coefficients, shift, atol=1e-10)
+
+
+def test_sigma_equals_the_numpy_reference_for_free_and_bound_analytes():
+    rng = np.random.default_rng(8)
+    cal = make_calibration(rng, 6, 300, 2, weighted=True)
+    _, Y = make_spectra(rng, cal, 20, zero_fraction=0.5)
+    Y[0, 50:60] = np.nan
+    result = quantify(Y, cal)
+    assert np.any(result.concentration_g_per_L == 0) and np.any(result.concentration_g_per_L > 0)
+    for i, y in enumerate(Y):
+        expected = numpy_sigma(cal, y, result.concentration_g_per_L[i], result.baseline_coefficients[i])
+        assert np.allclose(result.sigma_g_per_L[i], expected, rtol=1e-7)
+
+
+def test_calibrated_model_solves_the_corrected_normal_equations():
+    """With a calibration from noisy standards the solve uses N - E (errors-in-variables) and sigma adds
+    v^T G v and the model error: checked against scipy on the Cholesky factor and a numpy reference."""
+    rng = np.random.default_rng(15)
+    wavelength_nm = np.linspace(350, 1000, 300)
+    S = band_sensitivities(rng, 4, 300, wavelength_nm)
+    C = np.vstack([np.zeros(4), rng.uniform(0.5, 5, (9, 4))])
+    B = Calibration.from_sensitivity(wavelength_nm, S, ANALYTES[:4]).baseline()
+    standards = C @ S + rng.normal(0, 0.01, (10, 3)) @ B.T + 2e-3 * rng.standard_normal((10, 300))
+    cal = calibrate(wavelength_nm, standards, C, ANALYTES[:4], quadratic=("Nd",))
+    assert np.any(cal.sensitivity_variance_factor != 0)
+    _, Y = make_spectra(rng, cal, 8, zero_fraction=0.4, noise=2e-3)
+    result = quantify(Y, cal)
+    model = cal._model
+    K = 4
+    corrected = model.N - model.w.sum() * model.E_w
+    R = np.linalg.cholesky(corrected).T  # v' (N - E) v / 2 - r' v  ==  |R v - R^-T r|^2 / 2 + const
+    lower = np.r_[np.zeros(K), np.full(corrected.shape[0] - K, -np.inf)]
+    for i, y in enumerate(Y):
+        r = model.XWt @ y
+        v = lsq_linear(R, np.linalg.solve(R.T, r), bounds=(lower, np.inf), method="bvls", tol=1e-14).x
+        assert relative_error(result.concentration_g_per_L[i], v[:K]) <= RTOL
+        assert np.allclose(result.quadratic_coefficients[i], v[K:K + 1], rtol=1e-7, atol=1e-12)
+        # sigma: residual of the fit over its dof, plus v'Gv, times inv of the corrected free block
+        free = np.r_[v[:K] > 0, np.ones(v.size - K, bool)]
+        s2 = np.sum(model.w * (y - model.X @ v) ** 2) / (300 - free.sum())
+        q = v[:K + 1] @ model.G @ v[:K + 1]
+        inverse = np.linalg.inv(corrected[np.ix_(free, free)])
+        position = np.cumsum(free) - 1
+        for k in range(K):
+            if free[k]:
+                variance = inverse[position[k], position[k]]
+            else:
+                variance = 1.0 / (corrected[k, k] - corrected[k, free] @ inverse @ corrected[free, k])
+            expected = np.sqrt((s2 + q) * variance + cal.model_sigma_g_per_L[k] ** 2)
+            assert result.sigma_g_per_L[i, k] == pytest.approx(expected, rel=1e-6)
+
+
+def test_sigma_is_honest_for_noise_of_known_size():
+    """2-sigma intervals from the residual contain the truth about 95% of the time."""
+    rng = np.random.default_rng(9)
+    cal = make_calibration(rng, 5, 500, 2)
+    conc, Y = make_spectra(rng, cal, 4000, zero_fraction=0.0, noise=2e-3)
+    result = quantify(Y, cal)
+    inside = np.abs(result.concentration_g_per_L - conc) <= 2 * result.sigma_g_per_L
+    assert 0.93 <= inside.mean() <= 0.97
+
+
+# ----------------------------------------------------------------------------- edge cases
+
+@pytest.mark.parametrize("baseline_order", [None, 2])
+def test_all_zero_spectrum_gives_zero_concentrations(baseline_order):
+    cal = make_calibration(np.random.default_rng(1), 4, 100, baseline_order)
+    result = quantify(np.zeros((2, 100)), cal)
+    assert np.array_equal(result.concentration_g_per_L, np.zeros((2, 4)))
+    assert np.all(result.residual_rms == 0) and np.all(result.status == STATUS_OK)
+    assert np.all(np.isfinite(result.sigma_g_per_L))
+
+
+def test_all_pixels_masked_gives_nan_not_zero():
+    cal = make_calibration(np.random.default_rng(2), 3, 80, 2)
+    Y = np.full((2, 80), np.nan)
+    Y[1, :4] = 0.1  # 4 valid pixels for 6 terms: still not enough
+    result = quantify(Y, cal)
+    assert np.all(np.isnan(result.concentration_g_per_L)) and np.all(np.isnan(result.sigma_g_per_L))
+    assert np.all(np.isnan(result.residual_rms))
+    assert np.all(result.status == STATUS_TOO_FEW_PIXELS)
+    assert list(result.n_masked_pixels) == [80, 76]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_masked_pixels_are_left_out_exactly(bad):
+    rng = np.random.default_rng(3)
+    cal = make_calibration(rng, 5, 300, 2, weighted=True)
+    _, Y = make_spectra(rng, cal, 6)
+    Y[0, :40] = bad  # many: the normal matrix is rebuilt
+    Y[1, [5, 77, 150]] = bad  # few: it is downdated
+    Y[2, 100:300] = bad  # most
+    result = quantify(Y, cal)
+    assert list(result.n_masked_pixels[:4]) == [40, 3, 200, 0]
+    assert_matches_scipy(cal, np.where(np.isfinite(Y), Y, np.nan), result)
+
+
+def test_masked_pixel_with_zero_weight_is_not_counted():
+    rng = np.random.default_rng(4)
+    wavelength_nm = np.linspace(350, 1000, 120)
+    weight = np.ones(120)
+    weight[:10] = 0.0
+    cal = Calibration.from_sensitivity(wavelength_nm, band_sensitivities(rng, 3, 120, wavelength_nm),
+                                       ANALYTES[:3], pixel_weight=weight)
+    _, Y = make_spectra(rng, cal, 2)
+    Y[:, :10] = np.nan
+    result = quantify(Y, cal)
+    assert np.all(result.n_masked_pixels == 0)
+    assert_matches_scipy(cal, Y, result)
+
+
+@pytest.mark.parametrize("baseline_order", [None, 1])
+def test_one_analyte(baseline_order):
+    rng = np.random.default_rng(12)
+    cal = make_calibration(rng, 1, 200, baseline_order)
+    _, Y = make_spectra(rng, cal, 10, zero_fraction=0.3)
+    Y[3] -= 0.5 * cal.sensitivity[0]  # pushes the estimate below zero
+    result = quantify(Y, cal)
+    assert result.concentration_g_per_L.shape == (10, 1)
+    assert_matches_scipy(cal, Y, result)
+
+
+@pytest.mark.parametrize("baseline_order", [None, 2])
+def test_negative_noise_gives_zeros_and_the_residual_of_scipy(baseline_order):
+    rng = np.random.default_rng(13)
+    cal = make_calibration(rng, 4, 200, baseline_order)
+    Y = -np.abs(rng.normal(0, 0.01, (3, 200)))
+    result = quantify(Y, cal)
+    assert np.all(result.concentration_g_per_L >= 0)
+    assert_matches_scipy(cal, Y, result)
+
+
+def test_collinear_references_reach_scipy_residual_and_flag_the_redundant_one():
+    rng = np.random.default_rng(14)
+    wavelength_nm = np.linspace(350, 1000, 200)
+    S = band_sensitivities(rng, 3, 200, wavelength_nm)
+    S = np.vstack([S, 2.0 * S[0]])  # analyte 4 is analyte 1 at twice the sensitivity
+    cal = Calibration.from_sensitivity(wavelength_nm, S, ANALYTES[:4], baseline_order=2)
+    conc = np.array([[1.0, 0.5, 0.2, 0.0], [0.0, 0.1, 0.3, 0.7]])
+    Y = conc @ S + 1e-3 * rng.standard_normal((2, 200))
+    result = quantify(Y, cal)
+    for i, y in enumerate(Y):
+        ref_conc, _, ref_rms = scipy_solution(cal, y)
+        assert result.residual_rms[i] == pytest.approx(ref_rms, rel=1e-8)
+        # only c1 + 2 c4 is determined; it agrees
+        ours = result.concentration_g_per_L[i]
+        assert ours[0] + 2 * ours[3] == pytest.approx(ref_conc[0] + 2 * ref_conc[3], rel=1e-8)
+        assert np.allclose(ours[1:3], ref_conc[1:3], rtol=1e-8)
+        assert np.isinf(result.sigma_g_per_L[i, [0, 3]]).sum() == 1
+
+
+def test_spectrum_shape_must_match_the_calibration():
+    cal = make_calibration(np.random.default_rng(0), 2, 50, 2)
+    with pytest.raises(ValueError, match="expected \\(P,\\) or \\(N, P\\) with P = 50"):
+        quantify(np.zeros((3, 49)), cal)
+    with pytest.raises(TypeError, match="Calibration"):
+        quantify(np.zeros(50), object())
+
+
+# ----------------------------------------------------------------------------- fused counts kernel
+
+def counts_problem(rng, cal, N):
+    P = cal.n_pixels
+    lamp = 30000 * np.exp(-0.5 * ((cal.wavelength_nm - 700) / 250) ** 2) + 3000
+    dark = 1000 + rng.normal(0, 3, P)
+    reference = lamp + dark
+    conc, A = make_spectra(rng, cal, N, noise=0.0)
+    counts = lamp * 10.0 ** -A + dark + rng.normal(0, 20, (N, P))
+    return counts, dark, reference
+
+
+@pytest.mark.parametrize("baseline_order", [None, 2])
+def test_counts_kernel_equals_numpy_absorbance_then_quantify(baseline_order):
+    rng = np.random.default_rng(21)
+    cal = make_calibration(rng, 6, 512, baseline_order, weighted=True)
+    counts, dark, reference = counts_problem(rng, cal, 41)
+    counts = counts.astype(np.float32)
+    counts[0, 10:20] = 65535  # saturated
+    counts[1, 30] = 0.0  # below the dark
+    counts[2, 40:45] = np.nan
+    counts[3, 50] = np.inf
+    counts[4, :] = 0.0  # no light at all: every pixel masked
+    counts[5, 60] = np.float32(dark[60]) + np.float32(1e-3)  # barely above dark
+    reference = reference.copy()
+    reference[100] = 70000.0  # reference saturated at one pixel: masked in every spectrum
+    fused = quantify_counts(counts, dark, reference, cal, saturation_counts=65535)
+    A = absorbance(counts, dark, reference, saturation_counts=65535)
+    two_step = quantify(A, cal)
+    assert np.array_equal(fused.n_masked_pixels, two_step.n_masked_pixels)
+    assert np.array_equal(fused.status, two_step.status)
+    finite = np.isfinite(two_step.concentration_g_per_L)
+    assert np.array_equal(finite, np.isfinite(fused.concentration_g_per_L))
+    assert np.allclose(fused.concentration_g_per_L[finite], two_step.concentration_g_per_L[finite],
+                       rtol=1e-10, atol=1e-12)
+    assert np.allclose(fused.sigma_g_per_L[finite], two_step.sigma_g_per_L[finite], rtol=1e-8)
+    assert np.allclose(fused.residual_rms[1:], two_step.residual_rms[1:], rtol=1e-8, equal_nan=True)
+    assert np.all(np.isnan(fused.concentration_g_per_L[4]))
+
+
+def test_counts_kernel_one_component_and_rank_deficient():
+    rng = np.random.default_rng(22)
+    wavelength_nm = np.linspace(350, 1000, 256)
+    S1 = band_sensitivities(rng, 1, 256, wavelength_nm)
+    for S in (S1, np.vstack([S1, S1])):
+        cal = Calibration.from_sensitivity(wavelength_nm, S, ANALYTES[:len(S)], baseline_order=1)
+        counts, dark, reference = counts_problem(rng, cal, 9)
+        fused = quantify_counts(counts.astype(np.float32), dark, reference, cal)
+        two_step = quantify(absorbance(counts.astype(np.float32), dark, reference), cal)
+        assert np.allclose(fused.concentration_g_per_L.sum(axis=1), two_step.concentration_g_per_L.sum(axis=1),
+                           rtol=1e-10)
+        assert np.allclose(fused.residual_rms, two_step.residual_rms, rtol=1e-8)
+
+
+def test_counts_of_other_dtypes_take_the_two_step_path_with_the_same_answer():
+    rng = np.random.default_rng(23)
+    cal = make_calibration(rng, 3, 128, 2)
+    counts, dark, reference = counts_problem(rng, cal, 5)
+    as_uint16 = np.clip(np.rint(counts), 0, 65535).astype(np.uint16)
+    via_uint16 = quantify_counts(as_uint16, dark, reference, cal)
+    via_float64 = quantify_counts(as_uint16.astype(np.float64), dark, reference, cal)
+    assert np.allclose(via_uint16.concentration_g_per_L, via_float64.concentration_g_per_L, rtol=1e-10, atol=1e-13)
+    with pytest.raises(ValueError, match="reference"):
+        quantify_counts(counts, dark, reference[:-1], cal)

@@ -6,6 +6,12 @@ STAMP := $(VENV)/.installed-stamp
 SYSTEM_TOOLS := h5dump chromium socat
 SYSTEM_PACKAGES := hdf5-tools chromium socat
 
+DATA_DIR ?= data
+STATION ?= hardware/stations/sim.toml
+DEMO_RECIPE ?= seeds/recipes/quick.toml
+DEMO_STANDARDS ?= seeds/standards/nd-pr-5.toml
+PORT ?= 8501
+
 .PHONY: test demo system-deps clean
 
 $(STAMP): pyproject.toml
@@ -27,6 +33,16 @@ system-deps:
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest
+
+# The simulated bench end to end: check it, calibrate it (once), then serve the
+# live app on 127.0.0.1 while a demo trial runs; Ctrl-C stops the app.
+demo: $(STAMP)
+	$(PY) -m daq check --station $(STATION)
+	test -f $(DATA_DIR)/calibrations/demo.h5 || \
+	  $(PY) -m daq calibrate $(DEMO_STANDARDS) --station $(STATION) --out $(DATA_DIR)/calibrations/demo.h5
+	@echo "live app: http://127.0.0.1:$(PORT)  (the demo trial starts in a few seconds; Ctrl-C to stop)"
+	( $(PY) -m daq run $(DEMO_RECIPE) --station $(STATION) --data-dir $(DATA_DIR) > $(DATA_DIR)/demo-run.log 2>&1 & \
+	  REMDAQ_DATA_DIR=$(DATA_DIR) $(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) )
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -71,7 +71,7 @@ def connect_furnace(station: Station, port: str) -> Eurotherm:
     config = station.furnace
     return Eurotherm(port, address=config.address, baudrate=config.baudrate, model=config.model,
                      register_map=config.map, max_temperature_C=config.max_temperature_C,
-                     max_rate_C_per_min=config.max_ramp_C_per_min)
+                     max_rate_C_per_min=config.max_ramp_C_per_min, safe_setpoint_C=config.safe_temperature_C)
 
 
 def connect_spectrometer(station: Station, resource: str) -> ScpiSpectrometer:

@@ -128,11 +128,15 @@ class FurnaceProgram(_Strict):
     segments: Annotated[list[FurnaceSegment], Field(min_length=1)]
     cool_to_C: Annotated[float, Field(ge=0)] = 25.0
     cool_rate_C_per_min: PositiveFloat = 5.0
+    abort_above_C: PositiveFloat | None = Field(
+        None, description="interlock: abort if the furnace reads above this (default: the station's maximum)")
 
 
 class SpectrometerSchedule(_Strict):
     integration_time_s: PositiveFloat
     averages: Annotated[int, Field(ge=1, le=10000)] = 1
+    reference_averages: Annotated[int, Field(ge=1, le=100000)] | None = Field(
+        None, description="averages for the dark and blank reference (default: averages); more = less noise in every spectrum")
     interval_s: NonNegativeFloat = 1.0
     dark: Literal["start", "every"] = "start"
     dark_every_n: Annotated[int, Field(ge=1)] = 100
@@ -153,6 +157,7 @@ class Recipe(_Strict):
     target: Element  # type: ignore[valid-type]
     calibration: Path | None = None
     wall_clock_limit_min: PositiveFloat = 24 * 60
+    duration_min: PositiveFloat | None = Field(None, description="experiment time; needed without a furnace program")
     lost_instrument_abort_s: PositiveFloat = 60.0
     furnace: FurnaceProgram | None = None
     spectrometer: SpectrometerSchedule | None = None
@@ -211,50 +216,53 @@ def _problems(error: ValidationError) -> list[str]:
     return problems
 
 
-def load_station(path: str | os.PathLike) -> Station:
-    """Read and validate a station file."""
+def load_toml_model(path: str | os.PathLike, model: type[BaseModel], main_table: str, main_hint: str,
+                    sub_tables: dict[str, str], unknown: str = "unknown table"):
+    """Read a TOML file made of one main table and named sub-tables, and validate it as ``model``.
+
+    Fields of the main table become the model's fields; each sub-table goes into the
+    model field ``sub_tables[name]``. Every problem names the file and the field as
+    written in the file (``main_table.field`` or ``sub_table.field``).
+    """
     path = Path(path)
     raw = _read_toml(path)
-    station_table = raw.pop("station", None)
-    problems = [f"{name}: unknown instrument; known instruments: {', '.join(KNOWN_INSTRUMENTS)}"
-                for name in raw if name not in KNOWN_INSTRUMENTS]
-    if not isinstance(station_table, dict):
-        problems.insert(0, "station: missing [station] table (name, data_dir, ...)")
-        raise ConfigError(path, problems)
+    main = raw.pop(main_table, None)
+    problems = [f"{name}: {unknown}; allowed: {', '.join([main_table, *sub_tables])}"
+                for name in raw if name not in sub_tables]
+    if not isinstance(main, dict):
+        problems.insert(0, f"{main_table}: missing [{main_table}] table ({main_hint})")
+    elif "source" in main:
+        problems.append(f"{main_table}.source: unknown field (check the spelling)")
     if problems:
         raise ConfigError(path, problems)
     try:
-        return Station.model_validate({**station_table, **raw, "source": path})
+        return model.model_validate({**main, **{sub_tables[k]: v for k, v in raw.items()}, "source": path})
     except ValidationError as error:
-        raise ConfigError(path, [_prefix_station(p) for p in _problems(error)]) from None
+        sub_fields = {field_name: table_name for table_name, field_name in sub_tables.items()}
+        located = []
+        for problem in _problems(error):
+            head, message = problem.split(":", 1)
+            root = head.split(".", 1)[0].split("[", 1)[0]
+            if head == "(top level)":
+                head = main_table
+            elif root in sub_fields:
+                head = sub_fields[root] + head[len(root):]
+            else:
+                head = f"{main_table}.{head}"
+            located.append(f"{head}:{message}")
+        raise ConfigError(path, located) from None
 
 
-def _prefix_station(problem: str) -> str:
-    # fields of the [station] table are reported as station.<field>
-    head = problem.split(":", 1)[0]
-    if head.split(".", 1)[0].split("[", 1)[0] in KNOWN_INSTRUMENTS:
-        return problem
-    return f"station.{problem}"
+def load_station(path: str | os.PathLike) -> Station:
+    """Read and validate a station file."""
+    return load_toml_model(path, Station, "station", "name, data_dir, ...",
+                           {name: name for name in KNOWN_INSTRUMENTS}, unknown="unknown instrument")
 
 
 def load_recipe(path: str | os.PathLike) -> Recipe:
     """Read and validate a recipe file."""
-    path = Path(path)
-    raw = _read_toml(path)
-    recipe_table = raw.pop("recipe", None)
-    if not isinstance(recipe_table, dict):
-        raise ConfigError(path, ["recipe: missing [recipe] table (title, sample, operator, analytes, target)"])
-    unknown = [name for name in raw if name not in ("furnace", "spectrometer")]
-    if unknown:
-        raise ConfigError(path, [f"{name}: unknown table; allowed: recipe, furnace, spectrometer" for name in unknown])
-    try:
-        return Recipe.model_validate({**recipe_table, **raw, "source": path})
-    except ValidationError as error:
-        problems = []
-        for p in _problems(error):
-            head = p.split(":", 1)[0]
-            problems.append(p if head.startswith(("furnace", "spectrometer")) else f"recipe.{p}")
-        raise ConfigError(path, problems) from None
+    return load_toml_model(path, Recipe, "recipe", "title, sample, operator, analytes, target",
+                           {"furnace": "furnace", "spectrometer": "spectrometer"})
 
 
 def check_recipe_against_station(recipe: Recipe, station: Station) -> None:

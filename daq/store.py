@@ -11,6 +11,7 @@ last flush; its exit status stays "running", which readers report as interrupted
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import queue
@@ -56,11 +57,14 @@ class TrialMetadata:
     covered_elements: tuple[str, ...] = ()
     calibration_id: str = ""
     calibration_file: str = ""
-    calibration_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    calibration_arrays: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)  # name -> (array, units)
     extra: dict[str, str | float | int] = field(default_factory=dict)
 
 
 _STOP = object()
+
+FREE_SPACE_RESERVE_BYTES = 256 * 1024
+"""Kept free on the data disk so the file can always be closed with its exit status."""
 
 
 def writer_lock_path(path: Path) -> Path:
@@ -165,6 +169,7 @@ class TrialWriter:
         for name, initial in (("exit_status", "running"), ("end_time", ""), ("heartbeat_time", utc_now_iso())):
             dataset = entry.create_dataset(name, shape=(), dtype=f"S{STATUS_TEXT_BYTES}")
             dataset[()] = initial.encode()
+            dataset.attrs["units"] = ""
         entry["exit_status"].attrs["allowed"] = ", ".join(EXIT_STATUSES)
         instrument = entry.create_group("instrument")
         instrument.attrs["NX_class"] = "NXinstrument"
@@ -178,11 +183,12 @@ class TrialWriter:
             "target": metadata.target, "target_oxide": "", "covered_elements": ", ".join(metadata.covered_elements),
             "calibration_id": metadata.calibration_id, "calibration_file": metadata.calibration_file,
         })
-        analysis.create_dataset("analytes", data=np.array([a.encode() for a in metadata.analytes], dtype="S3"))
+        analytes = analysis.create_dataset("analytes", data=np.array([a.encode() for a in metadata.analytes], dtype="S3"))
+        analytes.attrs.update({"units": "", "long_name": "element symbols, in the order of concentration columns"})
         calibration = analysis.create_group("calibration")
         calibration.attrs["NX_class"] = "NXcollection"
-        for name, array in metadata.calibration_arrays.items():
-            calibration.create_dataset(name, data=np.asarray(array))
+        for name, (array, units) in metadata.calibration_arrays.items():
+            calibration.create_dataset(name, data=np.asarray(array)).attrs["units"] = units
         purity = entry.create_group("purity")
         purity.attrs.update({"NX_class": "NXdata", "signal": "purity", "axes": ["time"]})
         purity["purity"] = analysis["purity"]
@@ -262,6 +268,7 @@ class TrialWriter:
             now = time.monotonic()
             if stopping or whole_chunk or now >= next_flush:
                 try:
+                    self._check_free_space(buffered_rows)
                     self._write(buffers)
                     self._file["/entry/heartbeat_time"][()] = utc_now_iso().encode()
                     self._file.flush()
@@ -280,6 +287,26 @@ class TrialWriter:
         first = self._tables[name].columns[0]
         value = np.asarray(columns[first.name])
         return 1 if value.ndim == len(first.row_shape) else len(value)
+
+    def _check_free_space(self, buffered_rows: dict[str, int]) -> None:
+        # HDF5 can crash (not just fail) when the disk fills in the middle of a write, so
+        # refuse to start a write that would leave less than the reserve for closing the file.
+        needed = FREE_SPACE_RESERVE_BYTES
+        for name, rows in buffered_rows.items():
+            if not rows:
+                continue
+            spec = self._tables[name]
+            stored = self.rows_written[name]
+            new_chunks = -(-(stored + rows) // spec.chunk_rows) - -(-stored // spec.chunk_rows)
+            for column in spec.columns:
+                row_bytes = np.dtype(column.dtype).itemsize * int(np.prod(column.shape(self._pixels, self._analytes)))
+                needed += new_chunks * spec.chunk_rows * row_bytes
+        stats = os.statvfs(self.path.parent)
+        free = stats.f_bavail * stats.f_frsize
+        if free < needed:
+            raise OSError(errno.ENOSPC, f"No space left on device for the trial file: {free / 1e6:.2f} MB free, "
+                                        f"{needed / 1e6:.2f} MB needed for the next rows and closing the file; "
+                                        f"rows up to the last flush are kept", str(self.path.parent))
 
     def _write(self, buffers: dict[str, list[dict]]) -> None:
         for name, rows in buffers.items():

@@ -22,7 +22,7 @@ def metadata(trial_id="T1"):
     return TrialMetadata(trial_id=trial_id, title="test", sample="NdPr lot 1", operator="tester", target="Nd",
                          analytes=("Nd", "Pr"), wavelength_nm=np.linspace(350, 1000, PIXELS),
                          covered_elements=("Nd", "Pr"), calibration_id="cal-1",
-                         calibration_arrays={"sensitivity": np.ones((2, PIXELS))})
+                         calibration_arrays={"sensitivity": (np.ones((2, PIXELS)), "absorbance per g/L")})
 
 
 def furnace_row(i):

@@ -1,0 +1,258 @@
+"""Plotly figures of a trial, built from a :class:`Snapshot` (no file access, no Streamlit).
+
+Every figure keeps the user's zoom across refreshes (``uirevision`` = the trial),
+and a decimated trace is drawn as its min/max envelope, so a spike one row wide
+stays visible at any zoom-out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from analysis import UnknownElementError, element
+
+from ._follow import Snapshot, SpectrumView, Trace
+
+__all__ = ["time_unit", "compact", "envelope", "oxide_of", "furnace_figure", "purity_figure", "concentration_figure",
+           "spectrum_figure", "sensitivity_figure", "trial_figures", "FigureCache"]
+
+_HEIGHT = 380
+_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+            "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+
+
+def time_unit(snapshot: Snapshot) -> tuple[float, str]:
+    """Seconds per unit and the unit's name for the time axis: minutes up to 2 h, hours beyond."""
+    latest = max((trace.time_s[-1] for trace in (*snapshot.furnace.values(), snapshot.purity)
+                  if trace is not None and len(trace.time_s)), default=0.0)
+    return (60.0, "min") if latest <= 7200 else (3600.0, "h")
+
+
+def compact(values) -> np.ndarray:
+    """Values as float32 unless their spread is so small next to their magnitude that float32 would show steps.
+
+    Plotly sends arrays as base64 binary, so float32 halves what every refresh
+    sends; float32 resolves 1e-7 of the magnitude, so with a spread above 1e-4
+    of it a step stays below a thousandth of the plot's height.
+    """
+    values = np.asarray(values, dtype=float)
+    finite = values[np.isfinite(values)]
+    if finite.size:
+        largest, spread = float(np.max(np.abs(finite))), float(np.ptp(finite))
+        if spread and spread < 1e-4 * largest:
+            return values
+    return values.astype(np.float32)
+
+
+def envelope(trace: Trace, scale: float = 1.0, per: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """x, y to draw: the values when a bucket is one row, else min and max of each bucket in turn."""
+    x = compact(trace.time_s / per)
+    if trace.bucket <= 1:
+        return x, compact(trace.minimum * scale)
+    return np.repeat(x, 2), compact(np.column_stack([trace.minimum, trace.maximum]).ravel() * scale)
+
+
+def oxide_of(target: str) -> str:
+    """The reported oxide of a target element (Nd -> Nd2O3), or the target itself if unknown."""
+    try:
+        return element(target).oxide
+    except (UnknownElementError, KeyError, ValueError):
+        return target or "target"
+
+
+def _layout(fig: go.Figure, revision: str, title: str) -> go.Figure:
+    """Common look; ``uirevision`` keeps the user's zoom while the data refreshes."""
+    fig.update_layout(title=dict(text=title, x=0.0, y=0.98, yref="container", yanchor="top", font=dict(size=15)),
+                      height=_HEIGHT, margin=dict(l=10, r=10, t=64, b=10), uirevision=revision,
+                      hovermode="x unified",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="right", x=1.0,
+                                  font=dict(size=11)))
+    return fig
+
+
+def _empty(snapshot_id: str, title: str, message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, snapshot_id, title)
+
+
+def furnace_figure(snapshot: Snapshot) -> go.Figure:
+    """Temperature, target and working setpoint (degC) above the heater output (%), vs time."""
+    title = "Furnace"
+    if not snapshot.rows.get("furnace"):
+        return _empty(snapshot.trial_id, title, "no furnace readings yet")
+    per, unit = time_unit(snapshot)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.06)
+    styles = {"temperature": ("temperature", "#d62728", "solid"), "setpoint": ("setpoint", "#7f7f7f", "dash"),
+              "working_setpoint": ("working SP", "#ff7f0e", "dot")}
+    for column, (name, colour, dash) in styles.items():
+        x, y = envelope(snapshot.furnace[column], per=per)
+        fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines", line=dict(color=colour, dash=dash, width=1.5),
+                                 hovertemplate="%{y:.1f} degC"), row=1, col=1)
+    x, y = envelope(snapshot.furnace["output"], per=per)
+    fig.add_trace(go.Scatter(x=x, y=y, name="output", mode="lines", line=dict(color="#1f77b4", width=1),
+                             hovertemplate="%{y:.1f} %"), row=2, col=1)
+    fig.update_yaxes(title_text="degC", row=1, col=1)
+    fig.update_yaxes(title_text="output %", row=2, col=1, rangemode="tozero")
+    fig.update_xaxes(title_text=f"time ({unit})", row=2, col=1)
+    return _layout(fig, snapshot.trial_id, title)
+
+
+def purity_figure(snapshot: Snapshot) -> go.Figure:
+    """Purity of the target oxide (%) vs time, with its 2-sigma band."""
+    oxide = oxide_of(snapshot.target)
+    covered = snapshot.analysis_attrs.get("covered_elements", "")
+    title = f"{oxide} purity" + (f" (of {covered})" if covered else "")
+    if snapshot.purity is None or not snapshot.purity.rows:
+        return _empty(snapshot.trial_id, title, "no analysed spectra yet")
+    per, unit = time_unit(snapshot)
+    band = snapshot.purity_band
+    x_band = compact(band.time_s / per)
+    fig = go.Figure()
+    # a mass fraction lies in [0, 1]: the band is drawn inside it (near a zero total its sigma is huge)
+    upper = compact(np.clip(band.maximum * 100, 0.0, 100.0))
+    lower = compact(np.clip(band.minimum * 100, 0.0, 100.0))
+    fig.add_trace(go.Scatter(x=x_band, y=upper, mode="lines", line=dict(width=0), showlegend=False,
+                             hoverinfo="skip", name="+2 sigma"))
+    fig.add_trace(go.Scatter(x=x_band, y=lower, mode="lines", line=dict(width=0), fill="tonexty",
+                             fillcolor="rgba(31,119,180,0.2)", name="2 sigma band", hoverinfo="skip"))
+    x, y = envelope(snapshot.purity, scale=100.0, per=per)
+    fig.add_trace(go.Scatter(x=x, y=y, name="purity", mode="lines", line=dict(color="#1f77b4", width=1.5),
+                             hovertemplate="%{y:.2f} %"))
+    fig.update_yaxes(title_text="% (mass fraction of REO)")
+    fig.update_xaxes(title_text=f"time ({unit})")
+    return _layout(fig, snapshot.trial_id, title)
+
+
+def concentration_figure(snapshot: Snapshot) -> go.Figure:
+    """Element concentrations (g/L) vs time, one trace per analyte."""
+    title = "Concentrations"
+    if not snapshot.rows.get("analysis"):
+        return _empty(snapshot.trial_id, title, "no analysed spectra yet")
+    per, unit = time_unit(snapshot)
+    fig = go.Figure()
+    for i, (analyte, trace) in enumerate(snapshot.concentration.items()):
+        x, y = envelope(trace, per=per)
+        fig.add_trace(go.Scatter(x=x, y=y, name=analyte, mode="lines",
+                                 line=dict(color=_COLOURS[i % len(_COLOURS)], width=1.5),
+                                 hovertemplate="%{y:.3f} g/L"))
+    fig.update_yaxes(title_text="g/L (element)", rangemode="tozero")
+    fig.update_xaxes(title_text=f"time ({unit})")
+    return _layout(fig, snapshot.trial_id, title)
+
+
+def spectrum_figure(snapshot: Snapshot) -> go.Figure:
+    """The latest spectrum: absorbance with its fitted model above the residual, or raw counts."""
+    spectrum: SpectrumView | None = snapshot.spectrum
+    if spectrum is None:
+        return _empty(snapshot.trial_id, "Latest spectrum", "no spectra yet")
+    per, unit = time_unit(snapshot)
+    title = f"Spectrum #{spectrum.index + 1} at {spectrum.time_s / per:.1f} {unit}"
+    wl = compact(spectrum.wavelength_nm)
+    if spectrum.absorbance is None:
+        fig = go.Figure()
+        fig.add_trace(go.Scatter(x=wl, y=compact(spectrum.counts), name="counts", mode="lines", line=dict(width=1)))
+        for name, values in (("dark", spectrum.dark), ("reference", spectrum.reference)):
+            if values is not None:
+                fig.add_trace(go.Scatter(x=wl, y=compact(values), name=name, mode="lines",
+                                         line=dict(width=1, dash="dot")))
+        fig.update_yaxes(title_text="counts")
+        fig.update_xaxes(title_text="wavelength (nm)")
+        return _layout(fig, snapshot.trial_id + "-spectrum", title + " (raw counts)")
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.05)
+    fig.add_trace(go.Scatter(x=wl, y=compact(spectrum.absorbance), name="measured", mode="lines",
+                             line=dict(color="#444444", width=1)), row=1, col=1)
+    if spectrum.model is not None:
+        fig.add_trace(go.Scatter(x=wl, y=compact(spectrum.model), name="model", mode="lines",
+                                 line=dict(color="#d62728", width=1.2)), row=1, col=1)
+        fig.add_trace(go.Scatter(x=wl, y=compact(spectrum.baseline), name="baseline", mode="lines",
+                                 line=dict(color="#2ca02c", width=1, dash="dot")), row=1, col=1)
+        fig.add_trace(go.Scatter(x=wl, y=compact(spectrum.residual), name="residual", mode="lines",
+                                 line=dict(color="#1f77b4", width=1)), row=2, col=1)
+        rms = f"residual RMS {spectrum.residual_rms:.2g}" if math.isfinite(spectrum.residual_rms) else ""
+        title += f" · {rms}" if rms else ""
+    fig.update_yaxes(title_text="absorbance", row=1, col=1)
+    fig.update_yaxes(title_text="residual", row=2, col=1)
+    fig.update_xaxes(title_text="wavelength (nm)", row=2, col=1)
+    return _layout(fig, snapshot.trial_id + "-spectrum", title)
+
+
+def sensitivity_figure(wavelength_nm: np.ndarray, sensitivity: np.ndarray, analytes, key: str,
+                       title: str = "Sensitivity") -> go.Figure:
+    """A calibration's sensitivity (absorbance per g/L) vs wavelength, one trace per analyte."""
+    fig = go.Figure()
+    for i, analyte in enumerate(analytes):
+        fig.add_trace(go.Scatter(x=wavelength_nm, y=sensitivity[i], name=str(analyte), mode="lines",
+                                 line=dict(color=_COLOURS[i % len(_COLOURS)], width=1.2)))
+    fig.update_yaxes(title_text="absorbance per g/L")
+    fig.update_xaxes(title_text="wavelength (nm)")
+    return _layout(fig, key, title)
+
+
+def trial_figures(snapshot: Snapshot, cache: "FigureCache | None" = None) -> dict[str, go.Figure]:
+    """Every figure of a trial view, by name (what the Live and Trials pages draw).
+
+    With a ``cache``, a figure is built again only when what it draws changed.
+    """
+    return (cache or FigureCache()).figures(snapshot)
+
+
+class FigureCache:
+    """The figures of one page, each rebuilt only when its data changed (building a figure costs tens of ms)."""
+
+    _BUILDERS = {"furnace": furnace_figure, "purity": purity_figure, "spectrum": spectrum_figure,
+                 "concentration": concentration_figure}
+
+    def __init__(self):
+        self._figures: dict[str, tuple[tuple, go.Figure]] = {}
+        self.builds = 0  # figures built so far (for tests and the benchmark)
+
+    def figures(self, snapshot: Snapshot) -> dict[str, go.Figure]:
+        """The four figures of ``snapshot``."""
+        unit = time_unit(snapshot)
+        analysed = snapshot.purity.rows if snapshot.purity is not None else 0
+        signatures = {
+            "furnace": (snapshot.path, snapshot.furnace["temperature"].rows, unit),
+            "purity": (snapshot.path, analysed, unit),
+            "spectrum": (snapshot.path, snapshot.spectrum.index if snapshot.spectrum is not None else -1, unit),
+            "concentration": (snapshot.path, analysed, unit),
+        }
+        for name, signature in signatures.items():
+            cached = self._figures.get(name)
+            if cached is None or cached[0] != signature:
+                self._figures[name] = (signature, self._BUILDERS[name](snapshot))
+                self.builds += 1
+        return {name: self._figures[name][1] for name in signatures}
+
+
+def standards_figure(wavelength_nm: np.ndarray, names, absorbance: np.ndarray, key: str) -> go.Figure:
+    """The standards' absorbance spectra, one trace per standard."""
+    fig = go.Figure()
+    for m, name in enumerate(names):
+        fig.add_trace(go.Scatter(x=wavelength_nm, y=absorbance[m], name=str(name), mode="lines",
+                                 line=dict(color=_COLOURS[m % len(_COLOURS)], width=1)))
+    fig.update_yaxes(title_text="absorbance")
+    fig.update_xaxes(title_text="wavelength (nm)")
+    return _layout(fig, key, "Standards")
+
+
+def standards_error_figure(names, analytes, loo_error: np.ndarray, fit_residual_rms: np.ndarray,
+                           key: str) -> go.Figure:
+    """Leave-one-out error per standard and analyte (g/L) above each standard's fit residual RMS."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.6, 0.4], vertical_spacing=0.08)
+    labels = [str(n) for n in names]
+    for k, analyte in enumerate(analytes):
+        fig.add_trace(go.Bar(x=labels, y=loo_error[:, k], name=f"{analyte} LOO error",
+                             marker_color=_COLOURS[k % len(_COLOURS)]), row=1, col=1)
+    fig.add_trace(go.Bar(x=labels, y=fit_residual_rms, name="fit residual RMS", marker_color="#7f7f7f"),
+                  row=2, col=1)
+    fig.update_yaxes(title_text="predicted - true g/L", row=1, col=1)
+    fig.update_yaxes(title_text="absorbance", row=2, col=1)
+    fig.update_layout(barmode="group")
+    return _layout(fig, key, "Leave-one-out error and fit residual per standard")

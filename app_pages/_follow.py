@@ -1,0 +1,402 @@
+"""Follow one trial file: read only what is new on each refresh, keep every trace at a bounded size.
+
+A :class:`TrialFollower` lives in a Streamlit session (one per page). Its first
+:meth:`~TrialFollower.update` draws the history from decimated slices
+(:meth:`daq.TrialReader.decimated`: min/max per bucket); every later update
+reads only the rows added since its marks (:meth:`daq.TrialReader.read_new`)
+and folds them into the same buckets, doubling the bucket size whenever a trace
+would exceed ``max_points`` buckets. Memory and work per refresh stay bounded
+for any trial length. No Streamlit here, so the benchmark times exactly this
+code path.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import analysis
+from daq import TrialReader, open_trial
+
+__all__ = ["MAX_POINTS", "StreamingMinMax", "Trace", "SpectrumView", "Snapshot", "TrialFollower",
+           "fitted_spectrum"]
+
+MAX_POINTS = 2000
+"""Buckets per trace (each drawn as its min and max, so at most twice as many points)."""
+FURNACE_COLUMNS = ("temperature", "setpoint", "working_setpoint", "output")
+DEFAULT_BASELINE_ORDER = 2
+_SEED_BLOCK_ROWS = 1 << 16
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A decimated trace: bucket start times, min and max per bucket, rows per bucket, rows in all."""
+
+    time_s: np.ndarray
+    minimum: np.ndarray
+    maximum: np.ndarray
+    bucket: int
+    rows: int
+
+
+class StreamingMinMax:
+    """Min/max per bucket of a growing trace, fed only new rows, at most ``max_points`` buckets."""
+
+    def __init__(self, max_points: int = MAX_POINTS):
+        self.max_points = max(2, int(max_points))
+        self.bucket = 1
+        self.rows = 0
+        self._t = np.empty(0)
+        self._lo = np.empty(0)
+        self._hi = np.empty(0)
+        self._pending_t = np.empty(0)
+        self._pending_lo = np.empty(0)
+        self._pending_hi = np.empty(0)
+
+    def seed(self, time_s: np.ndarray, minimum: np.ndarray, maximum: np.ndarray, bucket: int, rows: int) -> None:
+        """Start from buckets already computed (a :class:`daq.Decimated` of whole buckets of ``bucket`` rows)."""
+        self.bucket = max(1, int(bucket))
+        self._t = np.asarray(time_s, dtype=float)
+        self._lo = np.asarray(minimum, dtype=float)
+        self._hi = np.asarray(maximum, dtype=float)
+        self.rows = int(rows)
+        while len(self._t) > self.max_points:
+            self._coarsen()
+
+    def extend(self, time_s, low, high=None) -> None:
+        """Add rows (their times, and the values whose min and max are kept; ``high`` defaults to ``low``)."""
+        time_s = np.asarray(time_s, dtype=float)
+        if not len(time_s):
+            return
+        low = np.asarray(low, dtype=float)
+        high = low if high is None else np.asarray(high, dtype=float)
+        self.rows += len(time_s)
+        t = np.concatenate([self._pending_t, time_s])
+        lo = np.concatenate([self._pending_lo, low])
+        hi = np.concatenate([self._pending_hi, high])
+        full = len(t) // self.bucket * self.bucket
+        if full:
+            shape = (full // self.bucket, self.bucket)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN bucket is NaN
+                new_lo = np.nanmin(lo[:full].reshape(shape), axis=1)
+                new_hi = np.nanmax(hi[:full].reshape(shape), axis=1)
+            self._t = np.concatenate([self._t, t[:full:self.bucket]])
+            self._lo = np.concatenate([self._lo, new_lo])
+            self._hi = np.concatenate([self._hi, new_hi])
+        self._pending_t, self._pending_lo, self._pending_hi = t[full:], lo[full:], hi[full:]
+        while len(self._t) > self.max_points:
+            self._coarsen()
+
+    def _coarsen(self) -> None:
+        """Merge neighbouring buckets pairwise (the bucket size doubles; extremes are kept)."""
+        even = len(self._t) // 2 * 2
+        t = self._t[:even:2]
+        lo = np.fmin(self._lo[:even:2], self._lo[1:even:2])
+        hi = np.fmax(self._hi[:even:2], self._hi[1:even:2])
+        if len(self._t) % 2:  # the odd last bucket stays as it is
+            t, lo, hi = (np.append(t, self._t[-1]), np.append(lo, self._lo[-1]), np.append(hi, self._hi[-1]))
+        self._t, self._lo, self._hi = t, lo, hi
+        self.bucket *= 2
+
+    def trace(self) -> Trace:
+        """The buckets so far, the partly filled last bucket included."""
+        if not len(self._pending_t):
+            return Trace(self._t, self._lo, self._hi, self.bucket, self.rows)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo, hi = np.nanmin(self._pending_lo), np.nanmax(self._pending_hi)
+        return Trace(np.append(self._t, self._pending_t[0]), np.append(self._lo, lo), np.append(self._hi, hi),
+                     self.bucket, self.rows)
+
+
+@dataclass(frozen=True)
+class SpectrumView:
+    """One spectrum as the Live page draws it: absorbance with the fitted model, or raw counts."""
+
+    index: int
+    time_s: float
+    wavelength_nm: np.ndarray
+    counts: np.ndarray
+    dark: np.ndarray | None
+    reference: np.ndarray | None
+    absorbance: np.ndarray | None = None
+    model: np.ndarray | None = None  # analytes + baseline
+    baseline: np.ndarray | None = None
+    residual: np.ndarray | None = None
+    residual_rms: float = math.nan  # of this refit
+    stored_residual_rms: float = math.nan  # as the live analysis wrote it
+    note: str = ""  # why only raw counts, or how the model was drawn
+
+
+@dataclass
+class Snapshot:
+    """What a page draws after one update: state, latest values, decimated traces, events, spectrum."""
+
+    path: Path
+    metadata: dict
+    state: str
+    end_time: str
+    heartbeat_time: str
+    analytes: tuple[str, ...]
+    analysis_attrs: dict
+    rows: dict[str, int]
+    furnace: dict[str, Trace]
+    purity: Trace | None
+    purity_band: Trace | None  # minimum = lowest purity - 2 sigma, maximum = highest purity + 2 sigma
+    concentration: dict[str, Trace]
+    latest_furnace: dict[str, float]
+    latest_analysis: dict[str, object]
+    events: list[dict]
+    spectrum: SpectrumView | None
+    rows_read: dict[str, int] = field(default_factory=dict)  # rows read by this update, per table
+
+    @property
+    def target(self) -> str:
+        return self.analysis_attrs.get("target", "")
+
+    @property
+    def trial_id(self) -> str:
+        return str(self.metadata.get("trial_id", "") or self.path.stem)
+
+
+def fitted_spectrum(measured: np.ndarray, concentration: np.ndarray, sensitivity: np.ndarray,
+                    wavelength_nm: np.ndarray, baseline_order: int | None = DEFAULT_BASELINE_ORDER,
+                    pixel_weight: np.ndarray | None = None):
+    """The model c @ S plus the baseline that best fits what the analytes leave, and the residual.
+
+    The trial file stores the concentrations but not the live fit's baseline.
+    With the concentrations fixed, the best (weighted least-squares) baseline is
+    the one the live fit found, so it is fitted again here with the
+    calibration's baseline basis (:func:`analysis.baseline_basis`) and pixel
+    weights when the calibration file is at hand, uniform weights otherwise.
+    Returns (model, baseline, residual, residual RMS over the unmasked pixels).
+    """
+    analytes_part = np.asarray(concentration, dtype=float) @ np.asarray(sensitivity, dtype=float)
+    rest = measured - analytes_part
+    weight = np.ones_like(rest) if pixel_weight is None else np.asarray(pixel_weight, dtype=float)
+    valid = np.isfinite(rest) & (weight > 0)
+    basis = analysis.baseline_basis(wavelength_nm, baseline_order)
+    baseline = np.zeros_like(measured)
+    if basis.shape[1]:
+        baseline[:] = np.nan
+        if valid.sum() > basis.shape[1]:
+            root = np.sqrt(weight[valid])
+            coefficients, *_ = np.linalg.lstsq(basis[valid] * root[:, None], rest[valid] * root, rcond=None)
+            baseline = basis @ coefficients
+    model = analytes_part + baseline
+    residual = np.where(valid, measured - model, np.nan)
+    used = valid & np.isfinite(residual)
+    rms = (float(np.sqrt(np.sum(weight[used] * residual[used] ** 2) / np.sum(weight[used])))
+           if used.any() else math.nan)  # weighted, as the live fit's residual_rms
+    return model, baseline, residual, rms
+
+
+class TrialFollower:
+    """An open trial file, and what one page has already read of it."""
+
+    def __init__(self, path: str | Path, *, max_points: int = MAX_POINTS, max_events: int = 500,
+                 calibration_loader=None):
+        """Open ``path``; ``calibration_loader(analysis_attrs)`` may return the :class:`analysis.Calibration`
+        the trial used (for the baseline order and pixel weights of the spectrum's fit), or None."""
+        self.path = Path(path)
+        self.max_points = max_points
+        self.reader: TrialReader = open_trial(self.path)
+        try:
+            self._metadata = self.reader.metadata
+            self._analytes = self.reader.analytes
+            self._analysis_attrs = self.reader.analysis_attrs
+            self._wavelength = self.reader.wavelength_nm
+            self._calibration = self.reader.calibration_arrays()
+        except BaseException:
+            self.reader.close()
+            raise
+        self.calibration = calibration_loader(self._analysis_attrs) if calibration_loader else None
+        self.marks: dict[str, int] | None = None  # rows already read per table; None until seeded
+        self._furnace = {name: StreamingMinMax(max_points) for name in FURNACE_COLUMNS}
+        self._purity = StreamingMinMax(max_points)
+        self._band = StreamingMinMax(max_points)
+        self._concentration = [StreamingMinMax(max_points) for _ in self._analytes]
+        self._events: deque[dict] = deque(maxlen=max_events)
+        self._spectrum: SpectrumView | None = None
+        self.updates = 0
+        self.last_read: dict[str, int] = {}  # rows each table gave on the last update
+        self.last_snapshot: Snapshot | None = None
+
+    def close(self) -> None:
+        """Close the file."""
+        self.reader.close()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def update(self) -> Snapshot:
+        """See what the writer flushed, read only the new rows, and return what to draw."""
+        reader = self.reader
+        reader.refresh()
+        rows = {name: reader.rows(name) for name in ("furnace", "spectrometer", "analysis", "events",
+                                                    "dark", "reference")}
+        if self.marks is None:
+            rows_read = self._seed(rows)
+        else:
+            rows_read = self._read_new(rows)
+        self.updates += 1
+        self.last_read = rows_read
+        self.last_snapshot = Snapshot(
+            path=self.path, metadata=self._metadata, state=reader.state, end_time=reader.end_time,
+            heartbeat_time=reader.heartbeat_time, analytes=self._analytes, analysis_attrs=self._analysis_attrs,
+            rows=rows, furnace={name: trace.trace() for name, trace in self._furnace.items()},
+            purity=self._purity.trace() if rows["analysis"] else None,
+            purity_band=self._band.trace() if rows["analysis"] else None,
+            concentration={a: t.trace() for a, t in zip(self._analytes, self._concentration)},
+            latest_furnace=self._latest("furnace", rows["furnace"], FURNACE_COLUMNS + ("time", "flag",
+                                                                                       "status_word")),
+            latest_analysis=self._latest("analysis", rows["analysis"], ("time", "purity", "purity_sigma",
+                                                                         "concentration", "residual_rms")),
+            events=list(self._events), spectrum=self._latest_spectrum(rows), rows_read=rows_read)
+        return self.last_snapshot
+
+    def _seed(self, rows: dict[str, int]) -> dict[str, int]:
+        """First read: decimated slices of the history (whole buckets), then the few rows after them."""
+        reader = self.reader
+        marks = {"furnace": rows["furnace"], "analysis": rows["analysis"], "events": rows["events"]}
+        read = {}
+        # furnace: whole buckets from TrialReader.decimated, the partial last bucket as raw rows
+        read["furnace"] = self._seed_table("furnace", marks["furnace"],
+                                           [(self._furnace[name], name, None) for name in FURNACE_COLUMNS])
+        read["analysis"] = self._seed_table(
+            "analysis", marks["analysis"],
+            [(self._purity, "purity", None)] + [(trace, "concentration", k)
+                                               for k, trace in enumerate(self._concentration)])
+        self._seed_band(marks["analysis"])
+        first_event = max(0, marks["events"] - (self._events.maxlen or 0))
+        self._add_events(reader.read("events", first_event, marks["events"]))
+        read["events"] = marks["events"] - first_event
+        self.marks = marks
+        return read
+
+    def _seed_table(self, table: str, stop: int, traces: list) -> int:
+        """Seed several traces of one table; returns the rows it took to do so (decimated rows count once)."""
+        if stop == 0:
+            return 0
+        bucket = max(1, -(-stop // self.max_points))
+        whole = stop // bucket * bucket
+        if whole:
+            for trace, column, component in traces:
+                decimated = self.reader.decimated(table, column, max_points=whole // bucket, stop=whole,
+                                                  component=component)
+                trace.seed(decimated.time_s, decimated.minimum, decimated.maximum, bucket, decimated.rows)
+        if whole < stop:
+            columns = tuple(dict.fromkeys(["time"] + [column for _, column, _ in traces]))
+            tail = self.reader.read(table, whole, stop, columns=columns)
+            for trace, column, component in traces:
+                values = tail[column] if component is None else tail[column][:, component]
+                trace.bucket = bucket
+                trace.extend(tail["time"], values)
+        return stop
+
+    def _seed_band(self, stop: int) -> None:
+        """Seed the purity +- 2 sigma band, computed row by row in bounded blocks (exact, not from min/max)."""
+        self._band.bucket = max(1, -(-stop // self.max_points))
+        block = max(self._band.bucket, _SEED_BLOCK_ROWS // self._band.bucket * self._band.bucket)
+        for start in range(0, stop, block):
+            rows = self.reader.read("analysis", start, min(stop, start + block),
+                                    columns=("time", "purity", "purity_sigma"))
+            self._add_band(rows)
+
+    def _add_band(self, rows: dict) -> None:
+        two_sigma = 2.0 * rows["purity_sigma"]
+        self._band.extend(rows["time"], rows["purity"] - two_sigma, rows["purity"] + two_sigma)
+
+    def _read_new(self, rows: dict[str, int]) -> dict[str, int]:
+        """Later reads: only the rows after the marks."""
+        reader, read = self.reader, {}
+        new, self.marks["furnace"] = reader.read_new("furnace", self.marks["furnace"],
+                                                     columns=("time",) + FURNACE_COLUMNS)
+        for name in FURNACE_COLUMNS:
+            self._furnace[name].extend(new["time"], new[name])
+        read["furnace"] = len(new["time"])
+        new, self.marks["analysis"] = reader.read_new("analysis", self.marks["analysis"],
+                                                      columns=("time", "purity", "purity_sigma", "concentration"))
+        self._purity.extend(new["time"], new["purity"])
+        self._add_band(new)
+        for k, trace in enumerate(self._concentration):
+            trace.extend(new["time"], new["concentration"][:, k])
+        read["analysis"] = len(new["time"])
+        new, self.marks["events"] = reader.read_new("events", self.marks["events"])
+        self._add_events(new)
+        read["events"] = len(new["time"])
+        return read
+
+    def _add_events(self, rows: dict) -> None:
+        for i in range(len(rows["time"])):
+            self._events.append({"time_s": float(rows["time"][i]), "level": str(rows["level"][i]),
+                                 "source": str(rows["source"][i]), "message": str(rows["message"][i])})
+
+    def _latest(self, table: str, rows: int, columns: tuple[str, ...]) -> dict:
+        """The last row of a table (empty when there is none)."""
+        if not rows:
+            return {}
+        last = self.reader.read(table, rows - 1, rows, columns=columns)
+        out = {}
+        for name, values in last.items():
+            value = values[0]
+            out[name] = value if np.ndim(value) else (value.item() if isinstance(value, np.generic) else value)
+        return out
+
+    # -- the latest spectrum ------------------------------------------------------------
+
+    def _latest_spectrum(self, rows: dict[str, int]) -> SpectrumView | None:
+        """The newest analysed spectrum (or the newest spectrum when none is analysed); read once per index."""
+        if not rows["spectrometer"]:
+            return None
+        index = min(rows["spectrometer"], rows["analysis"]) - 1 if rows["analysis"] else rows["spectrometer"] - 1
+        if self._spectrum is not None and self._spectrum.index == index:
+            return self._spectrum
+        self._spectrum = self._read_spectrum(index, rows, analysed=rows["analysis"] > index)
+        return self._spectrum
+
+    def _read_spectrum(self, index: int, rows: dict[str, int], analysed: bool) -> SpectrumView:
+        reader = self.reader
+        row = reader.read("spectrometer", index, index + 1,
+                          columns=("time", "counts", "dark_index", "reference_index"))
+        counts = np.asarray(row["counts"][0], dtype=float)
+        dark = self._table_row("dark", int(row["dark_index"][0]), rows["dark"])
+        reference = self._table_row("reference", int(row["reference_index"][0]), rows["reference"])
+        view = dict(index=index, time_s=float(row["time"][0]), wavelength_nm=self._wavelength, counts=counts,
+                    dark=dark, reference=reference)
+        if dark is None or reference is None:
+            return SpectrumView(**view, note="raw counts: no dark or blank reference recorded for this spectrum")
+        measured = analysis.absorbance(counts, dark, reference)
+        sensitivity = self._calibration.get("sensitivity")
+        pixels, analytes = len(self._wavelength), len(self._analytes)
+        if not analysed:
+            return SpectrumView(**view, absorbance=measured, note="not analysed yet: absorbance only")
+        if sensitivity is None or np.shape(sensitivity) != (analytes, pixels):
+            return SpectrumView(**view, absorbance=measured,
+                                note="absorbance only: the file holds no calibration sensitivity matching "
+                                     f"its {analytes} analytes x {pixels} pixels")
+        fit = reader.read("analysis", index, index + 1, columns=("concentration", "residual_rms"))
+        concentration = np.nan_to_num(np.asarray(fit["concentration"][0], dtype=float))
+        calibration = self.calibration
+        if calibration is not None and np.shape(calibration.pixel_weight) == (pixels,):
+            order, weight = calibration.baseline_order, calibration.pixel_weight
+            how = f"baseline (Legendre order {order}) and pixel weights of calibration {calibration.calibration_id}"
+        else:
+            order, weight = DEFAULT_BASELINE_ORDER, None
+            how = (f"baseline assumed Legendre order {order}, unweighted (the calibration file is not at hand, "
+                   "so the fit may differ slightly from the live one)")
+        model, baseline, residual, rms = fitted_spectrum(measured, concentration, sensitivity, self._wavelength,
+                                                         order, weight)
+        return SpectrumView(**view, absorbance=measured, model=model, baseline=baseline, residual=residual,
+                            residual_rms=rms, stored_residual_rms=float(fit["residual_rms"][0]),
+                            note=f"Model = stored concentrations x stored sensitivity + baseline refitted here; {how}.")
+
+    def _table_row(self, table: str, index: int, rows: int) -> np.ndarray | None:
+        if not 0 <= index < rows:
+            return None
+        return np.asarray(self.reader.read(table, index, index + 1, columns=("counts",))["counts"][0], dtype=float)

@@ -1,0 +1,134 @@
+"""Trials: the catalog as a table with filters; a trial opened with the Live page's plots; its summary as CSV."""
+
+import sqlite3
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app_pages._catalog import STATUSES, Filters, entry_path, file_summary, trial_table
+from app_pages._export import analysis_csv, summary_csv
+from app_pages._paths import OutsideDataFolder, confine, relative_name
+from app_pages._view import REFRESH_S, data_folder, follower, guarded, live_updates, show_trial, trial_from_query
+from daq.store import writer_is_alive
+
+ANY = "any"
+
+
+@st.cache_data(max_entries=4096, show_spinner=False)
+def _cached_summary(path: str, mtime_ns: int, size: int) -> dict:
+    """A file's summary, read again only when the file changed (mtime or size)."""
+    return file_summary(Path(path))
+
+
+def _summary(path: Path) -> dict:
+    stat = path.stat()
+    return _cached_summary(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def _filters() -> Filters:
+    sample_col, status_col, dates_col, purity_col = st.columns(4)
+    sample = sample_col.text_input("Sample contains", key="trials-filter-sample")
+    status = status_col.selectbox("Status", [ANY, *STATUSES], key="trials-filter-status")
+    dates = dates_col.date_input("Started between", value=(), key="trials-filter-dates", format="YYYY-MM-DD")
+    min_percent = purity_col.number_input("Final purity at least (%)", min_value=0.0, max_value=100.0, value=0.0,
+                                          step=0.5, key="trials-filter-purity")
+    dates = tuple(d for d in (dates if isinstance(dates, (tuple, list)) else (dates,)) if isinstance(d, date))
+    return Filters(sample=sample.strip(), status="" if status == ANY else status,
+                   since=dates[0] if dates else None, until=dates[-1] if dates else None,
+                   min_purity=min_percent / 100.0 if min_percent > 0 else None)
+
+
+def _table(folder, filters):
+    """The filtered catalog as a table; returns the openable trials by name (relative to the data folder)."""
+    try:
+        table = trial_table(folder, filters, summaries=_summary)
+    except (sqlite3.Error, OSError) as error:
+        st.error(f"The catalog `{folder.catalog}` cannot be read: {error}. `remdaq catalog rebuild` recreates it "
+                 "from the trial files.")
+        return {}
+    if not table.from_catalog:
+        st.info("The data folder has no catalog yet, so this table is built from the trial files themselves. "
+                "`remdaq catalog rebuild` creates the catalog.")
+    if table.unlisted:
+        st.warning(f"{len(table.unlisted)} trial file(s) are not in the catalog (for example "
+                   f"`{table.unlisted[0]}`): run `remdaq catalog rebuild` to list them.")
+    openable = {}
+    for entry in table.entries:
+        path = entry_path(folder, entry)
+        if path is not None and path.is_file():
+            openable[relative_name(folder, path)] = entry
+    if not table.entries:
+        st.info("No trials match these filters." if filters != Filters() else f"No trials in `{folder.path}` yet.")
+        return openable
+    st.dataframe(pd.DataFrame({
+        "started (UTC)": [(e.start_time or "")[:19].replace("T", " ") for e in table.entries],
+        "trial": [e.trial_id for e in table.entries],
+        "sample": [e.sample for e in table.entries],
+        "title": [e.title for e in table.entries],
+        "status": [e.status for e in table.entries],
+        "final purity %": [None if e.final_purity is None else round(100 * e.final_purity, 3)
+                           for e in table.entries],
+        "target": [e.target for e in table.entries],
+        "operator": [e.operator for e in table.entries],
+    }), hide_index=True, width="stretch", height=min(38 + 35 * len(table.entries), 400))
+    return openable
+
+
+@guarded("The Trials page")
+def trials_page() -> None:
+    """Filters, the table, and the trial opened from it (or from ``?trial=``)."""
+    folder = data_folder()
+    if folder is None:
+        return
+    openable = _table(folder, _filters())
+    pinned = trial_from_query(folder)
+    names = list(openable)
+    pinned_name = relative_name(folder, pinned) if pinned is not None else None
+    if pinned_name is not None and pinned_name not in names:
+        names.insert(0, pinned_name)  # a valid ?trial= opens even if the filters hide it
+
+    def _pin() -> None:
+        """Keep ?trial= in step with the selector (a shareable link to the trial)."""
+        value = st.session_state["trials-open"]
+        if value:
+            st.query_params["trial"] = value
+        else:
+            st.query_params.pop("trial", None)
+
+    chosen = st.selectbox("Open a trial", names, index=names.index(pinned_name) if pinned_name in names else None,
+                          placeholder="choose a trial", key="trials-open", on_change=_pin,
+                          format_func=lambda name: (f"{openable[name].trial_id} · {openable[name].sample} · "
+                                                    f"{openable[name].status}") if name in openable else name)
+    if not chosen:
+        return
+    try:
+        path = confine(folder, chosen)  # the names came from the data folder; checked again all the same
+    except OutsideDataFolder as error:
+        st.error(f"Refused: {error}.")
+        return
+    running = writer_is_alive(path)
+    updating = live_updates("trials") if running else False
+
+    @st.fragment(run_every=REFRESH_S if updating else None)
+    @guarded("The opened trial")
+    def opened_trial() -> None:
+        """The chosen trial with the Live page's plots, and its downloads."""
+        snapshot = show_trial(folder, path, key="trials", frozen=running and not updating)
+        if snapshot is None:
+            return
+        reader = follower(folder, "trials", path).reader
+        left, right = st.columns(2)
+        left.download_button("Download summary (CSV)", summary_csv(reader, snapshot),
+                             file_name=f"{snapshot.trial_id}-summary.csv", mime="text/csv",
+                             on_click="ignore", key="trials-summary-csv")
+        right.download_button("Download per-spectrum results (CSV)", lambda: analysis_csv(path),
+                              file_name=f"{snapshot.trial_id}-analysis.csv", mime="text/csv",
+                              on_click="ignore", key="trials-analysis-csv")
+
+    opened_trial()
+
+
+st.title("Trials")
+trials_page()

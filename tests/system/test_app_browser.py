@@ -1,0 +1,144 @@
+"""The app as a user sees it: `streamlit run app.py` on 127.0.0.1, driven by Debian's headless Chromium.
+
+A thread writes a live trial while the browser watches the Live page; the purity
+shown must change without a page reload. Screenshots go to test-artifacts/.
+Without /usr/bin/chromium the test is skipped, except in CI, where it fails.
+"""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from _trial_factory import LiveTrial, metadata, trials_folder, wait_for_rows, write_calibration  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = ROOT / "test-artifacts"
+TIMEOUT_MS = 30_000
+
+pytestmark = [pytest.mark.system, pytest.mark.browser]
+
+
+def require_chromium() -> None:
+    """Skip without Chromium on a workstation; fail in CI, where `.ci/run` installs it."""
+    if CHROMIUM.exists():
+        return
+    message = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + "; CI must run the browser test")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_serving(url: str, server: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """Poll the server's health endpoint until it answers (a deadline, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if server.poll() is not None:
+            raise AssertionError(f"streamlit exited with {server.returncode} before serving")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"streamlit did not serve {url} within {timeout_s} s")
+        threading.Event().wait(0.1)  # poll interval of a condition with a deadline
+
+
+@pytest.fixture
+def served_app(tmp_path):
+    """`streamlit run app.py` on a free port of 127.0.0.1 over a data folder; yields (url, data folder)."""
+    require_chromium()
+    data = tmp_path / "data"
+    trials_folder(data)
+    port = free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / "app-browser-server.log"
+    env = {**os.environ, "REMDAQ_DATA_DIR": str(data)}
+    env.pop("REMDAQ_STATION", None)
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until_serving(url, server)
+            yield url, data
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+    assert "Traceback" not in log_path.read_text(errors="replace"), f"the app logged a traceback: {log_path}"
+
+
+def test_live_trial_in_chromium_updates_its_purity_without_reload(served_app):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, data = served_app
+    calibration_file = data / "calibrations" / "nd-pr.h5"
+    calibration = write_calibration(calibration_file)
+    meta = metadata("browser-live", title="Pr/Nd elution, calcination to 250 °C", calibration=calibration,
+                    calibration_file=calibration_file)
+    with LiveTrial(trials_folder(data) / "browser-live.h5", tick_s=0.1, seconds_per_tick=2.0,
+                   spectrum_every=3, meta=meta) as live:
+        wait_for_rows(live.path, "analysis", 21)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1500})
+                page.goto(url)
+                purity = (page.get_by_test_id("stMetric").filter(has_text="Purity Nd2O3")
+                          .get_by_test_id("stMetricValue"))
+                expect(purity).to_have_text(re.compile(r"^\d+\.\d\d %$"), timeout=TIMEOUT_MS)
+                expect(page.get_by_text("Running", exact=False).first).to_be_visible(timeout=TIMEOUT_MS)
+                expect(page.get_by_text("trial `browser-live`", exact=False).or_(
+                    page.get_by_text("browser-live", exact=False)).first).to_be_visible()
+                expect(page.locator(".js-plotly-plot")).to_have_count(4, timeout=TIMEOUT_MS)
+                page.evaluate("window.remdaqNoReload = 42")  # gone if the page reloads
+                first = purity.inner_text()
+                page.screenshot(path=str(ARTIFACTS / "app-live-1.png"), full_page=True)
+
+                expect(purity).not_to_have_text(first, timeout=TIMEOUT_MS)
+                second = purity.inner_text()
+                assert second != first
+                assert page.evaluate("window.remdaqNoReload") == 42, "the page reloaded to update"
+                page.screenshot(path=str(ARTIFACTS / "app-live-2.png"), full_page=True)
+
+                page.goto(f"{url}/trials?trial=browser-live")
+                expect(page.get_by_test_id("stDataFrame").first).to_be_visible(timeout=TIMEOUT_MS)
+                expect(page.get_by_text("Download summary (CSV)")).to_be_visible(timeout=TIMEOUT_MS)
+                expect(page.locator(".js-plotly-plot")).to_have_count(4, timeout=TIMEOUT_MS)
+                page.screenshot(path=str(ARTIFACTS / "app-trials.png"), full_page=True)
+
+                page.goto(f"{url}/calibration")
+                expect(page.get_by_text("In use by trial", exact=False)).to_be_visible(timeout=TIMEOUT_MS)
+                expect(page.get_by_text(calibration.calibration_id).first).to_be_visible(timeout=TIMEOUT_MS)
+                expect(page.get_by_text("Quality per analyte")).to_be_visible(timeout=TIMEOUT_MS)
+                expect(page.locator(".js-plotly-plot .cartesianlayer")).to_have_count(3, timeout=TIMEOUT_MS)
+                page.screenshot(path=str(ARTIFACTS / "app-calibration.png"), full_page=True)
+                assert "Traceback" not in page.content()
+            finally:
+                browser.close()

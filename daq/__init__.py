@@ -6,6 +6,7 @@ Public API (flat):
 - files: :func:`open_trial`, :class:`TrialReader`, :class:`TrialFileError`, :class:`TrialWriter`
 - catalog: :class:`Catalog`
 - running: :class:`TrialRunner`, :class:`RunOptions` (imported on first use: they load the drivers)
+- reanalysis: :func:`reanalyze` (imported on first use; needs the ``cluster`` extra for Dask)
 """
 
 from .catalog import Catalog, CatalogEntry
@@ -16,10 +17,10 @@ from .store import StorageError, TrialMetadata, TrialWriter, writer_is_alive
 __all__ = [
     "Catalog", "CatalogEntry", "ConfigError", "Decimated", "Recipe", "RunOptions", "Station", "StorageError",
     "TrialFileError", "TrialMetadata", "TrialReader", "TrialRunner", "TrialWriter", "analyse_counts",
-    "check_recipe_against_station", "load_recipe", "load_station", "open_trial", "writer_is_alive",
+    "check_recipe_against_station", "load_recipe", "load_station", "open_trial", "reanalyze", "writer_is_alive",
 ]
 
-_LAZY = {"TrialRunner": "runner", "RunOptions": "runner", "analyse_counts": "pipeline"}
+_LAZY = {"TrialRunner": "runner", "RunOptions": "runner", "analyse_counts": "pipeline", "reanalyze": "reanalysis"}
 
 
 def __getattr__(name):

@@ -1,19 +1,33 @@
-"""The `remdaq` command line: check, calibrate, run, ls, show, catalog, reanalyze."""
+"""The `remdaq` command line: check, calibrate, run, ls, show, catalog rebuild, reanalyze."""
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from .config import ConfigError, load_station
+from .config import ConfigError, Station, load_recipe, load_station
 
-__all__ = ["main", "cli"]
+__all__ = ["main", "cli", "resolve_data_dir"]
 
 _STATION_OPTION = click.option(
     "--station", "station_path", required=True, type=click.Path(path_type=Path),
     help="station file, e.g. hardware/stations/sim.toml")
+_DATA_DIR_OPTION = click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=None,
+    help="data folder (default: $REMDAQ_DATA_DIR, else the station's data_dir, else ./data)")
+
+
+def resolve_data_dir(option: Path | None, station: Station | None = None) -> Path:
+    """The data folder: --data-dir, else $REMDAQ_DATA_DIR, else the station's, else ./data."""
+    if option is not None:
+        return option
+    if os.environ.get("REMDAQ_DATA_DIR"):
+        return Path(os.environ["REMDAQ_DATA_DIR"])
+    return station.data_dir if station is not None else Path("data")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,10 +56,158 @@ def check(station_path: Path):
         sys.exit(1)
 
 
+@cli.command()
+@click.argument("standards_path", metavar="STANDARDS", type=click.Path(path_type=Path))
+@_STATION_OPTION
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="calibration file to write (.h5)")
+def calibrate(standards_path: Path, station_path: Path, out: Path):
+    """Measure a set of standards and write a calibration with its quality report."""
+    from .calibration_run import calibrate_station, load_standards
+
+    station = load_station(station_path)
+    standards = load_standards(standards_path)
+    calibration = calibrate_station(station, standards, out, progress=lambda m: click.echo(m, err=True))
+    click.echo(f"calibration written: {out}")
+    click.echo(calibration.quality.summary(calibration.analytes))
+
+
+@cli.command()
+@click.argument("recipe_path", metavar="RECIPE", type=click.Path(path_type=Path))
+@_STATION_OPTION
+@_DATA_DIR_OPTION
+@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+              help="calibration file (overrides the recipe's)")
+@click.option("--flush-interval", "flush_interval_s", type=click.FloatRange(0.01, 60), default=0.5,
+              show_default=True, help="seconds between writes to the trial file")
+def run(recipe_path: Path, station_path: Path, data_dir: Path | None, calibration: Path | None,
+        flush_interval_s: float):
+    """Run a trial: furnace program, spectra, live purity, all into one HDF5 file."""
+    from .runner import RunOptions, TrialRunner
+
+    recipe = load_recipe(recipe_path)
+    station = load_station(station_path)
+    options = RunOptions(data_dir=resolve_data_dir(data_dir, station), calibration=calibration,
+                         flush_interval_s=flush_interval_s)
+    outcome = TrialRunner(recipe, station, options).run()
+    click.echo(f"{outcome.path}")
+    sys.exit(0 if outcome.exit_status == "success" else 1)
+
+
+@cli.command("ls")
+@_DATA_DIR_OPTION
+@click.option("--sample", default=None, help="only samples containing this text")
+@click.option("--status", default=None, help="success, aborted, failed, interrupted, running, unreadable")
+def list_trials(data_dir: Path | None, sample: str | None, status: str | None):
+    """List the trials of a data folder (from its catalog)."""
+    from .catalog import Catalog
+
+    entries = Catalog(resolve_data_dir(data_dir)).entries(sample=sample, status=status)
+    if not entries:
+        click.echo("no trials", err=True)
+    for e in entries:
+        purity = "-" if e.final_purity is None else f"{100 * e.final_purity:.2f}%"
+        click.echo(f"{e.trial_id:45s} {e.status:11s} {e.start_time[:19]:19s} {purity:>8s}  {e.sample}")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+def show(file: Path):
+    """Summarise one trial file (state, rows, final purity, events)."""
+    from .reader import open_trial
+
+    with open_trial(file) as trial:
+        summary = trial.summary()
+        events = trial.events()
+    for key, value in summary.items():
+        if isinstance(value, float):
+            value = "-" if math.isnan(value) else f"{value:.6g}"
+        click.echo(f"{key:17s} {value}")
+    if summary["state"] == "interrupted":
+        click.echo("note              this trial was interrupted: the file has no clean-end mark; "
+                   "rows up to the last flush are kept")
+    for t, level, source, message in zip(events["time"], events["level"], events["source"], events["message"]):
+        click.echo(f"  {t:10.1f} s  {level:7s} {source:12s} {message}")
+
+
+@cli.group()
+def catalog():
+    """The trial catalog of a data folder."""
+
+
+@catalog.command()
+@_DATA_DIR_OPTION
+def rebuild(data_dir: Path | None):
+    """Rebuild the catalog by scanning the trial files."""
+    from .catalog import Catalog
+
+    entries = Catalog(resolve_data_dir(data_dir)).rebuild()
+    click.echo(f"{len(entries)} trial(s) catalogued")
+    for e in entries:
+        click.echo(f"  {e.trial_id}  {e.status}")
+
+
+@cli.command("reanalyze")
+@click.argument("paths", metavar="PATHS...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--calibration", required=True, type=click.Path(path_type=Path),
+              help="calibration file to reanalyse with (from `remdaq calibrate`)")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="folder for the result files (<trial_id>.reanalysis.h5) and summary.csv")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="worker processes of a local Dask cluster (default: one per CPU; 0: no Dask, this process)")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="use a running Dask scheduler (`dask scheduler`) instead of a local cluster")
+@click.option("--force", is_flag=True, help="reanalyse trials even when their result is up to date")
+@click.option("--target", default=None, help="element whose oxide purity is computed (default: each trial's)")
+@click.option("--saturation-counts", type=click.FloatRange(min=0, min_open=True), default=65535.0,
+              show_default=True, help="detector full scale; pixels at or above it are masked")
+def reanalyze_command(paths: tuple[Path, ...], calibration: Path, out_dir: Path, workers: int | None,
+                      scheduler: str | None, force: bool, target: str | None, saturation_counts: float):
+    """Reanalyse trial files (or folders of them) with a calibration, on this machine or a Dask cluster.
+
+    Writes one result file per trial and summary.csv into --out; trials whose result
+    is up to date are skipped, running trials too. Exit status 1 if any trial failed.
+    """
+    import signal
+
+    from tqdm.auto import tqdm
+
+    from .reanalysis import reanalyze
+
+    if workers is not None and scheduler is not None:
+        raise click.UsageError("give --workers or --scheduler, not both")
+
+    def report(outcome) -> None:
+        purity = "-" if math.isnan(outcome.final_purity) else f"{100 * outcome.final_purity:.3f}%"
+        where = outcome.message if outcome.failed or outcome.result_file is None else outcome.result_file
+        stream = sys.stderr if outcome.failed else sys.stdout
+        tqdm.write(f"{outcome.status:18s} {outcome.trial_id:40s} {purity:>9s}  {where}", file=stream)
+        stream.flush()
+
+    def on_sigterm(_signum, _frame):
+        signal.raise_signal(signal.SIGINT)  # stop as Ctrl-C does
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        result = reanalyze(paths, calibration, out_dir, workers=workers, scheduler=scheduler, force=force,
+                           target=target, saturation_counts=saturation_counts, on_outcome=report)
+    except KeyboardInterrupt:
+        click.echo(f"stopped: finished results and {out_dir / 'summary.csv'} are kept, no half-written file is "
+                   "left; run the same command again to continue", err=True)
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    counts = ", ".join(f"{n} {status}" for status, n in result.counts().items()) or "no trial files"
+    click.echo(f"{counts}; calibration {result.calibration_id}; summary: {result.summary_path}")
+    sys.exit(result.exit_code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `remdaq` console script."""
     try:
         cli.main(args=argv, prog_name="remdaq", standalone_mode=True)
     except ConfigError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except OSError as error:  # unreadable trial file, unwritable folder: a message, not a traceback
         click.echo(f"error: {error}", err=True)
         sys.exit(2)

@@ -1,0 +1,282 @@
+"""Client side of reanalysis: result files (written under a temporary name, renamed when complete) and summary.csv.
+
+Layout of a result file (docs/reanalysis.md is its prose)::
+
+    /                          @default = "entry"
+    /entry                     NXentry   @file_format @trial_id @title @sample @start_time @raw_file
+    /entry/reanalysis          NXprocess program, version, date; provenance attributes
+        analytes (K,) · time (N,) s · concentration (N,K) g/L · sigma (N,K) g/L · purity (N,) 1
+        purity_sigma (N,) 1 · residual_rms (N,) absorbance · masked_pixels (N,) · flag (N,) uint8
+    /entry/reanalysis/calibration  NXcollection  sensitivity (K,P), wavelength (P,) of the calibration used
+    /entry/purity              NXdata  purity, time (hard links)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ._reanalysis_tasks import HASH_ROWS, BlockResult, TrialInfo
+
+__all__ = ["RESULT_FORMAT", "RESULT_SUFFIX", "SUMMARY_COLUMNS", "ReanalysisResult", "ResultWriter",
+           "parameters_json", "read_result", "remove_stale_partials", "result_identity", "result_path", "write_summary"]
+
+RESULT_FORMAT = "rem-daq reanalysis 1"
+RESULT_SUFFIX = ".reanalysis.h5"
+_PARTIAL = ".partial-"
+SUMMARY_COLUMNS = ("trial", "sample", "final_purity", "mean_purity", "covered_elements", "rows", "status",
+                   "trial_state", "target", "calibration_id", "result_file", "raw_file", "message")
+
+_COLUMNS = (  # name, dtype, units, long_name, per analyte
+    ("time", "f8", "s", "time of the spectrum analysed (experiment clock of the trial)", False),
+    ("concentration", "f8", "g/L", "element concentration", True),
+    ("sigma", "f8", "g/L", "standard uncertainty of concentration", True),
+    ("purity", "f8", "1", "target oxide / total measured rare-earth oxide (mass fraction)", False),
+    ("purity_sigma", "f8", "1", "standard uncertainty of purity", False),
+    ("residual_rms", "f8", "absorbance", "RMS residual of the fit", False),
+    ("masked_pixels", "i4", "", "pixels left out of the fit (saturated, non-positive or non-finite)", False),
+    ("flag", "u1", "", "row flags: 1 read failed live, 2 saturated pixels, 4 instrument lost, "
+                       "8 reanalysis failed, 16 dark or reference row missing", False),
+)
+
+
+def result_path(out_dir: Path, trial_id: str) -> Path:
+    """Where the result of trial ``trial_id`` goes in ``out_dir``."""
+    return Path(out_dir) / f"{trial_id}{RESULT_SUFFIX}"
+
+
+def _partial_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}{_PARTIAL}{socket.gethostname()}-{os.getpid()}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(out_dir: Path) -> list[Path]:
+    """Delete temporary files (results, summary) left in ``out_dir`` by a reanalysis on this host that was killed."""
+    removed = []
+    host = socket.gethostname()
+    for path in Path(out_dir).glob(f".*{_PARTIAL}{host}-*"):
+        try:
+            pid = int(path.name.rsplit("-", 1)[1])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _text(value[()])
+    return str(value)
+
+
+class ResultWriter:
+    """One result file being written: created under a temporary name, filled block by block, renamed at the end."""
+
+    def __init__(self, final_path: Path, info: TrialInfo, calibration, attrs: dict[str, object]):
+        self.final_path = Path(final_path)
+        self.temp_path = _partial_path(self.final_path)
+        self.rows = info.rows
+        self.rows_written = 0
+        self._file = h5py.File(self.temp_path, "w", libver=("v110", "v110"))
+        try:
+            self._create(info, calibration, attrs)
+        except BaseException:
+            self.abandon()
+            raise
+
+    def _create(self, info: TrialInfo, calibration, attrs: dict[str, object]) -> None:
+        handle = self._file
+        handle.attrs["default"] = "entry"
+        entry = handle.create_group("entry")
+        entry.attrs.update({"NX_class": "NXentry", "default": "purity", "file_format": RESULT_FORMAT,
+                            "trial_id": info.trial_id, "title": info.title, "sample": info.sample,
+                            "start_time": info.start_time, "raw_file": str(info.path)})
+        process = entry.create_group("reanalysis")
+        process.attrs["NX_class"] = "NXprocess"
+        process.attrs.update(attrs)
+        for name, value in (("program", "rem-daq reanalyze (daq.reanalysis)"),
+                            ("version", str(attrs.get("software_version", "")))):
+            process.create_dataset(name, data=value, dtype=h5py.string_dtype()).attrs["units"] = ""
+        analytes = process.create_dataset("analytes", data=np.array([a.encode() for a in calibration.analytes],
+                                                                    dtype="S3"))
+        analytes.attrs.update({"units": "", "long_name": "element symbols, in the order of concentration columns"})
+        K = len(calibration.analytes)
+        chunk_rows = max(1, min(HASH_ROWS, self.rows))
+        for name, dtype, units, long_name, per_analyte in _COLUMNS:
+            shape = (self.rows, K) if per_analyte else (self.rows,)
+            chunks = (chunk_rows, K) if per_analyte else (chunk_rows,)
+            dataset = process.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks if self.rows else None,
+                                             compression="gzip" if self.rows else None,
+                                             fillvalue=np.nan if dtype.startswith("f") else 0)
+            dataset.attrs.update({"units": units, "long_name": long_name})
+        group = process.create_group("calibration")
+        group.attrs["NX_class"] = "NXcollection"
+        group.create_dataset("sensitivity", data=np.asarray(calibration.sensitivity)).attrs["units"] = \
+            "absorbance per g/L"
+        group.create_dataset("wavelength", data=np.asarray(calibration.wavelength_nm)).attrs["units"] = "nm"
+        purity = entry.create_group("purity")
+        purity.attrs.update({"NX_class": "NXdata", "signal": "purity", "axes": ["time"]})
+        purity["purity"] = process["purity"]
+        purity["time"] = process["time"]
+
+    def write_block(self, block: BlockResult) -> None:
+        """Write one block's results at its rows."""
+        process = self._file["entry/reanalysis"]
+        rows = slice(block.start, block.stop)
+        for name, *_ in _COLUMNS:
+            process[name][rows] = getattr(block, name)
+        self.rows_written += block.rows
+
+    def finish(self, attrs: dict[str, object], date: str) -> Path:
+        """Add the last provenance attributes and the date (ISO 8601 UTC), close, fsync, rename; return the path."""
+        process = self._file["entry/reanalysis"]
+        process.attrs.update(attrs)
+        process.create_dataset("date", data=date, dtype=h5py.string_dtype()).attrs["units"] = ""
+        if self.rows_written != self.rows:
+            raise RuntimeError(f"{self.final_path}: {self.rows_written} of {self.rows} rows written")
+        self._file.close()
+        with open(self.temp_path, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(self.temp_path, self.final_path)
+        directory = os.open(self.final_path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return self.final_path
+
+    def abandon(self) -> None:
+        """Close and delete the temporary file (Ctrl-C, a failed block): nothing half-written is left."""
+        try:
+            if self._file.id.valid:
+                self._file.close()
+        finally:
+            self.temp_path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class ReanalysisResult:
+    """A result file read back: per-spectrum arrays and the provenance attributes."""
+
+    path: Path
+    trial_id: str
+    sample: str
+    analytes: tuple[str, ...]
+    time: np.ndarray
+    concentration: np.ndarray  # (N, K) g/L
+    sigma: np.ndarray  # (N, K) g/L
+    purity: np.ndarray
+    purity_sigma: np.ndarray
+    residual_rms: np.ndarray
+    masked_pixels: np.ndarray
+    flag: np.ndarray
+    provenance: dict[str, object]
+
+    @property
+    def final_purity(self) -> float:
+        """The last finite purity (NaN when there is none)."""
+        finite = self.purity[np.isfinite(self.purity)]
+        return float(finite[-1]) if finite.size else math.nan
+
+    @property
+    def mean_purity(self) -> float:
+        """The mean of the finite purities (NaN when there is none)."""
+        finite = self.purity[np.isfinite(self.purity)]
+        return float(finite.mean()) if finite.size else math.nan
+
+    def frame(self):
+        """The results as a pandas DataFrame: time, purity, purity_sigma, residual_rms, flag, then c_X and sigma_X."""
+        import pandas as pd
+
+        data = {"time_s": self.time, "purity": self.purity, "purity_sigma": self.purity_sigma,
+                "residual_rms": self.residual_rms, "masked_pixels": self.masked_pixels, "flag": self.flag}
+        for k, symbol in enumerate(self.analytes):
+            data[f"c_{symbol}_g_per_L"] = self.concentration[:, k]
+            data[f"sigma_{symbol}_g_per_L"] = self.sigma[:, k]
+        return pd.DataFrame(data)
+
+
+def _attr_value(value):
+    if isinstance(value, (bytes, np.bytes_)):
+        return _text(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_result(path: str | os.PathLike) -> ReanalysisResult:
+    """Read a reanalysis result file (arrays and provenance)."""
+    path = Path(path)
+    with h5py.File(path, "r") as handle:
+        entry = handle["entry"]
+        if _text(entry.attrs.get("file_format", "")) != RESULT_FORMAT:
+            raise ValueError(f"{path}: not a rem-daq reanalysis result (file_format is not {RESULT_FORMAT!r})")
+        process = entry["reanalysis"]
+        arrays = {name: process[name][()] for name, *_ in _COLUMNS}
+        return ReanalysisResult(
+            path=path, trial_id=_text(entry.attrs["trial_id"]), sample=_text(entry.attrs.get("sample", "")),
+            analytes=tuple(_text(a) for a in process["analytes"][()]),
+            provenance={key: _attr_value(value) for key, value in process.attrs.items() if key != "NX_class"},
+            **arrays)
+
+
+def result_identity(path: Path) -> dict[str, object] | None:
+    """The provenance of an existing result file that decides whether it is up to date; None if unreadable."""
+    try:
+        with h5py.File(path, "r") as handle:
+            if _text(handle["entry"].attrs.get("file_format", "")) != RESULT_FORMAT:
+                return None
+            attrs = handle["entry/reanalysis"].attrs
+            return {key: _attr_value(attrs[key]) for key in
+                    ("calibration_id", "raw_sha256", "raw_header_sha256", "raw_rows", "parameters", "raw_trial_id")
+                    if key in attrs}
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def parameters_json(parameters: dict[str, object]) -> str:
+    """The parameters that decide the results, as canonical JSON (compared to tell a result up to date)."""
+    return json.dumps(parameters, sort_keys=True)
+
+
+def _number(value: float) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.9g}"
+
+
+def write_summary(path: Path, outcomes) -> Path:
+    """Write summary.csv (one row per trial file of the run) under a temporary name, then rename it."""
+    path = Path(path)
+    temp = path.with_name(f".{path.name}{_PARTIAL}{socket.gethostname()}-{os.getpid()}")
+    with open(temp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(SUMMARY_COLUMNS)
+        for o in outcomes:
+            writer.writerow([o.trial_id, o.sample, _number(o.final_purity), _number(o.mean_purity),
+                             " ".join(o.covered_elements), o.rows, o.status, o.trial_state, o.target,
+                             o.calibration_id, "" if o.result_file is None else str(o.result_file),
+                             str(o.raw_file), o.message])
+    os.replace(temp, path)
+    return path

@@ -1,0 +1,623 @@
+"""Offline reanalysis of trial files with a (new) calibration, on this machine or a Dask cluster.
+
+:func:`reanalyze` reads the raw counts of closed trial files again and runs them
+through :func:`daq.pipeline.analyse_counts`, the function the live runner used,
+so that with the live calibration it reproduces the live numbers, and with a
+better calibration it gives better ones. It writes one result file per trial
+(``OUT/<trial_id>.reanalysis.h5``, a NeXus NXprocess with provenance) and
+``OUT/summary.csv`` across the trials of the run. docs/reanalysis.md is the
+user guide and the result-file contract; docs/decisions/0060-0067 say why.
+
+How it runs (Dask, ``dask.distributed``): one *inspect* task per file, then one
+task per block of spectrometer rows; each task opens the raw file read-only on
+its worker and reads only its own rows, and returns small results. The client
+(this process) writes each trial's result file as its blocks arrive, under a
+temporary name that is renamed when the trial is complete, so Ctrl-C never
+leaves a half-written result. ``workers=0`` runs the same tasks in this process
+without Dask (the plain loop of benchmarks/reanalysis.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import sys
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ._reanalysis_output import (RESULT_SUFFIX, ReanalysisResult, ResultWriter, parameters_json, read_result,
+                                  remove_stale_partials, result_identity, result_path, write_summary)
+from ._reanalysis_tasks import (CHECKSUM_METHOD, FLAG_ANALYSIS_FAILED, FLAG_NO_DARK_OR_REFERENCE, FLAG_READ_FAILED,
+                                HASH_ROWS, BlockResult, FileProblem, TrialInfo, analyse_block, analyse_block_task,
+                                combine_checksum, inspect_trial, inspect_trial_task)
+from .config import ConfigError
+
+__all__ = [
+    "DEFAULT_SATURATION_COUNTS", "STATUSES", "ReanalysisOutcome", "ReanalysisReport", "ReanalysisResult",
+    "find_trial_files", "raw_checksum", "read_result", "reanalyze",
+]
+
+DEFAULT_SATURATION_COUNTS = 65535.0
+"""Full scale of a 16-bit detector. The trial file does not record its spectrometer's full scale (yet)."""
+DEFAULT_BLOCK_BYTES = 32 * 2**20
+"""Raw counts per row-block task (rows are rounded to whole multiples of HASH_ROWS)."""
+WAVELENGTH_TOLERANCE_NM = 0.05
+"""Largest difference between the calibration's and the trial's wavelength of a pixel (as the runner checks)."""
+
+STATUSES = {
+    "reanalysed": "result written",
+    "reanalysed-partial": "result written for an interrupted trial: the rows up to its last flush",
+    "up-to-date": "an existing result has the same raw checksum, calibration and parameters: skipped",
+    "skipped-running": "the trial is still being written: skipped",
+    "skipped-empty": "the trial has no spectra: nothing to reanalyse",
+    "failed": "unreadable or unsuitable file, or a task failed: see message",
+    "not-done": "the run was stopped (Ctrl-C) before this trial was done",
+}
+"""Values of ``ReanalysisOutcome.status`` (and of the status column of summary.csv)."""
+
+
+def _software_version() -> str:
+    try:
+        return version("rem-daq")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+@dataclass
+class ReanalysisOutcome:
+    """What happened to one trial file of a run (one row of summary.csv)."""
+
+    raw_file: Path
+    status: str = "not-done"
+    trial_id: str = ""
+    sample: str = ""
+    trial_state: str = ""  # success, aborted, failed, interrupted, running (of the raw trial)
+    target: str = ""
+    rows: int = 0
+    final_purity: float = math.nan
+    mean_purity: float = math.nan
+    covered_elements: tuple[str, ...] = ()
+    calibration_id: str = ""
+    result_file: Path | None = None
+    message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """True when this trial could not be reanalysed (see ``message``)."""
+        return self.status == "failed"
+
+
+@dataclass
+class ReanalysisReport:
+    """The outcome of :func:`reanalyze`: one :class:`ReanalysisOutcome` per trial file, in input order."""
+
+    outcomes: list[ReanalysisOutcome]
+    out_dir: Path
+    summary_path: Path | None
+    calibration_id: str
+    calibration_file: str
+    executed_by: str
+
+    @property
+    def failed(self) -> list[ReanalysisOutcome]:
+        """The outcomes of the trials that failed."""
+        return [o for o in self.outcomes if o.failed]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when no trial failed, 1 otherwise (what ``remdaq reanalyze`` exits with)."""
+        return 1 if self.failed else 0
+
+    def counts(self) -> dict[str, int]:
+        """How many trials ended in each status."""
+        present = [o.status for o in self.outcomes]
+        return {status: present.count(status) for status in STATUSES if status in present}
+
+
+def find_trial_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Absolute paths of the trial files named: files as given, folders as the ``*.h5`` files directly in them.
+
+    Result files (``*.reanalysis.h5``) and hidden files in a folder are left out;
+    duplicates are dropped (first occurrence kept).
+    """
+    found: list[Path] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw).expanduser().absolute()
+        candidates = ([p for p in sorted(path.glob("*.h5")) if not p.name.endswith(RESULT_SUFFIX)
+                       and not p.name.startswith(".")] if path.is_dir() else [path])
+        for candidate in candidates:
+            key = candidate.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(candidate)
+    return found
+
+
+def _load_calibration(calibration):
+    import analysis
+
+    if isinstance(calibration, analysis.Calibration):
+        return calibration, ""
+    path = Path(calibration)
+    if not path.is_file():
+        raise ConfigError(path, ["calibration file not found"])
+    try:
+        return analysis.Calibration.load(path), str(path.resolve())
+    except (OSError, ValueError, KeyError) as error:
+        raise ConfigError(path, [f"not a readable calibration file: {error}"]) from None
+
+
+def _block_rows(block_rows: int | None, pixels: int) -> int:
+    if block_rows is None:
+        block_rows = DEFAULT_BLOCK_BYTES // (4 * max(1, pixels))
+    return max(1, -(-int(block_rows) // HASH_ROWS)) * HASH_ROWS
+
+
+# ---------------------------------------------------------------------------- executors
+
+class _Deferred:
+    """A task of the in-process executor, run when its turn comes; quacks like a Dask future."""
+
+    def __init__(self, key: str, function, args, kwargs):
+        self.key = key
+        self._call = (function, args, kwargs)
+        self._value = self._error = None
+
+    def run(self) -> None:
+        function, args, kwargs = self._call
+        try:
+            self._value = function(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - handed to the caller by result(), as Dask does
+            self._error = error
+
+    def result(self):
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class _InProcessExecutor:
+    """Runs the reanalysis tasks one after another in this process (``workers=0``: no Dask)."""
+
+    description = "this process (no Dask)"
+
+    def __init__(self):
+        self._queue: deque[_Deferred] = deque()
+
+    def start(self, calibration):
+        return calibration
+
+    def submit(self, function, *args, key: str, **kwargs) -> _Deferred:
+        task = _Deferred(key, function, args, kwargs)
+        self._queue.append(task)
+        return task
+
+    def completed(self, stop=lambda: False):
+        while self._queue:
+            if stop():
+                raise KeyboardInterrupt
+            task = self._queue.popleft()
+            task.run()
+            yield task
+
+    def cancel(self, futures) -> None:
+        doomed = set(id(f) for f in futures)
+        self._queue = deque(t for t in self._queue if id(t) not in doomed)
+
+    def close(self, cancel=()) -> None:
+        self.cancel(cancel)
+
+
+# ---------------------------------------------------------------------------- one run
+
+@contextlib.contextmanager
+def _ctrl_c_at_safe_points():
+    """Turn Ctrl-C (SIGINT) into a flag that the run checks between tasks; yields the check.
+
+    Python's default handler raises KeyboardInterrupt wherever the main thread is,
+    including inside a ``__del__`` (of a released Dask future, say), where the
+    exception is printed and dropped and the run would go on. A second Ctrl-C
+    raises at once. Only in the main thread (signals cannot be caught elsewhere).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    presses = []
+
+    def on_sigint(_signum, _frame):
+        presses.append(1)
+        if len(presses) > 1:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield lambda: bool(presses)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if presses:  # pressed after the last check: stop now rather than report success
+        raise KeyboardInterrupt
+
+
+@dataclass
+class _Trial:
+    path: Path
+    outcome: ReanalysisOutcome
+    info: TrialInfo | None = None
+    phase: str = "inspect"  # inspect, check, analyse, done
+    target: str = ""
+    final_path: Path | None = None
+    existing: dict | None = None
+    futures: dict = field(default_factory=dict)  # key -> future
+    leaves: dict[int, list[bytes]] = field(default_factory=dict)
+    blocks_left: int = 0
+    writer: ResultWriter | None = None
+    last_finite: tuple[int, float] = (-1, math.nan)
+    purity_sum: float = 0.0
+    purity_count: int = 0
+    row_counts: dict[str, int] = field(default_factory=dict)
+
+
+class _Run:
+    def __init__(self, files: list[Path], calibration, calibration_file: str, out_dir: Path, executor, *,
+                 force: bool, saturation_counts: float | None, target: str | None, block_rows: int | None,
+                 progress: bool | None, on_outcome, on_block):
+        self.trials = [_Trial(path, ReanalysisOutcome(raw_file=path, trial_id=path.stem,
+                                                      calibration_id=calibration.calibration_id,
+                                                      covered_elements=tuple(calibration.analytes)))
+                       for path in files]
+        self.calibration = calibration
+        self.calibration_file = calibration_file
+        self.out_dir = out_dir
+        self.executor = executor
+        self.force = force
+        self.saturation_counts = None if saturation_counts is None else float(saturation_counts)
+        self.target = target
+        self.block_rows = block_rows
+        self.progress = progress
+        self.on_outcome = on_outcome
+        self.on_block = on_block
+        self._tasks: dict[str, tuple[_Trial, str]] = {}
+        self._result_paths: dict[Path, _Trial] = {}
+        self._calibration_ref = None
+        self._bar = None
+        self._done = 0
+
+    # -- driving ----------------------------------------------------------------------------
+
+    def run(self) -> list[ReanalysisOutcome]:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=0, unit=" spectra", unit_scale=True, desc="reanalysis", file=sys.stderr,
+                         disable=(None if self.progress is None else not self.progress), dynamic_ncols=True)
+        self._postfix()
+        try:
+            with _ctrl_c_at_safe_points() as interrupted:
+                self._calibration_ref = self.executor.start(self.calibration)
+                for trial in self.trials:
+                    self._submit(trial, "inspect", inspect_trial_task, str(trial.path))
+                for future in self.executor.completed(stop=interrupted):
+                    self._handle(future)
+        except BaseException:  # Ctrl-C (KeyboardInterrupt), or a bug: leave nothing half-written
+            pending = [f for t in self.trials for f in t.futures.values()]
+            self.executor.close(cancel=pending)
+            for trial in self.trials:
+                if trial.phase != "done":
+                    self._drop_writer(trial)
+                    trial.phase = "done"
+                    trial.outcome.status = "not-done"
+                    trial.outcome.message = "stopped before this trial was done"
+            raise
+        else:
+            self.executor.close()
+        finally:
+            self._bar.close()
+        return [t.outcome for t in self.trials]
+
+    def _postfix(self) -> None:
+        self._bar.set_postfix_str(f"{self._done}/{len(self.trials)} trials", refresh=False)
+
+    def _submit(self, trial: _Trial, kind: str, function, *args) -> None:
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in trial.path.stem)[:48]
+        key = f"rem-daq-{kind}-{stem}-{uuid.uuid4().hex[:12]}"
+        future = self.executor.submit(function, *args, key=key)
+        trial.futures[key] = future
+        self._tasks[key] = (trial, kind)
+
+    def _handle(self, future) -> None:
+        trial, kind = self._tasks.pop(future.key, (None, None))
+        if trial is None:
+            return
+        trial.futures.pop(future.key, None)
+        if trial.phase == "done":  # a leftover of a trial that already failed
+            return
+        try:
+            value = future.result()
+        except Exception as error:  # noqa: BLE001 - one file's failure is reported; the others go on
+            self._fail(trial, error)
+            return
+        if isinstance(value, FileProblem):
+            self._fail(trial, value.message)
+            return
+        try:
+            if kind == "inspect":
+                self._plan(trial, value)
+            elif kind == "check":
+                self._checked(trial, value)
+            else:
+                self._analysed(trial, value)
+        except OSError as error:  # writing the result failed (disk full, folder gone)
+            self._fail(trial, error)
+
+    # -- per trial -----------------------------------------------------------------------------
+
+    def _plan(self, trial: _Trial, info: TrialInfo) -> None:
+        trial.info = info
+        o = trial.outcome
+        o.trial_id, o.sample, o.trial_state, o.rows = info.trial_id, info.sample, info.state, info.rows
+        trial.target = o.target = self.target or info.target
+        if info.state == "running":
+            return self._finish(trial, "skipped-running", "the trial is still being written; run again after it ends")
+        problem = self._unsuitable(info, trial.target)
+        if problem:
+            return self._fail(trial, problem)
+        final = result_path(self.out_dir, info.trial_id)
+        if final.resolve() == trial.path.resolve():
+            return self._fail(trial, f"the result {final} would overwrite the raw file")
+        other = self._result_paths.get(final)
+        if other is not None:
+            return self._fail(trial, f"trial id {info.trial_id} is also the trial id of {other.path} in this run "
+                                     f"(one result per trial id)")
+        self._result_paths[final] = trial
+        trial.final_path = final
+        if info.rows == 0:
+            return self._finish(trial, "skipped-empty", "the trial has no spectra")
+        if not self.force and final.exists():
+            existing = result_identity(final)
+            if existing is not None and self._same_inputs(existing, trial):
+                trial.existing = existing
+                return self._submit_blocks(trial, "check")
+        self._submit_blocks(trial, "analyse")
+
+    def _unsuitable(self, info: TrialInfo, target: str) -> str:
+        calibration = self.calibration
+        if target not in calibration.analytes:
+            return (f"target {target or '(none recorded)'} is not among the calibration's analytes "
+                    f"({', '.join(calibration.analytes)}); pass a target")
+        calibrated = np.asarray(calibration.wavelength_nm, dtype=float)
+        if calibrated.shape != info.wavelength_nm.shape:
+            return (f"the calibration's wavelength axis has {calibrated.size} px, the trial's {info.pixels}: "
+                    f"calibrate on the instrument the trial was measured with")
+        worst = float(np.max(np.abs(calibrated - info.wavelength_nm))) if calibrated.size else 0.0
+        if not worst <= WAVELENGTH_TOLERANCE_NM:
+            return (f"the calibration's wavelength axis differs from the trial's by up to {worst:.3g} nm "
+                    f"(tolerance {WAVELENGTH_TOLERANCE_NM} nm): calibrate on the instrument the trial was "
+                    f"measured with")
+        return ""
+
+    def _parameters(self, trial: _Trial) -> dict[str, object]:
+        return {"target": trial.target, "saturation_counts": self.saturation_counts,
+                "analysis": "daq.pipeline.analyse_counts"}
+
+    def _same_inputs(self, existing: dict, trial: _Trial) -> bool:
+        """Whether an existing result may be up to date (same calibration, parameters, raw shape and header);
+        the raw rows' checksum decides."""
+        info = trial.info
+        return (existing.get("calibration_id") == self.calibration.calibration_id
+                and existing.get("parameters") == parameters_json(self._parameters(trial))
+                and existing.get("raw_rows") == info.rows
+                and existing.get("raw_header_sha256") == info.header_sha256
+                and existing.get("raw_trial_id") == info.trial_id)
+
+    def _submit_blocks(self, trial: _Trial, kind: str) -> None:
+        info = trial.info
+        trial.phase = kind
+        trial.leaves = {}
+        rows = _block_rows(self.block_rows, info.pixels)
+        starts = range(0, info.rows, rows)
+        trial.blocks_left = len(starts)
+        for start in starts:
+            self._submit(trial, kind, analyse_block_task, info.path, start, min(info.rows, start + rows),
+                         self._calibration_ref, trial.target, self.saturation_counts, info.dark_rows,
+                         info.reference_rows, kind == "analyse")
+        self._bar.total += info.rows
+        self._bar.refresh()
+
+    def _checked(self, trial: _Trial, block: BlockResult) -> None:
+        trial.leaves[block.start] = block.leaves
+        trial.blocks_left -= 1
+        self._bar.update(block.rows)
+        if trial.blocks_left:
+            return
+        checksum = combine_checksum(trial.info, self._ordered_leaves(trial))
+        if checksum != trial.existing.get("raw_sha256"):
+            return self._submit_blocks(trial, "analyse")
+        result = read_result(trial.final_path)
+        trial.outcome.final_purity, trial.outcome.mean_purity = result.final_purity, result.mean_purity
+        trial.outcome.result_file = trial.final_path
+        self._finish(trial, "up-to-date", "same raw checksum, calibration and parameters as the existing result")
+
+    def _analysed(self, trial: _Trial, block: BlockResult) -> None:
+        info = trial.info
+        if trial.writer is None:
+            trial.writer = ResultWriter(trial.final_path, info, self.calibration, self._initial_attrs(trial))
+        trial.writer.write_block(block)
+        trial.leaves[block.start] = block.leaves
+        finite = np.flatnonzero(np.isfinite(block.purity))
+        if finite.size:
+            if block.start + finite[-1] > trial.last_finite[0]:
+                trial.last_finite = (block.start + int(finite[-1]), float(block.purity[finite[-1]]))
+            trial.purity_sum += float(block.purity[finite].sum())
+            trial.purity_count += int(finite.size)
+        for name, bit in (("rows_read_failed_live", FLAG_READ_FAILED), ("rows_failed", FLAG_ANALYSIS_FAILED),
+                          ("rows_without_dark_or_reference", FLAG_NO_DARK_OR_REFERENCE)):
+            trial.row_counts[name] = trial.row_counts.get(name, 0) + int(np.count_nonzero(block.flag & bit))
+        trial.blocks_left -= 1
+        self._bar.update(block.rows)
+        if self.on_block is not None:
+            self.on_block(info.trial_id, trial.writer.rows_written, info.rows)
+        if trial.blocks_left:
+            return
+        checksum = combine_checksum(info, self._ordered_leaves(trial))
+        now = _utc_now()
+        trial.outcome.result_file = trial.writer.finish({
+            "raw_sha256": checksum, "created_utc": now, "rows_analysed": trial.purity_count, **trial.row_counts},
+            date=now)
+        trial.writer = None
+        trial.outcome.final_purity = trial.last_finite[1]
+        trial.outcome.mean_purity = (trial.purity_sum / trial.purity_count) if trial.purity_count else math.nan
+        if info.state == "interrupted":
+            self._finish(trial, "reanalysed-partial", "interrupted trial: reanalysed up to its last flushed row")
+        else:
+            self._finish(trial, "reanalysed", "")
+
+    def _ordered_leaves(self, trial: _Trial) -> list[bytes]:
+        return [leaf for start in sorted(trial.leaves) for leaf in trial.leaves[start]]
+
+    def _initial_attrs(self, trial: _Trial) -> dict[str, object]:
+        import analysis
+
+        info, calibration = trial.info, self.calibration
+        return {
+            "raw_file": str(trial.path), "raw_trial_id": info.trial_id, "raw_state": info.state,
+            "raw_complete": info.state != "interrupted", "raw_rows": info.rows,
+            "raw_header_sha256": info.header_sha256, "raw_sha256": "", "raw_checksum_method": CHECKSUM_METHOD,
+            "raw_software_version": info.software_version,
+            "calibration_id": calibration.calibration_id, "calibration_file": self.calibration_file,
+            "live_calibration_id": info.live_calibration_id, "live_calibration_file": info.live_calibration_file,
+            "calibration_changed": calibration.calibration_id != info.live_calibration_id,
+            "target": trial.target, "target_oxide": analysis.element(trial.target).oxide,
+            "covered_elements": ", ".join(calibration.analytes),
+            "software_version": _software_version(),
+            "parameters": parameters_json(self._parameters(trial)),
+            "executed_by": self.executor.description, "created_utc": "",
+        }
+
+    # -- endings ---------------------------------------------------------------------------------
+
+    def _drop_writer(self, trial: _Trial) -> None:
+        if trial.writer is not None:
+            trial.writer.abandon()
+            trial.writer = None
+
+    def _fail(self, trial: _Trial, problem) -> None:
+        self.executor.cancel(list(trial.futures.values()))
+        for key in trial.futures:
+            self._tasks.pop(key, None)
+        trial.futures.clear()
+        self._drop_writer(trial)
+        if isinstance(problem, BaseException):
+            problem = str(problem) if isinstance(problem, OSError) else f"{type(problem).__name__}: {problem}"
+        self._finish(trial, "failed", problem)
+
+    def _finish(self, trial: _Trial, status: str, message: str) -> None:
+        trial.phase = "done"
+        trial.outcome.status = status
+        trial.outcome.message = message
+        self._done += 1
+        self._postfix()
+        self._bar.refresh()
+        if self.on_outcome is not None:
+            self.on_outcome(trial.outcome)
+
+
+# ---------------------------------------------------------------------------- public entry points
+
+def reanalyze(paths: Iterable[str | os.PathLike], calibration, out_dir: str | os.PathLike, client=None, *,
+              workers: int | None = None, scheduler: str | None = None, force: bool = False,
+              saturation_counts: float | None = DEFAULT_SATURATION_COUNTS, target: str | None = None,
+              block_rows: int | None = None, progress: bool | None = None,
+              on_outcome: Callable[[ReanalysisOutcome], None] | None = None,
+              on_block: Callable[[str, int, int], None] | None = None) -> ReanalysisReport:
+    """Reanalyse trial files with a calibration; write one result file per trial and ``summary.csv`` in ``out_dir``.
+
+    - ``paths``: trial files, or folders whose ``*.h5`` files are taken (see :func:`find_trial_files`).
+    - ``calibration``: a calibration file (``remdaq calibrate``) or an :class:`analysis.Calibration`.
+    - where it runs: ``client`` (a ``distributed.Client`` you made), else ``scheduler``
+      (``"tcp://HOST:PORT"`` of a running ``dask scheduler``), else a LocalCluster of
+      ``workers`` processes on this machine (default: one per CPU), closed at the end.
+      ``workers=0`` runs everything in this process without Dask. Raw files must be
+      readable by the workers at the same paths, and ``out_dir`` is written by this process.
+    - ``force``: reanalyse even trials whose result in ``out_dir`` is up to date (same raw
+      checksum, calibration id, target and saturation level).
+    - ``saturation_counts``: detector full scale; pixels at or above it are masked (None: no mask).
+    - ``target``: the element whose oxide purity is computed (default: the trial's own target).
+    - ``block_rows``: spectrometer rows per task (rounded up to a multiple of 1024; default ~32 MB of counts).
+    - ``progress``: a tqdm bar on stderr (None: only when stderr is a terminal).
+    - ``on_outcome(outcome)`` is called as each trial ends; ``on_block(trial_id, rows_written, rows)``
+      after each block of results is written.
+
+    Running trials are skipped, interrupted ones reanalysed as far as they go, and an
+    unreadable file is reported as failed while the others go on. Raw files are only read.
+    On Ctrl-C the run stops, deletes its temporary files, writes summary.csv (unfinished
+    trials marked ``not-done``) and re-raises KeyboardInterrupt; a new run continues
+    where it stopped. Returns a :class:`ReanalysisReport`.
+    """
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be >= 0, not {workers}")
+    if workers is not None and (client is not None or scheduler is not None):
+        raise ValueError("give workers, scheduler or client, not several")
+    if client is not None and scheduler is not None:
+        raise ValueError("give a client or a scheduler address, not both")
+    calibration, calibration_file = _load_calibration(calibration)
+    files = find_trial_files(paths)
+    out_dir = Path(out_dir).absolute()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(out_dir, [f"output folder cannot be created: {error}"]) from None
+    remove_stale_partials(out_dir)
+    options = dict(force=force, saturation_counts=saturation_counts, target=target, block_rows=block_rows,
+                   progress=progress, on_outcome=on_outcome, on_block=on_block)
+    run: _Run | None = None
+    executed_by = _InProcessExecutor.description
+    try:
+        if workers == 0:
+            run = _Run(files, calibration, calibration_file, out_dir, _InProcessExecutor(), **options)
+            run.run()
+        else:
+            try:
+                from ._reanalysis_dask import DaskExecutor, dask_client
+            except ImportError as error:
+                raise ConfigError("dask", [f"reanalysis on a cluster needs dask.distributed ({error}): "
+                                           "pip install 'rem-daq[cluster]', or pass workers=0"]) from None
+            with dask_client(client, workers, scheduler) as (dask, description):
+                executed_by = description
+                run = _Run(files, calibration, calibration_file, out_dir, DaskExecutor(dask, description), **options)
+                run.run()
+    finally:
+        if run is not None:  # also after Ctrl-C: what was done, and what was not
+            outcomes = [t.outcome for t in run.trials]
+            summary = write_summary(out_dir / "summary.csv", outcomes)
+    return ReanalysisReport(outcomes=outcomes, out_dir=out_dir, summary_path=summary,
+                            calibration_id=calibration.calibration_id, calibration_file=calibration_file,
+                            executed_by=executed_by)
+
+
+def raw_checksum(path: str | os.PathLike) -> str:
+    """The raw checksum of a trial file as reanalysis records it (``raw_sha256``), computed here in one pass.
+
+    For checking a result's provenance against a raw file by hand; the algorithm is
+    in docs/reanalysis.md.
+    """
+    info = inspect_trial(str(Path(path).absolute()))
+    leaves: list[bytes] = []
+    step = 16 * HASH_ROWS
+    for start in range(0, info.rows, step):
+        leaves += analyse_block(info.path, start, min(info.rows, start + step), None, "", None, info.dark_rows,
+                                info.reference_rows, analyse=False).leaves
+    return combine_checksum(info, leaves)

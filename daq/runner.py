@@ -278,6 +278,7 @@ class TrialRunner:
             target=recipe.target, analytes=tuple(calibration.analytes), wavelength_nm=wavelength_nm,
             recipe_text=_read_text(recipe.source), station_text=_read_text(self.station.source),
             software_version=version("rem-daq"), clock_speed=self.clock.speed,
+            full_scale_counts=getattr(self, "_saturation", 65535.0),
             covered_elements=covered_elements(calibration), calibration_id=calibration.calibration_id,
             calibration_file=str(self.calibration_path.resolve()),
             calibration_arrays={"sensitivity": (calibration.sensitivity, "absorbance per g/L"),

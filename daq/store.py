@@ -54,6 +54,7 @@ class TrialMetadata:
     station_text: str = ""
     software_version: str = ""
     clock_speed: float = 1.0
+    full_scale_counts: float = 65535.0  # the spectrometer's saturation level
     covered_elements: tuple[str, ...] = ()
     calibration_id: str = ""
     calibration_file: str = ""
@@ -178,6 +179,7 @@ class TrialWriter:
         spectrometer = handle["/entry/instrument/spectrometer"]
         wavelength = spectrometer.create_dataset("wavelength", data=np.asarray(metadata.wavelength_nm, dtype="f8"))
         wavelength.attrs.update({"units": "nm", "long_name": "wavelength of each pixel"})
+        spectrometer.attrs["full_scale_counts"] = float(metadata.full_scale_counts)
         analysis = handle["/entry/analysis"]
         analysis.attrs.update({
             "target": metadata.target, "target_oxide": "", "covered_elements": ", ".join(metadata.covered_elements),

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import socket
 import subprocess
@@ -38,6 +37,7 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+from _report import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -211,18 +211,6 @@ def report(figures: dict, hours: float) -> str:
     return "\n".join(lines)
 
 
-def write_section(section: str, document: Path) -> None:
-    """Put the App section in docs/performance.md: replace our own section, leave the others alone."""
-    document.parent.mkdir(parents=True, exist_ok=True)
-    text = document.read_text() if document.exists() else "# Performance\n\nMeasured figures; see benchmarks/.\n"
-    pattern = re.compile(r"^## App\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _match: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    document.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=24.0, help="trial length (default 24)")
@@ -248,7 +236,7 @@ def main() -> None:
     print()
     print(section)
     if not args.no_doc:
-        write_section(section, ROOT / "docs" / "performance.md")
+        write_section(section)
         print(f"updated {ROOT / 'docs' / 'performance.md'}")
 
 

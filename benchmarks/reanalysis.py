@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -40,6 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _report import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -210,17 +210,6 @@ def report(data: dict, figures: dict, files: int) -> str:
     return "\n".join(lines)
 
 
-def write_section(section: str, document: Path) -> None:
-    """Put the Reanalysis section in docs/performance.md: replace our own section, leave the others alone."""
-    text = document.read_text() if document.exists() else "# Performance\n\nMeasured figures; see benchmarks/.\n"
-    pattern = re.compile(r"^## Reanalysis\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _match: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    document.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--total-gb", type=float, default=2.0, help="raw counts in all files, GB (default 2)")
@@ -247,7 +236,7 @@ def main() -> None:
     print()
     print(section)
     if not args.no_doc:
-        write_section(section, ROOT / "docs" / "performance.md")
+        write_section(section)
         print(f"updated {ROOT / 'docs' / 'performance.md'}")
 
 

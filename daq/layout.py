@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 
 __all__ = ["Column", "Table", "TABLES", "STATUS_TEXT_BYTES", "EXIT_STATUSES", "ROW_FLAGS", "table"]
 

@@ -237,11 +237,19 @@ class TrialRunner:
             self._cell = (SimulatedCell(spectrometer, scenario_loaded=recipe.scenario is not None)
                           if station.spectrometer.simulated else OperatorCell())
             self._cell.load_blank()
+            self._saturation = float(spectrometer.full_scale_counts)
+            self._integration_time_s = schedule.integration_time_s
             spectrometer.averages = schedule.reference_averages or schedule.averages
             self._dark = spectrometer.dark()
             self._reference = spectrometer.acquire()
+            # with "adjust", a saturated blank is fixed now, while the blank is still in the cell
+            while (schedule.on_saturation == "adjust" and np.any(self._reference >= self._saturation)
+                   and self._integration_time_s / 2 >= station.spectrometer.min_integration_time_s):
+                self._integration_time_s /= 2
+                spectrometer.integration_time_s = self._integration_time_s
+                self._dark = spectrometer.dark()
+                self._reference = spectrometer.acquire()
             spectrometer.averages = schedule.averages
-            self._saturation = float(spectrometer.full_scale_counts)
             analyse_counts(self._reference, self._dark, self._reference, self.calibration, recipe.target,
                            self._saturation)  # compiles the numba kernels now, not on the first spectrum
         metadata = self._metadata(bench, wavelength_nm)
@@ -256,7 +264,9 @@ class TrialRunner:
             self._event("info", "furnace", f"connected: {bench.furnace.ident}")
         if spectrometer is not None:
             self._event("info", "spectrometer", f"connected: {spectrometer.ident}")
-            self._integration_time_s = recipe.spectrometer.integration_time_s
+            if self._integration_time_s != schedule.integration_time_s:
+                self._event("warning", "spectrometer", f"the blank saturated at {schedule.integration_time_s:g} s: "
+                                                       f"integration time lowered to {self._integration_time_s:g} s")
             self._write_dark(self._dark)
             self._writer.append("reference", time=self.clock.now_s(), counts=self._reference,
                                 integration_time=self._integration_time_s)
@@ -467,8 +477,11 @@ class TrialRunner:
         old_dark = self._dark
         self._dark = spectrometer.dark()
         # the blank cannot be re-measured mid-trial: scale its dark-corrected signal to the new time
-        # rounded to what the file stores (float32), so reanalysis from the file reproduces the live numbers
-        self._reference = ((self._reference - old_dark) * scale + self._dark).astype(np.float32).astype(float)
+        # rounded to what the file stores (float32), so reanalysis from the file reproduces the live numbers;
+        # pixels where the blank itself clipped carry no information and stay masked (at full scale)
+        clipped = self._reference >= self._saturation
+        scaled = (self._reference - old_dark) * scale + self._dark
+        self._reference = np.where(clipped, self._saturation, scaled).astype(np.float32).astype(float)
         self._integration_time_s = new_time_s
         self._writer.append("reference", time=self.clock.now_s(), counts=self._reference,
                             integration_time=new_time_s)

@@ -116,13 +116,20 @@ class TrialWriter:
     """The single writer of one trial file."""
 
     def __init__(self, path: str | os.PathLike, metadata: TrialMetadata, *,
-                 flush_interval_s: float = 0.5, fsync_interval_s: float = 5.0, queue_rows: int = 4096):
+                 flush_interval_s: float = 0.5, fsync_interval_s: float = 5.0,
+                 max_queued_bytes: int = 64 * 1024 * 1024):
         self.path = Path(path)
         self.flush_interval_s = flush_interval_s
         self.fsync_interval_s = fsync_interval_s
         self.rows_written = {t.name: 0 for t in TABLES}
         self.error: BaseException | None = None
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_rows)
+        self._queue: queue.Queue = queue.Queue()
+        # bounded in bytes, not items: one item may be a block of thousands of spectra
+        self.max_queued_bytes = int(max_queued_bytes)
+        self._queued_bytes = 0
+        self._room = threading.Condition()
+        self._fsync_wanted = threading.Event()
+        self._fsync_thread: threading.Thread | None = None
         self._tables = {t.name: t for t in TABLES}
         self._pixels = int(len(metadata.wavelength_nm))
         self._analytes = len(metadata.analytes)
@@ -135,6 +142,9 @@ class TrialWriter:
             raise
         self._thread = threading.Thread(target=self._run, name=f"trial-writer-{self.path.name}", daemon=True)
         self._thread.start()
+        self._fsync_thread = threading.Thread(target=self._sync_in_background, daemon=True,
+                                              name=f"trial-fsync-{self.path.name}")
+        self._fsync_thread.start()
 
     # -- creation -----------------------------------------------------------------
 
@@ -233,13 +243,19 @@ class TrialWriter:
         self.append("events", time=time_s, level=level.encode()[:8], source=source.encode()[:16], message=encoded)
 
     def _put(self, item) -> None:
-        while True:
-            try:
-                self._queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
+        nbytes = sum(np.asarray(value).nbytes for value in item[1].values())
+        with self._room:
+            while self._queued_bytes and self._queued_bytes + nbytes > self.max_queued_bytes:
                 if self.error is not None or not self._thread.is_alive():
                     raise StorageError(f"{self.path}: writer stopped: {self.error}") from self.error
+                self._room.wait(0.5)
+            self._queued_bytes += nbytes
+        self._queue.put((item, nbytes))
+
+    def _taken(self, nbytes: int) -> None:
+        with self._room:
+            self._queued_bytes -= nbytes
+            self._room.notify_all()
 
     # -- the writer thread ---------------------------------------------------------
 
@@ -259,7 +275,8 @@ class TrialWriter:
                 if item is _STOP:
                     stopping = True
                     break
-                name, columns = item
+                (name, columns), nbytes = item
+                self._taken(nbytes)
                 buffers[name].append(columns)
                 buffered_rows[name] += self._rows_in(name, columns)
                 whole_chunk |= buffered_rows[name] >= self._tables[name].chunk_rows * 4
@@ -275,7 +292,7 @@ class TrialWriter:
                     self._file["/entry/heartbeat_time"][()] = utc_now_iso().encode()
                     self._file.flush()
                     if now >= next_fsync:
-                        self._fsync()
+                        self._fsync_wanted.set()  # the disk sync runs beside us: it can take a second
                         next_fsync = now + self.fsync_interval_s
                 except BaseException as error:  # a full disk, a lost folder: stop, keep what is flushed
                     self.error = error
@@ -326,10 +343,22 @@ class TrialWriter:
                 dataset[start:] = block
             self.rows_written[name] += len(block)
 
+    def _sync_in_background(self) -> None:
+        while self._fsync_wanted.wait() and not self._closed:
+            self._fsync_wanted.clear()
+            try:
+                os.fsync(self._fd())
+            except OSError as error:
+                self.error = self.error or error
+                return
+
+    def _fd(self) -> int:
+        fd = self._file.id.get_vfd_handle()
+        return fd if isinstance(fd, int) else int(fd)
+
     def _fsync(self) -> None:
         self._file.flush()
-        fd = self._file.id.get_vfd_handle()
-        os.fsync(fd if isinstance(fd, int) else int(fd))
+        os.fsync(self._fd())
 
     # -- closing --------------------------------------------------------------------
 
@@ -343,6 +372,8 @@ class TrialWriter:
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join()
+        self._fsync_wanted.set()
+        self._fsync_thread.join()
         try:
             # after a write error the file still says how it ended, if the disk lets us
             self._file["/entry/end_time"][()] = utc_now_iso().encode()

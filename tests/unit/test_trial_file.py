@@ -202,11 +202,30 @@ def test_write_failure_is_reported_and_flushed_rows_survive(tmp_path):
     with open_trial(path) as reader:
         wait_for_rows(reader, "furnace", 1)
     writer.append("spectrometer", **{**spectra_block(1), "counts": np.ones((1, PIXELS + 1))})  # wrong row shape
-    with pytest.raises(StorageError):
-        for i in range(1, 10_000):
+    import time
+
+    deadline = time.monotonic() + 30.0
+    with pytest.raises(StorageError):  # producers learn of the failure on their next append
+        for i in range(1, 10**9):
             writer.append("furnace", **furnace_row(i))
+            assert time.monotonic() < deadline, "the writer's failure never reached the producer"
     with pytest.raises(StorageError, match="rows up to the last flush are kept"):
         writer.close("success")
     with open_trial(path) as reader:
         assert reader.rows("furnace") >= 1
         assert reader.exit_status == "failed"
+
+
+def test_queue_is_bounded_in_bytes_so_a_slow_disk_holds_back_producers(tmp_path):
+    """Blocks of spectra wait for room instead of piling up in memory (memory stays flat)."""
+    path = tmp_path / "t.h5"
+    writer = TrialWriter(path, metadata(), flush_interval_s=0.05, max_queued_bytes=64 * PIXELS * 4 * 2)
+    block_bytes = sum(np.asarray(v).nbytes for v in spectra_block(50).values())
+    for start in range(0, 4000, 50):
+        writer.append("spectrometer", **spectra_block(50, start))
+        # one block larger than the bound may wait alone; otherwise the bound holds
+        assert writer._queued_bytes <= max(writer.max_queued_bytes, block_bytes)
+    writer.close("success")
+    with open_trial(path) as reader:
+        assert reader.rows("spectrometer") == 4000
+        np.testing.assert_array_equal(reader.read("spectrometer", columns=("time",))["time"], np.arange(4000.0))

@@ -326,8 +326,11 @@ class TrialRunner:
                     break
         finally:
             self._stop.set()
-            for thread in threads:
+            # the furnace first: a spectrometer stuck in its timeout must not delay the furnace's safe state
+            for thread in sorted(threads, key=lambda t: t.name != "furnace"):
                 thread.join(timeout=30)
+                if thread.name == "furnace":
+                    self._furnace_safe(bench)
         self._print_status(final=True)
         if self._fail_reason:
             return "failed", self._fail_reason
@@ -404,6 +407,8 @@ class TrialRunner:
         if now - lost_since > self.recipe.lost_instrument_abort_s:
             self._event("error", name, f"{name} lost for more than {self.recipe.lost_instrument_abort_s:g} s")
             self.request_abort(f"{name} lost for more than {self.recipe.lost_instrument_abort_s:g} s")
+        if self._stop.is_set():
+            return lost_since  # stopping: a reconnect could block for the instrument's whole timeout
         with contextlib.suppress(InstrumentError, OSError):
             instrument.reconnect()
         return lost_since
@@ -499,14 +504,9 @@ class TrialRunner:
 
     def _shutdown(self, bench: Bench | None, status: str, reason: str) -> tuple[str, str]:
         self._stop.set()
-        if bench is not None and bench.furnace is not None:
-            try:
-                bench.furnace.safe_state()
-                self._event("info", "furnace", "furnace in safe state")
-                self._print("furnace in safe state")
-            except Exception as error:  # noqa: BLE001 - record it; the controller's own alarm remains
-                self._event("error", "furnace", f"could not put the furnace in its safe state: {error}")
-                status, reason = "failed", reason or f"furnace safe state failed: {error}"
+        error = self._furnace_safe(bench)
+        if error is not None:
+            status, reason = "failed", reason or f"furnace safe state failed: {error}"
         if bench is not None:
             bench.close()
         if self._writer is not None:
@@ -520,6 +520,21 @@ class TrialRunner:
                 self._catalog.record(self._summary(self._writer_state(status)))
         self._print(f"trial {status}{': ' + reason if reason else ''}")
         return status, reason
+
+    def _furnace_safe(self, bench: Bench | None) -> Exception | None:
+        """Put the furnace in its safe state, once; return the error if that failed."""
+        if bench is None or bench.furnace is None:
+            return None
+        if not hasattr(self, "_safe_state_error"):
+            try:
+                bench.furnace.safe_state()
+                self._safe_state_error = None
+                self._event("info", "furnace", "furnace in safe state")
+                self._print("furnace in safe state")
+            except Exception as error:  # noqa: BLE001 - record it; the controller's own alarm remains
+                self._safe_state_error = error
+                self._event("error", "furnace", f"could not put the furnace in its safe state: {error}")
+        return self._safe_state_error
 
     def _writer_state(self, status: str) -> str:
         return "failed" if self._writer is not None and self._writer.failed else status

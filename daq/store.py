@@ -151,16 +151,22 @@ class TrialWriter:
     def _create(self, metadata: TrialMetadata) -> h5py.File:
         if self.path.exists():
             raise FileExistsError(f"{self.path}: a trial file of that name exists; raw files are never overwritten")
+        # Laid out under a hidden name and renamed once SWMR is on: a reader (the app, a script) that
+        # opened the file before SWMR started would make starting SWMR fail on the file lock.
+        creating = self.path.with_name(f".{self.path.name}.creating")
         try:
-            handle = h5py.File(self.path, "w-", libver=("v110", "v110"))
+            handle = h5py.File(creating, "w", libver=("v110", "v110"))
         except OSError as error:
             raise StorageError(f"{self.path}: cannot create the trial file: {error}") from error
         try:
             self._create_layout(handle, metadata)
             handle.flush()
             handle.swmr_mode = True  # nothing may be created after this line
+            os.link(creating, self.path)  # unlike rename, never replaces a file that appeared meanwhile
+            creating.unlink()
         except OSError as error:
             handle.close()
+            creating.unlink(missing_ok=True)
             raise StorageError(f"{self.path}: cannot lay out the trial file: {error}") from error
         return handle
 

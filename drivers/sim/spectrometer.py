@@ -583,7 +583,7 @@ def _wait_until(conn: socket.socket, deadline_wall_s: float) -> bool:
     return True
 
 
-class _Shutdown(Exception):
+class _Shutdown(BaseException):
     pass
 
 

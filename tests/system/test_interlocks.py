@@ -35,7 +35,7 @@ from _bench import QUICK_RECIPE, ROOT, SIM_STATION
 
 pytestmark = pytest.mark.system
 
-FLAG_READ_FAILED, FLAG_SATURATED, FLAG_LOST = 1, 2, 4  # (8, analysis failed, must never appear here)
+FLAG_READ_FAILED, FLAG_SATURATED, FLAG_LOST, FLAG_ANALYSIS_FAILED = 1, 2, 4, 8
 FULL_SCALE_COUNTS = 65535  # the simulated detector is 16 bit
 
 # A deadline only guards against a hang; no test asserts how long anything took.
@@ -166,11 +166,16 @@ class RemdaqRun:
 
     @property
     def path(self) -> Path:
-        """The trial file, once the run has created it."""
+        """The trial file, once the run has announced it on stdout ("trial file: PATH", printed at the end of
+        start-up). Not by watching the folder: a reader that opens the file before its writer has started SWMR
+        makes the writer's start_swmr_write fail ("unable to lock file, errno = 11")."""
         if self._path is None:
-            trials = self.data_dir / "trials"
-            self._path = self.wait_until(lambda: next(iter(sorted(trials.glob("*.h5"))), None) if trials.is_dir()
-                                         else None, "trial file")
+            def announced():
+                lines = (self.data_dir / "remdaq.stdout").read_text().splitlines()
+                return next((Path(line.removeprefix("trial file: ")) for line in lines
+                             if line.startswith("trial file: ")), None)
+            self._path = self.wait_until(announced, "trial file announced on stdout")
+            assert self._path.is_file() and self._path.parent == self.data_dir / "trials", self._path
         return self._path
 
     def _peek(self, read):
@@ -291,7 +296,7 @@ def assert_closed(trial: Trial, code: int, status: str, stderr: str) -> None:
     assert (code, trial.exit_status, trial.state) == (0 if status == "success" else 1, status, status), \
         f"exit code {code}, exit_status {trial.exit_status!r}; stderr:\n{stderr[-3000:]}"
     assert trial.end_time, "no clean-end mark"
-    assert not np.any(trial.spectrometer["flag"] & 8), "a spectrum the analysis could not handle"
+    assert not np.any(trial.spectrometer["flag"] & FLAG_ANALYSIS_FAILED), "a spectrum the analysis could not handle"
     assert "furnace in safe state" in trial.messages
 
 

@@ -656,9 +656,13 @@ def _text(value) -> str:
 
 
 def _read(cls, path) -> Calibration:
+    import stat
+
     import h5py
 
-    with h5py.File(path, "r") as f:
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block HDF5's open until someone wrote to it
+        raise OSError(f"{path}: not a regular file (a calibration is an HDF5 file written by `remdaq calibrate`)")
+    with h5py.File(path, "r") as f:  # not SWMR: HDF5 checks the file's length and retries no checksum
         if _text(f.attrs.get("format", "")) != FILE_FORMAT:
             raise ValueError(f"{path}: not a rem-daq calibration file (format attribute missing or wrong)")
         version = int(f.attrs["format_version"])

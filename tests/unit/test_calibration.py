@@ -371,3 +371,18 @@ def test_a_file_that_is_not_a_calibration_is_refused(tmp_path):
         f.attrs["format"] = "something else"
     with pytest.raises(ValueError, match="not a rem-daq calibration file"):
         Calibration.load(path)
+
+
+def test_loading_a_calibration_from_a_fifo_or_a_damaged_file_fails_at_once(noisy, tmp_path):
+    import os
+
+    fifo = tmp_path / "cal.h5"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        Calibration.load(fifo)  # opening a FIFO for reading would wait for a writer forever
+    good = tmp_path / "good.h5"
+    noisy[3].save(good)
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(OSError, match="truncated"):
+        Calibration.load(truncated)

@@ -5,9 +5,12 @@ Knows nothing of trials, HDF5 or Streamlit. Public API:
 - :class:`Eurotherm` - furnace controller over Modbus RTU (pyserial + minimalmodbus)
 - :class:`ScpiSpectrometer` - spectrometer over SCPI/VISA (pyvisa + pyvisa-py)
 - errors: :class:`InstrumentError` and its subclasses
+- untrusted small files (station, recipe, map, dialect, scenario): :func:`read_small_toml_file`,
+  :func:`is_regular_file`, :class:`UnreadableFileError`
 """
 
 from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, ReadbackMismatch
+from ._text_file import UnreadableFileError, is_regular_file, read_small_toml_file, shorten
 
 __all__ = [
     "Eurotherm",
@@ -18,6 +21,10 @@ __all__ = [
     "NotConnected",
     "ProtocolError",
     "ReadbackMismatch",
+    "UnreadableFileError",
+    "is_regular_file",
+    "read_small_toml_file",
+    "shorten",
 ]
 
 

@@ -6,19 +6,24 @@ L + L payload bytes + the message terminator. Anything else is a
 "best effort" data is ever returned. Indefinite-length blocks (``#0``) are
 refused: their end cannot be told from data.
 
-The driver reads a block from the line in three steps (``#n``, the n digits,
-then L bytes + terminator) using :func:`digit_count` and :func:`payload_length`,
-then hands the whole message to :func:`parse_block`, which checks it again from
-the first byte: one function decides what is data.
+The driver reads a block from the line with :func:`read_block` in three steps
+(``#n``, the n digits, then L bytes + terminator). The declared length L is
+checked against the expected number of values (:func:`check_declared_length`)
+*before* the payload is read, so a header announcing a gigabyte is refused
+after reading at most 11 bytes, and nothing is allocated for it. The whole
+message then goes to :func:`parse_block`, which checks it again from the first
+byte: one function decides what is data.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 
 from ._errors import ProtocolError
 
-__all__ = ["VALUE_BYTES", "digit_count", "payload_length", "parse_block"]
+__all__ = ["VALUE_BYTES", "digit_count", "payload_length", "check_declared_length", "read_block", "parse_block"]
 
 VALUE_BYTES = 4  # float32
 _DTYPE = np.dtype("<f4")
@@ -51,6 +56,33 @@ def payload_length(digits: bytes) -> int:
     return int(digits.decode("ascii"))
 
 
+def check_declared_length(length: int, n_values: int) -> None:
+    """ProtocolError unless a header's declared payload ``length`` is exactly one float32 per value."""
+    expected_length = n_values * VALUE_BYTES
+    if length != expected_length:
+        detail = (f"{length // VALUE_BYTES} values" if length % VALUE_BYTES == 0
+                  else f"a length that is not a multiple of {VALUE_BYTES}")
+        raise ProtocolError(f"block declares {length} bytes ({detail}); expected {expected_length} bytes: "
+                            f"exactly one float32 per pixel for {n_values} pixels")
+
+
+def read_block(read: Callable[[int, str], bytes], n_values: int, terminator: bytes = b"\n") -> np.ndarray:
+    """Read one block through ``read(count, what)`` and return its values (as :func:`parse_block`).
+
+    ``read`` must return exactly ``count`` bytes (or raise); ``what`` names the part
+    of the block being read, for its error messages. It is asked for ``#n`` (2
+    bytes), then the n length digits, and only when the declared length is the
+    expected ``n_values * 4`` for the payload and terminator: never more than
+    ``11 + 4 * n_values + len(terminator)`` bytes in all.
+    """
+    start = read(2, "the block header '#n'")
+    digits = read(digit_count(start), "the length digits of the block header")
+    length = payload_length(digits)
+    check_declared_length(length, n_values)
+    body = read(length + len(terminator), f"the {length} payload bytes and the terminator")
+    return parse_block(start + digits + body, n_values, terminator)
+
+
 def parse_block(message: bytes, n_values: int, terminator: bytes = b"\n") -> np.ndarray:
     """Values (float64, shape ``(n_values,)``) of one complete block message, or ProtocolError.
 
@@ -63,12 +95,7 @@ def parse_block(message: bytes, n_values: int, terminator: bytes = b"\n") -> np.
     if len(message) < header_end:
         raise ProtocolError(f"block header cut short: announced {n} length digits, message is {_show(message)}")
     length = payload_length(message[2:header_end])
-    expected_length = n_values * VALUE_BYTES
-    if length != expected_length:
-        detail = (f"{length // VALUE_BYTES} values" if length % VALUE_BYTES == 0
-                  else f"a length that is not a multiple of {VALUE_BYTES}")
-        raise ProtocolError(f"block declares {length} bytes ({detail}); expected {expected_length} bytes: "
-                            f"exactly one float32 per pixel for {n_values} pixels")
+    check_declared_length(length, n_values)
     body = message[header_end:]
     if len(body) < length + len(terminator):
         raise ProtocolError(f"short block: header declares {length} payload bytes + terminator "

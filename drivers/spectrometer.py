@@ -6,20 +6,31 @@ The command strings come from a dialect map in ``hardware/maps`` (default
 Error contract (see docs/instruments/spectrometer.md):
 
 - :class:`~drivers.LimitError`: a setting outside the configured limits; nothing was sent.
+  Also raised by :meth:`ScpiSpectrometer.acquire` / ``dark`` when the instrument
+  was set outside the limits behind the driver's back; nothing was measured.
 - :class:`ScpiError` (an :class:`~drivers.InstrumentError`): the instrument's
   ``SYST:ERR?`` queue reported errors after a setting or command.
 - :class:`~drivers.ReadbackMismatch`: a setting read back differently.
-- :class:`~drivers.ProtocolError`: a malformed answer (block framing, length,
-  non-finite values, unreadable text). The line is drained; the session stays open.
-- :class:`~drivers.NotConnected`: no answer in time or the socket is gone. The
-  session is closed (a late answer could otherwise be taken for the next one);
-  every later call raises NotConnected until :meth:`ScpiSpectrometer.reconnect`.
+- :class:`~drivers.ProtocolError`: a malformed or physically absurd answer
+  (block framing, length, non-finite or out-of-range values, unreadable text,
+  a pixel count, integration time, averages or wavelength axis no detector
+  has). The line is drained; the session stays open.
+- :class:`~drivers.NotConnected`: no whole answer by its deadline, or the socket
+  is gone. The session is closed (a late answer could otherwise be taken for the
+  next one); every later call raises NotConnected until
+  :meth:`ScpiSpectrometer.reconnect`.
+
+Every answer has one deadline, not one timeout per read: ``timeout_s`` after the
+query was sent (plus the exposure, for a spectrum). An instrument that trickles
+its answer in small pieces cannot hold the caller longer than that
+(decision 0038).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import select
 import socket
 import threading
 import time
@@ -32,13 +43,26 @@ from pyvisa.errors import VisaIOError
 
 from . import _ieee_block
 from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, ReadbackMismatch
-from ._scpi_dialect import ScpiDialect, load_dialect
+from ._scpi_dialect import MAX_PIXELS, ScpiDialect, load_dialect
 
-__all__ = ["ScpiSpectrometer", "ScpiError"]
+__all__ = ["ScpiSpectrometer", "ScpiError", "PIXEL_COUNT_RANGE", "INTEGRATION_TIME_RANGE_S", "AVERAGES_RANGE",
+           "WAVELENGTH_RANGE_NM"]
+
+# Physical ranges of what an array spectrometer can answer. An answer outside them is a ProtocolError:
+# no detector has it, so it is a firmware, line or configuration fault, never data.
+PIXEL_COUNT_RANGE = (1, MAX_PIXELS)
+INTEGRATION_TIME_RANGE_S = (1e-6, 3600.0)
+AVERAGES_RANGE = (1, 1_000_000)
+WAVELENGTH_RANGE_NM = (150.0, 3000.0)  # deep UV to short-wave IR: any grating spectrometer's axis lies inside
 
 _T = TypeVar("_T")
 _ERROR_ANSWER = re.compile(r'^\s*([+-]?\d+)\s*,\s*"(.*)"\s*$')
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _MAX_ERROR_READS = 32
+_MAX_TEXT_ANSWER_BYTES = 1 << 20  # a text answer longer than this is refused (memory bound within the deadline)
+_TEXT_CHUNK_BYTES = 4096
+_GENERIC_READ_BYTES = 1024  # per read where the driver cannot see the socket: how far one read may overrun
 _DRAIN_IDLE_S = 0.05
 _DRAIN_MAX_S = 2.0
 
@@ -53,19 +77,133 @@ class ScpiError(InstrumentError):
         super().__init__(f"instrument reported after {command!r}: {listed}")
 
 
+# --- checks of what the instrument answers -------------------------------------------------------
+def _shown(answer: str, limit: int = 60) -> str:
+    return repr(answer[:limit]) + ("..." if len(answer) > limit else "")
+
+
+def integer_answer(answer: str, what: str, low: int, high: int) -> int:
+    """The integer in a text answer, or ProtocolError naming the answer and the range ``low``-``high``."""
+    text = answer.strip()
+    expected = f"expected an integer within {low}-{high}"
+    if not _INTEGER.fullmatch(text) or len(text) > 20:
+        raise ProtocolError(f"{what}: instrument answered {_shown(answer)}, {expected}")
+    value = int(text)
+    if not low <= value <= high:
+        raise ProtocolError(f"{what}: instrument answered {_shown(answer)}, {expected}")
+    return value
+
+
+def number_answer(answer: str, what: str, low: float, high: float, unit: str = "") -> float:
+    """The finite number in a text answer, or ProtocolError naming the answer and the range ``low``-``high``."""
+    text = answer.strip()
+    expected = f"expected a finite number within {low:g}-{high:g}{unit}"
+    if not _NUMBER.fullmatch(text):
+        raise ProtocolError(f"{what}: instrument answered {_shown(answer)}, {expected}")
+    value = float(text)
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ProtocolError(f"{what}: instrument answered {_shown(answer)}, {expected}")
+    return value
+
+
+def pixel_count_from(answer: str) -> int:
+    """Pixel count from the answer to the pixel-count query; ProtocolError outside PIXEL_COUNT_RANGE."""
+    return integer_answer(answer, "pixel count", *PIXEL_COUNT_RANGE)
+
+
+def integration_time_from(answer: str) -> float:
+    """Integration time (s) from the instrument's answer; ProtocolError unless in INTEGRATION_TIME_RANGE_S."""
+    return number_answer(answer, "integration time", *INTEGRATION_TIME_RANGE_S, unit=" s")
+
+
+def averages_from(answer: str) -> int:
+    """Scans averaged, from the instrument's answer; ProtocolError outside AVERAGES_RANGE."""
+    return integer_answer(answer, "averages", *AVERAGES_RANGE)
+
+
+def wavelength_axis_from(answer: str, pixels: int) -> tuple[tuple[float, float, float, float], np.ndarray]:
+    """Coefficients c0..c3 and the wavelength (nm) of each pixel, from the answer to the coefficients query.
+
+    ProtocolError unless there are 4 finite numbers and the cubic over pixel index
+    0..pixels-1 is finite, strictly monotonic and within WAVELENGTH_RANGE_NM.
+    """
+    parts = answer.split(",")
+    if len(parts) != 4 or not all(_NUMBER.fullmatch(part.strip()) for part in parts):
+        raise ProtocolError(f"wavelength coefficients: instrument answered {_shown(answer)}, "
+                            "expected 4 numbers c0,c1,c2,c3")
+    coefficients = tuple(float(part) for part in parts)
+    if not all(math.isfinite(c) for c in coefficients):
+        raise ProtocolError(f"wavelength coefficients: instrument answered {_shown(answer)}, "
+                            "expected 4 finite numbers c0,c1,c2,c3")
+    c0, c1, c2, c3 = coefficients
+    index = np.arange(pixels, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        wavelengths_nm = c0 + index * (c1 + index * (c2 + index * c3))
+    low, high = WAVELENGTH_RANGE_NM
+    said = f"wavelength coefficients {_shown(answer)} give"
+    if not np.isfinite(wavelengths_nm).all():
+        raise ProtocolError(f"{said} a non-finite wavelength axis over pixels 0-{pixels - 1}; "
+                            f"expected wavelengths within {low:g}-{high:g} nm")
+    outside = (wavelengths_nm < low) | (wavelengths_nm > high)
+    if outside.any():
+        raise ProtocolError(f"{said} wavelengths {wavelengths_nm.min():.6g}-{wavelengths_nm.max():.6g} nm "
+                            f"over pixels 0-{pixels - 1}; expected all within {low:g}-{high:g} nm")
+    steps = np.diff(wavelengths_nm)
+    if not ((steps > 0).all() or (steps < 0).all()):
+        direction = np.sign(steps[0])
+        first_bad = 0 if direction == 0 else int(np.flatnonzero(np.sign(steps) != direction)[0])
+        raise ProtocolError(f"{said} a wavelength axis that turns or stalls between pixels {first_bad} and "
+                            f"{first_bad + 1}; expected it strictly monotonic over pixels 0-{pixels - 1}")
+    return coefficients, wavelengths_nm  # type: ignore[return-value]
+
+
+def check_counts(counts: np.ndarray, full_scale_counts: float) -> None:
+    """ProtocolError if any count lies outside 0..full scale.
+
+    Exactly full scale is a saturated pixel: it is data, returned unchanged and
+    flagged by :meth:`ScpiSpectrometer.saturated` (decision 0024). Above full
+    scale or below zero is no reading the detector's ADC can give.
+    """
+    outside = ~((counts >= 0.0) & (counts <= full_scale_counts))
+    if outside.any():
+        bad = np.flatnonzero(outside)
+        raise ProtocolError(f"{bad.size} count(s) outside 0-{full_scale_counts:g} (first at pixel {bad[0]}: "
+                            f"{float(counts[bad[0]]):g}); a {full_scale_counts:g}-count detector reads 0 to "
+                            "full scale, full scale meaning saturated")
+
+
+class _Deadline:
+    """The moment (time.monotonic) by which a whole answer must have arrived."""
+
+    __slots__ = ("seconds", "at")
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    def remaining_s(self) -> float:
+        return self.at - time.monotonic()
+
+
 class ScpiSpectrometer:
     """An array spectrometer: identity, wavelength axis, settings and raw spectra over SCPI.
 
     Opens the connection at once (raises :class:`~drivers.NotConnected` if the
-    instrument does not answer). Use as a context manager or call :meth:`close`.
+    instrument does not answer, :class:`~drivers.ProtocolError` if it answers
+    absurdly). Use as a context manager or call :meth:`close`.
     """
 
     def __init__(self, resource: str, visa_library: str = "@py", dialect: str = "scpi-spectrometer",
                  timeout_s: float = 5.0, min_integration_time_s: float = 0.001,
-                 max_integration_time_s: float = 60.0):
-        if not (0.0 < min_integration_time_s <= max_integration_time_s) or not math.isfinite(max_integration_time_s):
-            raise ValueError(f"need 0 < min_integration_time_s <= max_integration_time_s, got "
-                             f"{min_integration_time_s!r}, {max_integration_time_s!r}")
+                 max_integration_time_s: float = 60.0, max_averages: int = 100_000):
+        shortest, longest = INTEGRATION_TIME_RANGE_S
+        if not (shortest <= min_integration_time_s <= max_integration_time_s <= longest):
+            raise ValueError(f"need {shortest:g} <= min_integration_time_s <= max_integration_time_s <= "
+                             f"{longest:g}, got {min_integration_time_s!r}, {max_integration_time_s!r}")
+        if isinstance(max_averages, bool) or not isinstance(max_averages, int) or \
+                not AVERAGES_RANGE[0] <= max_averages <= AVERAGES_RANGE[1]:
+            raise ValueError(f"max_averages must be an integer {AVERAGES_RANGE[0]}-{AVERAGES_RANGE[1]}, "
+                             f"got {max_averages!r}")
         if not (timeout_s > 0.0 and math.isfinite(timeout_s)):
             raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
         self.resource = resource
@@ -73,7 +211,12 @@ class ScpiSpectrometer:
         self.timeout_s = float(timeout_s)
         self.min_integration_time_s = float(min_integration_time_s)
         self.max_integration_time_s = float(max_integration_time_s)
+        self.max_averages = max_averages
         self._dialect: ScpiDialect = load_dialect(dialect)
+        fixed = self._dialect.fixed_pixels
+        if fixed is not None and not PIXEL_COUNT_RANGE[0] <= fixed <= PIXEL_COUNT_RANGE[1]:
+            raise ValueError(f"dialect {self._dialect.name!r} fixes {fixed} pixels; "
+                             f"expected {PIXEL_COUNT_RANGE[0]}-{PIXEL_COUNT_RANGE[1]}")
         self._lock = threading.RLock()
         self._rm: pyvisa.ResourceManager | None = None
         self._res = None
@@ -128,7 +271,7 @@ class ScpiSpectrometer:
     def integration_time_s(self) -> float:
         """Integration time (s) per scan, as the instrument reports it."""
         with self._lock:
-            value = self._parse_float(self._query(self._dialect.command("get_integration_time")), "integration time")
+            value = integration_time_from(self._query(self._dialect.command("get_integration_time")))
             self._integration_time_s = value
             return value
 
@@ -146,7 +289,7 @@ class ScpiSpectrometer:
     def averages(self) -> int:
         """Number of scans the instrument averages into one spectrum."""
         with self._lock:
-            value = self._parse_int(self._query(self._dialect.command("get_averages")), "averages")
+            value = averages_from(self._query(self._dialect.command("get_averages")))
             self._averages = value
             return value
 
@@ -154,8 +297,8 @@ class ScpiSpectrometer:
     def averages(self, count: int) -> None:
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
             raise TypeError(f"averages must be an integer, got {count!r}")
-        if count < 1:
-            raise LimitError(f"averages must be >= 1, got {count}; nothing sent")
+        if not 1 <= count <= self.max_averages:
+            raise LimitError(f"averages must be within 1-{self.max_averages}, got {count}; nothing sent")
         with self._lock:
             self._apply_averages(int(count))
             self._wanted_averages = int(count)
@@ -245,17 +388,13 @@ class ScpiSpectrometer:
             if "clear_status" in d.commands:
                 self._write(d.command("clear_status"))
             self._ident = self._query(d.command("identify"))
-            pixels = d.fixed_pixels or self._parse_int(self._query(d.command("pixel_count")), "pixel count")
-            if pixels < 1:
-                raise ProtocolError(f"instrument reports {pixels} pixels")
+            pixels = d.fixed_pixels or pixel_count_from(self._query(d.command("pixel_count")))
             if self._pixels and pixels != self._pixels:
                 raise InstrumentError(f"pixel count changed from {self._pixels} to {pixels} across reconnect: "
                                       "a different instrument?")
             self._pixels = pixels
-            self._coefficients = self._read_coefficients()
-            index = np.arange(pixels, dtype=np.float64)
-            c0, c1, c2, c3 = self._coefficients
-            self._wavelengths_nm = c0 + index * (c1 + index * (c2 + index * c3))
+            self._coefficients, self._wavelengths_nm = wavelength_axis_from(
+                self._query(d.command("wavelength_coefficients")), pixels)
             self._set_shutter(True)
             if self._wanted_integration_time_s is not None:
                 self._apply_integration_time(self._wanted_integration_time_s)
@@ -265,16 +404,6 @@ class ScpiSpectrometer:
         except BaseException:
             self._drop()
             raise
-
-    def _read_coefficients(self) -> tuple[float, float, float, float]:
-        answer = self._query(self._dialect.command("wavelength_coefficients"))
-        try:
-            values = tuple(float(part) for part in answer.split(","))
-        except ValueError:
-            raise ProtocolError(f"wavelength coefficients are not numbers: {answer!r}") from None
-        if len(values) != 4 or not all(math.isfinite(v) for v in values):
-            raise ProtocolError(f"expected 4 finite wavelength coefficients c0..c3, got {answer!r}")
-        return values  # type: ignore[return-value]
 
     def _drop(self) -> None:
         res, self._res = self._res, None
@@ -290,7 +419,7 @@ class ScpiSpectrometer:
         command = self._dialect.command("set_integration_time", seconds=value)
         self._write(command)
         self._check_errors(command)
-        readback = self._parse_float(self._query(self._dialect.command("get_integration_time")), "integration time")
+        readback = integration_time_from(self._query(self._dialect.command("get_integration_time")))
         if abs(readback - value) > max(1e-6, 1e-3 * value):
             raise ReadbackMismatch(f"integration time set to {value:g} s, instrument reads back {readback:g} s")
         self._integration_time_s = readback
@@ -299,7 +428,7 @@ class ScpiSpectrometer:
         command = self._dialect.command("set_averages", count=count)
         self._write(command)
         self._check_errors(command)
-        readback = self._parse_int(self._query(self._dialect.command("get_averages")), "averages")
+        readback = averages_from(self._query(self._dialect.command("get_averages")))
         if readback != count:
             raise ReadbackMismatch(f"averages set to {count}, instrument reads back {readback}")
         self._averages = readback
@@ -310,9 +439,23 @@ class ScpiSpectrometer:
         for command in d.setup:
             self._write(command)
         self._check_errors("data format setup")
-        self._integration_time_s = self._parse_float(self._query(d.command("get_integration_time")), "integration time")
-        self._averages = self._parse_int(self._query(d.command("get_averages")), "averages")
+        self._integration_time_s = integration_time_from(self._query(d.command("get_integration_time")))
+        self._averages = averages_from(self._query(d.command("get_averages")))
         self._settings_known = True
+
+    def _check_settings_within_limits(self) -> None:
+        """LimitError if the instrument was set (front panel, pass-through) outside this driver's limits.
+
+        Keeps every exposure, and so every spectrum's deadline, within what the
+        station allows. The readback tolerance of the setters applies.
+        """
+        seconds, low, high = self._integration_time_s, self.min_integration_time_s, self.max_integration_time_s
+        if not (low - max(1e-6, 1e-3 * low) <= seconds <= high + max(1e-6, 1e-3 * high)):
+            raise LimitError(f"the instrument's integration time {seconds:g} s is outside the limits "
+                             f"{low:g}-{high:g} s; nothing measured (set integration_time_s)")
+        if self._averages > self.max_averages:
+            raise LimitError(f"the instrument averages {self._averages} scans, more than the limit "
+                             f"{self.max_averages}; nothing measured (set averages)")
 
     def _set_shutter(self, is_open: bool) -> None:
         command = self._dialect.command("shutter_open" if is_open else "shutter_close")
@@ -339,74 +482,175 @@ class ScpiSpectrometer:
     def _measure(self) -> np.ndarray:
         if not self._settings_known:
             self._refresh_settings()
-        commands = self._dialect.measure
-        for command in commands[:-1]:
+        self._check_settings_within_limits()
+        deadline = _Deadline(self.timeout_s + self._integration_time_s * self._averages)
+        for command in self._dialect.measure:
             self._write(command)
-        self._write(commands[-1])
-        exposure_s = self._integration_time_s * self._averages if math.isfinite(self._integration_time_s) else 0.0
-        return self._read_block(self.timeout_s + exposure_s)
+        return self._read_block(deadline)
 
-    def _read_block(self, timeout_s: float) -> np.ndarray:
-        res = self._connected_resource()
-        n_values = self._pixels
+    def _read_block(self, deadline: _Deadline) -> np.ndarray:
+        """The block answering the measure query, read whole by ``deadline`` (else NotConnected)."""
         terminator = self._dialect.read_termination.encode("ascii")
-        res.timeout = self._ms(timeout_s)
+        pieces: list[bytes] = []
+
+        def read(count: int, what: str) -> bytes:
+            data = bytearray()
+            while len(data) < count:
+                try:
+                    data += self._receive(count - len(data), deadline)
+                except _Timeout:
+                    received = sum(map(len, pieces)) + len(data)
+                    raise self._late(deadline, "the spectrum", received, what) from None
+            pieces.append(bytes(data))
+            return pieces[-1]
+
         try:
-            start = self._io(lambda: res.read_bytes(2))
-            framed = False  # True once the whole block, terminator included, came off the line
+            counts = _ieee_block.read_block(read, self._pixels, terminator)
+        except ProtocolError as error:
+            # The whole block came off the line (header, payload, terminator): nothing to drain.
+            framed = len(pieces) == 3 and pieces[-1].endswith(terminator)
+            raise self._malformed(error, drain=not framed)
+        check_counts(counts, self.full_scale_counts)
+        return counts
+
+    def _read_text(self, command: str, deadline: _Deadline) -> str:
+        """The text answer to ``command`` (terminator stripped), read whole by ``deadline`` (else NotConnected)."""
+        terminator = self._dialect.read_termination.encode("ascii")
+        raw = bytearray()
+        while True:
             try:
-                digits_count = _ieee_block.digit_count(start)
-                digits = self._read_in_block(res, digits_count, "the length digits")
-                length = _ieee_block.payload_length(digits)
-                if length != n_values * _ieee_block.VALUE_BYTES:
-                    _ieee_block.parse_block(start + digits, n_values, terminator)  # raises with the reason
-                body = self._read_in_block(res, length + len(terminator), f"{length} payload bytes")
-                framed = body.endswith(terminator)
-                return _ieee_block.parse_block(start + digits + body, n_values, terminator)
-            except ProtocolError:
-                if not framed:
-                    self._drain()
-                raise
-        finally:
-            if self._res is not None:
-                self._res.timeout = self._ms(self.timeout_s)
-
-    def _read_in_block(self, res, count: int, what: str) -> bytes:
-        """Read the rest of a block that has begun: a timeout here is a short block, unless the socket died."""
+                chunk = self._receive(_TEXT_CHUNK_BYTES, deadline)
+            except _Timeout:
+                raise self._late(deadline, f"the answer to {command!r}", len(raw),
+                                 f"its terminator {terminator!r}") from None
+            search_from = max(0, len(raw) - len(terminator) + 1)
+            raw += chunk
+            end = raw.find(terminator, search_from) if terminator else len(raw)
+            if end >= 0:
+                break
+            if len(raw) > _MAX_TEXT_ANSWER_BYTES:
+                raise self._malformed(ProtocolError(
+                    f"answer to {command!r} longer than {_MAX_TEXT_ANSWER_BYTES} bytes without its terminator "
+                    f"{terminator!r}: {bytes(raw[:40])!r}..."))
+        extra = raw[end + len(terminator):]
+        if extra:
+            raise self._malformed(ProtocolError(
+                f"answer to {command!r} followed by {len(extra)} unexpected bytes: {bytes(extra[:40])!r}"))
         try:
-            return self._io(lambda: res.read_bytes(count), drop_on_timeout=False)
-        except _Timeout:
-            if self._peer_closed():
-                self._drop()
-                raise NotConnected(f"{self.resource}: connection lost in the middle of a block "
-                                   f"(waiting for {what}); call reconnect()") from None
-            raise ProtocolError(f"short block: {what} announced by the header did not all arrive within "
-                                f"{res.timeout / 1000:g} s") from None
+            return raw[:end].decode("ascii").strip()
+        except UnicodeDecodeError:
+            raise self._malformed(ProtocolError(f"answer to {command!r} is not ASCII text: {bytes(raw[:40])!r}"),
+                                  drain=False) from None
 
-    def _drain(self) -> None:
-        """Discard whatever is left on the line after a malformed answer."""
-        res = self._res
-        if res is None:
-            return
-        if self._peer_closed():
-            self._drop()
-            return
-        deadline = time.monotonic() + _DRAIN_MAX_S
-        res.timeout = self._ms(_DRAIN_IDLE_S)
+    def _late(self, deadline: _Deadline, what: str, received: int, waiting_for: str) -> NotConnected:
+        """Close the session after ``what`` was not whole by its deadline; the NotConnected to raise."""
+        closed = self._peer_closed()
+        self._drop()
+        if closed:
+            reason = "the instrument closed the connection"
+        elif received == 0:
+            reason = f"no answer in time ({deadline.seconds:g} s)"
+        else:
+            reason = (f"{what} was not whole by its deadline ({deadline.seconds:g} s after the command): "
+                      f"{received} bytes arrived, still waiting for {waiting_for} (a short or trickled answer)")
+        return NotConnected(f"{self.resource}: {reason}; session closed, call reconnect()")
+
+    def _malformed(self, error: ProtocolError, drain: bool = True) -> InstrumentError:
+        """The error to raise for a malformed answer, after draining the rest of it from the line.
+
+        The ProtocolError itself when the line went quiet (in step again, session
+        open); NotConnected when the line was lost or bytes kept coming for the
+        whole drain (only a new connection is in step then).
+        """
+        if not drain or self._drain():
+            return error
+        lost = NotConnected(f"{self.resource}: {error}; the line did not go quiet after it, "
+                            "session closed, call reconnect()")
+        lost.__cause__ = error
+        return lost
+
+    def _drain(self) -> bool:
+        """Discard what is left on the line: read until it is quiet for 50 ms, for at most 2 s.
+
+        True when it went quiet. False when the session was closed: lost, or still
+        sending after 2 s.
+        """
+        if self._res is None:
+            return False
+        end = time.monotonic() + _DRAIN_MAX_S
         try:
-            while time.monotonic() < deadline:
-                res.read_raw()
-        except (VisaIOError, OSError):
-            pass
-        finally:
-            if self._res is not None:
-                res.timeout = self._ms(self.timeout_s)
+            while time.monotonic() < end:
+                try:
+                    self._receive(65536, _Deadline(_DRAIN_IDLE_S))
+                except _Timeout:
+                    return True
+        except NotConnected:
+            return False
+        self._drop()
+        return False
 
     # --- transport ------------------------------------------------------------------------------
     def _connected_resource(self):
         if self._res is None:
             raise NotConnected(f"{self.resource}: not connected; call reconnect()")
         return self._res
+
+    def _receive(self, max_bytes: int, deadline: _Deadline) -> bytes:
+        """1 to ``max_bytes`` bytes from the instrument, waiting no later than ``deadline``.
+
+        Raises :class:`_Timeout` at the deadline (the caller decides what that
+        means) and NotConnected (session closed) if the line is lost. On a
+        pyvisa-py LAN socket the driver waits on the socket itself, so the
+        deadline holds however the bytes trickle in; elsewhere each VISA read is
+        given only the time left and at most 1 KiB (decision 0038).
+        """
+        res = self._connected_resource()
+        sock = self._socket()
+        pending = self._pyvisa_pending(res) if sock is not None else None
+        if pending is None:
+            return self._receive_through_visa(res, max_bytes, deadline)
+        if pending:  # bytes pyvisa-py had already taken off the socket
+            data = bytes(pending[:max_bytes])
+            del pending[:max_bytes]
+            return data
+        while (remaining := deadline.remaining_s()) > 0:
+            try:
+                readable, _, _ = select.select([sock], [], [], remaining)
+                if not readable:
+                    continue
+                data = sock.recv(max_bytes)
+            except (OSError, ValueError) as error:
+                self._drop()
+                raise NotConnected(f"{self.resource}: connection lost ({error}); call reconnect()") from error
+            if not data:
+                self._drop()
+                raise NotConnected(f"{self.resource}: the instrument closed the connection; call reconnect()")
+            return data
+        raise _Timeout()
+
+    def _receive_through_visa(self, res, max_bytes: int, deadline: _Deadline) -> bytes:
+        """:meth:`_receive` for sessions whose socket the driver cannot see (USB-TMC, serial, other VISA)."""
+        while (remaining := deadline.remaining_s()) > 0:
+            res.timeout = self._ms(remaining)
+            count = min(max_bytes, _GENERIC_READ_BYTES)
+            try:
+                with res.ignore_warning(constants.StatusCode.success_max_count_read):  # as pyvisa's read_bytes
+                    data, _ = self._io(lambda: res.visalib.read(res.session, count), drop_on_timeout=False)
+            finally:
+                if self._res is not None:
+                    res.timeout = self._ms(self.timeout_s)
+            if data:
+                return data
+        raise _Timeout()
+
+    @staticmethod
+    def _pyvisa_pending(res) -> bytearray | None:
+        """pyvisa-py's buffer of bytes read from the socket but not yet returned, or None if there is none."""
+        try:
+            pending = getattr(res.visalib.sessions[res.session], "_pending_buffer", None)
+        except Exception:
+            return None
+        return pending if isinstance(pending, bytearray) else None
 
     def _io(self, operation: Callable[[], _T], drop_on_timeout: bool = True) -> _T:
         try:
@@ -436,18 +680,9 @@ class ScpiSpectrometer:
         self._io(lambda: res.write(command))
 
     def _query(self, command: str) -> str:
+        deadline = _Deadline(self.timeout_s)
         self._write(command)
-        res = self._connected_resource()
-        raw = self._io(lambda: res.read_raw())
-        terminator = self._dialect.read_termination.encode("ascii")
-        if not raw.endswith(terminator):
-            self._drain()
-            raise ProtocolError(f"answer to {command!r} not terminated by {terminator!r}: {raw[:40]!r}")
-        try:
-            return raw[: len(raw) - len(terminator)].decode("ascii").strip()
-        except UnicodeDecodeError:
-            self._drain()
-            raise ProtocolError(f"answer to {command!r} is not ASCII text: {raw[:40]!r}") from None
+        return self._read_text(command, deadline)
 
     def _socket(self) -> socket.socket | None:
         """The TCP socket under a pyvisa-py SOCKET session, or None (other backends, USB, serial)."""
@@ -481,7 +716,7 @@ class ScpiSpectrometer:
         except OSError:
             return True
 
-    # --- parsing helpers ------------------------------------------------------------------------
+    # --- helpers --------------------------------------------------------------------------------
     @staticmethod
     def _ms(seconds: float) -> int:
         return max(1, int(math.ceil(seconds * 1000.0)))
@@ -492,23 +727,6 @@ class ScpiSpectrometer:
             raise TypeError(f"{name} must be a number, got {value!r}")
         return float(value)
 
-    @staticmethod
-    def _parse_float(answer: str, what: str) -> float:
-        try:
-            value = float(answer)
-        except ValueError:
-            raise ProtocolError(f"{what}: expected a number, got {answer!r}") from None
-        if not math.isfinite(value):
-            raise ProtocolError(f"{what}: expected a finite number, got {answer!r}")
-        return value
-
-    @staticmethod
-    def _parse_int(answer: str, what: str) -> int:
-        try:
-            return int(answer.strip().lstrip("+"))
-        except ValueError:
-            raise ProtocolError(f"{what}: expected an integer, got {answer!r}") from None
-
 
 class _Timeout(Exception):
-    """Internal: a read timed out inside a block (decided by the caller)."""
+    """Internal: an answer's deadline passed while reading it (decided by the caller)."""

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .._text_file import UnreadableFileError, is_regular_file, read_small_toml_file, shorten
 from ._lanthanide_bands import KNOWN_ELEMENTS
 
 __all__ = ["Scenario", "ScenarioError", "Peak", "load_scenario", "scenarios_dir", "find_scenario",
@@ -45,6 +45,12 @@ __all__ = ["Scenario", "ScenarioError", "Peak", "load_scenario", "scenarios_dir"
 
 class ScenarioError(ValueError):
     """A scenario file (or a concentration list) that cannot be read; the message names the file and key."""
+
+
+#: Largest concentration a scenario may put in the cell, g/L of element (far above any real solution).
+MAX_CONCENTRATION_G_PER_L = 1000.0
+#: Largest scenario time or width, s (about 30 years).
+MAX_SCENARIO_TIME_S = 1e9
 
 
 def scenarios_dir() -> Path:
@@ -104,15 +110,19 @@ class Scenario:
 
 def find_scenario(name_or_path: str | os.PathLike) -> Path:
     """Resolve a scenario given as a path or as a bare name in ``seeds/scenarios``."""
+    text = os.fspath(name_or_path)
     candidate = Path(name_or_path)
-    if candidate.is_file():
-        return candidate
     bundled = scenarios_dir() / f"{candidate.name.removesuffix('.toml')}.toml"
-    if bundled.is_file():
-        return bundled
+    try:
+        if text and is_regular_file(candidate):
+            return candidate
+        if is_regular_file(bundled):
+            return bundled
+    except UnreadableFileError as error:
+        raise ScenarioError(f"scenario {shorten(text)!r}: {error.problem}") from None
     known = sorted(p.stem for p in scenarios_dir().glob("*.toml"))
-    raise ScenarioError(f"scenario {str(name_or_path)!r} not found (looked for {candidate} and {bundled}); "
-                        f"bundled scenarios: {', '.join(known) or 'none'}")
+    raise ScenarioError(f"scenario {shorten(text)!r} not found (looked for {shorten(str(candidate))} and "
+                        f"{shorten(str(bundled))}); bundled scenarios: {', '.join(known) or 'none'}")
 
 
 def _element(symbol: object, where: str) -> str:
@@ -121,9 +131,13 @@ def _element(symbol: object, where: str) -> str:
     return str(symbol)
 
 
-def _number(value: object, where: str, *, minimum: float | None = None, positive: bool = False) -> float:
+def _number(value: object, where: str, *, minimum: float | None = None, positive: bool = False,
+            maximum: float = MAX_SCENARIO_TIME_S) -> float:
+    """``value`` as a float if it is a finite number in range (not a boolean); a ScenarioError otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ScenarioError(f"{where}: expected a finite number, got {value!r}")
+        raise ScenarioError(f"{where}: expected a finite number, got {shorten(repr(value))}")
+    if abs(value) > maximum:
+        raise ScenarioError(f"{where}: must be at most {maximum:g} in magnitude, got {value!r}")
     if positive and value <= 0:
         raise ScenarioError(f"{where}: must be > 0, got {value!r}")
     if minimum is not None and value < minimum:
@@ -131,28 +145,41 @@ def _number(value: object, where: str, *, minimum: float | None = None, positive
     return float(value)
 
 
+def _concentration(value: object, where: str) -> float:
+    return _number(value, where, minimum=0.0, maximum=MAX_CONCENTRATION_G_PER_L)
+
+
+def _of_type(value: object, kind: type, where: str, what: str):
+    if not isinstance(value, kind):
+        raise ScenarioError(f"{where}: must be {what}, not {shorten(repr(value))}")
+    return value
+
+
 def _parse(data: dict, where: str) -> Scenario:
     allowed = {"name", "description", "duration_s", "repeat", "base", "peak", "table"}
     unknown = set(data) - allowed
     if unknown:
         raise ScenarioError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
-    base = {_element(el, f"{where} [base]"): _number(v, f"{where} [base] {el}", minimum=0.0)
-            for el, v in data.get("base", {}).items()}
+    for key in ("name", "description"):
+        _of_type(data.get(key, ""), str, f"{where} {key}", "a string")
+    base = {_element(el, f"{where} [base]"): _concentration(v, f"{where} [base] {el}")
+            for el, v in _of_type(data.get("base", {}), dict, f"{where} [base]", "a table").items()}
     peaks = []
-    for i, raw in enumerate(data.get("peak", [])):
+    for i, raw in enumerate(_of_type(data.get("peak", []), list, f"{where} [[peak]]", "an array of tables")):
         at = f"{where} [[peak]] #{i + 1}"
+        _of_type(raw, dict, at, "a table")
         sigma_s = _number(raw.get("sigma_s"), f"{at} sigma_s", positive=True)
         peaks.append(Peak(
             element=_element(raw.get("element"), at),
             center_s=_number(raw.get("center_s"), f"{at} center_s"),
             sigma_s=sigma_s,
             tail_sigma_s=_number(raw.get("tail_sigma_s", sigma_s), f"{at} tail_sigma_s", positive=True),
-            height_g_per_L=_number(raw.get("height_g_per_L"), f"{at} height_g_per_L", minimum=0.0),
+            height_g_per_L=_concentration(raw.get("height_g_per_L"), f"{at} height_g_per_L"),
         ))
     table_time_s: tuple[float, ...] = ()
     table: dict[str, tuple[float, ...]] = {}
     if "table" in data:
-        raw = dict(data["table"])
+        raw = dict(_of_type(data["table"], dict, f"{where} [table]", "a table"))
         times = raw.pop("time_s", None)
         if not isinstance(times, list) or not times:
             raise ScenarioError(f"{where} [table]: needs a non-empty list time_s")
@@ -163,7 +190,7 @@ def _parse(data: dict, where: str) -> Scenario:
             el = _element(el, f"{where} [table]")
             if not isinstance(values, list) or len(values) != len(table_time_s):
                 raise ScenarioError(f"{where} [table] {el}: needs {len(table_time_s)} values, one per time_s")
-            table[el] = tuple(_number(v, f"{where} [table] {el}", minimum=0.0) for v in values)
+            table[el] = tuple(_concentration(v, f"{where} [table] {el}") for v in values)
     duration = data.get("duration_s")
     repeat = data.get("repeat", False)
     if not isinstance(repeat, bool):
@@ -186,10 +213,9 @@ def load_scenario(name_or_path: str | os.PathLike) -> Scenario:
     """Read and check a scenario file; any mistake raises :class:`ScenarioError` naming file and key."""
     path = find_scenario(name_or_path)
     try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as error:
-        raise ScenarioError(f"{path}: not valid TOML: {error}") from None
+        data = read_small_toml_file(path)
+    except UnreadableFileError as error:
+        raise ScenarioError(str(error)) from None
     return _parse(data, str(path))
 
 
@@ -211,7 +237,7 @@ def parse_concentrations(text: str) -> dict[str, float]:
             number = float(value)
         except ValueError:
             raise ScenarioError(f"{el}: not a number: {value.strip()!r}") from None
-        result[el] = _number(number, f"concentration of {el}", minimum=0.0)
+        result[el] = _concentration(number, f"concentration of {el}")
     return result
 
 

@@ -11,11 +11,18 @@ Three layers, kept apart as on a real bench:
   ``hardware/maps/scpi-spectrometer.toml`` over the optics model of
   :mod:`drivers.sim._optics`;
 - the bench (:class:`SimControl`): the ``SIM:`` namespace that loads standards,
-  runs scenarios, tells the truth and the noise figure, sets the clock speed and
-  arms line faults. It is *not* part of the instrument dialect;
+  runs scenarios, tells the truth and the noise figure, sets the clock speed,
+  arms line faults and switches absurd answers on and off. It is *not* part of
+  the instrument dialect;
 - the line (:class:`LineFaults`, :class:`Server`): the TCP socket, where
-  garbled, truncated, over-long, NaN-carrying, dropped, delayed or disconnected
-  answers are injected, outside the instrument model.
+  garbled, truncated, over-long, huge-header, NaN-carrying, out-of-range,
+  trickled, babbling, dropped, delayed or disconnected answers are injected,
+  outside the instrument model.
+
+Absurd answers (:attr:`Instrument.absurd_answers`) are the one fault inside the
+instrument: a firmware that reports a pixel count, integration time, averages
+or wavelength polynomial no detector can have, while it goes on measuring with
+its real settings.
 
 Simulated time runs at ``speed`` x wall time; exposures shorten with it.
 """
@@ -39,7 +46,7 @@ import numpy as np
 from ._optics import Optics, OpticsConfig
 from .scenario import Scenario, ScenarioError, format_concentrations, load_scenario, parse_concentrations
 
-__all__ = ["Instrument", "SimControl", "LineFaults", "Server", "SimClock", "Cell", "main"]
+__all__ = ["Instrument", "SimControl", "LineFaults", "Server", "SimClock", "Cell", "ABSURD_QUANTITIES", "main"]
 
 MIN_INTEGRATION_TIME_S = 0.001
 MAX_INTEGRATION_TIME_S = 60.0
@@ -48,6 +55,13 @@ DEFAULT_INTEGRATION_TIME_S = 0.1
 _MAX_ERRORS = 16
 _MAX_LINE_BYTES = 65536
 _SCPI_NAN = 9.91e37
+#: Quantities whose answer SIM:ABSurd can replace: short form -> (accepted forms, what it is).
+ABSURD_QUANTITIES = {
+    "PIX": (("PIX", "PIXELS"), "pixel count (SENS:DET:PIX?)"),
+    "ITIM": (("ITIM", "ITIME"), "integration time (SENS:INT:TIME?)"),
+    "AVER": (("AVER", "AVERAGES"), "averages (SENS:AVER:COUN?)"),
+    "COEF": (("COEF", "COEFFICIENTS"), "wavelength coefficients (CALC:WAV:COEF?)"),
+}
 
 
 class ScpiFault(Exception):
@@ -220,6 +234,9 @@ class Instrument:
         self.optics, self.clock, self.cell, self.rng, self.serial = optics, clock, cell, rng, serial
         self.errors: deque[tuple[int, str]] = deque()
         self._pending: Answer | None = None
+        #: Answers sent instead of the truth, by quantity (``ABSURD_QUANTITIES``); kept across *RST and
+        #: connections (a firmware fault, not a setting) until SIM:ABS NONE.
+        self.absurd_answers: dict[str, str] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -246,13 +263,15 @@ class Instrument:
         table.add("*CLS", lambda p: self.errors.clear())
         table.add("*OPC", lambda p: "1", query=True)
         table.add("SYSTem:ERRor[:NEXT]", self._next_error, query=True)
-        table.add("SENSe:DETector:PIXels", lambda p: str(pixels), query=True)
+        table.add("SENSe:DETector:PIXels", self._reported("PIX", lambda: str(pixels)), query=True)
         table.add("SENSe:INTegration:TIME", self._set_integration_time)
-        table.add("SENSe:INTegration:TIME", lambda p: f"{self.integration_time_s:.9g}", query=True)
+        table.add("SENSe:INTegration:TIME", self._reported("ITIM", lambda: f"{self.integration_time_s:.9g}"),
+                  query=True)
         table.add("SENSe:AVERage:COUNt", self._set_averages)
-        table.add("SENSe:AVERage:COUNt", lambda p: str(self.averages), query=True)
+        table.add("SENSe:AVERage:COUNt", self._reported("AVER", lambda: str(self.averages)), query=True)
         table.add("CALCulate:WAVelength:COEFficients",
-                  lambda p: ",".join(f"{c:.12e}" for c in self.optics.coefficients), query=True)
+                  self._reported("COEF", lambda: ",".join(f"{c:.12e}" for c in self.optics.coefficients)),
+                  query=True)
         table.add("SOURce:SHUTter", self._set_shutter)
         table.add("SOURce:SHUTter", lambda p: "OPEN" if self.shutter_open else "CLOS", query=True)
         table.add("FORMat[:DATA]", self._set_format)
@@ -262,6 +281,13 @@ class Instrument:
         table.add("INITiate[:IMMediate]", lambda p: self._initiate())
         table.add("FETCh:SPECtrum", self._fetch, query=True)
         table.add("MEASure:SPECtrum", self._measure, query=True)
+
+    def _reported(self, quantity: str, truth: Callable[[], str]) -> Handler:
+        """A query handler answering the truth, or the absurd answer switched on for ``quantity``."""
+        def answer(params: str) -> str:
+            absurd = self.absurd_answers.get(quantity)
+            return truth() if absurd is None else absurd
+        return answer
 
     def _next_error(self, params: str) -> str:
         code, message = self.errors.popleft() if self.errors else (0, "No error")
@@ -331,43 +357,107 @@ class Instrument:
 
 # --- the line ---------------------------------------------------------------------------------
 class LineFaults:
-    """One-shot faults on the next spectrum answer, injected on the socket (outside the instrument)."""
+    """One-shot faults on the next spectrum answer (or text answer, for a trickle), injected on the socket.
+
+    The instrument always produced a correct answer; the line delivers something else. What the line
+    did with the last faulted answer is kept in :attr:`last` (``SIM:FAUL:LAST?``).
+    """
 
     KINDS = {"NONE": "NONE", "GARB": "GARBLE", "GARBLE": "GARBLE", "TRUN": "TRUNCATE", "TRUNCATE": "TRUNCATE",
-             "LONG": "LONG", "NAN": "NAN", "DROP": "DROP", "DEL": "DELAY", "DELAY": "DELAY",
+             "LONG": "LONG", "HUGE": "HUGE", "NAN": "NAN", "RANG": "RANGE", "RANGE": "RANGE",
+             "TRIC": "TRICKLE", "TRICKLE": "TRICKLE", "BABL": "BABBLE", "BABBLE": "BABBLE", "DROP": "DROP",
+             "DEL": "DELAY", "DELAY": "DELAY",
              "DISC": "DISCONNECT", "DISCONNECT": "DISCONNECT"}
+    HUGE_HEADER = b"#9999999999"  # declares 999 999 999 payload bytes
+    DEFAULT_RANGE_VALUE = 1.0e6
+    DEFAULT_TRICKLE = (64, 0.05)  # bytes per piece, seconds between pieces
+    DEFAULT_BABBLE_S = 10.0
+    BABBLE_INTERVAL_S = 0.01  # one byte of noise this often: never the 50 ms of quiet a driver drains for
+    _USAGE = ("(GARB, TRUN, LONG, HUGE, NAN, RANG[,<counts>], TRIC[,<bytes>[,<s>[,SPEC|TEXT]]], BABL[,<s>], "
+              "DROP, DEL,<s>, DISC, NONE)")
 
     def __init__(self, rng: np.random.Generator):
         self.rng = rng
         self.kind = "NONE"
-        self.delay_s = 0.0
+        self.args: tuple = ()
+        self.on_text = False
+        #: (kind, pieces sent, pieces in the whole answer) of the last answer a fault was applied to.
+        self.last: tuple[str, int, int] = ("NONE", 0, 0)
 
     def arm(self, params: str) -> None:
-        """``<kind>[,<arg>]``: GARBle, TRUNcate, LONG, NAN, DROP, DELay,<s>, DISConnect, NONE."""
-        kind, _, arg = params.partition(",")
-        kind = self.KINDS.get(kind.strip().upper())
+        """``<kind>[,<arg>...]``: see ``_USAGE`` and docs/instruments/spectrometer.md."""
+        kind_text, *args = [part.strip() for part in params.split(",")]
+        kind = self.KINDS.get(kind_text.upper())
         if kind is None:
-            raise ScpiFault(-224, f"Illegal parameter value;fault {params.strip()!s} "
-                                  "(GARB, TRUN, LONG, NAN, DROP, DEL,<s>, DISC, NONE)")
-        delay_s = 0.0
+            raise ScpiFault(-224, f"Illegal parameter value;fault {params.strip()!s} {self._USAGE}")
+        on_text = False
         if kind == "DELAY":
-            delay_s = _number(arg)
+            if len(args) != 1:
+                raise ScpiFault(-109 if not args else -108, "DEL needs exactly one argument: <s>")
+            delay_s = _number(args[0])
             if not 0.0 <= delay_s <= 600.0:
                 raise ScpiFault(-222, "Data out of range;delay 0-600 s")
-        elif arg.strip():
-            raise ScpiFault(-108, "Parameter not allowed")
-        self.kind, self.delay_s = kind, delay_s
+            parsed: tuple = (delay_s,)
+        elif kind == "RANGE":
+            if len(args) > 1:
+                raise ScpiFault(-108, "Parameter not allowed;RANG takes one value (counts)")
+            value = _number(args[0]) if args else self.DEFAULT_RANGE_VALUE
+            if abs(value) > 3.0e38:
+                raise ScpiFault(-222, "Data out of range;RANG value must be a finite float32")
+            parsed = (value,)
+        elif kind == "BABBLE":
+            if len(args) > 1:
+                raise ScpiFault(-108, "Parameter not allowed;BABL takes one value (seconds)")
+            seconds = _number(args[0]) if args else self.DEFAULT_BABBLE_S
+            if not 0.0 < seconds <= 600.0:
+                raise ScpiFault(-222, "Data out of range;babble 0-600 s")
+            parsed = (seconds,)
+        elif kind == "TRICKLE":
+            if len(args) > 3:
+                raise ScpiFault(-108, "Parameter not allowed;TRIC,<bytes>,<s>[,SPEC|TEXT]")
+            piece_bytes, delay_s = self.DEFAULT_TRICKLE
+            if len(args) >= 1:
+                if not re.fullmatch(r"\d+", args[0]) or not 1 <= int(args[0]) <= 65536:
+                    raise ScpiFault(-222, "Data out of range;trickle piece 1-65536 bytes")
+                piece_bytes = int(args[0])
+            if len(args) >= 2:
+                delay_s = _number(args[1])
+                if not 0.0 <= delay_s <= 60.0:
+                    raise ScpiFault(-222, "Data out of range;trickle delay 0-60 s")
+            if len(args) == 3:
+                on_text = _keyword(args[2], {"SPEC": "SPEC", "SPECTRUM": "SPEC", "TEXT": "TEXT"}) == "TEXT"
+            parsed = (piece_bytes, delay_s)
+        else:
+            if args:
+                raise ScpiFault(-108, "Parameter not allowed")
+            parsed = ()
+        self.kind, self.args, self.on_text = kind, parsed, on_text
 
     def describe(self) -> str:
-        return f"DELAY,{self.delay_s:g}" if self.kind == "DELAY" else self.kind
+        """The armed fault with its arguments, as ``SIM:FAUL?`` answers it."""
+        parts = [self.kind, *(f"{a:g}" for a in self.args)]
+        if self.kind == "TRICKLE":
+            parts.append("TEXT" if self.on_text else "SPEC")
+        return ",".join(parts)
 
-    def take(self) -> tuple[str, float]:
-        """The armed fault (and disarm it)."""
-        armed = (self.kind, self.delay_s)
-        self.kind, self.delay_s = "NONE", 0.0
+    def take(self, is_spectrum: bool) -> tuple[str, tuple]:
+        """The armed fault if it applies to this answer (and disarm it), else ``("NONE", ())``."""
+        if self.kind == "NONE" or (not is_spectrum and not self.on_text) or (is_spectrum and self.on_text):
+            return "NONE", ()
+        armed = (self.kind, self.args)
+        self.kind, self.args, self.on_text = "NONE", (), False
         return armed
 
-    def corrupt(self, kind: str, data: bytes) -> bytes:
+    def record(self, kind: str, sent: int, total: int) -> None:
+        """Note what the line did with a faulted answer: ``sent`` of ``total`` pieces went out."""
+        self.last = (kind, sent, total)
+
+    def describe_last(self) -> str:
+        """``<kind>,<pieces sent>,<pieces in the answer>`` of the last faulted answer (``SIM:FAUL:LAST?``)."""
+        kind, sent, total = self.last
+        return f"{kind},{sent},{total}"
+
+    def corrupt(self, kind: str, args: tuple, data: bytes) -> bytes:
         """The bytes a faulty line delivers instead of ``data`` (a block with its terminator)."""
         if kind == "GARBLE":
             garbled = bytearray(data)
@@ -375,17 +465,19 @@ class LineFaults:
             where = int(self.rng.integers(0, 2 + n_digits))
             garbled[where] = int(self.rng.choice(list(b"!?@AZaz~ ")))
             return bytes(garbled)
+        header = 2 + (data[1] - 0x30)
         if kind == "TRUNCATE":
-            header = 2 + (data[1] - 0x30)
             keep = header + (len(data) - header - 1) // 2
             return data[:keep] + data[-1:]
         if kind == "LONG":
             return data[:-1] + bytes(self.rng.integers(0, 256, 8, dtype=np.uint8)) + data[-1:]
-        if kind == "NAN":
-            header = 2 + (data[1] - 0x30)
+        if kind == "HUGE":
+            return self.HUGE_HEADER + data[header:]
+        if kind in ("NAN", "RANGE"):
+            value = np.nan if kind == "NAN" else args[0]
             values = (len(data) - header - 1) // 4
             at = header + 4 * int(self.rng.integers(0, values))
-            return data[:at] + np.float32(np.nan).astype("<f4").tobytes() + data[at + 4:]
+            return data[:at] + np.float32(value).astype("<f4").tobytes() + data[at + 4:]
         return data
 
 
@@ -409,9 +501,41 @@ class SimControl:
         table.add("SIM:NOISe", self._noise, query=True)
         table.add("SIM:FAULt", self.faults.arm)
         table.add("SIM:FAULt", lambda p: self.faults.describe(), query=True)
+        table.add("SIM:FAULt:LAST", lambda p: self.faults.describe_last(), query=True)
+        table.add("SIM:ABSurd", self._set_absurd)
+        table.add("SIM:ABSurd", self._absurd_state, query=True)
         table.add("SIM:SPEed", self._set_speed)
         table.add("SIM:SPEed", lambda p: f"{self.clock.speed:g}", query=True)
         table.add("SIM:TIME", lambda p: f"{self.clock.now_s():.6f}", query=True)
+
+    @staticmethod
+    def _absurd_quantity(text: str) -> str:
+        word = text.strip().upper()
+        for quantity, (forms, _) in ABSURD_QUANTITIES.items():
+            if word in forms:
+                return quantity
+        raise ScpiFault(-224, f"Illegal parameter value;{text.strip()} (PIX, ITIM, AVER, COEF or NONE)")
+
+    def _set_absurd(self, params: str) -> None:
+        """``<quantity>,<answer>``: answer ``<answer>`` verbatim to that query from now on; ``NONE``: the truth."""
+        quantity_text, _, answer = params.partition(",")
+        if quantity_text.strip().upper() == "NONE" and not answer.strip():
+            self.instrument.absurd_answers.clear()
+            return
+        quantity = self._absurd_quantity(quantity_text)
+        answer = answer.strip()
+        if not answer:
+            raise ScpiFault(-109, "Missing parameter;SIM:ABS <quantity>,<answer>")
+        if not answer.isascii() or not answer.isprintable():
+            raise ScpiFault(-224, "Illegal parameter value;the absurd answer must be printable ASCII")
+        self.instrument.absurd_answers[quantity] = answer
+
+    def _absurd_state(self, params: str) -> str:
+        """No argument: the quantities answered absurdly (``PIX,COEF``) or ``NONE``; with one: its answer."""
+        absurd = self.instrument.absurd_answers
+        if params.strip():
+            return absurd.get(self._absurd_quantity(params), "NONE")
+        return ",".join(absurd) if absurd else "NONE"
 
     @staticmethod
     def _concentrations(params: str) -> dict[str, float]:
@@ -550,21 +674,60 @@ class Server:
         if answer.ready_wall_s and not _wait_until(conn, answer.ready_wall_s):
             return False
         data = answer.data
-        if answer.is_spectrum:
-            kind, delay_s = self.faults.take()
-            if kind == "DROP":
-                return True
-            if kind == "DISCONNECT":
-                return False
-            if kind == "DELAY" and not _wait_until(conn, time.monotonic() + delay_s):
-                return False
-            if data.startswith(b"#"):
-                data = self.faults.corrupt(kind, data)
-        try:
-            conn.sendall(data)
-        except OSError:
+        kind, args = self.faults.take(answer.is_spectrum)
+        if kind == "NONE":
+            return _send_all(conn, data)
+        self.faults.record(kind, 0, 1)
+        if kind == "DROP":
+            return True
+        if kind == "DISCONNECT":
             return False
+        if kind == "DELAY" and not _wait_until(conn, time.monotonic() + args[0]):
+            return False
+        if kind == "TRICKLE":
+            return self._trickle(conn, data, *args)
+        if kind == "BABBLE":
+            return self._babble(conn, *args)
+        if data.startswith(b"#"):
+            data = self.faults.corrupt(kind, args, data)
+        if not _send_all(conn, data):
+            return False
+        self.faults.record(kind, 1, 1)
         return True
+
+    def _trickle(self, conn: socket.socket, data: bytes, piece_bytes: int, delay_s: float) -> bool:
+        """Send ``data`` in pieces of ``piece_bytes`` with ``delay_s`` between them; stop if the client hangs up."""
+        pieces = [data[i:i + piece_bytes] for i in range(0, len(data), piece_bytes)]
+        for index, piece in enumerate(pieces):
+            if index and not _wait_until(conn, time.monotonic() + delay_s):
+                return False
+            if not _send_all(conn, piece):
+                return False
+            self.faults.record("TRICKLE", index + 1, len(pieces))
+        return True
+
+
+    def _babble(self, conn: socket.socket, seconds: float) -> bool:
+        """Noise instead of the answer: a byte (never '#') every 10 ms for ``seconds``, until the client hangs up."""
+        interval_s = self.faults.BABBLE_INTERVAL_S
+        total = max(1, int(round(seconds / interval_s)))
+        noise = self.faults.rng.choice(list(b"!?@AZaz~ 0123456789"), size=total).astype(np.uint8).tobytes()
+        for index in range(total):
+            if index and not _wait_until(conn, time.monotonic() + interval_s):
+                return False
+            if not _send_all(conn, noise[index:index + 1]):
+                return False
+            self.faults.record("BABBLE", index + 1, total)
+        return True
+
+
+def _send_all(conn: socket.socket, data: bytes) -> bool:
+    """Send ``data``; False when the connection is gone."""
+    try:
+        conn.sendall(data)
+    except OSError:
+        return False
+    return True
 
 
 def _wait_until(conn: socket.socket, deadline_wall_s: float) -> bool:

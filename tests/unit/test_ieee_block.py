@@ -2,7 +2,8 @@
 
 Contract: a message either is a well-formed definite-length block of exactly
 n finite float32 little-endian values plus the terminator, and then its values
-come back, or ProtocolError is raised. Never partial or repaired data.
+come back, or ProtocolError is raised. Never partial or repaired data. Read from
+a line (read_block), the declared length is refused before the payload is read.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drivers import ProtocolError
-from drivers._ieee_block import digit_count, parse_block, payload_length
+from drivers._ieee_block import check_declared_length, digit_count, parse_block, payload_length, read_block
 
 N = 4  # values per block in the table below
 
@@ -175,3 +176,64 @@ def test_fuzz_mutated_blocks_never_yield_data_unless_still_well_formed(case):
 @given(values=st.lists(finite_float32, min_size=1, max_size=64))
 def test_fuzz_valid_blocks_round_trip(values):
     assert parse_block(block(values), len(values)).tolist() == [float(np.float32(v)) for v in values]
+
+
+# --- reading from a line: the declared length is checked before the payload is read ------------------
+class RecordingLine:
+    """Hands out a message's bytes on request, exactly as asked, and records each request."""
+
+    def __init__(self, message: bytes):
+        self.message, self.position, self.requests = message, 0, []
+
+    def read(self, count: int, what: str) -> bytes:
+        self.requests.append(count)
+        if self.position + count > len(self.message):
+            raise EOFError(f"the line ran dry waiting for {what}")  # stands in for the driver's timeout
+        data = self.message[self.position:self.position + count]
+        self.position += count
+        return data
+
+
+def test_read_block_reads_exactly_one_block_off_the_line():
+    line = RecordingLine(GOOD + b"next answer")
+    assert read_block(line.read, N).tolist() == [1.0, 2.5, 65535.0, 0.0]
+    assert line.requests == [2, 2, 4 * N + 1]
+    assert line.message[line.position:] == b"next answer"  # nothing of the next answer was taken
+
+
+@pytest.mark.parametrize("header, declared", [
+    (b"#9999999999", 999_999_999),  # a gigabyte
+    (b"#880000000", 80_000_000),  # 20 000 000 pixels of float32
+    (b"#9000000020", 20),  # 5 values where 4 were expected
+    (b"#212", 12),  # 3 values
+])
+def test_a_wrong_declared_length_is_refused_before_any_payload_is_read(header, declared):
+    line = RecordingLine(header + PAYLOAD + b"\n")
+    with pytest.raises(ProtocolError, match=f"block declares {declared} bytes"):
+        read_block(line.read, N)
+    assert line.requests == [2, len(header) - 2]  # '#n' and the digits, never the payload
+
+
+def test_check_declared_length_accepts_exactly_four_bytes_per_value():
+    check_declared_length(4 * 2048, 2048)
+    for length in (0, 4 * 2048 - 4, 4 * 2048 + 4, 4 * 2048 + 1, 999_999_999):
+        with pytest.raises(ProtocolError, match="expected 8192 bytes"):
+            check_declared_length(length, 2048)
+
+
+@FUZZ_SETTINGS
+@given(message=st.one_of(st.binary(max_size=64), mutated_blocks().map(lambda case: case[1])),
+       n_values=st.integers(1, 8))
+def test_fuzz_read_block_asks_for_at_most_one_blocks_worth_and_agrees_with_parse_block(message, n_values):
+    line = RecordingLine(message)
+    try:
+        values = read_block(line.read, n_values)
+    except (ProtocolError, EOFError):
+        values = None
+    assert sum(line.requests) <= 2 + 9 + 4 * n_values + 1  # a header cannot make it read (or allocate) more
+    consumed = message[:line.position]
+    if values is not None:
+        assert parse_block(consumed, n_values).tolist() == values.tolist()
+        assert _is_well_formed(consumed, n_values, b"\n")
+    elif _is_well_formed(message, n_values, b"\n"):
+        pytest.fail("read_block refused a well-formed block")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -125,3 +129,44 @@ def test_concentration_lists_round_trip():
 def test_bad_concentration_lists_are_refused(text):
     with pytest.raises(ScenarioError):
         parse_concentrations(text)
+
+
+# -- issue 11: a scenario is untrusted input ---------------------------------------------------------
+
+@pytest.mark.parametrize("text, message", [
+    ("base = 5", "[base]: must be a table"),
+    ("peak = 5", "[[peak]]: must be an array of tables"),
+    ("table = 5", "[table]: must be a table"),
+    ("name = 5", "name: must be a string"),
+    ("[base]\nNd = true", "finite number"),
+    ("[base]\nNd = 5000.0", "at most 1000"),
+    ("[[peak]]\nelement = 'Nd'\ncenter_s = 1e300\nsigma_s = 1\nheight_g_per_L = 1", "center_s: must be at most 1e+09"),
+    ("name = " + "9" * 5000, "not valid TOML here"),
+])
+def test_malformed_scenarios_are_scenario_errors_naming_the_file(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert message in str(caught.value) and str(path) in str(caught.value)
+
+
+@pytest.mark.timeout(20)
+def test_a_pipe_device_or_folder_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)
+    for path, kind in ((fifo, "a named pipe (FIFO)"), (Path("/dev/zero"), "a character device"),
+                       (tmp_path, "a folder")):
+        with pytest.raises(ScenarioError, match=re.escape(f"is {kind}, not a regular file")):
+            load_scenario(path)
+
+
+def test_an_oversized_scenario_is_refused(tmp_path):
+    path = write(tmp_path, "[base]\nNd = 1.0\n" + "#" * (1 << 20))
+    with pytest.raises(ScenarioError, match="at most 1048576 bytes are allowed"):
+        load_scenario(path)
+
+
+def test_an_over_long_scenario_name_is_a_scenario_error_not_an_os_error():
+    with pytest.raises(ScenarioError, match="too long for the file system") as caught:
+        load_scenario("s" * 5000)
+    assert len(str(caught.value)) < 500

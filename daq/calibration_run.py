@@ -15,11 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import analysis
 
+from ._config_fields import count, field_error, number, text
 from .bench import open_bench
 from .cell import OperatorCell, SimulatedCell
-from .config import ConfigError, Element, Station, load_toml_model
+from .config import MAX_INTEGRATION_TIME_S, ConfigError, Element, Station, load_toml_model
 
-__all__ = ["StandardsSet", "Standard", "load_standards", "measure_standards", "calibrate_station"]
+__all__ = ["StandardsSet", "Standard", "load_standards", "check_standards_against_station", "measure_standards",
+           "calibrate_station"]
+
+#: Highest concentration of one element in a standard, g/L (far above any aqueous rare-earth solution).
+MAX_STANDARD_G_PER_L = 1000.0
 
 
 class _Strict(BaseModel):
@@ -29,39 +34,46 @@ class _Strict(BaseModel):
 class Standard(_Strict):
     """One calibration standard: a name and its element concentrations in g/L."""
 
-    name: str
-    concentrations_g_per_L: dict[Element, Annotated[float, Field(ge=0)]]  # type: ignore[valid-type]
+    name: text(min_length=1, max_length=200)
+    concentrations_g_per_L: dict[Element, number(ge=0, le=MAX_STANDARD_G_PER_L)]  # type: ignore[valid-type]
 
 
 class StandardsSet(_Strict):
     """A set of standards and how to measure them."""
 
-    title: str = ""
-    analytes: Annotated[list[Element], Field(min_length=1)]  # type: ignore[valid-type]
-    integration_time_s: Annotated[float, Field(gt=0)]
-    averages: Annotated[int, Field(ge=1)] = 1
-    replicates: Annotated[int, Field(ge=1, le=100)] = 1
-    baseline_order: Annotated[int, Field(ge=0, le=5)] | None = 2
-    quadratic: list[Element] = Field(  # type: ignore[valid-type]
-        default_factory=list, description="analytes whose strong bands need a curvature term (e.g. Nd)")
-    standards: list[Standard]
+    title: text(max_length=200) = ""
+    analytes: Annotated[list[Element], Field(min_length=1, max_length=len(analysis.RARE_EARTHS))]  # type: ignore[valid-type]
+    integration_time_s: number(gt=0, le=MAX_INTEGRATION_TIME_S)
+    averages: count(ge=1, le=10000) = 1
+    replicates: count(ge=1, le=100) = 1
+    baseline_order: count(ge=0, le=5) | None = 2
+    quadratic: Annotated[list[Element], Field(  # type: ignore[valid-type]
+        max_length=len(analysis.RARE_EARTHS),
+        description="analytes whose strong bands need a curvature term (e.g. Nd)")] = []
+    standards: Annotated[list[Standard], Field(max_length=1000)]
     source: Path = Path("<memory>")
 
     @model_validator(mode="after")
     def _consistent(self):
+        if len(set(self.analytes)) != len(self.analytes):
+            raise field_error(("analytes",), f"repeats an element: {self.analytes}")
         names = [s.name for s in self.standards]
         if len(set(names)) != len(names):
-            raise ValueError(f"standard names repeat: {names}")
-        for standard in self.standards:
+            raise field_error(("standards",), f"standard names repeat: {names}")
+        for index, standard in enumerate(self.standards):
             extra = set(standard.concentrations_g_per_L) - set(self.analytes)
             if extra:
-                raise ValueError(f"standard {standard.name!r} contains {sorted(extra)}, which are not among "
-                                 f"analytes {self.analytes}")
+                raise field_error(("standards", index, "concentrations_g_per_L"),
+                                  f"standard {standard.name!r} contains {sorted(extra)}, which are not among "
+                                  f"analytes {self.analytes} (standards.analytes)")
+        if len(set(self.quadratic)) != len(self.quadratic):
+            raise field_error(("quadratic",), f"repeats an element: {self.quadratic}")
         if set(self.quadratic) - set(self.analytes):
-            raise ValueError(f"quadratic {self.quadratic} names elements that are not among analytes {self.analytes}")
+            raise field_error(("quadratic",), f"{self.quadratic} names elements that are not among analytes "
+                                              f"{self.analytes} (standards.analytes)")
         if len(self.standards) < len(self.analytes) + 1:
-            raise ValueError(f"{len(self.standards)} standards for {len(self.analytes)} analytes: "
-                             f"at least {len(self.analytes) + 1} are needed")
+            raise field_error(("standards",), f"{len(self.standards)} standards for {len(self.analytes)} analytes: at least "
+                                              f"{len(self.analytes) + 1} are needed (standards.analytes)")
         return self
 
     def concentration_matrix(self) -> np.ndarray:
@@ -73,6 +85,17 @@ def load_standards(path: str | os.PathLike) -> StandardsSet:
     """Read and validate a standards file (``seeds/standards/*.toml``)."""
     return load_toml_model(path, StandardsSet, "standards", "analytes, integration_time_s, ...",
                            {"standard": "standards"})
+
+
+def check_standards_against_station(standards: StandardsSet, station: Station) -> None:
+    """Refuse a standards set the station's spectrometer cannot measure (none, or integration time out of range)."""
+    if station.spectrometer is None:
+        raise ConfigError(station.source, ["spectrometer: the station has no spectrometer to calibrate"])
+    limits = station.spectrometer
+    if not limits.min_integration_time_s <= standards.integration_time_s <= limits.max_integration_time_s:
+        raise ConfigError(standards.source, [
+            f"standards.integration_time_s: {standards.integration_time_s:g} s is outside the station's range "
+            f"{limits.min_integration_time_s:g}-{limits.max_integration_time_s:g} s ({station.source})"])
 
 
 def measure_standards(spectrometer, cell, standards: StandardsSet,
@@ -105,13 +128,8 @@ def measure_standards(spectrometer, cell, standards: StandardsSet,
 def calibrate_station(station: Station, standards: StandardsSet, out: Path,
                       progress: Callable[[str], None] = lambda _message: None):
     """Measure ``standards`` on the station's spectrometer and save the calibration to ``out``."""
-    if station.spectrometer is None:
-        raise ConfigError(station.source, ["spectrometer: the station has no spectrometer to calibrate"])
+    check_standards_against_station(standards, station)
     limits = station.spectrometer
-    if not limits.min_integration_time_s <= standards.integration_time_s <= limits.max_integration_time_s:
-        raise ConfigError(standards.source, [
-            f"standards.integration_time_s: {standards.integration_time_s:g} s is outside the station's range "
-            f"{limits.min_integration_time_s:g}-{limits.max_integration_time_s:g} s ({station.source})"])
     if out.exists():
         raise ConfigError(out, ["a calibration file of that name exists; choose another --out "
                                 "(calibrations are never overwritten)"])

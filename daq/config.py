@@ -5,18 +5,27 @@ has, where they are connected, their limits, and where data goes. A *recipe*
 file (TOML, ``seeds/recipes/``) says what one trial does. Every problem is
 reported as a :class:`ConfigError` naming the file, the field, what is wrong and
 what is allowed, before any instrument is touched.
+
+Files are untrusted input: only a small regular file is read (a pipe or device
+is refused at once, see :mod:`drivers._text_file`); every number is finite, typed
+and bounded (:mod:`daq._config_fields`); the register map, SCPI dialect and
+scenario a file names are loaded and checked while the file is validated, so a
+wrong name is reported with its file and field before any simulator starts.
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from analysis import RARE_EARTHS
+from drivers import UnreadableFileError, read_small_toml_file, shorten
+
+from ._config_fields import FIELD_ERROR, FilePath, PathText, count, field_error, number, one_of, text
+from ._config_references import recipe_reference_problems, station_reference_problems
 
 __all__ = [
     "ConfigError",
@@ -34,6 +43,14 @@ __all__ = [
 
 KNOWN_INSTRUMENTS = ("furnace", "spectrometer")
 
+#: Physical upper bounds that hold whatever the station: the hottest tube furnace, the fastest ramp a
+#: tube survives, the longest trial (30 days), the longest wait between two spectra (1 day).
+MAX_FURNACE_C = 1800.0
+MAX_RAMP_C_PER_MIN = 100.0
+MAX_TRIAL_MIN = 30 * 24 * 60.0
+MAX_INTERVAL_S = 24 * 3600.0
+MAX_INTEGRATION_TIME_S = 3600.0
+
 
 class ConfigError(ValueError):
     """A station or recipe file is unreadable or wrong; the message names file and field."""
@@ -42,37 +59,39 @@ class ConfigError(ValueError):
         self.path = Path(path)
         self.problems = problems
         lines = "\n".join(f"  {p}" for p in problems)
-        super().__init__(f"{self.path}: {len(problems)} problem(s):\n{lines}" if len(problems) > 1
-                         else f"{self.path}: {problems[0]}")
+        where = shorten(str(self.path), 512)
+        super().__init__(f"{where}: {len(problems)} problem(s):\n{lines}" if len(problems) > 1
+                         else f"{where}: {problems[0]}")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
-
-
 class FurnaceConfig(_Strict):
     """The furnace controller of a station."""
 
     driver: Literal["eurotherm"] = "eurotherm"
-    simulated: bool = False
-    port: str | None = Field(None, description="serial port, e.g. /dev/serial/by-id/...; not for simulated")
-    address: Annotated[int, Field(ge=1, le=247)] = 1
-    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    simulated: StrictBool = False
+    port: PathText | None = Field(None, description="serial port, e.g. /dev/serial/by-id/...; not for simulated")
+    address: count(ge=1, le=247) = 1
+    baudrate: one_of(1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200) = 9600
     model: Literal["2400", "3200"] = "2400"
-    map: str | None = Field(None, description="register map name in hardware/maps or a path")
-    max_temperature_C: Annotated[float, Field(gt=0, le=1800)]
-    max_ramp_C_per_min: Annotated[float, Field(gt=0, le=100)]
-    safe_temperature_C: Annotated[float, Field(ge=0, le=200)] = 25.0
-    poll_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    map: PathText | None = Field(None, description="register map name in hardware/maps or a path")
+    max_temperature_C: number(gt=0, le=MAX_FURNACE_C)
+    max_ramp_C_per_min: number(gt=0, le=MAX_RAMP_C_PER_MIN)
+    safe_temperature_C: number(ge=0, le=200) = 25.0
+    poll_interval_s: number(gt=0, le=60) = 1.0
 
     @model_validator(mode="after")
-    def _port_for_real(self):
+    def _port_for_real_and_safe_below_max(self):
         if not self.simulated and not self.port:
-            raise ValueError("port is required for a real furnace (set simulated = true for the simulator)")
+            raise field_error(("port",), "port is required for a real furnace (furnace.simulated is false; "
+                                         "set simulated = true for the simulator)")
+        if self.safe_temperature_C >= self.max_temperature_C:
+            raise field_error(("safe_temperature_C",),
+                              f"{self.safe_temperature_C:g} C must be below furnace.max_temperature_C "
+                              f"{self.max_temperature_C:g} C")
         return self
 
 
@@ -80,31 +99,35 @@ class SpectrometerConfig(_Strict):
     """The spectrometer of a station."""
 
     driver: Literal["scpi"] = "scpi"
-    simulated: bool = False
-    resource: str | None = Field(None, description="VISA resource, e.g. TCPIP0::10.0.0.5::5000::SOCKET")
-    visa_library: str = "@py"
-    dialect: str = "scpi-spectrometer"
-    pixels: Annotated[int, Field(ge=16, le=16384)] = 2048
-    min_integration_time_s: PositiveFloat = 0.001
-    max_integration_time_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
-    timeout_s: PositiveFloat = 10.0
+    simulated: StrictBool = False
+    resource: text(min_length=1, max_length=1024) | None = Field(
+        None, description="VISA resource, e.g. TCPIP0::10.0.0.5::5000::SOCKET")
+    visa_library: PathText = "@py"
+    dialect: PathText = "scpi-spectrometer"
+    pixels: count(ge=16, le=16384) = 2048
+    min_integration_time_s: number(gt=0, le=MAX_INTEGRATION_TIME_S) = 0.001
+    max_integration_time_s: number(gt=0, le=MAX_INTEGRATION_TIME_S) = 60.0
+    timeout_s: number(gt=0, le=3600) = 10.0
 
     @model_validator(mode="after")
-    def _resource_for_real(self):
+    def _resource_for_real_and_integration_range(self):
         if not self.simulated and not self.resource:
-            raise ValueError("resource is required for a real spectrometer (set simulated = true for the simulator)")
+            raise field_error(("resource",), "resource is required for a real spectrometer (spectrometer.simulated "
+                                             "is false; set simulated = true for the simulator)")
         if self.min_integration_time_s >= self.max_integration_time_s:
-            raise ValueError("min_integration_time_s must be below max_integration_time_s")
+            raise field_error(("min_integration_time_s",),
+                              f"{self.min_integration_time_s:g} s must be below spectrometer.max_integration_time_s "
+                              f"{self.max_integration_time_s:g} s")
         return self
 
 
 class Station(_Strict):
     """A bench: its instruments, their limits and its data folder."""
 
-    name: str
-    description: str = ""
-    data_dir: Path = Path("data")
-    simulation_speed: Annotated[float, Field(gt=0, le=10000)] = 1.0
+    name: text(min_length=1, max_length=200)
+    description: text(max_length=2000, multiline=True) = ""
+    data_dir: FilePath = Path("data")
+    simulation_speed: number(gt=0, le=10000) = 1.0
     furnace: FurnaceConfig | None = None
     spectrometer: SpectrometerConfig | None = None
     source: Path = Path("<memory>")
@@ -119,27 +142,31 @@ class Station(_Strict):
 class FurnaceSegment(_Strict):
     """One program segment: ramp at a rate to a target, then dwell."""
 
-    ramp_C_per_min: PositiveFloat
-    target_C: Annotated[float, Field(ge=0)]
-    dwell_min: NonNegativeFloat = 0.0
+    ramp_C_per_min: number(gt=0, le=MAX_RAMP_C_PER_MIN)
+    target_C: number(ge=0, le=MAX_FURNACE_C)
+    dwell_min: number(ge=0, le=MAX_TRIAL_MIN) = 0.0
 
 
 class FurnaceProgram(_Strict):
-    segments: Annotated[list[FurnaceSegment], Field(min_length=1)]
-    cool_to_C: Annotated[float, Field(ge=0)] = 25.0
-    cool_rate_C_per_min: PositiveFloat = 5.0
-    abort_above_C: PositiveFloat | None = Field(
+    """The furnace part of a recipe: segments, the cool-down, the over-temperature interlock."""
+
+    segments: Annotated[list[FurnaceSegment], Field(min_length=1, max_length=100)]
+    cool_to_C: number(ge=0, le=MAX_FURNACE_C) = 25.0
+    cool_rate_C_per_min: number(gt=0, le=MAX_RAMP_C_PER_MIN) = 5.0
+    abort_above_C: number(gt=0, le=MAX_FURNACE_C) | None = Field(
         None, description="interlock: abort if the furnace reads above this (default: the station's maximum)")
 
 
 class SpectrometerSchedule(_Strict):
-    integration_time_s: PositiveFloat
-    averages: Annotated[int, Field(ge=1, le=10000)] = 1
-    reference_averages: Annotated[int, Field(ge=1, le=100000)] | None = Field(
+    """The spectrometer part of a recipe: integration, averaging, when spectra and darks are taken."""
+
+    integration_time_s: number(gt=0, le=MAX_INTEGRATION_TIME_S)
+    averages: count(ge=1, le=10000) = 1
+    reference_averages: count(ge=1, le=100000) | None = Field(
         None, description="averages for the dark and blank reference (default: averages); more = less noise in every spectrum")
-    interval_s: NonNegativeFloat = 1.0
+    interval_s: number(ge=0, le=MAX_INTERVAL_S) = 1.0
     dark: Literal["start", "every"] = "start"
-    dark_every_n: Annotated[int, Field(ge=1)] = 100
+    dark_every_n: count(ge=1, le=1_000_000) = 100
     reference: Literal["start"] = "start"
     on_saturation: Literal["flag", "adjust"] = "flag"
 
@@ -150,45 +177,39 @@ Element = Literal[tuple(RARE_EARTHS)]  # type: ignore[valid-type]
 class Recipe(_Strict):
     """What one trial does: sample, furnace program, spectrometer schedule, analysis."""
 
-    title: str
-    sample: str
-    operator: str
-    analytes: Annotated[list[Element], Field(min_length=1)]  # type: ignore[valid-type]
+    title: text(min_length=1, max_length=200)
+    sample: text(min_length=1, max_length=200)
+    operator: text(min_length=1, max_length=200)
+    analytes: Annotated[list[Element], Field(min_length=1, max_length=len(RARE_EARTHS))]  # type: ignore[valid-type]
     target: Element  # type: ignore[valid-type]
-    calibration: Path | None = None
-    wall_clock_limit_min: PositiveFloat = 24 * 60
-    duration_min: PositiveFloat | None = Field(None, description="experiment time; needed without a furnace program")
-    lost_instrument_abort_s: PositiveFloat = 60.0
+    calibration: FilePath | None = None
+    wall_clock_limit_min: number(gt=0, le=MAX_TRIAL_MIN) = 24 * 60.0
+    duration_min: number(gt=0, le=MAX_TRIAL_MIN) | None = Field(
+        None, description="experiment time; needed without a furnace program")
+    lost_instrument_abort_s: number(gt=0, le=24 * 3600.0) = 60.0
     furnace: FurnaceProgram | None = None
     spectrometer: SpectrometerSchedule | None = None
-    scenario: Path | None = Field(None, description="simulated bench only: what flows through the cell")
+    scenario: FilePath | None = Field(None, description="simulated bench only: what flows through the cell")
     source: Path = Path("<memory>")
 
     @model_validator(mode="after")
     def _target_among_analytes(self):
-        if self.target not in self.analytes:
-            raise ValueError(f"target {self.target!r} is not among analytes {self.analytes}")
         if len(set(self.analytes)) != len(self.analytes):
-            raise ValueError(f"analytes repeat an element: {self.analytes}")
+            raise field_error(("analytes",), f"repeats an element: {self.analytes}")
+        if self.target not in self.analytes:
+            raise field_error(("target",), f"{self.target!r} is not among analytes {self.analytes} (recipe.analytes)")
         if self.furnace is None and self.spectrometer is None:
             raise ValueError("a recipe needs a [furnace] program, a [spectrometer] schedule, or both")
+        if self.furnace is None and self.duration_min is None:
+            raise field_error(("duration_min",), "a recipe without a [furnace] program needs a duration")
         return self
 
 
 def _read_toml(path: Path) -> dict:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(path, ["file not found"]) from None
-    except IsADirectoryError:
-        raise ConfigError(path, ["is a folder, not a TOML file"]) from None
-    except PermissionError:
-        raise ConfigError(path, ["cannot be read (permission denied)"]) from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(path, [f"not UTF-8 text: {error}"]) from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(path, [f"not valid TOML: {error}"]) from None
+        return read_small_toml_file(path)
+    except UnreadableFileError as error:
+        raise ConfigError(path, [error.problem]) from None
 
 
 def _field_name(location: tuple) -> str:
@@ -196,23 +217,41 @@ def _field_name(location: tuple) -> str:
     for part in location:
         if isinstance(part, int):
             name += f"[{part}]"
-        elif isinstance(part, str) and not part.startswith(("function-", "literal[")):
+        elif isinstance(part, str) and part != "[key]" and not part.startswith(("function-", "literal[")):
             name += f".{part}" if name else part
     return name or "(top level)"
 
 
-def _problems(error: ValidationError) -> list[str]:
+def _describe(value: object) -> str:
+    """A value from a file as an error message shows it: short, a long text by its start and length."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and len(value) > 60:
+        return f"a text of {len(value)} characters starting {value[:40]!r}"
+    return shorten(repr(value))
+
+
+def _problems(error: ValidationError) -> list[tuple[str, str]]:
+    """(field below the model, message) for each validation error, in the words of the file."""
     problems = []
     for item in error.errors():
-        field = _field_name(item["loc"])
+        location = tuple(item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
+        value = item.get("input")
+        if item["type"] == FIELD_ERROR:
+            location += tuple(item["ctx"]["field"])
+        elif item["type"] == "extra_forbidden":
             message = "unknown field (check the spelling)"
         elif item["type"] == "missing":
             message = "missing required field"
-        if "input" in item and item["type"] not in ("missing", "model_type") and not isinstance(item["input"], dict):
-            message += f" (got {item['input']!r})"
-        problems.append(f"{field}: {message}")
+        elif item["type"] in ("float_type", "int_type") and isinstance(value, bool):
+            message = f"expected a number, not a boolean (got {_describe(value)})"
+        elif item["type"] == "path_type":
+            message = f"expected a path as text (got {_describe(value)})"
+        elif ("input" in item and item["type"] not in ("missing", "model_type", FIELD_ERROR)
+              and not isinstance(value, dict)):
+            message += f" (got {_describe(value)})"
+        problems.append((_field_name(location), message))
     return problems
 
 
@@ -229,10 +268,14 @@ def load_toml_model(path: str | os.PathLike, model: type[BaseModel], main_table:
     main = raw.pop(main_table, None)
     problems = [f"{name}: {unknown}; allowed: {', '.join([main_table, *sub_tables])}"
                 for name in raw if name not in sub_tables]
-    if not isinstance(main, dict):
+    if main is None:
         problems.insert(0, f"{main_table}: missing [{main_table}] table ({main_hint})")
-    elif "source" in main:
-        problems.append(f"{main_table}.source: unknown field (check the spelling)")
+    elif not isinstance(main, dict):
+        problems.insert(0, f"{main_table}: must be a [{main_table}] table ({main_hint}), "
+                           f"not {shorten(repr(main))}")
+    else:
+        problems += [f"{main_table}.{name}: unknown field (check the spelling)" for name in main
+                     if name == "source" or name in sub_tables.values()]
     if problems:
         raise ConfigError(path, problems)
     try:
@@ -240,8 +283,7 @@ def load_toml_model(path: str | os.PathLike, model: type[BaseModel], main_table:
     except ValidationError as error:
         sub_fields = {field_name: table_name for table_name, field_name in sub_tables.items()}
         located = []
-        for problem in _problems(error):
-            head, message = problem.split(":", 1)
+        for head, message in _problems(error):
             root = head.split(".", 1)[0].split("[", 1)[0]
             if head == "(top level)":
                 head = main_table
@@ -249,20 +291,44 @@ def load_toml_model(path: str | os.PathLike, model: type[BaseModel], main_table:
                 head = sub_fields[root] + head[len(root):]
             else:
                 head = f"{main_table}.{head}"
-            located.append(f"{head}:{message}")
+            located.append(f"{head}: {message}")
         raise ConfigError(path, located) from None
 
 
 def load_station(path: str | os.PathLike) -> Station:
-    """Read and validate a station file."""
-    return load_toml_model(path, Station, "station", "name, data_dir, ...",
-                           {name: name for name in KNOWN_INSTRUMENTS}, unknown="unknown instrument")
+    """Read and validate a station file, including the register map and SCPI dialect it names."""
+    station = load_toml_model(path, Station, "station", "name, data_dir, ...",
+                              {name: name for name in KNOWN_INSTRUMENTS}, unknown="unknown instrument")
+    problems = station_reference_problems(station)
+    if problems:
+        raise ConfigError(station.source, problems)
+    return station
 
 
 def load_recipe(path: str | os.PathLike) -> Recipe:
-    """Read and validate a recipe file."""
-    return load_toml_model(path, Recipe, "recipe", "title, sample, operator, analytes, target",
-                           {"furnace": "furnace", "spectrometer": "spectrometer"})
+    """Read and validate a recipe file, including the scenario it names."""
+    recipe = load_toml_model(path, Recipe, "recipe", "title, sample, operator, analytes, target",
+                             {"furnace": "furnace", "spectrometer": "spectrometer"})
+    problems = recipe_reference_problems(recipe)
+    if problems:
+        raise ConfigError(recipe.source, problems)
+    return recipe
+
+
+def _furnace_limit_problems(program: FurnaceProgram, furnace: FurnaceConfig, station_source: Path) -> list[str]:
+    """The cool-down and the interlock threshold of a program against a station's furnace limits."""
+    problems = []
+    if program.cool_rate_C_per_min > furnace.max_ramp_C_per_min:
+        problems.append(f"furnace.cool_rate_C_per_min: {program.cool_rate_C_per_min:g} C/min is above "
+                        f"the station's max_ramp_C_per_min {furnace.max_ramp_C_per_min:g} ({station_source})")
+    if program.cool_to_C >= furnace.max_temperature_C:
+        problems.append(f"furnace.cool_to_C: {program.cool_to_C:g} C must be below the station's "
+                        f"max_temperature_C {furnace.max_temperature_C:g} C ({station_source})")
+    if program.abort_above_C is not None and program.abort_above_C > furnace.max_temperature_C:
+        problems.append(f"furnace.abort_above_C: {program.abort_above_C:g} C is above the station's "
+                        f"max_temperature_C {furnace.max_temperature_C:g} C ({station_source}); the software "
+                        "interlock may be lowered, never raised above the station's limit")
+    return problems
 
 
 def check_recipe_against_station(recipe: Recipe, station: Station) -> None:
@@ -281,9 +347,7 @@ def check_recipe_against_station(recipe: Recipe, station: Station) -> None:
                 if segment.ramp_C_per_min > furnace.max_ramp_C_per_min:
                     problems.append(f"{where}.ramp_C_per_min: {segment.ramp_C_per_min:g} C/min is above the station's "
                                     f"max_ramp_C_per_min {furnace.max_ramp_C_per_min:g} ({station.source})")
-            if recipe.furnace.cool_rate_C_per_min > furnace.max_ramp_C_per_min:
-                problems.append(f"furnace.cool_rate_C_per_min: {recipe.furnace.cool_rate_C_per_min:g} C/min is above "
-                                f"the station's max_ramp_C_per_min {furnace.max_ramp_C_per_min:g} ({station.source})")
+            problems += _furnace_limit_problems(recipe.furnace, furnace, station.source)
     if recipe.spectrometer is not None:
         spectrometer = station.spectrometer
         if spectrometer is None:

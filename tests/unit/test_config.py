@@ -1,5 +1,7 @@
 """Station and recipe files: the shipped ones load; every kind of mistake gets one clear message."""
 
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -86,7 +88,11 @@ def assert_one_clear_message(error, path, field, *words):
     (('name = "t"\n', ""), "station.name", ["missing"]),
 ])
 def test_bad_station_gives_one_clear_message(tmp_path, edit, field, words):
-    old, new = edit
+    assert_station_edit_refused(tmp_path, *edit, field, words)
+
+
+def assert_station_edit_refused(tmp_path, old: str, new: str, field: str, words) -> None:
+    """The shipped-like station with ``old`` replaced by ``new`` is refused with one message naming ``field``."""
     assert old in GOOD_STATION
     path = write(tmp_path, "bench.toml", GOOD_STATION.replace(old, new, 1))
     with pytest.raises(ConfigError) as error:
@@ -151,3 +157,197 @@ def test_recipe_for_an_instrument_the_station_lacks(tmp_path):
     recipe = load_recipe(write(tmp_path, "recipe.toml", GOOD_RECIPE))
     with pytest.raises(ConfigError, match="has no spectrometer"):
         check_recipe_against_station(recipe, load_station(station_path))
+
+
+# -- issue 11: limits that are limits ---------------------------------------------------------------
+
+SIM_RECIPE = """
+[recipe]
+title = "t"
+sample = "s"
+operator = "o"
+analytes = ["Nd", "Pr"]
+target = "Nd"
+
+[furnace]
+cool_to_C = 25.0
+
+[[furnace.segments]]
+ramp_C_per_min = 5
+target_C = 450
+dwell_min = 60
+
+[spectrometer]
+integration_time_s = 0.05
+interval_s = 60.0
+"""
+
+
+def load_sim_recipe(tmp_path, old, new):
+    assert old in SIM_RECIPE
+    path = write(tmp_path, "recipe.toml", SIM_RECIPE.replace(old, new, 1))
+    recipe = load_recipe(path)
+    check_recipe_against_station(recipe, load_station(SIM_STATION))
+    return recipe
+
+
+@pytest.mark.parametrize("old, new, field, words", [
+    ("cool_to_C = 25.0", "cool_to_C = 25.0\nabort_above_C = 1500", "furnace.abort_above_C",
+     ["1500 C is above the station's max_temperature_C 1100 C", "never raised"]),
+    ("cool_to_C = 25.0", "cool_to_C = 1100.0", "furnace.cool_to_C", ["must be below the station's max_temperature_C 1100"]),
+])
+def test_the_interlock_and_the_cool_down_stay_within_the_station_maximum(tmp_path, old, new, field, words):
+    with pytest.raises(ConfigError) as error:
+        load_sim_recipe(tmp_path, old, new)
+    assert_one_clear_message(error, tmp_path / "recipe.toml", field, *words)
+    assert str(SIM_STATION) in str(error.value)
+
+
+def test_an_interlock_below_the_station_maximum_is_a_recipe_choice(tmp_path):
+    recipe = load_sim_recipe(tmp_path, "cool_to_C = 25.0", "cool_to_C = 25.0\nabort_above_C = 1100")
+    assert recipe.furnace.abort_above_C == 1100.0
+
+
+@pytest.mark.parametrize("old, new, field", [
+    ("cool_to_C = 25.0", "cool_to_C = 25.0\nabort_above_C = 5000", "furnace.abort_above_C"),
+    ("interval_s = 60.0", "interval_s = inf", "spectrometer.interval_s"),
+    ("interval_s = 60.0", "interval_s = 1e308", "spectrometer.interval_s"),
+    ("dwell_min = 60", "dwell_min = inf", "furnace.segments[0].dwell_min"),
+    ("dwell_min = 60", "dwell_min = 1e308", "furnace.segments[0].dwell_min"),
+    ('target = "Nd"', 'target = "Nd"\nwall_clock_limit_min = inf', "recipe.wall_clock_limit_min"),
+    ('target = "Nd"', 'target = "Nd"\nwall_clock_limit_min = 1e308', "recipe.wall_clock_limit_min"),
+    ('target = "Nd"', 'target = "Nd"\nlost_instrument_abort_s = inf', "recipe.lost_instrument_abort_s"),
+    ('target = "Nd"', 'target = "Nd"\nlost_instrument_abort_s = nan', "recipe.lost_instrument_abort_s"),
+])
+def test_infinite_and_astronomic_durations_are_refused(tmp_path, old, new, field):
+    assert old in SIM_RECIPE
+    path = write(tmp_path, "recipe.toml", SIM_RECIPE.replace(old, new, 1))
+    with pytest.raises(ConfigError) as error:
+        load_recipe(path)
+    assert_one_clear_message(error, path, field)
+    assert re.search(r"finite number|less than or equal to", str(error.value))
+
+
+@pytest.mark.parametrize("old, new, field", [
+    ("target_C = 450", "target_C = true", "furnace.segments[0].target_C"),
+    ("ramp_C_per_min = 5", "ramp_C_per_min = true", "furnace.segments[0].ramp_C_per_min"),
+    ("integration_time_s = 0.05", "integration_time_s = true", "spectrometer.integration_time_s"),
+    ("interval_s = 60.0", "interval_s = 60.0\naverages = true", "spectrometer.averages"),
+])
+def test_a_boolean_is_not_a_number_in_a_recipe(tmp_path, old, new, field):
+    path = write(tmp_path, "recipe.toml", SIM_RECIPE.replace(old, new, 1))
+    with pytest.raises(ConfigError) as error:
+        load_recipe(path)
+    assert_one_clear_message(error, path, field, "not a boolean")
+
+
+@pytest.mark.parametrize("old, new, field, words", [
+    ("port = \"/dev/ttyUSB0\"", "port = \"/dev/ttyUSB0\"\naddress = true", "furnace.address", ["not a boolean"]),
+    ("max_ramp_C_per_min = 10", "max_ramp_C_per_min = true", "furnace.max_ramp_C_per_min", ["not a boolean"]),
+    ("port = \"/dev/ttyUSB0\"", "port = \"/dev/ttyUSB0\"\nbaudrate = 9600.0", "furnace.baudrate", ["integer"]),
+    ("port = \"/dev/ttyUSB0\"", "port = \"/dev/ttyUSB0\"\nsimulated = 0", "furnace.simulated", ["boolean"]),
+    ("max_temperature_C = 1000", "max_temperature_C = 100\nsafe_temperature_C = 150",
+     "furnace.safe_temperature_C", ["below furnace.max_temperature_C"]),
+    ("max_temperature_C = 1000", "max_temperature_C = 1500", "furnace.max_temperature_C",
+     ["above the top of the controller's input range, 1372 C", "eurotherm-2400"]),
+    ("max_temperature_C = 1000", "max_temperature_C = 1000\nmap = \"foo\"", "furnace.map",
+     ["no register map 'foo' (known: eurotherm-2400, eurotherm-3200)"]),
+    ("max_temperature_C = 1000", "max_temperature_C = 1000\nmap = \"scpi-spectrometer\"", "furnace.map",
+     ["scpi-spectrometer.toml: missing table [registers]"]),
+    ('resource = "TCPIP0', 'dialect = "bar"\nresource = "TCPIP0', "spectrometer.dialect",
+     ["no SCPI dialect 'bar' (known: scpi-spectrometer)"]),
+    ('resource = "TCPIP0', 'dialect = "eurotherm-2400"\nresource = "TCPIP0', "spectrometer.dialect",
+     ["eurotherm-2400.toml: [commands] lacks 'identify'"]),
+    ('name = "t"', f'name = "{"n" * 5000}"', "station.name", ["at most 200 characters", "5000 characters"]),
+    ('port = "/dev/ttyUSB0"', f'port = "/dev/{"p" * 300}"', "furnace.port", ["at most 255 bytes a name"]),
+])
+def test_station_numbers_are_typed_and_names_are_resolved(tmp_path, old, new, field, words):
+    assert_station_edit_refused(tmp_path, old, new, field, words)
+
+
+@pytest.mark.parametrize("scenario, words", [
+    ("no-such-scenario", ["not found", "pr-nd-elution"]),
+    ("s" * 5000, ["too long for a path"]),
+    ("s" * 300, ["at most 255 bytes a name"]),
+    ("seeds", ["is a folder, not a regular file"]),
+])
+def test_the_recipe_scenario_is_resolved_when_the_recipe_is_read(tmp_path, monkeypatch, scenario, words):
+    monkeypatch.chdir(ROOT)  # "seeds" is then the folder of that name
+    path = write(tmp_path, "recipe.toml", SIM_RECIPE.replace('target = "Nd"', f'target = "Nd"\nscenario = "{scenario}"'))
+    with pytest.raises(ConfigError) as error:
+        load_recipe(path)
+    assert_one_clear_message(error, path, "recipe.scenario", *words)
+
+
+def test_a_scenario_beside_the_recipe_or_bundled_is_accepted(tmp_path):
+    (tmp_path / "mine.toml").write_text("[base]\nNd = 1.0\n")
+    for name in ("mine.toml", "pr-nd-elution"):
+        path = write(tmp_path, "recipe.toml", SIM_RECIPE.replace('target = "Nd"', f'target = "Nd"\nscenario = "{name}"'))
+        assert load_recipe(path).scenario == Path(name)
+
+
+def not_regular_files(tmp_path):
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.toml"
+    folder.mkdir()
+    return {"a named pipe (FIFO)": fifo, "a folder": folder, "a character device": Path("/dev/zero")}
+
+
+@pytest.mark.timeout(20)
+def test_a_pipe_folder_or_device_as_station_or_recipe_is_refused_at_once(tmp_path):
+    for kind, path in not_regular_files(tmp_path).items():
+        for loader in (load_station, load_recipe):
+            with pytest.raises(ConfigError, match=re.escape(f"{path}: is {kind}, not a regular file")):
+                loader(path)
+
+
+@pytest.mark.timeout(20)
+def test_a_pipe_as_register_map_or_dialect_is_refused_naming_the_field(tmp_path):
+    fifo = not_regular_files(tmp_path)["a named pipe (FIFO)"]
+    for old, new, field in [("max_temperature_C = 1000", f'max_temperature_C = 1000\nmap = "{fifo}"', "furnace.map"),
+                            ('resource = "TCPIP0', f'dialect = "{fifo}"\nresource = "TCPIP0', "spectrometer.dialect")]:
+        path = write(tmp_path, "bench.toml", GOOD_STATION.replace(old, new, 1))
+        with pytest.raises(ConfigError) as error:
+            load_station(path)
+        assert_one_clear_message(error, path, field, "is a named pipe (FIFO), not a regular file")
+
+
+def test_a_station_file_over_one_mebibyte_is_refused_and_one_of_exactly_that_size_is_read(tmp_path):
+    padding = (1 << 20) - len(GOOD_STATION.encode()) - 1
+    path = write(tmp_path, "bench.toml", GOOD_STATION + "#" * padding + "\n")
+    assert path.stat().st_size == 1 << 20
+    assert load_station(path).name == "t"
+    path.write_text(GOOD_STATION + "#" * (padding + 1) + "\n")
+    with pytest.raises(ConfigError, match="is 1048577 bytes; at most 1048576 bytes are allowed"):
+        load_station(path)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[station]\nname = " + "[" * 100_000 + "]" * 100_000, ["nested too deeply"]),
+    ("[station]\nname = " + "9" * 5000, ["not valid TOML here", "4300"]),
+])
+def test_toml_that_breaks_the_parser_is_a_config_error(tmp_path, text, words):
+    path = write(tmp_path, "bench.toml", text)
+    with pytest.raises(ConfigError) as error:
+        load_station(path)
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_an_over_long_station_path_is_a_config_error_not_an_os_error(tmp_path):
+    for path in (tmp_path / ("s" * 5000), tmp_path / "bench\x00.toml"):
+        with pytest.raises(ConfigError) as error:
+            load_station(path)
+        assert re.search(r"too long|NUL character", str(error.value))
+        assert len(str(error.value)) < 1000
+
+
+def test_remdaq_reports_a_pipe_as_station_cleanly(tmp_path, capsys):
+    from daq.cli import main
+
+    fifo = not_regular_files(tmp_path)["a named pipe (FIFO)"]
+    with pytest.raises(SystemExit) as exited:
+        main(["check", "--station", str(fifo)])
+    assert exited.value.code == 2
+    assert f"error: {fifo}: is a named pipe (FIFO), not a regular file" in capsys.readouterr().err

@@ -1,12 +1,13 @@
 """Standards files: the shipped set loads; mistakes are named by file and field."""
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from daq.calibration_run import load_standards
-from daq.config import ConfigError
+from daq.calibration_run import check_standards_against_station, load_standards
+from daq.config import ConfigError, load_station
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "seeds/standards").glob("*.toml"))
@@ -49,3 +50,49 @@ def test_too_few_standards_for_the_analytes(tmp_path):
                     '[[standard]]\nname = "blank"\nconcentrations_g_per_L = {}\n')
     with pytest.raises(ConfigError, match="1 standards for 2 analytes: at least 3"):
         load_standards(path)
+
+
+# -- issue 11: every number has a type and a range; only small regular files are read ----------------
+
+@pytest.mark.parametrize("old, new, field, words", [
+    ("averages = 256", "averages = true", "standards.averages", ["not a boolean"]),
+    ("averages = 256", "averages = 1e6", "standards.averages", ["integer"]),
+    ("integration_time_s = 0.02", "integration_time_s = inf", "standards.integration_time_s", ["finite"]),
+    ("integration_time_s = 0.02", "integration_time_s = true", "standards.integration_time_s", ["not a boolean"]),
+    ("replicates = 2", "replicates = 2.0", "standards.replicates", ["integer"]),
+    ("{ Nd = 20.0 }", "{ Nd = 1e308 }", "standard[1].concentrations_g_per_L.Nd", ["less than or equal to 1000"]),
+    ("{ Nd = 20.0 }", "{ Nd = nan }", "standard[1].concentrations_g_per_L.Nd", ["finite"]),
+    ('quadratic = ["Nd"]', 'quadratic = ["Nd", "Nd"]', "standards.quadratic", ["repeats"]),
+    ('name = "Nd-20"', f'name = "{"n" * 5000}"', "standard[1].name", ["at most 200 characters"]),
+])
+def test_standards_numbers_are_typed_and_bounded(tmp_path, old, new, field, words):
+    text = SHIPPED[0].read_text()
+    assert old in text
+    path = tmp_path / "standards.toml"
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as error:
+        load_standards(path)
+    message = str(error.value)
+    assert str(path) in message and field in message and len(error.value.problems) == 1
+    for word in words:
+        assert word in message
+
+
+def test_standards_outside_the_station_integration_range_are_refused_before_measuring(tmp_path):
+    path = tmp_path / "standards.toml"
+    path.write_text(SHIPPED[0].read_text().replace("integration_time_s = 0.02", "integration_time_s = 20", 1))
+    with pytest.raises(ConfigError, match=r"standards.integration_time_s: 20 s is outside the station's range "
+                                          r"0.001-10 s"):
+        check_standards_against_station(load_standards(path), load_station(ROOT / "hardware/stations/sim.toml"))
+
+
+@pytest.mark.timeout(20)
+def test_a_pipe_or_oversized_file_as_standards_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="is a named pipe \\(FIFO\\), not a regular file"):
+        load_standards(fifo)
+    big = tmp_path / "big.toml"
+    big.write_text(SHIPPED[0].read_text() + "#" * (1 << 20))
+    with pytest.raises(ConfigError, match="bytes; at most 1048576 bytes are allowed"):
+        load_standards(big)

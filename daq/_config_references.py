@@ -1,0 +1,82 @@
+"""The files a station or recipe names (register map, SCPI dialect, scenario), checked during validation.
+
+A wrong name must be reported with the station or recipe file and the field
+before any simulator or instrument is started, not by a simulator that fails to
+start or by a driver halfway through connecting. So each named file is loaded
+and checked here, with the same loaders the drivers and simulators use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from drivers._register_map import load_register_map
+from drivers._scpi_dialect import load_dialect
+from drivers import UnreadableFileError, is_regular_file
+from drivers.sim.scenario import ScenarioError, find_scenario, load_scenario
+
+if TYPE_CHECKING:
+    from .config import Recipe, Station
+
+__all__ = ["station_reference_problems", "recipe_reference_problems", "resolve_recipe_scenario"]
+
+#: What a hand-edited map may still trip over in a loader that expects tables and strings.
+_MALFORMED = (TypeError, KeyError, AttributeError)
+
+
+def _map_problem(field: str, error: Exception) -> str:
+    if isinstance(error, ValueError):
+        return f"{field}: {error}"
+    return f"{field}: the map file is malformed ({type(error).__name__}: {error})"
+
+
+def station_reference_problems(station: Station) -> list[str]:
+    """Problems with the register map and SCPI dialect a validated station names ([] if none)."""
+    problems = []
+    furnace = station.furnace
+    if furnace is not None:
+        field = "furnace.map" if furnace.map else "furnace.model"
+        try:
+            register_map = load_register_map(furnace.map or f"eurotherm-{furnace.model}")
+        except (ValueError, *_MALFORMED) as error:
+            problems.append(_map_problem(field, error))
+        else:
+            top_C = register_map.input_range_C[1]
+            if furnace.max_temperature_C > top_C:
+                problems.append(f"furnace.max_temperature_C: {furnace.max_temperature_C:g} C is above the top of "
+                                f"the controller's input range, {top_C:g} C (register map {register_map.name})")
+    spectrometer = station.spectrometer
+    if spectrometer is not None:
+        try:
+            load_dialect(spectrometer.dialect)
+        except (ValueError, *_MALFORMED) as error:
+            problems.append(_map_problem("spectrometer.dialect", error))
+    return problems
+
+
+def resolve_recipe_scenario(recipe: Recipe) -> Path | None:
+    """The scenario file a recipe names: a file beside the recipe, else a path or a bundled name.
+
+    Raises :class:`drivers.sim.scenario.ScenarioError` if there is none or it cannot be used.
+    """
+    if recipe.scenario is None:
+        return None
+    beside_recipe = Path(recipe.source).parent / recipe.scenario
+    try:
+        if is_regular_file(beside_recipe):
+            return beside_recipe
+    except UnreadableFileError as error:
+        raise ScenarioError(str(error)) from None
+    return find_scenario(recipe.scenario)
+
+
+def recipe_reference_problems(recipe: Recipe) -> list[str]:
+    """Problems with the scenario a validated recipe names ([] if none)."""
+    try:
+        path = resolve_recipe_scenario(recipe)
+        if path is not None:
+            load_scenario(path)
+    except ScenarioError as error:
+        return [f"recipe.scenario: {error}"]
+    return []

@@ -67,7 +67,7 @@ def main() -> None:
           f"{driver_cpu * 1e6:7.1f} us CPU")
     print(f"  driver / bare      : wall {driver_s / bare_s:6.3f}x (overhead {(driver_s - bare_s) * 1e6:+.1f} us), "
           f"CPU {driver_cpu / bare_cpu:6.3f}x (overhead {(driver_cpu - bare_cpu) * 1e6:+.1f} us)")
-    print(f"  read_all (5 transactions): {1 / poll_s:8.1f} polls/s")
+    print(f"  read_all (3 transactions): {1 / poll_s:8.1f} polls/s")
 
 
 if __name__ == "__main__":

@@ -1,18 +1,19 @@
 """A controller's Modbus register map, read from ``hardware/maps/<name>.toml`` and checked.
 
 Shared by the Eurotherm driver and the furnace simulator, so that both speak
-exactly what the map says. A map error is a ``ValueError`` naming the file.
+exactly what the map says. A map error is a ``MapError`` (a ``ValueError``) naming the file.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
-from .maps import find_map, load_map
+from .maps import MapError, find_map, load_map
 
 __all__ = ["Register", "RegisterMap", "STATUS_FLAGS", "REQUIRED_REGISTERS", "load_register_map"]
 
@@ -49,9 +50,16 @@ class Register:
         return self.access == "rw"
 
     def in_range(self, value: float) -> bool:
-        """Whether the instrument accepts ``value`` for this register (its min/max)."""
+        """Whether ``value`` is in this register's ``[min, max]``: accepted on a write, valid on a read."""
         return ((self.minimum is None or value >= self.minimum)
                 and (self.maximum is None or value <= self.maximum))
+
+    @property
+    def valid_range(self) -> str:
+        """``[min, max]`` for messages, e.g. ``0..100 percent``."""
+        low = "-inf" if self.minimum is None else f"{self.minimum:g}"
+        high = "inf" if self.maximum is None else f"{self.maximum:g}"
+        return f"{low}..{high} {self.units}".rstrip()
 
 
 @dataclass(frozen=True)
@@ -83,12 +91,53 @@ class RegisterMap:
         """Registers keyed by integer-area address (for a responder)."""
         return {reg.address: reg for reg in self.registers.values()}
 
+    def blocks(self, names) -> list[tuple[Register, ...]]:
+        """The registers ``names`` as runs of adjacent mapped addresses, each one read request.
 
-def _fail(path: Path, message: str) -> ValueError:
-    return ValueError(f"{path}: {message}")
+        Two wanted registers share a run when every address between them is in
+        the map (those in between are read too, and not used). On both Eurotherm
+        maps the poll's PV, target SP, output and working SP (1, 2, 3, 5) are
+        one run 1-5.
+        """
+        by_address = self.by_address()
+        wanted = sorted(self.registers[name].address for name in names)
+        runs: list[tuple[Register, ...]] = []
+        start = previous = wanted[0]
+        for address in wanted[1:] + [None]:
+            joined = address is not None and all(a in by_address for a in range(previous + 1, address))
+            if not joined:
+                runs.append(tuple(by_address[a] for a in range(start, previous + 1)))
+                start = address
+            previous = address
+        return runs
+
+
+def _fail(path: Path, message: str) -> MapError:
+    return MapError(f"{path}: {message}")
+
+
+def _table(path: Path, raw: dict, name: str, *, required: bool) -> dict:
+    """The table ``[name]`` of a map file, refusing a missing required one or a value that is not a table."""
+    if name not in raw:
+        if required:
+            raise _fail(path, f"missing table [{name}]")
+        return {}
+    if not isinstance(raw[name], dict):
+        raise _fail(path, f"[{name}] must be a table, not {type(raw[name]).__name__}")
+    return raw[name]
+
+
+def _optional_number(path: Path, where: str, value: object) -> float | None:
+    """``value`` if it is absent (None) or a finite number; a map error naming ``where`` otherwise."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not math.isfinite(value)):
+        raise _fail(path, f"{where} must be a finite number, not {value!r}")
+    return value
 
 
 def _register(path: Path, name: str, raw: dict) -> Register:
+    if not isinstance(raw, dict):
+        raise _fail(path, f"register {name!r} must be a table such as [registers.{name}]")
     try:
         address = raw["address"]
     except KeyError:
@@ -104,25 +153,38 @@ def _register(path: Path, name: str, raw: dict) -> Register:
         raise _fail(path, f"register {name!r}: kind must be 'analog' or 'word', not {kind!r}")
     if kind == "analog" and not (decimals == "display" or (isinstance(decimals, int) and 0 <= decimals <= 4)):
         raise _fail(path, f"register {name!r}: analog needs decimals 0..4 or 'display', not {decimals!r}")
+    low, high = raw.get("min"), raw.get("max")
+    if kind == "analog" and (low is None or high is None):
+        raise _fail(path, f"register {name!r}: analog needs min and max (the valid range of what it reads)")
+    if any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in (low, high)) \
+            or (low is not None and high is not None and not low <= high):
+        raise _fail(path, f"register {name!r}: min {low!r} and max {high!r} must be numbers with min <= max")
     return Register(
         name=name, address=address, access=access, kind=kind,
         decimals=decimals if kind == "analog" else None, units=raw.get("units", ""),
-        minimum=raw.get("min"), maximum=raw.get("max"), eeprom=bool(raw.get("eeprom", False)),
+        minimum=_optional_number(path, f"register {name!r}: min", raw.get("min")),
+        maximum=_optional_number(path, f"register {name!r}: max", raw.get("max")),
+        eeprom=bool(raw.get("eeprom", False)),
         description=raw.get("description", ""),
     )
 
 
 def load_register_map(name_or_path: str | os.PathLike) -> RegisterMap:
     """Load and check a register map given by name (``eurotherm-2400``) or path."""
-    path = find_map(name_or_path)
+    path = find_map(name_or_path, kind="register map", required_table="registers")
     raw = load_map(path)
-    try:
-        regs_raw = raw["registers"]
-        setpoint = raw["setpoint"]
-        encoding = raw.get("encoding", {})
-        bits = dict(raw["status_bits"])
-    except KeyError as missing:
-        raise _fail(path, f"missing table [{missing.args[0]}]") from None
+    regs_raw = _table(path, raw, "registers", required=True)
+    setpoint = _table(path, raw, "setpoint", required=True)
+    bits = dict(_table(path, raw, "status_bits", required=True))
+    encoding = _table(path, raw, "encoding", required=False)
+    instrument = _table(path, raw, "instrument", required=False)
+    span = _table(path, raw, "input_range", required=False)
+    program_status = _table(path, raw, "program_status", required=False)
+    if not isinstance(instrument.get("ident_codes", {}), dict):
+        raise _fail(path, "[instrument.ident_codes] must be a table")
+    float_base = _optional_number(path, "[encoding] float_base", encoding.get("float_base", 0x8000))
+    low_C = _optional_number(path, "[input_range] low_C", span.get("low_C", -200.0))
+    high_C = _optional_number(path, "[input_range] high_C", span.get("high_C", 1372.0))
     registers = {name: _register(path, name, spec) for name, spec in regs_raw.items()}
     for name in REQUIRED_REGISTERS:
         if name not in registers:
@@ -148,15 +210,14 @@ def load_register_map(name_or_path: str | os.PathLike) -> RegisterMap:
     if single_write not in (6, 16):
         raise _fail(path, "[encoding] single_write_function must be 6 or 16")
     try:
-        ident_codes = {int(code, 0): model for code, model in raw.get("instrument", {}).get("ident_codes", {}).items()}
+        ident_codes = {int(code, 0): model for code, model in instrument.get("ident_codes", {}).items()}
     except ValueError:
         raise _fail(path, "[instrument.ident_codes] keys must be integers such as \"0x2480\"") from None
-    span = raw.get("input_range", {})
     return RegisterMap(
-        name=path.stem, path=path, family=str(raw.get("instrument", {}).get("family", "")),
-        area=area, float_base=int(encoding.get("float_base", 0x8000)), single_write_function=single_write,
+        name=path.stem, path=path, family=str(instrument.get("family", "")),
+        area=area, float_base=int(float_base), single_write_function=single_write,
         registers=MappingProxyType(registers), live_setpoint=live, target_setpoint=target,
         status_bits=MappingProxyType(bits), ident_codes=MappingProxyType(ident_codes),
-        program_status=MappingProxyType(dict(raw.get("program_status", {}))),
-        input_range_C=(float(span.get("low_C", -200.0)), float(span.get("high_C", 1372.0))),
+        program_status=MappingProxyType(dict(program_status)),
+        input_range_C=(float(low_C), float(high_C)),
     )

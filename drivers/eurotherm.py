@@ -8,6 +8,14 @@ is sent; live setpoints go to the map's comms setpoint (RAM), never to the
 EEPROM-backed SP1; every write is read back; the controller ramps by itself,
 so a setpoint is only sent while its rate limit is on and within the station
 limit. A failed read raises; it never returns a stale or a wrong number.
+
+Reading the right register (decision 0039): RTU answers carry no register
+address, so the driver makes answers it could confuse differ in shape. One
+poll is the status word, then PV, target SP, output and working SP in one
+block read (addresses 1-5, an answer no other request gets), then the status
+word again; the two status words must agree, so an alarm or a sensor break
+is only reported when the controller says it twice. Every value must lie in
+its register's range from the map, else the answer is refused and retried.
 """
 
 from __future__ import annotations
@@ -16,13 +24,15 @@ import math
 import struct
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, ReadbackMismatch
-from ._modbus import ModbusLink
+from ._modbus import InvalidAnswer, ModbusLink
 from ._register_map import Register, RegisterMap, load_register_map
 
 __all__ = ["Eurotherm", "FurnaceReading", "FurnaceStatus", "SensorFault"]
+
+T = TypeVar("T")
 
 
 class SensorFault(InstrumentError):
@@ -73,6 +83,10 @@ class FurnaceReading:
     status: FurnaceStatus
 
 
+#: The registers of one poll besides the status word (the map names the target setpoint).
+_POLL_REGISTERS = ("process_value", "output_power", "working_setpoint")
+
+
 class _Analog:
     """A read-only analog parameter, named by its register (or a function of the map)."""
 
@@ -91,8 +105,12 @@ class Eurotherm:
 
     ``max_temperature_C`` and ``max_rate_C_per_min`` are the station limits;
     ``safe_setpoint_C`` and ``safe_rate_C_per_min`` (default: the max rate)
-    define :meth:`safe_state`. ``serial_factory`` replaces ``serial.Serial``
-    (tests use a scripted port).
+    define :meth:`safe_state`. ``late_answer_s`` is how late an answer may
+    still come after its request (default two timeouts; set it above the
+    latest answer the line gives, decision 0039). ``answer_guard_s`` is the
+    silence an answer must be followed by before it is used (default 3.5
+    characters, at least 1.75 ms). ``serial_factory`` replaces
+    ``serial.Serial`` (tests use a scripted port).
     """
 
     setpoint_C = _Analog(lambda m: m.target_setpoint, "Target setpoint the controller is heading for, C.")
@@ -104,7 +122,8 @@ class Eurotherm:
                  register_map: str | Path | None = None, max_temperature_C: float = 1200.0,
                  max_rate_C_per_min: float = 20.0, timeout_s: float = 0.2, retries: int = 3, *,
                  min_setpoint_C: float = 0.0, safe_setpoint_C: float = 20.0,
-                 safe_rate_C_per_min: float | None = None, serial_factory=None) -> None:
+                 safe_rate_C_per_min: float | None = None, late_answer_s: float | None = None,
+                 answer_guard_s: float | None = None, serial_factory=None) -> None:
         self.register_map = load_register_map(register_map or f"eurotherm-{model}")
         if not max_rate_C_per_min > 0 or not max_temperature_C > min_setpoint_C:
             raise ValueError("need max_rate_C_per_min > 0 and max_temperature_C > min_setpoint_C")
@@ -117,7 +136,11 @@ class Eurotherm:
         if not min_setpoint_C <= safe_setpoint_C <= max_temperature_C:
             raise ValueError(f"safe_setpoint_C {safe_setpoint_C} is outside {min_setpoint_C}..{max_temperature_C}")
         self._decimals: int | None = None
-        self._link = ModbusLink(port, address, baudrate, timeout_s, retries, serial_factory)
+        poll = (*_POLL_REGISTERS, self.register_map.target_setpoint)
+        self._poll_blocks = self.register_map.blocks(poll)
+        self._block_of = {register.name: block for block in self._poll_blocks for register in block}
+        self._link = ModbusLink(port, address, baudrate, timeout_s, retries, serial_factory,
+                                answer_guard_s=answer_guard_s, late_answer_s=late_answer_s)
         self._link.on_reopen = self._forget_scaling
         self._link.open()
 
@@ -132,33 +155,49 @@ class Eurotherm:
 
     @property
     def status(self) -> FurnaceStatus:
-        """Alarms and faults decoded from the status word."""
-        return FurnaceStatus.from_word(self._read_word(self.register_map["status_word"]),
-                                       dict(self.register_map.status_bits))
+        """Alarms and faults decoded from the status word, read twice: both reads must agree."""
+        return self._read_twice(self._read_status, "status word")
 
     @property
     def temperature_C(self) -> float:
         """Measured temperature (PV), C; :class:`SensorFault` on sensor break or PV out of range."""
-        with self._link.lock:
-            value = self._read_analog(self.register_map["process_value"])
-            status = self.status  # read after the PV: a break during the PV read is still seen
-        if status.sensor_break or status.pv_out_of_range:
+        reading = self.read_all()
+        if math.isnan(reading.temperature_C):
+            status = reading.status
             raise SensorFault(f"PV not valid: sensor_break={status.sensor_break}, "
                               f"pv_out_of_range={status.pv_out_of_range} (status 0x{status.raw:04X})")
-        return value
+        return reading.temperature_C
 
     def read_all(self) -> FurnaceReading:
-        """One poll for the trial runner: PV, target SP, working SP, output and status."""
+        """One poll for the trial runner: PV, target SP, working SP, output and status.
+
+        Status word, the block of PV .. working SP, status word again. If the
+        two status words differ (the status changed, or one answer was not
+        the status word), or the PV is outside the sensor's span while the
+        controller does not say so, the poll is read again (``1 + retries``
+        polls at most, then :class:`ProtocolError`).
+        """
         m = self.register_map
+        pv_register = m["process_value"]
+        problem = ""
         with self._link.lock:
-            temperature = self._read_analog(m["process_value"])
-            setpoint = self._read_analog(m[m.target_setpoint])
-            working = self._read_analog(m["working_setpoint"])
-            output = self._read_analog(m["output_power"])
-            status = self.status
-        if status.sensor_break or status.pv_out_of_range:
-            temperature = math.nan
-        return FurnaceReading(temperature, setpoint, working, output, status)
+            for _ in range(1 + self._link.retries):
+                before = self._read_status()
+                values: dict[str, float] = {}
+                for block in self._poll_blocks:
+                    values.update(self._read_block(block))
+                status = self._read_status()  # after the values too: a break during their read is seen
+                temperature = values["process_value"]
+                pv_valid = not (status.sensor_break or status.pv_out_of_range)
+                if status != before:
+                    problem = f"status word 0x{before.raw:04X} before the values, 0x{status.raw:04X} after"
+                elif pv_valid and not pv_register.in_range(temperature):
+                    problem = (f"PV reads {temperature!r}, outside {pv_register.valid_range}, "
+                               "and the status does not say so")
+                else:
+                    return FurnaceReading(temperature if pv_valid else math.nan, values[m.target_setpoint],
+                                          values["working_setpoint"], values["output_power"], status)
+        raise ProtocolError(f"poll: no consistent reading in {1 + self._link.retries} polls: {problem}")
 
     # -- writes -------------------------------------------------------------------
     def set_setpoint(self, value_C: float) -> None:
@@ -216,6 +255,11 @@ class Eurotherm:
         if errors:
             raise errors[0]
 
+    @property
+    def line_counters(self) -> dict[str, int]:
+        """What the RTU line rules discarded or refused so far (diagnostics; see decision 0039)."""
+        return dict(self._link.line_counters())
+
     # -- connection -------------------------------------------------------------------
     def reconnect(self) -> None:
         """Close and reopen the serial port (``NotConnected`` if it is still gone)."""
@@ -239,29 +283,73 @@ class Eurotherm:
         self._decimals = None  # a reopened port may lead to another instrument
 
     def _decimals_of(self, register: Register) -> int:
+        """Implied decimals of an integer-area register; "display" is read once per connection, twice."""
         if register.decimals != "display":
             return int(register.decimals)
-        if self._decimals is None:
-            value = self._read_word(self.register_map["decimal_places"])
-            if value > 3:
-                raise ProtocolError(f"decimal places register reads {value}; expected 0..3")
-            self._decimals = value
+        if self._decimals is None:  # it scales everything: an answer that was not this register must not
+            register = self.register_map["decimal_places"]
+            self._decimals = self._read_twice(lambda: self._read_word(register), "decimal places")
         return self._decimals
 
-    def _read_word(self, register: Register) -> int:
-        return self._link.read_registers(register.address, 1, f"read {register.name}")[0]
+    def _read_twice(self, read: Callable[[], T], what: str) -> T:
+        """``read()`` until two reads in a row agree (``1 + retries`` pairs at most, then ``ProtocolError``)."""
+        with self._link.lock:
+            for _ in range(1 + self._link.retries):
+                first, second = read(), read()
+                if first == second:
+                    return second
+        raise ProtocolError(f"{what} read differently twice in a row, {1 + self._link.retries} times "
+                            f"(last {first!r}, then {second!r})")
+
+    def _read_word(self, register: Register, *, fresh: bool = True) -> int:
+        def check(words: list[int]) -> int:
+            if not register.in_range(words[0]):
+                raise InvalidAnswer(f"{register.name} reads {words[0]}, outside {register.valid_range}")
+            return words[0]
+        return self._link.read_registers(register.address, 1, f"read {register.name}", check, fresh=fresh)
+
+    def _read_status(self) -> FurnaceStatus:
+        """One read of the status word; callers read it twice and compare instead of waiting out late answers."""
+        return FurnaceStatus.from_word(self._read_word(self.register_map["status_word"], fresh=False),
+                                       dict(self.register_map.status_bits))
 
     def _read_analog(self, register: Register) -> float:
-        what = f"read {register.name}"
-        if self.register_map.area == "float":
-            high, low = self._link.read_registers(self.register_map.float_address(register), 2, what)
-            value = struct.unpack(">f", struct.pack(">HH", high, low))[0]
-            if not math.isfinite(value):
-                raise ProtocolError(f"{what}: instrument sent a non-finite float")
-            return value
-        decimals = self._decimals_of(register)
-        word = self._link.read_registers(register.address, 1, what)[0]
-        return (word - 0x10000 if word & 0x8000 else word) / 10 ** decimals
+        """One analog value: with its poll block if it has one (an answer of a shape no other request gets)."""
+        return self._read_block(self._block_of.get(register.name, (register,)))[register.name]
+
+    def _read_block(self, block: tuple[Register, ...]) -> dict[str, float]:
+        """Adjacent analog registers in one request, each decoded and checked against its range.
+
+        A PV outside the sensor's span is returned (only the poll can tell, from
+        the status, whether that is a sensor fault or not this register's answer).
+        """
+        m = self.register_map
+        first = block[0]
+        names = "+".join(register.name for register in block)
+        if m.area == "float":
+            address, count = m.float_address(first), 2 * len(block)
+
+            def decode(words: list[int]) -> list[float]:
+                pairs = zip(words[0::2], words[1::2])
+                return [struct.unpack(">f", struct.pack(">HH", high, low))[0] for high, low in pairs]
+        else:
+            address, count = first.address, len(block)
+            scales = [10 ** self._decimals_of(register) for register in block]
+
+            def decode(words: list[int]) -> list[float]:
+                return [(word - 0x10000 if word & 0x8000 else word) / scale for word, scale in zip(words, scales)]
+
+        def check(words: list[int]) -> dict[str, float]:
+            values = dict(zip((register.name for register in block), decode(words)))
+            for register in block:
+                value = values[register.name]
+                if not math.isfinite(value):
+                    raise InvalidAnswer(f"{register.name} reads {value!r}, not a number")
+                if register.name != "process_value" and not register.in_range(value):
+                    raise InvalidAnswer(f"{register.name} reads {value!r}, outside {register.valid_range}: "
+                                        "not an answer of this register")
+            return values
+        return self._link.read_registers(address, count, f"read {names}", check)
 
     def _quantize(self, register: Register, value: float) -> float:
         """The value as the instrument will store it (its resolution)."""

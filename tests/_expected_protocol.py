@@ -61,8 +61,8 @@ class ExpectedPort:
         self.is_open = True
         self._received = bytearray()
 
-    def write(self, data: bytes) -> int:
-        data = bytes(data)
+    def _expect(self, data: bytes):
+        """Check ``data`` is the next expected request; return what the line answers to it (or raise it)."""
         assert self.is_open, "write on a closed port"
         self.line.written += data
         if not self.line.pairs:
@@ -73,7 +73,11 @@ class ExpectedPort:
         self.line.pairs.popleft()
         if isinstance(response, BaseException):
             raise response
-        self._received += response
+        return response
+
+    def write(self, data: bytes) -> int:
+        data = bytes(data)
+        self._received += self._expect(data)
         return len(data)
 
     def read(self, size: int = 1) -> bytes:

@@ -1,9 +1,10 @@
 """Simulated Eurotherm furnace controller: Modbus RTU on a pseudo-terminal.
 
-    python -m drivers.sim.furnace [--address 1] [--speed FACTOR] [--model 2400 | --map PATH]
+    python -m drivers.sim.furnace [--address 1] [--speed FACTOR] [--model 2400 | --map PATH] [--truth FILE]
 
 Prints the client's port path alone on the first line of stdout, then serves
-until SIGTERM (exit code 0). It answers FC 3, 4, 6 and 16 exactly as the
+until SIGTERM (exit code 0). Like an RTU slave it answers no sooner than 3.5
+characters (1.75 ms) after a request. It answers FC 3, 4, 6 and 16 exactly as the
 register map says (integer and float areas); exception 01 for other function
 codes, 02 for an address not in the map or a write to a read-only register,
 03 for a bad count or a value outside the register's min/max. Frames with a
@@ -12,11 +13,17 @@ bad CRC or for another address get no answer, as on a real bus.
 Faults of the instrument itself are injected out of band, never on the wire:
 SIGUSR1 breaks the thermocouple, SIGUSR2 mends it. Line faults belong to
 :mod:`drivers.sim.linefault`. Simulated time = speed x wall time.
+
+Its truth is out of band too: ``--truth FILE`` appends one JSON line per
+request it answers, ``{"t": <time.monotonic()>, "sim_s": ..., "values": {register: value}}``,
+each value as a read of that register at that moment gives it (scaled and
+rounded as on the wire), so a test can check every number a client accepted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import selectors
 import signal
@@ -32,6 +39,7 @@ __all__ = ["RegisterBank", "RtuResponder", "ModbusError", "crc16", "main"]
 
 DISPLAY_DECIMALS = 1
 INTER_FRAME_GAP_S = 0.02   # a partial frame older than this is line noise
+TURNAROUND_S = 0.00175     # an RTU slave answers after 3.5 characters of silence, at least 1.75 ms
 
 
 def crc16(data: bytes) -> bytes:
@@ -61,7 +69,8 @@ class RegisterBank:
         m = model
         self._get = {
             "process_value": lambda: m.pv_C, "target_setpoint": lambda: m.target_setpoint_C,
-            "output_power": lambda: m.output_percent, "working_setpoint": lambda: m.working_setpoint_C,
+            "output_power": lambda: m.output_percent, "working_output": lambda: m.output_percent,
+            "working_setpoint": lambda: m.working_setpoint_C,
             "alarm_1_setpoint": lambda: m.alarm_1_setpoint_C, "alarm_2_setpoint": lambda: m.alarm_2_setpoint_C,
             "program_status": lambda: register_map.program_status.get(m.program, 0),
             "setpoint_1": lambda: m.local_setpoint_C, "remote_setpoint": lambda: m.target_setpoint_C,
@@ -80,6 +89,20 @@ class RegisterBank:
                    or (r.writable and r.name not in self._set)]
         if unknown:
             raise ValueError(f"{register_map.path}: the simulator does not model {', '.join(unknown)}")
+
+    def served_values(self) -> dict[str, float | int]:
+        """Every register as a read would give it now, in engineering units (the simulator's truth)."""
+        values: dict[str, float | int] = {}
+        for register in self.map.registers.values():
+            value = self._get[register.name]()
+            if register.kind != "analog":
+                values[register.name] = int(value) & 0xFFFF
+            elif self.map.area == "float":
+                values[register.name] = struct.unpack(">f", struct.pack(">f", value))[0]
+            else:
+                scale = 10 ** self._decimals(register)
+                values[register.name] = max(-0x8000, min(0x7FFF, round(value * scale))) / scale
+        return values
 
     def _status_word(self) -> int:
         flags = self.model.flags()
@@ -219,6 +242,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")
     parser.add_argument("--model", default="2400", help="controller family: map hardware/maps/eurotherm-MODEL")
     parser.add_argument("--map", default=None, help="register map name or path (overrides --model)")
+    parser.add_argument("--truth", default=None, metavar="FILE",
+                        help="append the truth (every register) as a JSON line per answered request")
     args = parser.parse_args(argv)
     if not 1 <= args.address <= 247 or args.speed < 0:
         parser.error("--address must be 1..247 and --speed >= 0")
@@ -230,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     register_map = load_register_map(args.map or f"eurotherm-{args.model}")
     model = FurnaceModel(input_range_C=register_map.input_range_C)
-    responder = RtuResponder(RegisterBank(register_map, model), args.address)
+    bank = RegisterBank(register_map, model)
+    responder = RtuResponder(bank, args.address)
+    truth = open(args.truth, "a", encoding="utf-8") if args.truth else None
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     signal.signal(signal.SIGINT, lambda *_: stop.append(True))
@@ -243,10 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     print(os.ttyname(slave), flush=True)
     started = time.monotonic()
     last_byte = started
+    outgoing: list[tuple[float, bytes]] = []  # (when it may go, response), in order
     with selectors.DefaultSelector() as selector:
         selector.register(master, selectors.EVENT_READ)
         while not stop:
             wait_s = INTER_FRAME_GAP_S if responder.buffer else 0.05
+            if outgoing:
+                wait_s = max(0.0, min(wait_s, outgoing[0][0] - time.monotonic()))
             events = selector.select(wait_s)
             now = time.monotonic()
             model.advance((now - started) * args.speed)
@@ -261,13 +291,19 @@ def main(argv: list[str] | None = None) -> int:
                     responses = responder.feed(data)
             elif responder.buffer and now - last_byte >= INTER_FRAME_GAP_S:
                 responses = responder.gap()
-            for response in responses:
+            if truth is not None and responses:
+                truth.write(json.dumps({"t": now, "sim_s": model.time_s, "values": bank.served_values()},
+                                       separators=(",", ":")) + "\n")
+            outgoing.extend((now + TURNAROUND_S, response) for response in responses)
+            while outgoing and outgoing[0][0] <= time.monotonic():
                 try:
-                    os.write(master, response)
+                    os.write(master, outgoing.pop(0)[1])
                 except BlockingIOError:
                     pass  # nobody reads the line: the answer is lost, as on a real bus
     os.close(master)
     os.close(slave)
+    if truth is not None:
+        truth.close()
     return 0
 
 

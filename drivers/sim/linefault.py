@@ -8,12 +8,18 @@ live on the line, outside any instrument model:
 - per frame (one ``read`` chunk; on a pty a whole request or response), by
   probability from a seeded RNG or forced for the next N frames: ``drop``,
   ``truncate`` (a random proper prefix), ``corrupt`` (one byte XOR a non-zero
-  mask, which a CRC-16 always catches), ``delay`` (held ``delay_s``; later
-  frames are not held back and may overtake it);
+  mask, which a CRC-16 always catches), ``delay`` (held ``delay_s``, or a
+  time drawn uniformly from a ``(low, high)`` range; later frames are not held
+  back and may overtake it: a delayed answer arrives while the client waits
+  for the answer to a later request, a "late answer");
 - ``unplug("vanish")``: the pty is closed and the symlink removed, as when a
   USB adapter is pulled; ``unplug("silent")``: the port stays but nothing is
   relayed, as when the RS-485 pair is cut; ``replug()`` restores the line
   (a vanished port comes back as a new pty behind the same symlink).
+
+Its truth: ``records`` lists every frame it saw (:class:`FrameRecord`: when,
+which direction, what came in, which fault, what went out and when), so a
+test can tell which answers were late, dropped or garbled, and by how much.
 
 Runs in a thread of the calling process::
 
@@ -35,28 +41,50 @@ import threading
 import time
 import tty
 from collections import Counter, deque
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LineFaultInjector", "FAULT_KINDS", "DIRECTIONS"]
+__all__ = ["LineFaultInjector", "FrameRecord", "FAULT_KINDS", "DIRECTIONS"]
 
 FAULT_KINDS = ("drop", "truncate", "corrupt", "delay")
 DIRECTIONS = ("to_device", "to_client")
 
 
+@dataclass
+class FrameRecord:
+    """What the relay did to one frame (one ``read`` chunk), in ``time.monotonic()`` seconds."""
+
+    index: int                 # 0, 1, 2 ... over both directions, in order of arrival
+    direction: str             # "to_device" or "to_client"
+    received_at: float
+    received: bytes            # as it came in
+    fault: str | None          # one of FAULT_KINDS, or None
+    sent: bytes                # what it sends on (b"" when dropped)
+    due_at: float | None       # when it is to go out (None when dropped)
+    sent_at: float | None = None  # when it was written to the far side (None: dropped, or not yet, or lost)
+
+    @property
+    def delay_s(self) -> float:
+        """How long the relay held it (the fault's delay, or its own latency)."""
+        return 0.0 if self.sent_at is None else self.sent_at - self.received_at
+
+
 class LineFaultInjector:
     """Relay between ``port`` (a symlink it owns) and ``device`` that injects line faults."""
 
-    def __init__(self, device: str, link: str | os.PathLike | None = None, *, seed: int = 0) -> None:
+    def __init__(self, device: str, link: str | os.PathLike | None = None, *, seed: int = 0,
+                 keep_records: int = 100_000) -> None:
         self.device = device
         self._own_dir = None if link else tempfile.mkdtemp(prefix="remdaq-line-")
         self.link = Path(link) if link else Path(self._own_dir) / "ttyFURNACE"
         self._rng = random.Random(seed)
         self._rates = {d: dict.fromkeys(FAULT_KINDS, 0.0) for d in DIRECTIONS}
-        self.delay_s = 0.05
+        self.delay_s: float | tuple[float, float] = 0.05
         self._forced: dict[str, deque[str]] = {d: deque() for d in DIRECTIONS}
         self.faults: Counter = Counter()          # (direction, kind) -> frames affected
         self.frames: Counter = Counter()          # direction -> frames seen
         self.bytes_from_client = 0                # every byte the client sent, relayed or not
+        self.records: deque[FrameRecord] = deque(maxlen=keep_records)  # the relay's truth, frame by frame
         self._commands: queue.Queue = queue.Queue()
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
@@ -107,11 +135,20 @@ class LineFaultInjector:
 
     # -- configuration (any thread) -----------------------------------------------------------
     def set_faults(self, *, drop: float = 0.0, truncate: float = 0.0, corrupt: float = 0.0,
-                   delay: float = 0.0, delay_s: float | None = None, direction: str = "both") -> None:
-        """Per-frame fault probabilities for ``to_device``, ``to_client`` or ``both`` directions."""
+                   delay: float = 0.0, delay_s: float | tuple[float, float] | None = None,
+                   direction: str = "both") -> None:
+        """Per-frame fault probabilities for ``to_device``, ``to_client`` or ``both`` directions.
+
+        ``delay_s`` is how long a delayed frame is held: seconds, or ``(low, high)``
+        for a time drawn uniformly per frame (it applies to both directions).
+        """
         rates = {"drop": drop, "truncate": truncate, "corrupt": corrupt, "delay": delay}
         if any(not 0 <= p <= 1 for p in rates.values()) or sum(rates.values()) > 1:
             raise ValueError("fault probabilities must be in 0..1 and sum to at most 1")
+        if delay_s is not None:
+            low, high = delay_s if isinstance(delay_s, tuple) else (delay_s, delay_s)
+            if not 0 <= low <= high:
+                raise ValueError("delay_s must be >= 0, or a range (low, high) with 0 <= low <= high")
 
         def apply():
             for d in self._directions(direction):
@@ -205,37 +242,44 @@ class LineFaultInjector:
             return
         direction = "to_device" if source == "client" else "to_client"
         self.frames[direction] += 1
-        data, delay_s = self._fault(direction, data)
-        if data:
+        received_at = time.monotonic()
+        kind, sent, delay_s = self._fault(direction, data)
+        due_at = received_at + delay_s if sent else None
+        record = FrameRecord(self._seq, direction, received_at, data, kind, sent, due_at)
+        self.records.append(record)
+        if sent:
             target = self._device_fd if direction == "to_device" else self._client_fds[0]
-            heapq.heappush(self._pending, (time.monotonic() + delay_s, self._seq, target, data))
-            self._seq += 1
+            heapq.heappush(self._pending, (record.due_at, self._seq, target, record))
+        self._seq += 1
 
     def _release_due(self) -> None:
         now = time.monotonic()
         while self._pending and self._pending[0][0] <= now:
-            _, _, fd, data = heapq.heappop(self._pending)
+            _, _, fd, record = heapq.heappop(self._pending)
             live = {self._device_fd, self._client_fds[0] if self._client_fds else None}
             if fd in live:
                 try:
-                    os.write(fd, data)
+                    os.write(fd, record.sent)
+                    record.sent_at = time.monotonic()
                 except OSError:
                     pass  # nobody reads that side: lost, as on a real line
 
-    def _fault(self, direction: str, data: bytes) -> tuple[bytes, float]:
+    def _fault(self, direction: str, data: bytes) -> tuple[str | None, bytes, float]:
+        """(fault kind or None, bytes to send, delay before sending them)."""
         forced = self._forced[direction]
         kind = forced.popleft() if forced else self._draw(direction)
         if kind is None:
-            return data, 0.0
+            return None, data, 0.0
         self.faults[(direction, kind)] += 1
         if kind == "drop":
-            return b"", 0.0
+            return kind, b"", 0.0
         if kind == "truncate":
-            return data[:self._rng.randint(1, len(data) - 1)] if len(data) > 1 else b"", 0.0
+            return kind, data[:self._rng.randint(1, len(data) - 1)] if len(data) > 1 else b"", 0.0
         if kind == "corrupt":
             i = self._rng.randrange(len(data))
-            return data[:i] + bytes([data[i] ^ self._rng.randint(1, 255)]) + data[i + 1:], 0.0
-        return data, self.delay_s
+            return kind, data[:i] + bytes([data[i] ^ self._rng.randint(1, 255)]) + data[i + 1:], 0.0
+        low, high = self.delay_s if isinstance(self.delay_s, tuple) else (self.delay_s, self.delay_s)
+        return kind, data, self._rng.uniform(low, high)
 
     def _draw(self, direction: str) -> str | None:
         r = self._rng.random()

@@ -71,7 +71,8 @@ def test_answers_delayed_past_the_timeout_are_retried_never_mistaken(line):
     with Eurotherm(line.port, **{**FAST, "timeout_s": timeout_s}) as furnace:
         furnace.set_rate_limit(RATE_C_PER_MIN)
         furnace.set_setpoint(SETPOINT_C)
-        # late by 1.33 timeouts: after the client gave up, before its drain ends (2 timeouts)
+        # late by 1.33 timeouts: after the client gave up on it; the next read of its shape waits it out
+        # (late_answer_s, 2 timeouts by default), a read of another shape refuses it by its length
         line.set_faults(delay=0.1, delay_s=timeout_s * 4 / 3, direction="to_client")
         values = {"setpoint_C": SETPOINT_C, "rate_limit_C_per_min": RATE_C_PER_MIN}
         for i in range(200):
@@ -82,6 +83,7 @@ def test_answers_delayed_past_the_timeout_are_retried_never_mistaken(line):
                 continue
             assert value == values[name], f"read {i}: {name} = {value}, a late answer was taken for this one"
     assert line.faults[("to_client", "delay")] >= 5
+    assert furnace.line_counters["waits_for_owed_answers"] >= 1
 
 
 @pytest.mark.parametrize("mode", ["vanish", "silent"])

@@ -25,7 +25,8 @@ from drivers._register_map import load_register_map
 pytestmark = pytest.mark.system
 
 VALUES = {  # what the independent server holds, in engineering units
-    "process_value": 851.3, "target_setpoint": 850.0, "output_power": 42.5, "working_setpoint": 849.5,
+    "process_value": 851.3, "target_setpoint": 850.0, "output_power": 42.5, "working_output": 42.5,
+    "working_setpoint": 849.5,
     "alarm_1_setpoint": 1150.0, "alarm_2_setpoint": 50.0, "program_status": 2, "setpoint_1": 850.0,
     "remote_setpoint": 850.0, "setpoint_rate_limit": 5.0, "status_word": 0x0201, "instrument_mode": 0,
     "auto_manual": 0, "decimal_places": 1,

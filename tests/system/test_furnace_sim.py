@@ -109,7 +109,7 @@ def test_simulator_refuses_what_the_map_refuses(furnace):
     bare.serial.baudrate, bare.serial.timeout = 9600, 0.1
     try:
         with pytest.raises(minimalmodbus.IllegalRequestError):
-            bare.read_register(4)                           # not in the map: exception 02
+            bare.read_register(6)                           # not in the map: exception 02
         with pytest.raises(minimalmodbus.IllegalRequestError):
             bare.write_register(1, 100, functioncode=6)     # PV is read-only: 02
         with pytest.raises(minimalmodbus.IllegalRequestError):

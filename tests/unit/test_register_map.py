@@ -10,7 +10,8 @@ from drivers.sim._furnace_plant import FurnaceModel
 from drivers.sim.furnace import RegisterBank, RtuResponder, crc16
 
 DESIGN_ADDRESSES = {
-    "process_value": 1, "target_setpoint": 2, "output_power": 3, "working_setpoint": 5, "program_status": 23,
+    "process_value": 1, "target_setpoint": 2, "output_power": 3, "working_output": 4, "working_setpoint": 5,
+    "program_status": 23,
     "remote_setpoint": 26, "setpoint_rate_limit": 35, "status_word": 75, "ident": 122, "instrument_mode": 199,
     "auto_manual": 273, "decimal_places": 525,
 }
@@ -25,6 +26,26 @@ def test_maps_load_with_the_design_addresses(name):
     assert live.name == "remote_setpoint" and live.writable and not live.eeprom
     assert regmap[regmap.target_setpoint].eeprom
     assert regmap.float_address(regmap["process_value"]) == 0x8002
+
+
+@pytest.mark.parametrize("name", ["eurotherm-2400", "eurotherm-3200"])
+def test_every_analog_register_has_a_valid_range_and_the_poll_is_one_block(name):
+    regmap = load_register_map(name)
+    for register in regmap.registers.values():
+        if register.kind == "analog":
+            assert register.minimum is not None and register.maximum is not None, register.name
+    assert (regmap["process_value"].minimum, regmap["process_value"].maximum) == regmap.input_range_C
+    assert (regmap["output_power"].minimum, regmap["output_power"].maximum) == (0.0, 100.0)
+    poll = ["process_value", "target_setpoint", "output_power", "working_setpoint"]
+    (block,) = regmap.blocks(poll)
+    assert [register.address for register in block] == [1, 2, 3, 4, 5]
+    assert regmap.blocks(["process_value", "status_word"]) == [(regmap["process_value"],), (regmap["status_word"],)]
+
+
+def test_valid_range_reads_as_text():
+    regmap = load_register_map("eurotherm-2400")
+    assert regmap["output_power"].valid_range == "0..100 percent"
+    assert not regmap["output_power"].in_range(900.0) and regmap["output_power"].in_range(65.5)
 
 
 def test_the_two_families_differ_where_documented():
@@ -50,6 +71,8 @@ def _write_variant(tmp_path, old, new):
     ("program_end = 9\n", "", "lacks program_end"),
     ('area = "integer"', 'area = "bcd"', "area"),
     ('decimals = "display"', 'decimals = "lots"', "decimals"),
+    ("min = 0.0                         # heat-only output\n", "", "needs min and max"),
+    ("max = 100.0\ndescription = \"Output power", "max = -1.0\ndescription = \"Output power", "min <= max"),
 ])
 def test_a_broken_map_is_refused_naming_the_file(tmp_path, old, new, message):
     path = _write_variant(tmp_path, old, new)
@@ -76,8 +99,8 @@ def test_responder_reads_integer_and_float_areas(responder):
 
 
 @pytest.mark.parametrize("request_fields, fmt, code", [
-    ((1, 3, 4, 1), ">BBHH", 2),           # address 4 is not in the map
-    ((1, 3, 1, 5), ">BBHH", 2),           # block runs into unmapped 4
+    ((1, 3, 6, 1), ">BBHH", 2),           # address 6 is not in the map
+    ((1, 3, 1, 6), ">BBHH", 2),           # block runs into unmapped 6
     ((1, 3, 1, 0), ">BBHH", 3),           # count 0
     ((1, 3, 0x8003, 2), ">BBHH", 2),      # float area, misaligned
     ((1, 6, 1, 100), ">BBHH", 2),         # PV is read-only
@@ -87,6 +110,19 @@ def test_responder_reads_integer_and_float_areas(responder):
 def test_responder_exceptions_follow_the_map(responder, request_fields, fmt, code):
     function = request_fields[1]
     assert responder.feed(_request(*request_fields, fmt=fmt)) == [_request(1, function | 0x80, code, fmt=">BBB")]
+
+
+def test_responder_reads_the_poll_block(responder):
+    (answer,) = responder.feed(_request(1, 3, 1, 5, fmt=">BBHH"))
+    assert answer[:3] == bytes((1, 3, 10)) and struct.unpack(">5h", answer[3:13]) == (200, 200, 0, 0, 200)
+
+
+def test_served_values_are_the_truth_as_a_read_gives_it(responder):
+    model = responder.bank.model
+    model.temperature_C, model.output_percent = 450.46, 65.44
+    values = responder.bank.served_values()
+    assert (values["process_value"], values["output_power"], values["working_output"]) == (450.5, 65.4, 65.4)
+    assert values["status_word"] == 0 and values["ident"] == 0x2480
 
 
 def test_responder_writes_fc6_and_fc16(responder):

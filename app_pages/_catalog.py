@@ -51,7 +51,8 @@ def file_summary(path: Path) -> dict:
         with open_trial(path) as trial:
             return trial.summary()
     except (TrialFileError, OSError, KeyError, ValueError, RuntimeError) as error:  # RuntimeError: h5py, corrupt
-        return {"trial_id": f"unreadable:{path.name}", "file": str(path), "title": f"unreadable: {str(error)[:200]}",
+        reason = str(error).removeprefix(f"{path}: ")
+        return {"trial_id": f"unreadable:{path.name}", "file": str(path), "title": f"unreadable: {reason[:200]}",
                 "state": "unreadable"}
 
 

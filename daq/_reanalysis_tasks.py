@@ -66,6 +66,8 @@ class TrialInfo:
     reference_rows: int
     wavelength_nm: np.ndarray = field(repr=False)
     header_sha256: str = ""  # wavelength, dark and reference counts ("" for a running trial: not read)
+    file_bytes: int = 0  # bytes on disk when it was inspected
+    stored_eof: int = 0  # bytes the file's superblock says it has (0: not recorded by an old format)
 
 
 @dataclass
@@ -131,6 +133,7 @@ def inspect_trial(path: str) -> TrialInfo:
             rows = trial.rows("spectrometer")
             dark_rows, reference_rows = trial.rows("dark"), trial.rows("reference")
             header = ""
+            integrity = trial.integrity
             if state != "running":
                 header = _header_digest(trial, wavelength, dark_rows, reference_rows)
         except (KeyError, OSError, RuntimeError, ValueError) as error:
@@ -143,7 +146,8 @@ def inspect_trial(path: str) -> TrialInfo:
                      live_calibration_file=attrs.get("calibration_file", ""),
                      software_version=str(meta.get("software_version", "")), rows=int(rows),
                      pixels=int(wavelength.size), dark_rows=int(dark_rows), reference_rows=int(reference_rows),
-                     wavelength_nm=wavelength, header_sha256=header)
+                     wavelength_nm=wavelength, header_sha256=header, file_bytes=integrity.file_size,
+                     stored_eof=integrity.stored_eof or 0)
 
 
 def _header_digest(trial: TrialReader, wavelength: np.ndarray, dark_rows: int, reference_rows: int) -> str:

@@ -1,4 +1,4 @@
-"""The `remdaq` command line: check, calibrate, run, ls, show, catalog rebuild, reanalyze."""
+"""The `remdaq` command line: check, calibrate, run, ls, show, recover, catalog rebuild, reanalyze."""
 
 from __future__ import annotations
 
@@ -106,7 +106,8 @@ def list_trials(data_dir: Path | None, sample: str | None, status: str | None):
         click.echo("no trials", err=True)
     for e in entries:
         purity = "-" if e.final_purity is None else f"{100 * e.final_purity:.2f}%"
-        click.echo(f"{e.trial_id:45s} {e.status:11s} {e.start_time[:19]:19s} {purity:>8s}  {e.sample}")
+        note = "  (needs `remdaq recover`)" if e.needs_recovery else ""
+        click.echo(f"{e.trial_id:45s} {e.status:11s} {e.start_time[:19]:19s} {purity:>8s}  {e.sample}{note}")
 
 
 @cli.command()
@@ -125,8 +126,43 @@ def show(file: Path):
     if summary["state"] == "interrupted":
         click.echo("note              this trial was interrupted: the file has no clean-end mark; "
                    "rows up to the last flush are kept")
+    if summary["needs_recovery"]:
+        click.echo(f"note              HDF5 tools other than SWMR readers refuse this file until "
+                   f"`remdaq recover {file}`")
     for t, level, source, message in zip(events["time"], events["level"], events["source"], events["message"]):
         click.echo(f"  {t:10.1f} s  {level:7s} {source:12s} {message}")
+
+
+@cli.command()
+@click.argument("files", metavar="FILE...", nargs=-1, required=True, type=click.Path(path_type=Path))
+def recover(files: tuple[Path, ...]):
+    """Make interrupted trial files readable by any HDF5 tool (h5dump, HDFView); raw data untouched.
+
+    Clears the "open for writing" mark a killed writer left in each file, once no
+    process holds its writer lock, and records in the file that it did so. Exit
+    status 1 if any file could not be recovered.
+    """
+    from .catalog import Catalog, CatalogError, TRIALS_FOLDER
+    from .reader import TrialFileError, open_trial
+    from .recovery import RecoveryError, recover_trial
+
+    failed = 0
+    for file in files:
+        try:
+            result = recover_trial(file)
+        except (RecoveryError, TrialFileError) as error:
+            click.echo(f"not recovered: {error}", err=True)
+            failed += 1
+            continue
+        click.echo(result.describe())
+        data_dir = file.resolve().parent.parent
+        if file.resolve().parent.name == TRIALS_FOLDER and (data_dir / "catalog.sqlite").is_file():
+            try:
+                with open_trial(file) as trial:
+                    Catalog(data_dir).record(trial.summary())
+            except (CatalogError, TrialFileError) as error:
+                click.echo(f"  catalog not updated: {error}", err=True)
+    sys.exit(1 if failed else 0)
 
 
 @cli.group()
@@ -140,10 +176,16 @@ def rebuild(data_dir: Path | None):
     """Rebuild the catalog by scanning the trial files."""
     from .catalog import Catalog
 
-    entries = Catalog(resolve_data_dir(data_dir)).rebuild()
+    from tqdm.auto import tqdm
+
+    catalog_of_folder = Catalog(resolve_data_dir(data_dir))
+    with tqdm(total=len(catalog_of_folder.trial_files()), unit="file", desc="reading trial files",
+              disable=None) as bar:
+        entries = catalog_of_folder.rebuild(progress=lambda _path: bar.update())
     click.echo(f"{len(entries)} trial(s) catalogued")
     for e in entries:
-        click.echo(f"  {e.trial_id}  {e.status}")
+        note = f"  {e.title}" if e.status == "unreadable" else ("  needs `remdaq recover`" if e.needs_recovery else "")
+        click.echo(f"  {e.trial_id}  {e.status}{note}")
 
 
 @cli.command("reanalyze")

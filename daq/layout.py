@@ -9,11 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-__all__ = ["Column", "Table", "TABLES", "STATUS_TEXT_BYTES", "EXIT_STATUSES", "ROW_FLAGS", "table"]
+__all__ = ["Column", "Table", "TABLES", "STATUS_TEXT_BYTES", "EXIT_STATUSES", "INTERRUPTED_STATUS", "ROW_FLAGS",
+           "table"]
 
 STATUS_TEXT_BYTES = 32
 EXIT_STATUSES = ("running", "success", "aborted", "failed")
-"""Values of /entry/exit_status. "running" in a file nobody writes any more means interrupted."""
+"""Values of /entry/exit_status a writer sets. "running" in a file nobody writes any more means interrupted."""
+
+INTERRUPTED_STATUS = "interrupted"
+"""The /entry/exit_status that `remdaq recover` writes into an interrupted trial (never a writer)."""
 
 ROW_FLAGS = {
     0: "ok",

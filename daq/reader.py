@@ -7,7 +7,9 @@ bucket) of long traces, never a whole long dataset for a plot.
 
 from __future__ import annotations
 
+import functools
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,14 +17,85 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ._bounded_hdf5 import open_for_reading
+from ._superblock import SuperblockError, read_superblock
 from .layout import TABLES, table
 from .store import writer_is_alive
 
-__all__ = ["TrialReader", "TrialFileError", "Decimated", "open_trial"]
+__all__ = ["TrialReader", "TrialFileError", "FileIntegrity", "Decimated", "open_trial", "check_file"]
+
+_LIVE_EOF_WAIT_S = 2.0
+"""How long a file with a live writer may look shorter than its superblock says (a flush in progress)."""
 
 
 class TrialFileError(OSError):
-    """Not a readable rem-daq trial file (missing, corrupt, still being created, or another format)."""
+    """Not a readable rem-daq trial file (missing, damaged, still being created, or another format)."""
+
+
+@dataclass(frozen=True)
+class FileIntegrity:
+    """What a file says about itself against what is on disk, checked before HDF5 reads it."""
+
+    file_size: int  # bytes on disk
+    stored_eof: int | None  # bytes the superblock says the file has (None: an old superblock without it)
+    writer_flags_set: bool  # the file says a writer has it open (running, or killed: `remdaq recover`)
+    writer_alive: bool  # a process on this machine holds the writer lock
+
+    @property
+    def ends_where_it_says(self) -> bool:
+        """True unless the file is shorter than its superblock says (truncated)."""
+        return self.stored_eof is None or self.file_size >= self.stored_eof
+
+    @property
+    def needs_recovery(self) -> bool:
+        """True for an interrupted file that HDF5 tools other than SWMR readers refuse to open."""
+        return self.writer_flags_set and not self.writer_alive
+
+
+def check_file(path: str | os.PathLike) -> FileIntegrity:
+    """Check a trial file's superblock and length before opening it; :class:`TrialFileError` if damaged."""
+    path = Path(path)
+    deadline = time.monotonic() + _LIVE_EOF_WAIT_S
+    while True:
+        try:
+            superblock = read_superblock(path)
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            raise TrialFileError(f"{path}: no such trial file") from None
+        except SuperblockError as error:
+            raise TrialFileError(str(error)) from None
+        except OSError as error:
+            raise TrialFileError(f"{path}: cannot be read: {error}") from None
+        integrity = FileIntegrity(size, superblock.stored_eof, superblock.writer_flags_set, writer_is_alive(path))
+        if integrity.ends_where_it_says:
+            return integrity
+        if not integrity.writer_alive or time.monotonic() > deadline:
+            raise TrialFileError(f"{path}: damaged: the file is {size} bytes long, short of the "
+                                 f"{superblock.stored_eof} bytes its superblock records (truncated)")
+        time.sleep(0.05)  # a live writer is between extending the file and writing the superblock
+
+
+def _walk_metadata(handle: h5py.File) -> None:
+    """Read every object header and attribute, so damaged metadata is found at open, not later."""
+    def visit(_name, node):
+        for key in node.attrs:
+            node.attrs[key]  # noqa: B018 - reading is the check
+    handle.visititems(visit)
+    for key in handle.attrs:
+        handle.attrs[key]  # noqa: B018
+
+
+def _damage_reported(method):
+    """HDF5 errors while reading an opened file become TrialFileError naming the file."""
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except TrialFileError:
+            raise
+        except (OSError, RuntimeError) as error:
+            raise TrialFileError(f"{self.path}: damaged: {error}") from None
+    return guarded
 
 
 @dataclass(frozen=True)
@@ -48,14 +121,16 @@ class TrialReader:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise TrialFileError(f"{self.path}: no such trial file")
+        self.integrity = check_file(self.path)
+        swmr = self.integrity.writer_alive or self.integrity.writer_flags_set
         try:
-            self._file = h5py.File(self.path, "r", swmr=True)
+            self._file = open_for_reading(self.path, swmr=swmr)
         except (OSError, RuntimeError) as error:  # h5py raises RuntimeError for some corrupt superblocks
-            raise TrialFileError(f"{self.path}: cannot be opened as a trial file (still being created, "
-                                 f"or corrupt): {error}") from None
+            raise TrialFileError(f"{self.path}: cannot be opened as a trial file (damaged, or "
+                                 f"still being created): {error}") from None
         try:
+            if not self.integrity.writer_alive:
+                _walk_metadata(self._file)
             if "entry" not in self._file or "exit_status" not in self._file["entry"]:
                 raise TrialFileError(f"{self.path}: not a rem-daq trial file (no /entry/exit_status)")
             self.refresh()
@@ -64,8 +139,7 @@ class TrialReader:
             raise
         except (KeyError, OSError, RuntimeError) as error:
             self._file.close()
-            raise TrialFileError(f"{self.path}: incomplete trial file (still being created, or corrupt): "
-                                 f"{error}") from None
+            raise TrialFileError(f"{self.path}: damaged or incomplete trial file: {error}") from None
 
     # -- lifetime -------------------------------------------------------------------
 
@@ -78,8 +152,11 @@ class TrialReader:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @_damage_reported
     def refresh(self) -> None:
         """See what the writer has flushed since the last refresh."""
+        if not self._file.swmr_mode:
+            return  # a closed file does not grow
         for spec in TABLES:
             group = self._file[spec.group]
             for column in spec.columns:
@@ -128,6 +205,7 @@ class TrialReader:
     def analysis_attrs(self) -> dict[str, str]:
         return {k: _text(v) for k, v in self._file["entry/analysis"].attrs.items()}
 
+    @_damage_reported
     def calibration_arrays(self) -> dict[str, np.ndarray]:
         """The copy of the calibration used live, as stored in /entry/analysis/calibration."""
         group = self._file["entry/analysis/calibration"]
@@ -135,6 +213,7 @@ class TrialReader:
 
     # -- rows -----------------------------------------------------------------------
 
+    @_damage_reported
     def rows(self, table_name: str) -> int:
         """Rows of a table that every column already holds (columns grow one after another)."""
         spec = table(table_name)
@@ -147,6 +226,7 @@ class TrialReader:
         spec.column(column)
         return self._file[spec.group][column]
 
+    @_damage_reported
     def read(self, table_name: str, start: int = 0, stop: int | None = None,
              columns: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Rows ``start:stop`` of a table as {column: array}; text columns come back as str."""
@@ -171,6 +251,7 @@ class TrialReader:
         stop = self.rows(table_name)
         return self.read(table_name, mark, stop, columns), stop
 
+    @_damage_reported
     def decimated(self, table_name: str, column: str, max_points: int = 2000,
                   start: int = 0, stop: int | None = None, component: int | None = None) -> Decimated:
         """Min/max per bucket of one column over rows ``start:stop``, at most ``max_points`` buckets.
@@ -217,6 +298,7 @@ class TrialReader:
         """The event log (time, level, source, message) from row ``start``."""
         return self.read("events", start)
 
+    @_damage_reported
     def summary(self) -> dict[str, object]:
         """A short account of the trial: identity, state, rows, final and mean purity."""
         meta = self.metadata
@@ -231,6 +313,7 @@ class TrialReader:
             "furnace_rows": self.rows("furnace"), "spectra": self.rows("spectrometer"),
             "events": self.rows("events"),
             "final_purity": float(purity[-1]) if len(purity) else float("nan"),
+            "needs_recovery": self.integrity.needs_recovery,
         }
 
 

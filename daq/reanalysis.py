@@ -495,6 +495,8 @@ class _Run:
         return {
             "raw_file": str(trial.path), "raw_trial_id": info.trial_id, "raw_state": info.state,
             "raw_complete": info.state != "interrupted", "raw_rows": info.rows,
+            "raw_file_bytes": info.file_bytes, "raw_stored_eof": info.stored_eof,
+            "raw_ends_where_it_says": info.file_bytes >= info.stored_eof,
             "raw_header_sha256": info.header_sha256, "raw_sha256": "", "raw_checksum_method": CHECKSUM_METHOD,
             "raw_software_version": info.software_version,
             "calibration_id": calibration.calibration_id, "calibration_file": self.calibration_file,

@@ -26,10 +26,11 @@ import numpy as np
 
 import analysis
 from drivers import InstrumentError
-from drivers.sim.scenario import ScenarioError, find_scenario
+from drivers.sim.scenario import ScenarioError
 
 from .bench import Bench, open_bench
-from .catalog import TRIALS_FOLDER, Catalog
+from ._config_references import resolve_recipe_scenario
+from .catalog import TRIALS_FOLDER, Catalog, CatalogError
 from .cell import OperatorCell, SimulatedCell
 from .clock import ExperimentClock
 from .config import ConfigError, Recipe, Station, check_recipe_against_station
@@ -138,10 +139,8 @@ class TrialRunner:
                 f"(it covers {', '.join(self.calibration.analytes)})"])
         self.scenario_path = None
         if self.station.simulated and recipe.scenario is not None:
-            relative_to_recipe = Path(recipe.source).parent / recipe.scenario
             try:
-                self.scenario_path = find_scenario(relative_to_recipe if relative_to_recipe.is_file()
-                                                   else recipe.scenario).resolve()
+                self.scenario_path = resolve_recipe_scenario(recipe).resolve()
             except ScenarioError as error:
                 raise ConfigError(recipe.source, [f"recipe.scenario: {error}"]) from None
         trials = self.options.data_dir / TRIALS_FOLDER
@@ -257,7 +256,6 @@ class TrialRunner:
         self._writer = TrialWriter(self.path, metadata,
                                    flush_interval_s=self.options.flush_interval_s,
                                    fsync_interval_s=self.options.fsync_interval_s)
-        self._catalog = Catalog(self.options.data_dir)
         self.clock.start()
         self._event("info", "runner", f"trial {self.trial_id} started on station {station.name}")
         if bench.furnace is not None:
@@ -277,8 +275,17 @@ class TrialRunner:
                                                        "(masked): lower the integration time")
             self._cell.start_process_stream()
             self._event("info", "spectrometer", "dark and blank reference taken; process stream started")
-        self._catalog.record(self._summary("running"))
+        self._record_in_catalog("running")
         self._print(f"trial file: {self.path}", stream=sys.stdout)
+
+    def _record_in_catalog(self, status: str) -> None:
+        """Index the trial in the data folder's catalog; a catalog that cannot be written is a warning only."""
+        try:
+            Catalog(self.options.data_dir).record(self._summary(status))
+        except CatalogError as error:  # the file is the truth; `remdaq catalog rebuild` re-indexes it later
+            self._print(f"warning: {error}")
+            if status == "running":  # at the end, the event could no longer be written anyway
+                self._event("warning", "runner", f"catalog not updated: {error}")
 
     def _metadata(self, bench: Bench, wavelength_nm: np.ndarray) -> TrialMetadata:
         recipe = self.recipe
@@ -516,8 +523,7 @@ class TrialRunner:
                 self._writer.close(status)
             except StorageError as error:
                 status, reason = "failed", str(error)
-            with contextlib.suppress(Exception):
-                self._catalog.record(self._summary(self._writer_state(status)))
+            self._record_in_catalog(self._writer_state(status))
         self._print(f"trial {status}{': ' + reason if reason else ''}")
         return status, reason
 

@@ -142,3 +142,41 @@ def test_live_trial_in_chromium_updates_its_purity_without_reload(served_app):
                 assert "Traceback" not in page.content()
             finally:
                 browser.close()
+
+
+def test_a_damaged_newest_trial_is_reported_and_the_good_trials_are_still_served(served_app):
+    from playwright.sync_api import expect, sync_playwright
+
+    from _damaged_files import damaged_copies  # noqa: E402
+    from _trial_factory import write_trial  # noqa: E402
+
+    url, data = served_app
+    trials = trials_folder(data)
+    for name in ("good-a", "good-b"):
+        write_trial(trials / f"{name}.h5", meta=metadata(name, title=f"trial {name}"))
+    scratch = data.parent / "sources"
+    scratch.mkdir()
+    copies = damaged_copies(lambda name: write_trial(scratch / f"{name}.h5", meta=metadata(name)), trials,
+                            metadata_flips=2, raw_flips=0)
+    newest = copies[2].path  # truncated to 30 %: written last, touched now, so it is the newest file
+    newest.touch()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1500})
+            page.goto(url)
+            expect(page.get_by_text("damaged", exact=False).first).to_be_visible(timeout=TIMEOUT_MS)
+            page.screenshot(path=str(ARTIFACTS / "app-damaged-live.png"), full_page=True)
+
+            page.goto(f"{url}/trials")
+            table = page.get_by_test_id("stDataFrame").first
+            expect(table).to_be_visible(timeout=TIMEOUT_MS)
+            page.screenshot(path=str(ARTIFACTS / "app-damaged-trials.png"), full_page=True)
+
+            page.goto(f"{url}/trials?trial=good-b")
+            expect(page.locator(".js-plotly-plot")).to_have_count(4, timeout=TIMEOUT_MS)
+            expect(page.get_by_text("Download summary (CSV)")).to_be_visible(timeout=TIMEOUT_MS)
+            page.screenshot(path=str(ARTIFACTS / "app-damaged-good-trial.png"), full_page=True)
+            assert "Traceback" not in page.content()
+        finally:
+            browser.close()

@@ -166,7 +166,7 @@ def test_a_scheduler_with_two_worker_processes_reanalyses_reports_skips_and_forc
 
     code, stdout, stderr = run(trials[0], bad, *trials[1:])
     assert code == 1, stderr
-    assert "bad.h5: cannot be opened as a trial file" in stderr
+    assert "bad.h5: damaged" in stderr
     assert summary_statuses(out) == {"S0-short": "reanalysed", "bad": "failed", "S1": "reanalysed",
                                      "S2": "reanalysed", "S3": "reanalysed", "S4": "reanalysed"}
     first = read_result(out / "S1.reanalysis.h5")

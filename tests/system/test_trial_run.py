@@ -218,6 +218,7 @@ def test_full_disk_fails_clearly_keeps_rows_and_makes_the_furnace_safe(sim_calib
                                           "--calibration", sim_calibration)
         assert code == 1
         assert "trial failed" in stderr and "No space left" in stderr
+        assert "Traceback" not in stderr
         path = next((mount / "trials").glob("*.h5"))
         with open_trial(path) as trial:
             assert trial.rows("spectrometer") > 0
@@ -225,3 +226,15 @@ def test_full_disk_fails_clearly_keeps_rows_and_makes_the_furnace_safe(sim_calib
         assert "furnace in safe state" in stderr
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_catalog_that_cannot_be_written_is_a_warning_and_the_trial_goes_on(sim_calibration, tmp_path):
+    (tmp_path / "catalog.sqlite").write_bytes(b"not a database, as a damaged or full disk leaves it" * 50)
+    code, stdout, stderr = run_to_end("run", QUICK_RECIPE, "--station", SIM_STATION, "--data-dir", tmp_path,
+                                      "--calibration", sim_calibration)
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    assert "catalog.sqlite: the catalog cannot be updated" in stderr
+    with open_trial(Path(stdout.strip().splitlines()[-1])) as trial:
+        assert trial.state == "success"
+        assert any("catalog not updated" in message for message in trial.events()["message"])

@@ -268,7 +268,7 @@ def test_corrupt_missing_and_unsuitable_files_are_reported_while_the_others_succ
     statuses = {line.split(",")[0]: line.split(",")[6]
                 for line in (tmp_path / "out" / "summary.csv").read_text().splitlines()[1:]}
     assert statuses == {"bad": "failed", "T-short": "reanalysed", "missing": "failed", "other": "failed"}
-    assert "bad.h5: cannot be opened as a trial file" in result.output
+    assert "bad.h5: damaged" in result.output
     assert "missing.h5: no such trial file" in result.output
     assert "wavelength axis" in result.output
     assert "1 reanalysed, 3 failed" in result.output

@@ -1,8 +1,9 @@
 """numba kernels of :func:`analysis.quantify`: batch normal equations, then a small NNLS per spectrum.
 
-Private. The model per spectrum is ``y = X @ v`` with ``X = [S^T | Q^T | B]``
+Private. The model per spectrum is ``y = X @ v`` with ``X = [S^T | Q^T | B | D^T]``
 (P, n): K analyte columns (constrained ``v >= 0``), then free columns
-(curvature terms, baseline). Pixel weights ``w`` (P,) make it weighted least
+(curvature terms, baseline, and from ``first_optional`` on the optional drift
+spectra, held at zero where they are degenerate). Pixel weights ``w`` (P,) make it weighted least
 squares. Per spectrum:
 
 1. one pass over the pixels builds ``r = X^T W y`` (the spectrum's row of the
@@ -13,9 +14,13 @@ squares. Per spectrum:
 3. Lawson-Hanson active-set NNLS on the column-scaled normal equations, with
    the free columns always passive, warm-started from the unconstrained
    solution;
-4. uncertainty from the residual: ``(s^2 + v^T G v) * inv(N_FF)`` for the free
-   set F; an analyte held at zero gets the variance it would have if freed
-   alone (inverse Schur complement); the calibration's model variance
+4. the weighted residual, pixel by pixel: ``s^2`` (its mean square per degree
+   of freedom) and the spectrum's own noise (half the mean square of its
+   differences between neighbouring valid pixels); ``lack_of_fit = s^2 / noise``
+   is about 1 when the model fits and grows with a smooth misfit;
+5. uncertainty from the residual: ``(s^2 max(1, lack_of_fit) + v^T G v) * inv(N_FF)``
+   for the free set F; an analyte held at zero gets the variance it would have if
+   freed alone (inverse Schur complement); the calibration's model variance
    ``model_var`` (K,) is added.
 
 A calibration made from noisy standards has noise in S; it inflates
@@ -49,6 +54,7 @@ _TWO54 = 18014398509481984.0
 # Reassociation lets LLVM vectorise the pixel reductions; NaN/inf semantics are kept.
 # error_model="numpy" (x/0 -> inf/NaN, no ZeroDivisionError check) is what lets divisions vectorise.
 _FASTMATH = {"reassoc", "contract", "nsz"}
+_MIN_NOISE_PAIRS = 16  # neighbouring valid pixel pairs needed to estimate a spectrum's own noise
 
 
 # --------------------------------------------------------------------------- small dense algebra
@@ -102,18 +108,32 @@ def _factor_solve(Ns, rs, order, m, L, s, tmp, n, tau):
 
 
 @njit_cached(error_model="numpy")
-def _nnls_scaled(Ns, rs, K, n, usable, tol, tau, max_iter, x, s, order, L, tmp, inp, blocked):
+def _nnls_scaled(Ns, rs, K, first_optional, n, usable, tol, tau, max_iter, x, s, order, L, tmp, inp, blocked):
     """Lawson-Hanson NNLS on scaled normal equations; analytes ``0..K-1`` >= 0, the rest free.
 
+    Free columns from ``first_optional`` on (the drift spectra) are optional: one
+    that is zero or a combination of the other free columns over this spectrum's
+    pixels is held at zero; any other free column that is is a degenerate problem.
     Returns ``(status, m)``: the passive set is ``order[:m]`` and ``L`` holds its
     Cholesky factor on return (status OK or MAX_ITER).
     """
     nb = 0
     for j in range(K, n):
         if not usable[j]:
+            if j >= first_optional:
+                continue
             return STATUS_DEGENERATE, 0
         order[nb] = j
         nb += 1
+    while True:  # the free columns must be independent: drop optional ones that are not
+        fail = _cholesky(Ns, order, nb, L, tau)
+        if fail < 0:
+            break
+        if order[fail] < first_optional:
+            return STATUS_DEGENERATE, 0
+        for a in range(fail, nb - 1):
+            order[a] = order[a + 1]
+        nb -= 1
     for j in range(n):
         x[j] = 0.0
         blocked[j] = False
@@ -247,70 +267,215 @@ def _spectrum_normal(X, w, vbuf, nmask, nvalid, N_full, Nu):
             Nu[b, a] = Nu[a, b]
 
 
+@njit_cached(fastmath=_FASTMATH, error_model="numpy")
+def _residual_energies(y, vbuf, w, sqrt_w, XsT, theta, resid):
+    """(sum of e^2, sum of (e_p - e_p-1)^2 over neighbouring valid pixels, their count), e = sqrt(w) (y - X theta).
+
+    ``XsT`` is (sqrt(W) X)^T (n, P); ``resid`` (P,) is scratch. Columns outer, pixels
+    inner, so the pixel loop vectorises.
+    """
+    n, P = XsT.shape
+    for p in range(P):
+        resid[p] = sqrt_w[p] * y[p]
+    for a in range(n):
+        t = theta[a]
+        if t != 0.0:
+            for p in range(P):
+                resid[p] -= t * XsT[a, p]
+    rss = 0.0
+    for p in range(P):
+        valid = w[p] > 0.0 and vbuf[p] > 0.0
+        e = resid[p] if valid else 0.0
+        resid[p] = e
+        rss += e * e
+    diff_energy = 0.0
+    pairs = 0
+    for p in range(1, P):
+        both = w[p] > 0.0 and vbuf[p] > 0.0 and w[p - 1] > 0.0 and vbuf[p - 1] > 0.0
+        step = resid[p] - resid[p - 1]
+        diff_energy += step * step if both else 0.0
+        pairs += 1 if both else 0
+    return rss, diff_energy, pairs
+
+
 @njit_cached(error_model="numpy")
-def _solve_spectrum(i, r, yWy, wsum, nvalid, nmask, vbuf, X, w, N_full, E_w, K, tol_rel, tau, G, model_var,
-                    ws_mat, ws_vec, ws_int, ws_bool,
-                    out_conc, out_sigma, out_base, out_rms, out_status):
-    """Solve one spectrum from its ``r = X^T W y`` and write row ``i`` of the outputs."""
+def _write_nan(i, K, n, out_conc, out_sigma, out_base, out_rms, out_lof):
+    for k in range(K):
+        out_conc[i, k] = np.nan
+        out_sigma[i, k] = np.nan
+    for j in range(n - K):
+        out_base[i, j] = np.nan
+    out_rms[i] = np.nan
+    out_lof[i] = np.nan
+
+
+@njit_cached(error_model="numpy")
+def _eliminate_free(Ns, K, first_optional, n, usable, tau, forder, Lf, T, Nred):
+    """Project the free columns out of the scaled normal matrix; returns how many were kept, or -1.
+
+    ``forder[:nb]`` are the free columns kept, ``Lf`` their Cholesky factor; an
+    optional column (from ``first_optional`` on) that is zero or dependent on the
+    others is left out (held at zero); a required one makes the problem degenerate.
+    ``Nred`` (K, K) is the analytes' reduced normal matrix (the Schur complement)
+    and ``T = Lf^-1 B`` what the right-hand side and the back-substitution need.
+    The same for every spectrum without masked pixels: computed once for them.
+    """
+    nb = 0
+    for j in range(K, n):
+        if usable[j]:
+            forder[nb] = j
+            nb += 1
+        elif j < first_optional:
+            return -1
+    while True:
+        fail = _cholesky(Ns, forder, nb, Lf, tau)
+        if fail < 0:
+            break
+        if forder[fail] < first_optional:
+            return -1
+        for a in range(fail, nb - 1):
+            forder[a] = forder[a + 1]
+        nb -= 1
+    for a in range(nb):  # T = Lf^-1 B by forward substitution
+        for k in range(K):
+            acc = Ns[forder[a], k]
+            for c in range(a):
+                acc -= Lf[a, c] * T[c, k]
+            T[a, k] = acc / Lf[a, a]
+    for k in range(K):
+        for l in range(k + 1):
+            acc = Ns[k, l]
+            for a in range(nb):
+                acc -= T[a, k] * T[a, l]
+            Nred[k, l] = acc
+            Nred[l, k] = acc
+    return nb
+
+
+@njit_cached(error_model="numpy")
+def _reduce_rhs(rs, K, nb, forder, Lf, T, rred, tfree):
+    """``tfree = Lf^-1 r_free`` and the analytes' reduced right-hand side ``rred = r_a - T^T tfree``."""
+    for a in range(nb):
+        acc = rs[forder[a]]
+        for c in range(a):
+            acc -= Lf[a, c] * tfree[c]
+        tfree[a] = acc / Lf[a, a]
+    for k in range(K):
+        acc = rs[k]
+        for a in range(nb):
+            acc -= T[a, k] * tfree[a]
+        rred[k] = acc
+
+
+@njit_cached(error_model="numpy")
+def _solve_spectrum(i, r, yWy, wsum, nvalid, nmask, y, vbuf, X, XsT, w, sqrt_w, N_full, E_w, K, first_optional,
+                    tol_rel, tau, G, model_var, ws_mat, ws_vec, ws_int, ws_bool, resid,
+                    cache_mat, cache_vec, cache_int, cache_bool, cache_state,
+                    out_conc, out_sigma, out_base, out_rms, out_lof, out_status):
+    """Solve one spectrum from its ``r = X^T W y`` and write row ``i`` of the outputs.
+
+    ``cache_*`` hold the scaled, reduced normal matrix of a spectrum without masked
+    pixels (``cache_state[0]``: -2 not yet computed, else its ``nb``), shared by all such spectra.
+    """
     n = X.shape[1]
     Nu = ws_mat[0]
     Ns = ws_mat[1]
     L = ws_mat[2]
+    Lf = ws_mat[3]
+    T = ws_mat[4]
+    Nred = ws_mat[5]
     d = ws_vec[0]
     rs = ws_vec[1]
     x = ws_vec[2]
     s = ws_vec[3]
     tmp = ws_vec[4]
     var = ws_vec[5]
-    order = ws_int
+    theta = ws_vec[6]
+    rred = ws_vec[7]
+    tfree = ws_vec[8]
+    order = ws_int[0]
+    forder = ws_int[1]
     usable = ws_bool[0]
     inp = ws_bool[1]
     blocked = ws_bool[2]
     nan = np.nan
-    if nvalid < n:
-        for k in range(K):
-            out_conc[i, k] = nan
-            out_sigma[i, k] = nan
-        for j in range(n - K):
-            out_base[i, j] = nan
-        out_rms[i] = nan
+    if nvalid < first_optional:  # fewer pixels than required terms (optional drift terms are dropped instead)
+        _write_nan(i, K, n, out_conc, out_sigma, out_base, out_rms, out_lof)
         out_status[i] = STATUS_TOO_FEW_PIXELS
         return
-    _spectrum_normal(X, w, vbuf, nmask, nvalid, N_full, Nu)
-    # Errors-in-variables correction: the calibration's noise in S adds wsum * E_w to S W S^T.
-    for j in range(n):
-        diag = Nu[j, j] - wsum * E_w[j, j]
-        usable[j] = diag > 1e-9 * N_full[j, j] and diag > 0.0
-        d[j] = 1.0 / math.sqrt(diag) if usable[j] else 0.0
+    if nmask == 0 and cache_state[0] != -2:
+        Lf = cache_mat[0]
+        T = cache_mat[1]
+        Nred = cache_mat[2]
+        d = cache_vec
+        usable = cache_bool
+        forder = cache_int
+        nb = cache_state[0]
+    else:
+        _spectrum_normal(X, w, vbuf, nmask, nvalid, N_full, Nu)
+        # Errors-in-variables correction: the calibration's noise in S adds wsum * E_w to S W S^T.
+        for j in range(n):
+            diag = Nu[j, j] - wsum * E_w[j, j]
+            usable[j] = diag > 1e-9 * N_full[j, j] and diag > 0.0
+            d[j] = 1.0 / math.sqrt(diag) if usable[j] else 0.0
+        for a in range(n):
+            for b in range(n):
+                Ns[a, b] = (Nu[a, b] - wsum * E_w[a, b]) * d[a] * d[b]
+            if usable[a]:
+                Ns[a, a] = 1.0
+        # Eliminate the free columns: Ns = [[A, B^T], [B, F]] (analytes, free). With F = Lf Lf^T,
+        # T = Lf^-1 B and t = Lf^-1 r_free, the analytes solve a K-dimensional NNLS on the Schur
+        # complement A - T^T T with right-hand side r_a - T^T t; then free = Lf^-T (t - T c).
+        nb = _eliminate_free(Ns, K, first_optional, n, usable, tau, forder, Lf, T, Nred)
+        if nmask == 0:
+            for a in range(n):
+                cache_vec[a] = d[a]
+                cache_bool[a] = usable[a]
+                cache_int[a] = forder[a]
+                for b in range(n):
+                    cache_mat[0, a, b] = Lf[a, b]
+                    cache_mat[1, a, b] = T[a, b]
+                    cache_mat[2, a, b] = Nred[a, b]
+            cache_state[0] = nb
+    if nb < 0:
+        _write_nan(i, K, n, out_conc, out_sigma, out_base, out_rms, out_lof)
+        out_status[i] = STATUS_DEGENERATE
+        return
     for a in range(n):
         rs[a] = r[a] * d[a]
-        for b in range(n):
-            Ns[a, b] = (Nu[a, b] - wsum * E_w[a, b]) * d[a] * d[b]
-        if usable[a]:
-            Ns[a, a] = 1.0
+    _reduce_rhs(rs, K, nb, forder, Lf, T, rred, tfree)
     tol = tol_rel * math.sqrt(max(yWy, 0.0)) + 1e-300
-    status, m = _nnls_scaled(Ns, rs, K, n, usable, tol, tau, 3 * n + 10, x, s, order, L, tmp, inp, blocked)
-    if status == STATUS_DEGENERATE:
+    status, m = _nnls_scaled(Nred, rred, K, K, K, usable, tol, tau, 3 * K + 10, x, s, order, L, tmp, inp,
+                             blocked)
+    for a in range(nb):  # free coefficients by back-substitution
+        acc = tfree[a]
         for k in range(K):
-            out_conc[i, k] = nan
-            out_sigma[i, k] = nan
-        for j in range(n - K):
-            out_base[i, j] = nan
-        out_rms[i] = nan
-        out_status[i] = status
-        return
-    # Residual sum of squares from the (uncorrected) normal equations.
-    rss = yWy
+            acc -= T[a, k] * x[k]
+        tmp[a] = acc
+    for a in range(nb - 1, -1, -1):
+        acc = tmp[a]
+        for c in range(a + 1, nb):
+            acc -= Lf[c, a] * tmp[c]
+        tmp[a] = acc / Lf[a, a]
+    for j in range(K, n):
+        x[j] = 0.0  # an optional column held at zero stays zero
+    for a in range(nb):
+        x[forder[a]] = tmp[a]
+    # The weighted residual e = sqrt(w) (y - X v), pixel by pixel: its sum of squares, and the
+    # energy of its differences between neighbouring valid pixels. White noise gives both the
+    # same variance; a misfit is smooth, so it raises the first and hardly the second.
     for a in range(n):
-        acc = 0.0
-        for b in range(n):
-            acc += Nu[a, b] * x[b] * d[b]
-        rss += x[a] * d[a] * (acc - 2.0 * r[a])
-    rss = max(rss, 0.0)
-    dof = nvalid - m
+        theta[a] = x[a] * d[a]
+    rss, diff_energy, pairs = _residual_energies(y, vbuf, w, sqrt_w, XsT, theta, resid)
+    dof = nvalid - m - nb
     s2 = rss / dof if dof > 0 else nan
-    # Variance factors: diag(inv(Ns_FF)) from the inverse of L, inverse Schur complements for the rest.
-    for j in range(n):
+    noise2 = diff_energy / (2.0 * pairs) if pairs >= _MIN_NOISE_PAIRS else 0.0
+    lof = s2 / noise2 if noise2 > 0.0 else nan
+    out_lof[i] = lof
+    s2_covered = s2 * lof if lof > 1.0 else s2  # Birge ratio: a misfit widens sigma as far as it exceeds noise
+    # Variance factors of the analytes (the free columns already eliminated): diag(inv(Nred_PP))
+    # from the inverse of L, inverse Schur complements within Nred for analytes held at zero.
+    for j in range(K):
         inp[j] = False
         var[j] = math.inf
     for a in range(m):
@@ -331,12 +496,12 @@ def _solve_spectrum(i, r, yWy, wsum, nvalid, nmask, vbuf, X, w, N_full, E_w, K, 
         if usable[k] and not inp[k]:
             norm2 = 0.0
             for a in range(m):
-                acc = Ns[order[a], k]
+                acc = Nred[order[a], k]
                 for c in range(a):
                     acc -= L[a, c] * tmp[c]
                 tmp[a] = acc / L[a, a]
                 norm2 += tmp[a] * tmp[a]
-            schur = 1.0 - norm2
+            schur = Nred[k, k] - norm2
             var[k] = 1.0 / schur if schur > tau else math.inf
     # Back to physical units; calibration term c^T G c.
     q = 0.0
@@ -348,8 +513,8 @@ def _solve_spectrum(i, r, yWy, wsum, nvalid, nmask, vbuf, X, w, N_full, E_w, K, 
     for k in range(K):
         if usable[k]:
             out_conc[i, k] = x[k] * d[k]
-            out_sigma[i, k] = (math.sqrt((s2 + q) * var[k] * d[k] * d[k] + model_var[k]) if var[k] < math.inf
-                               else math.inf)
+            out_sigma[i, k] = (math.sqrt((s2_covered + q) * var[k] * d[k] * d[k] + model_var[k])
+                               if var[k] < math.inf else math.inf)
         else:
             out_conc[i, k] = nan
             out_sigma[i, k] = nan
@@ -416,8 +581,8 @@ def _group_products(buf, P, XWt, R):
 
 
 @njit_cached(fastmath=_FASTMATH, error_model="numpy")
-def _absorbance_block(blk, Y, X, XWt, w, N_full, E_w, K, tol_rel, tau, G, model_var,
-                      out_conc, out_sigma, out_base, out_rms, out_nmask, out_status):
+def _absorbance_block(blk, Y, X, XWt, XsT, w, sqrt_w, N_full, E_w, K, first_optional, tol_rel, tau, G, model_var,
+                      out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status):
     """Work item ``blk`` of :func:`quantify_absorbance_batch`: GROUPS_PER_BLOCK groups of GROUP spectra."""
     N, P = Y.shape
     n = X.shape[1]
@@ -429,10 +594,16 @@ def _absorbance_block(blk, Y, X, XWt, w, N_full, E_w, K, tol_rel, tau, G, model_
     wsum = np.empty(GROUP)
     nmask = np.empty(GROUP, np.int64)
     nvalid = np.empty(GROUP, np.int64)
-    ws_mat = np.empty((3, n, n))
-    ws_vec = np.empty((6, n))
-    ws_int = np.empty(n, np.int64)
+    ws_mat = np.empty((6, n, n))
+    ws_vec = np.empty((9, n))
+    ws_int = np.empty((2, n), np.int64)
     ws_bool = np.empty((3, n), np.bool_)
+    resid = np.empty(P)
+    cache_mat = np.zeros((3, n, n))
+    cache_vec = np.zeros(n)
+    cache_int = np.zeros(n, np.int64)
+    cache_bool = np.zeros(n, np.bool_)
+    cache_state = np.full(1, -2, np.int64)
     for grp in range(blk * GROUPS_PER_BLOCK, min(ngroups, (blk + 1) * GROUPS_PER_BLOCK)):
         for g in range(GROUP):
             i = grp * GROUP + g
@@ -466,22 +637,25 @@ def _absorbance_block(blk, Y, X, XWt, w, N_full, E_w, K, tol_rel, tau, G, model_
             i = grp * GROUP + g
             if i < N:
                 out_nmask[i] = nmask[g]
-                _solve_spectrum(i, R[g], yWy[g], wsum[g], nvalid[g], nmask[g], vbuf[g * P:(g + 1) * P],
-                                X, w, N_full, E_w, K, tol_rel, tau, G, model_var, ws_mat, ws_vec, ws_int, ws_bool,
-                                out_conc, out_sigma, out_base, out_rms, out_status)
+                _solve_spectrum(i, R[g], yWy[g], wsum[g], nvalid[g], nmask[g], buf[g * P:(g + 1) * P],
+                                vbuf[g * P:(g + 1) * P], X, XsT, w, sqrt_w, N_full, E_w, K, first_optional,
+                                tol_rel, tau, G, model_var, ws_mat, ws_vec, ws_int, ws_bool, resid,
+                                cache_mat, cache_vec, cache_int, cache_bool, cache_state,
+                                out_conc, out_sigma, out_base, out_rms, out_lof, out_status)
 
 
 @njit_cached(parallel=True, fastmath=_FASTMATH, error_model="numpy")
-def quantify_absorbance_batch(Y, X, XWt, w, N_full, E_w, K, tol_rel, tau, G, model_var,
-                              out_conc, out_sigma, out_base, out_rms, out_nmask, out_status):
+def quantify_absorbance_batch(Y, X, XWt, XsT, w, sqrt_w, N_full, E_w, K, first_optional, tol_rel, tau, G, model_var,
+                              out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status):
     """Quantify absorbance spectra ``Y`` (N, P); NaN or inf pixels are left out of their spectrum's fit."""
     N, P = Y.shape
     n = X.shape[1]
     ngroups = (N + GROUP - 1) // GROUP
     nblocks = (ngroups + GROUPS_PER_BLOCK - 1) // GROUPS_PER_BLOCK
     for blk in prange(nblocks):
-        _absorbance_block(np.int64(blk), Y, X, XWt, w, N_full, E_w, K, tol_rel, tau, G, model_var,
-                          out_conc, out_sigma, out_base, out_rms, out_nmask, out_status)
+        _absorbance_block(np.int64(blk), Y, X, XWt, XsT, w, sqrt_w, N_full, E_w, K, first_optional, tol_rel, tau, G,
+                          model_var,
+                          out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status)
 
 
 _MANTISSA_BITS = np.int64(0x000FFFFFFFFFFFFF)
@@ -490,8 +664,8 @@ _SQRT2 = math.sqrt(2.0)
 
 
 @njit_cached(fastmath=_FASTMATH, error_model="numpy")
-def _counts_block(blk, counts, dark, ln_reference, saturation, X, XWt, w, N_full, E_w, K, tol_rel, tau, G,
-                  model_var, out_conc, out_sigma, out_base, out_rms, out_nmask, out_status):
+def _counts_block(blk, counts, dark, ln_reference, saturation, X, XWt, XsT, w, sqrt_w, N_full, E_w, K, first_optional,
+                  tol_rel, tau, G, model_var, out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status):
     """Work item ``blk`` of :func:`quantify_counts_batch`: GROUPS_PER_BLOCK groups of GROUP spectra."""
     N, P = counts.shape
     n = X.shape[1]
@@ -507,10 +681,16 @@ def _counts_block(blk, counts, dark, ln_reference, saturation, X, XWt, w, N_full
     wsum = np.empty(GROUP)
     nmask = np.empty(GROUP, np.int64)
     nvalid = np.empty(GROUP, np.int64)
-    ws_mat = np.empty((3, n, n))
-    ws_vec = np.empty((6, n))
-    ws_int = np.empty(n, np.int64)
+    ws_mat = np.empty((6, n, n))
+    ws_vec = np.empty((9, n))
+    ws_int = np.empty((2, n), np.int64)
     ws_bool = np.empty((3, n), np.bool_)
+    resid = np.empty(P)
+    cache_mat = np.zeros((3, n, n))
+    cache_vec = np.zeros(n)
+    cache_int = np.zeros(n, np.int64)
+    cache_bool = np.zeros(n, np.bool_)
+    cache_state = np.full(1, -2, np.int64)
     for grp in range(blk * GROUPS_PER_BLOCK, min(ngroups, (blk + 1) * GROUPS_PER_BLOCK)):
         for g in range(GROUP):
             i = grp * GROUP + g
@@ -561,15 +741,17 @@ def _counts_block(blk, counts, dark, ln_reference, saturation, X, XWt, w, N_full
             i = grp * GROUP + g
             if i < N:
                 out_nmask[i] = nmask[g]
-                _solve_spectrum(i, R[g], yWy[g], wsum[g], nvalid[g], nmask[g], vbuf[g * P:(g + 1) * P],
-                                X, w, N_full, E_w, K, tol_rel, tau, G, model_var, ws_mat, ws_vec, ws_int, ws_bool,
-                                out_conc, out_sigma, out_base, out_rms, out_status)
+                _solve_spectrum(i, R[g], yWy[g], wsum[g], nvalid[g], nmask[g], buf[g * P:(g + 1) * P],
+                                vbuf[g * P:(g + 1) * P], X, XsT, w, sqrt_w, N_full, E_w, K, first_optional,
+                                tol_rel, tau, G, model_var, ws_mat, ws_vec, ws_int, ws_bool, resid,
+                                cache_mat, cache_vec, cache_int, cache_bool, cache_state,
+                                out_conc, out_sigma, out_base, out_rms, out_lof, out_status)
 
 
 
 @njit_cached(parallel=True, fastmath=_FASTMATH, error_model="numpy")
-def quantify_counts_batch(counts, dark, ln_reference, saturation, X, XWt, w, N_full, E_w, K, tol_rel, tau, G,
-                          model_var, out_conc, out_sigma, out_base, out_rms, out_nmask, out_status):
+def quantify_counts_batch(counts, dark, ln_reference, saturation, X, XWt, XsT, w, sqrt_w, N_full, E_w, K,
+                          first_optional, tol_rel, tau, G, model_var, out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status):
     """Quantify raw counts (N, P) against one dark and one reference, absorbance computed on the fly.
 
     ``ln_reference`` is ln(R - D) (0 where the reference is unusable, whose ``w`` is 0).
@@ -582,5 +764,6 @@ def quantify_counts_batch(counts, dark, ln_reference, saturation, X, XWt, w, N_f
     ngroups = (N + GROUP - 1) // GROUP
     nblocks = (ngroups + GROUPS_PER_BLOCK - 1) // GROUPS_PER_BLOCK
     for blk in prange(nblocks):
-        _counts_block(np.int64(blk), counts, dark, ln_reference, saturation, X, XWt, w, N_full, E_w, K, tol_rel,
-                      tau, G, model_var, out_conc, out_sigma, out_base, out_rms, out_nmask, out_status)
+        _counts_block(np.int64(blk), counts, dark, ln_reference, saturation, X, XWt, XsT, w, sqrt_w, N_full, E_w, K,
+                      first_optional, tol_rel, tau, G, model_var, out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask,
+                      out_status)

@@ -34,7 +34,10 @@ from functools import cached_property
 
 import numpy as np
 
+from ._drift_terms import drift_noise, drift_spectra
+from ._model import _Model, model_arrays
 from .elements import UnknownElementError, element
+from .quantify import quantify
 
 __all__ = ["Calibration", "CalibrationQuality", "Standards", "baseline_basis", "calibrate"]
 
@@ -123,17 +126,6 @@ class CalibrationQuality:
             lines.append(f"{symbol:<8} {low:7.4g} .. {high:<7.4g}  {self.loo_rmse_g_per_L[k]:12.4g}  "
                          f"{self.detection_limit_g_per_L[k]:8.3g}  {self.sensitivity_significance[k]:8.1f}")
         return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class _Model:
-    X: np.ndarray  # (P, n) = [S^T | B]
-    XWt: np.ndarray  # (n, P) = (W X)^T
-    w: np.ndarray  # (P,)
-    N: np.ndarray  # (n, n) = X^T W X
-    E_w: np.ndarray  # (n, n): expected noise energy of S per unit pixel weight (calibrated block)
-    G: np.ndarray  # (K + Kq, K + Kq)
-    model_variance: np.ndarray  # (K,) (g/L)^2
 
 
 @dataclass(frozen=True, eq=False)
@@ -239,14 +231,28 @@ class Calibration:
         """The baseline columns B (P, L) of this calibration."""
         return baseline_basis(self.wavelength_nm, self.baseline_order)
 
+    def drift_spectra(self) -> np.ndarray:
+        """D (2K, P): each analyte's shift spectrum (-dS/dl), then its width spectrum (s^2 d2S/dl2).
+
+        A drift spectrum that is mostly the noise S carries (a weak or very broad
+        band from noisy standards) is zero: it would fit noise, not drift.
+        """
+        return _usable_drift_spectra(self.wavelength_nm, self.sensitivity, self.pixel_weight,
+                                     self.sensitivity_variance_factor, self.baseline_order)
+
     def design_matrix(self) -> np.ndarray:
-        """X = [S^T | Q^T | B] (P, K + Kq + L): analytes (>= 0), then curvature and baseline columns (free)."""
-        return np.ascontiguousarray(np.hstack([self.sensitivity.T, self.quadratic_sensitivity.T, self.baseline()]))
+        """X = [S^T | Q^T | B | D^T] (P, K + Kq + L + 2K): analytes (>= 0), then free columns.
+
+        The free columns are the curvature spectra, the baseline, and the drift
+        spectra (wavelength shift and band width of each analyte, see
+        :meth:`drift_spectra`), which are held at zero where they are degenerate.
+        """
+        return _design(self.sensitivity, self.quadratic_sensitivity, self.drift_spectra(), self.baseline())
 
     @cached_property
     def _model(self) -> _Model:
         return model_arrays(self.design_matrix(), self.pixel_weight, self.sensitivity_variance_factor,
-                            self.model_sigma_g_per_L)
+                            self.model_sigma_g_per_L, drift_noise(self.wavelength_nm, self.sensitivity))
 
     # ------------------------------------------------------------------ persistence
 
@@ -269,29 +275,28 @@ class Calibration:
         return _read(cls, path)
 
 
-def model_arrays(X: np.ndarray, w: np.ndarray, G: np.ndarray, model_sigma=None) -> _Model:
-    """Arrays the quantification kernels use for design ``X`` (P, n), weights ``w`` (P,) and G (K, K).
+MAX_DRIFT_NOISE_FRACTION = 0.25
+"""A drift spectrum whose expected noise energy exceeds this share of its energy is not used."""
 
-    ``G`` is the per-pixel covariance factor of the sensitivity error (weighted
-    units); its expected energy over the used pixels, ``(P_used - L) * G``, is
-    what noise in S adds to ``S W S^T``; ``E_w`` is that per unit pixel weight.
-    """
-    # fresh writable C arrays: numba compiles a kernel per array type, read-only included
-    X = np.array(X, dtype=np.float64, order="C")
-    w = np.array(w, dtype=np.float64, order="C")
-    G = np.array(G, dtype=np.float64, order="C")
-    K = G.shape[0]  # analytes and curvature terms: the columns calibrated from the standards
-    XW = X * w[:, None]
-    N = X.T @ XW
-    N = 0.5 * (N + N.T)
-    E_w = np.zeros_like(N)
+
+def _usable_drift_spectra(wavelength_nm, S, w, G, baseline_order) -> np.ndarray:
+    D = drift_spectra(wavelength_nm, S)
+    K = S.shape[0]
+    if not np.any(G):
+        return D
+    gains = drift_noise(wavelength_nm, S)
     n_used = int(np.count_nonzero(w))
-    if n_used and w.sum() > 0:
-        E_w[:K, :K] = max(n_used - (X.shape[1] - K), 0) * G / w.sum()
-    model_variance = np.zeros(K) if model_sigma is None else np.array(model_sigma, dtype=np.float64) ** 2
-    model_variance = np.ascontiguousarray(model_variance)
-    return _Model(X=X, XWt=np.ascontiguousarray(XW.T), w=w, N=np.ascontiguousarray(N), E_w=E_w, G=G,
-                  model_variance=model_variance)
+    n_baseline = 0 if baseline_order is None else baseline_order + 1
+    variance = np.diag(G)[:K] * max(n_used - n_baseline, 0)  # per unit filter gain, summed over the pixels
+    noise = np.r_[variance * gains.shift_gain, variance * np.diag(gains.width_gain)]
+    energy = np.sum(w * D * D, axis=1)
+    noisy = noise > MAX_DRIFT_NOISE_FRACTION * energy
+    D[noisy] = 0.0
+    return D
+
+
+def _design(S: np.ndarray, Q: np.ndarray, D: np.ndarray, B: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.hstack([S.T, Q.T, B, D.T]))
 
 
 def _utc_now() -> str:
@@ -483,7 +488,7 @@ def calibrate(wavelength_nm, standards_absorbance, standards_concentration_g_per
 
     s2 = float(np.sum(w * E * E) / dof_total)
     gram_inverse = np.linalg.inv(Cx.T @ Cx)
-    model = model_arrays(np.hstack([S_all.T, B]), w, s2 * gram_inverse)
+    model = model_arrays(np.hstack([S_all.T, B]), w, s2 * gram_inverse)  # the standards' own model
     _check_model_rank(model, symbols + tuple(f"{a}^2" for a in quad))
     significance = _sensitivity_significance(S, w, gram_inverse[:K, :K], s2)
     weak = [f"{a} ({significance[k]:.1f} sigma)" for k, a in enumerate(symbols)
@@ -499,7 +504,10 @@ def calibrate(wavelength_nm, standards_absorbance, standards_concentration_g_per
     if np.linalg.eigvalsh(corrected * scale[:, None] * scale[None, :])[0] < 0.01:
         raise ValueError("the calibrated sensitivities are mostly noise and cannot be separated: measure the "
                          "standards with more averaging or at higher concentrations")
-    n_inverse = np.linalg.inv(corrected)
+    # detection limits as quantify will see a blank: with the drift terms free beside the baseline
+    measuring = model_arrays(_design(S, S_all[K:], _usable_drift_spectra(wl, S, w, s2 * gram_inverse, order), B),
+                             w, s2 * gram_inverse, np.zeros(K), drift_noise(wl, S))
+    n_inverse = np.linalg.pinv(measuring.N - measuring.w.sum() * measuring.E_w, rcond=1e-12, hermitian=True)
     detection = DETECTION_LIMIT_SIGMAS * np.sqrt(s2 * np.diag(n_inverse)[:K])
     fit_rms = np.sqrt(np.sum(w * E * E, axis=1) / w.sum())
     quality_args = dict(
@@ -580,8 +588,6 @@ def _leave_one_out(A, C, Cx, B, w, s2, calibration_args) -> tuple[np.ndarray, np
 
     NaN where the remaining standards cannot calibrate every analyte.
     """
-    from .quantify import quantify
-
     M, K = C.shape
     errors = np.full((M, K), np.nan)
     sigmas = np.full((M, K), np.nan)

@@ -10,6 +10,16 @@ are reported in ``below_detection_limit``, and ``purity_lower_bound`` gives the
 purity if every censored analyte were present at its detection limit (the worst
 case the censoring can hide). The target is never censored. Without
 ``detection_limit_g_per_L`` nothing is censored.
+
+Policy for a cell with (almost) no rare earths (a blank, the start of an
+elution): a purity is a ratio, and a ratio of two numbers that are both noise is
+noise anywhere between 0 and 1. When the total oxide is below its quantitation
+limit, ten times the standard uncertainty of a blank's total oxide (from the
+detection limits, which are three sigma of a blank; without them from
+``sigma_g_per_L``), the purity is NaN and ``below_quantitation_limit`` says so:
+"no rare earths in the cell". The limit is a blank's, not the spectrum's own
+sigma, so a spectrum whose sigma is widened by a model mismatch is flagged as a
+mismatch (by quantify), not misreported as empty.
 """
 
 from __future__ import annotations
@@ -20,7 +30,10 @@ import numpy as np
 
 from .elements import UnknownElementError, element, oxide_factor
 
-__all__ = ["PurityResult", "oxide_purity"]
+__all__ = ["PurityResult", "oxide_purity", "QUANTITATION_SIGMAS"]
+
+QUANTITATION_SIGMAS = 10.0
+"""The total oxide must be this many of its standard uncertainties for a purity to be given."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +51,10 @@ class PurityResult:
     - ``purity_lower_bound`` (N,): the purity if each of those were at its
       detection limit (equals ``purity`` when nothing was censored).
     - ``total_oxide_g_per_L`` (N,): the total oxide the purity refers to.
+    - ``quantitation_limit_g_per_L`` (N,): total oxide below which no purity is
+      given (NaN when neither sigmas nor detection limits were given).
+    - ``below_quantitation_limit`` (N,): no rare earths to speak of in the cell:
+      ``purity``, its sigma and lower bound are NaN.
     """
 
     purity: np.ndarray
@@ -48,6 +65,8 @@ class PurityResult:
     below_detection_limit: np.ndarray
     purity_lower_bound: np.ndarray
     total_oxide_g_per_L: np.ndarray
+    quantitation_limit_g_per_L: np.ndarray
+    below_quantitation_limit: np.ndarray
 
     @property
     def purity_percent(self) -> np.ndarray:
@@ -102,6 +121,7 @@ def oxide_purity(concentration_g_per_L, analytes, target: str, sigma_g_per_L=Non
     hidden = np.sum(np.where(censored, limit, 0.0) * factor, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         lower_bound = np.where(hidden > 0, oxide[:, t] / (total + hidden), purity)
+    blank_sigma = limit / 3.0 if detection_limit_g_per_L is not None else None  # detection limits are 3 sigma
     if sigma_g_per_L is None:
         purity_sigma = np.full(purity.shape, np.nan)
     else:
@@ -114,6 +134,18 @@ def oxide_purity(concentration_g_per_L, analytes, target: str, sigma_g_per_L=Non
             gradient[:, t] = factor[t] * (1.0 - purity) / total
             purity_sigma = np.sqrt(np.sum((gradient * sigma) ** 2, axis=1))
         purity_sigma[~np.isfinite(purity)] = np.nan
+    if blank_sigma is None and sigma_g_per_L is not None:
+        blank_sigma = sigma
+    if blank_sigma is None:
+        quantitation_limit = np.full(purity.shape, np.nan)
+        unquantified = np.zeros(purity.shape, dtype=bool)
+    else:
+        quantitation_limit = QUANTITATION_SIGMAS * np.sqrt(np.sum((factor * blank_sigma) ** 2, axis=1))
+        with np.errstate(invalid="ignore"):
+            unquantified = total < quantitation_limit
+        for array in (purity, purity_sigma, lower_bound):
+            array[unquantified] = np.nan
     return PurityResult(purity=purity, purity_sigma=purity_sigma, covered_elements=symbols, target=target,
                         target_oxide=element(target).oxide, below_detection_limit=censored,
-                        purity_lower_bound=lower_bound, total_oxide_g_per_L=total)
+                        purity_lower_bound=lower_bound, total_oxide_g_per_L=total,
+                        quantitation_limit_g_per_L=quantitation_limit, below_quantitation_limit=unquantified)

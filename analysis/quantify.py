@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import _nnls_kernel as _kernel
+from ._drift_terms import common_shift_nm, drift_noise
 from .absorbance import absorbance
-from .calibration import Calibration, model_arrays
+from ._model import model_arrays
 
-__all__ = ["Quantification", "quantify", "quantify_counts",
+if TYPE_CHECKING:  # calibration imports quantify (for its leave-one-out), never the other way round
+    from .calibration import Calibration
+
+__all__ = ["Quantification", "quantify", "quantify_counts", "LACK_OF_FIT_LIMIT",
            "STATUS_OK", "STATUS_TOO_FEW_PIXELS", "STATUS_DEGENERATE", "STATUS_MAX_ITER"]
 
 STATUS_OK = _kernel.STATUS_OK
@@ -22,6 +27,8 @@ KKT_TOLERANCE = 1e-10
 """Stop when no held-at-zero analyte's scaled gradient exceeds this times sqrt(y^T W y)."""
 PIVOT_TOLERANCE = 1e-12
 """A variable whose scaled Cholesky pivot falls below this is collinear with the free set."""
+LACK_OF_FIT_LIMIT = 2.0
+"""Above this lack of fit a spectrum is a model mismatch: the calibration cannot represent it."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,9 +42,19 @@ class Quantification:
       apart from the others over the valid pixels; NaN when there is no residual
       degree of freedom.
     - ``residual_rms`` (N,): weighted rms residual absorbance over valid pixels.
+    - ``lack_of_fit`` (N,): the residual's variance over the spectrum's own noise
+      (from the differences of neighbouring pixels' residuals): about 1 when the
+      model fits; a smooth misfit raises it. Sigmas already grow with it (above 1).
+    - ``model_mismatch`` (N,): ``lack_of_fit > LACK_OF_FIT_LIMIT``: the calibration
+      cannot represent the spectrum (a new matrix, an unknown absorber); its
+      concentrations are not to be trusted however small their sigma.
     - ``baseline_coefficients`` (N, L): Legendre coefficients of the baseline (absorbance).
     - ``quadratic_coefficients`` (N, Kq): free coefficients of the calibration's
       curvature spectra ((g/L)^2; about the square of the analyte's concentration).
+    - ``shift_coefficients``, ``width_coefficients`` (N, K): free coefficients of
+      the drift spectra (c times the band shift in nm; c times half the relative
+      change of the bands' squared widths); ``wavelength_shift_nm`` (N,) the
+      common shift they imply (NaN without analytes).
     - ``n_masked_pixels`` (N,): pixels of the model left out of each spectrum's fit.
     - ``status`` (N,): 0 ok, 1 too few valid pixels, 2 baseline undetermined,
       3 active set did not settle (feasible but maybe not optimal).
@@ -47,11 +64,32 @@ class Quantification:
     concentration_g_per_L: np.ndarray
     sigma_g_per_L: np.ndarray
     residual_rms: np.ndarray
+    lack_of_fit: np.ndarray
     baseline_coefficients: np.ndarray
     quadratic_coefficients: np.ndarray
+    shift_coefficients: np.ndarray
+    width_coefficients: np.ndarray
+    wavelength_shift_nm: np.ndarray
     n_masked_pixels: np.ndarray
     status: np.ndarray
     calibration_id: str
+
+    @property
+    def free_coefficients(self) -> np.ndarray:
+        """(N, n - K) curvature, baseline, shift and width coefficients: the free columns of the design matrix."""
+        return np.hstack([self.quadratic_coefficients, self.baseline_coefficients, self.shift_coefficients,
+                          self.width_coefficients])
+
+    def model_absorbance(self, calibration) -> np.ndarray:
+        """(N, P) the absorbance the fit describes (``design_matrix @ [c, free]``), NaN where the fit failed."""
+        coefficients = np.hstack([self.concentration_g_per_L, self.free_coefficients])
+        return coefficients @ calibration.design_matrix().T
+
+    @property
+    def model_mismatch(self) -> np.ndarray:
+        """(N,) True where the lack of fit exceeds :data:`LACK_OF_FIT_LIMIT` (NaN counts as no verdict)."""
+        with np.errstate(invalid="ignore"):
+            return np.asarray(self.lack_of_fit > LACK_OF_FIT_LIMIT)
 
     def __len__(self) -> int:
         return self.concentration_g_per_L.shape[0]
@@ -69,40 +107,52 @@ def _as_batch(array, name: str, n_pixels: int, dtype=np.float64) -> np.ndarray:
     return data if data.flags.writeable else data.copy()
 
 
-def _run(kernel, leading_args, model, calibration: Calibration, n_spectra: int) -> Quantification:
+def _check_calibration(calibration) -> None:
+    """A clear TypeError for what is not a Calibration (checked by what quantify uses of it)."""
+    if not all(hasattr(calibration, name) for name in ("_model", "analytes", "n_pixels", "design_matrix")):
+        raise TypeError(f"calibration must be an analysis.Calibration, not {type(calibration).__name__}")
+
+
+def _run(kernel, leading_args, model, calibration, n_spectra: int) -> Quantification:
     K = len(calibration.analytes)
     n = model.X.shape[1]
     conc = np.empty((n_spectra, K))
     sigma = np.empty((n_spectra, K))
-    base = np.empty((n_spectra, n - K))
+    free = np.empty((n_spectra, n - K))
     rms = np.empty(n_spectra)
+    lof = np.empty(n_spectra)
     nmask = np.empty(n_spectra, np.int64)
     status = np.empty(n_spectra, np.int8)
     if n_spectra:
-        kernel(*leading_args, model.X, model.XWt, model.w, model.N, model.E_w, K, KKT_TOLERANCE, PIVOT_TOLERANCE,
-               model.G, model.model_variance, conc, sigma, base, rms, nmask, status)
+        kernel(*leading_args, model.X, model.XWt, model.XsT, model.w, model.sqrt_w, model.N, model.E_w, K, n - 2 * K,
+               KKT_TOLERANCE, PIVOT_TOLERANCE, model.G, model.model_variance, conc, sigma, free, rms, lof, nmask,
+               status)
     Kq = len(calibration.quadratic_analytes)
+    drift = n - 3 * K  # position of the first drift coefficient among the free ones
+    shift, width = free[:, drift:drift + K], free[:, drift + K:]
     return Quantification(analytes=calibration.analytes, concentration_g_per_L=conc, sigma_g_per_L=sigma,
-                          residual_rms=rms, baseline_coefficients=base[:, Kq:], quadratic_coefficients=base[:, :Kq],
+                          residual_rms=rms, lack_of_fit=lof, baseline_coefficients=free[:, Kq:drift],
+                          quadratic_coefficients=free[:, :Kq], shift_coefficients=shift, width_coefficients=width,
+                          wavelength_shift_nm=common_shift_nm(conc, shift, np.diag(model.N)[n - 2 * K:n - K]),
                           n_masked_pixels=nmask, status=status, calibration_id=calibration.calibration_id)
 
 
-def quantify(absorbance, calibration: Calibration) -> Quantification:
+def quantify(absorbance, calibration: "Calibration") -> Quantification:
     """Concentrations (g/L) of the calibration's analytes in each absorbance spectrum.
 
     ``absorbance`` is (P,) or (N, P) on the calibration's wavelength grid; NaN or
     inf pixels (masked by :func:`analysis.absorbance`) are left out of that
-    spectrum's fit. Fits ``y = S^T c + B b`` by weighted least squares with
-    ``c >= 0`` and the baseline ``b`` free. A spectrum with no usable pixel gives
-    NaN, never zeros.
+    spectrum's fit. Fits ``y = S^T c + Q^T u + D^T d + B b`` by weighted least
+    squares with ``c >= 0`` and the curvature ``u``, drift ``d`` (wavelength shift
+    and band width per analyte) and baseline ``b`` free. A spectrum with no usable
+    pixel gives NaN, never zeros.
     """
-    if not isinstance(calibration, Calibration):
-        raise TypeError(f"calibration must be an analysis.Calibration, not {type(calibration).__name__}")
+    _check_calibration(calibration)
     Y = _as_batch(absorbance, "absorbance", calibration.n_pixels)
     return _run(_kernel.quantify_absorbance_batch, (Y,), calibration._model, calibration, Y.shape[0])
 
 
-def quantify_counts(counts, dark, reference, calibration: Calibration,
+def quantify_counts(counts, dark, reference, calibration: "Calibration",
                     saturation_counts: float | None = None) -> Quantification:
     """Raw detector counts straight to concentrations: :func:`absorbance` fused into :func:`quantify`.
 
@@ -113,8 +163,7 @@ def quantify_counts(counts, dark, reference, calibration: Calibration,
     format) and integer counts of up to 16 bits take the fused kernel, which never
     builds the absorbance array; other dtypes take exactly that two-step path.
     """
-    if not isinstance(calibration, Calibration):
-        raise TypeError(f"calibration must be an analysis.Calibration, not {type(calibration).__name__}")
+    _check_calibration(calibration)
     P = calibration.n_pixels
     raw = np.asarray(counts)
     fused = raw.dtype == np.float32 or (np.issubdtype(raw.dtype, np.integer) and raw.dtype.itemsize <= 2)
@@ -135,7 +184,8 @@ def quantify_counts(counts, dark, reference, calibration: Calibration,
     ln_reference[ref_ok] = np.log(ref_signal[ref_ok])
     model = calibration._model
     if not ref_ok.all():
-        model = model_arrays(model.X, np.where(ref_ok, model.w, 0.0), model.G, calibration.model_sigma_g_per_L)
+        model = model_arrays(model.X, np.where(ref_ok, model.w, 0.0), model.G, calibration.model_sigma_g_per_L,
+                             drift_noise(calibration.wavelength_nm, calibration.sensitivity))
     result = _run(_kernel.quantify_counts_batch, (data, D, ln_reference, saturation),
                   model, calibration, data.shape[0])
     # Pixels lost to the reference are masked in every spectrum: count them as absorbance() would.

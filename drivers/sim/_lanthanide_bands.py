@@ -7,6 +7,14 @@ analytical tables, rounded). Each band is a Gaussian in wavelength. Only the
 bands named in the design are modelled; La, Ce(III), Gd, Lu, Y (and Sc, Tb,
 whose few visible bands are very weak) are transparent here.
 
+Three bands are *hypersensitive* (``Band.hypersensitive``): Nd 575 nm
+(4I9/2 -> 4G5/2, 2G7/2), Ho 451 nm (5I8 -> 5G6) and Er 523 nm (4I15/2 -> 2H11/2).
+Their intensity and shape follow the ligands around the ion (nitrate, chloride,
+acidity) far more than the other f-f bands do; the table holds them for the
+aquo ion (perchlorate). The simulator's bench drifts (:mod:`._bench_drift`)
+change them, and every band's width and position with the solution's
+temperature, through :func:`absorbance_per_cm`'s ``bands`` argument.
+
 The analysis package never imports this module: it learns these numbers only
 from calibration standards, as a real lab does. For the same reason the atomic
 weights below are the simulator's own copy (IUPAC 2021, abridged), not the
@@ -20,17 +28,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Band", "BANDS", "ATOMIC_WEIGHTS", "KNOWN_ELEMENTS", "molar_g_per_L", "absorbance_per_cm"]
+__all__ = ["Band", "BANDS", "HYPERSENSITIVE_BANDS", "ATOMIC_WEIGHTS", "KNOWN_ELEMENTS", "molar_g_per_L",
+           "absorbance_per_cm"]
 
 
 @dataclass(frozen=True)
 class Band:
-    """One f-f band: centre, full width at half maximum, peak molar absorptivity."""
+    """One f-f band: centre, full width at half maximum, peak molar absorptivity, hypersensitive or not."""
 
     element: str
     center_nm: float
     fwhm_nm: float
     epsilon_L_per_mol_cm: float
+    hypersensitive: bool = False
 
 
 # element -> ((centre nm, FWHM nm, peak epsilon L/mol/cm), ...)
@@ -46,8 +56,11 @@ _TABLE: dict[str, tuple[tuple[float, float, float], ...]] = {
     "Yb": ((975.0, 15.0, 2.0),),
 }
 
+#: (element, centre nm) of the hypersensitive bands in the table.
+HYPERSENSITIVE_BANDS: frozenset[tuple[str, float]] = frozenset({("Nd", 575.0), ("Ho", 451.0), ("Er", 523.0)})
+
 BANDS: tuple[Band, ...] = tuple(
-    Band(element, center, fwhm, epsilon)
+    Band(element, center, fwhm, epsilon, (element, center) in HYPERSENSITIVE_BANDS)
     for element, bands in _TABLE.items()
     for center, fwhm, epsilon in bands
 )
@@ -69,12 +82,16 @@ def molar_g_per_L(symbol: str, g_per_L: float) -> float:
     return g_per_L / ATOMIC_WEIGHTS[symbol]
 
 
-def absorbance_per_cm(wavelength_nm: np.ndarray, concentrations_g_per_L: dict[str, float]) -> np.ndarray:
-    """Decadic absorbance of 1 cm of solution (Beer-Lambert sum over all bands), before the slit."""
+def absorbance_per_cm(wavelength_nm: np.ndarray, concentrations_g_per_L: dict[str, float],
+                      bands: tuple[Band, ...] | None = None) -> np.ndarray:
+    """Decadic absorbance of 1 cm of solution (Beer-Lambert sum over all bands), before the slit.
+
+    ``bands``: the band list to use instead of :data:`BANDS` (the table as a bench drift changed it).
+    """
     wavelength_nm = np.asarray(wavelength_nm, dtype=float)
     total = np.zeros_like(wavelength_nm)
     ascending = wavelength_nm.ndim == 1 and bool(np.all(np.diff(wavelength_nm) > 0))
-    for band in BANDS:
+    for band in BANDS if bands is None else bands:
         c_g_per_L = concentrations_g_per_L.get(band.element, 0.0)
         if c_g_per_L <= 0.0:
             continue

@@ -11,6 +11,13 @@ proportional to integration time, shot and read noise, 16-bit ADC that clips at
 
 Numbers are meant to look like a small fibre spectrometer (Flame/USB2000+ class)
 on a lamp and flow cell: a water blank peaks at about 40 000 counts at 100 ms.
+
+Bench drifts (:mod:`._bench_drift`) enter :meth:`Optics.signal_rate` as two
+optional arguments: ``wavelength_shift_nm``, by which the *true* wavelength of
+every pixel differs from the nominal axis (the coefficients the instrument
+reports do not change), and ``bands``, the band table as the solution's
+temperature and matrix changed it. Without them (or with a zero shift and no
+bands) the computation is the undisturbed one, bit for bit.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import numpy as np
 
 from ._lanthanide_bands import absorbance_per_cm
 
-__all__ = ["OpticsConfig", "Optics", "wavelength_coefficients"]
+__all__ = ["OpticsConfig", "Optics", "wavelength_coefficients", "MAX_WAVELENGTH_SHIFT_NM"]
 
 # Base wavelength polynomial for a 2048-px detector: lambda(i) = c0 + c1 i + c2 i^2 + c3 i^3.
 _C0_NM, _C2_NM, _C3_NM = 350.0, -1.5e-5, 2.0e-10
@@ -30,6 +37,9 @@ _LAST_BASE_PIXEL = 2047
 _C1_NM = (1000.0 - _C0_NM - _C2_NM * _LAST_BASE_PIXEL**2 - _C3_NM * _LAST_BASE_PIXEL**3) / _LAST_BASE_PIXEL
 _SECOND_RADIATION_CONSTANT_NM_K = 1.438777e7  # h c / k in nm K
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+#: Largest axis shift the optics model holds (nm): the fine grid extends this far beyond the pixels
+#: with the slit's full width to spare. A bench drift is clipped to it (and says so in its truth).
+MAX_WAVELENGTH_SHIFT_NM = 3.0
 
 
 def wavelength_coefficients(pixels: int) -> tuple[float, float, float, float]:
@@ -124,19 +134,34 @@ class Optics:
         intensity = 1.0 + cfg.intensity_drift_fraction * math.sin(2 * math.pi * time_s / cfg.intensity_drift_period_s + 1.0)
         return temperature_K, intensity
 
-    def _light_at_pixels(self, sample_absorbance_fine: np.ndarray, temperature_K: float, intensity: float) -> np.ndarray:
+    def true_wavelengths_nm(self, wavelength_shift_nm: float = 0.0) -> np.ndarray:
+        """The wavelength each pixel really sees (nm) when the axis has drifted by ``wavelength_shift_nm``."""
+        shift = float(wavelength_shift_nm)
+        if not (math.isfinite(shift) and abs(shift) <= MAX_WAVELENGTH_SHIFT_NM):
+            raise ValueError(f"wavelength shift must be finite and within +-{MAX_WAVELENGTH_SHIFT_NM:g} nm, "
+                             f"got {wavelength_shift_nm!r}")
+        return self.wavelengths_nm if shift == 0.0 else self.wavelengths_nm + shift
+
+    def _light_at_pixels(self, sample_absorbance_fine: np.ndarray, temperature_K: float, intensity: float,
+                         wavelength_shift_nm: float = 0.0) -> np.ndarray:
         through_cell = _planck_relative(self._fine_nm, temperature_K) * self._response * intensity
         through_cell *= 10.0 ** -(self._water_absorbance + sample_absorbance_fine)
         blurred = np.convolve(through_cell, self._kernel, mode="same")
-        at_pixels = np.interp(self.wavelengths_nm, self._fine_nm, blurred)
+        at_pixels = np.interp(self.true_wavelengths_nm(wavelength_shift_nm), self._fine_nm, blurred)
         stray = self.config.stray_light_fraction * at_pixels.mean()
         return at_pixels + stray
 
-    def signal_rate(self, concentrations_g_per_L: dict[str, float], time_s: float) -> np.ndarray:
-        """Expected photo-signal (counts/s per pixel, dark excluded) with this solution in the cell."""
-        sample = absorbance_per_cm(self._fine_nm, concentrations_g_per_L) * self.config.path_length_cm
+    def signal_rate(self, concentrations_g_per_L: dict[str, float], time_s: float, *,
+                    wavelength_shift_nm: float = 0.0, bands=None) -> np.ndarray:
+        """Expected photo-signal (counts/s per pixel, dark excluded) with this solution in the cell.
+
+        ``wavelength_shift_nm``: true minus nominal wavelength of every pixel (the axis drift);
+        ``bands``: the band table to use instead of the undisturbed one (``None``).
+        """
+        sample = absorbance_per_cm(self._fine_nm, concentrations_g_per_L, bands) * self.config.path_length_cm
         temperature_K, intensity = self.lamp_state(time_s)
-        return self._light_at_pixels(sample, temperature_K, intensity) * self._rate_scale * self._prnu
+        light = self._light_at_pixels(sample, temperature_K, intensity, wavelength_shift_nm)
+        return light * self._rate_scale * self._prnu
 
     # --- read-out ------------------------------------------------------------------------
     def mean_counts(self, signal_rate: np.ndarray | None, integration_time_s: float) -> np.ndarray:

@@ -25,6 +25,37 @@ element)::
 The concentration of an element at time t is base + sum of its peaks + its
 table value. A bare scenario name (``pr-nd-elution``) is looked up in
 ``seeds/scenarios``.
+
+Three more optional sections describe the bench around the cell (its drifts,
+:mod:`drivers.sim._bench_drift`; docs/instruments/spectrometer.md)::
+
+    [lab]                       # the room's temperature over scenario time
+    time_s = [0, 86400]         # needed when a value below is a list
+    temperature_C = [20.0, 24.0]    # a number (constant) or one value per time_s (piecewise-linear)
+    cycle_amplitude_C = 1.5     # optional cosine cycle on top: amplitude,
+    cycle_period_s = 86400      #   period (default a day)
+    cycle_peak_s = 50400        #   and the time of its maximum (default 14:00)
+
+    [solution]                  # the process stream in the cell besides its concentrations
+    time_s = [0, 43200]
+    temperature_C = "lab"       # a number, one per time_s, or "lab" (the stream is at room temperature)
+    matrix = ["nitrate", "chloride"]   # a name or one per time_s (a step: each holds until the next)
+    acid_mol_per_L = 1.0        # the acid's anion, a number or one per time_s
+
+    [drift]                     # applied when the scenario starts; a key left out leaves that setting
+    wavelength = true           # axis drift with the spectrometer's temperature and fibre replugs
+    bands = true                # band widths and centres with the solution's temperature
+    matrix = true               # hypersensitive bands with the matrix
+    k_T_nm_per_C = 0.05
+    calibration_temperature_C = 20.0
+    spectrometer_lag_s = 1200
+    replug_s = [30000]          # fibre replugs at these scenario times,
+    replug_step_nm = [0.12]     #   each stepping the axis by this much
+
+A solution key left out keeps what the bench holds (``SIM:SOL:...``). Every
+value is checked: true/false where a switch is meant (a boolean is never a
+number), finite numbers within the ranges of :mod:`drivers.sim._bench_drift`,
+known matrix names, lists one per ``time_s``.
 """
 
 from __future__ import annotations
@@ -37,6 +68,20 @@ from pathlib import Path
 import numpy as np
 
 from .._text_file import UnreadableFileError, is_regular_file, read_small_toml_file, shorten
+from ._bench_drift import (
+    ACID_RANGE_MOL_PER_L,
+    K_T_RANGE_NM_PER_C,
+    LAB_TEMPERATURE_RANGE_C,
+    LAG_RANGE_S,
+    MATRICES,
+    MAX_REPLUG_STEP_NM,
+    SOLUTION_TEMPERATURE_RANGE_C,
+    DriftSettings,
+    LabProfile,
+    Solution,
+    SolutionProfile,
+    matrix_name,
+)
 from ._lanthanide_bands import KNOWN_ELEMENTS
 
 __all__ = ["Scenario", "ScenarioError", "Peak", "load_scenario", "scenarios_dir", "find_scenario",
@@ -86,6 +131,34 @@ class Scenario:
     peaks: tuple[Peak, ...] = ()
     table_time_s: tuple[float, ...] = ()
     table: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    lab: LabProfile | None = None
+    solution: SolutionProfile | None = None
+    drift: DriftSettings | None = None
+
+    def scenario_time(self, time_s):
+        """Scenario time as its profiles see it: wrapped at ``duration_s`` when ``repeat``."""
+        if self.repeat and self.duration_s:
+            return np.mod(time_s, self.duration_s) if isinstance(time_s, np.ndarray) else time_s % self.duration_s
+        return time_s
+
+    def lab_temperature_at(self, time_s) -> np.ndarray:
+        """Lab temperature (C) at scenario time(s) ``time_s``; needs a ``[lab]`` section."""
+        if self.lab is None:
+            raise ValueError(f"scenario {self.name!r} has no [lab] section")
+        return self.lab.at(self.scenario_time(np.asarray(time_s, dtype=float)))
+
+    def solution_at(self, time_s: float, lab_temperature_C: float, held: Solution) -> Solution:
+        """The stream's temperature, matrix and acid at scenario time ``time_s`` (``held`` where not given)."""
+        if self.solution is None:
+            return held
+        return self.solution.at(self.scenario_time(time_s), lab_temperature_C, held)
+
+    def replug_offset_nm(self, time_s: float) -> float:
+        """Sum of the scenario's fibre-replug steps up to scenario time ``time_s`` (repeats included)."""
+        if self.drift is None or not self.drift.replug_s or time_s < 0:
+            return 0.0
+        cycles = int(time_s // self.duration_s) if self.repeat and self.duration_s else 0
+        return self.drift.replug_offset_nm(self.scenario_time(time_s), cycles)
 
     @property
     def elements(self) -> tuple[str, ...]:
@@ -131,11 +204,23 @@ def _element(symbol: object, where: str) -> str:
     return str(symbol)
 
 
+def _finite(value: object, where: str) -> float:
+    """``value`` as a float if it is a finite int or float (never a boolean); a ScenarioError otherwise."""
+    number = None
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float
+            number = None
+    if number is None or not math.isfinite(number):
+        raise ScenarioError(f"{where}: expected a finite number, got {shorten(repr(value))}")
+    return number
+
+
 def _number(value: object, where: str, *, minimum: float | None = None, positive: bool = False,
             maximum: float = MAX_SCENARIO_TIME_S) -> float:
     """``value`` as a float if it is a finite number in range (not a boolean); a ScenarioError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ScenarioError(f"{where}: expected a finite number, got {shorten(repr(value))}")
+    value = _finite(value, where)
     if abs(value) > maximum:
         raise ScenarioError(f"{where}: must be at most {maximum:g} in magnitude, got {value!r}")
     if positive and value <= 0:
@@ -143,6 +228,119 @@ def _number(value: object, where: str, *, minimum: float | None = None, positive
     if minimum is not None and value < minimum:
         raise ScenarioError(f"{where}: must be >= {minimum:g}, got {value!r}")
     return float(value)
+
+
+def _in_range(value: object, where: str, bounds: tuple[float, float], unit: str) -> float:
+    number = _finite(value, where)
+    low, high = bounds
+    if not low <= number <= high:
+        raise ScenarioError(f"{where}: must be within {low:g} to {high:g} {unit}, got {value!r}")
+    return number
+
+
+def _switch(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ScenarioError(f"{where}: must be true or false, not {shorten(repr(value))}")
+    return value
+
+
+def _times(value: object, where: str) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value:
+        raise ScenarioError(f"{where}: needs a non-empty list of times (s)")
+    times = tuple(_number(t, where) for t in value)
+    if any(b <= a for a, b in zip(times, times[1:])):
+        raise ScenarioError(f"{where}: must increase strictly")
+    return times
+
+
+def _series(value: object, where: str, times: tuple[float, ...] | None, read) -> tuple:
+    """A value or one per ``time_s`` (``times``), each read with ``read(value, where)``."""
+    if isinstance(value, list):
+        if times is None:
+            raise ScenarioError(f"{where}: a list needs time_s in the same section")
+        if len(value) != len(times):
+            raise ScenarioError(f"{where}: needs {len(times)} values, one per time_s")
+        return tuple(read(v, f"{where}[{i}]") for i, v in enumerate(value))
+    return (read(value, where),)
+
+
+def _check_keys(raw: dict, allowed: set[str], where: str) -> None:
+    unknown = set(raw) - allowed
+    if unknown:
+        raise ScenarioError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
+
+
+def _matrix(value: object, where: str) -> str:
+    name = matrix_name(value)
+    if name is None:
+        raise ScenarioError(f"{where}: unknown matrix {shorten(repr(value))} (known: {', '.join(MATRICES)})")
+    return name
+
+
+def _parse_lab(raw: object, where: str) -> LabProfile:
+    at = f"{where} [lab]"
+    raw = _of_type(raw, dict, at, "a table")
+    _check_keys(raw, {"time_s", "temperature_C", "cycle_amplitude_C", "cycle_period_s", "cycle_peak_s"}, at)
+    times = _times(raw["time_s"], f"{at} time_s") if "time_s" in raw else None
+    if "temperature_C" not in raw:
+        raise ScenarioError(f"{at}: needs temperature_C (a number, or one per time_s)")
+    temperatures = _series(raw["temperature_C"], f"{at} temperature_C", times,
+                           lambda v, w: _in_range(v, w, LAB_TEMPERATURE_RANGE_C, "C"))
+    amplitude = _in_range(raw.get("cycle_amplitude_C", 0.0), f"{at} cycle_amplitude_C", (0.0, 20.0), "C")
+    period = _in_range(raw.get("cycle_period_s", 86400.0), f"{at} cycle_period_s", (60.0, MAX_SCENARIO_TIME_S), "s")
+    peak = _in_range(raw.get("cycle_peak_s", 50400.0), f"{at} cycle_peak_s",
+                     (-MAX_SCENARIO_TIME_S, MAX_SCENARIO_TIME_S), "s")
+    low, high = LAB_TEMPERATURE_RANGE_C
+    if min(temperatures) - amplitude < low or max(temperatures) + amplitude > high:
+        raise ScenarioError(f"{at}: temperature_C with the cycle's amplitude must stay within {low:g} to {high:g} C")
+    return LabProfile(times or (0.0,), temperatures, amplitude, period, peak)
+
+
+def _parse_solution(raw: object, where: str) -> SolutionProfile:
+    at = f"{where} [solution]"
+    raw = _of_type(raw, dict, at, "a table")
+    _check_keys(raw, {"time_s", "temperature_C", "matrix", "acid_mol_per_L"}, at)
+    times = _times(raw["time_s"], f"{at} time_s") if "time_s" in raw else None
+    temperature, follows_lab = None, False
+    if raw.get("temperature_C") == "lab":
+        follows_lab = True
+    elif "temperature_C" in raw:
+        temperature = _series(raw["temperature_C"], f"{at} temperature_C", times,
+                              lambda v, w: _in_range(v, w, SOLUTION_TEMPERATURE_RANGE_C, "C"))
+    matrix = _series(raw["matrix"], f"{at} matrix", times, _matrix) if "matrix" in raw else None
+    acid = (_series(raw["acid_mol_per_L"], f"{at} acid_mol_per_L", times,
+                    lambda v, w: _in_range(v, w, ACID_RANGE_MOL_PER_L, "mol/L"))
+            if "acid_mol_per_L" in raw else None)
+    if temperature is None and not follows_lab and matrix is None and acid is None:
+        raise ScenarioError(f"{at}: gives none of temperature_C, matrix, acid_mol_per_L")
+    return SolutionProfile(times or (0.0,), temperature, follows_lab, matrix, acid)
+
+
+def _parse_drift(raw: object, where: str) -> DriftSettings:
+    at = f"{where} [drift]"
+    raw = _of_type(raw, dict, at, "a table")
+    _check_keys(raw, {"wavelength", "bands", "matrix", "k_T_nm_per_C", "calibration_temperature_C",
+                      "spectrometer_lag_s", "replug_s", "replug_step_nm"}, at)
+    switches = {key: _switch(raw[key], f"{at} {key}") for key in ("wavelength", "bands", "matrix") if key in raw}
+    numbers = {}
+    for key, bounds, unit in (("k_T_nm_per_C", K_T_RANGE_NM_PER_C, "nm/C"),
+                              ("calibration_temperature_C", LAB_TEMPERATURE_RANGE_C, "C"),
+                              ("spectrometer_lag_s", LAG_RANGE_S, "s")):
+        if key in raw:
+            numbers[key] = _in_range(raw[key], f"{at} {key}", bounds, unit)
+    replug_s: tuple[float, ...] = ()
+    steps: tuple[float, ...] = ()
+    if "replug_s" in raw or "replug_step_nm" in raw:
+        if "replug_s" not in raw or "replug_step_nm" not in raw:
+            raise ScenarioError(f"{at}: replug_s and replug_step_nm go together")
+        replug_s = _times(raw["replug_s"], f"{at} replug_s")
+        if replug_s[0] < 0:
+            raise ScenarioError(f"{at} replug_s: must be >= 0, got {replug_s[0]!r}")
+        if not isinstance(raw["replug_step_nm"], list) or len(raw["replug_step_nm"]) != len(replug_s):
+            raise ScenarioError(f"{at} replug_step_nm: needs {len(replug_s)} values, one per replug_s")
+        steps = tuple(_in_range(v, f"{at} replug_step_nm[{i}]", (-MAX_REPLUG_STEP_NM, MAX_REPLUG_STEP_NM), "nm")
+                      for i, v in enumerate(raw["replug_step_nm"]))
+    return DriftSettings(**switches, **numbers, replug_s=replug_s, replug_step_nm=steps)
 
 
 def _concentration(value: object, where: str) -> float:
@@ -156,7 +354,7 @@ def _of_type(value: object, kind: type, where: str, what: str):
 
 
 def _parse(data: dict, where: str) -> Scenario:
-    allowed = {"name", "description", "duration_s", "repeat", "base", "peak", "table"}
+    allowed = {"name", "description", "duration_s", "repeat", "base", "peak", "table", "lab", "solution", "drift"}
     unknown = set(data) - allowed
     if unknown:
         raise ScenarioError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
@@ -206,6 +404,9 @@ def _parse(data: dict, where: str) -> Scenario:
         peaks=tuple(peaks),
         table_time_s=table_time_s,
         table=table,
+        lab=_parse_lab(data["lab"], where) if "lab" in data else None,
+        solution=_parse_solution(data["solution"], where) if "solution" in data else None,
+        drift=_parse_drift(data["drift"], where) if "drift" in data else None,
     )
 
 

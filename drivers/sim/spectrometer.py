@@ -12,8 +12,10 @@ Three layers, kept apart as on a real bench:
   :mod:`drivers.sim._optics`;
 - the bench (:class:`SimControl`): the ``SIM:`` namespace that loads standards,
   runs scenarios, tells the truth and the noise figure, sets the clock speed,
-  arms line faults and switches absurd answers on and off. It is *not* part of
-  the instrument dialect;
+  arms line faults, switches absurd answers on and off, and switches and sets
+  the bench drifts (wavelength axis with the spectrometer's temperature and
+  fibre replugs, bands with the solution's temperature and matrix;
+  :mod:`drivers.sim._bench_drift`). It is *not* part of the instrument dialect;
 - the line (:class:`LineFaults`, :class:`Server`): the TCP socket, where
   garbled, truncated, over-long, huge-header, NaN-carrying, out-of-range,
   trickled, babbling, dropped, delayed or disconnected answers are injected,
@@ -43,8 +45,27 @@ from typing import Callable
 
 import numpy as np
 
+from ._bench_drift import (
+    ACID_RANGE_MOL_PER_L,
+    K_T_RANGE_NM_PER_C,
+    LAB_TEMPERATURE_RANGE_C,
+    LAG_RANGE_S,
+    MATRICES,
+    SOLUTION_TEMPERATURE_RANGE_C,
+    BenchDrift,
+    DriftState,
+    Solution,
+    matrix_name,
+)
 from ._optics import Optics, OpticsConfig
-from .scenario import Scenario, ScenarioError, format_concentrations, load_scenario, parse_concentrations
+from .scenario import (
+    MAX_SCENARIO_TIME_S,
+    Scenario,
+    ScenarioError,
+    format_concentrations,
+    load_scenario,
+    parse_concentrations,
+)
 
 __all__ = ["Instrument", "SimControl", "LineFaults", "Server", "SimClock", "Cell", "ABSURD_QUANTITIES", "main"]
 
@@ -112,32 +133,91 @@ class SimClock:
 
 
 class Cell:
-    """What is in the flow cell: a loaded standard (water when empty) or a running scenario."""
+    """What is in the flow cell: a loaded standard (water when empty) or a running scenario.
 
-    def __init__(self) -> None:
+    Besides concentrations, the solution has a temperature, an acid matrix and an
+    acidity (:attr:`solution`, set with ``SIM:SOL:...``; a scenario's ``[solution]``
+    while it runs). The cell also carries the bench's drifts (:attr:`drift`),
+    because a running scenario drives the lab's temperature and replugs the fibre:
+    when it stops, what it drove is frozen as it is, like the concentrations.
+    """
+
+    def __init__(self, drift: BenchDrift | None = None) -> None:
         self.standard: dict[str, float] = {}
         self.scenario: Scenario | None = None
         self.scenario_start_s: float | None = None
+        self.drift = drift if drift is not None else BenchDrift()
+        #: Temperature, matrix and acid of a loaded standard or a held cell.
+        self.solution = Solution()
 
-    def load_standard(self, concentrations: dict[str, float]) -> None:
+    @property
+    def running(self) -> bool:
+        return self.scenario is not None and self.scenario_start_s is not None
+
+    def load_standard(self, concentrations: dict[str, float], now_s: float | None = None) -> None:
+        if self.running and now_s is not None:
+            self._leave_scenario(now_s)
         self.standard = dict(concentrations)
         self.scenario_start_s = None
 
-    def start_scenario(self, now_s: float) -> None:
+    def start_scenario(self, now_s: float, elapsed_s: float = 0.0) -> None:
+        """Run the loaded scenario as if it had started ``elapsed_s`` simulated seconds ago."""
         if self.scenario is None:
             raise ScpiFault(-221, "Settings conflict;no scenario loaded (SIM:SCEN <path>)")
-        self.scenario_start_s = now_s
+        if self.running:
+            self._leave_scenario(now_s)
+        scenario = self.scenario
+        start = self.scenario_start_s = now_s - elapsed_s
+        if scenario.drift is not None:
+            self.drift.apply(scenario.drift)
+        if scenario.lab is not None:
+            self.drift.lab.follow(start, lambda t: scenario.lab_temperature_at(t - start))
 
     def stop_scenario(self, now_s: float) -> None:
-        if self.scenario_start_s is not None:
+        if self.running:
             self.standard = self.concentrations_at(now_s)
+            self._leave_scenario(now_s)
             self.scenario_start_s = None
+
+    def _leave_scenario(self, now_s: float) -> None:
+        """Freeze what the running scenario drove: the solution, the lab's temperature, its fibre replugs."""
+        self.solution = self.solution_at(now_s)
+        if self.scenario.lab is not None:
+            self.drift.lab.hold(now_s, self.drift.lab_temperature_at(now_s))
+        self.drift.fibre_offset_nm += self.scenario.replug_offset_nm(now_s - self.scenario_start_s)
 
     def concentrations_at(self, now_s: float) -> dict[str, float]:
         """Element concentrations (g/L) in the cell at simulated time ``now_s``."""
         if self.scenario is not None and self.scenario_start_s is not None:
             return self.scenario.concentrations_at(now_s - self.scenario_start_s)
         return dict(self.standard)
+
+    def solution_at(self, now_s: float) -> Solution:
+        """Temperature, matrix and acid of the solution in the cell at simulated time ``now_s``."""
+        if self.running and self.scenario.solution is not None:
+            return self.scenario.solution_at(now_s - self.scenario_start_s, self.drift.lab_temperature_at(now_s),
+                                             self.solution)
+        return self.solution
+
+    def scenario_fibre_nm(self, now_s: float) -> float:
+        """Axis steps of the running scenario's fibre replugs so far (nm)."""
+        return self.scenario.replug_offset_nm(now_s - self.scenario_start_s) if self.running else 0.0
+
+    @property
+    def drives_lab(self) -> bool:
+        return self.running and self.scenario.lab is not None
+
+    @property
+    def drives_solution(self) -> bool:
+        return self.running and self.scenario.solution is not None
+
+    def drift_state_at(self, now_s: float) -> DriftState:
+        """The bench drifts at simulated time ``now_s`` (the truth of SIM:TRUT:DRIF?)."""
+        return self.drift.state_at(now_s, self.solution_at(now_s), self.scenario_fibre_nm(now_s))
+
+    def optics_arguments(self, now_s: float) -> dict:
+        """What the drifts pass to ``Optics.signal_rate`` at ``now_s``: nothing while every drift is off."""
+        return self.drift_state_at(now_s).optics_arguments() if self.drift.any_on else {}
 
 
 # --- SCPI parsing ----------------------------------------------------------------------------
@@ -204,6 +284,18 @@ def _keyword(params: str, choices: dict[str, str]) -> str:
     if word not in choices:
         raise ScpiFault(-224, f"Illegal parameter value;{params.strip()}")
     return choices[word]
+
+
+def _switch(params: str) -> bool:
+    return _keyword(params, {"ON": "1", "OFF": "0", "1": "1", "0": "0"}) == "1"
+
+
+def _ranged(params: str, bounds: tuple[float, float], what: str, unit: str) -> float:
+    value = _number(params)
+    low, high = bounds
+    if not low <= value <= high:
+        raise ScpiFault(-222, f"Data out of range;{what} {value:g} {unit} not in {low:g} to {high:g} {unit}")
+    return value
 
 
 def _number(params: str, keywords: dict[str, float] | None = None) -> float:
@@ -333,7 +425,10 @@ class Instrument:
     def _initiate(self) -> None:
         exposure_s = self.integration_time_s * self.averages
         mid_s = self.clock.now_s() + exposure_s / 2.0
-        rate = self.optics.signal_rate(self.cell.concentrations_at(mid_s), mid_s) if self.shutter_open else None
+        rate = None
+        if self.shutter_open:
+            rate = self.optics.signal_rate(self.cell.concentrations_at(mid_s), mid_s,
+                                           **self.cell.optics_arguments(mid_s))
         counts = self.optics.read_out(rate, self.integration_time_s, self.averages, self.rng)
         ready = time.monotonic() + exposure_s / self.clock.speed
         self._pending = Answer(self._encode(counts), is_spectrum=True, ready_wall_s=ready)
@@ -490,11 +585,11 @@ class SimControl:
 
     def register(self, table: CommandTable) -> None:
         """Add the SIM: commands to ``table``."""
-        table.add("SIM:STANdard", lambda p: self.cell.load_standard(self._concentrations(p)))
+        table.add("SIM:STANdard", lambda p: self.cell.load_standard(self._concentrations(p), self.clock.now_s()))
         table.add("SIM:STANdard", lambda p: format_concentrations(self.cell.standard), query=True)
         table.add("SIM:SCENario", self._load_scenario)
         table.add("SIM:SCENario", self._scenario_state, query=True)
-        table.add("SIM:SCENario:STARt", lambda p: self.cell.start_scenario(self.clock.now_s()))
+        table.add("SIM:SCENario:STARt", self._start_scenario)
         table.add("SIM:SCENario:STOP", lambda p: self.cell.stop_scenario(self.clock.now_s()))
         table.add("SIM:TRUTh", lambda p: format_concentrations(self.cell.concentrations_at(self.clock.now_s())),
                   query=True)
@@ -507,6 +602,81 @@ class SimControl:
         table.add("SIM:SPEed", self._set_speed)
         table.add("SIM:SPEed", lambda p: f"{self.clock.speed:g}", query=True)
         table.add("SIM:TIME", lambda p: f"{self.clock.now_s():.6f}", query=True)
+        self._register_drifts(table)
+
+    # --- bench drifts (drivers/sim/_bench_drift.py) ---------------------------------------------------
+    def _register_drifts(self, table: CommandTable) -> None:
+        drift = self.cell.drift
+        table.add("SIM:DRIFt", lambda p: drift.set_all(_switch(p)))
+        table.add("SIM:DRIFt", lambda p: f"{int(drift.wavelength)},{int(drift.bands)},{int(drift.matrix)}",
+                  query=True)
+        for header, name in (("SIM:DRIFt:WAVelength", "wavelength"), ("SIM:DRIFt:BANDs", "bands"),
+                             ("SIM:DRIFt:MATRix", "matrix")):
+            table.add(header, lambda p, name=name: setattr(drift, name, _switch(p)))
+            table.add(header, lambda p, name=name: str(int(getattr(drift, name))), query=True)
+        table.add("SIM:DRIFt:KT", lambda p: setattr(drift, "k_T_nm_per_C",
+                                                    _ranged(p, K_T_RANGE_NM_PER_C, "k_T", "nm/C")))
+        table.add("SIM:DRIFt:KT", lambda p: f"{drift.k_T_nm_per_C:.9g}", query=True)
+        table.add("SIM:DRIFt:TCAL", lambda p: setattr(drift, "calibration_temperature_C",
+                                                      _ranged(p, LAB_TEMPERATURE_RANGE_C, "T_cal", "C")))
+        table.add("SIM:DRIFt:TCAL", lambda p: f"{drift.calibration_temperature_C:.9g}", query=True)
+        table.add("SIM:LAB:TEMPerature", self._set_lab_temperature)
+        table.add("SIM:LAB:TEMPerature", lambda p: f"{drift.lab_temperature_at(self.clock.now_s()):.9g}",
+                  query=True)
+        table.add("SIM:LAB:LAG", lambda p: setattr(drift, "lag_s", _ranged(p, LAG_RANGE_S, "lag", "s")))
+        table.add("SIM:LAB:LAG", lambda p: f"{drift.lag_s:.9g}", query=True)
+        table.add("SIM:SPECtrometer:TEMPerature",
+                  lambda p: f"{drift.spectrometer_temperature_at(self.clock.now_s()):.9g}", query=True)
+        table.add("SIM:SOLution:TEMPerature", self._set_solution_temperature)
+        table.add("SIM:SOLution:TEMPerature",
+                  lambda p: f"{self.cell.solution_at(self.clock.now_s()).temperature_C:.9g}", query=True)
+        table.add("SIM:SOLution:MATRix", self._set_matrix)
+        table.add("SIM:SOLution:MATRix", self._matrix_state, query=True)
+        table.add("SIM:FIBRe:REPLug", self._replug)
+        table.add("SIM:FIBRe", lambda p: f"{drift.fibre_offset_nm + self.cell.scenario_fibre_nm(self.clock.now_s()):.9g}",
+                  query=True)
+        table.add("SIM:TRUTh:DRIFt", lambda p: self.cell.drift_state_at(self.clock.now_s()).format(), query=True)
+
+    def _start_scenario(self, params: str) -> None:
+        elapsed_s = _ranged(params, (0.0, MAX_SCENARIO_TIME_S), "scenario time", "s") if params.strip() else 0.0
+        self.cell.start_scenario(self.clock.now_s(), elapsed_s)
+
+    def _set_lab_temperature(self, params: str) -> None:
+        temperature = _ranged(params, LAB_TEMPERATURE_RANGE_C, "lab temperature", "C")
+        if self.cell.drives_lab:
+            raise ScpiFault(-221, "Settings conflict;the running scenario sets the lab temperature")
+        self.cell.drift.lab.hold(self.clock.now_s(), temperature)
+
+    def _set_solution_temperature(self, params: str) -> None:
+        temperature = _ranged(params, SOLUTION_TEMPERATURE_RANGE_C, "solution temperature", "C")
+        if self.cell.drives_solution:
+            raise ScpiFault(-221, "Settings conflict;the running scenario sets the solution")
+        self.cell.solution = Solution(temperature, self.cell.solution.matrix, self.cell.solution.acid_mol_per_L)
+
+    def _set_matrix(self, params: str) -> None:
+        """``<matrix>[,<acid mol/L>]``: PERC, CHL or NITR (or the full names); the acid stays if not given."""
+        name_text, _, acid_text = params.partition(",")
+        if not name_text.strip():
+            raise ScpiFault(-109, "Missing parameter;SIM:SOL:MATR <PERC|CHL|NITR>[,<acid mol/L>]")
+        name = matrix_name(name_text)
+        if name is None:
+            raise ScpiFault(-224, f"Illegal parameter value;{name_text.strip()} ({', '.join(MATRICES)})")
+        acid = (_ranged(acid_text, ACID_RANGE_MOL_PER_L, "acid", "mol/L") if acid_text.strip()
+                else self.cell.solution.acid_mol_per_L)
+        if self.cell.drives_solution:
+            raise ScpiFault(-221, "Settings conflict;the running scenario sets the solution")
+        self.cell.solution = Solution(self.cell.solution.temperature_C, name, acid)
+
+    def _matrix_state(self, params: str) -> str:
+        solution = self.cell.solution_at(self.clock.now_s())
+        return f"{solution.matrix.upper()},{solution.acid_mol_per_L:.9g}"
+
+    def _replug(self, params: str) -> None:
+        step = _number(params) if params.strip() else None
+        try:
+            self.cell.drift.replug(step)
+        except ValueError as error:
+            raise ScpiFault(-222, f"Data out of range;{error}") from None
 
     @staticmethod
     def _absurd_quantity(text: str) -> str:
@@ -568,8 +738,9 @@ class SimControl:
         wavelength_nm = _number(params)
         now = self.clock.now_s()
         inst = self.instrument
-        sample = self.optics.signal_rate(self.cell.concentrations_at(now), now)
-        blank = self.optics.signal_rate({}, now)
+        drifts = self.cell.optics_arguments(now)
+        sample = self.optics.signal_rate(self.cell.concentrations_at(now), now, **drifts)
+        blank = self.optics.signal_rate({}, now, wavelength_shift_nm=drifts.get("wavelength_shift_nm", 0.0))
         std = self.optics.absorbance_noise_std(sample, blank, inst.integration_time_s, inst.averages)
         pixel = int(np.argmin(np.abs(self.optics.wavelengths_nm - wavelength_nm)))
         value = std[pixel]
@@ -763,11 +934,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the detector's fixed pattern and noise")
     parser.add_argument("--scenario", help="scenario file or bundled name to start at once")
     args = parser.parse_args(argv)
+    seeds = np.random.SeedSequence(args.seed).spawn(3)
     try:
         if not 16 <= args.pixels <= 16384:
             raise ValueError(f"--pixels must be 16-16384, got {args.pixels}")
         clock = SimClock(args.speed)
-        cell = Cell()
+        cell = Cell(BenchDrift(np.random.default_rng(seeds[2])))
         if args.scenario:
             cell.scenario = load_scenario(args.scenario)
             cell.start_scenario(clock.now_s())
@@ -775,7 +947,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, ScenarioError) as error:
         print(f"spectrometer simulator: {error}", file=sys.stderr)
         return 2
-    seeds = np.random.SeedSequence(args.seed).spawn(2)
     instrument = Instrument(optics, clock, cell, np.random.default_rng(seeds[0]), serial=f"SIM{args.seed:05d}")
     faults = LineFaults(np.random.default_rng(seeds[1]))
     server = Server(args.port, Device(instrument, SimControl(instrument, faults)), faults)

@@ -140,3 +140,19 @@ def test_lamp_drifts_slowly(optics):
     t0, i0 = optics.lamp_state(100.0)
     t1, i1 = optics.lamp_state(101.0)
     assert abs(t1 - t0) < 0.01 and abs(i1 - i0) < 1e-5
+
+
+@pytest.mark.parametrize("shift_nm", [0.5, -0.8])
+def test_an_axis_drift_moves_the_bands_the_other_way_on_the_reported_axis(optics, shift_nm):
+    # The true wavelength of every pixel is the reported one + shift: a band appears shift nm *bluer*.
+    wavelength_nm = optics.wavelengths_nm
+    window = (wavelength_nm > 385) & (wavelength_nm < 405)
+
+    def peak_nm(shift):
+        rate = optics.signal_rate({"Eu": 5.0}, 0.0, wavelength_shift_nm=shift)
+        a = -np.log10(rate / optics.signal_rate({}, 0.0, wavelength_shift_nm=shift))[window]
+        x, w = wavelength_nm[window], np.clip(a - 0.5 * a.max(), 0, None)
+        return float(np.sum(x * w) / np.sum(w))
+
+    assert peak_nm(shift_nm) - peak_nm(0.0) == pytest.approx(-shift_nm, abs=0.02)
+    assert optics.coefficients == wavelength_coefficients(optics.config.pixels)  # the stored axis never moves

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from analysis.elements import oxide_factor
+from drivers.sim._bench_drift import Solution
 from drivers.sim.scenario import (
     ScenarioError,
     format_concentrations,
@@ -170,3 +171,108 @@ def test_an_over_long_scenario_name_is_a_scenario_error_not_an_os_error():
     with pytest.raises(ScenarioError, match="too long for the file system") as caught:
         load_scenario("s" * 5000)
     assert len(str(caught.value)) < 500
+
+
+# -- issue 12: the bench around the cell ([lab], [solution], [drift]) ----------------------------------------
+
+def test_the_drift_scenarios_drive_lab_solution_and_switches():
+    warm = load_scenario("lab-warms-4C")
+    assert warm.duration_s == 86400
+    assert warm.lab_temperature_at(0.0) == 20.0 and warm.lab_temperature_at(50400.0) == 24.0
+    assert warm.lab_temperature_at(86400.0) - warm.lab_temperature_at(0.0) == pytest.approx(4.0)
+    assert warm.solution.follows_lab
+    assert (warm.drift.wavelength, warm.drift.bands, warm.drift.matrix) == (True, True, None)
+    assert warm.drift.k_T_nm_per_C == 0.05 and warm.drift.calibration_temperature_C == 20.0
+    hot = load_scenario("calibrated-20C-used-30C")
+    held = Solution()
+    assert hot.lab is None and hot.solution_at(100.0, 20.0, held).temperature_C == 30.0
+    assert hot.drift.bands is True and hot.drift.wavelength is None
+    change = load_scenario("matrix-change")
+    assert [change.solution_at(t, 20.0, held).matrix for t in (0.0, 7199.0, 7200.0, 14400.0)] == [
+        "nitrate", "nitrate", "chloride", "chloride"]
+    assert change.solution_at(9000.0, 20.0, held).acid_mol_per_L == 1.0
+    for name in ("lab-warms-4C", "calibrated-20C-used-30C"):
+        c = load_scenario(name).concentrations_at(1000.0)
+        oxides = {el: g * oxide_factor(el) for el, g in c.items()}
+        assert oxides["Nd"] / sum(oxides.values()) == pytest.approx(0.995, abs=1e-5)
+
+
+def test_existing_scenarios_leave_the_bench_alone():
+    for name in ("nd-product-995", "pr-nd-elution", "pr-nd-countercurrent"):
+        scenario = load_scenario(name)
+        assert (scenario.lab, scenario.solution, scenario.drift) == (None, None, None)
+        assert scenario.solution_at(100.0, 25.0, Solution(21.0, "nitrate", 2.0)) == Solution(21.0, "nitrate", 2.0)
+
+
+def test_solution_keys_left_out_keep_what_the_bench_holds(tmp_path):
+    scenario = load_scenario(write(tmp_path, "[solution]\nmatrix = 'CHL'\n"))
+    assert scenario.solution_at(5.0, 30.0, Solution(27.0, "nitrate", 3.0)) == Solution(27.0, "chloride", 3.0)
+    ramp = load_scenario(write(tmp_path, "[solution]\ntime_s = [0, 100]\ntemperature_C = [20.0, 30.0]\n"
+                                         "acid_mol_per_L = [1.0, 3.0]\n"))
+    assert ramp.solution_at(50.0, 0.0, Solution()) == Solution(25.0, "perchlorate", 2.0)
+
+
+def test_a_daily_cycle_and_repeat_wrap_lab_and_replugs(tmp_path):
+    cycle = load_scenario(write(tmp_path, "[lab]\ntemperature_C = 21.0\ncycle_amplitude_C = 2.0\n"))
+    assert cycle.lab_temperature_at(50400.0) == pytest.approx(23.0)  # the maximum at 14:00 by default
+    assert cycle.lab_temperature_at(50400.0 - 43200.0) == pytest.approx(19.0)
+    wrapped = load_scenario(write(tmp_path, """
+duration_s = 100
+repeat = true
+[lab]
+time_s = [0, 100]
+temperature_C = [20.0, 24.0]
+[drift]
+replug_s = [50]
+replug_step_nm = [0.1]
+"""))
+    assert wrapped.lab_temperature_at(150.0) == pytest.approx(22.0)
+    assert wrapped.replug_offset_nm(40.0) == 0.0 and wrapped.replug_offset_nm(60.0) == pytest.approx(0.1)
+    assert wrapped.replug_offset_nm(260.0) == pytest.approx(0.3)  # two whole cycles and this one's
+
+
+@pytest.mark.parametrize("text, message", [
+    ("lab = 5", "[lab]: must be a table"),
+    ("drift = [1, 2]", "[drift]: must be a table"),
+    ("[lab]\ncolour = 1\ntemperature_C = 20.0", "unknown keys ['colour']"),
+    ("[lab]\ntime_s = [0]", "needs temperature_C"),
+    ("[lab]\ntemperature_C = true", "temperature_C: expected a finite number, got True"),
+    ("[lab]\ntemperature_C = nan", "expected a finite number"),
+    ("[lab]\ntemperature_C = inf", "expected a finite number"),
+    ("[lab]\ntemperature_C = 2" + "0" * 400, "expected a finite number"),
+    ("[lab]\ntemperature_C = 70.0", "must be within 0 to 50 C"),
+    ("[lab]\ntemperature_C = [20.0, 24.0]", "a list needs time_s"),
+    ("[lab]\ntime_s = [0, 10]\ntemperature_C = [20.0]", "needs 2 values"),
+    ("[lab]\ntime_s = [0, 10]\ntemperature_C = [20.0, '21']", "temperature_C[1]: expected a finite number"),
+    ("[lab]\ntime_s = [10, 0]\ntemperature_C = 20.0", "must increase strictly"),
+    ("[lab]\ntime_s = []\ntemperature_C = 20.0", "non-empty list"),
+    ("[lab]\ntemperature_C = 45.0\ncycle_amplitude_C = 10.0", "must stay within 0 to 50 C"),
+    ("[lab]\ntemperature_C = 20.0\ncycle_period_s = 0", "cycle_period_s: must be within 60"),
+    ("[solution]", "gives none of"),
+    ("[solution]\nmatrix = 'sulphate'", "unknown matrix 'sulphate'"),
+    ("[solution]\nmatrix = 1", "unknown matrix 1"),
+    ("[solution]\ntemperature_C = 'hot'", "expected a finite number"),
+    ("[solution]\ntemperature_C = 120.0", "must be within 0 to 95 C"),
+    ("[solution]\nacid_mol_per_L = -1.0", "must be within 0 to 15 mol/L"),
+    ("[solution]\nacid_mol_per_L = false", "expected a finite number"),
+    ("[solution]\ntime_s = [0, 10]\nmatrix = ['nitrate']", "needs 2 values"),
+    ("[solution]\nmatrix = 'nitrate'\npH = 1", "unknown keys ['pH']"),
+    ("[drift]\nwavelength = 1", "wavelength: must be true or false"),
+    ("[drift]\nbands = 'yes'", "bands: must be true or false"),
+    ("[drift]\nk_T_nm_per_C = true", "expected a finite number"),
+    ("[drift]\nk_T_nm_per_C = 2.0", "must be within -0.5 to 0.5 nm/C"),
+    ("[drift]\ncalibration_temperature_C = -40.0", "must be within 0 to 50 C"),
+    ("[drift]\nspectrometer_lag_s = -1", "must be within 0 to 86400 s"),
+    ("[drift]\nreplug_s = [10]", "go together"),
+    ("[drift]\nreplug_s = [10, 20]\nreplug_step_nm = [0.1]", "needs 2 values"),
+    ("[drift]\nreplug_s = [10]\nreplug_step_nm = [5.0]", "must be within -2 to 2 nm"),
+    ("[drift]\nreplug_s = [-10]\nreplug_step_nm = [0.1]", "must be >= 0"),
+    ("[drift]\nshift_nm = 0.1", "unknown keys ['shift_nm']"),
+    ("[base]\nNd = 1" + "0" * 400, "expected a finite number"),
+])
+def test_bad_bench_sections_raise_errors_naming_file_and_key(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert message in str(caught.value)
+    assert str(path) in str(caught.value)

@@ -42,7 +42,8 @@ def furnace(line):
         yield driver
 
 
-def test_10000_reads_with_1_percent_bad_frames_accept_no_wrong_value(furnace, line):
+def test_4000_reads_with_1_percent_bad_frames_accept_no_wrong_value(furnace, line):
+    """Single-register reads of every kind; the 20,000-poll test (test_furnace_wrong_register) adds late answers."""
     expected = {  # distinct known values: a misrouted or garbled answer would show
         "setpoint_C": SETPOINT_C, "rate_limit_C_per_min": RATE_C_PER_MIN, "working_setpoint_C": 20.0,
         "output_percent": 0.0, "ident": furnace.ident,
@@ -50,7 +51,7 @@ def test_10000_reads_with_1_percent_bad_frames_accept_no_wrong_value(furnace, li
     names = list(expected)
     line.set_faults(corrupt=0.005, truncate=0.005)
     succeeded, wrong = 0, []
-    for i in range(10_000):
+    for i in range(4_000):
         name = names[i % len(names)]
         try:
             value = getattr(furnace, name)
@@ -61,8 +62,8 @@ def test_10000_reads_with_1_percent_bad_frames_accept_no_wrong_value(furnace, li
             wrong.append((i, name, value))
     injected = sum(line.faults.values())
     assert wrong == []
-    assert succeeded >= 9_990, f"only {succeeded} of 10000 reads succeeded within the retry budget"
-    assert injected >= 100, f"only {injected} faults were injected"
+    assert succeeded >= 3_996, f"only {succeeded} of 4000 reads succeeded within the retry budget"
+    assert injected >= 40, f"only {injected} faults were injected"
     assert {kind for _, kind in line.faults} == {"corrupt", "truncate"}
 
 

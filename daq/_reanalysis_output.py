@@ -7,6 +7,7 @@ Layout of a result file (docs/reanalysis.md is its prose)::
     /entry/reanalysis          NXprocess program, version, date; provenance attributes
         analytes (K,) · time (N,) s · concentration (N,K) g/L · sigma (N,K) g/L · purity (N,) 1
         purity_sigma (N,) 1 · residual_rms (N,) absorbance · masked_pixels (N,) · flag (N,) uint8
+        lack_of_fit (N,) 1 · wavelength_shift (N,) nm (added with trial format 1.1: read as NaN from an older result)
     /entry/reanalysis/calibration  NXcollection  sensitivity (K,P), wavelength (P,) of the calibration used
     /entry/purity              NXdata  purity, time (hard links)
 """
@@ -33,7 +34,10 @@ RESULT_FORMAT = "rem-daq reanalysis 1"
 RESULT_SUFFIX = ".reanalysis.h5"
 _PARTIAL = ".partial-"
 SUMMARY_COLUMNS = ("trial", "sample", "final_purity", "mean_purity", "covered_elements", "rows", "status",
-                   "trial_state", "target", "calibration_id", "result_file", "raw_file", "message")
+                   "trial_state", "target", "calibration_id", "result_file", "raw_file", "message",
+                   "final_lack_of_fit", "model_mismatch_fraction")
+NO_RARE_EARTHS = "no rare earths in the cell"
+"""summary.csv's final_purity when no spectrum had a purity because the total oxide was below its quantitation limit."""
 
 _COLUMNS = (  # name, dtype, units, long_name, per analyte
     ("time", "f8", "s", "time of the spectrum analysed (experiment clock of the trial)", False),
@@ -44,8 +48,15 @@ _COLUMNS = (  # name, dtype, units, long_name, per analyte
     ("residual_rms", "f8", "absorbance", "RMS residual of the fit", False),
     ("masked_pixels", "i4", "", "pixels left out of the fit (saturated, non-positive or non-finite)", False),
     ("flag", "u1", "", "row flags: 1 read failed live, 2 saturated pixels, 4 instrument lost, "
-                       "8 reanalysis failed, 16 dark or reference row missing", False),
+                       "8 reanalysis failed, 16 dark or reference row missing, 32 no rare earths in the cell "
+                       "(total oxide below the quantitation limit: no purity), 64 model mismatch (lack of fit "
+                       "above the limit)", False),
+    ("lack_of_fit", "f8", "1", "residual variance over the spectrum's own noise (about 1 when the model fits)",
+     False),
+    ("wavelength_shift", "f8", "nm", "common wavelength shift the fit's drift terms imply", False),
 )
+_ADDED_COLUMNS = ("lack_of_fit", "wavelength_shift")
+"""Columns a result file written before they existed lacks; read back as NaN."""
 
 
 def result_path(out_dir: Path, trial_id: str) -> Path:
@@ -192,6 +203,32 @@ class ReanalysisResult:
     masked_pixels: np.ndarray
     flag: np.ndarray
     provenance: dict[str, object]
+    lack_of_fit: np.ndarray | None = None  # (N,) NaN in a result file written before the column existed
+    wavelength_shift: np.ndarray | None = None  # (N,) nm
+
+    @property
+    def final_lack_of_fit(self) -> float:
+        """The last finite lack of fit (NaN when there is none)."""
+        values = np.asarray(self.lack_of_fit, dtype=float)
+        finite = values[np.isfinite(values)]
+        return float(finite[-1]) if finite.size else math.nan
+
+    @property
+    def model_mismatch_fraction(self) -> float:
+        """The fraction of spectra flagged model mismatch (NaN without spectra)."""
+        from ._reanalysis_tasks import FLAG_MODEL_MISMATCH
+
+        return float(np.count_nonzero(self.flag & FLAG_MODEL_MISMATCH)) / self.flag.size if self.flag.size \
+            else math.nan
+
+    @property
+    def final_purity_note(self) -> str:
+        """"no rare earths in the cell" when no spectrum had a purity because of that (flag 32), else ""."""
+        from ._reanalysis_tasks import FLAG_NO_RARE_EARTHS
+
+        if math.isnan(self.final_purity) and np.any(self.flag & FLAG_NO_RARE_EARTHS):
+            return NO_RARE_EARTHS
+        return ""
 
     @property
     def final_purity(self) -> float:
@@ -210,7 +247,8 @@ class ReanalysisResult:
         import pandas as pd
 
         data = {"time_s": self.time, "purity": self.purity, "purity_sigma": self.purity_sigma,
-                "residual_rms": self.residual_rms, "masked_pixels": self.masked_pixels, "flag": self.flag}
+                "residual_rms": self.residual_rms, "masked_pixels": self.masked_pixels, "flag": self.flag,
+                "lack_of_fit": self.lack_of_fit, "wavelength_shift_nm": self.wavelength_shift}
         for k, symbol in enumerate(self.analytes):
             data[f"c_{symbol}_g_per_L"] = self.concentration[:, k]
             data[f"sigma_{symbol}_g_per_L"] = self.sigma[:, k]
@@ -235,7 +273,9 @@ def read_result(path: str | os.PathLike) -> ReanalysisResult:
         if _text(entry.attrs.get("file_format", "")) != RESULT_FORMAT:
             raise ValueError(f"{path}: not a rem-daq reanalysis result (file_format is not {RESULT_FORMAT!r})")
         process = entry["reanalysis"]
-        arrays = {name: process[name][()] for name, *_ in _COLUMNS}
+        arrays = {name: process[name][()] for name, *_ in _COLUMNS if name in process}
+        for name in _ADDED_COLUMNS:
+            arrays.setdefault(name, np.full(len(arrays["time"]), np.nan))
         return ReanalysisResult(
             path=path, trial_id=_text(entry.attrs["trial_id"]), sample=_text(entry.attrs.get("sample", "")),
             analytes=tuple(_text(a) for a in process["analytes"][()]),
@@ -274,9 +314,11 @@ def write_summary(path: Path, outcomes) -> Path:
         writer = csv.writer(handle)
         writer.writerow(SUMMARY_COLUMNS)
         for o in outcomes:
-            writer.writerow([o.trial_id, o.sample, _number(o.final_purity), _number(o.mean_purity),
+            final_purity = _number(o.final_purity) or getattr(o, "final_purity_note", "")
+            writer.writerow([o.trial_id, o.sample, final_purity, _number(o.mean_purity),
                              " ".join(o.covered_elements), o.rows, o.status, o.trial_state, o.target,
                              o.calibration_id, "" if o.result_file is None else str(o.result_file),
-                             str(o.raw_file), o.message])
+                             str(o.raw_file), o.message, _number(o.final_lack_of_fit),
+                             _number(o.model_mismatch_fraction)])
     os.replace(temp, path)
     return path

@@ -25,7 +25,8 @@ import numpy as np
 from .reader import TrialFileError, TrialReader
 
 __all__ = [
-    "CHECKSUM_METHOD", "HASH_ROWS", "FLAG_ANALYSIS_FAILED", "FLAG_NO_DARK_OR_REFERENCE", "RAW_FLAGS_KEPT",
+    "CHECKSUM_METHOD", "HASH_ROWS", "FLAG_ANALYSIS_FAILED", "FLAG_MODEL_MISMATCH", "FLAG_NO_DARK_OR_REFERENCE",
+    "FLAG_NO_RARE_EARTHS", "RAW_FLAGS_KEPT",
     "BlockResult", "FileProblem", "TrialInfo", "analyse_block", "analyse_block_task", "combine_checksum",
     "inspect_trial", "inspect_trial_task", "warm_up",
 ]
@@ -41,6 +42,11 @@ FLAG_ANALYSIS_FAILED = 8
 FLAG_NO_DARK_OR_REFERENCE = 16
 """The dark or reference row this spectrum names is not in the file (an interrupted trial); values NaN."""
 FLAG_READ_FAILED = 1
+FLAG_NO_RARE_EARTHS = 32
+"""Total oxide below its quantitation limit: no rare earths in the cell, purity NaN (as bit 32 of a trial file)."""
+FLAG_MODEL_MISMATCH = 64
+"""Lack of fit above the limit: the calibration cannot represent this spectrum (bit 16 of a trial file; 16 is
+taken here by FLAG_NO_DARK_OR_REFERENCE)."""
 
 _HEADER_READ_ROWS = 256
 _ANALYSIS_ERRORS = (ValueError, FloatingPointError)  # what the live runner catches around analyse_counts
@@ -68,6 +74,7 @@ class TrialInfo:
     header_sha256: str = ""  # wavelength, dark and reference counts ("" for a running trial: not read)
     file_bytes: int = 0  # bytes on disk when it was inspected
     stored_eof: int = 0  # bytes the file's superblock says it has (0: not recorded by an old format)
+    full_scale_counts: float | None = None  # /entry/instrument/spectrometer@full_scale_counts (None: not recorded)
 
 
 @dataclass
@@ -85,6 +92,8 @@ class BlockResult:
     purity_sigma: np.ndarray | None = None
     residual_rms: np.ndarray | None = None
     masked_pixels: np.ndarray | None = None
+    lack_of_fit: np.ndarray | None = None
+    wavelength_shift: np.ndarray | None = None  # nm
     flag: np.ndarray | None = None
     worker_pid: int = 0
 
@@ -134,6 +143,7 @@ def inspect_trial(path: str) -> TrialInfo:
             dark_rows, reference_rows = trial.rows("dark"), trial.rows("reference")
             header = ""
             integrity = trial.integrity
+            full_scale = trial.full_scale_counts
             if state != "running":
                 header = _header_digest(trial, wavelength, dark_rows, reference_rows)
         except (KeyError, OSError, RuntimeError, ValueError) as error:
@@ -147,7 +157,7 @@ def inspect_trial(path: str) -> TrialInfo:
                      software_version=str(meta.get("software_version", "")), rows=int(rows),
                      pixels=int(wavelength.size), dark_rows=int(dark_rows), reference_rows=int(reference_rows),
                      wavelength_nm=wavelength, header_sha256=header, file_bytes=integrity.file_size,
-                     stored_eof=integrity.stored_eof or 0)
+                     stored_eof=integrity.stored_eof or 0, full_scale_counts=full_scale)
 
 
 def _header_digest(trial: TrialReader, wavelength: np.ndarray, dark_rows: int, reference_rows: int) -> str:
@@ -243,7 +253,10 @@ def _analyse(counts: np.ndarray, rows: dict[str, np.ndarray], darks: dict[int, n
     n, K = len(counts), len(calibration.analytes)
     out = {"concentration": np.full((n, K), np.nan), "sigma": np.full((n, K), np.nan),
            "purity": np.full(n, np.nan), "purity_sigma": np.full(n, np.nan), "residual_rms": np.full(n, np.nan),
-           "masked_pixels": np.zeros(n, dtype=np.int32), "flag": rows["flag"]}
+           "masked_pixels": np.zeros(n, dtype=np.int32), "lack_of_fit": np.full(n, np.nan),
+           "wavelength_shift": np.full(n, np.nan), "flag": rows["flag"]}
+    if saturation_counts is not None and np.isinf(saturation_counts):
+        saturation_counts = None  # no mask
     dark_index, reference_index = rows["dark_index"], rows["reference_index"]
     usable = np.flatnonzero(rows["usable"])
     if usable.size == 0:
@@ -271,6 +284,10 @@ def _analyse(counts: np.ndarray, rows: dict[str, np.ndarray], darks: dict[int, n
             out["purity_sigma"][a:b] = result.purity_sigma
             out["residual_rms"][a:b] = result.residual_rms
             out["masked_pixels"][a:b] = result.masked_pixels
+            out["lack_of_fit"][a:b] = result.lack_of_fit
+            out["wavelength_shift"][a:b] = result.wavelength_shift_nm
+            out["flag"][a:b] |= (np.where(result.model_mismatch, FLAG_MODEL_MISMATCH, 0)
+                                 | np.where(result.below_quantitation_limit, FLAG_NO_RARE_EARTHS, 0)).astype(np.uint8)
     return out
 
 

@@ -101,13 +101,41 @@ def list_trials(data_dir: Path | None, sample: str | None, status: str | None):
     """List the trials of a data folder (from its catalog)."""
     from .catalog import Catalog
 
-    entries = Catalog(resolve_data_dir(data_dir)).entries(sample=sample, status=status)
+    folder = resolve_data_dir(data_dir)
+    entries = Catalog(folder).entries(sample=sample, status=status)
     if not entries:
         click.echo("no trials", err=True)
     for e in entries:
-        purity = "-" if e.final_purity is None else f"{100 * e.final_purity:.2f}%"
+        purity = f"{100 * e.final_purity:.2f}%" if e.final_purity is not None else _purity_note(folder, e)
         note = "  (needs `remdaq recover`)" if e.needs_recovery else ""
         click.echo(f"{e.trial_id:45s} {e.status:11s} {e.start_time[:19]:19s} {purity:>8s}  {e.sample}{note}")
+
+
+def _purity_note(data_dir: Path, entry) -> str:
+    """Why a catalogued trial has no final purity: "no rare earths in the cell" (flag 32 on its last spectrum,
+    read from the file: the catalog records only the number), else "-"."""
+    if entry.status == "unreadable":
+        return "-"
+    from .reader import TrialFileError, open_trial
+
+    file = Path(entry.file) if Path(entry.file).is_absolute() else data_dir / entry.file
+    try:
+        with open_trial(file) as trial:
+            return trial.fit_summary()["final_purity_note"] or "-"
+    except (TrialFileError, OSError, KeyError):
+        return "-"
+
+
+def _format_summary_value(key: str, value, summary: dict) -> str:
+    if key == "final_purity" and isinstance(value, float) and math.isnan(value) and summary.get("final_purity_note"):
+        return summary["final_purity_note"]
+    if key in ("final_lack_of_fit", "model_mismatch_fraction") and not summary.get("fit_recorded", True):
+        return "not recorded (file format before 1.1)"
+    if key == "model_mismatch_fraction" and isinstance(value, float) and not math.isnan(value):
+        return f"{value:.3g} ({100 * value:.1f} % of spectra flagged model mismatch)"
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
 
 
 @cli.command()
@@ -120,9 +148,9 @@ def show(file: Path):
         summary = trial.summary()
         events = trial.events()
     for key, value in summary.items():
-        if isinstance(value, float):
-            value = "-" if math.isnan(value) else f"{value:.6g}"
-        click.echo(f"{key:17s} {value}")
+        if key in ("final_purity_note", "fit_recorded"):
+            continue  # said by final_purity and the fit lines
+        click.echo(f"{key:17s} {_format_summary_value(key, value, summary)}")
     if summary["state"] == "interrupted":
         click.echo("note              this trial was interrupted: the file has no clean-end mark; "
                    "rows up to the last flush are kept")
@@ -200,10 +228,11 @@ def rebuild(data_dir: Path | None):
               help="use a running Dask scheduler (`dask scheduler`) instead of a local cluster")
 @click.option("--force", is_flag=True, help="reanalyse trials even when their result is up to date")
 @click.option("--target", default=None, help="element whose oxide purity is computed (default: each trial's)")
-@click.option("--saturation-counts", type=click.FloatRange(min=0, min_open=True), default=65535.0,
-              show_default=True, help="detector full scale; pixels at or above it are masked")
+@click.option("--saturation-counts", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="detector full scale; pixels at or above it are masked (default: the full scale each trial "
+                   "file records, /entry/instrument/spectrometer@full_scale_counts)")
 def reanalyze_command(paths: tuple[Path, ...], calibration: Path, out_dir: Path, workers: int | None,
-                      scheduler: str | None, force: bool, target: str | None, saturation_counts: float):
+                      scheduler: str | None, force: bool, target: str | None, saturation_counts: float | None):
     """Reanalyse trial files (or folders of them) with a calibration, on this machine or a Dask cluster.
 
     Writes one result file per trial and summary.csv into --out; trials whose result
@@ -219,7 +248,8 @@ def reanalyze_command(paths: tuple[Path, ...], calibration: Path, out_dir: Path,
         raise click.UsageError("give --workers or --scheduler, not both")
 
     def report(outcome) -> None:
-        purity = "-" if math.isnan(outcome.final_purity) else f"{100 * outcome.final_purity:.3f}%"
+        purity = (f"{100 * outcome.final_purity:.3f}%" if not math.isnan(outcome.final_purity)
+                  else outcome.final_purity_note or "-")
         where = outcome.message if outcome.failed or outcome.result_file is None else outcome.result_file
         stream = sys.stderr if outcome.failed else sys.stdout
         tqdm.write(f"{outcome.status:18s} {outcome.trial_id:40s} {purity:>9s}  {where}", file=stream)

@@ -6,11 +6,18 @@ datasets that grow together along their first axis (one row per reading).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
 __all__ = ["Column", "Table", "TABLES", "STATUS_TEXT_BYTES", "EXIT_STATUSES", "INTERRUPTED_STATUS", "ROW_FLAGS",
+           "FILE_FORMAT", "FILE_FORMAT_VERSION", "FLAG_MODEL_MISMATCH", "FLAG_NO_RARE_EARTHS", "file_format_version",
            "table"]
+
+FILE_FORMAT_VERSION = (1, 1)
+"""The format this code writes (major, minor). A minor version only adds; a reader of 1.x reads every 1.y."""
+FILE_FORMAT = "rem-daq trial {}.{}".format(*FILE_FORMAT_VERSION)
+"""The value of /entry@file_format this code writes."""
 
 STATUS_TEXT_BYTES = 32
 EXIT_STATUSES = ("running", "success", "aborted", "failed")
@@ -25,8 +32,24 @@ ROW_FLAGS = {
     2: "saturated pixels (masked in the analysis)",
     4: "instrument lost (gap)",
     8: "analysis failed (values are NaN)",
+    16: "model mismatch: the calibration cannot represent this spectrum (lack of fit above the limit)",
+    32: "no rare earths in the cell (total oxide below the quantitation limit: no purity)",
 }
-"""Bits of the ``flag`` column of furnace and spectrometer rows."""
+"""Bits of the ``flag`` column of furnace and spectrometer rows (16 and 32: spectrometer rows, since 1.1)."""
+
+FLAG_MODEL_MISMATCH = 16
+FLAG_NO_RARE_EARTHS = 32
+
+
+def file_format_version(text: str) -> tuple[int, int]:
+    """(major, minor) of a /entry@file_format text: "rem-daq trial 1" is (1, 0), "rem-daq trial 1.1" is (1, 1).
+
+    Anything unparseable is (0, 0): treated as older than every optional column.
+    """
+    match = re.fullmatch(r"rem-daq trial (\d+)(?:\.(\d+))?", str(text).strip())
+    if not match:
+        return (0, 0)
+    return (int(match.group(1)), int(match.group(2) or 0))
 
 
 @dataclass(frozen=True)
@@ -37,10 +60,19 @@ class Column:
     dtype: str
     units: str
     long_name: str
-    row_shape: tuple = ()  # entries are ints or "pixels" / "analytes"
+    row_shape: tuple = ()  # entries are ints or "pixels" / "analytes" / "coefficients"
+    since: tuple[int, int] = (1, 0)
+    """The file format version that added this column. A column added after 1.0 is *optional*: a file of an
+    older version has no such dataset and a reader gives NaN for it (see docs/trial-file.md, "Versions"), and a
+    producer may leave it out of :meth:`daq.TrialWriter.append` (stored NaN)."""
 
-    def shape(self, pixels: int, analytes: int) -> tuple[int, ...]:
-        sizes = {"pixels": pixels, "analytes": analytes}
+    @property
+    def optional(self) -> bool:
+        """True for a column a file of an older 1.x version lacks."""
+        return self.since > (1, 0)
+
+    def shape(self, pixels: int, analytes: int, coefficients: int = 0) -> tuple[int, ...]:
+        sizes = {"pixels": pixels, "analytes": analytes, "coefficients": coefficients}
         return tuple(sizes.get(d, d) for d in self.row_shape)
 
 
@@ -99,6 +131,12 @@ TABLES = (
         Column("purity", "f8", "1", "target oxide / total measured rare-earth oxide (mass fraction)"),
         Column("purity_sigma", "f8", "1", "standard uncertainty of purity"),
         Column("residual_rms", "f8", "absorbance", "RMS residual of the fit"),
+        Column("lack_of_fit", "f8", "1", "residual variance over the spectrum's own noise (about 1 when the "
+                                         "model fits)", since=(1, 1)),
+        Column("wavelength_shift", "f8", "nm", "common wavelength shift the fit's drift terms imply",
+               since=(1, 1)),
+        Column("fit_coefficients", "f8", "", "free coefficients of the fit, one column per name in the "
+                                             "column_names attribute", ("coefficients",), since=(1, 1)),
     )),
     Table("events", "/entry/events", "NXlog", 64, (
         Column("time", "f8", "s", "time since trial start"),

@@ -12,7 +12,7 @@ import numpy as np
 
 import analysis
 
-__all__ = ["SpectraResult", "analyse_counts", "covered_elements"]
+__all__ = ["SpectraResult", "analyse_counts", "covered_elements", "fit_coefficient_names", "fit_coefficient_units"]
 
 
 @dataclass(frozen=True)
@@ -25,11 +25,39 @@ class SpectraResult:
     purity_sigma: np.ndarray  # (N,)
     residual_rms: np.ndarray  # (N,)
     masked_pixels: np.ndarray  # (N,) pixels left out (saturated, non-positive or non-finite)
+    # what the model can vouch for (analyse_counts always sets them; None only in a result built by hand)
+    lack_of_fit: np.ndarray | None = None  # (N,) residual variance over the spectrum's own noise (~1: fits)
+    model_mismatch: np.ndarray | None = None  # (N,) bool: lack_of_fit above analysis.quantify.LACK_OF_FIT_LIMIT
+    wavelength_shift_nm: np.ndarray | None = None  # (N,) common shift the drift coefficients imply
+    free_coefficients: np.ndarray | None = None  # (N, F) in the order of fit_coefficient_names(calibration)
+    below_quantitation_limit: np.ndarray | None = None  # (N,) bool: no rare earths in the cell (purity NaN)
 
 
 def covered_elements(calibration) -> tuple[str, ...]:
     """The elements a purity from this calibration covers (its analytes)."""
     return tuple(calibration.analytes)
+
+
+def fit_coefficient_names(calibration) -> tuple[str, ...]:
+    """Names of the free coefficients, in the order of ``Calibration.design_matrix()``'s free columns.
+
+    Curvature of each quadratic analyte ("Nd^2"), the Legendre baseline terms
+    ("P0".."P<order>"), how far the wavelength axis had moved since the blank
+    ("axis shift since blank", nm), the shift of each analyte ("shift Nd"), its
+    width ("width Nd").
+    """
+    order = calibration.baseline_order
+    return (tuple(f"{a}^2" for a in calibration.quadratic_analytes)
+            + tuple(f"P{i}" for i in range(0 if order is None else order + 1))
+            + ("axis shift since blank",)
+            + tuple(f"shift {a}" for a in calibration.analytes)
+            + tuple(f"width {a}" for a in calibration.analytes))
+
+
+def fit_coefficient_units(calibration) -> tuple[str, ...]:
+    """Units of the free coefficients, in the order of :func:`fit_coefficient_names`."""
+    units = {"^": "(g/L)^2", "P": "absorbance", "a": "nm", "s": "g/L nm", "w": "g/L"}
+    return tuple(units["^" if "^" in name else name[0]] for name in fit_coefficient_names(calibration))
 
 
 def _detection_limits(calibration):
@@ -52,4 +80,10 @@ def analyse_counts(counts, dark, reference, calibration, target: str,
                                    sigma_g_per_L=result.sigma_g_per_L,
                                    detection_limit_g_per_L=_detection_limits(calibration))
     return SpectraResult(result.concentration_g_per_L, result.sigma_g_per_L, purity.purity,
-                         purity.purity_sigma, result.residual_rms, result.n_masked_pixels)
+                         purity.purity_sigma, result.residual_rms, result.n_masked_pixels,
+                         lack_of_fit=result.lack_of_fit, model_mismatch=np.asarray(result.model_mismatch, dtype=bool),
+                         wavelength_shift_nm=result.wavelength_shift_nm,
+                         free_coefficients=np.hstack([result.quadratic_coefficients, result.baseline_coefficients,
+                                                      result.reference_shift_nm[:, None], result.shift_coefficients,
+                                                      result.width_coefficients]),
+                         below_quantitation_limit=np.asarray(purity.below_quantitation_limit, dtype=bool))

@@ -8,6 +8,7 @@ bucket) of long traces, never a whole long dataset for a plot.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import time
 import warnings
@@ -19,10 +20,16 @@ import numpy as np
 
 from ._bounded_hdf5 import open_for_reading
 from ._superblock import SuperblockError, read_superblock
-from .layout import TABLES, table
+from .layout import FLAG_MODEL_MISMATCH, FLAG_NO_RARE_EARTHS, TABLES, file_format_version, table
 from .store import writer_is_alive
 
-__all__ = ["TrialReader", "TrialFileError", "FileIntegrity", "Decimated", "open_trial", "check_file"]
+__all__ = ["TrialReader", "TrialFileError", "FileIntegrity", "Decimated", "open_trial", "check_file",
+           "NO_RARE_EARTHS", "NOT_RECORDED"]
+
+NO_RARE_EARTHS = "no rare earths in the cell"
+"""What a purity that is NaN because the total oxide is below its quantitation limit is called."""
+NOT_RECORDED = "not recorded"
+"""What a value is called that the file's format version does not record (an optional column it lacks)."""
 
 _LIVE_EOF_WAIT_S = 2.0
 """How long a file with a live writer may look shorter than its superblock says (a flush in progress)."""
@@ -133,6 +140,14 @@ class TrialReader:
                 _walk_metadata(self._file)
             if "entry" not in self._file or "exit_status" not in self._file["entry"]:
                 raise TrialFileError(f"{self.path}: not a rem-daq trial file (no /entry/exit_status)")
+            self.format_version = file_format_version(_text(self._file["entry"].attrs.get("file_format", "")))
+            """(major, minor) of the file's format; a column added after it reads as NaN."""
+            self._absent = {(spec.name, c.name) for spec in TABLES for c in spec.columns
+                            if c.optional and c.name not in self._file[spec.group]}
+            missing = [f"{spec.group}/{c.name}" for spec in TABLES for c in spec.columns
+                       if not c.optional and c.name not in self._file[spec.group]]
+            if missing:
+                raise TrialFileError(f"{self.path}: damaged or incomplete trial file: no {', '.join(missing)}")
             self.refresh()
         except TrialFileError:
             self._file.close()
@@ -160,7 +175,8 @@ class TrialReader:
         for spec in TABLES:
             group = self._file[spec.group]
             for column in spec.columns:
-                group[column.name].refresh()
+                if (spec.name, column.name) not in self._absent:
+                    group[column.name].refresh()
         for name in ("exit_status", "end_time", "heartbeat_time"):
             self._file["entry"][name].refresh()
 
@@ -198,12 +214,35 @@ class TrialReader:
         return self._file["entry/instrument/spectrometer/wavelength"][()]
 
     @property
+    def full_scale_counts(self) -> float | None:
+        """The detector's saturation level the file records (None: not recorded)."""
+        value = self._file["entry/instrument/spectrometer"].attrs.get("full_scale_counts")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return None
+        return value if value > 0 else None
+
+    @property
     def analytes(self) -> tuple[str, ...]:
         return tuple(_text(a) for a in self._file["entry/analysis/analytes"][()])
 
     @property
     def analysis_attrs(self) -> dict[str, str]:
         return {k: _text(v) for k, v in self._file["entry/analysis"].attrs.items()}
+
+    def has_column(self, table_name: str, column: str) -> bool:
+        """Whether the file records this column (False for a column added after the file's format version)."""
+        table(table_name).column(column)
+        return (table_name, column) not in self._absent
+
+    @property
+    def fit_coefficient_names(self) -> tuple[str, ...]:
+        """The names of the columns of /entry/analysis/fit_coefficients (empty when not recorded)."""
+        if not self.has_column("analysis", "fit_coefficients"):
+            return ()
+        text = _text(self._file["entry/analysis/fit_coefficients"].attrs.get("column_names", ""))
+        return tuple(name.strip() for name in text.split(",")) if text.strip() else ()
 
     @_damage_reported
     def calibration_arrays(self) -> dict[str, np.ndarray]:
@@ -218,18 +257,25 @@ class TrialReader:
         """Rows of a table that every column already holds (columns grow one after another)."""
         spec = table(table_name)
         group = self._file[spec.group]
-        return min(group[c.name].shape[0] for c in spec.columns)
+        return min(group[c.name].shape[0] for c in spec.columns if (spec.name, c.name) not in self._absent)
 
     def dataset(self, table_name: str, column: str) -> h5py.Dataset:
-        """The h5py dataset of one column, for slicing it yourself."""
+        """The h5py dataset of one column, for slicing it yourself (KeyError: the file does not record it)."""
         spec = table(table_name)
-        spec.column(column)
+        declared = spec.column(column)
+        if (table_name, column) in self._absent:
+            raise KeyError(f"{self.path}: {spec.group}/{column} {NOT_RECORDED}: the file's format "
+                           f"{'.'.join(map(str, self.format_version))} predates it (added in "
+                           f"{'.'.join(map(str, declared.since))})")
         return self._file[spec.group][column]
 
     @_damage_reported
     def read(self, table_name: str, start: int = 0, stop: int | None = None,
              columns: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-        """Rows ``start:stop`` of a table as {column: array}; text columns come back as str."""
+        """Rows ``start:stop`` of a table as {column: array}; text columns come back as str.
+
+        A column the file does not record (added after its format version) comes back as NaN.
+        """
         spec = table(table_name)
         available = self.rows(table_name)
         stop = available if stop is None else min(stop, available)
@@ -238,7 +284,10 @@ class TrialReader:
         group = self._file[spec.group]
         out = {}
         for name in names:
-            spec.column(name)
+            column = spec.column(name)
+            if (table_name, name) in self._absent:
+                out[name] = np.full((stop - start, *column.shape(0, len(self.analytes), 0)), np.nan)
+                continue
             values = group[name][start:stop]
             if values.dtype.kind == "S":
                 values = np.array([_text(v) for v in values], dtype=object)
@@ -264,10 +313,10 @@ class TrialReader:
         start = min(max(start, 0), stop)
         count = stop - start
         group = self._file[table(table_name).group]
-        values_ds, time_ds = group[column], group["time"]
-        if count == 0:
+        if count == 0 or (table_name, column) in self._absent:
             empty = np.empty(0)
             return Decimated(empty, empty, empty, 0)
+        values_ds, time_ds = group[column], group["time"]
         bucket = max(1, -(-count // max_points))
         buckets = -(-count // bucket)
         minimum = np.empty(buckets)
@@ -304,6 +353,7 @@ class TrialReader:
         meta = self.metadata
         purity_rows = self.rows("analysis")
         purity = self.dataset("analysis", "purity")[max(0, purity_rows - 1):purity_rows] if purity_rows else []
+        fit = self.fit_summary()
         return {
             "file": str(self.path), "trial_id": meta.get("trial_id", ""), "title": meta.get("title", ""),
             "sample": meta.get("sample", ""), "operator": meta.get("operator", ""),
@@ -314,6 +364,34 @@ class TrialReader:
             "events": self.rows("events"),
             "final_purity": float(purity[-1]) if len(purity) else float("nan"),
             "needs_recovery": self.integrity.needs_recovery,
+            **fit,
+        }
+
+    @_damage_reported
+    def fit_summary(self) -> dict[str, object]:
+        """What the model vouches for at the end and over the trial (a format 1.1 file; else "not recorded").
+
+        - ``final_purity_note``: "no rare earths in the cell" when the last spectrum's purity is NaN because
+          the total oxide was below its quantitation limit (flag 32), else "".
+        - ``final_lack_of_fit``: the last spectrum's lack of fit (NaN: not recorded or not computed).
+        - ``model_mismatch_fraction``: the fraction of spectra flagged model mismatch (flag 16), NaN when the
+          file's format does not record the flag (before 1.1) or there are no spectra.
+        """
+        recorded = self.format_version >= (1, 1)
+        spectra = self.rows("spectrometer")
+        flags = self.dataset("spectrometer", "flag")[:spectra] if recorded and spectra else np.zeros(0, np.uint8)
+        analysed = self.rows("analysis")
+        lack = math.nan
+        if analysed and self.has_column("analysis", "lack_of_fit"):
+            lack = float(self.dataset("analysis", "lack_of_fit")[analysed - 1])
+        last = min(analysed, flags.size) - 1  # the spectrum of the last analysis row
+        last_flag = int(flags[last]) if last >= 0 else 0
+        return {
+            "final_purity_note": NO_RARE_EARTHS if last_flag & FLAG_NO_RARE_EARTHS else "",
+            "final_lack_of_fit": lack,
+            "model_mismatch_fraction": (float(np.count_nonzero(flags & FLAG_MODEL_MISMATCH)) / flags.size
+                                        if flags.size else math.nan),
+            "fit_recorded": recorded,
         }
 
 

@@ -37,7 +37,9 @@ import numpy as np
 
 from ._reanalysis_output import (RESULT_SUFFIX, ReanalysisResult, ResultWriter, parameters_json, read_result,
                                   remove_stale_partials, result_identity, result_path, write_summary)
-from ._reanalysis_tasks import (CHECKSUM_METHOD, FLAG_ANALYSIS_FAILED, FLAG_NO_DARK_OR_REFERENCE, FLAG_READ_FAILED,
+from ._reanalysis_output import NO_RARE_EARTHS
+from ._reanalysis_tasks import (CHECKSUM_METHOD, FLAG_ANALYSIS_FAILED, FLAG_MODEL_MISMATCH, FLAG_NO_DARK_OR_REFERENCE,
+                                FLAG_NO_RARE_EARTHS, FLAG_READ_FAILED,
                                 HASH_ROWS, BlockResult, FileProblem, TrialInfo, analyse_block, analyse_block_task,
                                 combine_checksum, inspect_trial, inspect_trial_task)
 from .config import ConfigError
@@ -48,7 +50,11 @@ __all__ = [
 ]
 
 DEFAULT_SATURATION_COUNTS = 65535.0
-"""Full scale of a 16-bit detector. The trial file does not record its spectrometer's full scale (yet)."""
+"""Full scale of a 16-bit detector: used only for a trial file that does not record its spectrometer's
+(``/entry/instrument/spectrometer@full_scale_counts``) when no saturation level is given."""
+SATURATION_FROM_FILE = "trial file (/entry/instrument/spectrometer@full_scale_counts)"
+SATURATION_FROM_OPTION = "given (--saturation-counts / saturation_counts=)"
+SATURATION_DEFAULT = f"default {DEFAULT_SATURATION_COUNTS:g} (the trial file does not record its full scale)"
 DEFAULT_BLOCK_BYTES = 32 * 2**20
 """Raw counts per row-block task (rows are rounded to whole multiples of HASH_ROWS)."""
 WAVELENGTH_TOLERANCE_NM = 0.05
@@ -94,6 +100,11 @@ class ReanalysisOutcome:
     calibration_id: str = ""
     result_file: Path | None = None
     message: str = ""
+    final_lack_of_fit: float = math.nan  # the last finite lack of fit
+    model_mismatch_fraction: float = math.nan  # fraction of spectra flagged model mismatch
+    final_purity_note: str = ""  # "no rare earths in the cell" when no spectrum had a purity for that reason
+    saturation_counts: float = math.nan  # the saturation level used
+    saturation_counts_source: str = ""  # where it came from (the trial file, the option, the default)
 
     @property
     def failed(self) -> bool:
@@ -270,6 +281,9 @@ class _Trial:
     purity_sum: float = 0.0
     purity_count: int = 0
     row_counts: dict[str, int] = field(default_factory=dict)
+    last_lack_of_fit: tuple[int, float] = (-1, math.nan)
+    saturation_counts: float | None = None
+    saturation_source: str = ""
 
 
 class _Run:
@@ -370,6 +384,13 @@ class _Run:
         o = trial.outcome
         o.trial_id, o.sample, o.trial_state, o.rows = info.trial_id, info.sample, info.state, info.rows
         trial.target = o.target = self.target or info.target
+        if self.saturation_counts is not None:
+            trial.saturation_counts, trial.saturation_source = self.saturation_counts, SATURATION_FROM_OPTION
+        elif info.full_scale_counts is not None:
+            trial.saturation_counts, trial.saturation_source = info.full_scale_counts, SATURATION_FROM_FILE
+        else:
+            trial.saturation_counts, trial.saturation_source = DEFAULT_SATURATION_COUNTS, SATURATION_DEFAULT
+        o.saturation_counts, o.saturation_counts_source = trial.saturation_counts, trial.saturation_source
         if info.state == "running":
             return self._finish(trial, "skipped-running", "the trial is still being written; run again after it ends")
         problem = self._unsuitable(info, trial.target)
@@ -410,7 +431,7 @@ class _Run:
         return ""
 
     def _parameters(self, trial: _Trial) -> dict[str, object]:
-        return {"target": trial.target, "saturation_counts": self.saturation_counts,
+        return {"target": trial.target, "saturation_counts": trial.saturation_counts,
                 "analysis": "daq.pipeline.analyse_counts"}
 
     def _same_inputs(self, existing: dict, trial: _Trial) -> bool:
@@ -432,7 +453,7 @@ class _Run:
         trial.blocks_left = len(starts)
         for start in starts:
             self._submit(trial, kind, analyse_block_task, info.path, start, min(info.rows, start + rows),
-                         self._calibration_ref, trial.target, self.saturation_counts, info.dark_rows,
+                         self._calibration_ref, trial.target, trial.saturation_counts, info.dark_rows,
                          info.reference_rows, kind == "analyse")
         self._bar.total += info.rows
         self._bar.refresh()
@@ -447,7 +468,10 @@ class _Run:
         if checksum != trial.existing.get("raw_sha256"):
             return self._submit_blocks(trial, "analyse")
         result = read_result(trial.final_path)
-        trial.outcome.final_purity, trial.outcome.mean_purity = result.final_purity, result.mean_purity
+        o = trial.outcome
+        o.final_purity, o.mean_purity = result.final_purity, result.mean_purity
+        o.final_lack_of_fit, o.model_mismatch_fraction = result.final_lack_of_fit, result.model_mismatch_fraction
+        o.final_purity_note = result.final_purity_note
         trial.outcome.result_file = trial.final_path
         self._finish(trial, "up-to-date", "same raw checksum, calibration and parameters as the existing result")
 
@@ -463,8 +487,12 @@ class _Run:
                 trial.last_finite = (block.start + int(finite[-1]), float(block.purity[finite[-1]]))
             trial.purity_sum += float(block.purity[finite].sum())
             trial.purity_count += int(finite.size)
+        fitted = np.flatnonzero(np.isfinite(block.lack_of_fit))
+        if fitted.size and block.start + fitted[-1] > trial.last_lack_of_fit[0]:
+            trial.last_lack_of_fit = (block.start + int(fitted[-1]), float(block.lack_of_fit[fitted[-1]]))
         for name, bit in (("rows_read_failed_live", FLAG_READ_FAILED), ("rows_failed", FLAG_ANALYSIS_FAILED),
-                          ("rows_without_dark_or_reference", FLAG_NO_DARK_OR_REFERENCE)):
+                          ("rows_without_dark_or_reference", FLAG_NO_DARK_OR_REFERENCE),
+                          ("rows_model_mismatch", FLAG_MODEL_MISMATCH), ("rows_no_rare_earths", FLAG_NO_RARE_EARTHS)):
             trial.row_counts[name] = trial.row_counts.get(name, 0) + int(np.count_nonzero(block.flag & bit))
         trial.blocks_left -= 1
         self._bar.update(block.rows)
@@ -478,8 +506,13 @@ class _Run:
             "raw_sha256": checksum, "created_utc": now, "rows_analysed": trial.purity_count, **trial.row_counts},
             date=now)
         trial.writer = None
-        trial.outcome.final_purity = trial.last_finite[1]
-        trial.outcome.mean_purity = (trial.purity_sum / trial.purity_count) if trial.purity_count else math.nan
+        o = trial.outcome
+        o.final_purity = trial.last_finite[1]
+        o.mean_purity = (trial.purity_sum / trial.purity_count) if trial.purity_count else math.nan
+        o.final_lack_of_fit = trial.last_lack_of_fit[1]
+        o.model_mismatch_fraction = trial.row_counts.get("rows_model_mismatch", 0) / info.rows
+        o.final_purity_note = (NO_RARE_EARTHS if math.isnan(o.final_purity)
+                               and trial.row_counts.get("rows_no_rare_earths", 0) else "")
         if info.state == "interrupted":
             self._finish(trial, "reanalysed-partial", "interrupted trial: reanalysed up to its last flushed row")
         else:
@@ -506,6 +539,7 @@ class _Run:
             "covered_elements": ", ".join(calibration.analytes),
             "software_version": _software_version(),
             "parameters": parameters_json(self._parameters(trial)),
+            "saturation_counts": float(trial.saturation_counts), "saturation_counts_source": trial.saturation_source,
             "executed_by": self.executor.description, "created_utc": "",
         }
 
@@ -541,7 +575,7 @@ class _Run:
 
 def reanalyze(paths: Iterable[str | os.PathLike], calibration, out_dir: str | os.PathLike, client=None, *,
               workers: int | None = None, scheduler: str | None = None, force: bool = False,
-              saturation_counts: float | None = DEFAULT_SATURATION_COUNTS, target: str | None = None,
+              saturation_counts: float | None = None, target: str | None = None,
               block_rows: int | None = None, progress: bool | None = None,
               on_outcome: Callable[[ReanalysisOutcome], None] | None = None,
               on_block: Callable[[str, int, int], None] | None = None) -> ReanalysisReport:
@@ -556,7 +590,10 @@ def reanalyze(paths: Iterable[str | os.PathLike], calibration, out_dir: str | os
       readable by the workers at the same paths, and ``out_dir`` is written by this process.
     - ``force``: reanalyse even trials whose result in ``out_dir`` is up to date (same raw
       checksum, calibration id, target and saturation level).
-    - ``saturation_counts``: detector full scale; pixels at or above it are masked (None: no mask).
+    - ``saturation_counts``: detector full scale; pixels at or above it are masked. None (the default): the
+      full scale each trial file records (``/entry/instrument/spectrometer@full_scale_counts``; 65535 for a
+      file without it); ``math.inf``: no mask. The result's provenance says which was used
+      (``saturation_counts``, ``saturation_counts_source``).
     - ``target``: the element whose oxide purity is computed (default: the trial's own target).
     - ``block_rows``: spectrometer rows per task (rounded up to a multiple of 1024; default ~32 MB of counts).
     - ``progress``: a tqdm bar on stderr (None: only when stderr is a terminal).

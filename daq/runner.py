@@ -25,6 +25,7 @@ from typing import TextIO
 import numpy as np
 
 import analysis
+from analysis.quantify import LACK_OF_FIT_LIMIT
 from drivers import InstrumentError
 from drivers.sim.scenario import ScenarioError
 
@@ -34,8 +35,8 @@ from .catalog import TRIALS_FOLDER, Catalog, CatalogError
 from .cell import OperatorCell, SimulatedCell
 from .clock import ExperimentClock
 from .config import ConfigError, Recipe, Station, check_recipe_against_station
-from .layout import ROW_FLAGS
-from .pipeline import analyse_counts, covered_elements
+from .layout import FLAG_MODEL_MISMATCH, FLAG_NO_RARE_EARTHS, ROW_FLAGS
+from .pipeline import analyse_counts, covered_elements, fit_coefficient_names, fit_coefficient_units
 from .program import FurnaceProgramRunner
 from .store import StorageError, TrialMetadata, TrialWriter
 
@@ -46,6 +47,40 @@ FLAG_SATURATED = 2
 FLAG_LOST = 4
 FLAG_ANALYSIS_FAILED = 8
 assert ROW_FLAGS[FLAG_READ_FAILED] and ROW_FLAGS[FLAG_SATURATED] and ROW_FLAGS[FLAG_LOST]
+assert ROW_FLAGS[FLAG_MODEL_MISMATCH] and ROW_FLAGS[FLAG_NO_RARE_EARTHS]
+
+EPISODE_END_SPECTRA = 3
+"""Spectra in a row that must disagree with a condition (model mismatch, rare earths present) before its end
+is reported: a value near its limit then makes one event pair, not one per spectrum. Row flags are exact."""
+
+
+class Episode:
+    """A per-spectrum condition reported by its start and end only (model mismatch, rare earths in the cell).
+
+    :meth:`update` takes each spectrum's verdict (None: no verdict, e.g. the analysis failed; it changes
+    nothing) and returns "start" or "end" when the condition's state changes, else None. The condition is
+    absent at first; it starts after ``start_after`` spectra in a row show it and ends after ``end_after``
+    spectra in a row do not.
+    """
+
+    def __init__(self, start_after: int = 1, end_after: int = EPISODE_END_SPECTRA):
+        self.start_after, self.end_after = start_after, end_after
+        self.active = False
+        self.verdicts = 0  # spectra with a verdict so far
+        self._streak = 0
+
+    def update(self, present: bool | None) -> str | None:
+        if present is None:
+            return None
+        self.verdicts += 1
+        if bool(present) == self.active:
+            self._streak = 0
+            return None
+        self._streak += 1
+        if self._streak < (self.end_after if self.active else self.start_after):
+            return None
+        self.active, self._streak = bool(present), 0
+        return "start" if self.active else "end"
 
 
 @dataclass
@@ -117,6 +152,9 @@ class TrialRunner:
         self._writer: TrialWriter | None = None
         self._last = {"temperature_C": math.nan, "setpoint_C": math.nan, "purity": math.nan,
                       "purity_sigma": math.nan}
+        self._mismatch = Episode(start_after=1)
+        self._mismatch_spectra = 0
+        self._rare_earths = Episode(start_after=EPISODE_END_SPECTRA)
         self._preflight()
 
     # -- before anything is touched ----------------------------------------------------------
@@ -300,6 +338,8 @@ class TrialRunner:
             calibration_file=str(self.calibration_path.resolve()),
             calibration_arrays={"sensitivity": (calibration.sensitivity, "absorbance per g/L"),
                                 "wavelength": (np.asarray(calibration.wavelength_nm), "nm")},
+            fit_coefficient_names=fit_coefficient_names(calibration),
+            fit_coefficient_units=fit_coefficient_units(calibration),
             extra={"furnace_ident": bench.furnace.ident if bench.furnace else "",
                    "spectrometer_ident": bench.spectrometer.ident if bench.spectrometer else "",
                    "simulated": bool(self.station.simulated)})
@@ -460,6 +500,9 @@ class TrialRunner:
             except (ValueError, FloatingPointError) as error:
                 self._event("error", "analysis", f"spectrum at {now_s:.1f} s not analysed: {error}")
                 result, flag = None, flag | FLAG_ANALYSIS_FAILED
+        if result is not None:
+            flag |= (FLAG_MODEL_MISMATCH if result.model_mismatch[0] else 0) \
+                | (FLAG_NO_RARE_EARTHS if result.below_quantitation_limit[0] else 0)
         self._writer.append("spectrometer", time=now_s, counts=counts, integration_time=self._integration_time_s,
                             averages=self.recipe.spectrometer.averages, saturated_pixels=saturated,
                             dark_index=dark_index, reference_index=self._reference_index, flag=flag)
@@ -467,13 +510,43 @@ class TrialRunner:
         if result is None:
             nan_k = np.full(analytes, np.nan)
             self._writer.append("analysis", time=now_s, concentration=nan_k, sigma=nan_k, purity=math.nan,
-                                purity_sigma=math.nan, residual_rms=math.nan)
+                                purity_sigma=math.nan, residual_rms=math.nan)  # fit columns: NaN
             return
         self._writer.append("analysis", time=now_s, concentration=result.concentration_g_per_L[0],
                             sigma=result.sigma_g_per_L[0], purity=result.purity[0],
-                            purity_sigma=result.purity_sigma[0], residual_rms=result.residual_rms[0])
+                            purity_sigma=result.purity_sigma[0], residual_rms=result.residual_rms[0],
+                            lack_of_fit=result.lack_of_fit[0], wavelength_shift=result.wavelength_shift_nm[0],
+                            fit_coefficients=result.free_coefficients[0])
         self._last["purity"] = float(result.purity[0])
         self._last["purity_sigma"] = float(result.purity_sigma[0])
+        self._report_fit(result)
+
+    def _report_fit(self, result) -> None:
+        """Events at the start and end of a model mismatch and of rare earths in the cell (never per spectrum)."""
+        lack = float(result.lack_of_fit[0])
+        limit = LACK_OF_FIT_LIMIT
+        verdict = None if math.isnan(lack) else bool(result.model_mismatch[0])
+        if verdict:
+            self._mismatch_spectra += 1
+        change = self._mismatch.update(verdict)
+        if change == "start":
+            self._mismatch_spectra = 1
+            self._event("warning", "analysis", f"model mismatch: lack of fit {lack:.3g} (limit {limit:g}): the "
+                                               "calibration cannot represent these spectra \u2014 a new matrix? "
+                                               "recalibrate; purity not to be trusted")
+        elif change == "end":
+            self._event("info", "analysis", f"model mismatch over: lack of fit {lack:.3g} (limit {limit:g}) "
+                                            f"after {self._mismatch_spectra} mismatched spectra")
+        concentration = result.concentration_g_per_L[0]
+        present = None if not np.all(np.isfinite(concentration)) else not bool(result.below_quantitation_limit[0])
+        first = present is not None and self._rare_earths.verdicts == 0
+        change = self._rare_earths.update(present)
+        if change == "start":
+            self._event("info", "analysis", f"rare earths in the cell: {float(np.sum(concentration)):.3g} g/L "
+                                            "in all, above the quantitation limit; purity reported from here")
+        elif change == "end" or (first and not present):
+            self._event("info", "analysis", "no rare earths in the cell: total oxide below the quantitation "
+                                            "limit; no purity until they return")
 
     def _on_saturation(self, spectrometer, saturated: int, dark_index: int) -> int:
         schedule = self.recipe.spectrometer

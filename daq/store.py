@@ -24,7 +24,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .layout import EXIT_STATUSES, STATUS_TEXT_BYTES, TABLES, Table
+from .layout import EXIT_STATUSES, FILE_FORMAT, STATUS_TEXT_BYTES, TABLES, Table
 
 __all__ = ["TrialMetadata", "TrialWriter", "StorageError", "utc_now_iso", "writer_lock_path", "writer_is_alive"]
 
@@ -59,6 +59,8 @@ class TrialMetadata:
     calibration_id: str = ""
     calibration_file: str = ""
     calibration_arrays: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)  # name -> (array, units)
+    fit_coefficient_names: tuple[str, ...] = ()  # the columns of /entry/analysis/fit_coefficients
+    fit_coefficient_units: tuple[str, ...] = ()  # their units (default: "")
     extra: dict[str, str | float | int] = field(default_factory=dict)
 
 
@@ -133,6 +135,7 @@ class TrialWriter:
         self._tables = {t.name: t for t in TABLES}
         self._pixels = int(len(metadata.wavelength_nm))
         self._analytes = len(metadata.analytes)
+        self._coefficients = len(metadata.fit_coefficient_names)
         self._closed = False
         self._lock_fd = _hold_writer_lock(self.path)
         try:
@@ -179,7 +182,7 @@ class TrialWriter:
             "operator": metadata.operator, "sample": metadata.sample, "recipe": metadata.recipe_text,
             "station": metadata.station_text, "software_version": metadata.software_version,
             "clock_speed": float(metadata.clock_speed), "flush_interval_s": float(self.flush_interval_s),
-            "file_format": "rem-daq trial 1",
+            "file_format": FILE_FORMAT,
         })
         for key, value in metadata.extra.items():
             entry.attrs[key] = value
@@ -207,6 +210,13 @@ class TrialWriter:
         calibration.attrs["NX_class"] = "NXcollection"
         for name, (array, units) in metadata.calibration_arrays.items():
             calibration.create_dataset(name, data=np.asarray(array)).attrs["units"] = units
+        names = tuple(metadata.fit_coefficient_names)
+        units = tuple(metadata.fit_coefficient_units) or ("",) * len(names)
+        if len(units) != len(names):
+            raise ValueError(f"{len(units)} fit coefficient units for {len(names)} names")
+        coefficients = analysis["fit_coefficients"]
+        coefficients.attrs["column_names"] = ", ".join(names)
+        coefficients.attrs["column_units"] = ", ".join(units)
         purity = entry.create_group("purity")
         purity.attrs.update({"NX_class": "NXdata", "signal": "purity", "axes": ["time"]})
         purity["purity"] = analysis["purity"]
@@ -216,10 +226,11 @@ class TrialWriter:
         group = handle.require_group(table.group)
         group.attrs["NX_class"] = table.nx_class
         for column in table.columns:
-            row_shape = column.shape(self._pixels, self._analytes)
+            row_shape = column.shape(self._pixels, self._analytes, self._coefficients)
+            # HDF5 refuses a chunk dimension of 0 (no fit coefficients): such a dimension may grow to 1
             dataset = group.create_dataset(
-                column.name, shape=(0, *row_shape), maxshape=(None, *row_shape),
-                chunks=(table.chunk_rows, *row_shape), dtype=column.dtype,
+                column.name, shape=(0, *row_shape), maxshape=(None, *(max(1, d) for d in row_shape)),
+                chunks=(table.chunk_rows, *(max(1, d) for d in row_shape)), dtype=column.dtype,
                 fillvalue=(np.nan if column.dtype.startswith("f") else None))
             dataset.attrs["units"] = column.units
             dataset.attrs["long_name"] = column.long_name
@@ -229,6 +240,8 @@ class TrialWriter:
     def append(self, table: str, **columns) -> None:
         """Queue one row (scalars / per-row arrays) or a block of rows (leading axis = rows) for ``table``.
 
+        Every column is required except the optional ones (added after format 1.0,
+        ``Column.since``), which are stored NaN when left out.
         Blocks when the writer falls behind (no row is ever dropped); raises
         :class:`StorageError` once the writer has failed.
         """
@@ -237,10 +250,19 @@ class TrialWriter:
         if self._closed:
             raise RuntimeError(f"{self.path}: writer is closed")
         spec = self._tables[table]
-        missing = {c.name for c in spec.columns} - columns.keys()
+        missing = {c.name for c in spec.columns if not c.optional} - columns.keys()
         extra = columns.keys() - {c.name for c in spec.columns}
         if missing or extra:
             raise ValueError(f"table {table}: missing columns {sorted(missing)}, unknown columns {sorted(extra)}")
+        left_out = [c for c in spec.columns if c.optional and c.name not in columns]
+        if left_out:
+            columns = dict(columns)
+            first = spec.columns[0]
+            value = np.asarray(columns[first.name])
+            rows = () if value.ndim == len(first.row_shape) else (len(value),)
+            for column in left_out:
+                shape = rows + column.shape(self._pixels, self._analytes, self._coefficients)
+                columns[column.name] = np.full(shape, np.nan)
         self._put((table, columns))
 
     def event(self, time_s: float, level: str, source: str, message: str) -> None:
@@ -324,7 +346,8 @@ class TrialWriter:
             stored = self.rows_written[name]
             new_chunks = -(-(stored + rows) // spec.chunk_rows) - -(-stored // spec.chunk_rows)
             for column in spec.columns:
-                row_bytes = np.dtype(column.dtype).itemsize * int(np.prod(column.shape(self._pixels, self._analytes)))
+                row_bytes = np.dtype(column.dtype).itemsize * int(np.prod(
+                    column.shape(self._pixels, self._analytes, self._coefficients)))
                 needed += new_chunks * spec.chunk_rows * row_bytes
         stats = os.statvfs(self.path.parent)
         free = stats.f_bavail * stats.f_frsize

@@ -28,6 +28,7 @@ import numpy as np
 import analysis
 from analysis import oxide_factor
 from daq import TrialMetadata, TrialWriter, open_trial
+from daq.pipeline import fit_coefficient_names, fit_coefficient_units
 from daq.store import writer_lock_path
 
 __all__ = [
@@ -42,6 +43,10 @@ _BANDS = {  # centre nm, width nm, absorbance per g/L (a caricature of the f-f b
     "Pr": ((444.0, 5.0, 0.035), (469.0, 5.0, 0.012), (482.0, 5.0, 0.010), (589.0, 4.0, 0.008)),
 }
 FULL_SCALE = 65535.0
+BASELINE_ORDER = 2
+TRUTH_COEFFICIENTS = (tuple(f"P{i}" for i in range(BASELINE_ORDER + 1)) + ("axis shift since blank",)
+                      + tuple(f"shift {a}" for a in ANALYTES) + tuple(f"width {a}" for a in ANALYTES))
+"""The fit coefficients of a trial analysed with the true sensitivities (baseline order 2, no quadratic terms)."""
 
 
 def trials_folder(data_dir: Path) -> Path:
@@ -70,13 +75,18 @@ def metadata(trial_id: str = "T1", *, pixels: int = PIXELS, sample: str = "NdPr 
     kwargs = {} if start_time is None else {"start_time": start_time}
     if calibration is not None:
         calibration_id, sens = calibration.calibration_id, np.asarray(calibration.sensitivity)
+        names, units = fit_coefficient_names(calibration), fit_coefficient_units(calibration)
     else:
         calibration_id, sens = "cal-synthetic-truth", sensitivity(wavelength)
+        names = TRUTH_COEFFICIENTS
+        units = tuple("absorbance" if n.startswith("P") else "nm" if n.startswith("axis") else
+                      "g/L nm" if n.startswith("shift") else "g/L" for n in names)
     return TrialMetadata(trial_id=trial_id, title=title, sample=sample, operator="tester", target=target,
                          analytes=ANALYTES, wavelength_nm=wavelength, covered_elements=ANALYTES,
                          calibration_id=calibration_id, calibration_file=str(calibration_file),
                          calibration_arrays={"sensitivity": (sens, "absorbance per g/L"),
                                              "wavelength": (wavelength, "nm")},
+                         fit_coefficient_names=names, fit_coefficient_units=units,
                          software_version="test", **kwargs)
 
 
@@ -154,8 +164,17 @@ class SyntheticBench:
         spectrometer = dict(time=t, counts=counts, integration_time=np.full(n, 0.02), averages=np.full(n, 4),
                             saturated_pixels=np.zeros(n), dark_index=np.zeros(n), reference_index=np.zeros(n),
                             flag=np.zeros(n, dtype=np.uint8))
+        # the fit as a calibration with the true bands would give it: lack of fit about 1, no shift,
+        # the baseline's Legendre coefficients (P0 = mean, P1, P2 of 0.01 + 0.004 x + 0.003 x^2)
+        lack_of_fit = 1.0 + self.rng.normal(0.0, 0.08, n)
+        shift_nm = self.rng.normal(0.0, 0.002, n)
+        legendre = np.array([0.01 + 0.001, 0.004, 0.002])  # x^2 = (2 P2 + P0) / 3
+        coefficients = np.hstack([np.tile(legendre, (n, 1)) + self.rng.normal(0.0, 2e-5, (n, 3)),
+                                  self.rng.normal(0.0, 0.002, (n, 1)),  # the axis has not moved since the blank
+                                  measured * shift_nm[:, None], self.rng.normal(0.0, 1e-3, (n, 2))])
         analysis = dict(time=t, concentration=measured, sigma=sigma, purity=purity,
-                        purity_sigma=np.full(n, 0.0015), residual_rms=np.full(n, 0.0008))
+                        purity_sigma=np.full(n, 0.0015), residual_rms=np.full(n, 0.0008),
+                        lack_of_fit=lack_of_fit, wavelength_shift=shift_nm, fit_coefficients=coefficients)
         return spectrometer, analysis
 
     def start(self, writer: TrialWriter) -> None:
@@ -187,7 +206,7 @@ def write_trial(path: Path, *, duration_s: float = 600.0, furnace_period_s: floa
             if len(chunk):
                 spectrometer, analysis = bench.spectra(chunk)
                 writer.append("spectrometer", **spectrometer)
-                writer.append("analysis", **analysis)
+                writer.append("analysis", **_fit_columns(analysis, meta))
     if with_warning:
         writer.event(duration_s / 2, "warning", "spectrometer", "3 saturated pixels (masked in the fit)")
     if exit_status is None:
@@ -195,6 +214,17 @@ def write_trial(path: Path, *, duration_s: float = 600.0, furnace_period_s: floa
     else:
         writer.close(exit_status)
     return path
+
+
+def _fit_columns(analysis: dict, meta: TrialMetadata) -> dict:
+    """The analysis rows with as many fit coefficients as the trial's metadata names (NaN-padded or cut)."""
+    wanted = len(meta.fit_coefficient_names)
+    have = analysis["fit_coefficients"]
+    if have.shape[1] != wanted:
+        padded = np.full((len(have), wanted), np.nan)
+        padded[:, :min(wanted, have.shape[1])] = have[:, :wanted]
+        analysis = {**analysis, "fit_coefficients": padded}
+    return analysis
 
 
 def _abandon(writer: TrialWriter) -> None:
@@ -250,7 +280,7 @@ class LiveTrial:
             self.writer.append("furnace", **self.bench.furnace(times))
             spectrometer, analysis = self.bench.spectra(times[::self.spectrum_every])
             self.writer.append("spectrometer", **spectrometer)
-            self.writer.append("analysis", **analysis)
+            self.writer.append("analysis", **_fit_columns(analysis, self.meta))
         self._thread.start()
 
     def _now_s(self) -> float:
@@ -264,7 +294,7 @@ class LiveTrial:
                 if self.ticks % self.spectrum_every == 0:
                     spectrometer, analysis = self.bench.spectra(t)
                     self.writer.append("spectrometer", **spectrometer)
-                    self.writer.append("analysis", **analysis)
+                    self.writer.append("analysis", **_fit_columns(analysis, self.meta))
                 if self.ticks == 20:
                     self.writer.event(float(t[0]), "warning", "furnace", "output above 70 % for 60 s")
                 self.ticks += 1

@@ -29,6 +29,7 @@ import psutil
 import pytest
 
 from daq import check_recipe_against_station, load_recipe, load_station, open_trial
+from daq.layout import FLAG_NO_RARE_EARTHS
 from drivers.sim.scenario import load_scenario
 
 from _bench import QUICK_RECIPE, ROOT, SIM_STATION
@@ -373,7 +374,7 @@ def test_killed_spectrometer_marks_the_gap_retries_and_aborts_after_the_set_time
     assert gap.size >= 2, f"the gap should be retried and marked at every scheduled spectrum: flags {flag}"
     first = int(gap[0])
     assert first >= rows_before
-    assert np.all(flag[:first] == 0) and np.all(np.isfinite(counts[:first]))
+    assert np.all((flag[:first] & ~FLAG_NO_RARE_EARTHS) == 0) and np.all(np.isfinite(counts[:first]))
     assert np.all(flag[first:] == FLAG_READ_FAILED | FLAG_LOST), flag  # a SIGKILLed instrument never comes back
     assert np.all(np.isnan(counts[first:]))
     assert np.all(trial.spectrometer["saturated_pixels"][first:] == 0)
@@ -508,7 +509,7 @@ def test_saturation_during_the_trial_adjust_lowers_the_integration_time(saturate
         "mid-trial; pick BORDERLINE_INTEGRATION_S again (see its comment)")
     spectra = trial.spectrometer
     flag, saturated, integration = spectra["flag"], spectra["saturated_pixels"], spectra["integration_time"]
-    assert flag[0] == FLAG_SATURATED and saturated[0] > 0, (flag, saturated)  # kept, flagged, at the old time
+    assert flag[0] & ~FLAG_NO_RARE_EARTHS == FLAG_SATURATED and saturated[0] > 0, (flag, saturated)  # kept, flagged, at the old time
     assert integration[0] == pytest.approx(BORDERLINE_INTEGRATION_S)
     settled = assert_integration_time_lowered(trial, BORDERLINE_INTEGRATION_S)
     lowered = trial.events_with("integration time lowered to", source="spectrometer")
@@ -552,5 +553,5 @@ def test_wall_clock_limit_aborts(remdaq_run, tmp_path):
     assert trial.index("wall-clock limit 0.1 min reached") < trial.index("furnace in safe state")
     assert "trial aborted: wall-clock limit reached" in trial.messages
     assert "program complete" not in trial.messages
-    assert trial.spectrometer["flag"].size > 0 and np.all(trial.spectrometer["flag"] == 0)
+    assert trial.spectrometer["flag"].size > 0 and np.all((trial.spectrometer["flag"] & ~FLAG_NO_RARE_EARTHS) == 0)
     assert np.all(trial.furnace["flag"] == 0) and not math.isnan(float(trial.furnace["temperature"][-1]))

@@ -137,6 +137,29 @@ def test_purity_follows_the_scenario_truth(quick_trial, sim_calibration):
     assert np.mean(error <= 2 * rows["purity_sigma"][visible] + 0.002) >= 0.9
 
 
+def test_live_trial_stores_the_whole_fit_and_the_calibration_fits_the_simulator(quick_trial, sim_calibration):
+    import analysis
+    from daq.layout import FILE_FORMAT, FLAG_MODEL_MISMATCH
+    from daq.pipeline import fit_coefficient_names
+
+    path, _ = quick_trial
+    calibration = analysis.Calibration.load(sim_calibration)
+    with open_trial(path) as trial:
+        assert trial.metadata["file_format"] == FILE_FORMAT
+        rows = trial.read("analysis")
+        flag = trial.read("spectrometer")["flag"]
+        names = trial.fit_coefficient_names
+        messages = list(trial.events()["message"])
+    assert names == fit_coefficient_names(calibration)
+    assert rows["fit_coefficients"].shape == (len(rows["time"]), len(names))
+    analysed = np.isfinite(rows["purity"])
+    assert analysed.any() and np.all(np.isfinite(rows["lack_of_fit"][analysed]))
+    # the simulator's spectra are what the calibration knows: no model mismatch, no warning about one
+    assert not np.any(flag & FLAG_MODEL_MISMATCH)
+    assert not any(m.startswith("model mismatch") for m in messages)
+    assert np.median(rows["lack_of_fit"][analysed]) < 2
+
+
 def test_catalog_lists_the_trial(quick_trial):
     path, _ = quick_trial
     data_dir = path.parent.parent

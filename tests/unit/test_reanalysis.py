@@ -217,7 +217,7 @@ def test_result_file_is_nexus_with_units_and_provenance(tmp_path, trials, calibr
     assert '"saturation_counts": 65535.0' in attrs["parameters"]
     lines = (tmp_path / "summary.csv").read_text().splitlines()
     assert lines[0] == ("trial,sample,final_purity,mean_purity,covered_elements,rows,status,trial_state,target,"
-                        "calibration_id,result_file,raw_file,message")
+                        "calibration_id,result_file,raw_file,message,final_lack_of_fit,model_mismatch_fraction")
     assert lines[1].startswith("T-short,NdPr lot 7,0.9") and ",Nd Pr,300,reanalysed,success,Nd," in lines[1]
 
 

@@ -20,6 +20,7 @@ from .elements import (
 )
 from .absorbance import absorbance
 from .calibration import Calibration, CalibrationQuality, Standards, baseline_basis, calibrate
+from ._drift_terms import reference_shift_spectrum
 from .quantify import Quantification, quantify, quantify_counts
 from .purity import PurityResult, oxide_purity
 from .separation import (
@@ -53,6 +54,7 @@ __all__ = [
     "baseline_basis",
     "quantify",
     "quantify_counts",
+    "reference_shift_spectrum",
     "Quantification",
     "oxide_purity",
     "PurityResult",

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import savgol_coeffs, savgol_filter
 
-__all__ = ["DriftNoise", "drift_spectra", "drift_noise", "common_shift_nm"]
+__all__ = ["DriftNoise", "drift_spectra", "drift_noise", "common_shift_nm", "reference_shift_spectrum"]
 
 _WINDOW_NM = 4.0  # smoothing window of the derivative filter: narrower than any f-f band
 _MIN_WINDOW = 5
 _PEAK_FRACTION = 0.05  # a local maximum above this fraction of the analyte's largest is a band
+_REFERENCE_WINDOW_NM = 20.0  # the lamp, the detector's response, the water band: smooth over tens of nm
 
 
 @dataclass(frozen=True)
@@ -141,3 +142,28 @@ def common_shift_nm(concentration: np.ndarray, shift_coefficients: np.ndarray,
         numerator = np.sum(np.where(weight > 0, info * c * d, 0.0), axis=1)
         total = np.sum(weight, axis=1)
         return np.where(total > 0, numerator / total, np.nan)
+
+
+def reference_shift_spectrum(wavelength_nm: np.ndarray, net_reference: np.ndarray) -> np.ndarray:
+    """(P,) -d log10(R - D)/dl (per nm): what the blank's own light adds to an absorbance whose sample
+    was measured on a wavelength axis moved by 1 nm from the blank's.
+
+    A sample measured at axis offset d sees the lamp, the detector's response and the
+    water band at l + d, the blank at l: its absorbance gains ``d * (-dlog10(R - D)/dl)``,
+    which no band of the calibration represents. Pixels where R - D is not positive are
+    interpolated over before smoothing (their weight is zero in the fit anyway).
+    """
+    wavelength_nm = np.asarray(wavelength_nm, dtype=np.float64)
+    net = np.asarray(net_reference, dtype=np.float64)
+    P = wavelength_nm.size
+    good = np.isfinite(net) & (net > 0)
+    if P < _MIN_WINDOW or good.sum() < _MIN_WINDOW:
+        return np.zeros(P)
+    log_reference = np.interp(np.arange(P), np.flatnonzero(good), np.log10(net[good]))
+    dl = np.gradient(wavelength_nm)
+    step = float(np.median(np.abs(dl)))
+    window = max(_MIN_WINDOW, int(round(_REFERENCE_WINDOW_NM / step)) | 1) if step > 0 else _MIN_WINDOW
+    window = min(window, P if P % 2 else P - 1)
+    slope = savgol_filter(log_reference, window, min(3, window - 1), deriv=1, mode="interp")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.ascontiguousarray(np.where(dl != 0, -slope / dl, 0.0))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import _nnls_kernel as _kernel
-from ._drift_terms import common_shift_nm, drift_noise
+from ._drift_terms import common_shift_nm, drift_noise, reference_shift_spectrum
 from .absorbance import absorbance
 from ._model import model_arrays
 
@@ -55,6 +57,9 @@ class Quantification:
       the drift spectra (c times the band shift in nm; c times half the relative
       change of the bands' squared widths); ``wavelength_shift_nm`` (N,) the
       common shift they imply (NaN without analytes).
+    - ``reference_shift_nm`` (N,): how far the sample's wavelength axis had moved from
+      the blank's (nm), from the blank's own light (a free column made from the
+      reference; NaN when quantified without a reference).
     - ``n_masked_pixels`` (N,): pixels of the model left out of each spectrum's fit.
     - ``status`` (N,): 0 ok, 1 too few valid pixels, 2 baseline undetermined,
       3 active set did not settle (feasible but maybe not optimal).
@@ -70,6 +75,7 @@ class Quantification:
     shift_coefficients: np.ndarray
     width_coefficients: np.ndarray
     wavelength_shift_nm: np.ndarray
+    reference_shift_nm: np.ndarray
     n_masked_pixels: np.ndarray
     status: np.ndarray
     calibration_id: str
@@ -80,10 +86,17 @@ class Quantification:
         return np.hstack([self.quadratic_coefficients, self.baseline_coefficients, self.shift_coefficients,
                           self.width_coefficients])
 
-    def model_absorbance(self, calibration) -> np.ndarray:
-        """(N, P) the absorbance the fit describes (``design_matrix @ [c, free]``), NaN where the fit failed."""
+    def model_absorbance(self, calibration, reference=None) -> np.ndarray:
+        """(N, P) the absorbance the fit describes (``design_matrix @ [c, free]``), NaN where the fit failed.
+
+        ``reference``: the blank's net counts (R - D) the spectra were quantified with, if any.
+        """
         coefficients = np.hstack([self.concentration_g_per_L, self.free_coefficients])
-        return coefficients @ calibration.design_matrix().T
+        model = coefficients @ calibration.design_matrix().T
+        if reference is not None:
+            column = reference_shift_spectrum(calibration.wavelength_nm, reference)
+            model = model + np.nan_to_num(self.reference_shift_nm)[:, None] * column[None, :]
+        return model
 
     @property
     def model_mismatch(self) -> np.ndarray:
@@ -113,7 +126,37 @@ def _check_calibration(calibration) -> None:
         raise TypeError(f"calibration must be an analysis.Calibration, not {type(calibration).__name__}")
 
 
-def _run(kernel, leading_args, model, calibration, n_spectra: int) -> Quantification:
+_MODELS_WITH_REFERENCE: OrderedDict = OrderedDict()
+_MODELS_KEPT = 8
+
+
+def _model_for(calibration, net_reference, reference_ok):
+    """The kernel arrays for this calibration: with pixels lost to the reference unweighted, and, with a
+    reference, its shift column (free, optional) between the baseline and the drift columns."""
+    base = calibration._model
+    weights = base.w if reference_ok is None else np.where(reference_ok, base.w, 0.0)
+    gains = drift_noise(calibration.wavelength_nm, calibration.sensitivity)
+    if net_reference is None:
+        if reference_ok is None or reference_ok.all():
+            return base, 0
+        return model_arrays(base.X, weights, base.G, calibration.model_sigma_g_per_L, gains), 0
+    column = reference_shift_spectrum(calibration.wavelength_nm, net_reference)
+    key = (calibration.calibration_id, hashlib.sha1(column.tobytes() + weights.tobytes()).hexdigest())
+    model = _MODELS_WITH_REFERENCE.get(key)
+    if model is None:
+        K = len(calibration.analytes)
+        at = base.X.shape[1] - 2 * K
+        X = np.hstack([base.X[:, :at], column[:, None], base.X[:, at:]])
+        model = model_arrays(X, weights, base.G, calibration.model_sigma_g_per_L, gains)
+        _MODELS_WITH_REFERENCE[key] = model
+        while len(_MODELS_WITH_REFERENCE) > _MODELS_KEPT:
+            _MODELS_WITH_REFERENCE.popitem(last=False)
+    else:
+        _MODELS_WITH_REFERENCE.move_to_end(key)
+    return model, 1
+
+
+def _run(kernel, leading_args, model, calibration, n_spectra: int, n_reference: int = 0) -> Quantification:
     K = len(calibration.analytes)
     n = model.X.shape[1]
     conc = np.empty((n_spectra, K))
@@ -123,21 +166,24 @@ def _run(kernel, leading_args, model, calibration, n_spectra: int) -> Quantifica
     lof = np.empty(n_spectra)
     nmask = np.empty(n_spectra, np.int64)
     status = np.empty(n_spectra, np.int8)
+    first_optional = n - 2 * K - n_reference  # the reference column and the drift columns are optional
     if n_spectra:
-        kernel(*leading_args, model.X, model.XWt, model.XsT, model.w, model.sqrt_w, model.N, model.E_w, K, n - 2 * K,
-               KKT_TOLERANCE, PIVOT_TOLERANCE, model.G, model.model_variance, conc, sigma, free, rms, lof, nmask,
-               status)
+        kernel(*leading_args, model.X, model.XWt, model.XsT, model.w, model.sqrt_w, model.N, model.E_w, K,
+               first_optional, KKT_TOLERANCE, PIVOT_TOLERANCE, model.G, model.model_variance, conc, sigma, free,
+               rms, lof, nmask, status)
     Kq = len(calibration.quadratic_analytes)
     drift = n - 3 * K  # position of the first drift coefficient among the free ones
     shift, width = free[:, drift:drift + K], free[:, drift + K:]
+    reference_shift = free[:, drift - 1].copy() if n_reference else np.full(n_spectra, np.nan)
     return Quantification(analytes=calibration.analytes, concentration_g_per_L=conc, sigma_g_per_L=sigma,
-                          residual_rms=rms, lack_of_fit=lof, baseline_coefficients=free[:, Kq:drift],
+                          residual_rms=rms, lack_of_fit=lof, baseline_coefficients=free[:, Kq:drift - n_reference],
                           quadratic_coefficients=free[:, :Kq], shift_coefficients=shift, width_coefficients=width,
                           wavelength_shift_nm=common_shift_nm(conc, shift, np.diag(model.N)[n - 2 * K:n - K]),
+                          reference_shift_nm=reference_shift,
                           n_masked_pixels=nmask, status=status, calibration_id=calibration.calibration_id)
 
 
-def quantify(absorbance, calibration: "Calibration") -> Quantification:
+def quantify(absorbance, calibration: "Calibration", reference=None) -> Quantification:
     """Concentrations (g/L) of the calibration's analytes in each absorbance spectrum.
 
     ``absorbance`` is (P,) or (N, P) on the calibration's wavelength grid; NaN or
@@ -145,11 +191,20 @@ def quantify(absorbance, calibration: "Calibration") -> Quantification:
     spectrum's fit. Fits ``y = S^T c + Q^T u + D^T d + B b`` by weighted least
     squares with ``c >= 0`` and the curvature ``u``, drift ``d`` (wavelength shift
     and band width per analyte) and baseline ``b`` free. A spectrum with no usable
-    pixel gives NaN, never zeros.
+    pixel gives NaN, never zeros. ``reference`` (P,), the blank's net counts (R - D)
+    the absorbance was computed against, adds the blank's shift column: a sample
+    measured on a wavelength axis that moved since the blank then still fits
+    (``reference_shift_nm``).
     """
     _check_calibration(calibration)
     Y = _as_batch(absorbance, "absorbance", calibration.n_pixels)
-    return _run(_kernel.quantify_absorbance_batch, (Y,), calibration._model, calibration, Y.shape[0])
+    net = None
+    if reference is not None:
+        net = np.asarray(reference, dtype=np.float64)
+        if net.shape != (calibration.n_pixels,):
+            raise ValueError(f"reference has shape {net.shape}; expected ({calibration.n_pixels},)")
+    model, n_reference = _model_for(calibration, net, None)
+    return _run(_kernel.quantify_absorbance_batch, (Y,), model, calibration, Y.shape[0], n_reference)
 
 
 def quantify_counts(counts, dark, reference, calibration: "Calibration",
@@ -162,14 +217,12 @@ def quantify_counts(counts, dark, reference, calibration: "Calibration",
     saturation_counts), calibration)`` to rounding. float32 counts (the wire
     format) and integer counts of up to 16 bits take the fused kernel, which never
     builds the absorbance array; other dtypes take exactly that two-step path.
+    The reference also gives the fit its shift column (see :func:`quantify`).
     """
     _check_calibration(calibration)
     P = calibration.n_pixels
     raw = np.asarray(counts)
     fused = raw.dtype == np.float32 or (np.issubdtype(raw.dtype, np.integer) and raw.dtype.itemsize <= 2)
-    if not fused:
-        return quantify(absorbance(raw, dark, reference, saturation_counts), calibration)
-    data = _as_batch(raw, "counts", P, dtype=np.float32)
     D = np.array(dark, dtype=np.float64)
     R = np.array(reference, dtype=np.float64)
     for name, value in (("dark", D), ("reference", R)):
@@ -180,14 +233,15 @@ def quantify_counts(counts, dark, reference, calibration: "Calibration",
     ref_signal = R - D
     with np.errstate(invalid="ignore"):
         ref_ok = np.isfinite(ref_signal) & (ref_signal > 0) & (R < saturation)
+    net_reference = np.where(ref_ok, ref_signal, np.nan)  # the blank's light where it is usable
+    if not fused:
+        return quantify(absorbance(raw, dark, reference, saturation_counts), calibration, reference=net_reference)
+    data = _as_batch(raw, "counts", P, dtype=np.float32)
     ln_reference = np.zeros(P)
     ln_reference[ref_ok] = np.log(ref_signal[ref_ok])
-    model = calibration._model
-    if not ref_ok.all():
-        model = model_arrays(model.X, np.where(ref_ok, model.w, 0.0), model.G, calibration.model_sigma_g_per_L,
-                             drift_noise(calibration.wavelength_nm, calibration.sensitivity))
+    model, n_reference = _model_for(calibration, net_reference, ref_ok)
     result = _run(_kernel.quantify_counts_batch, (data, D, ln_reference, saturation),
-                  model, calibration, data.shape[0])
+                  model, calibration, data.shape[0], n_reference)
     # Pixels lost to the reference are masked in every spectrum: count them as absorbance() would.
     result.n_masked_pixels[:] += int(np.count_nonzero(~ref_ok & (calibration.pixel_weight > 0)))
     return result

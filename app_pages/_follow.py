@@ -255,8 +255,10 @@ class TrialFollower:
             concentration={a: t.trace() for a, t in zip(self._analytes, self._concentration)},
             latest_furnace=self._latest("furnace", rows["furnace"], FURNACE_COLUMNS + ("time", "flag",
                                                                                        "status_word")),
-            latest_analysis=self._latest("analysis", rows["analysis"], ("time", "purity", "purity_sigma",
-                                                                         "concentration", "residual_rms")),
+            latest_analysis={**self._latest("analysis", rows["analysis"], ("time", "purity", "purity_sigma",
+                                                                            "concentration", "residual_rms",
+                                                                            "lack_of_fit")),
+                             **self._latest_analysed_flag(rows)},
             events=list(self._events), spectrum=self._latest_spectrum(rows), rows_read=rows_read)
         return self.last_snapshot
 
@@ -336,6 +338,13 @@ class TrialFollower:
         for i in range(len(rows["time"])):
             self._events.append({"time_s": float(rows["time"][i]), "level": str(rows["level"][i]),
                                  "source": str(rows["source"][i]), "message": str(rows["message"][i])})
+
+    def _latest_analysed_flag(self, rows: dict[str, int]) -> dict:
+        """``{"flag": ...}`` of the spectrum the latest analysis row belongs to (empty before the first)."""
+        index = min(rows["analysis"], rows["spectrometer"]) - 1
+        if index < 0:
+            return {}
+        return {"flag": int(self.reader.read("spectrometer", index, index + 1, columns=("flag",))["flag"][0])}
 
     def _latest(self, table: str, rows: int, columns: tuple[str, ...]) -> dict:
         """The last row of a table (empty when there is none)."""

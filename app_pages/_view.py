@@ -17,8 +17,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from analysis.quantify import LACK_OF_FIT_LIMIT
 from daq import TrialFileError
-from daq.layout import ROW_FLAGS
+from daq.layout import FLAG_MODEL_MISMATCH, FLAG_NO_RARE_EARTHS, ROW_FLAGS
 from daq.store import writer_is_alive
 
 from ._calibration import calibration_loader
@@ -250,16 +251,26 @@ def render_snapshot(folder: DataFolder, snapshot: Snapshot, key: str, frozen: bo
                       help=f"target; working setpoint {fmt(furnace.get('working_setpoint'), '.1f', ' °C')}")
     columns[2].metric("Heater output", fmt(furnace.get("output"), ".1f", " %"))
     purity, sigma = analysis.get("purity"), analysis.get("purity_sigma")
-    columns[3].metric(f"Purity {oxide}", fmt(purity * 100 if purity is not None else None, ".2f", " %"),
-                      help=f"mass fraction of {oxide} in the measured rare-earth oxide of "
-                           f"{snapshot.analysis_attrs.get('covered_elements', 'the covered elements')}; "
-                           f"± 2σ = {fmt(2 * sigma * 100 if sigma is not None else None, '.2f', ' %')}")
+    spectrum_flag = int(analysis.get("flag") or 0)
+    empty_cell = bool(spectrum_flag & FLAG_NO_RARE_EARTHS)
+    columns[3].metric(f"Purity {oxide}",
+                      "no rare earths" if empty_cell else fmt(purity * 100 if purity is not None else None,
+                                                              ".2f", " %"),
+                      help=("the total oxide in the cell is below its quantitation limit (a blank, the start "
+                            "of an elution): a purity would be noise" if empty_cell else
+                            f"mass fraction of {oxide} in the measured rare-earth oxide of "
+                            f"{snapshot.analysis_attrs.get('covered_elements', 'the covered elements')}; "
+                            f"± 2σ = {fmt(2 * sigma * 100 if sigma is not None else None, '.2f', ' %')}"))
     per, unit = time_unit(snapshot)
     columns[4].metric("Spectra", f"{snapshot.rows.get('spectrometer', 0):,}",
                       help=f"latest analysed at {fmt((analysis.get('time') or math.nan) / per, '.1f', ' ' + unit)}")
     flags = _flags_text(furnace.get("flag"))
     if flags:
         st.warning(f"Latest furnace reading flagged: {flags}")
+    if spectrum_flag & FLAG_MODEL_MISMATCH:
+        st.warning(f"Model mismatch: lack of fit {fmt(analysis.get('lack_of_fit'), '.1f')} (limit "
+                   f"{LACK_OF_FIT_LIMIT:g}). The calibration cannot represent the latest spectrum (a new acid "
+                   "matrix, an unknown absorber?): its purity is not to be trusted; recalibrate.")
     if furnace:
         st.caption(f"Furnace status word 0x{int(furnace.get('status_word', 0)):04x} · "
                    f"{snapshot.rows.get('furnace', 0):,} furnace rows · target {snapshot.target or '?'} · "

@@ -155,3 +155,46 @@ def test_an_unexpected_error_is_one_line_on_the_page(data_dir, monkeypatch):
     at = live_page()
     assert_no_traceback(at)
     assert "unexpected ZeroDivisionError: a bug" in at.error[0].value
+
+
+def _trial_whose_last_spectrum_is_flagged(path: Path, flag: int, purity: float, lack_of_fit: float) -> Path:
+    """A closed synthetic trial whose last spectrum the runner flagged (model mismatch, or an empty cell)."""
+    import numpy as np
+
+    from _trial_factory import SyntheticBench, metadata
+    from daq import TrialWriter
+
+    bench = SyntheticBench()
+    writer = TrialWriter(path, metadata(path.stem), flush_interval_s=0.05)
+    bench.start(writer)
+    times = np.arange(0.0, 120.0, 10.0)
+    spectrometer, analysis = bench.spectra(times)
+    spectrometer["flag"][-1] = flag
+    analysis["purity"][-1] = purity
+    analysis["lack_of_fit"][-1] = lack_of_fit
+    writer.append("furnace", **bench.furnace(times))
+    writer.append("spectrometer", **spectrometer)
+    writer.append("analysis", **analysis)
+    writer.close("success")
+    return path
+
+
+def test_an_empty_cell_reads_no_rare_earths_not_a_noisy_purity(data_dir):
+    from daq.layout import FLAG_NO_RARE_EARTHS
+
+    _trial_whose_last_spectrum_is_flagged(trials_folder(data_dir) / "blank.h5", FLAG_NO_RARE_EARTHS,
+                                          float("nan"), 1.0)
+    at = live_page()
+    assert_no_traceback(at)
+    assert metric(at, "Purity Nd2O3") == "no rare earths"
+    assert "Model mismatch" not in messages(at)
+
+
+def test_a_model_mismatch_is_a_warning_beside_the_purity(data_dir):
+    from daq.layout import FLAG_MODEL_MISMATCH
+
+    _trial_whose_last_spectrum_is_flagged(trials_folder(data_dir) / "mismatch.h5", FLAG_MODEL_MISMATCH, 0.93, 7.4)
+    at = live_page()
+    assert_no_traceback(at)
+    assert "Model mismatch: lack of fit 7.4 (limit 2)" in messages(at)
+    assert metric(at, "Purity Nd2O3") == "93.00 %"

@@ -17,7 +17,7 @@
    opened in Debian's headless Chromium; time from navigation to four drawn
    plots, and the server's RSS afterwards (psutil).
 
-Targets (DESIGN.md): open <= 2 s, memory < 500 MB.
+Targets (the design targets in docs/performance.md): open <= 2 s, memory < 500 MB.
 """
 
 from __future__ import annotations

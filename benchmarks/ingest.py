@@ -1,7 +1,7 @@
 """Ingest benchmark: unthrottled spectra through live analysis into an HDF5 trial file, read live over SWMR.
 
     .venv/bin/python benchmarks/ingest.py                      # 200,000 spectra (~1.7 GB, deleted after)
-    .venv/bin/python benchmarks/ingest.py --spectra 1000000    # the 1M-spectrum trial of DESIGN.md (~8.4 GB)
+    .venv/bin/python benchmarks/ingest.py --spectra 1000000    # the 1M-spectrum trial of the performance targets (~8.4 GB)
     .venv/bin/python benchmarks/ingest.py --spectra 50000 --stages-only
     .venv/bin/python benchmarks/ingest.py --analysis fused --max-queued-MB 64
 
@@ -38,7 +38,7 @@ Prototypes of suggested changes (this process only; daq/ and analysis/ untouched
 
 Disk: ~8.4 kB per spectrum; the free space is checked first and the run refused if short.
 The trial file is deleted at the end unless ``--keep``. Prints a summary and, with
-``--json FILE``, writes every figure. Targets (DESIGN.md): >= 10,000 spectra/s with no
+``--json FILE``, writes every figure. Targets (docs/performance.md): >= 10,000 spectra/s with no
 drop, RSS flat over 1M spectra, a SWMR reader sees a row <= 1 s after acquisition.
 """
 
@@ -631,7 +631,7 @@ def print_summary(figures: dict) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spectra", type=int, default=200_000,
-                        help="spectra in the trial (default 200,000; DESIGN.md's figure is 1,000,000)")
+                        help="spectra in the trial (default 200,000; the target's figure is 1,000,000)")
     parser.add_argument("--block", type=int, default=1024, help="spectra per block (default 1024)")
     parser.add_argument("--out", type=Path, help="folder for the trial file (default: the system temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the trial file")

@@ -37,6 +37,8 @@ import analysis
 from drivers import ScpiSpectrometer
 from drivers.sim.launch import start_simulator
 
+from _bench import format_concentrations, parse_concentrations
+
 pytestmark = pytest.mark.system
 
 ANALYTES = ("Nd", "Pr", "Sm", "Er", "Ho")
@@ -44,15 +46,6 @@ RANGE_G_PER_L = np.array([15.0, 3.0, 3.0, 3.0, 3.0])
 SPEED = 200.0  # simulated seconds per wall second
 INTEGRATION_TIME_S = 0.12  # water blank peaks near 48 000 of 65 535 counts
 BASELINE_ORDER = 3
-
-
-def _format(concentration_g_per_L) -> str:
-    return ",".join(f"{a}={c:.6g}" for a, c in zip(ANALYTES, concentration_g_per_L) if c > 0)
-
-
-def _parse(text: str) -> np.ndarray:
-    values = dict(item.split("=") for item in text.strip().strip('"').split(",") if item)
-    return np.array([float(values.get(a, 0.0)) for a in ANALYTES])
 
 
 class Bench:
@@ -74,8 +67,8 @@ class Bench:
 
     def measure(self, concentration_g_per_L, averages: int) -> tuple[np.ndarray, np.ndarray]:
         """Fill the cell, return (absorbance, true concentrations as the simulator reports them)."""
-        self.spec.write(f"SIM:STAN {_format(concentration_g_per_L)}".rstrip())
-        truth = _parse(self.spec.query("SIM:TRUT?"))
+        self.spec.write(f"SIM:STAN {format_concentrations(ANALYTES, concentration_g_per_L)}".rstrip())
+        truth = parse_concentrations(ANALYTES, self.spec.query("SIM:TRUT?"))
         self.spec.averages = averages
         counts = self.spec.acquire()
         return analysis.absorbance(counts, self.dark, self.reference, saturation_counts=self.saturation), truth

@@ -33,6 +33,8 @@ from analysis.quantify import LACK_OF_FIT_LIMIT
 from drivers import ScpiSpectrometer
 from drivers.sim.launch import start_simulator
 
+from _bench import format_concentrations, parse_concentrations
+
 pytestmark = pytest.mark.system
 
 ANALYTES = ("Nd", "Pr", "Sm", "Er", "Ho")
@@ -42,15 +44,6 @@ SPEED = 500.0
 INTEGRATION_TIME_S = 0.12
 AVERAGES = 1000
 BASELINE_ORDER = 3
-
-
-def _format(concentration_g_per_L) -> str:
-    return ",".join(f"{a}={c:.6g}" for a, c in zip(ANALYTES, concentration_g_per_L) if c > 0)
-
-
-def _concentrations(text: str) -> np.ndarray:
-    values = dict(item.split("=") for item in text.strip().strip('"').split(",") if item)
-    return np.array([float(values.get(a, 0.0)) for a in ANALYTES])
 
 
 def _drift_truth(text: str) -> dict:
@@ -91,7 +84,8 @@ class Bench:
         return np.where(reference < self.saturation, reference - np.asarray(self.dark, dtype=float), np.nan)
 
     def truth(self) -> tuple[np.ndarray, dict]:
-        return _concentrations(self.spec.query("SIM:TRUT?")), _drift_truth(self.spec.query("SIM:TRUT:DRIF?"))
+        concentration = parse_concentrations(ANALYTES, self.spec.query("SIM:TRUT?"))
+        return concentration, _drift_truth(self.spec.query("SIM:TRUT:DRIF?"))
 
     def measure(self, averages: int = AVERAGES) -> tuple[np.ndarray, np.ndarray, dict]:
         """Absorbance of what is in the cell now, its true concentrations and the drift truth (mean of the
@@ -105,7 +99,7 @@ class Bench:
         return absorbance, concentration, drift
 
     def measure_standard(self, concentration_g_per_L, averages: int = AVERAGES):
-        self.sim(f"SIM:STAN {_format(concentration_g_per_L)}".rstrip())
+        self.sim(f"SIM:STAN {format_concentrations(ANALYTES, concentration_g_per_L)}".rstrip())
         return self.measure(averages)
 
 

@@ -526,6 +526,14 @@ def _solve_spectrum(i, r, yWy, wsum, nvalid, nmask, y, vbuf, X, XsT, w, sqrt_w, 
 
 # --------------------------------------------------------------------------- batch kernels
 
+@njit_cached(error_model="numpy")
+def _solver_workspace(n, P):
+    """Scratch arrays of :func:`_solve_spectrum` for one work item, and its cache for unmasked spectra."""
+    return (np.empty((6, n, n)), np.empty((9, n)), np.empty((2, n), np.int64), np.empty((3, n), np.bool_),
+            np.empty(P), np.zeros((3, n, n)), np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.bool_),
+            np.full(1, -2, np.int64))
+
+
 GROUP = 4  # spectra whose products X^T W y are computed together (a 4 x 2 register tile)
 GROUPS_PER_BLOCK = 8  # groups per parallel work item
 
@@ -594,16 +602,8 @@ def _absorbance_block(blk, Y, X, XWt, XsT, w, sqrt_w, N_full, E_w, K, first_opti
     wsum = np.empty(GROUP)
     nmask = np.empty(GROUP, np.int64)
     nvalid = np.empty(GROUP, np.int64)
-    ws_mat = np.empty((6, n, n))
-    ws_vec = np.empty((9, n))
-    ws_int = np.empty((2, n), np.int64)
-    ws_bool = np.empty((3, n), np.bool_)
-    resid = np.empty(P)
-    cache_mat = np.zeros((3, n, n))
-    cache_vec = np.zeros(n)
-    cache_int = np.zeros(n, np.int64)
-    cache_bool = np.zeros(n, np.bool_)
-    cache_state = np.full(1, -2, np.int64)
+    (ws_mat, ws_vec, ws_int, ws_bool, resid,
+     cache_mat, cache_vec, cache_int, cache_bool, cache_state) = _solver_workspace(n, P)
     for grp in range(blk * GROUPS_PER_BLOCK, min(ngroups, (blk + 1) * GROUPS_PER_BLOCK)):
         for g in range(GROUP):
             i = grp * GROUP + g
@@ -681,16 +681,8 @@ def _counts_block(blk, counts, dark, ln_reference, saturation, X, XWt, XsT, w, s
     wsum = np.empty(GROUP)
     nmask = np.empty(GROUP, np.int64)
     nvalid = np.empty(GROUP, np.int64)
-    ws_mat = np.empty((6, n, n))
-    ws_vec = np.empty((9, n))
-    ws_int = np.empty((2, n), np.int64)
-    ws_bool = np.empty((3, n), np.bool_)
-    resid = np.empty(P)
-    cache_mat = np.zeros((3, n, n))
-    cache_vec = np.zeros(n)
-    cache_int = np.zeros(n, np.int64)
-    cache_bool = np.zeros(n, np.bool_)
-    cache_state = np.full(1, -2, np.int64)
+    (ws_mat, ws_vec, ws_int, ws_bool, resid,
+     cache_mat, cache_vec, cache_int, cache_bool, cache_state) = _solver_workspace(n, P)
     for grp in range(blk * GROUPS_PER_BLOCK, min(ngroups, (blk + 1) * GROUPS_PER_BLOCK)):
         for g in range(GROUP):
             i = grp * GROUP + g

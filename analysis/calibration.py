@@ -252,7 +252,12 @@ class Calibration:
     @cached_property
     def _model(self) -> _Model:
         return model_arrays(self.design_matrix(), self.pixel_weight, self.sensitivity_variance_factor,
-                            self.model_sigma_g_per_L, drift_noise(self.wavelength_nm, self.sensitivity))
+                            self.model_sigma_g_per_L, self._drift_noise)
+
+    @cached_property
+    def _drift_noise(self):
+        """How S's noise passes into the drift spectra (computed once: quantify rebuilds models with it)."""
+        return drift_noise(self.wavelength_nm, self.sensitivity)
 
     # ------------------------------------------------------------------ persistence
 

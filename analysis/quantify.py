@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import _nnls_kernel as _kernel
-from ._drift_terms import common_shift_nm, drift_noise, reference_shift_spectrum
+from ._drift_terms import common_shift_nm, reference_shift_spectrum
 from .absorbance import absorbance
 from ._model import model_arrays
 
@@ -135,7 +135,7 @@ def _model_for(calibration, net_reference, reference_ok):
     reference, its shift column (free, optional) between the baseline and the drift columns."""
     base = calibration._model
     weights = base.w if reference_ok is None else np.where(reference_ok, base.w, 0.0)
-    gains = drift_noise(calibration.wavelength_nm, calibration.sensitivity)
+    gains = calibration._drift_noise
     if net_reference is None:
         if reference_ok is None or reference_ok.all():
             return base, 0

@@ -21,7 +21,7 @@ from .elements import (
 from .absorbance import absorbance
 from .calibration import Calibration, CalibrationQuality, Standards, baseline_basis, calibrate
 from ._drift_terms import reference_shift_spectrum
-from .quantify import Quantification, quantify, quantify_counts
+from .quantify import LACK_OF_FIT_LIMIT, Quantification, kernel_cache_info, quantify, quantify_counts
 from .purity import PurityResult, oxide_purity
 from .separation import (
     decontamination_factor,
@@ -56,6 +56,8 @@ __all__ = [
     "quantify_counts",
     "reference_shift_spectrum",
     "Quantification",
+    "LACK_OF_FIT_LIMIT",
+    "kernel_cache_info",
     "oxide_purity",
     "PurityResult",
     # separation metrics

@@ -20,7 +20,7 @@ __all__ = ["_Model", "model_arrays"]
 class _Model:
     X: np.ndarray  # (P, n) = [S^T | Q^T | B | D^T]
     XWt: np.ndarray  # (n, P) = (W X)^T
-    XsT: np.ndarray  # (n, P) = (sqrt(W) X)^T
+    Xs: np.ndarray  # (P, n) = sqrt(W) X
     w: np.ndarray  # (P,)
     sqrt_w: np.ndarray  # (P,)
     N: np.ndarray  # (n, n) = X^T W X
@@ -66,7 +66,7 @@ def model_arrays(X: np.ndarray, w: np.ndarray, G: np.ndarray, model_sigma=None,
     model_variance = np.zeros(n_calibrated) if model_sigma is None else np.array(model_sigma, np.float64) ** 2
     model_variance = np.ascontiguousarray(model_variance)
     sqrt_w = np.sqrt(w)
-    return _Model(X=X, XWt=np.ascontiguousarray(XW.T), XsT=np.ascontiguousarray((X * sqrt_w[:, None]).T), w=w,
+    return _Model(X=X, XWt=np.ascontiguousarray(XW.T), Xs=np.ascontiguousarray(X * sqrt_w[:, None]), w=w,
                   sqrt_w=sqrt_w, N=np.ascontiguousarray(N), E_w=E_w, G=G, model_variance=model_variance)
 
 

@@ -14,7 +14,8 @@ squares. Per spectrum:
 3. Lawson-Hanson active-set NNLS on the column-scaled normal equations, with
    the free columns always passive, warm-started from the unconstrained
    solution;
-4. the weighted residual, pixel by pixel: ``s^2`` (its mean square per degree
+4. the weighted residual, pixel by pixel (four spectra at a time, after all
+   four are solved): ``s^2`` (its mean square per degree
    of freedom) and the spectrum's own noise (half the mean square of its
    differences between neighbouring valid pixels); ``lack_of_fit = s^2 / noise``
    is about 1 when the model fits and grows with a smooth misfit;
@@ -268,34 +269,70 @@ def _spectrum_normal(X, w, vbuf, nmask, nvalid, N_full, Nu):
 
 
 @njit_cached(fastmath=_FASTMATH, error_model="numpy")
-def _residual_energies(y, vbuf, w, sqrt_w, XsT, theta, resid):
-    """(sum of e^2, sum of (e_p - e_p-1)^2 over neighbouring valid pixels, their count), e = sqrt(w) (y - X theta).
+def _group_residual_energies(buf, vbuf, w, sqrt_w, Xs, theta, resid, valid, rss, diff_energy, pairs):
+    """Per spectrum g of a group: sum of e^2, sum of (e_p - e_p-1)^2 over neighbouring valid pixels, their count.
 
-    ``XsT`` is (sqrt(W) X)^T (n, P); ``resid`` (P,) is scratch. Columns outer, pixels
-    inner, so the pixel loop vectorises.
+    ``e = sqrt(w) (y - X theta[g])`` for the GROUP spectra held in ``buf`` (their
+    validity in ``vbuf``); ``Xs`` is sqrt(W) X (P, n); ``resid`` (GROUP, P) and
+    ``valid`` (P,) are scratch. Each pixel's row of the design is loaded once for
+    the four spectra; the sums are branch-free so that they vectorise.
     """
-    n, P = XsT.shape
+    P, n = Xs.shape
     for p in range(P):
-        resid[p] = sqrt_w[p] * y[p]
-    for a in range(n):
-        t = theta[a]
-        if t != 0.0:
-            for p in range(P):
-                resid[p] -= t * XsT[a, p]
-    rss = 0.0
-    for p in range(P):
-        valid = w[p] > 0.0 and vbuf[p] > 0.0
-        e = resid[p] if valid else 0.0
-        resid[p] = e
-        rss += e * e
-    diff_energy = 0.0
-    pairs = 0
-    for p in range(1, P):
-        both = w[p] > 0.0 and vbuf[p] > 0.0 and w[p - 1] > 0.0 and vbuf[p - 1] > 0.0
-        step = resid[p] - resid[p - 1]
-        diff_energy += step * step if both else 0.0
-        pairs += 1 if both else 0
-    return rss, diff_energy, pairs
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for a in range(n):
+            x = Xs[p, a]
+            s0 += theta[0, a] * x
+            s1 += theta[1, a] * x
+            s2 += theta[2, a] * x
+            s3 += theta[3, a] * x
+        sw = sqrt_w[p]
+        resid[0, p] = sw * buf[p] - s0
+        resid[1, p] = sw * buf[P + p] - s1
+        resid[2, p] = sw * buf[2 * P + p] - s2
+        resid[3, p] = sw * buf[3 * P + p] - s3
+    for g in range(GROUP):
+        off = g * P
+        e_g = resid[g]
+        for p in range(P):
+            valid[p] = 1.0 if (w[p] > 0.0 and vbuf[off + p] > 0.0) else 0.0
+        total = 0.0
+        for p in range(P):
+            e = e_g[p] if valid[p] > 0.0 else 0.0
+            e_g[p] = e
+            total += e * e
+        energy = 0.0
+        count = 0.0
+        for p in range(1, P):
+            both = valid[p] * valid[p - 1]
+            step = e_g[p] - e_g[p - 1]
+            energy += both * (step * step)
+            count += both
+        rss[g] = total
+        diff_energy[g] = energy
+        pairs[g] = np.int64(count)
+
+
+@njit_cached(error_model="numpy")
+def _finish_spectrum(i, rss, diff_energy, pairs, dof, q, wsum, K, model_var, out_sigma, out_rms, out_lof):
+    """Row ``i``'s lack of fit, rms residual and sigmas, from its residual energies.
+
+    On entry ``out_sigma[i]`` holds each analyte's variance factor in physical
+    units (inf: not separable, NaN: not usable), as :func:`_solve_spectrum` left it.
+    """
+    s2 = rss / dof if dof > 0 else np.nan
+    noise2 = diff_energy / (2.0 * pairs) if pairs >= _MIN_NOISE_PAIRS else 0.0
+    lof = s2 / noise2 if noise2 > 0.0 else np.nan
+    out_lof[i] = lof
+    s2_covered = s2 * lof if lof > 1.0 else s2  # Birge ratio: a misfit widens sigma as far as it exceeds noise
+    for k in range(K):
+        factor = out_sigma[i, k]
+        if factor < math.inf:
+            out_sigma[i, k] = math.sqrt((s2_covered + q) * factor + model_var[k])
+    out_rms[i] = math.sqrt(rss / wsum) if wsum > 0.0 else np.nan
 
 
 @njit_cached(error_model="numpy")
@@ -368,11 +405,17 @@ def _reduce_rhs(rs, K, nb, forder, Lf, T, rred, tfree):
 
 
 @njit_cached(error_model="numpy")
-def _solve_spectrum(i, r, yWy, wsum, nvalid, nmask, y, vbuf, X, XsT, w, sqrt_w, N_full, E_w, K, first_optional,
-                    tol_rel, tau, G, model_var, ws_mat, ws_vec, ws_int, ws_bool, resid,
-                    cache_mat, cache_vec, cache_int, cache_bool, cache_state,
+def _solve_spectrum(i, r, yWy, wsum, nvalid, nmask, vbuf, X, w, N_full, E_w, K, first_optional,
+                    tol_rel, tau, G, ws_mat, ws_vec, ws_int, ws_bool,
+                    cache_mat, cache_vec, cache_int, cache_bool, cache_state, theta, pending,
                     out_conc, out_sigma, out_base, out_rms, out_lof, out_status):
-    """Solve one spectrum from its ``r = X^T W y`` and write row ``i`` of the outputs.
+    """Solve one spectrum from its ``r = X^T W y`` and write row ``i`` of the outputs but its residual's.
+
+    ``theta`` (n,) receives the model coefficients in physical units (zero when
+    the spectrum cannot be solved, as the caller sets it); ``pending`` (3,):
+    1 when solved (the caller sets 0), its residual degrees of freedom and its
+    calibration variance term; ``out_sigma[i]`` its variance factors, for
+    :func:`_finish_spectrum`.
 
     ``cache_*`` hold the scaled, reduced normal matrix of a spectrum without masked
     pixels (``cache_state[0]``: -2 not yet computed, else its ``nb``), shared by all such spectra.
@@ -390,7 +433,6 @@ def _solve_spectrum(i, r, yWy, wsum, nvalid, nmask, y, vbuf, X, XsT, w, sqrt_w, 
     s = ws_vec[3]
     tmp = ws_vec[4]
     var = ws_vec[5]
-    theta = ws_vec[6]
     rred = ws_vec[7]
     tfree = ws_vec[8]
     order = ws_int[0]
@@ -461,18 +503,8 @@ def _solve_spectrum(i, r, yWy, wsum, nvalid, nmask, y, vbuf, X, XsT, w, sqrt_w, 
         x[j] = 0.0  # an optional column held at zero stays zero
     for a in range(nb):
         x[forder[a]] = tmp[a]
-    # The weighted residual e = sqrt(w) (y - X v), pixel by pixel: its sum of squares, and the
-    # energy of its differences between neighbouring valid pixels. White noise gives both the
-    # same variance; a misfit is smooth, so it raises the first and hardly the second.
     for a in range(n):
         theta[a] = x[a] * d[a]
-    rss, diff_energy, pairs = _residual_energies(y, vbuf, w, sqrt_w, XsT, theta, resid)
-    dof = nvalid - m - nb
-    s2 = rss / dof if dof > 0 else nan
-    noise2 = diff_energy / (2.0 * pairs) if pairs >= _MIN_NOISE_PAIRS else 0.0
-    lof = s2 / noise2 if noise2 > 0.0 else nan
-    out_lof[i] = lof
-    s2_covered = s2 * lof if lof > 1.0 else s2  # Birge ratio: a misfit widens sigma as far as it exceeds noise
     # Variance factors of the analytes (the free columns already eliminated): diag(inv(Nred_PP))
     # from the inverse of L, inverse Schur complements within Nred for analytes held at zero.
     for j in range(K):
@@ -513,14 +545,15 @@ def _solve_spectrum(i, r, yWy, wsum, nvalid, nmask, y, vbuf, X, XsT, w, sqrt_w, 
     for k in range(K):
         if usable[k]:
             out_conc[i, k] = x[k] * d[k]
-            out_sigma[i, k] = (math.sqrt((s2_covered + q) * var[k] * d[k] * d[k] + model_var[k])
-                               if var[k] < math.inf else math.inf)
+            out_sigma[i, k] = var[k] * d[k] * d[k] if var[k] < math.inf else math.inf
         else:
             out_conc[i, k] = nan
             out_sigma[i, k] = nan
     for j in range(K, n):
         out_base[i, j - K] = x[j] * d[j]
-    out_rms[i] = math.sqrt(rss / wsum) if wsum > 0.0 else nan
+    pending[0] = 1.0
+    pending[1] = nvalid - m - nb
+    pending[2] = q
     out_status[i] = status
 
 
@@ -528,10 +561,11 @@ def _solve_spectrum(i, r, yWy, wsum, nvalid, nmask, y, vbuf, X, XsT, w, sqrt_w, 
 
 @njit_cached(error_model="numpy")
 def _solver_workspace(n, P):
-    """Scratch arrays of :func:`_solve_spectrum` for one work item, and its cache for unmasked spectra."""
+    """Scratch arrays of :func:`_solve_group` for one work item, and its cache for unmasked spectra."""
     return (np.empty((6, n, n)), np.empty((9, n)), np.empty((2, n), np.int64), np.empty((3, n), np.bool_),
-            np.empty(P), np.zeros((3, n, n)), np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.bool_),
-            np.full(1, -2, np.int64))
+            np.zeros((3, n, n)), np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.bool_),
+            np.full(1, -2, np.int64), np.empty((GROUP, n)), np.empty((GROUP, 3)), np.empty((GROUP, P)), np.empty(P),
+            np.empty(GROUP), np.empty(GROUP), np.empty(GROUP, np.int64))
 
 
 GROUP = 4  # spectra whose products X^T W y are computed together (a 4 x 2 register tile)
@@ -588,8 +622,36 @@ def _group_products(buf, P, XWt, R):
         R[3, a] = s03
 
 
+@njit_cached(error_model="numpy")
+def _solve_group(grp, N, R, yWy, wsum, nvalid, nmask, buf, vbuf, X, Xs, w, sqrt_w, N_full, E_w, K, first_optional,
+                 tol_rel, tau, G, model_var, workspace,
+                 out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status):
+    """Rows of group ``grp`` from their products ``R``: each spectrum solved, then their residuals together."""
+    (ws_mat, ws_vec, ws_int, ws_bool, cache_mat, cache_vec, cache_int, cache_bool, cache_state,
+     theta, pending, resid, valid, rss, diff_energy, pairs) = workspace
+    P = w.shape[0]
+    for g in range(GROUP):
+        i = grp * GROUP + g
+        theta[g, :] = 0.0
+        pending[g, 0] = 0.0
+        if i < N:
+            out_nmask[i] = nmask[g]
+            _solve_spectrum(i, R[g], yWy[g], wsum[g], nvalid[g], nmask[g], vbuf[g * P:(g + 1) * P], X, w,
+                            N_full, E_w, K, first_optional, tol_rel, tau, G, ws_mat, ws_vec, ws_int, ws_bool,
+                            cache_mat, cache_vec, cache_int, cache_bool, cache_state, theta[g], pending[g],
+                            out_conc, out_sigma, out_base, out_rms, out_lof, out_status)
+    # The weighted residual e = sqrt(w) (y - X v), pixel by pixel: its sum of squares, and the
+    # energy of its differences between neighbouring valid pixels. White noise gives both the
+    # same variance; a misfit is smooth, so it raises the first and hardly the second.
+    _group_residual_energies(buf, vbuf, w, sqrt_w, Xs, theta, resid, valid, rss, diff_energy, pairs)
+    for g in range(GROUP):
+        if pending[g, 0] > 0.0:
+            _finish_spectrum(grp * GROUP + g, rss[g], diff_energy[g], pairs[g], pending[g, 1], pending[g, 2],
+                             wsum[g], K, model_var, out_sigma, out_rms, out_lof)
+
+
 @njit_cached(fastmath=_FASTMATH, error_model="numpy")
-def _absorbance_block(blk, Y, X, XWt, XsT, w, sqrt_w, N_full, E_w, K, first_optional, tol_rel, tau, G, model_var,
+def _absorbance_block(blk, Y, X, XWt, Xs, w, sqrt_w, N_full, E_w, K, first_optional, tol_rel, tau, G, model_var,
                       out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status):
     """Work item ``blk`` of :func:`quantify_absorbance_batch`: GROUPS_PER_BLOCK groups of GROUP spectra."""
     N, P = Y.shape
@@ -602,8 +664,7 @@ def _absorbance_block(blk, Y, X, XWt, XsT, w, sqrt_w, N_full, E_w, K, first_opti
     wsum = np.empty(GROUP)
     nmask = np.empty(GROUP, np.int64)
     nvalid = np.empty(GROUP, np.int64)
-    (ws_mat, ws_vec, ws_int, ws_bool, resid,
-     cache_mat, cache_vec, cache_int, cache_bool, cache_state) = _solver_workspace(n, P)
+    workspace = _solver_workspace(n, P)
     for grp in range(blk * GROUPS_PER_BLOCK, min(ngroups, (blk + 1) * GROUPS_PER_BLOCK)):
         for g in range(GROUP):
             i = grp * GROUP + g
@@ -633,19 +694,13 @@ def _absorbance_block(blk, Y, X, XWt, XsT, w, sqrt_w, N_full, E_w, K, first_opti
             yWy[g] = sum_yy
             wsum[g] = sum_w
         _group_products(buf, P, XWt, R)
-        for g in range(GROUP):
-            i = grp * GROUP + g
-            if i < N:
-                out_nmask[i] = nmask[g]
-                _solve_spectrum(i, R[g], yWy[g], wsum[g], nvalid[g], nmask[g], buf[g * P:(g + 1) * P],
-                                vbuf[g * P:(g + 1) * P], X, XsT, w, sqrt_w, N_full, E_w, K, first_optional,
-                                tol_rel, tau, G, model_var, ws_mat, ws_vec, ws_int, ws_bool, resid,
-                                cache_mat, cache_vec, cache_int, cache_bool, cache_state,
-                                out_conc, out_sigma, out_base, out_rms, out_lof, out_status)
+        _solve_group(grp, N, R, yWy, wsum, nvalid, nmask, buf, vbuf, X, Xs, w, sqrt_w, N_full, E_w, K,
+                     first_optional, tol_rel, tau, G, model_var, workspace,
+                     out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status)
 
 
 @njit_cached(parallel=True, fastmath=_FASTMATH, error_model="numpy")
-def quantify_absorbance_batch(Y, X, XWt, XsT, w, sqrt_w, N_full, E_w, K, first_optional, tol_rel, tau, G, model_var,
+def quantify_absorbance_batch(Y, X, XWt, Xs, w, sqrt_w, N_full, E_w, K, first_optional, tol_rel, tau, G, model_var,
                               out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status):
     """Quantify absorbance spectra ``Y`` (N, P); NaN or inf pixels are left out of their spectrum's fit."""
     N, P = Y.shape
@@ -653,7 +708,7 @@ def quantify_absorbance_batch(Y, X, XWt, XsT, w, sqrt_w, N_full, E_w, K, first_o
     ngroups = (N + GROUP - 1) // GROUP
     nblocks = (ngroups + GROUPS_PER_BLOCK - 1) // GROUPS_PER_BLOCK
     for blk in prange(nblocks):
-        _absorbance_block(np.int64(blk), Y, X, XWt, XsT, w, sqrt_w, N_full, E_w, K, first_optional, tol_rel, tau, G,
+        _absorbance_block(np.int64(blk), Y, X, XWt, Xs, w, sqrt_w, N_full, E_w, K, first_optional, tol_rel, tau, G,
                           model_var,
                           out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status)
 
@@ -664,7 +719,7 @@ _SQRT2 = math.sqrt(2.0)
 
 
 @njit_cached(fastmath=_FASTMATH, error_model="numpy")
-def _counts_block(blk, counts, dark, ln_reference, saturation, X, XWt, XsT, w, sqrt_w, N_full, E_w, K, first_optional,
+def _counts_block(blk, counts, dark, ln_reference, saturation, X, XWt, Xs, w, sqrt_w, N_full, E_w, K, first_optional,
                   tol_rel, tau, G, model_var, out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status):
     """Work item ``blk`` of :func:`quantify_counts_batch`: GROUPS_PER_BLOCK groups of GROUP spectra."""
     N, P = counts.shape
@@ -681,8 +736,7 @@ def _counts_block(blk, counts, dark, ln_reference, saturation, X, XWt, XsT, w, s
     wsum = np.empty(GROUP)
     nmask = np.empty(GROUP, np.int64)
     nvalid = np.empty(GROUP, np.int64)
-    (ws_mat, ws_vec, ws_int, ws_bool, resid,
-     cache_mat, cache_vec, cache_int, cache_bool, cache_state) = _solver_workspace(n, P)
+    workspace = _solver_workspace(n, P)
     for grp in range(blk * GROUPS_PER_BLOCK, min(ngroups, (blk + 1) * GROUPS_PER_BLOCK)):
         for g in range(GROUP):
             i = grp * GROUP + g
@@ -729,20 +783,14 @@ def _counts_block(blk, counts, dark, ln_reference, saturation, X, XWt, XsT, w, s
             yWy[g] = sum_yy
             wsum[g] = sum_w
         _group_products(buf, P, XWt, R)
-        for g in range(GROUP):
-            i = grp * GROUP + g
-            if i < N:
-                out_nmask[i] = nmask[g]
-                _solve_spectrum(i, R[g], yWy[g], wsum[g], nvalid[g], nmask[g], buf[g * P:(g + 1) * P],
-                                vbuf[g * P:(g + 1) * P], X, XsT, w, sqrt_w, N_full, E_w, K, first_optional,
-                                tol_rel, tau, G, model_var, ws_mat, ws_vec, ws_int, ws_bool, resid,
-                                cache_mat, cache_vec, cache_int, cache_bool, cache_state,
-                                out_conc, out_sigma, out_base, out_rms, out_lof, out_status)
+        _solve_group(grp, N, R, yWy, wsum, nvalid, nmask, buf, vbuf, X, Xs, w, sqrt_w, N_full, E_w, K,
+                     first_optional, tol_rel, tau, G, model_var, workspace,
+                     out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status)
 
 
 
 @njit_cached(parallel=True, fastmath=_FASTMATH, error_model="numpy")
-def quantify_counts_batch(counts, dark, ln_reference, saturation, X, XWt, XsT, w, sqrt_w, N_full, E_w, K,
+def quantify_counts_batch(counts, dark, ln_reference, saturation, X, XWt, Xs, w, sqrt_w, N_full, E_w, K,
                           first_optional, tol_rel, tau, G, model_var, out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status):
     """Quantify raw counts (N, P) against one dark and one reference, absorbance computed on the fly.
 
@@ -756,6 +804,6 @@ def quantify_counts_batch(counts, dark, ln_reference, saturation, X, XWt, XsT, w
     ngroups = (N + GROUP - 1) // GROUP
     nblocks = (ngroups + GROUPS_PER_BLOCK - 1) // GROUPS_PER_BLOCK
     for blk in prange(nblocks):
-        _counts_block(np.int64(blk), counts, dark, ln_reference, saturation, X, XWt, XsT, w, sqrt_w, N_full, E_w, K,
+        _counts_block(np.int64(blk), counts, dark, ln_reference, saturation, X, XWt, Xs, w, sqrt_w, N_full, E_w, K,
                       first_optional, tol_rel, tau, G, model_var, out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask,
                       out_status)

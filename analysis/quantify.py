@@ -17,7 +17,7 @@ from ._model import model_arrays
 if TYPE_CHECKING:  # calibration imports quantify (for its leave-one-out), never the other way round
     from .calibration import Calibration
 
-__all__ = ["Quantification", "quantify", "quantify_counts", "LACK_OF_FIT_LIMIT",
+__all__ = ["Quantification", "quantify", "quantify_counts", "LACK_OF_FIT_LIMIT", "kernel_cache_info",
            "STATUS_OK", "STATUS_TOO_FEW_PIXELS", "STATUS_DEGENERATE", "STATUS_MAX_ITER"]
 
 STATUS_OK = _kernel.STATUS_OK
@@ -168,7 +168,7 @@ def _run(kernel, leading_args, model, calibration, n_spectra: int, n_reference: 
     status = np.empty(n_spectra, np.int8)
     first_optional = n - 2 * K - n_reference  # the reference column and the drift columns are optional
     if n_spectra:
-        kernel(*leading_args, model.X, model.XWt, model.XsT, model.w, model.sqrt_w, model.N, model.E_w, K,
+        kernel(*leading_args, model.X, model.XWt, model.Xs, model.w, model.sqrt_w, model.N, model.E_w, K,
                first_optional, KKT_TOLERANCE, PIVOT_TOLERANCE, model.G, model.model_variance, conc, sigma, free,
                rms, lof, nmask, status)
     Kq = len(calibration.quadratic_analytes)
@@ -245,3 +245,19 @@ def quantify_counts(counts, dark, reference, calibration: "Calibration",
     # Pixels lost to the reference are masked in every spectrum: count them as absorbance() would.
     result.n_masked_pixels[:] += int(np.count_nonzero(~ref_ok & (calibration.pixel_weight > 0)))
     return result
+
+
+def kernel_cache_info() -> dict[str, object]:
+    """Where this process's compiled analysis kernels come from: numba cache location, hits and misses.
+
+    For a worker's warm-up report: ``numba_cache`` is the cache kind (see
+    ``analysis._numba_cache.cache_location``), ``numba_cache_dir`` its folder,
+    ``cache_hits`` / ``cache_misses`` the batch kernel's loads from and
+    compilations into it so far in this process.
+    """
+    from ._numba_cache import cache_location
+
+    kind, directory = cache_location(_kernel.__file__)
+    stats = _kernel.quantify_absorbance_batch.stats
+    return {"numba_cache": kind, "numba_cache_dir": directory,
+            "cache_hits": sum(stats.cache_hits.values()), "cache_misses": sum(stats.cache_misses.values())}

@@ -332,8 +332,6 @@ def warm_up() -> dict[str, object]:
     import numba
 
     import analysis
-    from analysis import _nnls_kernel
-    from analysis._numba_cache import cache_location
 
     from .pipeline import analyse_counts
 
@@ -343,8 +341,4 @@ def warm_up() -> dict[str, object]:
     counts = (2000.0 * 10.0 ** (-(np.array([[1.0, 0.5]]) @ bands))).astype(np.float32) + 100.0
     analyse_counts(counts, np.full(32, 100.0, dtype=np.float32), np.full(32, 2100.0, dtype=np.float32),
                    calibration, "Nd", 65535.0)
-    kind, directory = cache_location(_nnls_kernel.__file__)
-    stats = _nnls_kernel.quantify_absorbance_batch.stats
-    return {"pid": os.getpid(), "numba_cache": kind, "numba_cache_dir": directory,
-            "numba_threads": numba.get_num_threads(), "cache_hits": sum(stats.cache_hits.values()),
-            "cache_misses": sum(stats.cache_misses.values())}
+    return {"pid": os.getpid(), "numba_threads": numba.get_num_threads(), **analysis.kernel_cache_info()}

@@ -1,4 +1,8 @@
-"""`remdaq check`: can we talk to each instrument of a station?"""
+"""`remdaq check`: can we talk to each instrument of a station?
+
+The shift-start calibration check (a check standard against a calibration) is
+:mod:`daq.calibration_check`.
+"""
 
 from __future__ import annotations
 

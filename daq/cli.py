@@ -38,11 +38,35 @@ def cli():
 
 @cli.command()
 @_STATION_OPTION
-def check(station_path: Path):
-    """Connect to each instrument of a station and print its identity and a reading."""
+@click.option("--standard", "standard_path", type=click.Path(path_type=Path), default=None,
+              help="check-standard file (seeds/standards/check/*.toml): also check --calibration against it")
+@click.option("--calibration", "calibration_path", type=click.Path(path_type=Path), default=None,
+              help="calibration file to check (from `remdaq calibrate`); with --standard")
+@click.option("--scenario", default=None, metavar="PATH|NAME",
+              help="simulated bench only: start the simulated spectrometer of the calibration check with this "
+                   "scenario (a path or a name in seeds/scenarios, e.g. fibre-replugged)")
+def check(station_path: Path, standard_path: Path | None, calibration_path: Path | None, scenario: str | None):
+    """Connect to each instrument of a station and print its identity and a reading.
+
+    With --standard and --calibration, then measure the check standard (dark, blank,
+    the standard) and report per element the stated and measured concentrations,
+    bias and z, the lack of fit and the wavelength shift, and the verdict
+    "calibration holds" or "recalibrate" with its reasons. Exit status 0 when every
+    instrument answered (and the calibration holds), 1 otherwise, 2 for a bad file.
+    """
     station = load_station(station_path)
+    if (standard_path is None) != (calibration_path is None):
+        raise click.UsageError("--standard and --calibration go together (the check standard and the calibration "
+                               "to check against it)")
+    if scenario is not None and standard_path is None:
+        raise click.UsageError("--scenario sets up the simulated bench for the calibration check: give "
+                               "--standard and --calibration too")
+    from .calibration_check import prepare_calibration_check, run_calibration_check
     from .check import check_station
 
+    plan = None
+    if standard_path is not None:  # every file is checked before any instrument is touched
+        plan = prepare_calibration_check(station, standard_path, calibration_path, scenario)
     results = check_station(station)
     for result in results:
         kind = " (simulated)" if result.simulated else ""
@@ -52,7 +76,24 @@ def check(station_path: Path):
             click.echo(f"{result.name}{kind}: FAILED  {result.problem}", err=True)
     if not results:
         raise click.ClickException(f"{station_path}: the station lists no instruments")
-    if not all(r.ok for r in results):
+    failed = not all(r.ok for r in results)
+    if plan is not None:
+        if not any(r.name == "spectrometer" and r.ok for r in results):
+            click.echo("calibration check: not done, the spectrometer did not answer", err=True)
+            sys.exit(1)
+        from drivers import InstrumentError
+
+        try:
+            outcome = run_calibration_check(plan, progress=lambda m: click.echo(f"  {m}", err=True))
+        except ConfigError:
+            raise
+        except (InstrumentError, OSError, RuntimeError, ValueError) as error:
+            click.echo(f"calibration check: FAILED  {type(error).__name__}: {error}", err=True)
+            sys.exit(1)
+        for line in outcome.report_lines():
+            click.echo(line)
+        failed = failed or not outcome.holds
+    if failed:
         sys.exit(1)
 
 

@@ -14,11 +14,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis import UnknownElementError, element
+from analysis import LACK_OF_FIT_LIMIT
 
 from ._follow import Snapshot, SpectrumView, Trace
 
 __all__ = ["time_unit", "compact", "envelope", "oxide_of", "furnace_figure", "purity_figure", "concentration_figure",
-           "spectrum_figure", "sensitivity_figure", "trial_figures", "FigureCache"]
+           "fit_figure", "spectrum_figure", "sensitivity_figure", "trial_figures", "FigureCache", "FIT_TITLE"]
+
+FIT_TITLE = "Lack of fit and wavelength shift"
 
 _HEIGHT = 380
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
@@ -147,6 +150,42 @@ def concentration_figure(snapshot: Snapshot) -> go.Figure:
     return _layout(fig, snapshot.trial_id, title)
 
 
+def fit_figure(snapshot: Snapshot) -> go.Figure:
+    """Lack of fit vs time with its limit and the spectra flagged model mismatch, above the wavelength shift."""
+    title = FIT_TITLE
+    if not snapshot.fit_recorded:
+        return _empty(snapshot.trial_id, title, "not recorded: this file's format predates 1.1, "
+                                                "which added the lack of fit and the wavelength shift")
+    if snapshot.lack_of_fit is None or not snapshot.lack_of_fit.rows:
+        return _empty(snapshot.trial_id, title, "no analysed spectra yet")
+    per, unit = time_unit(snapshot)
+    flagged = snapshot.mismatch_rows
+    title += (f" · {flagged:,} {'spectrum' if flagged == 1 else 'spectra'} flagged model mismatch" if flagged
+              else " · none flagged")
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35], vertical_spacing=0.06)
+    x, y = envelope(snapshot.lack_of_fit, per=per)
+    fig.add_trace(go.Scatter(x=x, y=y, name="lack of fit", mode="lines", line=dict(color="#1f77b4", width=1.5),
+                             hovertemplate="%{y:.2f}"), row=1, col=1)
+    mismatch = snapshot.mismatch
+    if flagged and mismatch is not None:
+        # one marker per bucket holding a flagged spectrum, at the highest lack of fit among its flagged rows
+        shown = np.isfinite(mismatch.maximum)
+        fig.add_trace(go.Scatter(x=compact(mismatch.time_s[shown] / per), y=compact(mismatch.maximum[shown]),
+                                 name="model mismatch (flag 16)", mode="markers",
+                                 marker=dict(color="#d62728", symbol="x", size=7),
+                                 hovertemplate="mismatch %{y:.2f}"), row=1, col=1)
+    fig.add_hline(y=LACK_OF_FIT_LIMIT, line=dict(color="#d62728", dash="dash", width=1), row=1, col=1,
+                  annotation_text=f"limit {LACK_OF_FIT_LIMIT:g}: model mismatch above",
+                  annotation_position="top left", annotation_font=dict(size=11, color="#d62728"))
+    x, y = envelope(snapshot.wavelength_shift, per=per)
+    fig.add_trace(go.Scatter(x=x, y=y, name="wavelength shift", mode="lines", line=dict(color="#9467bd", width=1.2),
+                             hovertemplate="%{y:.3f} nm"), row=2, col=1)
+    fig.update_yaxes(title_text="lack of fit (1 = noise)", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="shift (nm)", row=2, col=1)
+    fig.update_xaxes(title_text=f"time ({unit})", row=2, col=1)
+    return _layout(fig, snapshot.trial_id, title)
+
+
 def spectrum_figure(snapshot: Snapshot) -> go.Figure:
     """The latest spectrum: absorbance with its fitted model above the residual, or raw counts."""
     spectrum: SpectrumView | None = snapshot.spectrum
@@ -169,14 +208,17 @@ def spectrum_figure(snapshot: Snapshot) -> go.Figure:
     fig.add_trace(go.Scatter(x=wl, y=compact(spectrum.absorbance), name="measured", mode="lines",
                              line=dict(color="#444444", width=1)), row=1, col=1)
     if spectrum.model is not None:
-        fig.add_trace(go.Scatter(x=wl, y=compact(spectrum.model), name="model", mode="lines",
-                                 line=dict(color="#d62728", width=1.2)), row=1, col=1)
+        refit = spectrum.model_source == "refit"
+        fig.add_trace(go.Scatter(x=wl, y=compact(spectrum.model), name="model (refit here)" if refit else "model",
+                                 mode="lines", line=dict(color="#d62728", width=1.2)), row=1, col=1)
         fig.add_trace(go.Scatter(x=wl, y=compact(spectrum.baseline), name="baseline", mode="lines",
                                  line=dict(color="#2ca02c", width=1, dash="dot")), row=1, col=1)
         fig.add_trace(go.Scatter(x=wl, y=compact(spectrum.residual), name="residual", mode="lines",
                                  line=dict(color="#1f77b4", width=1)), row=2, col=1)
         rms = f"residual RMS {spectrum.residual_rms:.2g}" if math.isfinite(spectrum.residual_rms) else ""
         title += f" · {rms}" if rms else ""
+        if refit:
+            title += " · model refitted, not the live fit"
     fig.update_yaxes(title_text="absorbance", row=1, col=1)
     fig.update_yaxes(title_text="residual", row=2, col=1)
     fig.update_xaxes(title_text="wavelength (nm)", row=2, col=1)
@@ -207,21 +249,23 @@ class FigureCache:
     """The figures of one page, each rebuilt only when its data changed (building a figure costs tens of ms)."""
 
     _BUILDERS = {"furnace": furnace_figure, "purity": purity_figure, "spectrum": spectrum_figure,
-                 "concentration": concentration_figure}
+                 "concentration": concentration_figure, "fit": fit_figure}
 
     def __init__(self):
         self._figures: dict[str, tuple[tuple, go.Figure]] = {}
         self.builds = 0  # figures built so far (for tests and the benchmark)
 
     def figures(self, snapshot: Snapshot) -> dict[str, go.Figure]:
-        """The four figures of ``snapshot``."""
+        """The five figures of ``snapshot``."""
         unit = time_unit(snapshot)
         analysed = snapshot.purity.rows if snapshot.purity is not None else 0
+        fitted = snapshot.lack_of_fit.rows if snapshot.lack_of_fit is not None else 0
         signatures = {
             "furnace": (snapshot.path, snapshot.furnace["temperature"].rows, unit),
             "purity": (snapshot.path, analysed, unit),
             "spectrum": (snapshot.path, snapshot.spectrum.index if snapshot.spectrum is not None else -1, unit),
             "concentration": (snapshot.path, analysed, unit),
+            "fit": (snapshot.path, snapshot.fit_recorded, fitted, snapshot.mismatch_rows, unit),
         }
         for name, signature in signatures.items():
             cached = self._figures.get(name)

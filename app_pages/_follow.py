@@ -21,15 +21,20 @@ from pathlib import Path
 import numpy as np
 
 import analysis
+from analysis import LACK_OF_FIT_LIMIT
 from daq import TrialReader, open_trial
+from daq.layout import FLAG_MODEL_MISMATCH
+from daq.pipeline import fit_coefficient_names
 
 __all__ = ["MAX_POINTS", "StreamingMinMax", "Trace", "SpectrumView", "Snapshot", "TrialFollower",
-           "fitted_spectrum"]
+           "FitDesign", "StoredFit", "fitted_spectrum", "fit_design", "stored_fit_model", "AXIS_SHIFT"]
 
 MAX_POINTS = 2000
 """Buckets per trace (each drawn as its min and max, so at most twice as many points)."""
 FURNACE_COLUMNS = ("temperature", "setpoint", "working_setpoint", "output")
 DEFAULT_BASELINE_ORDER = 2
+AXIS_SHIFT = "axis shift since blank"
+"""The fit coefficient whose column is made from the blank's own light, not from the calibration."""
 _SEED_BLOCK_ROWS = 1 << 16
 
 
@@ -126,12 +131,13 @@ class SpectrumView:
     dark: np.ndarray | None
     reference: np.ndarray | None
     absorbance: np.ndarray | None = None
-    model: np.ndarray | None = None  # analytes + baseline
+    model: np.ndarray | None = None  # the fit's model: analytes, curvature, baseline, drift, axis shift
     baseline: np.ndarray | None = None
     residual: np.ndarray | None = None
-    residual_rms: float = math.nan  # of this refit
+    residual_rms: float = math.nan  # of the model drawn
     stored_residual_rms: float = math.nan  # as the live analysis wrote it
     note: str = ""  # why only raw counts, or how the model was drawn
+    model_source: str = ""  # "live fit": rebuilt from the row's stored coefficients; "refit": baseline fitted here
 
 
 @dataclass
@@ -155,6 +161,11 @@ class Snapshot:
     events: list[dict]
     spectrum: SpectrumView | None
     rows_read: dict[str, int] = field(default_factory=dict)  # rows read by this update, per table
+    fit_recorded: bool = False  # the file records the fit's quality (format 1.1)
+    lack_of_fit: Trace | None = None  # per analysed spectrum (None: not recorded, or none analysed yet)
+    wavelength_shift: Trace | None = None  # nm, the common shift the drift terms imply
+    mismatch: Trace | None = None  # lack of fit of the rows flagged model mismatch (NaN in buckets without one)
+    mismatch_rows: int = 0  # spectra flagged model mismatch (flag bit 16) so far
 
     @property
     def target(self) -> str:
@@ -197,6 +208,101 @@ def fitted_spectrum(measured: np.ndarray, concentration: np.ndarray, sensitivity
     return model, baseline, residual, rms
 
 
+@dataclass(frozen=True)
+class FitDesign:
+    """How a trial's stored fit coefficients map onto spectra (see :func:`fit_design`)."""
+
+    matrix: np.ndarray  # (P, K + free columns used): [S | Q | B | shift | width], without the axis shift
+    used: tuple[int, ...]  # the stored coefficients that multiply the matrix's free columns, in its order
+    axis_shift: int  # the stored coefficient of the blank's own column
+    baseline_terms: tuple[int, ...]  # the stored coefficients P0..P<order>
+    baseline_basis: np.ndarray  # (P, order + 1)
+    omitted: tuple[str, ...]  # coefficients left out (curvature terms whose spectra the file does not hold)
+    source: str  # where the design came from, for the page's note
+
+
+@dataclass(frozen=True)
+class StoredFit:
+    """The model a live fit used, rebuilt from its stored coefficients (see :func:`stored_fit_model`)."""
+
+    model: np.ndarray  # (P,) absorbance
+    baseline: np.ndarray  # (P,) the Legendre baseline part of it
+    omitted: tuple[str, ...]
+    source: str
+
+
+def _legendre_order(names) -> int | None:
+    """The baseline order the coefficient names imply ("P0".."P<order>"; None without any)."""
+    terms = [name for name in names if len(name) > 1 and name[0] == "P" and name[1:].isdigit()]
+    return len(terms) - 1 if terms else None
+
+
+def fit_design(names, analytes, wavelength_nm, sensitivity,
+               calibration: analysis.Calibration | None = None) -> FitDesign | None:
+    """The design matrix the live fit used, for coefficients stored under ``names`` (``@column_names``).
+
+    ``calibration.design_matrix()`` when the calibration file is at hand and its
+    coefficient names are the stored ones. Without it, the design is rebuilt from the
+    trial's copy of the sensitivity (``analysis.Calibration.from_sensitivity`` with the
+    baseline order the names imply): exact too, since the drift spectra derive from S
+    alone and a drift column the live calibration held at zero has a zero coefficient,
+    except for curvature terms ("Nd^2"), whose spectra only the calibration file holds;
+    they are left out and named in ``omitted``. None when the names describe no such design.
+    """
+    names, analytes = tuple(names), tuple(analytes)
+    if names.count(AXIS_SHIFT) != 1:
+        return None
+    if (calibration is not None and tuple(calibration.analytes) == analytes
+            and fit_coefficient_names(calibration) == names
+            and np.shape(calibration.wavelength_nm) == np.shape(wavelength_nm)):
+        matrix, first, omitted = calibration.design_matrix(), 0, ()
+        order = calibration.baseline_order
+        source = f"the design matrix of calibration {calibration.calibration_id}"
+    else:
+        order = _legendre_order(names)
+        try:
+            rebuilt = analysis.Calibration.from_sensitivity(wavelength_nm, sensitivity, analytes, baseline_order=order)
+        except (ValueError, TypeError):
+            return None
+        curvature = tuple(name for name in names if name.endswith("^2") and name[:-2] in analytes)
+        if names[:len(curvature)] != curvature or names[len(curvature):] != fit_coefficient_names(rebuilt):
+            return None
+        matrix, first, omitted = rebuilt.design_matrix(), len(curvature), curvature
+        source = "the trial's copy of the sensitivity (the calibration file is not at hand)"
+    axis = names.index(AXIS_SHIFT)
+    used = tuple(i for i in range(first, len(names)) if i != axis)
+    if matrix.shape[1] != len(analytes) + len(used):
+        return None
+    terms = tuple(names.index(f"P{i}") for i in range(0 if order is None else order + 1))  # the names checked
+    return FitDesign(matrix=matrix, used=used, axis_shift=axis, baseline_terms=terms,
+                     baseline_basis=analysis.baseline_basis(wavelength_nm, order), omitted=omitted, source=source)
+
+
+def stored_fit_model(concentration, coefficients, design: FitDesign, wavelength_nm, net_reference) -> StoredFit:
+    """The live fit's model of one spectrum from its stored concentrations and fit coefficients.
+
+    As docs/trial-file.md gives it: ``[c, free without the axis shift] @ design_matrix().T
+    + axis_shift * analysis.reference_shift_spectrum(wavelength, R - D)``, ``net_reference``
+    being the blank's usable net counts (R - D, NaN where the live fit could not use it).
+    """
+    c = np.nan_to_num(np.asarray(concentration, dtype=float))  # an analyte the fit could not use counted 0
+    v = np.nan_to_num(np.asarray(coefficients, dtype=float))  # e.g. no axis shift without a reference
+    model = np.concatenate([c, v[list(design.used)]]) @ design.matrix.T
+    model = model + v[design.axis_shift] * analysis.reference_shift_spectrum(wavelength_nm, net_reference)
+    baseline = design.baseline_basis @ v[list(design.baseline_terms)]
+    return StoredFit(model=model, baseline=baseline, omitted=design.omitted, source=design.source)
+
+
+def _residual(measured: np.ndarray, model: np.ndarray, pixel_weight: np.ndarray | None):
+    """The residual (NaN on masked pixels) and its weighted RMS, as the live fit's ``residual_rms``."""
+    weight = np.ones_like(measured) if pixel_weight is None else np.asarray(pixel_weight, dtype=float)
+    valid = np.isfinite(measured) & np.isfinite(model) & (weight > 0)
+    residual = np.where(valid, measured - model, np.nan)
+    rms = (float(np.sqrt(np.sum(weight[valid] * residual[valid] ** 2) / np.sum(weight[valid])))
+           if valid.any() else math.nan)
+    return residual, rms
+
+
 class TrialFollower:
     """An open trial file, and what one page has already read of it."""
 
@@ -213,6 +319,10 @@ class TrialFollower:
             self._analysis_attrs = self.reader.analysis_attrs
             self._wavelength = self.reader.wavelength_nm
             self._calibration = self.reader.calibration_arrays()
+            self._full_scale = self.reader.full_scale_counts
+            self._fit_recorded = self.reader.has_column("analysis", "lack_of_fit")
+            self._coefficient_names = self.reader.fit_coefficient_names
+            self._format = ".".join(map(str, self.reader.format_version))
         except BaseException:
             self.reader.close()
             raise
@@ -222,8 +332,13 @@ class TrialFollower:
         self._purity = StreamingMinMax(max_points)
         self._band = StreamingMinMax(max_points)
         self._concentration = [StreamingMinMax(max_points) for _ in self._analytes]
+        self._lack_of_fit = StreamingMinMax(max_points)
+        self._shift = StreamingMinMax(max_points)
+        self._mismatch = StreamingMinMax(max_points)  # the lack of fit of flagged rows, NaN elsewhere
+        self._mismatch_rows = 0
         self._events: deque[dict] = deque(maxlen=max_events)
         self._spectrum: SpectrumView | None = None
+        self._design: tuple | None = None  # (calibration id or None, FitDesign or None), built on first use
         self.updates = 0
         self.last_read: dict[str, int] = {}  # rows each table gave on the last update
         self.last_snapshot: Snapshot | None = None
@@ -259,8 +374,16 @@ class TrialFollower:
                                                                             "concentration", "residual_rms",
                                                                             "lack_of_fit")),
                              **self._latest_analysed_flag(rows)},
-            events=list(self._events), spectrum=self._latest_spectrum(rows), rows_read=rows_read)
+            events=list(self._events), spectrum=self._latest_spectrum(rows), rows_read=rows_read,
+            fit_recorded=self._fit_recorded, mismatch_rows=self._mismatch_rows,
+            **self._fit_traces())
         return self.last_snapshot
+
+    def _fit_traces(self) -> dict:
+        if not (self._fit_recorded and self.marks.get("fit")):
+            return {}
+        return {"lack_of_fit": self._lack_of_fit.trace(), "wavelength_shift": self._shift.trace(),
+                "mismatch": self._mismatch.trace()}
 
     def _seed(self, rows: dict[str, int]) -> dict[str, int]:
         """First read: decimated slices of the history (whole buckets), then the few rows after them."""
@@ -275,6 +398,8 @@ class TrialFollower:
             [(self._purity, "purity", None)] + [(trace, "concentration", k)
                                                for k, trace in enumerate(self._concentration)])
         self._seed_band(marks["analysis"])
+        marks["fit"] = self._seed_fit(min(rows["analysis"], rows["spectrometer"]))
+        read["fit"] = marks["fit"]
         first_event = max(0, marks["events"] - (self._events.maxlen or 0))
         self._add_events(reader.read("events", first_event, marks["events"]))
         read["events"] = marks["events"] - first_event
@@ -310,6 +435,33 @@ class TrialFollower:
                                     columns=("time", "purity", "purity_sigma"))
             self._add_band(rows)
 
+    def _seed_fit(self, stop: int) -> int:
+        """Seed the lack of fit, shift and model-mismatch traces in bounded blocks (the flags are per row)."""
+        if not self._fit_recorded:
+            return 0
+        bucket = max(1, -(-stop // self.max_points))
+        for trace in (self._lack_of_fit, self._shift, self._mismatch):
+            trace.bucket = bucket
+        block = max(bucket, _SEED_BLOCK_ROWS // bucket * bucket)
+        for start in range(0, stop, block):
+            self._add_fit(start, min(stop, start + block))
+        return stop
+
+    def _add_fit(self, start: int, stop: int) -> int:
+        """Fold analysis rows ``start:stop`` (and their spectra's flags) into the fit traces; returns the rows."""
+        if stop <= start:
+            return 0
+        rows = self.reader.read("analysis", start, stop, columns=("time", "lack_of_fit", "wavelength_shift"))
+        flags = self.reader.read("spectrometer", start, stop, columns=("flag",))["flag"]
+        flagged = (np.asarray(flags, dtype=np.int64) & FLAG_MODEL_MISMATCH) != 0
+        lack = np.asarray(rows["lack_of_fit"], dtype=float)
+        self._lack_of_fit.extend(rows["time"], lack)
+        self._shift.extend(rows["time"], rows["wavelength_shift"])
+        marked = np.where(np.isfinite(lack), lack, LACK_OF_FIT_LIMIT)  # a flag without a number: on the limit
+        self._mismatch.extend(rows["time"], np.where(flagged, marked, np.nan))
+        self._mismatch_rows += int(np.count_nonzero(flagged))
+        return stop - start
+
     def _add_band(self, rows: dict) -> None:
         two_sigma = 2.0 * rows["purity_sigma"]
         self._band.extend(rows["time"], rows["purity"] - two_sigma, rows["purity"] + two_sigma)
@@ -329,6 +481,10 @@ class TrialFollower:
         for k, trace in enumerate(self._concentration):
             trace.extend(new["time"], new["concentration"][:, k])
         read["analysis"] = len(new["time"])
+        if self._fit_recorded:  # a spectrum's flag may be flushed after its analysis row: up to both
+            stop = min(self.marks["analysis"], rows["spectrometer"])
+            read["fit"] = self._add_fit(self.marks["fit"], stop)
+            self.marks["fit"] = max(self.marks["fit"], stop)
         new, self.marks["events"] = reader.read_new("events", self.marks["events"])
         self._add_events(new)
         read["events"] = len(new["time"])
@@ -380,7 +536,7 @@ class TrialFollower:
                     dark=dark, reference=reference)
         if dark is None or reference is None:
             return SpectrumView(**view, note="raw counts: no dark or blank reference recorded for this spectrum")
-        measured = analysis.absorbance(counts, dark, reference)
+        measured = analysis.absorbance(counts, dark, reference, self._full_scale)  # masked as the live fit did
         sensitivity = self._calibration.get("sensitivity")
         pixels, analytes = len(self._wavelength), len(self._analytes)
         if not analysed:
@@ -389,21 +545,69 @@ class TrialFollower:
             return SpectrumView(**view, absorbance=measured,
                                 note="absorbance only: the file holds no calibration sensitivity matching "
                                      f"its {analytes} analytes x {pixels} pixels")
-        fit = reader.read("analysis", index, index + 1, columns=("concentration", "residual_rms"))
-        concentration = np.nan_to_num(np.asarray(fit["concentration"][0], dtype=float))
+        fit = reader.read("analysis", index, index + 1,
+                          columns=("concentration", "residual_rms", "fit_coefficients"))
+        concentration = np.asarray(fit["concentration"][0], dtype=float)
+        stored_rms = float(fit["residual_rms"][0])
+        if not np.any(np.isfinite(concentration)):
+            return SpectrumView(**view, absorbance=measured, stored_residual_rms=stored_rms,
+                                note="absorbance only: the live analysis of this spectrum gave no concentrations "
+                                     "(the analysis failed; the events say why)")
         calibration = self.calibration
-        if calibration is not None and np.shape(calibration.pixel_weight) == (pixels,):
-            order, weight = calibration.baseline_order, calibration.pixel_weight
+        if calibration is not None and not (np.shape(calibration.pixel_weight) == (pixels,)
+                                            and tuple(calibration.analytes) == self._analytes):
+            calibration = None
+        weight = None if calibration is None else calibration.pixel_weight
+        coefficients = np.asarray(fit["fit_coefficients"][0], dtype=float)
+        stored, why_not = None, f"this file (format {self._format}) does not record the live fit's coefficients"
+        if self._coefficient_names and len(coefficients) == len(self._coefficient_names):
+            why_not = "this spectrum's row records no fit coefficients"
+            design = self._fit_design(sensitivity, calibration) if np.any(np.isfinite(coefficients)) else None
+            if design is not None:
+                stored = stored_fit_model(concentration, coefficients, design, self._wavelength,
+                                          self._net_reference(dark, reference))
+            elif np.any(np.isfinite(coefficients)):
+                why_not = "its fit coefficient names describe no design this page can rebuild"
+        if stored is not None:
+            residual, rms = _residual(measured, stored.model, weight)
+            note = f"Model = the live fit, rebuilt from this row's stored coefficients with {stored.source}"
+            if stored.omitted:
+                note += (f"; without its curvature terms ({', '.join(stored.omitted)}: their spectra are only in "
+                         "the calibration file), which the residual therefore includes")
+            return SpectrumView(**view, absorbance=measured, model=stored.model, baseline=stored.baseline,
+                                residual=residual, residual_rms=rms, stored_residual_rms=stored_rms,
+                                note=note + ".", model_source="live fit")
+        if calibration is not None:
+            order = calibration.baseline_order
             how = f"baseline (Legendre order {order}) and pixel weights of calibration {calibration.calibration_id}"
         else:
-            order, weight = DEFAULT_BASELINE_ORDER, None
+            order = DEFAULT_BASELINE_ORDER
             how = (f"baseline assumed Legendre order {order}, unweighted (the calibration file is not at hand, "
                    "so the fit may differ slightly from the live one)")
-        model, baseline, residual, rms = fitted_spectrum(measured, concentration, sensitivity, self._wavelength,
-                                                         order, weight)
+        model, baseline, residual, rms = fitted_spectrum(measured, np.nan_to_num(concentration), sensitivity,
+                                                         self._wavelength, order, weight)
         return SpectrumView(**view, absorbance=measured, model=model, baseline=baseline, residual=residual,
-                            residual_rms=rms, stored_residual_rms=float(fit["residual_rms"][0]),
-                            note=f"Model = stored concentrations x stored sensitivity + baseline refitted here; {how}.")
+                            residual_rms=rms, stored_residual_rms=stored_rms, model_source="refit",
+                            note=f"Model refitted here, not the live fit ({why_not}): stored concentrations x "
+                                 f"stored sensitivity + baseline refitted, without curvature or drift terms; "
+                                 f"{how}.")
+
+    def _fit_design(self, sensitivity: np.ndarray, calibration) -> FitDesign | None:
+        """The design of this trial's fit, built once (the names and the calibration do not change)."""
+        key = None if calibration is None else calibration.calibration_id
+        if self._design is None or self._design[0] != key:
+            self._design = (key, fit_design(self._coefficient_names, self._analytes, self._wavelength, sensitivity,
+                                            calibration))
+        return self._design[1]
+
+    def _net_reference(self, dark: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """The blank's net counts R - D where the live fit could use them (positive, below full scale), else NaN."""
+        net = reference - dark
+        with np.errstate(invalid="ignore"):
+            usable = np.isfinite(net) & (net > 0)
+            if self._full_scale is not None:
+                usable &= reference < self._full_scale
+        return np.where(usable, net, np.nan)
 
     def _table_row(self, table: str, index: int, rows: int) -> np.ndarray | None:
         if not 0 <= index < rows:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from analysis.quantify import LACK_OF_FIT_LIMIT
+from analysis import LACK_OF_FIT_LIMIT
 from daq import TrialFileError
 from daq.layout import FLAG_MODEL_MISMATCH, FLAG_NO_RARE_EARTHS, ROW_FLAGS
 from daq.store import writer_is_alive
@@ -233,7 +233,8 @@ def _flags_text(flag: object) -> str:
 
 
 def render_snapshot(folder: DataFolder, snapshot: Snapshot, key: str, frozen: bool = False) -> None:
-    """The trial view: identity, state, latest values, furnace, purity, spectrum, concentrations, events."""
+    """The trial view: identity, state, latest values, furnace, purity, concentrations, lack of fit, spectrum,
+    events."""
     meta = snapshot.metadata
     st.subheader(str(meta.get("title") or snapshot.trial_id))
     st.caption(" · ".join(part for part in (
@@ -282,10 +283,11 @@ def render_snapshot(folder: DataFolder, snapshot: Snapshot, key: str, frozen: bo
     left.plotly_chart(figures["furnace"], key=f"{key}-chart-furnace", config={"displaylogo": False})
     right.plotly_chart(figures["purity"], key=f"{key}-chart-purity", config={"displaylogo": False})
     left, right = st.columns(2)
-    left.plotly_chart(figures["spectrum"], key=f"{key}-chart-spectrum", config={"displaylogo": False})
+    left.plotly_chart(figures["concentration"], key=f"{key}-chart-concentration", config={"displaylogo": False})
+    right.plotly_chart(figures["fit"], key=f"{key}-chart-fit", config={"displaylogo": False})  # under the purity
+    st.plotly_chart(figures["spectrum"], key=f"{key}-chart-spectrum", config={"displaylogo": False})
     if snapshot.spectrum is not None and snapshot.spectrum.note:
-        left.caption(snapshot.spectrum.note)
-    right.plotly_chart(figures["concentration"], key=f"{key}-chart-concentration", config={"displaylogo": False})
+        st.caption(snapshot.spectrum.note)
     _events(snapshot, per, unit)
 
 

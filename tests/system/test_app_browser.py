@@ -15,12 +15,17 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _trial_factory import LiveTrial, metadata, trials_folder, wait_for_rows, write_calibration  # noqa: E402
+from _trial_factory import (FULL_SCALE, LiveTrial, SyntheticBench, metadata, trials_folder,  # noqa: E402
+                            wait_for_rows, write_calibration)
+
+from daq.layout import FLAG_MODEL_MISMATCH  # noqa: E402
+from daq.pipeline import analyse_counts  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -29,6 +34,28 @@ ARTIFACTS = ROOT / "test-artifacts"
 TIMEOUT_MS = 30_000
 
 pytestmark = [pytest.mark.system, pytest.mark.browser]
+PLOTS = 5  # furnace, purity, concentrations, lack of fit, spectrum
+LACK_OF_FIT_TITLE = "Lack of fit and wavelength shift"
+
+
+class FittedBench(SyntheticBench):
+    """The synthetic bench whose analysis rows are the real fit's (daq.pipeline.analyse_counts), as the runner
+    stores them: the spectrum model the page rebuilds from the stored coefficients is the live fit's."""
+
+    def __init__(self, calibration, **kwargs):
+        super().__init__(**kwargs)
+        self.calibration = calibration
+
+    def spectra(self, t):
+        spectrometer, rows = super().spectra(t)
+        result = analyse_counts(spectrometer["counts"], self.dark, self.reference, self.calibration, "Nd",
+                                FULL_SCALE)
+        spectrometer["flag"] |= np.where(result.model_mismatch, FLAG_MODEL_MISMATCH, 0).astype(np.uint8)
+        rows.update(concentration=result.concentration_g_per_L, sigma=result.sigma_g_per_L, purity=result.purity,
+                    purity_sigma=result.purity_sigma, residual_rms=result.residual_rms,
+                    lack_of_fit=result.lack_of_fit, wavelength_shift=result.wavelength_shift_nm,
+                    fit_coefficients=result.free_coefficients)
+        return spectrometer, rows
 
 
 def require_chromium() -> None:
@@ -102,8 +129,10 @@ def test_live_trial_in_chromium_updates_its_purity_without_reload(served_app):
     calibration = write_calibration(calibration_file)
     meta = metadata("browser-live", title="Pr/Nd elution, calcination to 250 °C", calibration=calibration,
                     calibration_file=calibration_file)
-    with LiveTrial(trials_folder(data) / "browser-live.h5", tick_s=0.1, seconds_per_tick=2.0,
-                   spectrum_every=3, meta=meta) as live:
+    live = LiveTrial(trials_folder(data) / "browser-live.h5", tick_s=0.1, seconds_per_tick=2.0, spectrum_every=3,
+                     meta=meta)
+    live.bench = FittedBench(calibration)
+    with live:
         wait_for_rows(live.path, "analysis", 21)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -116,7 +145,10 @@ def test_live_trial_in_chromium_updates_its_purity_without_reload(served_app):
                 expect(page.get_by_text("Running", exact=False).first).to_be_visible(timeout=TIMEOUT_MS)
                 expect(page.get_by_text("trial `browser-live`", exact=False).or_(
                     page.get_by_text("browser-live", exact=False)).first).to_be_visible()
-                expect(page.locator(".js-plotly-plot")).to_have_count(4, timeout=TIMEOUT_MS)
+                expect(page.locator(".js-plotly-plot")).to_have_count(PLOTS, timeout=TIMEOUT_MS)
+                lack_of_fit = page.locator(".js-plotly-plot").filter(has_text=LACK_OF_FIT_TITLE)
+                expect(lack_of_fit).to_have_count(1, timeout=TIMEOUT_MS)
+                expect(lack_of_fit.get_by_text("limit 2", exact=False)).to_be_visible()
                 page.evaluate("window.remdaqNoReload = 42")  # gone if the page reloads
                 first = purity.inner_text()
                 page.screenshot(path=str(ARTIFACTS / "app-live-1.png"), full_page=True)
@@ -130,7 +162,8 @@ def test_live_trial_in_chromium_updates_its_purity_without_reload(served_app):
                 page.goto(f"{url}/trials?trial=browser-live")
                 expect(page.get_by_test_id("stDataFrame").first).to_be_visible(timeout=TIMEOUT_MS)
                 expect(page.get_by_text("Download summary (CSV)")).to_be_visible(timeout=TIMEOUT_MS)
-                expect(page.locator(".js-plotly-plot")).to_have_count(4, timeout=TIMEOUT_MS)
+                expect(page.locator(".js-plotly-plot")).to_have_count(PLOTS, timeout=TIMEOUT_MS)
+                expect(page.locator(".js-plotly-plot").filter(has_text=LACK_OF_FIT_TITLE)).to_have_count(1)
                 page.screenshot(path=str(ARTIFACTS / "app-trials.png"), full_page=True)
 
                 page.goto(f"{url}/calibration")
@@ -174,7 +207,8 @@ def test_a_damaged_newest_trial_is_reported_and_the_good_trials_are_still_served
             page.screenshot(path=str(ARTIFACTS / "app-damaged-trials.png"), full_page=True)
 
             page.goto(f"{url}/trials?trial=good-b")
-            expect(page.locator(".js-plotly-plot")).to_have_count(4, timeout=TIMEOUT_MS)
+            expect(page.locator(".js-plotly-plot")).to_have_count(PLOTS, timeout=TIMEOUT_MS)
+            expect(page.locator(".js-plotly-plot").filter(has_text=LACK_OF_FIT_TITLE)).to_have_count(1)
             expect(page.get_by_text("Download summary (CSV)")).to_be_visible(timeout=TIMEOUT_MS)
             page.screenshot(path=str(ARTIFACTS / "app-damaged-good-trial.png"), full_page=True)
             assert "Traceback" not in page.content()

@@ -1,5 +1,6 @@
 """The Live page (AppTest): a trial being written, ended and interrupted trials, and every kind of bad input."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -41,6 +42,15 @@ def assert_no_traceback(at: AppTest) -> None:
     assert not at.exception, [e.message for e in at.exception]
 
 
+def charts(at: AppTest) -> dict[str, dict]:
+    """The Plotly figures the page sent, by chart key, as the browser receives them."""
+    return {chart.key: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
+
+
+CHARTS = ["live-chart-furnace", "live-chart-purity", "live-chart-concentration", "live-chart-fit",
+          "live-chart-spectrum"]
+
+
 def test_a_missing_data_folder_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("REMDAQ_DATA_DIR", str(tmp_path / "not-yet"))
     at = live_page()
@@ -63,7 +73,10 @@ def test_live_page_follows_a_trial_being_written(data_dir):
         follower = at.session_state["remdaq_followers"]["live"]
         first = dict(follower.marks)
         spectra_before = int(metric(at, "Spectra").replace(",", ""))
-        assert len(at.get("plotly_chart")) == 4
+        assert list(charts(at)) == CHARTS
+        fit = charts(at)["live-chart-fit"]
+        assert fit["layout"]["title"]["text"].startswith("Lack of fit and wavelength shift")
+        assert [trace["name"] for trace in fit["data"]] == ["lack of fit", "wavelength shift"]
 
         wait_for_rows(live.path, "analysis", first["analysis"] + 3)
         at.run()  # what the fragment's run_every does in the browser
@@ -75,6 +88,9 @@ def test_live_page_follows_a_trial_being_written(data_dir):
         with open_trial(live.path) as reader:  # the purity shown is the newest row the page read
             shown = reader.read("analysis", follower.marks["analysis"] - 1, follower.marks["analysis"])["purity"][0]
         assert metric(at, "Purity Nd2O3") == f"{shown * 100:.2f} %"
+        # the lack of fit is read incrementally too, up to the spectra whose flags are there
+        assert first["analysis"] + 3 <= follower.marks["fit"] <= follower.marks["analysis"]
+        assert follower.last_snapshot.lack_of_fit.rows == follower.marks["fit"]
     at.run()
     assert "Ended: success" in messages(at)
 
@@ -198,3 +214,33 @@ def test_a_model_mismatch_is_a_warning_beside_the_purity(data_dir):
     assert_no_traceback(at)
     assert "Model mismatch: lack of fit 7.4 (limit 2)" in messages(at)
     assert metric(at, "Purity Nd2O3") == "93.00 %"
+    fit = charts(at)["live-chart-fit"]  # the flagged spectrum is marked on the lack-of-fit plot, above the limit
+    assert "1 spectrum flagged model mismatch" in fit["layout"]["title"]["text"]
+    assert any(shape.get("y0") == 2.0 == shape.get("y1") for shape in fit["layout"]["shapes"])
+    marked = next(trace for trace in fit["data"] if trace["name"] == "model mismatch (flag 16)")
+    assert _values(marked["x"]) == [pytest.approx(110.0 / 60)] and _values(marked["y"]) == [pytest.approx(7.4)]
+
+
+def _values(array) -> list[float]:
+    """A figure array as sent: a plain list, or Plotly's base64 typed array."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).astype(float).tolist()
+    return [float(v) for v in array]
+
+
+def test_a_format_1_0_trial_shows_a_refitted_model_and_no_lack_of_fit(data_dir, tmp_path):
+    from test_app_follow import _as_format_1_0
+
+    source = write_trial(tmp_path / "new.h5")
+    _as_format_1_0(source, trials_folder(data_dir) / "old.h5")
+    at = live_page()
+    assert_no_traceback(at)
+    assert metric(at, "Spectra") == "60" and list(charts(at)) == CHARTS
+    fit = charts(at)["live-chart-fit"]
+    assert "not recorded" in fit["layout"]["annotations"][0]["text"]
+    assert "model refitted, not the live fit" in charts(at)["live-chart-spectrum"]["layout"]["title"]["text"]
+    assert any("Model refitted here" in caption.value and "format 1.0" in caption.value for caption in at.caption)

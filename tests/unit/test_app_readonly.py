@@ -58,5 +58,5 @@ def test_visiting_every_page_changes_nothing_in_the_data_folder(tmp_path, monkey
         assert not at.exception
     at.switch_page("app_pages/trials.py").run()
     at.selectbox(key="trials-open").select("trials/A.h5").run()
-    assert not at.exception and len(at.get("plotly_chart")) == 4
+    assert not at.exception and len(at.get("plotly_chart")) == 5  # furnace, purity, concentrations, fit, spectrum
     assert state() == before

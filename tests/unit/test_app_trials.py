@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 import sys
 from datetime import date
 from pathlib import Path
@@ -109,7 +110,14 @@ def test_opening_a_trial_draws_it_and_offers_its_summary(three_trials):
     at.selectbox(key="trials-open").select("trials/A.h5").run()
     assert not at.exception
     assert at.query_params["trial"] == "trials/A.h5"  # a shareable link to the opened trial
-    assert len(at.get("plotly_chart")) == 4
+    figures = {chart.key: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
+    assert list(figures) == ["trials-chart-furnace", "trials-chart-purity", "trials-chart-concentration",
+                             "trials-chart-fit", "trials-chart-spectrum"]
+    fit = figures["trials-chart-fit"]  # the lack of fit over the whole trial, with its limit
+    assert fit["layout"]["title"]["text"].startswith("Lack of fit and wavelength shift")
+    assert any(shape.get("y0") == 2.0 for shape in fit["layout"]["shapes"])
+    assert [trace["name"] for trace in fit["data"]] == ["lack of fit", "wavelength shift"]
+    assert figures["trials-chart-spectrum"]["data"][1]["name"] == "model"  # the live fit's, not a refit
     assert "Ended: success" in messages(at)
     labels = [b.label for b in at.download_button]
     assert labels == ["Download summary (CSV)", "Download per-spectrum results (CSV)"]
@@ -146,6 +154,9 @@ def test_a_trial_being_written_refreshes_when_opened(data_dir):
         wait_for_rows(live.path, "analysis", before + 2)
         at.run()
         assert follower.last_read["analysis"] == follower.marks["analysis"] - before >= 2
+        # the lack of fit is read incrementally too (up to the spectra whose flags are there)
+        assert follower.last_read["fit"] >= 2 and follower.marks["fit"] <= follower.marks["analysis"]
+        assert "trials-chart-fit" in [chart.key for chart in at.get("plotly_chart")]
 
 
 def test_a_corrupt_file_is_listed_as_unreadable_and_opens_to_a_message(three_trials):

@@ -50,3 +50,32 @@ def test_analysis_modules_import_each_other_without_a_cycle():
 
     cycles = sorted(name for name in modules if reaches(name, name, {name}))
     assert cycles == [], f"import cycles through {cycles}"
+
+
+def _analysis_imports(path: Path) -> list[str]:
+    """What a module takes from ``analysis``: ``analysis.x`` module imports and ``from analysis[.x] import y`` names."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    taken = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            taken += [alias.name for alias in node.names if alias.name.startswith("analysis.")]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "analysis":
+                taken += [f"analysis:{alias.name}" for alias in node.names]
+            elif node.module.startswith("analysis."):
+                taken.append(node.module)
+    return taken
+
+
+@pytest.mark.parametrize("package", ["daq", "app_pages"])
+def test_daq_and_the_app_use_only_the_public_names_of_analysis(package):
+    import analysis
+
+    sources = sorted((ROOT / package).rglob("*.py")) + ([ROOT / "app.py"] if package == "app_pages" else [])
+    offenders = {}
+    for path in sources:
+        wrong = [name for name in _analysis_imports(path)
+                 if not name.startswith("analysis:") or name.split(":")[1] not in analysis.__all__]
+        if wrong:
+            offenders[str(path.relative_to(ROOT))] = wrong
+    assert offenders == {}

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 import analysis
-from analysis.quantify import LACK_OF_FIT_LIMIT
+from analysis import LACK_OF_FIT_LIMIT
 from drivers import ScpiSpectrometer
 from drivers.sim.launch import start_simulator
 

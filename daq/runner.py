@@ -25,7 +25,7 @@ from typing import TextIO
 import numpy as np
 
 import analysis
-from analysis.quantify import LACK_OF_FIT_LIMIT
+from analysis import LACK_OF_FIT_LIMIT
 from drivers import InstrumentError
 from drivers.sim.scenario import ScenarioError
 
@@ -146,6 +146,9 @@ class TrialRunner:
         self.clock = ExperimentClock(station.simulation_speed if station.simulated else 1.0)
         self._stop = threading.Event()
         self._program_done = threading.Event()
+        # wakes the main loop at once when the trial must end (stop, failure, program complete): waiting out
+        # the status interval instead lets a simulated bench's fast clock run on past the end (speed x 1 s)
+        self._wake = threading.Event()
         self._abort_reason = ""
         self._fail_reason = ""
         self._lock = threading.Lock()
@@ -242,12 +245,14 @@ class TrialRunner:
             if not self._abort_reason and not self._fail_reason:
                 self._abort_reason = reason
         self._stop.set()
+        self._wake.set()
 
     def _request_fail(self, reason: str) -> None:
         with self._lock:
             if not self._abort_reason and not self._fail_reason:
                 self._fail_reason = reason
         self._stop.set()
+        self._wake.set()
 
     def _check_stop(self) -> None:
         if self._stop.is_set():
@@ -362,7 +367,11 @@ class TrialRunner:
         duration_s = 60.0 * self.recipe.duration_min if self.recipe.duration_min else None
         started = time.monotonic()
         try:
-            while not self._stop.wait(self.options.status_interval_s):
+            while True:
+                self._wake.wait(self._main_wait_s(duration_s))
+                self._wake.clear()  # then look at the state: a wake set after this is seen on the next pass
+                if self._stop.is_set():
+                    break
                 self._print_status()
                 if self._writer.failed:
                     self._request_fail(f"trial file: {self._writer.error}")
@@ -384,6 +393,13 @@ class TrialRunner:
         if self._abort_reason:
             return "aborted", self._abort_reason
         return "success", "program complete"
+
+    def _main_wait_s(self, duration_s: float | None) -> float:
+        """Wall seconds the main loop may sleep: the status interval, less if the recipe's duration ends first."""
+        wait_s = self.options.status_interval_s
+        if self._program_done.is_set() and duration_s is not None:
+            wait_s = min(wait_s, max(0.0, (duration_s - self.clock.now_s()) / self.clock.speed))
+        return wait_s
 
     def _guard(self, loop, instrument) -> None:
         try:
@@ -428,8 +444,9 @@ class TrialRunner:
                     step = None
                 if step is not None:
                     self._event("info", "program", step.message)
-                if program.done:
+                if program.done and not self._program_done.is_set():
                     self._program_done.set()
+                    self._wake.set()
             next_poll += interval_s
             self._stop.wait(max(0.0, next_poll - time.monotonic()))
 

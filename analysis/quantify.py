@@ -140,10 +140,11 @@ def _model_for(calibration, net_reference, reference_ok):
         if reference_ok is None or reference_ok.all():
             return base, 0
         return model_arrays(base.X, weights, base.G, calibration.model_sigma_g_per_L, gains), 0
-    column = reference_shift_spectrum(calibration.wavelength_nm, net_reference)
-    key = (calibration.calibration_id, hashlib.sha1(column.tobytes() + weights.tobytes()).hexdigest())
+    net_reference = np.ascontiguousarray(net_reference, dtype=np.float64)
+    key = (calibration.calibration_id, hashlib.sha1(net_reference.tobytes() + weights.tobytes()).hexdigest())
     model = _MODELS_WITH_REFERENCE.get(key)
-    if model is None:
+    if model is None:  # the same blank for a whole trial: its shift column is computed once
+        column = reference_shift_spectrum(calibration.wavelength_nm, net_reference)
         K = len(calibration.analytes)
         at = base.X.shape[1] - 2 * K
         X = np.hstack([base.X[:, :at], column[:, None], base.X[:, at:]])

@@ -105,6 +105,7 @@ def test_flags_are_on_exactly_the_rows_the_model_cannot_vouch_for(live_trial):
                                                           "shift Nd", "shift Pr", "width Nd", "width Pr")
     assert rows["fit_coefficients"].shape == (len(PLAN), len(names))
     assert np.all(np.abs(rows["wavelength_shift"][4:]) < 0.2)  # no shift in these spectra
+    assert np.all(np.isnan(rows["wavelength_shift"][BLANK_ROWS]))  # no bands in the cell: no shift to estimate
 
 
 def test_stored_fit_reproduces_the_measured_absorbance(live_trial):

@@ -112,14 +112,13 @@ def load_check_standard(path: str | os.PathLike) -> CheckStandardFile:
 
 
 def check_standard_against_station(check: CheckStandardFile, station: Station) -> None:
-    """Refuse a check the station's spectrometer cannot measure (none, or integration time out of its range)."""
+    """Refuse a check the station's spectrometer cannot measure (none, integration time or averages out of its range)."""
     if station.spectrometer is None:
         raise ConfigError(station.source, ["spectrometer: the station has no spectrometer to check a calibration on"])
-    limits = station.spectrometer
-    if not limits.min_integration_time_s <= check.integration_time_s <= limits.max_integration_time_s:
-        raise ConfigError(check.source, [
-            f"check.integration_time_s: {check.integration_time_s:g} s is outside the station's range "
-            f"{limits.min_integration_time_s:g}-{limits.max_integration_time_s:g} s ({station.source})"])
+    problems = station.spectrometer.setting_problems("check", check.integration_time_s,
+                                                     {"averages": check.averages}, station.source)
+    if problems:
+        raise ConfigError(check.source, problems)
 
 
 def check_standard_against_calibration(check: CheckStandardFile, analytes, calibration_path) -> None:

@@ -81,7 +81,8 @@ def connect_spectrometer(station: Station, resource: str) -> ScpiSpectrometer:
     return ScpiSpectrometer(resource, visa_library=config.visa_library, dialect=config.dialect,
                             timeout_s=config.timeout_s,
                             min_integration_time_s=config.min_integration_time_s,
-                            max_integration_time_s=config.max_integration_time_s)
+                            max_integration_time_s=config.max_integration_time_s,
+                            max_averages=config.max_averages)
 
 
 def open_bench(station: Station, *, scenario: Path | None = None,

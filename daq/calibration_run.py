@@ -88,14 +88,13 @@ def load_standards(path: str | os.PathLike) -> StandardsSet:
 
 
 def check_standards_against_station(standards: StandardsSet, station: Station) -> None:
-    """Refuse a standards set the station's spectrometer cannot measure (none, or integration time out of range)."""
+    """Refuse a standards set the station's spectrometer cannot measure (none, integration time or averages out of range)."""
     if station.spectrometer is None:
         raise ConfigError(station.source, ["spectrometer: the station has no spectrometer to calibrate"])
-    limits = station.spectrometer
-    if not limits.min_integration_time_s <= standards.integration_time_s <= limits.max_integration_time_s:
-        raise ConfigError(standards.source, [
-            f"standards.integration_time_s: {standards.integration_time_s:g} s is outside the station's range "
-            f"{limits.min_integration_time_s:g}-{limits.max_integration_time_s:g} s ({station.source})"])
+    problems = station.spectrometer.setting_problems("standards", standards.integration_time_s,
+                                                     {"averages": standards.averages}, station.source)
+    if problems:
+        raise ConfigError(standards.source, problems)
 
 
 def measure_standards(spectrometer, cell, standards: StandardsSet,

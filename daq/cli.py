@@ -105,9 +105,15 @@ def calibrate(standards_path: Path, station_path: Path, out: Path):
     """Measure a set of standards and write a calibration with its quality report."""
     from .calibration_run import calibrate_station, load_standards
 
+    from drivers import InstrumentError
+
     station = load_station(station_path)
     standards = load_standards(standards_path)
-    calibration = calibrate_station(station, standards, out, progress=lambda m: click.echo(m, err=True))
+    try:
+        calibration = calibrate_station(station, standards, out, progress=lambda m: click.echo(m, err=True))
+    except (InstrumentError, TimeoutError) as error:  # nothing was written: the calibration file is made at the end
+        click.echo(f"calibration FAILED, nothing written: {type(error).__name__}: {error}", err=True)
+        sys.exit(1)
     click.echo(f"calibration written: {out}")
     click.echo(calibration.quality.summary(calibration.analytes))
 

@@ -107,7 +107,22 @@ class SpectrometerConfig(_Strict):
     pixels: count(ge=16, le=16384) = 2048
     min_integration_time_s: number(gt=0, le=MAX_INTEGRATION_TIME_S) = 0.001
     max_integration_time_s: number(gt=0, le=MAX_INTEGRATION_TIME_S) = 60.0
+    max_averages: count(ge=1, le=100000) = Field(
+        100000, description="most scans the spectrometer averages in one acquisition (the simulator: 1000)")
     timeout_s: number(gt=0, le=3600) = 10.0
+
+    def setting_problems(self, section: str, integration_time_s: float, averages: dict[str, int | None],
+                         station_source: Path) -> list[str]:
+        """What of a measurement's settings this spectrometer cannot do: ``section.key: problem`` lines."""
+        problems = []
+        if not self.min_integration_time_s <= integration_time_s <= self.max_integration_time_s:
+            problems.append(f"{section}.integration_time_s: {integration_time_s:g} s is outside the station's range "
+                            f"{self.min_integration_time_s:g}-{self.max_integration_time_s:g} s ({station_source})")
+        for key, scans in averages.items():
+            if scans is not None and scans > self.max_averages:
+                problems.append(f"{section}.{key}: {scans} is above the station's max_averages {self.max_averages} "
+                                f"({station_source})")
+        return problems
 
     @model_validator(mode="after")
     def _resource_for_real_and_integration_range(self):
@@ -354,10 +369,9 @@ def check_recipe_against_station(recipe: Recipe, station: Station) -> None:
             problems.append(f"spectrometer: the recipe has a spectrometer schedule but station {station.source} "
                             "has no spectrometer")
         else:
-            time_s = recipe.spectrometer.integration_time_s
-            if not spectrometer.min_integration_time_s <= time_s <= spectrometer.max_integration_time_s:
-                problems.append(f"spectrometer.integration_time_s: {time_s:g} s is outside the station's range "
-                                f"{spectrometer.min_integration_time_s:g}-{spectrometer.max_integration_time_s:g} s "
-                                f"({station.source})")
+            schedule = recipe.spectrometer
+            problems += spectrometer.setting_problems(
+                "spectrometer", schedule.integration_time_s,
+                {"averages": schedule.averages, "reference_averages": schedule.reference_averages}, station.source)
     if problems:
         raise ConfigError(recipe.source, problems)

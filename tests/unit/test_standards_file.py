@@ -86,6 +86,28 @@ def test_standards_outside_the_station_integration_range_are_refused_before_meas
         check_standards_against_station(load_standards(path), load_station(ROOT / "hardware/stations/sim.toml"))
 
 
+def test_more_averages_than_the_station_spectrometer_can_do_are_refused_before_measuring(tmp_path):
+    path = tmp_path / "standards.toml"
+    text = SHIPPED[0].read_text()
+    assert "averages = 256" in text
+    path.write_text(text.replace("averages = 256", "averages = 4000", 1))
+    with pytest.raises(ConfigError, match=r"standards.averages: 4000 is above the station's max_averages 1000"):
+        check_standards_against_station(load_standards(path), load_station(ROOT / "hardware/stations/sim.toml"))
+
+
+def test_a_recipe_asking_more_averages_than_the_spectrometer_can_do_is_refused(tmp_path):
+    from daq.config import check_recipe_against_station, load_recipe
+
+    recipe = tmp_path / "quick.toml"
+    text = (ROOT / "seeds/recipes/quick.toml").read_text()
+    assert "reference_averages = 512" in text
+    recipe.write_text(text.replace("reference_averages = 512", "reference_averages = 5000"))
+    station = load_station(ROOT / "hardware/stations/sim.toml")
+    with pytest.raises(ConfigError, match=r"spectrometer.reference_averages: 5000 is above the station's "
+                                          r"max_averages 1000"):
+        check_recipe_against_station(load_recipe(recipe), station)
+
+
 @pytest.mark.timeout(20)
 def test_a_pipe_or_oversized_file_as_standards_is_refused_at_once(tmp_path):
     fifo = tmp_path / "pipe.toml"

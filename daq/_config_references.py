@@ -11,9 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from drivers._register_map import load_register_map
 from drivers._scpi_dialect import load_dialect
-from drivers import UnreadableFileError, is_regular_file
+from drivers import MapError, ModelNotCovered, UnreadableFileError, is_regular_file, resolve_register_map
 from drivers.sim.scenario import ScenarioError, find_scenario, load_scenario
 
 if TYPE_CHECKING:
@@ -31,6 +30,25 @@ def _map_problem(field: str, error: Exception) -> str:
     return f"{field}: the map file is malformed ({type(error).__name__}: {error})"
 
 
+def _map_problems(field: str, error: Exception) -> list[str]:
+    """One problem per problem of a map file (``field: map file: field in the map: problem``)."""
+    if isinstance(error, MapError) and error.path is not None and error.problems:
+        return [f"{field}: {error.path}: {problem}" for problem in error.problems]
+    return [_map_problem(field, error)]
+
+
+def _model_problem(error: ModelNotCovered) -> str:
+    """The station's furnace.model against the register map it names or the maps in hardware/maps."""
+    if error.map_name is not None:
+        return (f"furnace.model: {error.model!r} is not a model of register map {error.map_name} (furnace.map), "
+                f"which covers {', '.join(error.covers)}; {error.listing}")
+    if error.covering:
+        return (f"furnace.model: {error.model!r} is covered by several register maps "
+                f"({', '.join(error.covering)}); choose one with furnace.map")
+    return (f"furnace.model: no register map covers model {error.model!r}; {error.listing} "
+            "(name one with furnace.map, or add a map to hardware/maps)")
+
+
 def station_reference_problems(station: Station) -> list[str]:
     """Problems with the register map and SCPI dialect a validated station names ([] if none)."""
     problems = []
@@ -38,9 +56,11 @@ def station_reference_problems(station: Station) -> list[str]:
     if furnace is not None:
         field = "furnace.map" if furnace.map else "furnace.model"
         try:
-            register_map = load_register_map(furnace.map or f"eurotherm-{furnace.model}")
+            register_map = resolve_register_map(furnace.model_or_default, furnace.map)
+        except ModelNotCovered as error:
+            problems.append(_model_problem(error))
         except (ValueError, *_MALFORMED) as error:
-            problems.append(_map_problem(field, error))
+            problems += _map_problems(field, error)
         else:
             top_C = register_map.input_range_C[1]
             if furnace.max_temperature_C > top_C:

@@ -49,7 +49,7 @@ def _furnace_address(station: Station, simulators: dict) -> str:
     if not config.simulated:
         return config.port
     simulator = start_simulator("drivers.sim.furnace", "--address", str(config.address),
-                                "--model", config.model, *(["--map", config.map] if config.map else []),
+                                *(["--model", config.model] if config.model else []), *(["--map", config.map] if config.map else []),
                                 "--speed", f"{station.simulation_speed:g}")
     simulators["furnace"] = simulator
     return simulator.address

@@ -76,8 +76,11 @@ class FurnaceConfig(_Strict):
     port: PathText | None = Field(None, description="serial port, e.g. /dev/serial/by-id/...; not for simulated")
     address: count(ge=1, le=247) = 1
     baudrate: one_of(1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200) = 9600
-    model: Literal["2400", "3200"] = "2400"
-    map: PathText | None = Field(None, description="register map name in hardware/maps or a path")
+    model: text(min_length=1, max_length=40) | None = Field(
+        None, description="controller model or family; one of the register map's models (default: 2400 without a "
+                          "map, any of the map's models with one)")
+    map: PathText | None = Field(
+        None, description="register map name in hardware/maps or a path (default: the map that covers model)")
     max_temperature_C: number(gt=0, le=MAX_FURNACE_C)
     max_ramp_C_per_min: number(gt=0, le=MAX_RAMP_C_PER_MIN)
     safe_temperature_C: number(ge=0, le=200) = 25.0
@@ -94,6 +97,11 @@ class FurnaceConfig(_Strict):
                               f"{self.max_temperature_C:g} C")
         return self
 
+
+    @property
+    def model_or_default(self) -> str | None:
+        """The model the register map is chosen or checked by: ``model``; 2400 when neither it nor ``map`` is given."""
+        return self.model or (None if self.map else "2400")
 
 class SpectrometerConfig(_Strict):
     """The spectrometer of a station."""

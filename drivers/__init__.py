@@ -7,10 +7,13 @@ Knows nothing of trials, HDF5 or Streamlit. Public API:
 - errors: :class:`InstrumentError` and its subclasses
 - untrusted small files (station, recipe, map, dialect, scenario): :func:`read_small_toml_file`,
   :func:`is_regular_file`, :class:`UnreadableFileError`
+- register maps (hardware/maps): :func:`load_register_map`, :func:`resolve_register_map`,
+  :func:`register_map_models`, :class:`RegisterMap`, :class:`MapError`, :class:`ModelNotCovered`
 """
 
 from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, ReadbackMismatch
 from ._text_file import UnreadableFileError, is_regular_file, read_small_toml_file, shorten
+from .maps import MapError
 
 __all__ = [
     "Eurotherm",
@@ -25,7 +28,17 @@ __all__ = [
     "is_regular_file",
     "read_small_toml_file",
     "shorten",
+    "MapError",
+    "ModelNotCovered",
+    "RegisterMap",
+    "load_register_map",
+    "register_map_models",
+    "resolve_register_map",
 ]
+
+#: Names imported on first use (the register map schema imports pydantic).
+_REGISTER_MAP_NAMES = ("ModelNotCovered", "RegisterMap", "load_register_map", "register_map_models",
+                       "resolve_register_map")
 
 
 def __getattr__(name):
@@ -35,6 +48,10 @@ def __getattr__(name):
         from .eurotherm import Eurotherm
 
         return Eurotherm
+    if name in _REGISTER_MAP_NAMES:
+        from . import _register_map
+
+        return getattr(_register_map, name)
     if name in ("ScpiSpectrometer", "ScpiError"):
         from . import spectrometer
 

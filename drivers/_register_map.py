@@ -1,27 +1,47 @@
 """A controller's Modbus register map, read from ``hardware/maps/<name>.toml`` and checked.
 
 Shared by the Eurotherm driver and the furnace simulator, so that both speak
-exactly what the map says. A map error is a ``MapError`` (a ``ValueError``) naming the file.
+exactly what the map says. A map error is a ``MapError`` (a ``ValueError``):
+one ``file: field: problem`` line per problem, all problems of the file at once.
+
+The file is checked against a schema (:class:`MapDocument`, decision 0058):
+every key is known (a misspelt one is ``unknown key``), every value has its
+type and range; then the rules between fields (:func:`_rule_problems`). A map
+may ``extends = "<map>"`` another and state only what differs: tables merge key
+by key, other values replace, and what says which instruments a map is for
+(``instrument.family``, ``models``, ``ident_codes``) is never inherited.
+A station names a map, or a model that exactly one map covers
+(:func:`resolve_register_map`): a new controller is a new map, not new code.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
+from typing import Annotated, Any, Literal, Mapping
 
-from .maps import MapError, find_map, load_map
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 
-__all__ = ["Register", "RegisterMap", "STATUS_FLAGS", "REQUIRED_REGISTERS", "load_register_map"]
+from ._schema import StrictModel, field_error, name, problems, text
+from .maps import MAX_EXTENDS_DEPTH, MapError, deep_merge, find_map, find_parent_map, known_maps, load_map
+
+__all__ = ["Register", "RegisterMap", "MapDocument", "ModelNotCovered", "STATUS_FLAGS", "PROGRAM_STATES",
+           "REQUIRED_REGISTERS", "NOT_INHERITED", "load_register_map", "register_map_models",
+           "resolve_register_map"]
 
 #: Flags every map must place in the status word (FurnaceStatus fields).
 STATUS_FLAGS = (
     "alarm_1", "alarm_2", "alarm_3", "alarm_4", "manual", "sensor_break", "loop_break",
     "heater_fail", "tuning", "program_end", "pv_out_of_range",
 )
+
+#: Values of the programmer status register a map may name ([program_status]).
+PROGRAM_STATES = ("reset", "run", "hold", "holdback", "complete")
+
+#: Keys of [instrument] a map never inherits from the map it extends: which instruments it is for.
+NOT_INHERITED = ("family", "models", "ident_codes")
 
 #: Registers the driver uses by name.
 REQUIRED_REGISTERS = (
@@ -64,7 +84,12 @@ class Register:
 
 @dataclass(frozen=True)
 class RegisterMap:
-    """A checked register map; see hardware/maps/eurotherm-2400.toml for the format."""
+    """A checked register map; see hardware/maps/eurotherm-2400.toml for the format.
+
+    ``maker`` and the model the ident register reads name the instrument
+    (``Eurotherm.ident``); ``models`` are the model names a station may give
+    for this map; ``description`` is documentation only.
+    """
 
     name: str
     path: Path
@@ -79,6 +104,9 @@ class RegisterMap:
     ident_codes: Mapping[int, str]
     program_status: Mapping[str, int]
     input_range_C: tuple[float, float]
+    maker: str = ""
+    models: tuple[str, ...] = ()
+    description: str = ""
 
     def __getitem__(self, name: str) -> Register:
         return self.registers[name]
@@ -112,112 +140,297 @@ class RegisterMap:
         return runs
 
 
-def _fail(path: Path, message: str) -> MapError:
-    return MapError(f"{path}: {message}")
+# -- the schema ---------------------------------------------------------------------------------
+
+_WORD_MAX = 0xFFFF
+#: Largest magnitude of an analog min/max (a float32 holds more; no controller range comes near).
+_ANALOG_LIMIT = 1e9
+
+Address = Annotated[int, Field(ge=0, le=_WORD_MAX)]
+Bound = Annotated[float, Field(ge=-_ANALOG_LIMIT, le=_ANALOG_LIMIT)]
 
 
-def _table(path: Path, raw: dict, name: str, *, required: bool) -> dict:
-    """The table ``[name]`` of a map file, refusing a missing required one or a value that is not a table."""
-    if name not in raw:
-        if required:
-            raise _fail(path, f"missing table [{name}]")
-        return {}
-    if not isinstance(raw[name], dict):
-        raise _fail(path, f"[{name}] must be a table, not {type(raw[name]).__name__}")
-    return raw[name]
+def _decimals(value: Any) -> Any:
+    if value == "display" and isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 4:
+        return value
+    raise ValueError('must be an integer 0..4 or "display" (the decimal_places register)')
 
 
-def _optional_number(path: Path, where: str, value: object) -> float | None:
-    """``value`` if it is absent (None) or a finite number; a map error naming ``where`` otherwise."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                              or not math.isfinite(value)):
-        raise _fail(path, f"{where} must be a finite number, not {value!r}")
+def _single_write_function(value: int) -> int:
+    if value not in (6, 16):
+        raise ValueError("must be 6 (write single register) or 16 (write multiple registers)")
     return value
 
 
-def _register(path: Path, name: str, raw: dict) -> Register:
-    if not isinstance(raw, dict):
-        raise _fail(path, f"register {name!r} must be a table such as [registers.{name}]")
+def _ident_code(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return int(value, 0)
+        except ValueError:
+            raise ValueError('must be an integer such as "0x2480" or "9344"') from None
+    return value
+
+
+class RegisterSpec(StrictModel):
+    """``[registers.<name>]``: one parameter of the controller."""
+
+    address: Address
+    access: Literal["r", "rw"] = "r"
+    kind: Literal["analog", "word"] = "analog"
+    decimals: Annotated[Any, AfterValidator(_decimals)] = None
+    units: text(max_length=40) = ""
+    min: Bound | None = None
+    max: Bound | None = None
+    eeprom: bool = False
+    description: text(max_length=500) = ""
+
+    @model_validator(mode="after")
+    def _kind_rules(self):
+        if self.kind == "analog":
+            if self.decimals is None:
+                raise field_error(("decimals",), 'an analog register needs decimals 0..4 or "display"')
+            if self.min is None or self.max is None:
+                raise field_error(("min" if self.min is None else "max",),
+                                  "an analog register needs min and max (the valid range of what it reads)")
+        else:
+            if self.decimals is not None:
+                raise field_error(("decimals",), "only for analog registers (a word is a raw 16-bit value)")
+            for key in ("min", "max"):
+                value = getattr(self, key)
+                if value is not None and not (float(value).is_integer() and 0 <= value <= _WORD_MAX):
+                    raise field_error((key,), f"{value!r}: a word register's {key} must be an integer 0..65535")
+        if self.min is not None and self.max is not None and not self.min <= self.max:
+            raise field_error(("max",), f"{self.max:g} is below min {self.min:g} (need min <= max)")
+        return self
+
+
+class InstrumentSpec(StrictModel):
+    """``[instrument]``: which controllers the map is for."""
+
+    maker: text(min_length=1, max_length=80)
+    family: text(min_length=1, max_length=40)
+    models: Annotated[list[text(min_length=1, max_length=40)], Field(min_length=1, max_length=100)]
+    description: text(max_length=500) = ""
+    ident_codes: dict[Annotated[int, BeforeValidator(_ident_code), Field(ge=0, le=_WORD_MAX)],
+                      text(min_length=1, max_length=40)] = {}
+
+
+class EncodingSpec(StrictModel):
+    """``[encoding]``: where and how analog values are exchanged."""
+
+    area: Literal["integer", "float"] = "integer"
+    float_base: Address = 0x8000
+    single_write_function: Annotated[int, AfterValidator(_single_write_function)] = 6
+
+
+class InputRangeSpec(StrictModel):
+    """``[input_range]``: the sensor's span, C."""
+
+    low_C: Annotated[float, Field(ge=-273.15, le=3000.0)] = -200.0
+    high_C: Annotated[float, Field(ge=-273.15, le=3000.0)] = 1372.0
+
+
+class SetpointSpec(StrictModel):
+    """``[setpoint]``: which registers are the live (written) and the target (read) setpoint."""
+
+    live: name()
+    target: name()
+
+
+class MapDocument(StrictModel):
+    """A register map file, with what it ``extends`` laid under it (:func:`_effective_document`)."""
+
+    extends: text(min_length=1, max_length=4096) | None = None
+    instrument: InstrumentSpec
+    encoding: EncodingSpec = EncodingSpec()
+    input_range: InputRangeSpec = InputRangeSpec()
+    setpoint: SetpointSpec
+    registers: Annotated[dict[name(), RegisterSpec], Field(min_length=1, max_length=1000)]
+    status_bits: dict[Literal[STATUS_FLAGS], Annotated[int, Field(ge=0, le=15)]]
+    program_status: dict[Literal[PROGRAM_STATES], Annotated[int, Field(ge=0, le=_WORD_MAX)]] = {}
+
+
+def _rule_problems(doc: MapDocument) -> list[tuple[str, str]]:
+    """The rules between fields of a document whose every field is valid: (field, problem) each."""
+    found: list[tuple[str, str]] = []
+    registers = doc.registers
+    for required in REQUIRED_REGISTERS:
+        if required not in registers:
+            found.append(("registers", f"required register {required!r} is missing"))
+    owner: dict[int, str] = {}
+    base = doc.encoding.float_base
+    for reg_name, register in registers.items():
+        where = f"registers.{reg_name}.address"
+        if register.address in owner:
+            found.append((where, f"{register.address} is also the address of {owner[register.address]}: "
+                                 "two registers share an address"))
+        owner.setdefault(register.address, reg_name)
+        if register.address >= base:
+            found.append((where, f"{register.address} must be below encoding.float_base {base} "
+                                 "(the float area starts there)"))
+        elif base + 2 * register.address + 1 > _WORD_MAX:
+            found.append((where, f"its float-area address {base} + 2 x {register.address} is beyond 65535"))
+    for role in ("live", "target"):
+        reg_name = getattr(doc.setpoint, role)
+        if reg_name not in registers:
+            found.append((f"setpoint.{role}", f"{reg_name!r} is not a register of this map"))
+    live = registers.get(doc.setpoint.live)
+    if live is not None and (live.access != "rw" or live.eeprom):
+        found.append(("setpoint.live", f"{doc.setpoint.live!r} must be writable and not EEPROM-backed "
+                                       "(live setpoints are written often)"))
+    missing = [flag for flag in STATUS_FLAGS if flag not in doc.status_bits]
+    if missing:
+        found.append(("status_bits", f"lacks {', '.join(missing)}"))
+    by_bit: dict[int, str] = {}
+    for flag, bit in doc.status_bits.items():
+        if bit in by_bit:
+            found.append((f"status_bits.{flag}", f"bit {bit} is also {by_bit[bit]}: need distinct bit numbers"))
+        by_bit.setdefault(bit, flag)
+    models = doc.instrument.models
+    for model in sorted({m for m in models if models.count(m) > 1}):
+        found.append(("instrument.models", f"lists {model!r} more than once"))
+    for code, model in doc.instrument.ident_codes.items():
+        if model not in models:
+            found.append((f"instrument.ident_codes.0x{code:04X}",
+                          f"model {model!r} is not in instrument.models ({', '.join(models)})"))
+    if not doc.input_range.low_C < doc.input_range.high_C:
+        found.append(("input_range.high_C", f"{doc.input_range.high_C:g} must be above low_C "
+                                            f"{doc.input_range.low_C:g}"))
+    return found
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+def _validate(path: Path, document: dict) -> MapDocument:
+    """``document`` (the effective content of the map file ``path``) checked; a MapError with every problem."""
+    if "registers" not in document:  # another kind of map (a SCPI dialect): one message, not one per key
+        raise MapError.in_file(path, [("registers", "missing table [registers]: not a register map (a register "
+                                                    "map has one, or extends a map that has)")])
     try:
-        address = raw["address"]
-    except KeyError:
-        raise _fail(path, f"register {name!r} has no address") from None
-    if not isinstance(address, int) or not 0 <= address < 0x8000:
-        raise _fail(path, f"register {name!r}: address {address!r} is not in 0..32767")
-    access = raw.get("access", "r")
-    kind = raw.get("kind", "analog")
-    decimals = raw.get("decimals")
-    if access not in ("r", "rw"):
-        raise _fail(path, f"register {name!r}: access must be 'r' or 'rw', not {access!r}")
-    if kind not in ("analog", "word"):
-        raise _fail(path, f"register {name!r}: kind must be 'analog' or 'word', not {kind!r}")
-    if kind == "analog" and not (decimals == "display" or (isinstance(decimals, int) and 0 <= decimals <= 4)):
-        raise _fail(path, f"register {name!r}: analog needs decimals 0..4 or 'display', not {decimals!r}")
-    low, high = raw.get("min"), raw.get("max")
-    if kind == "analog" and (low is None or high is None):
-        raise _fail(path, f"register {name!r}: analog needs min and max (the valid range of what it reads)")
-    if any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in (low, high)) \
-            or (low is not None and high is not None and not low <= high):
-        raise _fail(path, f"register {name!r}: min {low!r} and max {high!r} must be numbers with min <= max")
-    return Register(
-        name=name, address=address, access=access, kind=kind,
-        decimals=decimals if kind == "analog" else None, units=raw.get("units", ""),
-        minimum=_optional_number(path, f"register {name!r}: min", raw.get("min")),
-        maximum=_optional_number(path, f"register {name!r}: max", raw.get("max")),
-        eeprom=bool(raw.get("eeprom", False)),
-        description=raw.get("description", ""),
+        checked = MapDocument.model_validate(document)
+    except ValidationError as error:
+        raise MapError.in_file(path, problems(error, MapDocument)) from None
+    found = _rule_problems(checked)
+    if found:
+        raise MapError.in_file(path, found)
+    return checked
+
+
+def _effective_document(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The content of the map file ``path`` with what it extends laid under it.
+
+    A parent must be a complete, valid map by itself: its problems are reported
+    with its own file. ``chain`` holds the files already on the way (cycles).
+    """
+    raw = load_map(path)
+    chain = (*chain, path.resolve())
+    if "extends" not in raw:
+        return raw
+    parent_name = raw["extends"]
+    if not isinstance(parent_name, str) or not parent_name:
+        raise MapError.in_file(path, [("extends", f"must be the name or path of a register map "
+                                                  f"(got {parent_name!r:.60})")])
+    try:
+        parent_path = find_parent_map(path, parent_name, "register map", "registers")
+    except MapError as error:
+        raise MapError.in_file(path, [("extends", str(error))]) from None
+    if parent_path.resolve() in chain:
+        names = " -> ".join(p.stem for p in (*chain, parent_path))
+        raise MapError.in_file(path, [("extends", f"a cycle: {names}")])
+    if len(chain) >= MAX_EXTENDS_DEPTH:
+        raise MapError.in_file(path, [("extends", f"more than {MAX_EXTENDS_DEPTH} maps in one extends chain")])
+    parent = _effective_document(parent_path, chain)
+    _validate(parent_path, parent)
+    if isinstance(parent.get("instrument"), dict):
+        parent["instrument"] = {key: value for key, value in parent["instrument"].items()
+                                if key not in NOT_INHERITED}
+    return deep_merge(parent, raw)
+
+
+def _register_map(path: Path, doc: MapDocument) -> RegisterMap:
+    registers = {
+        reg_name: Register(
+            name=reg_name, address=spec.address, access=spec.access, kind=spec.kind,
+            decimals=spec.decimals if spec.kind == "analog" else None, units=spec.units,
+            minimum=spec.min, maximum=spec.max, eeprom=spec.eeprom, description=spec.description)
+        for reg_name, spec in doc.registers.items()
+    }
+    instrument = doc.instrument
+    return RegisterMap(
+        name=path.stem, path=path, family=instrument.family,
+        area=doc.encoding.area, float_base=doc.encoding.float_base,
+        single_write_function=doc.encoding.single_write_function,
+        registers=MappingProxyType(registers), live_setpoint=doc.setpoint.live,
+        target_setpoint=doc.setpoint.target, status_bits=MappingProxyType(dict(doc.status_bits)),
+        ident_codes=MappingProxyType(dict(instrument.ident_codes)),
+        program_status=MappingProxyType(dict(doc.program_status)),
+        input_range_C=(float(doc.input_range.low_C), float(doc.input_range.high_C)),
+        maker=instrument.maker, models=tuple(instrument.models), description=instrument.description,
     )
 
 
 def load_register_map(name_or_path: str | os.PathLike) -> RegisterMap:
-    """Load and check a register map given by name (``eurotherm-2400``) or path."""
+    """Load and check a register map given by name (``eurotherm-2400``, in ``hardware/maps``) or path."""
     path = find_map(name_or_path, kind="register map", required_table="registers")
-    raw = load_map(path)
-    regs_raw = _table(path, raw, "registers", required=True)
-    setpoint = _table(path, raw, "setpoint", required=True)
-    bits = dict(_table(path, raw, "status_bits", required=True))
-    encoding = _table(path, raw, "encoding", required=False)
-    instrument = _table(path, raw, "instrument", required=False)
-    span = _table(path, raw, "input_range", required=False)
-    program_status = _table(path, raw, "program_status", required=False)
-    if not isinstance(instrument.get("ident_codes", {}), dict):
-        raise _fail(path, "[instrument.ident_codes] must be a table")
-    float_base = _optional_number(path, "[encoding] float_base", encoding.get("float_base", 0x8000))
-    low_C = _optional_number(path, "[input_range] low_C", span.get("low_C", -200.0))
-    high_C = _optional_number(path, "[input_range] high_C", span.get("high_C", 1372.0))
-    registers = {name: _register(path, name, spec) for name, spec in regs_raw.items()}
-    for name in REQUIRED_REGISTERS:
-        if name not in registers:
-            raise _fail(path, f"required register {name!r} is missing")
-    addresses = [reg.address for reg in registers.values()]
-    if len(set(addresses)) != len(addresses):
-        raise _fail(path, "two registers share an address")
-    live, target = setpoint.get("live"), setpoint.get("target")
-    for role, reg_name in (("live", live), ("target", target)):
-        if reg_name not in registers:
-            raise _fail(path, f"[setpoint] {role} = {reg_name!r} is not a register")
-    if not registers[live].writable or registers[live].eeprom:
-        raise _fail(path, f"live setpoint {live!r} must be writable and not EEPROM-backed")
-    missing_flags = [flag for flag in STATUS_FLAGS if flag not in bits]
-    if missing_flags:
-        raise _fail(path, f"[status_bits] lacks {', '.join(missing_flags)}")
-    if any(not isinstance(b, int) or not 0 <= b <= 15 for b in bits.values()) or len(set(bits.values())) != len(bits):
-        raise _fail(path, "[status_bits] must be distinct bit numbers 0..15")
-    area = encoding.get("area", "integer")
-    if area not in ("integer", "float"):
-        raise _fail(path, f"[encoding] area must be 'integer' or 'float', not {area!r}")
-    single_write = encoding.get("single_write_function", 6)
-    if single_write not in (6, 16):
-        raise _fail(path, "[encoding] single_write_function must be 6 or 16")
-    try:
-        ident_codes = {int(code, 0): model for code, model in instrument.get("ident_codes", {}).items()}
-    except ValueError:
-        raise _fail(path, "[instrument.ident_codes] keys must be integers such as \"0x2480\"") from None
-    return RegisterMap(
-        name=path.stem, path=path, family=str(instrument.get("family", "")),
-        area=area, float_base=int(float_base), single_write_function=single_write,
-        registers=MappingProxyType(registers), live_setpoint=live, target_setpoint=target,
-        status_bits=MappingProxyType(bits), ident_codes=MappingProxyType(ident_codes),
-        program_status=MappingProxyType(dict(program_status)),
-        input_range_C=(float(low_C), float(high_C)),
-    )
+    return _register_map(path, _validate(path, _effective_document(path)))
+
+
+# -- which map a station means --------------------------------------------------------------------
+
+def register_map_models() -> dict[str, tuple[str, ...] | None]:
+    """``{name: models}`` of every register map in ``hardware/maps`` (None for one that does not load)."""
+    found: dict[str, tuple[str, ...] | None] = {}
+    for map_name in known_maps("registers"):
+        try:
+            found[map_name] = load_register_map(map_name).models
+        except (MapError, OSError):
+            found[map_name] = None
+    return found
+
+
+class ModelNotCovered(MapError):
+    """A model that the named map does not cover, or that not exactly one map in ``hardware/maps`` covers.
+
+    ``model``; ``map_name`` (the map named, or None); ``covering`` (the maps that
+    cover the model); ``listing``: the available maps and their models, for messages.
+    """
+
+    def __init__(self, model: str, map_name: str | None, available: dict[str, tuple[str, ...] | None],
+                 covers: tuple[str, ...] = ()):
+        self.model, self.map_name, self.covers = model, map_name, covers
+        self.covering = [n for n, models in available.items() if models and model in models]
+        self.listing = "available maps: " + (", ".join(
+            f"{n} ({', '.join(models)})" if models else f"{n} (does not load)"
+            for n, models in available.items()) or "none")
+        if map_name is not None:
+            message = (f"model {model!r} is not one that register map {map_name} covers "
+                       f"({', '.join(covers)}); {self.listing}")
+        elif self.covering:
+            message = (f"model {model!r} is covered by several register maps ({', '.join(self.covering)}): "
+                       "name one of them")
+        else:
+            message = f"no register map covers model {model!r}; {self.listing}"
+        super().__init__(message)
+
+
+def resolve_register_map(model: str | None = None, register_map: str | os.PathLike | None = None) -> RegisterMap:
+    """The register map of a controller: ``register_map`` (name or path) if given, else the map covering ``model``.
+
+    With both, ``model`` must be one of the map's ``models``. With only ``model``,
+    exactly one map in ``hardware/maps`` must list it. :class:`ModelNotCovered`
+    (a MapError) otherwise; a map that cannot be loaded is a MapError.
+    """
+    if register_map is not None:
+        loaded = load_register_map(register_map)
+        if model is not None and model not in loaded.models:
+            raise ModelNotCovered(model, loaded.name, register_map_models(), loaded.models)
+        return loaded
+    if model is None:
+        raise ValueError("resolve_register_map needs a model or a register map")
+    available = register_map_models()
+    covering = [n for n, models in available.items() if models and model in models]
+    if len(covering) != 1:
+        raise ModelNotCovered(model, None, available)
+    return load_register_map(covering[0])

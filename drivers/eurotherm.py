@@ -28,7 +28,7 @@ from typing import Callable, TypeVar
 
 from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, ReadbackMismatch
 from ._modbus import InvalidAnswer, ModbusLink
-from ._register_map import Register, RegisterMap, load_register_map
+from ._register_map import Register, RegisterMap, resolve_register_map
 
 __all__ = ["Eurotherm", "FurnaceReading", "FurnaceStatus", "SensorFault"]
 
@@ -103,6 +103,9 @@ class _Analog:
 class Eurotherm:
     """A Eurotherm-compatible furnace controller on a serial port (Modbus RTU, 8N1).
 
+    ``register_map`` (a name in ``hardware/maps`` or a path) says how it speaks;
+    without one, the map whose ``models`` list ``model`` is used (default model
+    "2400"). Given both, ``model`` must be one of the map's models.
     ``max_temperature_C`` and ``max_rate_C_per_min`` are the station limits;
     ``safe_setpoint_C`` and ``safe_rate_C_per_min`` (default: the max rate)
     define :meth:`safe_state`. ``late_answer_s`` is how late an answer may
@@ -118,13 +121,15 @@ class Eurotherm:
     output_percent = _Analog("output_power", "Heater output, percent.")
     rate_limit_C_per_min = _Analog("setpoint_rate_limit", "Setpoint rate limit, C/min; 0 = off.")
 
-    def __init__(self, port: str, address: int = 1, baudrate: int = 9600, model: str = "2400",
+    def __init__(self, port: str, address: int = 1, baudrate: int = 9600, model: str | None = None,
                  register_map: str | Path | None = None, max_temperature_C: float = 1200.0,
                  max_rate_C_per_min: float = 20.0, timeout_s: float = 0.2, retries: int = 3, *,
                  min_setpoint_C: float = 0.0, safe_setpoint_C: float = 20.0,
                  safe_rate_C_per_min: float | None = None, late_answer_s: float | None = None,
                  answer_guard_s: float | None = None, serial_factory=None) -> None:
-        self.register_map = load_register_map(register_map or f"eurotherm-{model}")
+        if model is None and register_map is None:
+            model = "2400"
+        self.register_map = resolve_register_map(model, register_map)
         if not max_rate_C_per_min > 0 or not max_temperature_C > min_setpoint_C:
             raise ValueError("need max_rate_C_per_min > 0 and max_temperature_C > min_setpoint_C")
         self.max_temperature_C, self.max_rate_C_per_min = max_temperature_C, max_rate_C_per_min
@@ -147,11 +152,11 @@ class Eurotherm:
     # -- plain reads --------------------------------------------------------------
     @property
     def ident(self) -> str:
-        """Instrument identity from the ident register, e.g. ``Eurotherm 2408 (ident 0x2480)``."""
-        code = self._read_word(self.register_map["ident"])
-        model = self.register_map.ident_codes.get(code)
-        known = model or f"{self.register_map.family}-family? unknown ident"
-        return f"Eurotherm {known} (ident 0x{code:04X}, map {self.register_map.name})"
+        """The map's maker and the model its ident register names: ``Eurotherm 2408 (ident 0x2480, ...)``."""
+        m = self.register_map
+        code = self._read_word(m["ident"])
+        known = m.ident_codes.get(code) or f"{m.family}-family? unknown ident"
+        return f"{m.maker} {known} (ident 0x{code:04X}, map {m.name})"
 
     @property
     def status(self) -> FurnaceStatus:

@@ -1,6 +1,6 @@
 """Simulated Eurotherm furnace controller: Modbus RTU on a pseudo-terminal.
 
-    python -m drivers.sim.furnace [--address 1] [--speed FACTOR] [--model 2400 | --map PATH] [--truth FILE]
+    python -m drivers.sim.furnace [--address 1] [--speed FACTOR] [--model 2416] [--map PATH] [--truth FILE]
 
 Prints the client's port path alone on the first line of stdout, then serves
 until SIGTERM (exit code 0). Like an RTU slave it answers no sooner than 3.5
@@ -32,7 +32,7 @@ import sys
 import time
 import tty
 
-from .._register_map import Register, RegisterMap, load_register_map
+from .._register_map import Register, RegisterMap, resolve_register_map
 from ._furnace_plant import FurnaceModel
 
 __all__ = ["RegisterBank", "RtuResponder", "ModbusError", "crc16", "main"]
@@ -240,8 +240,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m drivers.sim.furnace", description=__doc__.split("\n")[0])
     parser.add_argument("--address", type=int, default=1, help="Modbus slave address (default 1)")
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")
-    parser.add_argument("--model", default="2400", help="controller family: map hardware/maps/eurotherm-MODEL")
-    parser.add_argument("--map", default=None, help="register map name or path (overrides --model)")
+    parser.add_argument("--model", default=None,
+                        help="controller model: the map in hardware/maps that lists it (default 2400 without --map)")
+    parser.add_argument("--map", default=None, help="register map name or path (--model, if given, must be one of "
+                                                    "its models)")
     parser.add_argument("--truth", default=None, metavar="FILE",
                         help="append the truth (every register) as a JSON line per answered request")
     args = parser.parse_args(argv)
@@ -253,7 +255,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Serve one simulated controller until SIGTERM or SIGINT."""
     args = _parse(argv)
-    register_map = load_register_map(args.map or f"eurotherm-{args.model}")
+    register_map = resolve_register_map(args.model or (None if args.map else "2400"), args.map)
     model = FurnaceModel(input_range_C=register_map.input_range_C)
     bank = RegisterBank(register_map, model)
     responder = RtuResponder(bank, args.address)

@@ -253,7 +253,7 @@ def test_a_boolean_is_not_a_number_in_a_recipe(tmp_path, old, new, field):
     ("max_temperature_C = 1000", "max_temperature_C = 1000\nmap = \"foo\"", "furnace.map",
      ["no register map 'foo' (known: eurotherm-2400, eurotherm-3200)"]),
     ("max_temperature_C = 1000", "max_temperature_C = 1000\nmap = \"scpi-spectrometer\"", "furnace.map",
-     ["scpi-spectrometer.toml: missing table [registers]"]),
+     ["scpi-spectrometer.toml: registers: missing table [registers]: not a register map"]),
     ('resource = "TCPIP0', 'dialect = "bar"\nresource = "TCPIP0', "spectrometer.dialect",
      ["no SCPI dialect 'bar' (known: scpi-spectrometer)"]),
     ('resource = "TCPIP0', 'dialect = "eurotherm-2400"\nresource = "TCPIP0', "spectrometer.dialect",
@@ -351,3 +351,110 @@ def test_remdaq_reports_a_pipe_as_station_cleanly(tmp_path, capsys):
         main(["check", "--station", str(fifo)])
     assert exited.value.code == 2
     assert f"error: {fifo}: is a named pipe (FIFO), not a regular file" in capsys.readouterr().err
+
+
+# -- the furnace's model and register map: any map in hardware/maps --------------------------------
+MAPS_LISTED = "available maps: eurotherm-2400 (2400, 2404, 2408, 2416), eurotherm-3200 (3200, 3204, 3208, 3216)"
+
+
+@pytest.mark.parametrize("old, new, words", [
+    ("max_temperature_C = 1000", 'max_temperature_C = 1000\nmodel = "2500"',
+     ["furnace.model: no register map covers model '2500'", MAPS_LISTED]),
+    ("max_temperature_C = 1000", 'max_temperature_C = 1000\nmodel = "2400"\nmap = "eurotherm-3200"',
+     ["furnace.model: '2400' is not a model of register map eurotherm-3200 (furnace.map), which covers 3200, "
+      "3204, 3208, 3216", MAPS_LISTED]),
+    ("max_temperature_C = 1000", 'max_temperature_C = 1000\nmodel = ""', ["furnace.model", "at least 1 character"]),
+    ("max_temperature_C = 1000", "max_temperature_C = 1000\nmodel = 2400", ["furnace.model", "valid string"]),
+])
+def test_a_furnace_model_no_map_covers_is_refused_listing_the_maps(tmp_path, old, new, words):
+    assert_station_edit_refused(tmp_path, old, new, "furnace.model", words)
+
+
+def test_a_station_naming_an_unknown_map_gets_the_maps_listed(tmp_path):
+    assert_station_edit_refused(tmp_path, "max_temperature_C = 1000", 'max_temperature_C = 1000\nmap = "eurotherm-2500"',
+                                "furnace.map", ["no register map 'eurotherm-2500' (known: eurotherm-2400, "
+                                                "eurotherm-3200)"])
+
+
+@pytest.mark.parametrize("furnace_lines, expected_map", [
+    ('model = "2416"', "eurotherm-2400"),             # a model, not only the family: the map that lists it
+    ('model = "3216"', "eurotherm-3200"),
+    ('model = "3208"\nmap = "eurotherm-3200"', "eurotherm-3200"),
+    ("", "eurotherm-2400"),                           # the default model, 2400
+    ('map = "eurotherm-3200"', "eurotherm-3200"),     # a map without a model: any of its models
+])
+def test_a_model_any_map_covers_is_accepted(tmp_path, furnace_lines, expected_map):
+    from drivers import resolve_register_map
+
+    path = write(tmp_path, "bench.toml", GOOD_STATION.replace("max_temperature_C = 1000",
+                                                              f"max_temperature_C = 1000\n{furnace_lines}", 1))
+    furnace = load_station(path).furnace
+    assert resolve_register_map(furnace.model_or_default, furnace.map).name == expected_map
+
+
+def test_a_broken_map_file_gives_one_problem_per_map_problem_naming_station_map_and_field(tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text((ROOT / "hardware/maps/eurotherm-2400.toml").read_text()
+                      .replace("tuning = 8", "tunning = 8").replace("address = 122", "address = 70000"))
+    path = write(tmp_path, "bench.toml", GOOD_STATION.replace(
+        "max_temperature_C = 1000", f'max_temperature_C = 1000\nmap = "{broken}"', 1))
+    with pytest.raises(ConfigError) as error:
+        load_station(path)
+    assert sorted(error.value.problems) == [
+        f"furnace.map: {broken}: registers.ident.address: Input should be less than or equal to 65535 (got 70000)",
+        f"furnace.map: {broken}: status_bits.tunning: unknown key (check the spelling; allowed: 'alarm_1', "
+        "'alarm_2', 'alarm_3', 'alarm_4', 'manual', 'sensor_break', 'loop_break', 'heater_fail', 'tuning', "
+        "'program_end' or 'pv_out_of_range')",
+    ]
+
+
+NEW_CONTROLLER = """\
+# A controller the code has never heard of: a new map, nothing else.
+extends = "eurotherm-2400"
+
+[instrument]
+maker = "Acme"
+family = "A9000"
+models = ["A9000", "A9010"]
+
+[instrument.ident_codes]
+"0xA901" = "A9010"
+
+[input_range]
+high_C = 1600.0
+
+[registers.process_value]
+max = 1600.0
+"""
+
+
+def test_a_new_map_dropped_in_the_maps_folder_works_without_code_changes(tmp_path, monkeypatch):
+    from drivers import resolve_register_map
+
+    hardware = tmp_path / "hardware"
+    (hardware / "maps").mkdir(parents=True)
+    for shipped in ("eurotherm-2400.toml", "scpi-spectrometer.toml"):  # the parent, and the station's dialect
+        (hardware / "maps" / shipped).write_text((ROOT / "hardware/maps" / shipped).read_text())
+    (hardware / "maps/acme-a9000.toml").write_text(NEW_CONTROLLER)
+    monkeypatch.setenv("REMDAQ_HARDWARE_DIR", str(hardware))  # the maps folder setting
+    for lines in ('model = "A9010"', 'model = "A9000"\nmap = "acme-a9000"'):
+        path = write(tmp_path, "bench.toml", GOOD_STATION.replace(
+            "max_temperature_C = 1000", f"max_temperature_C = 1500\n{lines}", 1))
+        furnace = load_station(path).furnace
+        regmap = resolve_register_map(furnace.model, furnace.map)
+        assert (regmap.name, regmap.maker, regmap.input_range_C, regmap["process_value"].maximum) == (
+            "acme-a9000", "Acme", (-200.0, 1600.0), 1600.0)
+        assert regmap["remote_setpoint"] == resolve_register_map("2400")["remote_setpoint"]  # inherited
+    path = write(tmp_path, "bench.toml", GOOD_STATION.replace(
+        "max_temperature_C = 1000", 'max_temperature_C = 1000\nmodel = "3216"', 1))
+    with pytest.raises(ConfigError) as error:  # only the maps of this folder are available
+        load_station(path)
+    assert_one_clear_message(error, path, "furnace.model", "no register map covers model '3216'; available maps: "
+                             "acme-a9000 (A9000, A9010), eurotherm-2400 (2400, 2404, 2408, 2416)")
+
+
+def test_a_new_map_given_by_path_works_without_the_maps_folder_setting(tmp_path):
+    (tmp_path / "acme-a9000.toml").write_text(NEW_CONTROLLER)  # extends the eurotherm-2400 of hardware/maps
+    path = write(tmp_path, "bench.toml", GOOD_STATION.replace(
+        "max_temperature_C = 1000", f'max_temperature_C = 1500\nmodel = "A9010"\nmap = "{tmp_path}/acme-a9000.toml"', 1))
+    assert load_station(path).furnace.map == f"{tmp_path}/acme-a9000.toml"

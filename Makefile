@@ -12,7 +12,7 @@ DEMO_RECIPE ?= seeds/recipes/quick.toml
 DEMO_STANDARDS ?= seeds/standards/nd-pr-5.toml
 PORT ?= 8501
 
-.PHONY: test demo system-deps clean
+.PHONY: test test-fast demo system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ system-deps:
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest
+
+# The unit tests only (tests/unit: no simulators, no browser), without the few marked slow
+# (child processes, thousands of generated config cases), each under its per-test limit of seconds.
+# The config-mutation module is all slow and takes seconds just to collect, so it is not collected.
+test-fast: $(STAMP)
+	$(PY) -m pytest tests/unit -m "not slow" --ignore=tests/unit/test_config_mutations.py -q
 
 # The simulated bench end to end: check it, calibrate it (once), then serve the
 # live app on 127.0.0.1 while a demo trial runs; Ctrl-C stops the app.

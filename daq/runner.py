@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 import numpy as np
 
@@ -137,12 +137,19 @@ class _AbortRequest(Exception):
 
 
 class TrialRunner:
-    """One trial from start-up to shutdown. Call :meth:`run` from the main thread."""
+    """One trial from start-up to shutdown. Call :meth:`run` from the main thread.
 
-    def __init__(self, recipe: Recipe, station: Station, options: RunOptions):
+    ``bench_factory(station, scenario=...)`` connects the station's instruments; None (the default) is
+    :func:`daq.bench.open_bench`, which starts the simulators of a simulated station. Unit tests pass one
+    that returns in-process fake instruments.
+    """
+
+    def __init__(self, recipe: Recipe, station: Station, options: RunOptions, *,
+                 bench_factory: Callable[..., Bench] | None = None):
         self.recipe = recipe
         self.station = station
         self.options = options
+        self._bench_factory = bench_factory
         self.clock = ExperimentClock(station.simulation_speed if station.simulated else 1.0)
         self._stop = threading.Event()
         self._program_done = threading.Event()
@@ -205,7 +212,7 @@ class TrialRunner:
         bench: Bench | None = None
         status, reason = "failed", ""
         try:
-            bench = open_bench(self.station, scenario=self.scenario_path)
+            bench = (self._bench_factory or open_bench)(self.station, scenario=self.scenario_path)
             self._startup(bench)
             status, reason = self._execute(bench)
         except KeyboardInterrupt:

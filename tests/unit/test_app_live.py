@@ -16,13 +16,6 @@ from _trial_factory import (LiveTrial, corrupt_trial, half_created_trial, trials
 from daq import open_trial  # noqa: E402
 
 
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("REMDAQ_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("REMDAQ_STATION", raising=False)
-    return tmp_path
-
-
 def live_page(query: dict | None = None) -> AppTest:
     """The app's default page (Live), run once."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)

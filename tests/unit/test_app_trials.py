@@ -20,13 +20,6 @@ from app_pages._follow import TrialFollower  # noqa: E402
 from daq import Catalog, open_trial  # noqa: E402
 
 
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("REMDAQ_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("REMDAQ_STATION", raising=False)
-    return tmp_path
-
-
 def trials_page(query: dict | None = None) -> AppTest:
     """The Trials page, run once."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)

@@ -39,11 +39,6 @@ from drivers.sim.spectrometer import Cell, Device, Instrument, LineFaults, SimCo
 MIXTURE = {"Nd": 10.0, "Pr": 2.0, "Sm": 1.0, "Er": 1.0, "Ho": 1.0}
 
 
-@pytest.fixture(scope="module")
-def optics():
-    return Optics(OpticsConfig(), seed=7)
-
-
 def absorbance(optics, sample, **drift):
     """Noise-free apparent absorbance: sample and blank seen through the same (possibly drifted) axis."""
     shift = {"wavelength_shift_nm": drift["wavelength_shift_nm"]} if "wavelength_shift_nm" in drift else {}

@@ -38,6 +38,9 @@ from daq.calibration_run import check_standards_against_station, load_standards
 from daq.cli import main
 from daq.config import ConfigError, check_recipe_against_station, load_recipe, load_station
 
+# about 5000 generated cases and a few `remdaq` child processes: a minute; not in `make test-fast`
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {
     "station": sorted((ROOT / "hardware/stations").glob("*.toml")),
@@ -476,6 +479,7 @@ def probed_remdaq(tmp_path: Path, *args) -> tuple[subprocess.CompletedProcess, P
     ("max_temperature_C = 1100.0", "max_temperature_C = inf", "furnace.max_temperature_C: Input should be a finite number"),
     ("address = 1", "address = true", "furnace.address: expected a number, not a boolean"),
 ])
+@pytest.mark.timeout(60)  # a `remdaq check` child process: 3-5 s on two shared cores
 def test_remdaq_check_refuses_a_bad_station_cleanly_and_starts_no_simulator(tmp_path, old, new, field):
     text = SIM_STATION.read_text()
     assert old in text
@@ -488,6 +492,7 @@ def test_remdaq_check_refuses_a_bad_station_cleanly_and_starts_no_simulator(tmp_
     assert not marker.exists()
 
 
+@pytest.mark.timeout(60)  # a `remdaq check` child process that starts a simulator
 def test_the_process_probe_sees_a_simulator_start_for_a_good_station(tmp_path):
     """The control for the test above: with the shipped station the marker is written."""
     result, marker = probed_remdaq(tmp_path, "check", "--station", SIM_STATION)

@@ -66,6 +66,8 @@ def _run_child(site: Path, home: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # two child Pythons, the first compiling every kernel cold: 10-70 s on two shared cores
 def test_read_only_installed_package_caches_in_the_user_cache_dir():
     base = Path(tempfile.mkdtemp(prefix="remdaq-numba-cache-"))
     site = base / "site-packages"

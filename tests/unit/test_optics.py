@@ -8,14 +8,9 @@ import numpy as np
 import pytest
 
 from drivers.sim._lanthanide_bands import BANDS, absorbance_per_cm
-from drivers.sim._optics import Optics, OpticsConfig, wavelength_coefficients
+from drivers.sim._optics import wavelength_coefficients
 
 ND_MOLAR_MASS_G_PER_MOL = 144.242
-
-
-@pytest.fixture(scope="module")
-def optics():
-    return Optics(OpticsConfig(), seed=7)
 
 
 def absorbance(optics, sample, time_s=0.0):

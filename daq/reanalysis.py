@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import multiprocessing
 import os
 import signal
 import sys
@@ -571,6 +572,55 @@ class _Run:
             self.on_outcome(trial.outcome)
 
 
+# ---------------------------------------------------------------------------- scripts without a __main__ guard
+
+UNGUARDED_SCRIPT_MESSAGE = ("reanalyze was called while a child process was importing the main script "
+                            "(a spawned process re-runs an unguarded script): put the call under "
+                            "`if __name__ == \"__main__\":`")
+
+
+def _refuse_in_bootstrapping_child() -> None:
+    """Raise the one-line error when a spawned (or forkserver) child is re-importing the main script.
+
+    A child started with the spawn or forkserver method imports the parent's main
+    module again before it runs (multiprocessing's "bootstrapping phase"); a call
+    at the top level of an unguarded script then runs in the child too, where it
+    would start processes of its own (which multiprocessing refuses, three
+    screens of traceback later) or reanalyse everything a second time.
+    """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # as multiprocessing.spawn checks it
+        raise RuntimeError(UNGUARDED_SCRIPT_MESSAGE)
+
+
+@contextlib.contextmanager
+def _spawned_workers_skip_main_script():
+    """While the own LocalCluster starts: its spawned worker processes do not import this process's main script.
+
+    multiprocessing's spawn makes every child import the parent's ``__main__``
+    again (by path, or by module name for ``python -m``), so a script calling
+    :func:`reanalyze` at its top level, without ``if __name__ == "__main__":``,
+    would call it again in each worker, and the workers would fail to start
+    ("Nanny failed to start"). The workers run only ``daq`` functions, never
+    anything of the script, so for the few seconds the cluster needs to spawn
+    them the main module's ``__file__`` and ``__spec__`` (what spawn reads) are
+    hidden, and put back afterwards. A worker restarted later (after a crash)
+    imports the script as usual; in an unguarded script, that call then stops
+    with :data:`UNGUARDED_SCRIPT_MESSAGE` (:func:`_refuse_in_bootstrapping_child`).
+    """
+    main = sys.modules.get("__main__")
+    saved = {name: getattr(main, name) for name in ("__file__", "__spec__")
+             if getattr(main, name, None) is not None}
+    if "__file__" in saved:
+        del main.__file__
+    if "__spec__" in saved:
+        main.__spec__ = None
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(main, name, value)
+
+
 # ---------------------------------------------------------------------------- public entry points
 
 def reanalyze(paths: Iterable[str | os.PathLike], calibration, out_dir: str | os.PathLike, client=None, *,
@@ -606,6 +656,7 @@ def reanalyze(paths: Iterable[str | os.PathLike], calibration, out_dir: str | os
     trials marked ``not-done``) and re-raises KeyboardInterrupt; a new run continues
     where it stopped. Returns a :class:`ReanalysisReport`.
     """
+    _refuse_in_bootstrapping_child()
     if workers is not None and workers < 0:
         raise ValueError(f"workers must be >= 0, not {workers}")
     if workers is not None and (client is not None or scheduler is not None):
@@ -634,7 +685,10 @@ def reanalyze(paths: Iterable[str | os.PathLike], calibration, out_dir: str | os
             except ImportError as error:
                 raise ConfigError("dask", [f"reanalysis on a cluster needs dask.distributed ({error}): "
                                            "pip install 'rem-daq[cluster]', or pass workers=0"]) from None
-            with dask_client(client, workers, scheduler) as (dask, description):
+            with contextlib.ExitStack() as cluster:
+                with _spawned_workers_skip_main_script() if client is None and scheduler is None \
+                        else contextlib.nullcontext():
+                    dask, description = cluster.enter_context(dask_client(client, workers, scheduler))
                 executed_by = description
                 run = _Run(files, calibration, calibration_file, out_dir, DaskExecutor(dask, description), **options)
                 run.run()

@@ -105,6 +105,12 @@ class CalibrationQuality:
     - ``condition_number``: of the weighted model matrix [S^T | Q^T | B] with
       unit-norm columns (how distinct the spectra are; 1 = orthogonal).
     - ``residual_dof``: degrees of freedom of the residual.
+    - ``warnings``: what the standards' design does not support (decision 0059):
+      a curvature analyte whose product-like standards (>= 95 % of the total)
+      leave gaps of more than a third of its range, or an impurity whose own
+      curvature the design lets leak into a curvature analyte's terms. Empty
+      when nothing was found; calibrations read from files older than the check
+      have none.
     """
 
     fit_residual_rms: np.ndarray
@@ -117,14 +123,16 @@ class CalibrationQuality:
     sensitivity_significance: np.ndarray
     condition_number: float
     residual_dof: float
+    warnings: tuple[str, ...] = ()
 
     def summary(self, analytes) -> str:
-        """A short text table: one line per analyte."""
+        """A short text table: one line per analyte, then the design warnings (if any)."""
         lines = ["analyte  range g/L          LOO RMSE g/L  LOD g/L   significance"]
         for k, symbol in enumerate(analytes):
             low, high = self.calibrated_range_g_per_L[k]
             lines.append(f"{symbol:<8} {low:7.4g} .. {high:<7.4g}  {self.loo_rmse_g_per_L[k]:12.4g}  "
                          f"{self.detection_limit_g_per_L[k]:8.3g}  {self.sensitivity_significance[k]:8.1f}")
+        lines.extend(f"warning: {text}" for text in self.warnings)
         return "\n".join(lines)
 
 
@@ -529,6 +537,7 @@ def calibrate(wavelength_nm, standards_absorbance, standards_concentration_g_per
                             quadratic_analytes=quad, created_utc=_utc_now(), software_version=_software_version())
     loo, loo_sigma = _leave_one_out(A, C, Cx, B, w, s2, calibration_args)
     quality = CalibrationQuality(
+        warnings=_design_warnings(C, symbols, quad),
         loo_error_g_per_L=_readonly(loo),
         loo_rmse_g_per_L=_readonly(np.sqrt(np.nanmean(loo * loo, axis=0)) if np.any(np.isfinite(loo))
                                    else np.full(K, np.nan)),
@@ -539,6 +548,70 @@ def calibrate(wavelength_nm, standards_absorbance, standards_concentration_g_per
     return Calibration(sensitivity=S, quadratic_sensitivity=S_all[K:], sensitivity_variance_factor=s2 * gram_inverse,
                        model_sigma_g_per_L=_model_sigma(loo, loo_sigma), quality=quality,
                        standards=standards, **calibration_args)
+
+
+PRODUCT_FRACTION = 0.95
+"""A standard is product-like for analyte k when k is at least this share of its total g/L."""
+MAX_PRODUCT_GAP_FRACTION = 1.0 / 3.0
+"""Product-like standards of a curvature analyte may leave no gap wider than this share of its range."""
+MAX_CURVATURE_LEAK = 0.1
+"""Share of an impurity's curvature (at its top standard) that may reach a pure curvature-analyte composition."""
+
+
+def _design_warnings(C: np.ndarray, symbols, quadratic) -> tuple[str, ...]:
+    """What the standards' design does not support, for each analyte with a curvature term (decision 0059).
+
+    A curvature analyte k is what a product is made of (a strong band, a wide
+    range). Two things put a product of k outside what the standards support:
+
+    - **No bracketing**: between the levels of k's product-like standards (k at
+      least PRODUCT_FRACTION of the total; the blank counts as level 0) and the
+      top of k's range there is a gap wider than MAX_PRODUCT_GAP_FRACTION of the
+      range. The model (linear plus k's curvature) is then only checked there by
+      standards full of impurities, whose leave-one-out errors say nothing about
+      a product.
+    - **Curvature leak**: an analyte j without a curvature term bends too (narrow
+      bands through the slit) by an amount that grows as c_j^2. Regressing c_j^2
+      on the model's regressors shows how much of it the fit puts on k's columns:
+      a pure-k composition at c carries (b_k c + b_kk c^2) / max(c_j)^2 of the
+      curvature j has at its top standard, read as a j-shaped error. More than
+      MAX_CURVATURE_LEAK of it is a warning.
+    """
+    messages = []
+    total = C.sum(axis=1)
+    regressors = np.hstack([C, C[:, [symbols.index(a) for a in quadratic]] ** 2])
+    for q, symbol in enumerate(quadratic):
+        k = symbols.index(symbol)
+        top = float(C[:, k].max())
+        product_like = (C[:, k] > 0) & (C[:, k] >= PRODUCT_FRACTION * total)
+        levels = np.unique(np.r_[0.0, C[product_like, k]])
+        points = np.r_[levels, top] if levels[-1] < top else levels
+        gaps = np.diff(points)
+        if gaps.size and gaps.max() > MAX_PRODUCT_GAP_FRACTION * top:
+            widest = int(np.argmax(gaps))
+            shown = ", ".join(f"{v:g}" for v in levels[1:]) or "none"
+            messages.append(
+                f"{symbol} products (>= {PRODUCT_FRACTION:.0%} {symbol}) between {points[widest]:g} and "
+                f"{points[widest + 1]:g} g/L are outside what the standards support: product-like standards "
+                f"of {symbol} only at {shown} g/L; their impurities may read off by more than their sigma. "
+                f"Add standards of {symbol} with traces of the others in that range")
+        grid = np.linspace(0.0, top, 101)
+        leaks = []
+        for j, other in enumerate(symbols):
+            if other in quadratic or not np.any(C[:, j]):
+                continue
+            coefficients, *_ = np.linalg.lstsq(regressors, C[:, j] ** 2, rcond=None)
+            leak = np.abs(coefficients[k] * grid + coefficients[len(symbols) + q] * grid**2).max()
+            leak /= float(C[:, j].max()) ** 2
+            if leak > MAX_CURVATURE_LEAK:
+                leaks.append(f"{other} {leak:.0%} (top standard {C[:, j].max():g} g/L)")
+        if leaks:
+            messages.append(
+                f"the design lets the curvature the other analytes have at their top standards leak into the "
+                f"{symbol} terms: {', '.join(leaks)}; they may read off in a {symbol} product by more than their "
+                f"sigma. Bracket the products with standards of {symbol} with traces of the others, or lower "
+                f"the others' top levels")
+    return tuple(messages)
 
 
 def _standard_names(names, M: int) -> tuple[str, ...]:
@@ -660,6 +733,7 @@ def _write(cal: Calibration, path) -> None:
                 group.create_dataset(name, data=getattr(cal.quality, name)).attrs["units"] = units
             for name in _QUALITY_SCALARS:
                 group.attrs[name] = getattr(cal.quality, name)
+            group.create_dataset("warnings", data=np.array(cal.quality.warnings, dtype=object), dtype=strings)
 
 
 def _text(value) -> str:
@@ -686,7 +760,8 @@ def _read(cls, path) -> Calibration:
             group = f["quality"]
             quality = CalibrationQuality(
                 **{name: _readonly(group[name][()]) for name in _QUALITY_ARRAYS},
-                **{name: float(group.attrs[name]) for name in _QUALITY_SCALARS})
+                **{name: float(group.attrs[name]) for name in _QUALITY_SCALARS},
+                warnings=tuple(_text(t) for t in group["warnings"][()]) if "warnings" in group else ())
         if "standards" in f:
             group = f["standards"]
             standards = Standards(names=tuple(_text(n) for n in group["names"][()]),

@@ -101,6 +101,7 @@ def test_quality_report_describes_the_calibration(noisy):
     assert np.all(q.sensitivity_significance > 100)
     assert q.residual_dof > 0 and 1 < q.condition_number < 1e4
     assert "LOO RMSE" in q.summary(cal.analytes) and "Sm" in q.summary(cal.analytes)
+    assert q.warnings == ()  # no curvature analyte: no product-design check (decision 0059)
     # estimated noise per pixel follows the true noise (it sets the pixel weights)
     assert np.corrcoef(q.noise_absorbance, lab.noise_sd)[0, 1] > 0.9
     assert np.corrcoef(np.log(cal.pixel_weight), -2 * np.log(lab.noise_sd))[0, 1] > 0.85
@@ -196,6 +197,11 @@ def test_curvature_term_captures_a_band_that_bends_away_from_beer_lambert():
     assert np.allclose(result.quadratic_coefficients[:, 0], unknown[:, 0] ** 2, rtol=1e-8)
     assert result.baseline_coefficients.shape == (2, 3)
     assert np.max(np.abs(quantify(spectra(unknown), linear).concentration_g_per_L - unknown)) > 0.01
+    # the factorial's only Nd level with no impurity beside it is the blank: Nd products are not bracketed,
+    # and its centre point lets the impurities' curvature into the Nd terms (decision 0059)
+    assert linear.quality.warnings == () and len(curved.quality.warnings) == 2
+    assert "Nd products" in curved.quality.warnings[0] and "between 0 and 10 g/L" in curved.quality.warnings[0]
+    assert "curvature" in curved.quality.warnings[1] and "Pr" in curved.quality.warnings[1]
 
 
 def test_curvature_term_needs_three_levels_of_its_analyte():
@@ -323,6 +329,7 @@ def test_save_and_load_round_trip_with_provenance(noisy, tmp_path):
     for name in ("fit_residual_rms", "loo_rmse_g_per_L", "detection_limit_g_per_L", "calibrated_range_g_per_L"):
         assert np.array_equal(getattr(loaded.quality, name), getattr(cal.quality, name), equal_nan=True)
     assert loaded.quality.condition_number == cal.quality.condition_number
+    assert loaded.quality.warnings == cal.quality.warnings  # design warnings (decision 0059)
     assert loaded.standards.names == tuple(f"std{i}" for i in range(len(C)))
     assert np.array_equal(loaded.standards.concentration_g_per_L, C)
     assert np.allclose(loaded.standards.absorbance, A)

@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@echo "compiling the analysis kernels into numba's cache (once per install)"
+	$(PY) -c "import analysis; print(analysis.warm_up_kernels())"
 	touch $(STAMP)
 
 # Debian packages the tests need (h5dump as independent reader, Chromium for the

@@ -21,7 +21,8 @@ from .elements import (
 from .absorbance import absorbance
 from .calibration import Calibration, CalibrationQuality, Standards, baseline_basis, calibrate
 from ._drift_terms import reference_shift_spectrum
-from .quantify import LACK_OF_FIT_LIMIT, Quantification, kernel_cache_info, quantify, quantify_counts
+from .quantify import (LACK_OF_FIT_LIMIT, Quantification, kernel_cache_info, quantify, quantify_counts,
+                       warm_up_kernels)
 from .purity import PurityResult, oxide_purity
 from .separation import (
     decontamination_factor,
@@ -58,6 +59,7 @@ __all__ = [
     "Quantification",
     "LACK_OF_FIT_LIMIT",
     "kernel_cache_info",
+    "warm_up_kernels",
     "oxide_purity",
     "PurityResult",
     # separation metrics

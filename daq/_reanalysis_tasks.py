@@ -333,12 +333,4 @@ def warm_up() -> dict[str, object]:
 
     import analysis
 
-    from .pipeline import analyse_counts
-
-    wavelength = np.linspace(400.0, 700.0, 32)
-    bands = np.exp(-0.5 * ((wavelength[None, :] - np.array([[500.0], [600.0]])) / 10.0) ** 2)
-    calibration = analysis.Calibration.from_sensitivity(wavelength, bands, ("Nd", "Pr"), baseline_order=1)
-    counts = (2000.0 * 10.0 ** (-(np.array([[1.0, 0.5]]) @ bands))).astype(np.float32) + 100.0
-    analyse_counts(counts, np.full(32, 100.0, dtype=np.float32), np.full(32, 2100.0, dtype=np.float32),
-                   calibration, "Nd", 65535.0)
-    return {"pid": os.getpid(), "numba_threads": numba.get_num_threads(), **analysis.kernel_cache_info()}
+    return {"pid": os.getpid(), "numba_threads": numba.get_num_threads(), **analysis.warm_up_kernels()}

@@ -52,18 +52,9 @@ def pytest_collection_finish(session):
     """Load numba's kernels for both entry points (absorbance and counts) before any unit test runs."""
     if not any(_is_unit_test(item) for item in session.items):
         return
-    import numpy as np
-
     import analysis
 
-    wavelength = np.linspace(400.0, 700.0, 64)
-    bands = np.exp(-0.5 * ((wavelength[None, :] - [[500.0], [600.0]]) / 10.0) ** 2)
-    calibration = analysis.Calibration.from_sensitivity(wavelength, bands, ("Nd", "Pr"), baseline_order=1)
-    absorbance = np.array([1.0, 2.0]) @ calibration.sensitivity + 0.01
-    analysis.quantify(absorbance, calibration)
-    dark, reference = np.full(64, 900.0), np.full(64, 40000.0)
-    analysis.quantify_counts(dark + (reference - dark) * 10.0 ** -absorbance, dark, reference, calibration,
-                             saturation_counts=65535.0)
+    analysis.warm_up_kernels()
 
 
 # -- the trial runner on the fake bench --------------------------------------------------------------------

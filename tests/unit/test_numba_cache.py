@@ -157,3 +157,32 @@ def test_fallback_directory_is_used_only_while_decorating(fresh_locations, monke
     assert kernel(2) == 6
     assert kernel.stats.cache_path.startswith(str(root / "fallback"))
     assert isinstance(kernel, numba.core.registry.CPUDispatcher)
+
+
+COUNTS_CHILD = r"""
+import json
+import numpy as np
+import analysis
+from analysis import _nnls_kernel
+wl = np.linspace(400.0, 700.0, 64)
+cal = analysis.Calibration.from_sensitivity(wl, np.exp(-0.5 * ((wl[None, :] - [[500.0], [600.0]]) / 10) ** 2),
+                                            ("Nd", "Pr"), baseline_order=1)
+dark, reference = np.full(64, 100.0, np.float32), np.full(64, 30000.0, np.float32)
+analysis.quantify_counts((dark + (reference - dark) * 0.5).astype(np.float32), dark, reference, cal,
+                         saturation_counts=65535.0)
+stats = _nnls_kernel.quantify_counts_batch.stats
+print(json.dumps({"hits": sum(stats.cache_hits.values()), "misses": sum(stats.cache_misses.values())}))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_after_warm_up_a_new_process_compiles_nothing():
+    """What `make` does after installing: warm_up_kernels fills the cache; a user's first fit then only loads."""
+    info = analysis.warm_up_kernels()
+    assert info["numba_cache"] != "none" and info["numba_cache_dir"]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_DISABLE")}
+    child = subprocess.run([sys.executable, "-c", COUNTS_CHILD], capture_output=True, text=True, env=env,
+                           timeout=110)
+    assert child.returncode == 0, child.stderr
+    stats = json.loads(child.stdout.strip().splitlines()[-1])
+    assert stats == {"hits": 1, "misses": 0}

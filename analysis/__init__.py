@@ -21,8 +21,8 @@ from .elements import (
 from .absorbance import absorbance
 from .calibration import Calibration, CalibrationQuality, Standards, baseline_basis, calibrate
 from ._drift_terms import reference_shift_spectrum
-from .quantify import (LACK_OF_FIT_LIMIT, Quantification, kernel_cache_info, quantify, quantify_counts,
-                       warm_up_kernels)
+from .quantify import LACK_OF_FIT_LIMIT, Quantification, kernel_cache_info, quantify, quantify_counts
+from ._warm_up import warm_up_kernels
 from .purity import PurityResult, oxide_purity
 from .separation import (
     decontamination_factor,

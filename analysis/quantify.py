@@ -17,7 +17,7 @@ from ._model import model_arrays
 if TYPE_CHECKING:  # calibration imports quantify (for its leave-one-out), never the other way round
     from .calibration import Calibration
 
-__all__ = ["Quantification", "quantify", "quantify_counts", "LACK_OF_FIT_LIMIT", "kernel_cache_info", "warm_up_kernels",
+__all__ = ["Quantification", "quantify", "quantify_counts", "LACK_OF_FIT_LIMIT", "kernel_cache_info",
            "STATUS_OK", "STATUS_TOO_FEW_PIXELS", "STATUS_DEGENERATE", "STATUS_MAX_ITER"]
 
 STATUS_OK = _kernel.STATUS_OK
@@ -263,22 +263,3 @@ def kernel_cache_info() -> dict[str, object]:
     return {"numba_cache": kind, "numba_cache_dir": directory,
             "cache_hits": sum(stats.cache_hits.values()), "cache_misses": sum(stats.cache_misses.values())}
 
-
-def warm_up_kernels() -> dict[str, object]:
-    """Compile the analysis kernels into numba's cache (or load them from it) now, not at a user's first fit.
-
-    For installation (``make`` runs it) and for workers before their first task;
-    both entry points are built, absorbance and raw counts. Returns
-    :func:`kernel_cache_info` afterwards.
-    """
-    from .calibration import Calibration
-
-    wavelength_nm = np.linspace(400.0, 700.0, 64)
-    bands = np.exp(-0.5 * ((wavelength_nm[None, :] - np.array([[500.0], [600.0]])) / 10.0) ** 2)
-    calibration = Calibration.from_sensitivity(wavelength_nm, bands, ("Nd", "Pr"), baseline_order=1)
-    absorbance_ = np.array([1.0, 0.5]) @ calibration.sensitivity + 0.01
-    quantify(absorbance_, calibration)
-    dark, reference = np.full(64, 100.0, dtype=np.float32), np.full(64, 30000.0, dtype=np.float32)
-    counts = (dark + (reference - dark) * 10.0 ** -absorbance_).astype(np.float32)
-    quantify_counts(counts, dark, reference, calibration, saturation_counts=65535.0)
-    return kernel_cache_info()

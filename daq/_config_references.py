@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from drivers._scpi_dialect import load_dialect
 from drivers import MapError, ModelNotCovered, UnreadableFileError, is_regular_file, resolve_register_map
-from drivers.sim.scenario import ScenarioError, find_scenario, load_scenario
 
 if TYPE_CHECKING:
     from .config import Recipe, Station
@@ -76,27 +75,23 @@ def station_reference_problems(station: Station) -> list[str]:
 
 
 def resolve_recipe_scenario(recipe: Recipe) -> Path | None:
-    """The scenario file a recipe names: a file beside the recipe, else a path or a bundled name.
+    """The scenario file a recipe names, read and checked: a file beside the recipe, else a path or a bundled name.
 
-    Raises :class:`drivers.sim.scenario.ScenarioError` if there is none or it cannot be used.
+    Raises :class:`daq.bench.ScenarioError` if there is none or it cannot be used.
     """
     if recipe.scenario is None:
         return None
-    beside_recipe = Path(recipe.source).parent / recipe.scenario
-    try:
-        if is_regular_file(beside_recipe):
-            return beside_recipe
-    except UnreadableFileError as error:
-        raise ScenarioError(str(error)) from None
-    return find_scenario(recipe.scenario)
+    from .bench import find_bench_scenario  # the bench knows the simulated bench (it imports the config)
+
+    return find_bench_scenario(recipe.scenario, beside=Path(recipe.source).parent)
 
 
 def recipe_reference_problems(recipe: Recipe) -> list[str]:
     """Problems with the scenario a validated recipe names ([] if none)."""
+    from .bench import ScenarioError
+
     try:
-        path = resolve_recipe_scenario(recipe)
-        if path is not None:
-            load_scenario(path)
+        resolve_recipe_scenario(recipe)
     except ScenarioError as error:
         return [f"recipe.scenario: {error}"]
     return []

@@ -1,31 +1,69 @@
 """Connect to the instruments of a station, starting simulators for simulated ones.
 
 The bench owns the driver objects and the simulator processes for as long as a
-command needs them; closing it closes the drivers and stops the simulators.
+command needs them; closing it closes the drivers and stops the simulators. It is
+the one place of ``daq`` that knows the simulated bench (``drivers.sim``): it
+starts the simulators, reads the scenarios they play, and decides who fills the
+flow cell (the simulator, or the operator).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
-from drivers import Eurotherm, ScpiSpectrometer
+from drivers import Eurotherm, ScpiSpectrometer, UnreadableFileError, is_regular_file
 from drivers.sim.launch import SimulatorProcess, start_simulator
+from drivers.sim.scenario import ScenarioError, find_scenario, load_scenario
 
-from .config import Station
+from .cell import Cell, OperatorCell, SimulatedCell
 
-__all__ = ["Bench", "open_bench", "connect_furnace", "connect_spectrometer"]
+if TYPE_CHECKING:
+    from .config import Station
+
+__all__ = ["Bench", "open_bench", "connect_furnace", "connect_spectrometer", "find_bench_scenario",
+           "ScenarioError"]
+
+
+def find_bench_scenario(name_or_path: str | os.PathLike, beside: Path | None = None) -> Path:
+    """The scenario file for the simulated bench, read and checked: a file in folder ``beside`` (a recipe's
+    own folder) first, else a path, else a name in seeds/scenarios.
+
+    Raises :class:`ScenarioError` (what is wrong, in words) if there is none or it cannot be used.
+    """
+    path = None
+    if beside is not None:
+        candidate = Path(beside) / name_or_path
+        try:
+            if is_regular_file(candidate):
+                path = candidate
+        except UnreadableFileError as error:
+            raise ScenarioError(str(error)) from None
+    if path is None:
+        path = find_scenario(name_or_path)
+    load_scenario(path)
+    return path
 
 
 @dataclass
 class Bench:
-    """The connected instruments of one station (either may be None)."""
+    """The connected instruments of one station (either may be None), and the scenario its simulator plays."""
 
     station: Station
     furnace: Eurotherm | None = None
     spectrometer: ScpiSpectrometer | None = None
     simulators: dict[str, SimulatorProcess] = field(default_factory=dict)
+    scenario: Path | None = None
+
+    def cell(self, ask: Callable[[str], object] | None = None) -> Cell:
+        """Who fills the flow cell: the simulator (``SIM:`` commands; the scenario starts with the process
+        stream) on a simulated spectrometer, else the operator, asked through ``ask`` (default: ``input``)."""
+        if self.station.spectrometer is not None and self.station.spectrometer.simulated:
+            return SimulatedCell(self.spectrometer, scenario_loaded=self.scenario is not None)
+        return OperatorCell() if ask is None else OperatorCell(ask)
 
     def close(self) -> None:
         """Close drivers, then stop simulator processes. Safe to call twice."""
@@ -91,7 +129,7 @@ def open_bench(station: Station, *, scenario: Path | None = None,
 
     On failure everything already started is stopped again before the error propagates.
     """
-    bench = Bench(station)
+    bench = Bench(station, scenario=scenario)
     try:
         if "furnace" in instruments and station.furnace is not None:
             bench.furnace = connect_furnace(station, _furnace_address(station, bench.simulators))

@@ -23,12 +23,10 @@ import numpy as np
 import analysis
 from analysis import LACK_OF_FIT_LIMIT
 from drivers import UnreadableFileError, is_regular_file
-from drivers.sim.scenario import ScenarioError, find_scenario, load_scenario
 
 from ._check_standard import (CheckStandardFile, check_standard_against_calibration, check_standard_against_station,
                               load_check_standard)
-from .bench import open_bench
-from .cell import OperatorCell, SimulatedCell
+from .bench import ScenarioError, find_bench_scenario, open_bench
 from .config import ConfigError, Station
 
 __all__ = ["AnalyteResult", "CalibrationCheck", "CalibrationCheckPlan", "prepare_calibration_check",
@@ -169,8 +167,7 @@ def _resolve_scenario(station: Station, scenario: str | os.PathLike | None) -> P
         raise ConfigError(station.source, ["--scenario: the station's spectrometer is not simulated; a scenario "
                                            "sets up the simulated bench only"])
     try:
-        path = find_scenario(scenario)
-        load_scenario(path)
+        path = find_bench_scenario(scenario)
     except ScenarioError as error:
         raise ConfigError(Path(scenario), [f"--scenario: {error}"]) from None
     return path
@@ -325,8 +322,7 @@ def run_calibration_check(plan: CalibrationCheckPlan, *, ask: Callable[[str], ob
         if axis_problem:
             return CalibrationCheck(**base, reasons=(axis_problem,), measured=False,
                                     notes=("nothing measured: the calibration cannot be applied to this spectrometer",))
-        cell = (SimulatedCell(spectrometer, scenario_loaded=False) if simulated
-                else OperatorCell(ask or operator_prompt()))
+        cell = bench.cell(ask or operator_prompt())
         spectrometer.integration_time_s = check.integration_time_s
         spectrometer.averages = check.averages
         saturation = float(spectrometer.full_scale_counts)

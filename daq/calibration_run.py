@@ -17,7 +17,6 @@ import analysis
 
 from ._config_fields import count, field_error, number, text
 from .bench import open_bench
-from .cell import OperatorCell, SimulatedCell
 from .config import MAX_INTEGRATION_TIME_S, ConfigError, Element, Station, load_toml_model
 
 __all__ = ["StandardsSet", "Standard", "load_standards", "check_standards_against_station", "measure_standards",
@@ -128,14 +127,13 @@ def calibrate_station(station: Station, standards: StandardsSet, out: Path,
                       progress: Callable[[str], None] = lambda _message: None):
     """Measure ``standards`` on the station's spectrometer and save the calibration to ``out``."""
     check_standards_against_station(standards, station)
-    limits = station.spectrometer
     if out.exists():
         raise ConfigError(out, ["a calibration file of that name exists; choose another --out "
                                 "(calibrations are never overwritten)"])
     out.parent.mkdir(parents=True, exist_ok=True)
     with open_bench(station, instruments=("spectrometer",)) as bench:
         spectrometer = bench.spectrometer
-        cell = SimulatedCell(spectrometer, scenario_loaded=False) if limits.simulated else OperatorCell()
+        cell = bench.cell()
         wavelength_nm, absorbance, concentration, names = measure_standards(spectrometer, cell, standards, progress)
     calibration = analysis.calibrate(wavelength_nm, absorbance, concentration, standards.analytes,
                                      baseline_order=standards.baseline_order, standard_names=names,

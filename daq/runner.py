@@ -27,12 +27,10 @@ import numpy as np
 import analysis
 from analysis import LACK_OF_FIT_LIMIT
 from drivers import InstrumentError
-from drivers.sim.scenario import ScenarioError
 
-from .bench import Bench, open_bench
+from .bench import Bench, ScenarioError, open_bench
 from ._config_references import resolve_recipe_scenario
 from .catalog import TRIALS_FOLDER, Catalog, CatalogError
-from .cell import OperatorCell, SimulatedCell
 from .clock import ExperimentClock
 from .config import ConfigError, Recipe, Station, check_recipe_against_station
 from .layout import FLAG_MODEL_MISMATCH, FLAG_NO_RARE_EARTHS, ROW_FLAGS
@@ -283,8 +281,7 @@ class TrialRunner:
                     f"calibration wavelength axis ({calibrated_nm.size} px, {calibrated_nm[0]:.2f}-"
                     f"{calibrated_nm[-1]:.2f} nm) does not match the spectrometer's ({wavelength_nm.size} px, "
                     f"{wavelength_nm[0]:.2f}-{wavelength_nm[-1]:.2f} nm): calibrate on this instrument"])
-            self._cell = (SimulatedCell(spectrometer, scenario_loaded=recipe.scenario is not None)
-                          if station.spectrometer.simulated else OperatorCell())
+            self._cell = bench.cell()
             self._cell.load_blank()
             self._saturation = float(spectrometer.full_scale_counts)
             self._integration_time_s = schedule.integration_time_s

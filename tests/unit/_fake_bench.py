@@ -310,7 +310,7 @@ class FakeBench:
 
     def __call__(self, station: Station, *, scenario: Path | None = None) -> Bench:
         self.opened.append(station)
-        return Bench(station, furnace=self.furnace, spectrometer=self.spectrometer)
+        return Bench(station, furnace=self.furnace, spectrometer=self.spectrometer, scenario=scenario)
 
     def hold_program_until_spectrum(self, n: int) -> None:
         """The furnace stays where it is (the program waits in its first ramp) until trial spectrum ``n``.

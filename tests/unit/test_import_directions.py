@@ -79,3 +79,17 @@ def test_daq_and_the_app_use_only_the_public_names_of_analysis(package):
         if wrong:
             offenders[str(path.relative_to(ROOT))] = wrong
     assert offenders == {}
+
+
+def test_daq_reaches_the_simulated_bench_through_the_bench_alone():
+    """Only daq/bench.py imports drivers.sim: it starts the simulators, reads scenarios and picks the cell."""
+    reaching = set()
+    for path in sorted((ROOT / "daq").rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                     else [])
+            if any(name == "drivers.sim" or name.startswith("drivers.sim.") for name in names):
+                reaching.add(str(path.relative_to(ROOT)))
+    assert reaching == {"daq/bench.py"}

@@ -1,15 +1,18 @@
 """Client side of reanalysis: result files (written under a temporary name, renamed when complete) and summary.csv.
 
-Layout of a result file (docs/reanalysis.md is its prose)::
+Layout of a result file, format "rem-daq reanalysis 1.1" (docs/reanalysis.md is its prose)::
 
     /                          @default = "entry"
     /entry                     NXentry   @file_format @trial_id @title @sample @start_time @raw_file
-    /entry/reanalysis          NXprocess program, version, date; provenance attributes
+    /entry/reanalysis          NXprocess program, version, date; provenance attributes (@target_element ...)
         analytes (K,) · time (N,) s · concentration (N,K) g/L · sigma (N,K) g/L · purity (N,) 1
         purity_sigma (N,) 1 · residual_rms (N,) absorbance · masked_pixels (N,) · flag (N,) uint8
         lack_of_fit (N,) 1 · wavelength_shift (N,) nm (added with trial format 1.1: read as NaN from an older result)
-    /entry/reanalysis/calibration  NXcollection  sensitivity (K,P), wavelength (P,) of the calibration used
-    /entry/purity              NXdata  purity, time (hard links)
+    /entry/reanalysis/calibration  NXdata  @signal = "sensitivity"; sensitivity (K,P), wavelength (P,)
+    /entry/purity              NXdata  purity, time (hard links, each with NeXus @target = the original's path)
+
+Result format 1 (before 1.1) named the target element ``@target`` (NeXus's link attribute) and kept the
+calibration in an NXcollection; :func:`read_result` reads both.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import csv
 import json
 import math
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +30,15 @@ import h5py
 import numpy as np
 
 from ._reanalysis_tasks import HASH_ROWS, BlockResult, TrialInfo
+from .layout import LEGACY_TARGET_ATTR, TARGET_ELEMENT_ATTR, target_element
+from .store import nexus_calibration_group, nexus_links
 
 __all__ = ["RESULT_FORMAT", "RESULT_SUFFIX", "SUMMARY_COLUMNS", "ReanalysisResult", "ResultWriter",
            "parameters_json", "read_result", "remove_stale_partials", "result_identity", "result_path", "write_summary"]
 
-RESULT_FORMAT = "rem-daq reanalysis 1"
+RESULT_FORMAT = "rem-daq reanalysis 1.1"
+"""What this code writes; it reads every "rem-daq reanalysis 1.x" (1: before the target element was renamed)."""
+_RESULT_FORMAT_PATTERN = re.compile(r"rem-daq reanalysis 1(\.\d+)?")
 RESULT_SUFFIX = ".reanalysis.h5"
 _PARTIAL = ".partial-"
 SUMMARY_COLUMNS = ("trial", "sample", "final_purity", "mean_purity", "covered_elements", "rows", "status",
@@ -57,6 +65,19 @@ _COLUMNS = (  # name, dtype, units, long_name, per analyte
 )
 _ADDED_COLUMNS = ("lack_of_fit", "wavelength_shift")
 """Columns a result file written before they existed lacks; read back as NaN."""
+
+
+def _is_result(handle: h5py.File) -> bool:
+    return "entry" in handle and bool(_RESULT_FORMAT_PATTERN.fullmatch(
+        _text(handle["entry"].attrs.get("file_format", "")).strip()))
+
+
+def _nexus_attrs(attrs: dict[str, object]) -> dict[str, object]:
+    """Provenance attributes as stored: the target element as ``target_element``, never NeXus's ``target``."""
+    attrs = dict(attrs)
+    if LEGACY_TARGET_ATTR in attrs:
+        attrs.setdefault(TARGET_ELEMENT_ATTR, attrs.pop(LEGACY_TARGET_ATTR))
+    return attrs
 
 
 def result_path(out_dir: Path, trial_id: str) -> Path:
@@ -125,7 +146,7 @@ class ResultWriter:
                             "start_time": info.start_time, "raw_file": str(info.path)})
         process = entry.create_group("reanalysis")
         process.attrs["NX_class"] = "NXprocess"
-        process.attrs.update(attrs)
+        process.attrs.update(_nexus_attrs(attrs))
         for name, value in (("program", "rem-daq reanalyze (daq.reanalysis)"),
                             ("version", str(attrs.get("software_version", "")))):
             process.create_dataset(name, data=value, dtype=h5py.string_dtype()).attrs["units"] = ""
@@ -141,15 +162,12 @@ class ResultWriter:
                                              compression="gzip" if self.rows else None,
                                              fillvalue=np.nan if dtype.startswith("f") else 0)
             dataset.attrs.update({"units": units, "long_name": long_name})
-        group = process.create_group("calibration")
-        group.attrs["NX_class"] = "NXcollection"
-        group.create_dataset("sensitivity", data=np.asarray(calibration.sensitivity)).attrs["units"] = \
-            "absorbance per g/L"
-        group.create_dataset("wavelength", data=np.asarray(calibration.wavelength_nm)).attrs["units"] = "nm"
+        nexus_calibration_group(process, {
+            "sensitivity": (np.asarray(calibration.sensitivity), "absorbance per g/L"),
+            "wavelength": (np.asarray(calibration.wavelength_nm), "nm")})
         purity = entry.create_group("purity")
         purity.attrs.update({"NX_class": "NXdata", "signal": "purity", "axes": ["time"]})
-        purity["purity"] = process["purity"]
-        purity["time"] = process["time"]
+        nexus_links(handle, purity, {"purity": "/entry/reanalysis/purity", "time": "/entry/reanalysis/time"})
 
     def write_block(self, block: BlockResult) -> None:
         """Write one block's results at its rows."""
@@ -162,7 +180,7 @@ class ResultWriter:
     def finish(self, attrs: dict[str, object], date: str) -> Path:
         """Add the last provenance attributes and the date (ISO 8601 UTC), close, fsync, rename; return the path."""
         process = self._file["entry/reanalysis"]
-        process.attrs.update(attrs)
+        process.attrs.update(_nexus_attrs(attrs))
         process.create_dataset("date", data=date, dtype=h5py.string_dtype()).attrs["units"] = ""
         if self.rows_written != self.rows:
             raise RuntimeError(f"{self.final_path}: {self.rows_written} of {self.rows} rows written")
@@ -269,25 +287,27 @@ def read_result(path: str | os.PathLike) -> ReanalysisResult:
     """Read a reanalysis result file (arrays and provenance)."""
     path = Path(path)
     with h5py.File(path, "r") as handle:
+        if not _is_result(handle):
+            raise ValueError(f"{path}: not a rem-daq reanalysis result (file_format is not {RESULT_FORMAT!r} "
+                             f"or an earlier 1.x)")
         entry = handle["entry"]
-        if _text(entry.attrs.get("file_format", "")) != RESULT_FORMAT:
-            raise ValueError(f"{path}: not a rem-daq reanalysis result (file_format is not {RESULT_FORMAT!r})")
         process = entry["reanalysis"]
         arrays = {name: process[name][()] for name, *_ in _COLUMNS if name in process}
         for name in _ADDED_COLUMNS:
             arrays.setdefault(name, np.full(len(arrays["time"]), np.nan))
+        provenance = {key: _attr_value(value) for key, value in process.attrs.items() if key != "NX_class"}
+        # the target element under both names: "target_element" as stored since 1.1, "target" as before
+        provenance[TARGET_ELEMENT_ATTR] = provenance[LEGACY_TARGET_ATTR] = target_element(process.attrs)
         return ReanalysisResult(
             path=path, trial_id=_text(entry.attrs["trial_id"]), sample=_text(entry.attrs.get("sample", "")),
-            analytes=tuple(_text(a) for a in process["analytes"][()]),
-            provenance={key: _attr_value(value) for key, value in process.attrs.items() if key != "NX_class"},
-            **arrays)
+            analytes=tuple(_text(a) for a in process["analytes"][()]), provenance=provenance, **arrays)
 
 
 def result_identity(path: Path) -> dict[str, object] | None:
     """The provenance of an existing result file that decides whether it is up to date; None if unreadable."""
     try:
         with h5py.File(path, "r") as handle:
-            if _text(handle["entry"].attrs.get("file_format", "")) != RESULT_FORMAT:
+            if not _is_result(handle):
                 return None
             attrs = handle["entry/reanalysis"].attrs
             return {key: _attr_value(attrs[key]) for key in

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 __all__ = ["Column", "Table", "TABLES", "STATUS_TEXT_BYTES", "EXIT_STATUSES", "INTERRUPTED_STATUS", "ROW_FLAGS",
            "FILE_FORMAT", "FILE_FORMAT_VERSION", "FLAG_MODEL_MISMATCH", "FLAG_NO_RARE_EARTHS", "file_format_version",
-           "table"]
+           "table", "TARGET_ELEMENT_ATTR", "LEGACY_TARGET_ATTR", "PURITY_LINKS", "NEXUS_LINK_ATTR", "target_element"]
 
-FILE_FORMAT_VERSION = (1, 1)
-"""The format this code writes (major, minor). A minor version only adds; a reader of 1.x reads every 1.y."""
+FILE_FORMAT_VERSION = (1, 2)
+"""The format this code writes (major, minor). A minor version only adds (except 1.2, which renamed
+/entry/analysis@target to @target_element, see :func:`target_element`); a reader of 1.x reads every 1.y."""
 FILE_FORMAT = "rem-daq trial {}.{}".format(*FILE_FORMAT_VERSION)
 """The value of /entry@file_format this code writes."""
 
@@ -40,9 +41,37 @@ ROW_FLAGS = {
 FLAG_MODEL_MISMATCH = 16
 FLAG_NO_RARE_EARTHS = 32
 
+TARGET_ELEMENT_ATTR = "target_element"
+"""The /entry/analysis attribute naming the element whose oxide purity is computed (e.g. "Nd"), since 1.2."""
+LEGACY_TARGET_ATTR = "target"
+"""Where files before 1.2 kept the target element. In NeXus, ``target`` is the link attribute (an absolute
+HDF5 path): NeXus tools (punx, nexusformat/NeXpy) took the element symbol for a broken link."""
+NEXUS_LINK_ATTR = "target"
+"""NeXus's link attribute: on a linked dataset, the absolute HDF5 path of the original (since 1.2)."""
+
+PURITY_LINKS = {"purity": "/entry/analysis/purity", "time": "/entry/analysis/time"}
+"""The datasets of the /entry/purity NXdata group: hard links to these originals (with NeXus ``target``)."""
+
+
+def target_element(attrs) -> str:
+    """The target element recorded in /entry/analysis attributes ``attrs`` of a file of any 1.x version ("" if none).
+
+    A 1.2 file has ``target_element``; an older one has the symbol in ``target``. A ``target`` that is an
+    absolute HDF5 path is a NeXus link attribute, never an element.
+    """
+    def text(value) -> str:
+        if isinstance(value, bytes):
+            return value.rstrip(b"\0").decode("utf-8", errors="replace")
+        return str(value)
+
+    if TARGET_ELEMENT_ATTR in attrs:
+        return text(attrs[TARGET_ELEMENT_ATTR]).strip()
+    legacy = text(attrs.get(LEGACY_TARGET_ATTR, "")).strip()
+    return "" if legacy.startswith("/") else legacy
+
 
 def file_format_version(text: str) -> tuple[int, int]:
-    """(major, minor) of a /entry@file_format text: "rem-daq trial 1" is (1, 0), "rem-daq trial 1.1" is (1, 1).
+    """(major, minor) of a /entry@file_format text: "rem-daq trial 1" is (1, 0), "rem-daq trial 1.2" is (1, 2).
 
     Anything unparseable is (0, 0): treated as older than every optional column.
     """

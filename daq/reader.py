@@ -20,7 +20,8 @@ import numpy as np
 
 from ._bounded_hdf5 import open_for_reading
 from ._superblock import SuperblockError, read_superblock
-from .layout import FLAG_MODEL_MISMATCH, FLAG_NO_RARE_EARTHS, TABLES, file_format_version, table
+from .layout import (FLAG_MODEL_MISMATCH, FLAG_NO_RARE_EARTHS, LEGACY_TARGET_ATTR, TABLES, TARGET_ELEMENT_ATTR,
+                     file_format_version, table, target_element)
 from .store import writer_is_alive
 
 __all__ = ["TrialReader", "TrialFileError", "FileIntegrity", "Decimated", "open_trial", "check_file",
@@ -228,8 +229,24 @@ class TrialReader:
         return tuple(_text(a) for a in self._file["entry/analysis/analytes"][()])
 
     @property
+    def target_element(self) -> str:
+        """The element whose oxide purity the trial computes (e.g. "Nd"), in a file of any 1.x version.
+
+        ``/entry/analysis@target_element`` since 1.2; in older files the symbol is in ``@target``.
+        """
+        return target_element(self._file["entry/analysis"].attrs)
+
+    @property
     def analysis_attrs(self) -> dict[str, str]:
-        return {k: _text(v) for k, v in self._file["entry/analysis"].attrs.items()}
+        """The /entry/analysis attributes as text, the target element under both of its names.
+
+        ``target_element`` (the attribute since format 1.2) and ``target`` (its name before 1.2, kept here so
+        code written against older files reads every file alike) both hold the element symbol.
+        """
+        attrs = {k: _text(v) for k, v in self._file["entry/analysis"].attrs.items()}
+        element = self.target_element
+        attrs[TARGET_ELEMENT_ATTR] = attrs[LEGACY_TARGET_ATTR] = element
+        return attrs
 
     def has_column(self, table_name: str, column: str) -> bool:
         """Whether the file records this column (False for a column added after the file's format version)."""
@@ -358,7 +375,7 @@ class TrialReader:
             "file": str(self.path), "trial_id": meta.get("trial_id", ""), "title": meta.get("title", ""),
             "sample": meta.get("sample", ""), "operator": meta.get("operator", ""),
             "start_time": meta.get("start_time", ""), "end_time": self.end_time, "state": self.state,
-            "target": self.analysis_attrs.get("target", ""),
+            "target": self.target_element,
             "covered_elements": self.analysis_attrs.get("covered_elements", ""),
             "furnace_rows": self.rows("furnace"), "spectra": self.rows("spectrometer"),
             "events": self.rows("events"),

@@ -24,9 +24,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .layout import EXIT_STATUSES, FILE_FORMAT, STATUS_TEXT_BYTES, TABLES, Table
+from .layout import (EXIT_STATUSES, FILE_FORMAT, NEXUS_LINK_ATTR, PURITY_LINKS, STATUS_TEXT_BYTES, TABLES,
+                     TARGET_ELEMENT_ATTR, Table)
 
-__all__ = ["TrialMetadata", "TrialWriter", "StorageError", "utc_now_iso", "writer_lock_path", "writer_is_alive"]
+__all__ = ["TrialMetadata", "TrialWriter", "StorageError", "utc_now_iso", "writer_lock_path", "writer_is_alive",
+           "nexus_calibration_group", "nexus_links"]
 
 
 class StorageError(OSError):
@@ -105,6 +107,40 @@ def writer_is_alive(path: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def nexus_calibration_group(parent: h5py.Group, arrays: dict[str, tuple[np.ndarray, str]]) -> h5py.Group:
+    """Create ``parent/calibration``: the calibration's arrays, as a NeXus NXdata group (since trial format 1.2).
+
+    ``sensitivity`` (K, P) is the signal; ``wavelength_indices`` says that ``wavelength`` (P,) spans its last
+    dimension (no ``axes`` attribute: its placeholder "." for the analyte dimension is refused by punx). Before
+    1.2 this was an NXcollection, whose content NeXus validators report as "non-NeXus content".
+    """
+    group = parent.create_group("calibration")
+    group.attrs["NX_class"] = "NXdata"
+    for name, (array, units) in arrays.items():
+        dataset = group.create_dataset(name, data=np.asarray(array))
+        dataset.attrs["units"] = units
+        dataset.attrs["long_name"] = {"sensitivity": "absorbance per g/L of each analyte (rows) at each pixel",
+                                      "wavelength": "wavelength of each pixel of the calibration"}.get(name, name)
+    if "sensitivity" in group:
+        group.attrs["signal"] = "sensitivity"
+        sensitivity = group["sensitivity"]
+        if "wavelength" in group and sensitivity.ndim >= 1 and group["wavelength"].shape == sensitivity.shape[-1:]:
+            group.attrs["wavelength_indices"] = np.int32(sensitivity.ndim - 1)
+    return group
+
+
+def nexus_links(handle: h5py.File, group: h5py.Group, links: dict[str, str]) -> None:
+    """Hard-link ``links`` (name -> absolute path of the original) into ``group``, each with NeXus's ``target``.
+
+    The ``target`` attribute (the original's absolute path) is what tells a NeXus reader that the dataset at
+    another path is a link to it; it is set on the dataset itself, so it is seen at both paths.
+    """
+    for name, original in links.items():
+        dataset = handle[original]
+        dataset.attrs[NEXUS_LINK_ATTR] = original
+        group[name] = dataset
 
 
 def _release_writer_lock(path: Path, fd: int) -> None:
@@ -201,15 +237,13 @@ class TrialWriter:
         spectrometer.attrs["full_scale_counts"] = float(metadata.full_scale_counts)
         analysis = handle["/entry/analysis"]
         analysis.attrs.update({
-            "target": metadata.target, "target_oxide": "", "covered_elements": ", ".join(metadata.covered_elements),
+            TARGET_ELEMENT_ATTR: metadata.target, "target_oxide": "",
+            "covered_elements": ", ".join(metadata.covered_elements),
             "calibration_id": metadata.calibration_id, "calibration_file": metadata.calibration_file,
         })
         analytes = analysis.create_dataset("analytes", data=np.array([a.encode() for a in metadata.analytes], dtype="S3"))
         analytes.attrs.update({"units": "", "long_name": "element symbols, in the order of concentration columns"})
-        calibration = analysis.create_group("calibration")
-        calibration.attrs["NX_class"] = "NXcollection"
-        for name, (array, units) in metadata.calibration_arrays.items():
-            calibration.create_dataset(name, data=np.asarray(array)).attrs["units"] = units
+        nexus_calibration_group(analysis, metadata.calibration_arrays)
         names = tuple(metadata.fit_coefficient_names)
         units = tuple(metadata.fit_coefficient_units) or ("",) * len(names)
         if len(units) != len(names):
@@ -219,8 +253,7 @@ class TrialWriter:
         coefficients.attrs["column_units"] = ", ".join(units)
         purity = entry.create_group("purity")
         purity.attrs.update({"NX_class": "NXdata", "signal": "purity", "axes": ["time"]})
-        purity["purity"] = analysis["purity"]
-        purity["time"] = analysis["time"]
+        nexus_links(handle, purity, PURITY_LINKS)
 
     def _create_table(self, handle: h5py.File, table: Table) -> None:
         group = handle.require_group(table.group)

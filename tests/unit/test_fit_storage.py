@@ -193,8 +193,9 @@ def old_trial(tmp_path_factory):
 
 
 def test_format_versions():
-    assert FILE_FORMAT == "rem-daq trial 1.1"
-    assert file_format_version("rem-daq trial 1") == (1, 0) < file_format_version(FILE_FORMAT) == (1, 1)
+    assert FILE_FORMAT == "rem-daq trial 1.2"
+    assert file_format_version("rem-daq trial 1") == (1, 0) < file_format_version("rem-daq trial 1.1") == (1, 1) \
+        < file_format_version(FILE_FORMAT) == (1, 2)
     assert file_format_version("something else") == (0, 0)
 
 

@@ -209,7 +209,7 @@ def test_result_file_is_nexus_with_units_and_provenance(tmp_path, trials, calibr
         assert handle["entry/purity/purity"] == process["purity"]
         attrs = dict(process.attrs)
     for key in ("raw_file", "raw_trial_id", "raw_sha256", "calibration_id", "calibration_file", "software_version",
-                "parameters", "created_utc", "target", "covered_elements"):
+                "parameters", "created_utc", "target_element", "covered_elements"):
         assert attrs[key] not in ("", None), key
     created = datetime.fromisoformat(attrs["created_utc"])
     assert created.utcoffset().total_seconds() == 0 and started <= created <= finished
@@ -370,3 +370,32 @@ def test_every_status_is_documented():
     text = (Path(__file__).resolve().parents[2] / "docs" / "reanalysis.md").read_text()
     for status in STATUSES:
         assert f"`{status}`" in text, status
+
+
+def test_the_main_script_is_hidden_from_spawned_workers_only_while_the_own_cluster_starts(monkeypatch):
+    """Spawn reads __main__.__file__ / __spec__ to re-import the script in each child: hidden, then put back."""
+    import sys
+    import types
+
+    from daq import reanalysis
+
+    script = types.ModuleType("__main__")
+    script.__file__ = "/somewhere/analyst.py"
+    script.__spec__ = types.SimpleNamespace(name="analyst")
+    monkeypatch.setitem(sys.modules, "__main__", script)
+    with reanalysis._spawned_workers_skip_main_script():
+        assert getattr(script, "__file__", None) is None and script.__spec__ is None
+    assert script.__file__ == "/somewhere/analyst.py" and script.__spec__.name == "analyst"
+    with pytest.raises(KeyboardInterrupt), reanalysis._spawned_workers_skip_main_script():
+        raise KeyboardInterrupt
+    assert script.__file__ == "/somewhere/analyst.py"
+
+
+def test_reanalyze_refuses_at_once_in_a_child_that_is_importing_the_main_script(monkeypatch, tmp_path):
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
+    with pytest.raises(RuntimeError, match=r'^reanalyze was called while a child process .* put the call under '
+                                           r'`if __name__ == "__main__":`$'):
+        reanalyze([tmp_path], tmp_path / "no-calibration.h5", tmp_path / "out", workers=0)
+    assert not (tmp_path / "out").exists()

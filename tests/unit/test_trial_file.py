@@ -229,3 +229,96 @@ def test_queue_is_bounded_in_bytes_so_a_slow_disk_holds_back_producers(tmp_path)
     with open_trial(path) as reader:
         assert reader.rows("spectrometer") == 4000
         np.testing.assert_array_equal(reader.read("spectrometer", columns=("time",))["time"], np.arange(4000.0))
+
+
+# -- NeXus: the target element, links, the calibration (format 1.2) --------------------------------------------
+
+def test_the_target_element_is_not_nexus_s_link_attribute_and_links_name_their_original(tmp_path):
+    from daq.layout import FILE_FORMAT, PURITY_LINKS
+
+    path = tmp_path / "t.h5"
+    TrialWriter(path, metadata()).close("success")
+    with h5py.File(path, "r") as handle:
+        assert handle["entry"].attrs["file_format"] == FILE_FORMAT == "rem-daq trial 1.2"
+        analysis = handle["entry/analysis"]
+        assert analysis.attrs["target_element"] == "Nd" and "target" not in analysis.attrs
+        for name, original in PURITY_LINKS.items():
+            assert handle["entry/purity"][name] == handle[original]  # one dataset, two paths
+            assert handle[original].attrs["target"] == original
+        # every NeXus `target` in the file is an absolute path that exists (a link), never an element symbol
+        targets = []
+        handle.visititems(lambda name, obj: targets.append(obj.attrs["target"]) if "target" in obj.attrs else None)
+        assert targets and all(t.startswith("/") and t in handle for t in targets)
+        calibration = analysis["calibration"]
+        assert calibration.attrs["NX_class"] == "NXdata" and calibration.attrs["signal"] == "sensitivity"
+    with open_trial(path) as trial:
+        assert trial.target_element == "Nd" and trial.summary()["target"] == "Nd"
+        assert trial.analysis_attrs["target_element"] == trial.analysis_attrs["target"] == "Nd"
+        assert set(trial.calibration_arrays()) == {"sensitivity"}
+
+
+def as_format_1_1(path):
+    """Turn a trial file into what format 1.1 wrote: the target element in @target, links without NeXus
+    @target, the calibration an NXcollection (the raw datasets are the same)."""
+    with h5py.File(path, "r+") as handle:
+        handle["entry"].attrs["file_format"] = "rem-daq trial 1.1"
+        analysis = handle["entry/analysis"]
+        analysis.attrs["target"] = analysis.attrs["target_element"]
+        del analysis.attrs["target_element"]
+        for name in ("purity", "time"):
+            del analysis[name].attrs["target"]
+        calibration = analysis["calibration"]
+        calibration.attrs["NX_class"] = "NXcollection"
+        for key in ("signal", "wavelength_indices"):
+            if key in calibration.attrs:
+                del calibration.attrs[key]
+        for dataset in calibration.values():
+            del dataset.attrs["long_name"]
+    return path
+
+
+def test_a_file_of_format_1_1_with_the_target_in_its_target_attribute_reads_the_same(tmp_path):
+    from click.testing import CliRunner
+
+    from daq.cli import cli
+
+    (tmp_path / "trials").mkdir()
+    new, old = tmp_path / "trials" / "new.h5", tmp_path / "trials" / "old.h5"
+    for path in (new, old):
+        writer = TrialWriter(path, metadata(path.stem))
+        for i in range(5):
+            writer.append("furnace", **furnace_row(i))
+        writer.append("spectrometer", **spectra_block(3))
+        writer.append("analysis", time=np.arange(3.0), concentration=np.full((3, 2), 5.0), sigma=np.full((3, 2), 0.1),
+                      purity=np.full(3, 0.75), purity_sigma=np.full(3, 0.01), residual_rms=np.full(3, 1e-3),
+                      lack_of_fit=np.ones(3))
+        writer.close("success")
+    as_format_1_1(old)
+    with open_trial(new) as a, open_trial(old) as b:
+        assert (a.format_version, b.format_version) == ((1, 2), (1, 1))
+        assert a.target_element == b.target_element == "Nd"
+        assert a.analysis_attrs["target"] == b.analysis_attrs["target"] == "Nd"
+        assert b.analysis_attrs["target_element"] == "Nd"
+        ignore = {"file", "trial_id", "start_time", "end_time"}
+        assert {k: v for k, v in a.summary().items() if k not in ignore} == \
+            {k: v for k, v in b.summary().items() if k not in ignore}
+        assert a.summary()["final_purity"] == 0.75
+        assert a.calibration_arrays().keys() == b.calibration_arrays().keys()
+    shown = {}
+    for path in (new, old):
+        result = CliRunner().invoke(cli, ["show", str(path)])
+        assert result.exit_code == 0, result.output
+        shown[path.stem] = [line for line in result.output.splitlines()
+                            if not line.startswith(("file ", "trial_id ", "start_time ", "end_time "))]
+    assert shown["new"] == shown["old"] and any(line.split() == ["target", "Nd"] for line in shown["old"])
+    entries = {e.trial_id: e for e in Catalog(tmp_path).rebuild()}
+    assert entries["old"].target == entries["new"].target == "Nd"
+
+
+def test_a_target_holding_an_hdf5_path_is_never_taken_for_an_element():
+    from daq.layout import target_element
+
+    assert target_element({"target_element": "Pr", "target": "/entry/analysis"}) == "Pr"
+    assert target_element({"target": b"Nd"}) == "Nd"
+    assert target_element({"target": "/entry/analysis/purity"}) == ""
+    assert target_element({}) == ""

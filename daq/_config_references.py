@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from drivers._scpi_dialect import load_dialect
-from drivers import MapError, ModelNotCovered, UnreadableFileError, is_regular_file, resolve_register_map
+from drivers import MapError, ModelNotCovered, load_dialect, resolve_register_map
 
 if TYPE_CHECKING:
     from .config import Recipe, Station
@@ -70,7 +69,7 @@ def station_reference_problems(station: Station) -> list[str]:
         try:
             load_dialect(spectrometer.dialect)
         except (ValueError, *_MALFORMED) as error:
-            problems.append(_map_problem("spectrometer.dialect", error))
+            problems += _map_problems("spectrometer.dialect", error)
     return problems
 
 

@@ -9,6 +9,7 @@ Knows nothing of trials, HDF5 or Streamlit. Public API:
   :func:`is_regular_file`, :class:`UnreadableFileError`
 - register maps (hardware/maps): :func:`load_register_map`, :func:`resolve_register_map`,
   :func:`register_map_models`, :class:`RegisterMap`, :class:`MapError`, :class:`ModelNotCovered`
+- SCPI dialects (hardware/maps): :func:`load_dialect`, :class:`ScpiDialect`
 """
 
 from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, ReadbackMismatch
@@ -34,6 +35,8 @@ __all__ = [
     "load_register_map",
     "register_map_models",
     "resolve_register_map",
+    "load_dialect",
+    "ScpiDialect",
 ]
 
 #: Names imported on first use (the register map schema imports pydantic).
@@ -52,6 +55,10 @@ def __getattr__(name):
         from . import _register_map
 
         return getattr(_register_map, name)
+    if name in ("load_dialect", "ScpiDialect"):
+        from . import _scpi_dialect
+
+        return getattr(_scpi_dialect, name)
     if name in ("ScpiSpectrometer", "ScpiError"):
         from . import spectrometer
 

@@ -28,7 +28,8 @@ from typing import Callable, TypeVar
 
 from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, ReadbackMismatch
 from ._modbus import InvalidAnswer, ModbusLink
-from ._register_map import Register, RegisterMap, resolve_register_map
+from ._register_map import Register, resolve_register_map
+from ._settings import ModbusParameter, ModbusValue
 
 __all__ = ["Eurotherm", "FurnaceReading", "FurnaceStatus", "SensorFault"]
 
@@ -87,19 +88,6 @@ class FurnaceReading:
 _POLL_REGISTERS = ("process_value", "output_power", "working_setpoint")
 
 
-class _Analog:
-    """A read-only analog parameter, named by its register (or a function of the map)."""
-
-    def __init__(self, register: str | Callable[[RegisterMap], str], doc: str) -> None:
-        self.register, self.__doc__ = register, doc
-
-    def __get__(self, instrument, owner=None):
-        if instrument is None:
-            return self
-        name = self.register if isinstance(self.register, str) else self.register(instrument.register_map)
-        return instrument._read_analog(instrument.register_map[name])
-
-
 class Eurotherm:
     """A Eurotherm-compatible furnace controller on a serial port (Modbus RTU, 8N1).
 
@@ -116,10 +104,17 @@ class Eurotherm:
     ``serial.Serial`` (tests use a scripted port).
     """
 
-    setpoint_C = _Analog(lambda m: m.target_setpoint, "Target setpoint the controller is heading for, C.")
-    working_setpoint_C = _Analog("working_setpoint", "Working (rate-limited) setpoint in use now, C.")
-    output_percent = _Analog("output_power", "Heater output, percent.")
-    rate_limit_C_per_min = _Analog("setpoint_rate_limit", "Setpoint rate limit, C/min; 0 = off.")
+    setpoint_C = ModbusValue(lambda m: m.target_setpoint, "Target setpoint the controller is heading for, C.")
+    working_setpoint_C = ModbusValue("working_setpoint", "Working (rate-limited) setpoint in use now, C.")
+    output_percent = ModbusValue("output_power", "Heater output, percent.")
+    rate_limit_C_per_min = ModbusParameter("setpoint_rate_limit", "Setpoint rate limit, C/min; 0 = off.",
+                                           what="rate limit", unit="C/min", high="max_rate_C_per_min", off=0.0,
+                                           off_allows="ramps")
+    _live_setpoint_C = ModbusParameter(lambda m: m.live_setpoint, "Live (comms) setpoint, C: set_setpoint writes it.",
+                                       what="setpoint", unit="C", low="min_setpoint_C", high="max_temperature_C")
+    set_rate_limit = rate_limit_C_per_min.setter(
+        "set_rate_limit", "value_C_per_min",
+        "With the limit off the controller steps to a new setpoint at any rate.")
 
     def __init__(self, port: str, address: int = 1, baudrate: int = 9600, model: str | None = None,
                  register_map: str | Path | None = None, max_temperature_C: float = 1200.0,
@@ -212,29 +207,10 @@ class Eurotherm:
         the station or instrument limits, or if the controller's rate limit is
         off or above ``max_rate_C_per_min`` (call :meth:`set_rate_limit` first).
         """
-        live = self.register_map[self.register_map.live_setpoint]
-        self._check_setpoint(live, value_C)
+        live, value = type(self)._live_setpoint_C.check(self, value_C)
         with self._link.lock:
             self._require_rate_limit()
-            self._write_setpoint(live, value_C)
-
-    def set_rate_limit(self, value_C_per_min: float) -> None:
-        """Set the controller's setpoint rate limit, C/min, and read it back.
-
-        0 (off) is accepted only when ``max_rate_C_per_min`` is infinite: with
-        the limit off the controller steps to a new setpoint at any rate.
-        """
-        register = self.register_map["setpoint_rate_limit"]
-        value = float(value_C_per_min)
-        if not math.isfinite(value) or value < 0:
-            raise LimitError(f"rate limit {value_C_per_min!r} C/min is not a finite value >= 0; nothing was sent")
-        if value == 0 and math.isfinite(self.max_rate_C_per_min):
-            raise LimitError(f"rate limit 0 (off) would allow ramps above {self.max_rate_C_per_min:g} C/min; "
-                             "nothing was sent")
-        if value > self.max_rate_C_per_min or not register.in_range(value):
-            raise LimitError(f"rate limit {value:g} C/min is above the limit "
-                             f"{min(self.max_rate_C_per_min, register.maximum or math.inf):g} C/min; nothing was sent")
-        self._write_analog(register, value)
+            self._write_setpoint(live, value)
 
     def safe_state(self) -> None:
         """Ramp down to ``safe_setpoint_C`` at <= ``safe_rate_C_per_min`` under automatic control.
@@ -383,13 +359,6 @@ class Eurotherm:
             raise ReadbackMismatch(f"wrote {expected!r} to {written.name}, {register.name} reads back {actual!r}")
 
     # -- safety helpers -------------------------------------------------------------
-    def _check_setpoint(self, register: Register, value_C: float) -> None:
-        value = float(value_C)
-        low = max(self.min_setpoint_C, register.minimum if register.minimum is not None else -math.inf)
-        high = min(self.max_temperature_C, register.maximum if register.maximum is not None else math.inf)
-        if not math.isfinite(value) or not low <= value <= high:
-            raise LimitError(f"setpoint {value_C!r} C is outside {low:g}..{high:g} C; nothing was sent")
-
     def _require_rate_limit(self) -> None:
         if not math.isfinite(self.max_rate_C_per_min):
             return

@@ -42,8 +42,9 @@ from pyvisa import constants
 from pyvisa.errors import VisaIOError
 
 from . import _ieee_block
-from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, ReadbackMismatch
+from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError
 from ._scpi_dialect import MAX_PIXELS, ScpiDialect, load_dialect
+from ._settings import ScpiSetting, scpi_settings
 
 __all__ = ["ScpiSpectrometer", "ScpiError", "PIXEL_COUNT_RANGE", "INTEGRATION_TIME_RANGE_S", "AVERAGES_RANGE",
            "WAVELENGTH_RANGE_NM"]
@@ -267,41 +268,13 @@ class ScpiSpectrometer:
         """True while a session is open (False after a NotConnected, until reconnect())."""
         return self._res is not None
 
-    @property
-    def integration_time_s(self) -> float:
-        """Integration time (s) per scan, as the instrument reports it."""
-        with self._lock:
-            value = integration_time_from(self._query(self._dialect.command("get_integration_time")))
-            self._integration_time_s = value
-            return value
-
-    @integration_time_s.setter
-    def integration_time_s(self, seconds: float) -> None:
-        value = self._real(seconds, "integration_time_s")
-        if not (math.isfinite(value) and self.min_integration_time_s <= value <= self.max_integration_time_s):
-            raise LimitError(f"integration time {seconds!r} s outside the limits "
-                             f"{self.min_integration_time_s:g}-{self.max_integration_time_s:g} s; nothing sent")
-        with self._lock:
-            self._apply_integration_time(value)
-            self._wanted_integration_time_s = value
-
-    @property
-    def averages(self) -> int:
-        """Number of scans the instrument averages into one spectrum."""
-        with self._lock:
-            value = averages_from(self._query(self._dialect.command("get_averages")))
-            self._averages = value
-            return value
-
-    @averages.setter
-    def averages(self, count: int) -> None:
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
-            raise TypeError(f"averages must be an integer, got {count!r}")
-        if not 1 <= count <= self.max_averages:
-            raise LimitError(f"averages must be within 1-{self.max_averages}, got {count}; nothing sent")
-        with self._lock:
-            self._apply_averages(int(count))
-            self._wanted_averages = int(count)
+    integration_time_s = ScpiSetting(
+        "integration_time", "seconds", integration_time_from, unit="s", low="min_integration_time_s",
+        high="max_integration_time_s", relative_tolerance=1e-3, absolute_tolerance=1e-6,
+        doc="Integration time (s) per scan, as the instrument reports it.")
+    averages = ScpiSetting(
+        "averages", "count", averages_from, integer=True, low=AVERAGES_RANGE[0], high="max_averages",
+        doc="Number of scans the instrument averages into one spectrum.")
 
     def acquire(self) -> np.ndarray:
         """One spectrum with the shutter open: raw counts (float64, one per pixel), averaged as set."""
@@ -396,10 +369,8 @@ class ScpiSpectrometer:
             self._coefficients, self._wavelengths_nm = wavelength_axis_from(
                 self._query(d.command("wavelength_coefficients")), pixels)
             self._set_shutter(True)
-            if self._wanted_integration_time_s is not None:
-                self._apply_integration_time(self._wanted_integration_time_s)
-            if self._wanted_averages is not None:
-                self._apply_averages(self._wanted_averages)
+            for setting in scpi_settings(type(self)):  # integration time, then averages
+                setting.reapply(self)
             self._refresh_settings()
         except BaseException:
             self._drop()
@@ -415,32 +386,14 @@ class ScpiSpectrometer:
                 pass
 
     # --- settings -----------------------------------------------------------------------------
-    def _apply_integration_time(self, value: float) -> None:
-        command = self._dialect.command("set_integration_time", seconds=value)
-        self._write(command)
-        self._check_errors(command)
-        readback = integration_time_from(self._query(self._dialect.command("get_integration_time")))
-        if abs(readback - value) > max(1e-6, 1e-3 * value):
-            raise ReadbackMismatch(f"integration time set to {value:g} s, instrument reads back {readback:g} s")
-        self._integration_time_s = readback
-
-    def _apply_averages(self, count: int) -> None:
-        command = self._dialect.command("set_averages", count=count)
-        self._write(command)
-        self._check_errors(command)
-        readback = averages_from(self._query(self._dialect.command("get_averages")))
-        if readback != count:
-            raise ReadbackMismatch(f"averages set to {count}, instrument reads back {readback}")
-        self._averages = readback
-
     def _refresh_settings(self) -> None:
         """Re-assert the data format and re-read the settings (after connecting or a pass-through write)."""
         d = self._dialect
         for command in d.setup:
             self._write(command)
         self._check_errors("data format setup")
-        self._integration_time_s = integration_time_from(self._query(d.command("get_integration_time")))
-        self._averages = averages_from(self._query(d.command("get_averages")))
+        for setting in scpi_settings(type(self)):
+            setting.read(self)
         self._settings_known = True
 
     def _check_settings_within_limits(self) -> None:
@@ -720,12 +673,6 @@ class ScpiSpectrometer:
     @staticmethod
     def _ms(seconds: float) -> int:
         return max(1, int(math.ceil(seconds * 1000.0)))
-
-    @staticmethod
-    def _real(value: object, name: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise TypeError(f"{name} must be a number, got {value!r}")
-        return float(value)
 
 
 class _Timeout(Exception):

@@ -257,7 +257,7 @@ def test_a_boolean_is_not_a_number_in_a_recipe(tmp_path, old, new, field):
     ('resource = "TCPIP0', 'dialect = "bar"\nresource = "TCPIP0', "spectrometer.dialect",
      ["no SCPI dialect 'bar' (known: scpi-spectrometer)"]),
     ('resource = "TCPIP0', 'dialect = "eurotherm-2400"\nresource = "TCPIP0', "spectrometer.dialect",
-     ["eurotherm-2400.toml: [commands] lacks 'identify'"]),
+     ["eurotherm-2400.toml: commands: missing table [commands]: not a SCPI dialect"]),
     ('name = "t"', f'name = "{"n" * 5000}"', "station.name", ["at most 200 characters", "5000 characters"]),
     ('port = "/dev/ttyUSB0"', f'port = "/dev/{"p" * 300}"', "furnace.port", ["at most 255 bytes a name"]),
 ])

@@ -12,7 +12,7 @@ DEMO_RECIPE ?= seeds/recipes/quick.toml
 DEMO_STANDARDS ?= seeds/standards/nd-pr-5.toml
 PORT ?= 8501
 
-.PHONY: test test-fast demo system-deps clean
+.PHONY: test test-fast lint demo system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,8 +33,14 @@ system-deps:
 	  else echo "missing system tools:$$missing (install: apt-get install $(SYSTEM_PACKAGES))"; fi; \
 	fi
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps lint
 	$(PY) -m pytest
+
+# ruff (lint, and the format is as ruff writes it) and the import contracts of pyproject.toml
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # The unit tests only (tests/unit: no simulators, no browser), without the few marked slow
 # (child processes, thousands of generated config cases), each under its per-test limit of seconds.

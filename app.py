@@ -16,8 +16,10 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts it there; AppTest and othe
     sys.path.insert(0, str(ROOT))
 
 st.set_page_config(page_title="rem-daq monitor", page_icon=":material/local_fire_department:", layout="wide")
-st.navigation([
-    st.Page("app_pages/live.py", title="Live", icon=":material/monitoring:", default=True),
-    st.Page("app_pages/trials.py", title="Trials", icon=":material/table_view:", url_path="trials"),
-    st.Page("app_pages/calibration.py", title="Calibration", icon=":material/science:", url_path="calibration"),
-]).run()
+st.navigation(
+    [
+        st.Page("app_pages/live.py", title="Live", icon=":material/monitoring:", default=True),
+        st.Page("app_pages/trials.py", title="Trials", icon=":material/table_view:", url_path="trials"),
+        st.Page("app_pages/calibration.py", title="Calibration", icon=":material/science:", url_path="calibration"),
+    ]
+).run()

@@ -4,6 +4,10 @@ Numbers in, numbers out. It knows no file layout and no instrument: it learns an
 instrument's response only from calibration standards.
 """
 
+from ._drift_terms import reference_shift_spectrum
+from ._warm_up import warm_up_kernels
+from .absorbance import absorbance
+from .calibration import Calibration, CalibrationQuality, Standards, baseline_basis, calibrate
 from .elements import (
     ELEMENTS,
     OXYGEN_ATOMIC_WEIGHT,
@@ -18,12 +22,8 @@ from .elements import (
     oxide_factor,
     oxide_to_element_g_per_L,
 )
-from .absorbance import absorbance
-from .calibration import Calibration, CalibrationQuality, Standards, baseline_basis, calibrate
-from ._drift_terms import reference_shift_spectrum
-from .quantify import LACK_OF_FIT_LIMIT, Quantification, kernel_cache_info, quantify, quantify_counts
-from ._warm_up import warm_up_kernels
 from .purity import PurityResult, oxide_purity
+from .quantify import LACK_OF_FIT_LIMIT, Quantification, kernel_cache_info, quantify, quantify_counts
 from .separation import (
     decontamination_factor,
     distribution_ratio,

@@ -121,13 +121,16 @@ def drift_noise(wavelength_nm: np.ndarray, sensitivity: np.ndarray) -> DriftNois
     second = savgol_coeffs(window, polyorder, deriv=2, use="dot") / step**2
     smooth, _, curvature = _derivatives(wavelength_nm, S)
     widths2 = _squared_band_widths(wavelength_nm, smooth, curvature)
-    return DriftNoise(shift_gain=float(first @ first),
-                      width_centre=float(second[window // 2]) * widths2.mean(axis=1),
-                      width_gain=float(second @ second) * (widths2 @ widths2.T) / P)
+    return DriftNoise(
+        shift_gain=float(first @ first),
+        width_centre=float(second[window // 2]) * widths2.mean(axis=1),
+        width_gain=float(second @ second) * (widths2 @ widths2.T) / P,
+    )
 
 
-def common_shift_nm(concentration: np.ndarray, shift_coefficients: np.ndarray,
-                    shift_information: np.ndarray) -> np.ndarray:
+def common_shift_nm(
+    concentration: np.ndarray, shift_coefficients: np.ndarray, shift_information: np.ndarray
+) -> np.ndarray:
     """(N,) one wavelength shift per spectrum (nm) from the per-analyte shift coefficients (c dl).
 
     Each analyte k says dl_k = d_k / c_k with a precision proportional to

@@ -29,9 +29,9 @@ class _Model:
     model_variance: np.ndarray  # (K,) (g/L)^2
 
 
-
-def model_arrays(X: np.ndarray, w: np.ndarray, G: np.ndarray, model_sigma=None,
-                 drift_gains: DriftNoise | None = None) -> _Model:
+def model_arrays(
+    X: np.ndarray, w: np.ndarray, G: np.ndarray, model_sigma=None, drift_gains: DriftNoise | None = None
+) -> _Model:
     """Arrays the quantification kernels use for design ``X`` (P, n), weights ``w`` (P,) and G (K + Kq, K + Kq).
 
     ``G`` is the per-pixel covariance factor of the sensitivity error (weighted
@@ -66,8 +66,17 @@ def model_arrays(X: np.ndarray, w: np.ndarray, G: np.ndarray, model_sigma=None,
     model_variance = np.zeros(n_calibrated) if model_sigma is None else np.array(model_sigma, np.float64) ** 2
     model_variance = np.ascontiguousarray(model_variance)
     sqrt_w = np.sqrt(w)
-    return _Model(X=X, XWt=np.ascontiguousarray(XW.T), Xs=np.ascontiguousarray(X * sqrt_w[:, None]), w=w,
-                  sqrt_w=sqrt_w, N=np.ascontiguousarray(N), E_w=E_w, G=G, model_variance=model_variance)
+    return _Model(
+        X=X,
+        XWt=np.ascontiguousarray(XW.T),
+        Xs=np.ascontiguousarray(X * sqrt_w[:, None]),
+        w=w,
+        sqrt_w=sqrt_w,
+        N=np.ascontiguousarray(N),
+        E_w=E_w,
+        G=G,
+        model_variance=model_variance,
+    )
 
 
 def _add_drift_noise(E_w: np.ndarray, G: np.ndarray, K: int, gains: DriftNoise, energy: float) -> None:

@@ -60,6 +60,7 @@ _MIN_NOISE_PAIRS = 16  # neighbouring valid pixel pairs needed to estimate a spe
 
 # --------------------------------------------------------------------------- small dense algebra
 
+
 @njit_cached(error_model="numpy")
 def _cholesky(Ns, order, m, L, tau):
     """Cholesky factor of ``Ns[order[:m]][:, order[:m]]`` into ``L[:m, :m]``.
@@ -242,6 +243,7 @@ def _nnls_scaled(Ns, rs, K, first_optional, n, usable, tol, tau, max_iter, x, s,
 
 # --------------------------------------------------------------------------- one spectrum
 
+
 @njit_cached(error_model="numpy")
 def _spectrum_normal(X, w, vbuf, nmask, nvalid, N_full, Nu):
     """Normal matrix of one spectrum: the batch one, downdated or rebuilt for masked pixels."""
@@ -380,12 +382,12 @@ def _eliminate_free(Ns, K, first_optional, n, usable, tau, forder, Lf, T, Nred):
                 acc -= Lf[a, c] * T[c, k]
             T[a, k] = acc / Lf[a, a]
     for k in range(K):
-        for l in range(k + 1):
-            acc = Ns[k, l]
+        for j in range(k + 1):
+            acc = Ns[k, j]
             for a in range(nb):
-                acc -= T[a, k] * T[a, l]
-            Nred[k, l] = acc
-            Nred[l, k] = acc
+                acc -= T[a, k] * T[a, j]
+            Nred[k, j] = acc
+            Nred[j, k] = acc
     return nb
 
 
@@ -405,10 +407,41 @@ def _reduce_rhs(rs, K, nb, forder, Lf, T, rred, tfree):
 
 
 @njit_cached(error_model="numpy")
-def _solve_spectrum(i, r, yWy, wsum, nvalid, nmask, vbuf, X, w, N_full, E_w, K, first_optional,
-                    tol_rel, tau, G, ws_mat, ws_vec, ws_int, ws_bool,
-                    cache_mat, cache_vec, cache_int, cache_bool, cache_state, theta, pending,
-                    out_conc, out_sigma, out_base, out_rms, out_lof, out_status):
+def _solve_spectrum(
+    i,
+    r,
+    yWy,
+    wsum,
+    nvalid,
+    nmask,
+    vbuf,
+    X,
+    w,
+    N_full,
+    E_w,
+    K,
+    first_optional,
+    tol_rel,
+    tau,
+    G,
+    ws_mat,
+    ws_vec,
+    ws_int,
+    ws_bool,
+    cache_mat,
+    cache_vec,
+    cache_int,
+    cache_bool,
+    cache_state,
+    theta,
+    pending,
+    out_conc,
+    out_sigma,
+    out_base,
+    out_rms,
+    out_lof,
+    out_status,
+):
     """Solve one spectrum from its ``r = X^T W y`` and write row ``i`` of the outputs but its residual's.
 
     ``theta`` (n,) receives the model coefficients in physical units (zero when
@@ -487,8 +520,7 @@ def _solve_spectrum(i, r, yWy, wsum, nvalid, nmask, vbuf, X, w, N_full, E_w, K, 
         rs[a] = r[a] * d[a]
     _reduce_rhs(rs, K, nb, forder, Lf, T, rred, tfree)
     tol = tol_rel * math.sqrt(max(yWy, 0.0)) + 1e-300
-    status, m = _nnls_scaled(Nred, rred, K, K, K, usable, tol, tau, 3 * K + 10, x, s, order, L, tmp, inp,
-                             blocked)
+    status, m = _nnls_scaled(Nred, rred, K, K, K, usable, tol, tau, 3 * K + 10, x, s, order, L, tmp, inp, blocked)
     for a in range(nb):  # free coefficients by back-substitution
         acc = tfree[a]
         for k in range(K):
@@ -559,13 +591,28 @@ def _solve_spectrum(i, r, yWy, wsum, nvalid, nmask, vbuf, X, w, N_full, E_w, K, 
 
 # --------------------------------------------------------------------------- batch kernels
 
+
 @njit_cached(error_model="numpy")
 def _solver_workspace(n, P):
     """Scratch arrays of :func:`_solve_group` for one work item, and its cache for unmasked spectra."""
-    return (np.empty((6, n, n)), np.empty((9, n)), np.empty((2, n), np.int64), np.empty((3, n), np.bool_),
-            np.zeros((3, n, n)), np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.bool_),
-            np.full(1, -2, np.int64), np.empty((GROUP, n)), np.empty((GROUP, 3)), np.empty((GROUP, P)), np.empty(P),
-            np.empty(GROUP), np.empty(GROUP), np.empty(GROUP, np.int64))
+    return (
+        np.empty((6, n, n)),
+        np.empty((9, n)),
+        np.empty((2, n), np.int64),
+        np.empty((3, n), np.bool_),
+        np.zeros((3, n, n)),
+        np.zeros(n),
+        np.zeros(n, np.int64),
+        np.zeros(n, np.bool_),
+        np.full(1, -2, np.int64),
+        np.empty((GROUP, n)),
+        np.empty((GROUP, 3)),
+        np.empty((GROUP, P)),
+        np.empty(P),
+        np.empty(GROUP),
+        np.empty(GROUP),
+        np.empty(GROUP, np.int64),
+    )
 
 
 GROUP = 4  # spectra whose products X^T W y are computed together (a 4 x 2 register tile)
@@ -623,12 +670,56 @@ def _group_products(buf, P, XWt, R):
 
 
 @njit_cached(error_model="numpy")
-def _solve_group(grp, N, R, yWy, wsum, nvalid, nmask, buf, vbuf, X, Xs, w, sqrt_w, N_full, E_w, K, first_optional,
-                 tol_rel, tau, G, model_var, workspace,
-                 out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status):
+def _solve_group(
+    grp,
+    N,
+    R,
+    yWy,
+    wsum,
+    nvalid,
+    nmask,
+    buf,
+    vbuf,
+    X,
+    Xs,
+    w,
+    sqrt_w,
+    N_full,
+    E_w,
+    K,
+    first_optional,
+    tol_rel,
+    tau,
+    G,
+    model_var,
+    workspace,
+    out_conc,
+    out_sigma,
+    out_base,
+    out_rms,
+    out_lof,
+    out_nmask,
+    out_status,
+):
     """Rows of group ``grp`` from their products ``R``: each spectrum solved, then their residuals together."""
-    (ws_mat, ws_vec, ws_int, ws_bool, cache_mat, cache_vec, cache_int, cache_bool, cache_state,
-     theta, pending, resid, valid, rss, diff_energy, pairs) = workspace
+    (
+        ws_mat,
+        ws_vec,
+        ws_int,
+        ws_bool,
+        cache_mat,
+        cache_vec,
+        cache_int,
+        cache_bool,
+        cache_state,
+        theta,
+        pending,
+        resid,
+        valid,
+        rss,
+        diff_energy,
+        pairs,
+    ) = workspace
     P = w.shape[0]
     for g in range(GROUP):
         i = grp * GROUP + g
@@ -636,23 +727,88 @@ def _solve_group(grp, N, R, yWy, wsum, nvalid, nmask, buf, vbuf, X, Xs, w, sqrt_
         pending[g, 0] = 0.0
         if i < N:
             out_nmask[i] = nmask[g]
-            _solve_spectrum(i, R[g], yWy[g], wsum[g], nvalid[g], nmask[g], vbuf[g * P:(g + 1) * P], X, w,
-                            N_full, E_w, K, first_optional, tol_rel, tau, G, ws_mat, ws_vec, ws_int, ws_bool,
-                            cache_mat, cache_vec, cache_int, cache_bool, cache_state, theta[g], pending[g],
-                            out_conc, out_sigma, out_base, out_rms, out_lof, out_status)
+            _solve_spectrum(
+                i,
+                R[g],
+                yWy[g],
+                wsum[g],
+                nvalid[g],
+                nmask[g],
+                vbuf[g * P : (g + 1) * P],
+                X,
+                w,
+                N_full,
+                E_w,
+                K,
+                first_optional,
+                tol_rel,
+                tau,
+                G,
+                ws_mat,
+                ws_vec,
+                ws_int,
+                ws_bool,
+                cache_mat,
+                cache_vec,
+                cache_int,
+                cache_bool,
+                cache_state,
+                theta[g],
+                pending[g],
+                out_conc,
+                out_sigma,
+                out_base,
+                out_rms,
+                out_lof,
+                out_status,
+            )
     # The weighted residual e = sqrt(w) (y - X v), pixel by pixel: its sum of squares, and the
     # energy of its differences between neighbouring valid pixels. White noise gives both the
     # same variance; a misfit is smooth, so it raises the first and hardly the second.
     _group_residual_energies(buf, vbuf, w, sqrt_w, Xs, theta, resid, valid, rss, diff_energy, pairs)
     for g in range(GROUP):
         if pending[g, 0] > 0.0:
-            _finish_spectrum(grp * GROUP + g, rss[g], diff_energy[g], pairs[g], pending[g, 1], pending[g, 2],
-                             wsum[g], K, model_var, out_sigma, out_rms, out_lof)
+            _finish_spectrum(
+                grp * GROUP + g,
+                rss[g],
+                diff_energy[g],
+                pairs[g],
+                pending[g, 1],
+                pending[g, 2],
+                wsum[g],
+                K,
+                model_var,
+                out_sigma,
+                out_rms,
+                out_lof,
+            )
 
 
 @njit_cached(fastmath=_FASTMATH, error_model="numpy")
-def _absorbance_block(blk, Y, X, XWt, Xs, w, sqrt_w, N_full, E_w, K, first_optional, tol_rel, tau, G, model_var,
-                      out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status):
+def _absorbance_block(
+    blk,
+    Y,
+    X,
+    XWt,
+    Xs,
+    w,
+    sqrt_w,
+    N_full,
+    E_w,
+    K,
+    first_optional,
+    tol_rel,
+    tau,
+    G,
+    model_var,
+    out_conc,
+    out_sigma,
+    out_base,
+    out_rms,
+    out_lof,
+    out_nmask,
+    out_status,
+):
     """Work item ``blk`` of :func:`quantify_absorbance_batch`: GROUPS_PER_BLOCK groups of GROUP spectra."""
     N, P = Y.shape
     n = X.shape[1]
@@ -694,23 +850,92 @@ def _absorbance_block(blk, Y, X, XWt, Xs, w, sqrt_w, N_full, E_w, K, first_optio
             yWy[g] = sum_yy
             wsum[g] = sum_w
         _group_products(buf, P, XWt, R)
-        _solve_group(grp, N, R, yWy, wsum, nvalid, nmask, buf, vbuf, X, Xs, w, sqrt_w, N_full, E_w, K,
-                     first_optional, tol_rel, tau, G, model_var, workspace,
-                     out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status)
+        _solve_group(
+            grp,
+            N,
+            R,
+            yWy,
+            wsum,
+            nvalid,
+            nmask,
+            buf,
+            vbuf,
+            X,
+            Xs,
+            w,
+            sqrt_w,
+            N_full,
+            E_w,
+            K,
+            first_optional,
+            tol_rel,
+            tau,
+            G,
+            model_var,
+            workspace,
+            out_conc,
+            out_sigma,
+            out_base,
+            out_rms,
+            out_lof,
+            out_nmask,
+            out_status,
+        )
 
 
 @njit_cached(parallel=True, fastmath=_FASTMATH, error_model="numpy")
-def quantify_absorbance_batch(Y, X, XWt, Xs, w, sqrt_w, N_full, E_w, K, first_optional, tol_rel, tau, G, model_var,
-                              out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status):
+def quantify_absorbance_batch(
+    Y,
+    X,
+    XWt,
+    Xs,
+    w,
+    sqrt_w,
+    N_full,
+    E_w,
+    K,
+    first_optional,
+    tol_rel,
+    tau,
+    G,
+    model_var,
+    out_conc,
+    out_sigma,
+    out_base,
+    out_rms,
+    out_lof,
+    out_nmask,
+    out_status,
+):
     """Quantify absorbance spectra ``Y`` (N, P); NaN or inf pixels are left out of their spectrum's fit."""
     N, P = Y.shape
-    n = X.shape[1]
     ngroups = (N + GROUP - 1) // GROUP
     nblocks = (ngroups + GROUPS_PER_BLOCK - 1) // GROUPS_PER_BLOCK
     for blk in prange(nblocks):
-        _absorbance_block(np.int64(blk), Y, X, XWt, Xs, w, sqrt_w, N_full, E_w, K, first_optional, tol_rel, tau, G,
-                          model_var,
-                          out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status)
+        _absorbance_block(
+            np.int64(blk),
+            Y,
+            X,
+            XWt,
+            Xs,
+            w,
+            sqrt_w,
+            N_full,
+            E_w,
+            K,
+            first_optional,
+            tol_rel,
+            tau,
+            G,
+            model_var,
+            out_conc,
+            out_sigma,
+            out_base,
+            out_rms,
+            out_lof,
+            out_nmask,
+            out_status,
+        )
 
 
 _MANTISSA_BITS = np.int64(0x000FFFFFFFFFFFFF)
@@ -719,8 +944,33 @@ _SQRT2 = math.sqrt(2.0)
 
 
 @njit_cached(fastmath=_FASTMATH, error_model="numpy")
-def _counts_block(blk, counts, dark, ln_reference, saturation, X, XWt, Xs, w, sqrt_w, N_full, E_w, K, first_optional,
-                  tol_rel, tau, G, model_var, out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status):
+def _counts_block(
+    blk,
+    counts,
+    dark,
+    ln_reference,
+    saturation,
+    X,
+    XWt,
+    Xs,
+    w,
+    sqrt_w,
+    N_full,
+    E_w,
+    K,
+    first_optional,
+    tol_rel,
+    tau,
+    G,
+    model_var,
+    out_conc,
+    out_sigma,
+    out_base,
+    out_rms,
+    out_lof,
+    out_nmask,
+    out_status,
+):
     """Work item ``blk`` of :func:`quantify_counts_batch`: GROUPS_PER_BLOCK groups of GROUP spectra."""
     N, P = counts.shape
     n = X.shape[1]
@@ -771,8 +1021,22 @@ def _counts_block(blk, counts, dark, ln_reference, saturation, X, XWt, Xs, w, sq
                 e = np.float64(exponent) + (1.0 if big else 0.0) - (54.0 if flag == 2.0 else 0.0)
                 z = (mant - 1.0) / (mant + 1.0)
                 z2 = z * z
-                series = 1.0 + z2 * (1.0 / 3.0 + z2 * (1.0 / 5.0 + z2 * (1.0 / 7.0 + z2 * (
-                    1.0 / 9.0 + z2 * (1.0 / 11.0 + z2 * (1.0 / 13.0 + z2 * (1.0 / 15.0 + z2 * (1.0 / 17.0))))))))
+                series = 1.0 + z2 * (
+                    1.0 / 3.0
+                    + z2
+                    * (
+                        1.0 / 5.0
+                        + z2
+                        * (
+                            1.0 / 7.0
+                            + z2
+                            * (
+                                1.0 / 9.0
+                                + z2 * (1.0 / 11.0 + z2 * (1.0 / 13.0 + z2 * (1.0 / 15.0 + z2 * (1.0 / 17.0))))
+                            )
+                        )
+                    )
+                )
                 ln_signal = 2.0 * z * series + e * _LN2
                 a = (ln_reference[p] - ln_signal) / _LN10 if flag > 0.0 else 0.0
                 buf[off + p] = a
@@ -783,15 +1047,66 @@ def _counts_block(blk, counts, dark, ln_reference, saturation, X, XWt, Xs, w, sq
             yWy[g] = sum_yy
             wsum[g] = sum_w
         _group_products(buf, P, XWt, R)
-        _solve_group(grp, N, R, yWy, wsum, nvalid, nmask, buf, vbuf, X, Xs, w, sqrt_w, N_full, E_w, K,
-                     first_optional, tol_rel, tau, G, model_var, workspace,
-                     out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status)
-
+        _solve_group(
+            grp,
+            N,
+            R,
+            yWy,
+            wsum,
+            nvalid,
+            nmask,
+            buf,
+            vbuf,
+            X,
+            Xs,
+            w,
+            sqrt_w,
+            N_full,
+            E_w,
+            K,
+            first_optional,
+            tol_rel,
+            tau,
+            G,
+            model_var,
+            workspace,
+            out_conc,
+            out_sigma,
+            out_base,
+            out_rms,
+            out_lof,
+            out_nmask,
+            out_status,
+        )
 
 
 @njit_cached(parallel=True, fastmath=_FASTMATH, error_model="numpy")
-def quantify_counts_batch(counts, dark, ln_reference, saturation, X, XWt, Xs, w, sqrt_w, N_full, E_w, K,
-                          first_optional, tol_rel, tau, G, model_var, out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask, out_status):
+def quantify_counts_batch(
+    counts,
+    dark,
+    ln_reference,
+    saturation,
+    X,
+    XWt,
+    Xs,
+    w,
+    sqrt_w,
+    N_full,
+    E_w,
+    K,
+    first_optional,
+    tol_rel,
+    tau,
+    G,
+    model_var,
+    out_conc,
+    out_sigma,
+    out_base,
+    out_rms,
+    out_lof,
+    out_nmask,
+    out_status,
+):
     """Quantify raw counts (N, P) against one dark and one reference, absorbance computed on the fly.
 
     ``ln_reference`` is ln(R - D) (0 where the reference is unusable, whose ``w`` is 0).
@@ -800,10 +1115,33 @@ def quantify_counts_batch(counts, dark, ln_reference, saturation, X, XWt, Xs, w,
     so the pixel loop vectorises; numba has no vector log without SVML.
     """
     N, P = counts.shape
-    n = X.shape[1]
     ngroups = (N + GROUP - 1) // GROUP
     nblocks = (ngroups + GROUPS_PER_BLOCK - 1) // GROUPS_PER_BLOCK
     for blk in prange(nblocks):
-        _counts_block(np.int64(blk), counts, dark, ln_reference, saturation, X, XWt, Xs, w, sqrt_w, N_full, E_w, K,
-                      first_optional, tol_rel, tau, G, model_var, out_conc, out_sigma, out_base, out_rms, out_lof, out_nmask,
-                      out_status)
+        _counts_block(
+            np.int64(blk),
+            counts,
+            dark,
+            ln_reference,
+            saturation,
+            X,
+            XWt,
+            Xs,
+            w,
+            sqrt_w,
+            N_full,
+            E_w,
+            K,
+            first_optional,
+            tol_rel,
+            tau,
+            G,
+            model_var,
+            out_conc,
+            out_sigma,
+            out_base,
+            out_rms,
+            out_lof,
+            out_nmask,
+            out_status,
+        )

@@ -54,7 +54,7 @@ def _user_cache_root() -> Path | None:
     return Path(home) / ".cache"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cache_location(source_file: str) -> tuple[str, str | None]:
     """Where kernels defined in ``source_file`` are cached: ``(kind, directory)``.
 

@@ -23,6 +23,6 @@ def warm_up_kernels() -> dict[str, object]:
     absorbance_ = np.array([1.0, 0.5]) @ calibration.sensitivity + 0.01
     quantify(absorbance_, calibration)
     dark, reference = np.full(64, 100.0, dtype=np.float32), np.full(64, 30000.0, dtype=np.float32)
-    counts = (dark + (reference - dark) * 10.0 ** -absorbance_).astype(np.float32)
+    counts = (dark + (reference - dark) * 10.0**-absorbance_).astype(np.float32)
     quantify_counts(counts, dark, reference, calibration, saturation_counts=65535.0)
     return kernel_cache_info()

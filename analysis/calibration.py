@@ -29,7 +29,7 @@ import hashlib
 import importlib.metadata
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 
 import numpy as np
@@ -130,8 +130,10 @@ class CalibrationQuality:
         lines = ["analyte  range g/L          LOO RMSE g/L  LOD g/L   significance"]
         for k, symbol in enumerate(analytes):
             low, high = self.calibrated_range_g_per_L[k]
-            lines.append(f"{symbol:<8} {low:7.4g} .. {high:<7.4g}  {self.loo_rmse_g_per_L[k]:12.4g}  "
-                         f"{self.detection_limit_g_per_L[k]:8.3g}  {self.sensitivity_significance[k]:8.1f}")
+            lines.append(
+                f"{symbol:<8} {low:7.4g} .. {high:<7.4g}  {self.loo_rmse_g_per_L[k]:12.4g}  "
+                f"{self.detection_limit_g_per_L[k]:8.3g}  {self.sensitivity_significance[k]:8.1f}"
+            )
         lines.extend(f"warning: {text}" for text in self.warnings)
         return "\n".join(lines)
 
@@ -179,16 +181,20 @@ class Calibration:
         unknown = [a for a in quadratic if a not in analytes]
         if unknown or len(set(quadratic)) != len(quadratic):
             raise ValueError(f"quadratic_analytes {quadratic} must be distinct members of analytes {analytes}")
-        curvature = _readonly(np.zeros((0, wl.size)) if self.quadratic_sensitivity is None
-                              else self.quadratic_sensitivity)
+        curvature = _readonly(
+            np.zeros((0, wl.size)) if self.quadratic_sensitivity is None else self.quadratic_sensitivity
+        )
         if curvature.shape != (len(quadratic), wl.size) or not np.all(np.isfinite(curvature)):
-            raise ValueError(f"quadratic_sensitivity has shape {curvature.shape}; expected (Kq, P) = "
-                             f"({len(quadratic)}, {wl.size}) of finite values")
+            raise ValueError(
+                f"quadratic_sensitivity has shape {curvature.shape}; expected (Kq, P) = "
+                f"({len(quadratic)}, {wl.size}) of finite values"
+            )
         n_calibrated = len(analytes) + len(quadratic)
         weight = _readonly(self.pixel_weight)
         gmat = _readonly(self.sensitivity_variance_factor)
-        model_sigma = _readonly(np.zeros(len(analytes)) if self.model_sigma_g_per_L is None
-                                else self.model_sigma_g_per_L)
+        model_sigma = _readonly(
+            np.zeros(len(analytes)) if self.model_sigma_g_per_L is None else self.model_sigma_g_per_L
+        )
         if wl.ndim != 1 or not np.all(np.isfinite(wl)):
             raise ValueError(f"wavelength_nm must be a 1-D array of finite values; got shape {wl.shape}")
         if sens.shape != (len(analytes), wl.size):
@@ -200,23 +206,33 @@ class Calibration:
         if not np.any(weight > 0):
             raise ValueError("pixel_weight is zero everywhere: no pixel to fit")
         if gmat.shape != (n_calibrated, n_calibrated):
-            raise ValueError(f"sensitivity_variance_factor must be (K + Kq, K + Kq) = ({n_calibrated}, "
-                             f"{n_calibrated}); got {gmat.shape}")
+            raise ValueError(
+                f"sensitivity_variance_factor must be (K + Kq, K + Kq) = ({n_calibrated}, "
+                f"{n_calibrated}); got {gmat.shape}"
+            )
         if model_sigma.shape != (len(analytes),) or not np.all(np.isfinite(model_sigma)) or np.any(model_sigma < 0):
             raise ValueError(f"model_sigma_g_per_L must be (K,) finite and >= 0; got {model_sigma!r}")
         order = _check_baseline_order(self.baseline_order, int(np.count_nonzero(weight)))
-        for name, value in (("analytes", analytes), ("wavelength_nm", wl), ("sensitivity", sens),
-                            ("pixel_weight", weight), ("sensitivity_variance_factor", gmat),
-                            ("model_sigma_g_per_L", model_sigma), ("quadratic_analytes", quadratic),
-                            ("quadratic_sensitivity", curvature), ("baseline_order", order)):
+        for name, value in (
+            ("analytes", analytes),
+            ("wavelength_nm", wl),
+            ("sensitivity", sens),
+            ("pixel_weight", weight),
+            ("sensitivity_variance_factor", gmat),
+            ("model_sigma_g_per_L", model_sigma),
+            ("quadratic_analytes", quadratic),
+            ("quadratic_sensitivity", curvature),
+            ("baseline_order", order),
+        ):
             object.__setattr__(self, name, value)
         object.__setattr__(self, "calibration_id", self._content_hash())
 
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def from_sensitivity(cls, wavelength_nm, sensitivity, analytes, baseline_order: int | None = 2,
-                         pixel_weight=None) -> "Calibration":
+    def from_sensitivity(
+        cls, wavelength_nm, sensitivity, analytes, baseline_order: int | None = 2, pixel_weight=None
+    ) -> Calibration:
         """A calibration from known sensitivities (e.g. a reference library), without standards.
 
         It has no quality report and no calibration uncertainty (G = 0).
@@ -224,10 +240,16 @@ class Calibration:
         wl = np.asarray(wavelength_nm, dtype=np.float64)
         weight = np.ones(wl.shape) if pixel_weight is None else np.asarray(pixel_weight, dtype=np.float64)
         k = len(tuple(analytes))
-        return cls(analytes=tuple(analytes), wavelength_nm=wl, sensitivity=sensitivity,
-                   baseline_order=baseline_order, pixel_weight=weight,
-                   sensitivity_variance_factor=np.zeros((k, k)),
-                   created_utc=_utc_now(), software_version=_software_version())
+        return cls(
+            analytes=tuple(analytes),
+            wavelength_nm=wl,
+            sensitivity=sensitivity,
+            baseline_order=baseline_order,
+            pixel_weight=weight,
+            sensitivity_variance_factor=np.zeros((k, k)),
+            created_utc=_utc_now(),
+            software_version=_software_version(),
+        )
 
     # ------------------------------------------------------------------ model
 
@@ -245,8 +267,13 @@ class Calibration:
         A drift spectrum that is mostly the noise S carries (a weak or very broad
         band from noisy standards) is zero: it would fit noise, not drift.
         """
-        return _usable_drift_spectra(self.wavelength_nm, self.sensitivity, self.pixel_weight,
-                                     self.sensitivity_variance_factor, self.baseline_order)
+        return _usable_drift_spectra(
+            self.wavelength_nm,
+            self.sensitivity,
+            self.pixel_weight,
+            self.sensitivity_variance_factor,
+            self.baseline_order,
+        )
 
     def design_matrix(self) -> np.ndarray:
         """X = [S^T | Q^T | B | D^T] (P, K + Kq + L + 2K): analytes (>= 0), then free columns.
@@ -259,8 +286,13 @@ class Calibration:
 
     @cached_property
     def _model(self) -> _Model:
-        return model_arrays(self.design_matrix(), self.pixel_weight, self.sensitivity_variance_factor,
-                            self.model_sigma_g_per_L, self._drift_noise)
+        return model_arrays(
+            self.design_matrix(),
+            self.pixel_weight,
+            self.sensitivity_variance_factor,
+            self.model_sigma_g_per_L,
+            self._drift_noise,
+        )
 
     @cached_property
     def _drift_noise(self):
@@ -271,10 +303,17 @@ class Calibration:
 
     def _content_hash(self) -> str:
         digest = hashlib.sha256()
-        digest.update(("|".join(self.analytes) + f"|{self.baseline_order}|" + "|".join(self.quadratic_analytes)
-                       + "|").encode())
-        for array in (self.wavelength_nm, self.sensitivity, self.pixel_weight, self.sensitivity_variance_factor,
-                      self.model_sigma_g_per_L, self.quadratic_sensitivity):
+        digest.update(
+            ("|".join(self.analytes) + f"|{self.baseline_order}|" + "|".join(self.quadratic_analytes) + "|").encode()
+        )
+        for array in (
+            self.wavelength_nm,
+            self.sensitivity,
+            self.pixel_weight,
+            self.sensitivity_variance_factor,
+            self.model_sigma_g_per_L,
+            self.quadratic_sensitivity,
+        ):
             digest.update(np.ascontiguousarray(array, dtype="<f8").tobytes())
         return "cal-" + digest.hexdigest()[:16]
 
@@ -283,7 +322,7 @@ class Calibration:
         _write(self, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Calibration":
+    def load(cls, path: str | os.PathLike) -> Calibration:
         """Read a calibration written by :meth:`save`; checks the format and the content hash."""
         return _read(cls, path)
 
@@ -313,10 +352,11 @@ def _design(S: np.ndarray, Q: np.ndarray, D: np.ndarray, B: np.ndarray) -> np.nd
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------------- validation
+
 
 def _check_analytes(analytes) -> tuple[str, ...]:
     if isinstance(analytes, str):
@@ -353,11 +393,14 @@ def _describe_dependence(C: np.ndarray, analytes) -> str:
     _, sv, vt = np.linalg.svd(C / np.linalg.norm(C, axis=0), full_matrices=False)
     null = vt[-1]
     involved = [f"{null[k]:+.3g}*{a}" for k, a in enumerate(analytes) if abs(null[k]) > 0.05]
-    return (f"the concentrations are linearly dependent across the standards "
-            f"({' '.join(involved)} = 0 in every standard, relative to each analyte's scale)")
+    return (
+        f"the concentrations are linearly dependent across the standards "
+        f"({' '.join(involved)} = 0 in every standard, relative to each analyte's scale)"
+    )
 
 
 # ---------------------------------------------------------------------- fitting
+
 
 def _project_out_baseline(A: np.ndarray, B: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Rows of A minus their weighted least-squares fit by the columns of B."""
@@ -413,9 +456,17 @@ def _noise_variance(E, used, dof_per_pixel, scale):
     return np.where(used, np.maximum(smooth, 1e-4 * typical), np.inf)
 
 
-def calibrate(wavelength_nm, standards_absorbance, standards_concentration_g_per_L, analytes,
-              baseline_order: int | None = 2, standard_names=None, *, weighting: str = "noise",
-              quadratic=()) -> Calibration:
+def calibrate(
+    wavelength_nm,
+    standards_absorbance,
+    standards_concentration_g_per_L,
+    analytes,
+    baseline_order: int | None = 2,
+    standard_names=None,
+    *,
+    weighting: str = "noise",
+    quadratic=(),
+) -> Calibration:
     """Calibrate the per-pixel sensitivity of each analyte from standards (classical least squares).
 
     ``standards_absorbance`` (M, P) on ``wavelength_nm`` (P,), with the
@@ -439,41 +490,53 @@ def calibrate(wavelength_nm, standards_absorbance, standards_concentration_g_per
     if wl.ndim != 1 or wl.size < 2 or not np.all(np.isfinite(wl)):
         raise ValueError(f"wavelength_nm must be a 1-D array of >= 2 finite values; got shape {wl.shape}")
     if A.ndim != 2 or A.shape[1] != wl.size:
-        raise ValueError(f"standards_absorbance has shape {A.shape}; expected (M, P) with P = {wl.size} "
-                         f"(the length of wavelength_nm)")
+        raise ValueError(
+            f"standards_absorbance has shape {A.shape}; expected (M, P) with P = {wl.size} "
+            f"(the length of wavelength_nm)"
+        )
     K = len(symbols)
     if C.ndim == 1 and K == 1:
         C = C[:, None]
     if C.ndim != 2 or C.shape != (A.shape[0], K):
-        raise ValueError(f"standards_concentration_g_per_L has shape {C.shape}; expected (M, K) = "
-                         f"({A.shape[0]}, {K}) for {A.shape[0]} standards of {', '.join(symbols)}")
+        raise ValueError(
+            f"standards_concentration_g_per_L has shape {C.shape}; expected (M, K) = "
+            f"({A.shape[0]}, {K}) for {A.shape[0]} standards of {', '.join(symbols)}"
+        )
     M = A.shape[0]
     names = _standard_names(standard_names, M)
     bad = np.argwhere(~np.isfinite(C) | (C < 0))
     if bad.size:
         m, k = bad[0]
-        raise ValueError(f"standard {names[m]!r}: concentration of {symbols[k]} is {C[m, k]!r}; "
-                         f"concentrations must be finite and >= 0 g/L")
+        raise ValueError(
+            f"standard {names[m]!r}: concentration of {symbols[k]} is {C[m, k]!r}; "
+            f"concentrations must be finite and >= 0 g/L"
+        )
     quad = tuple(quadratic) if not isinstance(quadratic, str) else (quadratic,)
     if any(a not in symbols for a in quad) or len(set(quad)) != len(quad):
         raise ValueError(f"quadratic {quad} must name distinct analytes among {', '.join(symbols)}")
     Cx = np.hstack([C, C[:, [symbols.index(a) for a in quad]] ** 2])
     terms = K + len(quad)
     if M < terms + 1:
-        raise ValueError(f"too few standards: {K} analytes{f' and {len(quad)} quadratic terms' if quad else ''} "
-                         f"need at least {terms + 1} standards (one more than terms, for a residual and "
-                         f"leave-one-out), got {M}")
+        raise ValueError(
+            f"too few standards: {K} analytes{f' and {len(quad)} quadratic terms' if quad else ''} "
+            f"need at least {terms + 1} standards (one more than terms, for a residual and "
+            f"leave-one-out), got {M}"
+        )
     if weighting not in ("noise", "uniform"):
         raise ValueError(f"weighting must be 'noise' or 'uniform'; got {weighting!r}")
     sv = np.linalg.svd(C, compute_uv=False)
     if sv[-1] <= _RANK_TOLERANCE * max(sv[0], 1e-300):
-        raise ValueError(f"rank-deficient standards: {_describe_dependence(C, symbols)}; "
-                         f"add standards that vary each analyte independently")
+        raise ValueError(
+            f"rank-deficient standards: {_describe_dependence(C, symbols)}; "
+            f"add standards that vary each analyte independently"
+        )
     sv = np.linalg.svd(Cx / np.linalg.norm(Cx, axis=0), compute_uv=False)
     if sv[-1] <= 1e-8:
-        raise ValueError(f"rank-deficient standards for the quadratic terms of {', '.join(quad)}: "
-                         f"{_describe_dependence(Cx, symbols + tuple(f'{a}^2' for a in quad))}; "
-                         f"each needs three or more distinct levels, not proportional to the others")
+        raise ValueError(
+            f"rank-deficient standards for the quadratic terms of {', '.join(quad)}: "
+            f"{_describe_dependence(Cx, symbols + tuple(f'{a}^2' for a in quad))}; "
+            f"each needs three or more distinct levels, not proportional to the others"
+        )
     used = np.all(np.isfinite(A), axis=0)
     if not used.any():
         raise ValueError("every pixel is NaN in at least one standard: nothing to calibrate on")
@@ -504,22 +567,34 @@ def calibrate(wavelength_nm, standards_absorbance, standards_concentration_g_per
     model = model_arrays(np.hstack([S_all.T, B]), w, s2 * gram_inverse)  # the standards' own model
     _check_model_rank(model, symbols + tuple(f"{a}^2" for a in quad))
     significance = _sensitivity_significance(S, w, gram_inverse[:K, :K], s2)
-    weak = [f"{a} ({significance[k]:.1f} sigma)" for k, a in enumerate(symbols)
-            if significance[k] < MIN_SENSITIVITY_SIGNIFICANCE]
+    weak = [
+        f"{a} ({significance[k]:.1f} sigma)"
+        for k, a in enumerate(symbols)
+        if significance[k] < MIN_SENSITIVITY_SIGNIFICANCE
+    ]
     if weak:
-        raise ValueError(f"no absorbance above noise in this wavelength range for {', '.join(weak)}: "
-                         f"remove {'it' if len(weak) == 1 else 'them'} from analytes")
+        raise ValueError(
+            f"no absorbance above noise in this wavelength range for {', '.join(weak)}: "
+            f"remove {'it' if len(weak) == 1 else 'them'} from analytes"
+        )
 
     noise_raw = _pixel_noise_variance(E, used, dof_per_pixel)
     noise = np.where(used, np.sqrt(_smooth(noise_raw, used, max(2, n_used // 128))), np.nan)
     corrected = model.N - model.w.sum() * model.E_w
     scale = 1.0 / np.sqrt(np.diag(model.N))
     if np.linalg.eigvalsh(corrected * scale[:, None] * scale[None, :])[0] < 0.01:
-        raise ValueError("the calibrated sensitivities are mostly noise and cannot be separated: measure the "
-                         "standards with more averaging or at higher concentrations")
+        raise ValueError(
+            "the calibrated sensitivities are mostly noise and cannot be separated: measure the "
+            "standards with more averaging or at higher concentrations"
+        )
     # detection limits as quantify will see a blank: with the drift terms free beside the baseline
-    measuring = model_arrays(_design(S, S_all[K:], _usable_drift_spectra(wl, S, w, s2 * gram_inverse, order), B),
-                             w, s2 * gram_inverse, np.zeros(K), drift_noise(wl, S))
+    measuring = model_arrays(
+        _design(S, S_all[K:], _usable_drift_spectra(wl, S, w, s2 * gram_inverse, order), B),
+        w,
+        s2 * gram_inverse,
+        np.zeros(K),
+        drift_noise(wl, S),
+    )
     n_inverse = np.linalg.pinv(measuring.N - measuring.w.sum() * measuring.E_w, rcond=1e-12, hermitian=True)
     detection = DETECTION_LIMIT_SIGMAS * np.sqrt(s2 * np.diag(n_inverse)[:K])
     fit_rms = np.sqrt(np.sum(w * E * E, axis=1) / w.sum())
@@ -533,21 +608,36 @@ def calibrate(wavelength_nm, standards_absorbance, standards_concentration_g_per
         condition_number=_scaled_condition_number(model.X * np.sqrt(w)[:, None]),
         residual_dof=float(dof_total),
     )
-    calibration_args = dict(analytes=symbols, wavelength_nm=wl, baseline_order=order, pixel_weight=w,
-                            quadratic_analytes=quad, created_utc=_utc_now(), software_version=_software_version())
+    calibration_args = dict(
+        analytes=symbols,
+        wavelength_nm=wl,
+        baseline_order=order,
+        pixel_weight=w,
+        quadratic_analytes=quad,
+        created_utc=_utc_now(),
+        software_version=_software_version(),
+    )
     loo, loo_sigma = _leave_one_out(A, C, Cx, B, w, s2, calibration_args)
     quality = CalibrationQuality(
         warnings=_design_warnings(C, symbols, quad),
         loo_error_g_per_L=_readonly(loo),
-        loo_rmse_g_per_L=_readonly(np.sqrt(np.nanmean(loo * loo, axis=0)) if np.any(np.isfinite(loo))
-                                   else np.full(K, np.nan)),
+        loo_rmse_g_per_L=_readonly(
+            np.sqrt(np.nanmean(loo * loo, axis=0)) if np.any(np.isfinite(loo)) else np.full(K, np.nan)
+        ),
         **{k: (_readonly(v) if isinstance(v, np.ndarray) else v) for k, v in quality_args.items()},
     )
-    standards = Standards(names=names, concentration_g_per_L=_readonly(C),
-                          absorbance=_readonly(np.where(used, A, np.nan)))
-    return Calibration(sensitivity=S, quadratic_sensitivity=S_all[K:], sensitivity_variance_factor=s2 * gram_inverse,
-                       model_sigma_g_per_L=_model_sigma(loo, loo_sigma), quality=quality,
-                       standards=standards, **calibration_args)
+    standards = Standards(
+        names=names, concentration_g_per_L=_readonly(C), absorbance=_readonly(np.where(used, A, np.nan))
+    )
+    return Calibration(
+        sensitivity=S,
+        quadratic_sensitivity=S_all[K:],
+        sensitivity_variance_factor=s2 * gram_inverse,
+        model_sigma_g_per_L=_model_sigma(loo, loo_sigma),
+        quality=quality,
+        standards=standards,
+        **calibration_args,
+    )
 
 
 PRODUCT_FRACTION = 0.95
@@ -594,7 +684,8 @@ def _design_warnings(C: np.ndarray, symbols, quadratic) -> tuple[str, ...]:
                 f"{symbol} products (>= {PRODUCT_FRACTION:.0%} {symbol}) between {points[widest]:g} and "
                 f"{points[widest + 1]:g} g/L are outside what the standards support: product-like standards "
                 f"of {symbol} only at {shown} g/L; their impurities may read off by more than their sigma. "
-                f"Add standards of {symbol} with traces of the others in that range")
+                f"Add standards of {symbol} with traces of the others in that range"
+            )
         grid = np.linspace(0.0, top, 101)
         leaks = []
         for j, other in enumerate(symbols):
@@ -610,7 +701,8 @@ def _design_warnings(C: np.ndarray, symbols, quadratic) -> tuple[str, ...]:
                 f"the design lets the curvature the other analytes have at their top standards leak into the "
                 f"{symbol} terms: {', '.join(leaks)}; they may read off in a {symbol} product by more than their "
                 f"sigma. Bracket the products with standards of {symbol} with traces of the others, or lower "
-                f"the others' top levels")
+                f"the others' top levels"
+            )
     return tuple(messages)
 
 
@@ -632,8 +724,10 @@ def _check_model_rank(model: _Model, symbols) -> None:
     if sv[-1] <= _RANK_TOLERANCE * sv[0] or np.any(norms[:K] == 0):
         null = vt[-1]
         involved = [a for k, a in enumerate(symbols) if abs(null[k]) > 0.05] or list(symbols)
-        raise ValueError(f"rank-deficient sensitivities: the spectra of {', '.join(involved)} cannot be told "
-                         f"apart from each other or from the baseline over the usable pixels")
+        raise ValueError(
+            f"rank-deficient sensitivities: the spectra of {', '.join(involved)} cannot be told "
+            f"apart from each other or from the baseline over the usable pixels"
+        )
 
 
 def _scaled_condition_number(Xw: np.ndarray) -> float:
@@ -678,8 +772,12 @@ def _leave_one_out(A, C, Cx, B, w, s2, calibration_args) -> tuple[np.ndarray, np
         S_all, _ = _cls(A[keep], Ck, B, w)
         if not np.all(np.any(S_all != 0, axis=1)):
             continue
-        fold = Calibration(sensitivity=S_all[:K], quadratic_sensitivity=S_all[K:],
-                           sensitivity_variance_factor=s2 * np.linalg.inv(Ck.T @ Ck), **calibration_args)
+        fold = Calibration(
+            sensitivity=S_all[:K],
+            quadratic_sensitivity=S_all[K:],
+            sensitivity_variance_factor=s2 * np.linalg.inv(Ck.T @ Ck),
+            **calibration_args,
+        )
         result = quantify(A[m][None, :], fold)
         errors[m] = result.concentration_g_per_L[0] - C[m]
         sigmas[m] = result.sigma_g_per_L[0]
@@ -705,28 +803,37 @@ def _write(cal: Calibration, path) -> None:
 
     strings = h5py.string_dtype()
     with h5py.File(path, "w") as f:
-        f.attrs.update({
-            "format": FILE_FORMAT, "format_version": FILE_FORMAT_VERSION,
-            "calibration_id": cal.calibration_id, "created_utc": cal.created_utc,
-            "software_version": cal.software_version,
-            "baseline_order": -1 if cal.baseline_order is None else cal.baseline_order,
-            "detection_limit_sigmas": DETECTION_LIMIT_SIGMAS,
-        })
+        f.attrs.update(
+            {
+                "format": FILE_FORMAT,
+                "format_version": FILE_FORMAT_VERSION,
+                "calibration_id": cal.calibration_id,
+                "created_utc": cal.created_utc,
+                "software_version": cal.software_version,
+                "baseline_order": -1 if cal.baseline_order is None else cal.baseline_order,
+                "detection_limit_sigmas": DETECTION_LIMIT_SIGMAS,
+            }
+        )
         f.create_dataset("analytes", data=np.array(cal.analytes, dtype=object), dtype=strings)
         f.create_dataset("quadratic_analytes", data=np.array(cal.quadratic_analytes, dtype=object), dtype=strings)
-        for name, units in (("wavelength_nm", "nm"), ("sensitivity", "absorbance per g/L"),
-                            ("pixel_weight", "1"),
-                            ("sensitivity_variance_factor", "absorbance^2 per (g/L)^2"),
-                            ("model_sigma_g_per_L", "g/L"),
-                            ("quadratic_sensitivity", "absorbance per (g/L)^2")):
+        for name, units in (
+            ("wavelength_nm", "nm"),
+            ("sensitivity", "absorbance per g/L"),
+            ("pixel_weight", "1"),
+            ("sensitivity_variance_factor", "absorbance^2 per (g/L)^2"),
+            ("model_sigma_g_per_L", "g/L"),
+            ("quadratic_sensitivity", "absorbance per (g/L)^2"),
+        ):
             f.create_dataset(name, data=getattr(cal, name)).attrs["units"] = units
         if cal.standards is not None:
             group = f.create_group("standards")
             group.create_dataset("names", data=np.array(cal.standards.names, dtype=object), dtype=strings)
-            group.create_dataset("concentration_g_per_L",
-                                 data=cal.standards.concentration_g_per_L).attrs["units"] = "g/L"
-            group.create_dataset("absorbance", data=cal.standards.absorbance,
-                                 compression="gzip", shuffle=True).attrs["units"] = "absorbance"
+            group.create_dataset("concentration_g_per_L", data=cal.standards.concentration_g_per_L).attrs["units"] = (
+                "g/L"
+            )
+            group.create_dataset("absorbance", data=cal.standards.absorbance, compression="gzip", shuffle=True).attrs[
+                "units"
+            ] = "absorbance"
         if cal.quality is not None:
             group = f.create_group("quality")
             for name, units in _QUALITY_ARRAYS.items():
@@ -752,8 +859,10 @@ def _read(cls, path) -> Calibration:
             raise ValueError(f"{path}: not a rem-daq calibration file (format attribute missing or wrong)")
         version = int(f.attrs["format_version"])
         if version > FILE_FORMAT_VERSION:
-            raise ValueError(f"{path}: calibration format version {version} is newer than this software "
-                             f"reads ({FILE_FORMAT_VERSION})")
+            raise ValueError(
+                f"{path}: calibration format version {version} is newer than this software "
+                f"reads ({FILE_FORMAT_VERSION})"
+            )
         order = int(f.attrs["baseline_order"])
         quality = standards = None
         if "quality" in f:
@@ -761,23 +870,34 @@ def _read(cls, path) -> Calibration:
             quality = CalibrationQuality(
                 **{name: _readonly(group[name][()]) for name in _QUALITY_ARRAYS},
                 **{name: float(group.attrs[name]) for name in _QUALITY_SCALARS},
-                warnings=tuple(_text(t) for t in group["warnings"][()]) if "warnings" in group else ())
+                warnings=tuple(_text(t) for t in group["warnings"][()]) if "warnings" in group else (),
+            )
         if "standards" in f:
             group = f["standards"]
-            standards = Standards(names=tuple(_text(n) for n in group["names"][()]),
-                                  concentration_g_per_L=_readonly(group["concentration_g_per_L"][()]),
-                                  absorbance=_readonly(group["absorbance"][()]))
-        cal = cls(analytes=tuple(_text(a) for a in f["analytes"][()]),
-                  wavelength_nm=f["wavelength_nm"][()], sensitivity=f["sensitivity"][()],
-                  baseline_order=None if order < 0 else order, pixel_weight=f["pixel_weight"][()],
-                  sensitivity_variance_factor=f["sensitivity_variance_factor"][()],
-                  model_sigma_g_per_L=f["model_sigma_g_per_L"][()],
-                  quadratic_analytes=tuple(_text(a) for a in f["quadratic_analytes"][()]),
-                  quadratic_sensitivity=f["quadratic_sensitivity"][()],
-                  quality=quality, standards=standards, created_utc=_text(f.attrs["created_utc"]),
-                  software_version=_text(f.attrs["software_version"]))
+            standards = Standards(
+                names=tuple(_text(n) for n in group["names"][()]),
+                concentration_g_per_L=_readonly(group["concentration_g_per_L"][()]),
+                absorbance=_readonly(group["absorbance"][()]),
+            )
+        cal = cls(
+            analytes=tuple(_text(a) for a in f["analytes"][()]),
+            wavelength_nm=f["wavelength_nm"][()],
+            sensitivity=f["sensitivity"][()],
+            baseline_order=None if order < 0 else order,
+            pixel_weight=f["pixel_weight"][()],
+            sensitivity_variance_factor=f["sensitivity_variance_factor"][()],
+            model_sigma_g_per_L=f["model_sigma_g_per_L"][()],
+            quadratic_analytes=tuple(_text(a) for a in f["quadratic_analytes"][()]),
+            quadratic_sensitivity=f["quadratic_sensitivity"][()],
+            quality=quality,
+            standards=standards,
+            created_utc=_text(f.attrs["created_utc"]),
+            software_version=_text(f.attrs["software_version"]),
+        )
         stored_id = _text(f.attrs["calibration_id"])
     if cal.calibration_id != stored_id:
-        raise ValueError(f"{path}: content does not match its calibration_id {stored_id} "
-                         f"(recomputed {cal.calibration_id}): the file was edited or is corrupt")
+        raise ValueError(
+            f"{path}: content does not match its calibration_id {stored_id} "
+            f"(recomputed {cal.calibration_id}): the file was edited or is corrupt"
+        )
     return cal

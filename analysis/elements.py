@@ -39,8 +39,7 @@ class UnknownElementError(KeyError):
         super().__init__(symbol)
 
     def __str__(self) -> str:
-        return (f"unknown rare-earth element {self.symbol!r}; known symbols: "
-                f"{', '.join(RARE_EARTHS)}")
+        return f"unknown rare-earth element {self.symbol!r}; known symbols: {', '.join(RARE_EARTHS)}"
 
 
 @dataclass(frozen=True)
@@ -81,10 +80,12 @@ _TABLE = [
     ("Lu", "lutetium", 71, 174.96669, "Lu2O3"),
 ]
 
-ELEMENTS = MappingProxyType({
-    symbol: Element(symbol, name, z, weight, oxide, has_stable_isotope=(symbol != "Pm"))
-    for symbol, name, z, weight, oxide in _TABLE
-})
+ELEMENTS = MappingProxyType(
+    {
+        symbol: Element(symbol, name, z, weight, oxide, has_stable_isotope=(symbol != "Pm"))
+        for symbol, name, z, weight, oxide in _TABLE
+    }
+)
 """Symbol -> :class:`Element`, ordered Sc, Y, then La..Lu."""
 
 RARE_EARTHS = tuple(ELEMENTS)

@@ -83,8 +83,9 @@ def _batch(value, name: str, K: int) -> np.ndarray:
     return data
 
 
-def oxide_purity(concentration_g_per_L, analytes, target: str, sigma_g_per_L=None,
-                 detection_limit_g_per_L=None) -> PurityResult:
+def oxide_purity(
+    concentration_g_per_L, analytes, target: str, sigma_g_per_L=None, detection_limit_g_per_L=None
+) -> PurityResult:
     """Fraction of ``target``'s oxide in the total rare-earth oxide of ``analytes``, per spectrum.
 
     ``concentration_g_per_L`` (N, K) element concentrations (e.g.
@@ -145,7 +146,15 @@ def oxide_purity(concentration_g_per_L, analytes, target: str, sigma_g_per_L=Non
             unquantified = total < quantitation_limit
         for array in (purity, purity_sigma, lower_bound):
             array[unquantified] = np.nan
-    return PurityResult(purity=purity, purity_sigma=purity_sigma, covered_elements=symbols, target=target,
-                        target_oxide=element(target).oxide, below_detection_limit=censored,
-                        purity_lower_bound=lower_bound, total_oxide_g_per_L=total,
-                        quantitation_limit_g_per_L=quantitation_limit, below_quantitation_limit=unquantified)
+    return PurityResult(
+        purity=purity,
+        purity_sigma=purity_sigma,
+        covered_elements=symbols,
+        target=target,
+        target_oxide=element(target).oxide,
+        below_detection_limit=censored,
+        purity_lower_bound=lower_bound,
+        total_oxide_g_per_L=total,
+        quantitation_limit_g_per_L=quantitation_limit,
+        below_quantitation_limit=unquantified,
+    )

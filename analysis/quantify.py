@@ -11,14 +11,23 @@ import numpy as np
 
 from . import _nnls_kernel as _kernel
 from ._drift_terms import common_shift_nm, reference_shift_spectrum
-from .absorbance import absorbance
 from ._model import model_arrays
+from .absorbance import absorbance
 
 if TYPE_CHECKING:  # calibration imports quantify (for its leave-one-out), never the other way round
     from .calibration import Calibration
 
-__all__ = ["Quantification", "quantify", "quantify_counts", "LACK_OF_FIT_LIMIT", "kernel_cache_info",
-           "STATUS_OK", "STATUS_TOO_FEW_PIXELS", "STATUS_DEGENERATE", "STATUS_MAX_ITER"]
+__all__ = [
+    "Quantification",
+    "quantify",
+    "quantify_counts",
+    "LACK_OF_FIT_LIMIT",
+    "kernel_cache_info",
+    "STATUS_OK",
+    "STATUS_TOO_FEW_PIXELS",
+    "STATUS_DEGENERATE",
+    "STATUS_MAX_ITER",
+]
 
 STATUS_OK = _kernel.STATUS_OK
 STATUS_TOO_FEW_PIXELS = _kernel.STATUS_TOO_FEW_PIXELS
@@ -83,8 +92,9 @@ class Quantification:
     @property
     def free_coefficients(self) -> np.ndarray:
         """(N, n - K) curvature, baseline, shift and width coefficients: the free columns of the design matrix."""
-        return np.hstack([self.quadratic_coefficients, self.baseline_coefficients, self.shift_coefficients,
-                          self.width_coefficients])
+        return np.hstack(
+            [self.quadratic_coefficients, self.baseline_coefficients, self.shift_coefficients, self.width_coefficients]
+        )
 
     def model_absorbance(self, calibration, reference=None) -> np.ndarray:
         """(N, P) the absorbance the fit describes (``design_matrix @ [c, free]``), NaN where the fit failed.
@@ -113,8 +123,10 @@ def _as_batch(array, name: str, n_pixels: int, dtype=np.float64) -> np.ndarray:
     if data.ndim == 1:
         data = data[None, :]
     if data.ndim != 2 or data.shape[1] != n_pixels:
-        raise ValueError(f"{name} has shape {np.shape(array)}; expected (P,) or (N, P) with P = {n_pixels} "
-                         f"(the calibration's wavelength grid)")
+        raise ValueError(
+            f"{name} has shape {np.shape(array)}; expected (P,) or (N, P) with P = {n_pixels} "
+            f"(the calibration's wavelength grid)"
+        )
     data = np.ascontiguousarray(data, dtype=dtype)
     # one kernel specialisation: writable C-contiguous arrays only
     return data if data.flags.writeable else data.copy()
@@ -169,22 +181,52 @@ def _run(kernel, leading_args, model, calibration, n_spectra: int, n_reference: 
     status = np.empty(n_spectra, np.int8)
     first_optional = n - 2 * K - n_reference  # the reference column and the drift columns are optional
     if n_spectra:
-        kernel(*leading_args, model.X, model.XWt, model.Xs, model.w, model.sqrt_w, model.N, model.E_w, K,
-               first_optional, KKT_TOLERANCE, PIVOT_TOLERANCE, model.G, model.model_variance, conc, sigma, free,
-               rms, lof, nmask, status)
+        kernel(
+            *leading_args,
+            model.X,
+            model.XWt,
+            model.Xs,
+            model.w,
+            model.sqrt_w,
+            model.N,
+            model.E_w,
+            K,
+            first_optional,
+            KKT_TOLERANCE,
+            PIVOT_TOLERANCE,
+            model.G,
+            model.model_variance,
+            conc,
+            sigma,
+            free,
+            rms,
+            lof,
+            nmask,
+            status,
+        )
     Kq = len(calibration.quadratic_analytes)
     drift = n - 3 * K  # position of the first drift coefficient among the free ones
-    shift, width = free[:, drift:drift + K], free[:, drift + K:]
+    shift, width = free[:, drift : drift + K], free[:, drift + K :]
     reference_shift = free[:, drift - 1].copy() if n_reference else np.full(n_spectra, np.nan)
-    return Quantification(analytes=calibration.analytes, concentration_g_per_L=conc, sigma_g_per_L=sigma,
-                          residual_rms=rms, lack_of_fit=lof, baseline_coefficients=free[:, Kq:drift - n_reference],
-                          quadratic_coefficients=free[:, :Kq], shift_coefficients=shift, width_coefficients=width,
-                          wavelength_shift_nm=common_shift_nm(conc, shift, np.diag(model.N)[n - 2 * K:n - K]),
-                          reference_shift_nm=reference_shift,
-                          n_masked_pixels=nmask, status=status, calibration_id=calibration.calibration_id)
+    return Quantification(
+        analytes=calibration.analytes,
+        concentration_g_per_L=conc,
+        sigma_g_per_L=sigma,
+        residual_rms=rms,
+        lack_of_fit=lof,
+        baseline_coefficients=free[:, Kq : drift - n_reference],
+        quadratic_coefficients=free[:, :Kq],
+        shift_coefficients=shift,
+        width_coefficients=width,
+        wavelength_shift_nm=common_shift_nm(conc, shift, np.diag(model.N)[n - 2 * K : n - K]),
+        reference_shift_nm=reference_shift,
+        n_masked_pixels=nmask,
+        status=status,
+        calibration_id=calibration.calibration_id,
+    )
 
 
-def quantify(absorbance, calibration: "Calibration", reference=None) -> Quantification:
+def quantify(absorbance, calibration: Calibration, reference=None) -> Quantification:
     """Concentrations (g/L) of the calibration's analytes in each absorbance spectrum.
 
     ``absorbance`` is (P,) or (N, P) on the calibration's wavelength grid; NaN or
@@ -208,8 +250,9 @@ def quantify(absorbance, calibration: "Calibration", reference=None) -> Quantifi
     return _run(_kernel.quantify_absorbance_batch, (Y,), model, calibration, Y.shape[0], n_reference)
 
 
-def quantify_counts(counts, dark, reference, calibration: "Calibration",
-                    saturation_counts: float | None = None) -> Quantification:
+def quantify_counts(
+    counts, dark, reference, calibration: Calibration, saturation_counts: float | None = None
+) -> Quantification:
     """Raw detector counts straight to concentrations: :func:`absorbance` fused into :func:`quantify`.
 
     ``counts`` (P,) or (N, P); ``dark`` and ``reference`` (P,) are shared by the
@@ -228,8 +271,10 @@ def quantify_counts(counts, dark, reference, calibration: "Calibration",
     R = np.array(reference, dtype=np.float64)
     for name, value in (("dark", D), ("reference", R)):
         if value.shape != (P,):
-            raise ValueError(f"{name} has shape {value.shape}; expected ({P},): one spectrum for the batch "
-                             f"(use absorbance() then quantify() for per-spectrum dark/reference)")
+            raise ValueError(
+                f"{name} has shape {value.shape}; expected ({P},): one spectrum for the batch "
+                f"(use absorbance() then quantify() for per-spectrum dark/reference)"
+            )
     saturation = np.inf if saturation_counts is None else float(saturation_counts)
     ref_signal = R - D
     with np.errstate(invalid="ignore"):
@@ -241,8 +286,14 @@ def quantify_counts(counts, dark, reference, calibration: "Calibration",
     ln_reference = np.zeros(P)
     ln_reference[ref_ok] = np.log(ref_signal[ref_ok])
     model, n_reference = _model_for(calibration, net_reference, ref_ok)
-    result = _run(_kernel.quantify_counts_batch, (data, D, ln_reference, saturation),
-                  model, calibration, data.shape[0], n_reference)
+    result = _run(
+        _kernel.quantify_counts_batch,
+        (data, D, ln_reference, saturation),
+        model,
+        calibration,
+        data.shape[0],
+        n_reference,
+    )
     # Pixels lost to the reference are masked in every spectrum: count them as absorbance() would.
     result.n_masked_pixels[:] += int(np.count_nonzero(~ref_ok & (calibration.pixel_weight > 0)))
     return result
@@ -260,6 +311,9 @@ def kernel_cache_info() -> dict[str, object]:
 
     kind, directory = cache_location(_kernel.__file__)
     stats = _kernel.quantify_absorbance_batch.stats
-    return {"numba_cache": kind, "numba_cache_dir": directory,
-            "cache_hits": sum(stats.cache_hits.values()), "cache_misses": sum(stats.cache_misses.values())}
-
+    return {
+        "numba_cache": kind,
+        "numba_cache_dir": directory,
+        "cache_hits": sum(stats.cache_hits.values()),
+        "cache_misses": sum(stats.cache_misses.values()),
+    }

@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["distribution_ratio", "separation_factor", "extraction_percent", "recovery",
-           "decontamination_factor", "fenske_minimum_stages"]
+__all__ = [
+    "distribution_ratio",
+    "separation_factor",
+    "extraction_percent",
+    "recovery",
+    "decontamination_factor",
+    "fenske_minimum_stages",
+]
 
 
 def _f(x):
@@ -55,8 +61,9 @@ def recovery(product_g_per_L, product_volume_L, feed_g_per_L, feed_volume_L):
     return _ratio(_f(product_g_per_L) * _f(product_volume_L), _f(feed_g_per_L) * _f(feed_volume_L))
 
 
-def decontamination_factor(feed_impurity_g_per_L, feed_target_g_per_L,
-                           product_impurity_g_per_L, product_target_g_per_L):
+def decontamination_factor(
+    feed_impurity_g_per_L, feed_target_g_per_L, product_impurity_g_per_L, product_target_g_per_L
+):
     """Decontamination factor ``DF = (c_imp / c_target)_feed / (c_imp / c_target)_product`` (dimensionless).
 
     How many times the impurity-to-target ratio falls from feed to product;

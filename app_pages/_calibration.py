@@ -47,8 +47,12 @@ def trial_calibration(folder: DataFolder, analysis_attrs: dict) -> CalibrationSo
     try:
         path = confine(folder, recorded)
     except OutsideDataFolder:
-        return CalibrationSource(None, None, recorded, "the recorded calibration file is outside the data folder, "
-                                                       "so this app does not open it")
+        return CalibrationSource(
+            None,
+            None,
+            recorded,
+            "the recorded calibration file is outside the data folder, so this app does not open it",
+        )
     name = relative_name(folder, path)
     if not path.is_file():
         return CalibrationSource(None, path, name, "the recorded calibration file is no longer in the data folder")
@@ -57,15 +61,21 @@ def trial_calibration(folder: DataFolder, analysis_attrs: dict) -> CalibrationSo
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         return CalibrationSource(None, path, name, f"the calibration file cannot be read: {error}")
     if expected_id and calibration.calibration_id != expected_id:
-        return CalibrationSource(None, path, name, f"the file now holds calibration {calibration.calibration_id}, "
-                                                   f"not {expected_id} that the trial used")
+        return CalibrationSource(
+            None,
+            path,
+            name,
+            f"the file now holds calibration {calibration.calibration_id}, not {expected_id} that the trial used",
+        )
     return CalibrationSource(calibration, path, name, "")
 
 
 def calibration_loader(folder: DataFolder):
     """A loader for :class:`TrialFollower`: the trial's calibration, or None when it cannot be used."""
+
     def load(analysis_attrs: dict):
         return trial_calibration(folder, analysis_attrs).calibration
+
     return load
 
 
@@ -88,5 +98,8 @@ def list_calibrations(folder: DataFolder) -> list[Path]:
 def matches_trial_copy(calibration: analysis.Calibration, arrays: dict) -> bool:
     """True when the trial's stored sensitivity is the calibration's (same shape and values)."""
     stored = arrays.get("sensitivity")
-    return stored is not None and np.shape(stored) == calibration.sensitivity.shape and \
-        np.allclose(stored, calibration.sensitivity, rtol=1e-12, atol=0)
+    return (
+        stored is not None
+        and np.shape(stored) == calibration.sensitivity.shape
+        and np.allclose(stored, calibration.sensitivity, rtol=1e-12, atol=0)
+    )

@@ -52,17 +52,25 @@ def file_summary(path: Path) -> dict:
             return trial.summary()
     except (TrialFileError, OSError, KeyError, ValueError, RuntimeError) as error:  # RuntimeError: h5py, corrupt
         reason = str(error).removeprefix(f"{path}: ")
-        return {"trial_id": f"unreadable:{path.name}", "file": str(path), "title": f"unreadable: {reason[:200]}",
-                "state": "unreadable"}
+        return {
+            "trial_id": f"unreadable:{path.name}",
+            "file": str(path),
+            "title": f"unreadable: {reason[:200]}",
+            "state": "unreadable",
+        }
 
 
 def _query(catalog: Catalog, filters: Filters) -> list[CatalogEntry]:
     # running/interrupted are corrected from the files after the query, so they are filtered after it too
     status = filters.status if filters.status not in ("running", "interrupted") else None
     until = (filters.until + timedelta(days=1)).isoformat() if filters.until else None
-    return catalog.entries(sample=filters.sample or None, status=status or None,
-                           since=filters.since.isoformat() if filters.since else None, until=until,
-                           min_purity=filters.min_purity)
+    return catalog.entries(
+        sample=filters.sample or None,
+        status=status or None,
+        since=filters.since.isoformat() if filters.since else None,
+        until=until,
+        min_purity=filters.min_purity,
+    )
 
 
 def entry_path(folder: DataFolder, entry: CatalogEntry) -> Path | None:

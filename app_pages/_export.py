@@ -25,15 +25,17 @@ def summary_row(reader: TrialReader, snapshot: Snapshot) -> dict:
     analysis = snapshot.latest_analysis
     temperature = snapshot.furnace["temperature"]
     sigma = analysis.get("purity_sigma", math.nan)
-    row.update({
-        "target_oxide": oxide_of(snapshot.target),
-        "final_purity_2sigma": 2 * sigma if sigma is not None else math.nan,
-        "final_time_s": analysis.get("time", math.nan),
-        "max_temperature_C": float(np.nanmax(temperature.maximum)) if temperature.rows else math.nan,
-        "calibration_id": snapshot.analysis_attrs.get("calibration_id", ""),
-        "calibration_file": snapshot.analysis_attrs.get("calibration_file", ""),
-        "software_version": snapshot.metadata.get("software_version", ""),
-    })
+    row.update(
+        {
+            "target_oxide": oxide_of(snapshot.target),
+            "final_purity_2sigma": 2 * sigma if sigma is not None else math.nan,
+            "final_time_s": analysis.get("time", math.nan),
+            "max_temperature_C": float(np.nanmax(temperature.maximum)) if temperature.rows else math.nan,
+            "calibration_id": snapshot.analysis_attrs.get("calibration_id", ""),
+            "calibration_file": snapshot.analysis_attrs.get("calibration_file", ""),
+            "software_version": snapshot.metadata.get("software_version", ""),
+        }
+    )
     row["file"] = Path(row["file"]).name
     for k, analyte in enumerate(snapshot.analytes):
         concentration = analysis.get("concentration")
@@ -54,8 +56,14 @@ def analysis_csv(path: Path) -> str:
         rows = reader.rows("analysis")
         for start in range(0, max(rows, 1), _BLOCK_ROWS):
             block = reader.read("analysis", start, min(rows, start + _BLOCK_ROWS))
-            frame = pd.DataFrame({"time_s": block["time"], "purity": block["purity"],
-                                  "purity_sigma": block["purity_sigma"], "residual_rms": block["residual_rms"]})
+            frame = pd.DataFrame(
+                {
+                    "time_s": block["time"],
+                    "purity": block["purity"],
+                    "purity_sigma": block["purity_sigma"],
+                    "residual_rms": block["residual_rms"],
+                }
+            )
             for k, analyte in enumerate(analytes):
                 frame[f"{analyte}_g_per_L"] = block["concentration"][:, k]
                 frame[f"{analyte}_sigma_g_per_L"] = block["sigma"][:, k]

@@ -13,25 +13,58 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis import UnknownElementError, element
-from analysis import LACK_OF_FIT_LIMIT
+from analysis import LACK_OF_FIT_LIMIT, UnknownElementError, element
 
 from ._follow import Snapshot, SpectrumView, Trace
 
-__all__ = ["time_unit", "compact", "envelope", "oxide_of", "furnace_figure", "purity_figure", "concentration_figure",
-           "fit_figure", "spectrum_figure", "sensitivity_figure", "trial_figures", "FigureCache", "FIT_TITLE"]
+__all__ = [
+    "time_unit",
+    "compact",
+    "envelope",
+    "oxide_of",
+    "furnace_figure",
+    "purity_figure",
+    "concentration_figure",
+    "fit_figure",
+    "spectrum_figure",
+    "sensitivity_figure",
+    "trial_figures",
+    "FigureCache",
+    "FIT_TITLE",
+]
 
 FIT_TITLE = "Lack of fit and wavelength shift"
 
 _HEIGHT = 380
-_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
-            "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+_COLOURS = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+    "#393b79",
+    "#637939",
+    "#8c6d31",
+    "#843c39",
+    "#7b4173",
+)
 
 
 def time_unit(snapshot: Snapshot) -> tuple[float, str]:
     """Seconds per unit and the unit's name for the time axis: minutes up to 2 h, hours beyond."""
-    latest = max((trace.time_s[-1] for trace in (*snapshot.furnace.values(), snapshot.purity)
-                  if trace is not None and len(trace.time_s)), default=0.0)
+    latest = max(
+        (
+            trace.time_s[-1]
+            for trace in (*snapshot.furnace.values(), snapshot.purity)
+            if trace is not None and len(trace.time_s)
+        ),
+        default=0.0,
+    )
     return (60.0, "min") if latest <= 7200 else (3600.0, "h")
 
 
@@ -69,11 +102,14 @@ def oxide_of(target: str) -> str:
 
 def _layout(fig: go.Figure, revision: str, title: str) -> go.Figure:
     """Common look; ``uirevision`` keeps the user's zoom while the data refreshes."""
-    fig.update_layout(title=dict(text=title, x=0.0, y=0.98, yref="container", yanchor="top", font=dict(size=15)),
-                      height=_HEIGHT, margin=dict(l=10, r=10, t=64, b=10), uirevision=revision,
-                      hovermode="x unified",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="right", x=1.0,
-                                  font=dict(size=11)))
+    fig.update_layout(
+        title=dict(text=title, x=0.0, y=0.98, yref="container", yanchor="top", font=dict(size=15)),
+        height=_HEIGHT,
+        margin=dict(l=10, r=10, t=64, b=10),
+        uirevision=revision,
+        hovermode="x unified",
+        legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="right", x=1.0, font=dict(size=11)),
+    )
     return fig
 
 
@@ -92,15 +128,33 @@ def furnace_figure(snapshot: Snapshot) -> go.Figure:
         return _empty(snapshot.trial_id, title, "no furnace readings yet")
     per, unit = time_unit(snapshot)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.06)
-    styles = {"temperature": ("temperature", "#d62728", "solid"), "setpoint": ("setpoint", "#7f7f7f", "dash"),
-              "working_setpoint": ("working SP", "#ff7f0e", "dot")}
+    styles = {
+        "temperature": ("temperature", "#d62728", "solid"),
+        "setpoint": ("setpoint", "#7f7f7f", "dash"),
+        "working_setpoint": ("working SP", "#ff7f0e", "dot"),
+    }
     for column, (name, colour, dash) in styles.items():
         x, y = envelope(snapshot.furnace[column], per=per)
-        fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines", line=dict(color=colour, dash=dash, width=1.5),
-                                 hovertemplate="%{y:.1f} degC"), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                name=name,
+                mode="lines",
+                line=dict(color=colour, dash=dash, width=1.5),
+                hovertemplate="%{y:.1f} degC",
+            ),
+            row=1,
+            col=1,
+        )
     x, y = envelope(snapshot.furnace["output"], per=per)
-    fig.add_trace(go.Scatter(x=x, y=y, name="output", mode="lines", line=dict(color="#1f77b4", width=1),
-                             hovertemplate="%{y:.1f} %"), row=2, col=1)
+    fig.add_trace(
+        go.Scatter(
+            x=x, y=y, name="output", mode="lines", line=dict(color="#1f77b4", width=1), hovertemplate="%{y:.1f} %"
+        ),
+        row=2,
+        col=1,
+    )
     fig.update_yaxes(title_text="degC", row=1, col=1)
     fig.update_yaxes(title_text="output %", row=2, col=1, rangemode="tozero")
     fig.update_xaxes(title_text=f"time ({unit})", row=2, col=1)
@@ -121,13 +175,29 @@ def purity_figure(snapshot: Snapshot) -> go.Figure:
     # a mass fraction lies in [0, 1]: the band is drawn inside it (near a zero total its sigma is huge)
     upper = compact(np.clip(band.maximum * 100, 0.0, 100.0))
     lower = compact(np.clip(band.minimum * 100, 0.0, 100.0))
-    fig.add_trace(go.Scatter(x=x_band, y=upper, mode="lines", line=dict(width=0), showlegend=False,
-                             hoverinfo="skip", name="+2 sigma"))
-    fig.add_trace(go.Scatter(x=x_band, y=lower, mode="lines", line=dict(width=0), fill="tonexty",
-                             fillcolor="rgba(31,119,180,0.2)", name="2 sigma band", hoverinfo="skip"))
+    fig.add_trace(
+        go.Scatter(
+            x=x_band, y=upper, mode="lines", line=dict(width=0), showlegend=False, hoverinfo="skip", name="+2 sigma"
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x_band,
+            y=lower,
+            mode="lines",
+            line=dict(width=0),
+            fill="tonexty",
+            fillcolor="rgba(31,119,180,0.2)",
+            name="2 sigma band",
+            hoverinfo="skip",
+        )
+    )
     x, y = envelope(snapshot.purity, scale=100.0, per=per)
-    fig.add_trace(go.Scatter(x=x, y=y, name="purity", mode="lines", line=dict(color="#1f77b4", width=1.5),
-                             hovertemplate="%{y:.2f} %"))
+    fig.add_trace(
+        go.Scatter(
+            x=x, y=y, name="purity", mode="lines", line=dict(color="#1f77b4", width=1.5), hovertemplate="%{y:.2f} %"
+        )
+    )
     fig.update_yaxes(title_text="% (mass fraction of REO)")
     fig.update_xaxes(title_text=f"time ({unit})")
     return _layout(fig, snapshot.trial_id, title)
@@ -142,9 +212,16 @@ def concentration_figure(snapshot: Snapshot) -> go.Figure:
     fig = go.Figure()
     for i, (analyte, trace) in enumerate(snapshot.concentration.items()):
         x, y = envelope(trace, per=per)
-        fig.add_trace(go.Scatter(x=x, y=y, name=analyte, mode="lines",
-                                 line=dict(color=_COLOURS[i % len(_COLOURS)], width=1.5),
-                                 hovertemplate="%{y:.3f} g/L"))
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                name=analyte,
+                mode="lines",
+                line=dict(color=_COLOURS[i % len(_COLOURS)], width=1.5),
+                hovertemplate="%{y:.3f} g/L",
+            )
+        )
     fig.update_yaxes(title_text="g/L (element)", rangemode="tozero")
     fig.update_xaxes(title_text=f"time ({unit})")
     return _layout(fig, snapshot.trial_id, title)
@@ -154,32 +231,67 @@ def fit_figure(snapshot: Snapshot) -> go.Figure:
     """Lack of fit vs time with its limit and the spectra flagged model mismatch, above the wavelength shift."""
     title = FIT_TITLE
     if not snapshot.fit_recorded:
-        return _empty(snapshot.trial_id, title, "not recorded: this file's format predates 1.1, "
-                                                "which added the lack of fit and the wavelength shift")
+        return _empty(
+            snapshot.trial_id,
+            title,
+            "not recorded: this file's format predates 1.1, which added the lack of fit and the wavelength shift",
+        )
     if snapshot.lack_of_fit is None or not snapshot.lack_of_fit.rows:
         return _empty(snapshot.trial_id, title, "no analysed spectra yet")
     per, unit = time_unit(snapshot)
     flagged = snapshot.mismatch_rows
-    title += (f" · {flagged:,} {'spectrum' if flagged == 1 else 'spectra'} flagged model mismatch" if flagged
-              else " · none flagged")
+    title += (
+        f" · {flagged:,} {'spectrum' if flagged == 1 else 'spectra'} flagged model mismatch"
+        if flagged
+        else " · none flagged"
+    )
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35], vertical_spacing=0.06)
     x, y = envelope(snapshot.lack_of_fit, per=per)
-    fig.add_trace(go.Scatter(x=x, y=y, name="lack of fit", mode="lines", line=dict(color="#1f77b4", width=1.5),
-                             hovertemplate="%{y:.2f}"), row=1, col=1)
+    fig.add_trace(
+        go.Scatter(
+            x=x, y=y, name="lack of fit", mode="lines", line=dict(color="#1f77b4", width=1.5), hovertemplate="%{y:.2f}"
+        ),
+        row=1,
+        col=1,
+    )
     mismatch = snapshot.mismatch
     if flagged and mismatch is not None:
         # one marker per bucket holding a flagged spectrum, at the highest lack of fit among its flagged rows
         shown = np.isfinite(mismatch.maximum)
-        fig.add_trace(go.Scatter(x=compact(mismatch.time_s[shown] / per), y=compact(mismatch.maximum[shown]),
-                                 name="model mismatch (flag 16)", mode="markers",
-                                 marker=dict(color="#d62728", symbol="x", size=7),
-                                 hovertemplate="mismatch %{y:.2f}"), row=1, col=1)
-    fig.add_hline(y=LACK_OF_FIT_LIMIT, line=dict(color="#d62728", dash="dash", width=1), row=1, col=1,
-                  annotation_text=f"limit {LACK_OF_FIT_LIMIT:g}: model mismatch above",
-                  annotation_position="top left", annotation_font=dict(size=11, color="#d62728"))
+        fig.add_trace(
+            go.Scatter(
+                x=compact(mismatch.time_s[shown] / per),
+                y=compact(mismatch.maximum[shown]),
+                name="model mismatch (flag 16)",
+                mode="markers",
+                marker=dict(color="#d62728", symbol="x", size=7),
+                hovertemplate="mismatch %{y:.2f}",
+            ),
+            row=1,
+            col=1,
+        )
+    fig.add_hline(
+        y=LACK_OF_FIT_LIMIT,
+        line=dict(color="#d62728", dash="dash", width=1),
+        row=1,
+        col=1,
+        annotation_text=f"limit {LACK_OF_FIT_LIMIT:g}: model mismatch above",
+        annotation_position="top left",
+        annotation_font=dict(size=11, color="#d62728"),
+    )
     x, y = envelope(snapshot.wavelength_shift, per=per)
-    fig.add_trace(go.Scatter(x=x, y=y, name="wavelength shift", mode="lines", line=dict(color="#9467bd", width=1.2),
-                             hovertemplate="%{y:.3f} nm"), row=2, col=1)
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=y,
+            name="wavelength shift",
+            mode="lines",
+            line=dict(color="#9467bd", width=1.2),
+            hovertemplate="%{y:.3f} nm",
+        ),
+        row=2,
+        col=1,
+    )
     fig.update_yaxes(title_text="lack of fit (1 = noise)", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="shift (nm)", row=2, col=1)
     fig.update_xaxes(title_text=f"time ({unit})", row=2, col=1)
@@ -199,22 +311,51 @@ def spectrum_figure(snapshot: Snapshot) -> go.Figure:
         fig.add_trace(go.Scatter(x=wl, y=compact(spectrum.counts), name="counts", mode="lines", line=dict(width=1)))
         for name, values in (("dark", spectrum.dark), ("reference", spectrum.reference)):
             if values is not None:
-                fig.add_trace(go.Scatter(x=wl, y=compact(values), name=name, mode="lines",
-                                         line=dict(width=1, dash="dot")))
+                fig.add_trace(
+                    go.Scatter(x=wl, y=compact(values), name=name, mode="lines", line=dict(width=1, dash="dot"))
+                )
         fig.update_yaxes(title_text="counts")
         fig.update_xaxes(title_text="wavelength (nm)")
         return _layout(fig, snapshot.trial_id + "-spectrum", title + " (raw counts)")
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.05)
-    fig.add_trace(go.Scatter(x=wl, y=compact(spectrum.absorbance), name="measured", mode="lines",
-                             line=dict(color="#444444", width=1)), row=1, col=1)
+    fig.add_trace(
+        go.Scatter(
+            x=wl, y=compact(spectrum.absorbance), name="measured", mode="lines", line=dict(color="#444444", width=1)
+        ),
+        row=1,
+        col=1,
+    )
     if spectrum.model is not None:
         refit = spectrum.model_source == "refit"
-        fig.add_trace(go.Scatter(x=wl, y=compact(spectrum.model), name="model (refit here)" if refit else "model",
-                                 mode="lines", line=dict(color="#d62728", width=1.2)), row=1, col=1)
-        fig.add_trace(go.Scatter(x=wl, y=compact(spectrum.baseline), name="baseline", mode="lines",
-                                 line=dict(color="#2ca02c", width=1, dash="dot")), row=1, col=1)
-        fig.add_trace(go.Scatter(x=wl, y=compact(spectrum.residual), name="residual", mode="lines",
-                                 line=dict(color="#1f77b4", width=1)), row=2, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=wl,
+                y=compact(spectrum.model),
+                name="model (refit here)" if refit else "model",
+                mode="lines",
+                line=dict(color="#d62728", width=1.2),
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=wl,
+                y=compact(spectrum.baseline),
+                name="baseline",
+                mode="lines",
+                line=dict(color="#2ca02c", width=1, dash="dot"),
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=wl, y=compact(spectrum.residual), name="residual", mode="lines", line=dict(color="#1f77b4", width=1)
+            ),
+            row=2,
+            col=1,
+        )
         rms = f"residual RMS {spectrum.residual_rms:.2g}" if math.isfinite(spectrum.residual_rms) else ""
         title += f" · {rms}" if rms else ""
         if refit:
@@ -225,19 +366,27 @@ def spectrum_figure(snapshot: Snapshot) -> go.Figure:
     return _layout(fig, snapshot.trial_id + "-spectrum", title)
 
 
-def sensitivity_figure(wavelength_nm: np.ndarray, sensitivity: np.ndarray, analytes, key: str,
-                       title: str = "Sensitivity") -> go.Figure:
+def sensitivity_figure(
+    wavelength_nm: np.ndarray, sensitivity: np.ndarray, analytes, key: str, title: str = "Sensitivity"
+) -> go.Figure:
     """A calibration's sensitivity (absorbance per g/L) vs wavelength, one trace per analyte."""
     fig = go.Figure()
     for i, analyte in enumerate(analytes):
-        fig.add_trace(go.Scatter(x=wavelength_nm, y=sensitivity[i], name=str(analyte), mode="lines",
-                                 line=dict(color=_COLOURS[i % len(_COLOURS)], width=1.2)))
+        fig.add_trace(
+            go.Scatter(
+                x=wavelength_nm,
+                y=sensitivity[i],
+                name=str(analyte),
+                mode="lines",
+                line=dict(color=_COLOURS[i % len(_COLOURS)], width=1.2),
+            )
+        )
     fig.update_yaxes(title_text="absorbance per g/L")
     fig.update_xaxes(title_text="wavelength (nm)")
     return _layout(fig, key, title)
 
 
-def trial_figures(snapshot: Snapshot, cache: "FigureCache | None" = None) -> dict[str, go.Figure]:
+def trial_figures(snapshot: Snapshot, cache: FigureCache | None = None) -> dict[str, go.Figure]:
     """Every figure of a trial view, by name (what the Live and Trials pages draw).
 
     With a ``cache``, a figure is built again only when what it draws changed.
@@ -248,8 +397,13 @@ def trial_figures(snapshot: Snapshot, cache: "FigureCache | None" = None) -> dic
 class FigureCache:
     """The figures of one page, each rebuilt only when its data changed (building a figure costs tens of ms)."""
 
-    _BUILDERS = {"furnace": furnace_figure, "purity": purity_figure, "spectrum": spectrum_figure,
-                 "concentration": concentration_figure, "fit": fit_figure}
+    _BUILDERS = {
+        "furnace": furnace_figure,
+        "purity": purity_figure,
+        "spectrum": spectrum_figure,
+        "concentration": concentration_figure,
+        "fit": fit_figure,
+    }
 
     def __init__(self):
         self._figures: dict[str, tuple[tuple, go.Figure]] = {}
@@ -279,23 +433,31 @@ def standards_figure(wavelength_nm: np.ndarray, names, absorbance: np.ndarray, k
     """The standards' absorbance spectra, one trace per standard."""
     fig = go.Figure()
     for m, name in enumerate(names):
-        fig.add_trace(go.Scatter(x=wavelength_nm, y=absorbance[m], name=str(name), mode="lines",
-                                 line=dict(color=_COLOURS[m % len(_COLOURS)], width=1)))
+        fig.add_trace(
+            go.Scatter(
+                x=wavelength_nm,
+                y=absorbance[m],
+                name=str(name),
+                mode="lines",
+                line=dict(color=_COLOURS[m % len(_COLOURS)], width=1),
+            )
+        )
     fig.update_yaxes(title_text="absorbance")
     fig.update_xaxes(title_text="wavelength (nm)")
     return _layout(fig, key, "Standards")
 
 
-def standards_error_figure(names, analytes, loo_error: np.ndarray, fit_residual_rms: np.ndarray,
-                           key: str) -> go.Figure:
+def standards_error_figure(names, analytes, loo_error: np.ndarray, fit_residual_rms: np.ndarray, key: str) -> go.Figure:
     """Leave-one-out error per standard and analyte (g/L) above each standard's fit residual RMS."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.6, 0.4], vertical_spacing=0.08)
     labels = [str(n) for n in names]
     for k, analyte in enumerate(analytes):
-        fig.add_trace(go.Bar(x=labels, y=loo_error[:, k], name=f"{analyte} LOO error",
-                             marker_color=_COLOURS[k % len(_COLOURS)]), row=1, col=1)
-    fig.add_trace(go.Bar(x=labels, y=fit_residual_rms, name="fit residual RMS", marker_color="#7f7f7f"),
-                  row=2, col=1)
+        fig.add_trace(
+            go.Bar(x=labels, y=loo_error[:, k], name=f"{analyte} LOO error", marker_color=_COLOURS[k % len(_COLOURS)]),
+            row=1,
+            col=1,
+        )
+    fig.add_trace(go.Bar(x=labels, y=fit_residual_rms, name="fit residual RMS", marker_color="#7f7f7f"), row=2, col=1)
     fig.update_yaxes(title_text="predicted - true g/L", row=1, col=1)
     fig.update_yaxes(title_text="absorbance", row=2, col=1)
     fig.update_layout(barmode="group")

@@ -26,8 +26,20 @@ from daq import TrialReader, open_trial
 from daq.layout import FLAG_MODEL_MISMATCH
 from daq.pipeline import fit_coefficient_names
 
-__all__ = ["MAX_POINTS", "StreamingMinMax", "Trace", "SpectrumView", "Snapshot", "TrialFollower",
-           "FitDesign", "StoredFit", "fitted_spectrum", "fit_design", "stored_fit_model", "AXIS_SHIFT"]
+__all__ = [
+    "MAX_POINTS",
+    "StreamingMinMax",
+    "Trace",
+    "SpectrumView",
+    "Snapshot",
+    "TrialFollower",
+    "FitDesign",
+    "StoredFit",
+    "fitted_spectrum",
+    "fit_design",
+    "stored_fit_model",
+    "AXIS_SHIFT",
+]
 
 MAX_POINTS = 2000
 """Buckets per trace (each drawn as its min and max, so at most twice as many points)."""
@@ -91,7 +103,7 @@ class StreamingMinMax:
                 warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN bucket is NaN
                 new_lo = np.nanmin(lo[:full].reshape(shape), axis=1)
                 new_hi = np.nanmax(hi[:full].reshape(shape), axis=1)
-            self._t = np.concatenate([self._t, t[:full:self.bucket]])
+            self._t = np.concatenate([self._t, t[: full : self.bucket]])
             self._lo = np.concatenate([self._lo, new_lo])
             self._hi = np.concatenate([self._hi, new_hi])
         self._pending_t, self._pending_lo, self._pending_hi = t[full:], lo[full:], hi[full:]
@@ -116,8 +128,13 @@ class StreamingMinMax:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             lo, hi = np.nanmin(self._pending_lo), np.nanmax(self._pending_hi)
-        return Trace(np.append(self._t, self._pending_t[0]), np.append(self._lo, lo), np.append(self._hi, hi),
-                     self.bucket, self.rows)
+        return Trace(
+            np.append(self._t, self._pending_t[0]),
+            np.append(self._lo, lo),
+            np.append(self._hi, hi),
+            self.bucket,
+            self.rows,
+        )
 
 
 @dataclass(frozen=True)
@@ -176,9 +193,14 @@ class Snapshot:
         return str(self.metadata.get("trial_id", "") or self.path.stem)
 
 
-def fitted_spectrum(measured: np.ndarray, concentration: np.ndarray, sensitivity: np.ndarray,
-                    wavelength_nm: np.ndarray, baseline_order: int | None = DEFAULT_BASELINE_ORDER,
-                    pixel_weight: np.ndarray | None = None):
+def fitted_spectrum(
+    measured: np.ndarray,
+    concentration: np.ndarray,
+    sensitivity: np.ndarray,
+    wavelength_nm: np.ndarray,
+    baseline_order: int | None = DEFAULT_BASELINE_ORDER,
+    pixel_weight: np.ndarray | None = None,
+):
     """The model c @ S plus the baseline that best fits what the analytes leave, and the residual.
 
     The trial file stores the concentrations but not the live fit's baseline.
@@ -203,8 +225,9 @@ def fitted_spectrum(measured: np.ndarray, concentration: np.ndarray, sensitivity
     model = analytes_part + baseline
     residual = np.where(valid, measured - model, np.nan)
     used = valid & np.isfinite(residual)
-    rms = (float(np.sqrt(np.sum(weight[used] * residual[used] ** 2) / np.sum(weight[used])))
-           if used.any() else math.nan)  # weighted, as the live fit's residual_rms
+    rms = (
+        float(np.sqrt(np.sum(weight[used] * residual[used] ** 2) / np.sum(weight[used]))) if used.any() else math.nan
+    )  # weighted, as the live fit's residual_rms
     return model, baseline, residual, rms
 
 
@@ -237,8 +260,9 @@ def _legendre_order(names) -> int | None:
     return len(terms) - 1 if terms else None
 
 
-def fit_design(names, analytes, wavelength_nm, sensitivity,
-               calibration: analysis.Calibration | None = None) -> FitDesign | None:
+def fit_design(
+    names, analytes, wavelength_nm, sensitivity, calibration: analysis.Calibration | None = None
+) -> FitDesign | None:
     """The design matrix the live fit used, for coefficients stored under ``names`` (``@column_names``).
 
     ``calibration.design_matrix()`` when the calibration file is at hand and its
@@ -252,9 +276,12 @@ def fit_design(names, analytes, wavelength_nm, sensitivity,
     names, analytes = tuple(names), tuple(analytes)
     if names.count(AXIS_SHIFT) != 1:
         return None
-    if (calibration is not None and tuple(calibration.analytes) == analytes
-            and fit_coefficient_names(calibration) == names
-            and np.shape(calibration.wavelength_nm) == np.shape(wavelength_nm)):
+    if (
+        calibration is not None
+        and tuple(calibration.analytes) == analytes
+        and fit_coefficient_names(calibration) == names
+        and np.shape(calibration.wavelength_nm) == np.shape(wavelength_nm)
+    ):
         matrix, first, omitted = calibration.design_matrix(), 0, ()
         order = calibration.baseline_order
         source = f"the design matrix of calibration {calibration.calibration_id}"
@@ -265,7 +292,7 @@ def fit_design(names, analytes, wavelength_nm, sensitivity,
         except (ValueError, TypeError):
             return None
         curvature = tuple(name for name in names if name.endswith("^2") and name[:-2] in analytes)
-        if names[:len(curvature)] != curvature or names[len(curvature):] != fit_coefficient_names(rebuilt):
+        if names[: len(curvature)] != curvature or names[len(curvature) :] != fit_coefficient_names(rebuilt):
             return None
         matrix, first, omitted = rebuilt.design_matrix(), len(curvature), curvature
         source = "the trial's copy of the sensitivity (the calibration file is not at hand)"
@@ -274,8 +301,15 @@ def fit_design(names, analytes, wavelength_nm, sensitivity,
     if matrix.shape[1] != len(analytes) + len(used):
         return None
     terms = tuple(names.index(f"P{i}") for i in range(0 if order is None else order + 1))  # the names checked
-    return FitDesign(matrix=matrix, used=used, axis_shift=axis, baseline_terms=terms,
-                     baseline_basis=analysis.baseline_basis(wavelength_nm, order), omitted=omitted, source=source)
+    return FitDesign(
+        matrix=matrix,
+        used=used,
+        axis_shift=axis,
+        baseline_terms=terms,
+        baseline_basis=analysis.baseline_basis(wavelength_nm, order),
+        omitted=omitted,
+        source=source,
+    )
 
 
 def stored_fit_model(concentration, coefficients, design: FitDesign, wavelength_nm, net_reference) -> StoredFit:
@@ -298,16 +332,20 @@ def _residual(measured: np.ndarray, model: np.ndarray, pixel_weight: np.ndarray 
     weight = np.ones_like(measured) if pixel_weight is None else np.asarray(pixel_weight, dtype=float)
     valid = np.isfinite(measured) & np.isfinite(model) & (weight > 0)
     residual = np.where(valid, measured - model, np.nan)
-    rms = (float(np.sqrt(np.sum(weight[valid] * residual[valid] ** 2) / np.sum(weight[valid])))
-           if valid.any() else math.nan)
+    rms = (
+        float(np.sqrt(np.sum(weight[valid] * residual[valid] ** 2) / np.sum(weight[valid])))
+        if valid.any()
+        else math.nan
+    )
     return residual, rms
 
 
 class TrialFollower:
     """An open trial file, and what one page has already read of it."""
 
-    def __init__(self, path: str | Path, *, max_points: int = MAX_POINTS, max_events: int = 500,
-                 calibration_loader=None):
+    def __init__(
+        self, path: str | Path, *, max_points: int = MAX_POINTS, max_events: int = 500, calibration_loader=None
+    ):
         """Open ``path``; ``calibration_loader(analysis_attrs)`` may return the :class:`analysis.Calibration`
         the trial used (for the baseline order and pixel weights of the spectrum's fit), or None."""
         self.path = Path(path)
@@ -353,8 +391,9 @@ class TrialFollower:
         """See what the writer flushed, read only the new rows, and return what to draw."""
         reader = self.reader
         reader.refresh()
-        rows = {name: reader.rows(name) for name in ("furnace", "spectrometer", "analysis", "events",
-                                                    "dark", "reference")}
+        rows = {
+            name: reader.rows(name) for name in ("furnace", "spectrometer", "analysis", "events", "dark", "reference")
+        }
         if self.marks is None:
             rows_read = self._seed(rows)
         else:
@@ -362,28 +401,44 @@ class TrialFollower:
         self.updates += 1
         self.last_read = rows_read
         self.last_snapshot = Snapshot(
-            path=self.path, metadata=self._metadata, state=reader.state, end_time=reader.end_time,
-            heartbeat_time=reader.heartbeat_time, analytes=self._analytes, analysis_attrs=self._analysis_attrs,
-            rows=rows, furnace={name: trace.trace() for name, trace in self._furnace.items()},
+            path=self.path,
+            metadata=self._metadata,
+            state=reader.state,
+            end_time=reader.end_time,
+            heartbeat_time=reader.heartbeat_time,
+            analytes=self._analytes,
+            analysis_attrs=self._analysis_attrs,
+            rows=rows,
+            furnace={name: trace.trace() for name, trace in self._furnace.items()},
             purity=self._purity.trace() if rows["analysis"] else None,
             purity_band=self._band.trace() if rows["analysis"] else None,
             concentration={a: t.trace() for a, t in zip(self._analytes, self._concentration)},
-            latest_furnace=self._latest("furnace", rows["furnace"], FURNACE_COLUMNS + ("time", "flag",
-                                                                                       "status_word")),
-            latest_analysis={**self._latest("analysis", rows["analysis"], ("time", "purity", "purity_sigma",
-                                                                            "concentration", "residual_rms",
-                                                                            "lack_of_fit")),
-                             **self._latest_analysed_flag(rows)},
-            events=list(self._events), spectrum=self._latest_spectrum(rows), rows_read=rows_read,
-            fit_recorded=self._fit_recorded, mismatch_rows=self._mismatch_rows,
-            **self._fit_traces())
+            latest_furnace=self._latest("furnace", rows["furnace"], FURNACE_COLUMNS + ("time", "flag", "status_word")),
+            latest_analysis={
+                **self._latest(
+                    "analysis",
+                    rows["analysis"],
+                    ("time", "purity", "purity_sigma", "concentration", "residual_rms", "lack_of_fit"),
+                ),
+                **self._latest_analysed_flag(rows),
+            },
+            events=list(self._events),
+            spectrum=self._latest_spectrum(rows),
+            rows_read=rows_read,
+            fit_recorded=self._fit_recorded,
+            mismatch_rows=self._mismatch_rows,
+            **self._fit_traces(),
+        )
         return self.last_snapshot
 
     def _fit_traces(self) -> dict:
         if not (self._fit_recorded and self.marks.get("fit")):
             return {}
-        return {"lack_of_fit": self._lack_of_fit.trace(), "wavelength_shift": self._shift.trace(),
-                "mismatch": self._mismatch.trace()}
+        return {
+            "lack_of_fit": self._lack_of_fit.trace(),
+            "wavelength_shift": self._shift.trace(),
+            "mismatch": self._mismatch.trace(),
+        }
 
     def _seed(self, rows: dict[str, int]) -> dict[str, int]:
         """First read: decimated slices of the history (whole buckets), then the few rows after them."""
@@ -391,12 +446,15 @@ class TrialFollower:
         marks = {"furnace": rows["furnace"], "analysis": rows["analysis"], "events": rows["events"]}
         read = {}
         # furnace: whole buckets from TrialReader.decimated, the partial last bucket as raw rows
-        read["furnace"] = self._seed_table("furnace", marks["furnace"],
-                                           [(self._furnace[name], name, None) for name in FURNACE_COLUMNS])
+        read["furnace"] = self._seed_table(
+            "furnace", marks["furnace"], [(self._furnace[name], name, None) for name in FURNACE_COLUMNS]
+        )
         read["analysis"] = self._seed_table(
-            "analysis", marks["analysis"],
-            [(self._purity, "purity", None)] + [(trace, "concentration", k)
-                                               for k, trace in enumerate(self._concentration)])
+            "analysis",
+            marks["analysis"],
+            [(self._purity, "purity", None)]
+            + [(trace, "concentration", k) for k, trace in enumerate(self._concentration)],
+        )
         self._seed_band(marks["analysis"])
         marks["fit"] = self._seed_fit(min(rows["analysis"], rows["spectrometer"]))
         read["fit"] = marks["fit"]
@@ -414,8 +472,9 @@ class TrialFollower:
         whole = stop // bucket * bucket
         if whole:
             for trace, column, component in traces:
-                decimated = self.reader.decimated(table, column, max_points=whole // bucket, stop=whole,
-                                                  component=component)
+                decimated = self.reader.decimated(
+                    table, column, max_points=whole // bucket, stop=whole, component=component
+                )
                 trace.seed(decimated.time_s, decimated.minimum, decimated.maximum, bucket, decimated.rows)
         if whole < stop:
             columns = tuple(dict.fromkeys(["time"] + [column for _, column, _ in traces]))
@@ -431,8 +490,9 @@ class TrialFollower:
         self._band.bucket = max(1, -(-stop // self.max_points))
         block = max(self._band.bucket, _SEED_BLOCK_ROWS // self._band.bucket * self._band.bucket)
         for start in range(0, stop, block):
-            rows = self.reader.read("analysis", start, min(stop, start + block),
-                                    columns=("time", "purity", "purity_sigma"))
+            rows = self.reader.read(
+                "analysis", start, min(stop, start + block), columns=("time", "purity", "purity_sigma")
+            )
             self._add_band(rows)
 
     def _seed_fit(self, stop: int) -> int:
@@ -469,13 +529,15 @@ class TrialFollower:
     def _read_new(self, rows: dict[str, int]) -> dict[str, int]:
         """Later reads: only the rows after the marks."""
         reader, read = self.reader, {}
-        new, self.marks["furnace"] = reader.read_new("furnace", self.marks["furnace"],
-                                                     columns=("time",) + FURNACE_COLUMNS)
+        new, self.marks["furnace"] = reader.read_new(
+            "furnace", self.marks["furnace"], columns=("time",) + FURNACE_COLUMNS
+        )
         for name in FURNACE_COLUMNS:
             self._furnace[name].extend(new["time"], new[name])
         read["furnace"] = len(new["time"])
-        new, self.marks["analysis"] = reader.read_new("analysis", self.marks["analysis"],
-                                                      columns=("time", "purity", "purity_sigma", "concentration"))
+        new, self.marks["analysis"] = reader.read_new(
+            "analysis", self.marks["analysis"], columns=("time", "purity", "purity_sigma", "concentration")
+        )
         self._purity.extend(new["time"], new["purity"])
         self._add_band(new)
         for k, trace in enumerate(self._concentration):
@@ -492,8 +554,14 @@ class TrialFollower:
 
     def _add_events(self, rows: dict) -> None:
         for i in range(len(rows["time"])):
-            self._events.append({"time_s": float(rows["time"][i]), "level": str(rows["level"][i]),
-                                 "source": str(rows["source"][i]), "message": str(rows["message"][i])})
+            self._events.append(
+                {
+                    "time_s": float(rows["time"][i]),
+                    "level": str(rows["level"][i]),
+                    "source": str(rows["source"][i]),
+                    "message": str(rows["message"][i]),
+                }
+            )
 
     def _latest_analysed_flag(self, rows: dict[str, int]) -> dict:
         """``{"flag": ...}`` of the spectrum the latest analysis row belongs to (empty before the first)."""
@@ -527,13 +595,18 @@ class TrialFollower:
 
     def _read_spectrum(self, index: int, rows: dict[str, int], analysed: bool) -> SpectrumView:
         reader = self.reader
-        row = reader.read("spectrometer", index, index + 1,
-                          columns=("time", "counts", "dark_index", "reference_index"))
+        row = reader.read("spectrometer", index, index + 1, columns=("time", "counts", "dark_index", "reference_index"))
         counts = np.asarray(row["counts"][0], dtype=float)
         dark = self._table_row("dark", int(row["dark_index"][0]), rows["dark"])
         reference = self._table_row("reference", int(row["reference_index"][0]), rows["reference"])
-        view = dict(index=index, time_s=float(row["time"][0]), wavelength_nm=self._wavelength, counts=counts,
-                    dark=dark, reference=reference)
+        view = dict(
+            index=index,
+            time_s=float(row["time"][0]),
+            wavelength_nm=self._wavelength,
+            counts=counts,
+            dark=dark,
+            reference=reference,
+        )
         if dark is None or reference is None:
             return SpectrumView(**view, note="raw counts: no dark or blank reference recorded for this spectrum")
         measured = analysis.absorbance(counts, dark, reference, self._full_scale)  # masked as the live fit did
@@ -542,20 +615,27 @@ class TrialFollower:
         if not analysed:
             return SpectrumView(**view, absorbance=measured, note="not analysed yet: absorbance only")
         if sensitivity is None or np.shape(sensitivity) != (analytes, pixels):
-            return SpectrumView(**view, absorbance=measured,
-                                note="absorbance only: the file holds no calibration sensitivity matching "
-                                     f"its {analytes} analytes x {pixels} pixels")
-        fit = reader.read("analysis", index, index + 1,
-                          columns=("concentration", "residual_rms", "fit_coefficients"))
+            return SpectrumView(
+                **view,
+                absorbance=measured,
+                note="absorbance only: the file holds no calibration sensitivity matching "
+                f"its {analytes} analytes x {pixels} pixels",
+            )
+        fit = reader.read("analysis", index, index + 1, columns=("concentration", "residual_rms", "fit_coefficients"))
         concentration = np.asarray(fit["concentration"][0], dtype=float)
         stored_rms = float(fit["residual_rms"][0])
         if not np.any(np.isfinite(concentration)):
-            return SpectrumView(**view, absorbance=measured, stored_residual_rms=stored_rms,
-                                note="absorbance only: the live analysis of this spectrum gave no concentrations "
-                                     "(the analysis failed; the events say why)")
+            return SpectrumView(
+                **view,
+                absorbance=measured,
+                stored_residual_rms=stored_rms,
+                note="absorbance only: the live analysis of this spectrum gave no concentrations "
+                "(the analysis failed; the events say why)",
+            )
         calibration = self.calibration
-        if calibration is not None and not (np.shape(calibration.pixel_weight) == (pixels,)
-                                            and tuple(calibration.analytes) == self._analytes):
+        if calibration is not None and not (
+            np.shape(calibration.pixel_weight) == (pixels,) and tuple(calibration.analytes) == self._analytes
+        ):
             calibration = None
         weight = None if calibration is None else calibration.pixel_weight
         coefficients = np.asarray(fit["fit_coefficients"][0], dtype=float)
@@ -564,40 +644,64 @@ class TrialFollower:
             why_not = "this spectrum's row records no fit coefficients"
             design = self._fit_design(sensitivity, calibration) if np.any(np.isfinite(coefficients)) else None
             if design is not None:
-                stored = stored_fit_model(concentration, coefficients, design, self._wavelength,
-                                          self._net_reference(dark, reference))
+                stored = stored_fit_model(
+                    concentration, coefficients, design, self._wavelength, self._net_reference(dark, reference)
+                )
             elif np.any(np.isfinite(coefficients)):
                 why_not = "its fit coefficient names describe no design this page can rebuild"
         if stored is not None:
             residual, rms = _residual(measured, stored.model, weight)
             note = f"Model = the live fit, rebuilt from this row's stored coefficients with {stored.source}"
             if stored.omitted:
-                note += (f"; without its curvature terms ({', '.join(stored.omitted)}: their spectra are only in "
-                         "the calibration file), which the residual therefore includes")
-            return SpectrumView(**view, absorbance=measured, model=stored.model, baseline=stored.baseline,
-                                residual=residual, residual_rms=rms, stored_residual_rms=stored_rms,
-                                note=note + ".", model_source="live fit")
+                note += (
+                    f"; without its curvature terms ({', '.join(stored.omitted)}: their spectra are only in "
+                    "the calibration file), which the residual therefore includes"
+                )
+            return SpectrumView(
+                **view,
+                absorbance=measured,
+                model=stored.model,
+                baseline=stored.baseline,
+                residual=residual,
+                residual_rms=rms,
+                stored_residual_rms=stored_rms,
+                note=note + ".",
+                model_source="live fit",
+            )
         if calibration is not None:
             order = calibration.baseline_order
             how = f"baseline (Legendre order {order}) and pixel weights of calibration {calibration.calibration_id}"
         else:
             order = DEFAULT_BASELINE_ORDER
-            how = (f"baseline assumed Legendre order {order}, unweighted (the calibration file is not at hand, "
-                   "so the fit may differ slightly from the live one)")
-        model, baseline, residual, rms = fitted_spectrum(measured, np.nan_to_num(concentration), sensitivity,
-                                                         self._wavelength, order, weight)
-        return SpectrumView(**view, absorbance=measured, model=model, baseline=baseline, residual=residual,
-                            residual_rms=rms, stored_residual_rms=stored_rms, model_source="refit",
-                            note=f"Model refitted here, not the live fit ({why_not}): stored concentrations x "
-                                 f"stored sensitivity + baseline refitted, without curvature or drift terms; "
-                                 f"{how}.")
+            how = (
+                f"baseline assumed Legendre order {order}, unweighted (the calibration file is not at hand, "
+                "so the fit may differ slightly from the live one)"
+            )
+        model, baseline, residual, rms = fitted_spectrum(
+            measured, np.nan_to_num(concentration), sensitivity, self._wavelength, order, weight
+        )
+        return SpectrumView(
+            **view,
+            absorbance=measured,
+            model=model,
+            baseline=baseline,
+            residual=residual,
+            residual_rms=rms,
+            stored_residual_rms=stored_rms,
+            model_source="refit",
+            note=f"Model refitted here, not the live fit ({why_not}): stored concentrations x "
+            f"stored sensitivity + baseline refitted, without curvature or drift terms; "
+            f"{how}.",
+        )
 
     def _fit_design(self, sensitivity: np.ndarray, calibration) -> FitDesign | None:
         """The design of this trial's fit, built once (the names and the calibration do not change)."""
         key = None if calibration is None else calibration.calibration_id
         if self._design is None or self._design[0] != key:
-            self._design = (key, fit_design(self._coefficient_names, self._analytes, self._wavelength, sensitivity,
-                                            calibration))
+            self._design = (
+                key,
+                fit_design(self._coefficient_names, self._analytes, self._wavelength, sensitivity, calibration),
+            )
         return self._design[1]
 
     def _net_reference(self, dark: np.ndarray, reference: np.ndarray) -> np.ndarray:

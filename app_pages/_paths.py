@@ -13,8 +13,17 @@ from daq import ConfigError, load_station
 from daq.catalog import CATALOG_FILE, TRIALS_FOLDER
 from daq.store import writer_is_alive, writer_lock_path
 
-__all__ = ["DataFolder", "DataFolderError", "OutsideDataFolder", "resolve_data_folder", "confine",
-           "trial_path_from_query", "list_trials", "running_trials", "relative_name"]
+__all__ = [
+    "DataFolder",
+    "DataFolderError",
+    "OutsideDataFolder",
+    "resolve_data_folder",
+    "confine",
+    "trial_path_from_query",
+    "list_trials",
+    "running_trials",
+    "relative_name",
+]
 
 
 class DataFolderError(RuntimeError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -25,11 +25,29 @@ from daq.store import writer_is_alive
 from ._calibration import calibration_loader
 from ._figures import FigureCache, oxide_of, time_unit, trial_figures
 from ._follow import Snapshot, TrialFollower
-from ._paths import (DataFolder, DataFolderError, OutsideDataFolder, list_trials, relative_name,
-                     resolve_data_folder, trial_path_from_query)
+from ._paths import (
+    DataFolder,
+    DataFolderError,
+    OutsideDataFolder,
+    list_trials,
+    relative_name,
+    resolve_data_folder,
+    trial_path_from_query,
+)
 
-__all__ = ["REFRESH_S", "data_folder", "follower", "drop_follower", "live_updates", "show_trial", "render_snapshot",
-           "trial_from_query", "report_unexpected", "guarded", "fmt"]
+__all__ = [
+    "REFRESH_S",
+    "data_folder",
+    "follower",
+    "drop_follower",
+    "live_updates",
+    "show_trial",
+    "render_snapshot",
+    "trial_from_query",
+    "report_unexpected",
+    "guarded",
+    "fmt",
+]
 
 log = logging.getLogger("remdaq.app")
 
@@ -44,8 +62,11 @@ _STATE_LOOK = {
     "success": ("info", "Ended: success"),
     "aborted": ("warning", "Ended: aborted (the events say why)"),
     "failed": ("error", "Ended: failed (the events say why)"),
-    "interrupted": ("error", "Interrupted: the file has no clean end and no writer (the process was killed or "
-                             "the machine stopped); it shows the rows up to the last flush"),
+    "interrupted": (
+        "error",
+        "Interrupted: the file has no clean end and no writer (the process was killed or "
+        "the machine stopped); it shows the rows up to the last flush",
+    ),
 }
 
 
@@ -66,6 +87,7 @@ def report_unexpected(error: BaseException, what: str) -> None:
 
 def guarded(what: str):
     """Decorate a page body or fragment so an unexpected error is one line on the page, not a traceback."""
+
     def decorate(function):
         @functools.wraps(function)
         def wrapper(*args, **kwargs):
@@ -74,11 +96,14 @@ def guarded(what: str):
             except Exception as error:  # noqa: BLE001 - Streamlit's own rerun/stop are BaseExceptions, not caught
                 report_unexpected(error, what)
                 return None
+
         return wrapper
+
     return decorate
 
 
 # -- the data folder -----------------------------------------------------------------------
+
 
 def data_folder() -> DataFolder | None:
     """The data folder, with a sidebar note; a message and None when there is none to read."""
@@ -89,8 +114,10 @@ def data_folder() -> DataFolder | None:
         return None
     st.sidebar.caption(f"Data folder: `{folder.path}` ({folder.source}). This monitor is read-only.")
     if not folder.path.is_dir():
-        st.info(f"The data folder `{folder.path}` does not exist yet: no trial has been run here. "
-                "Run one with `remdaq run`, or point `REMDAQ_DATA_DIR` at another folder.")
+        st.info(
+            f"The data folder `{folder.path}` does not exist yet: no trial has been run here. "
+            "Run one with `remdaq run`, or point `REMDAQ_DATA_DIR` at another folder."
+        )
         return None
     return folder
 
@@ -118,6 +145,7 @@ def trial_choices(folder: DataFolder) -> list[str]:
 
 # -- followers (one per page and session) ----------------------------------------------------
 
+
 def follower(folder: DataFolder, key: str, path: Path) -> TrialFollower:
     """This session's follower of ``path`` for page ``key``; a new one when the page switched trial."""
     followers = st.session_state.setdefault(_FOLLOWERS, {})
@@ -142,15 +170,20 @@ def drop_follower(key: str) -> None:
 
 # -- the trial view ----------------------------------------------------------------------------
 
+
 def live_updates(key: str) -> bool:
     """The "Live updates" switch of a page: off freezes the view so a zoomed plot keeps its zoom.
 
     Streamlit draws a Plotly figure whose data changed as a new chart, which resets
     the zoom of that chart; while updates are paused nothing is redrawn.
     """
-    return st.toggle("Live updates", value=True, key=f"{key}-live-updates",
-                     help="Switch off to zoom into a plot: each refresh redraws the plots whose data changed, "
-                          "which resets their zoom. Switch on again to follow the trial.")
+    return st.toggle(
+        "Live updates",
+        value=True,
+        key=f"{key}-live-updates",
+        help="Switch off to zoom into a plot: each refresh redraws the plots whose data changed, "
+        "which resets their zoom. Switch on again to follow the trial.",
+    )
 
 
 def show_trial(folder: DataFolder, path: Path, key: str, frozen: bool = False) -> Snapshot | None:
@@ -161,8 +194,10 @@ def show_trial(folder: DataFolder, path: Path, key: str, frozen: bool = False) -
     name = relative_name(folder, path)
     current = st.session_state.get(_FOLLOWERS, {}).get(key)
     if frozen and current is not None and current.path == path and current.last_snapshot is not None:
-        st.info("Live updates are paused: this is the trial as it was when they were paused.",
-                icon=":material/pause_circle:")
+        st.info(
+            "Live updates are paused: this is the trial as it was when they were paused.",
+            icon=":material/pause_circle:",
+        )
         render_snapshot(folder, current.last_snapshot, key, frozen=True)
         return current.last_snapshot
     opened = False
@@ -177,11 +212,15 @@ def show_trial(folder: DataFolder, path: Path, key: str, frozen: bool = False) -
         elif not opened and writer_is_alive(path):
             st.info(f"`{name}` is still being created by its writer; it will appear on the next refresh.")
         elif not opened:
-            st.error(f"`{name}` cannot be read as a trial file: it is corrupt, truncated, or not a rem-daq trial "
-                     f"file. ({type(error).__name__}: {error})")
+            st.error(
+                f"`{name}` cannot be read as a trial file: it is corrupt, truncated, or not a rem-daq trial "
+                f"file. ({type(error).__name__}: {error})"
+            )
         else:
-            st.error(f"Reading `{name}` failed: {type(error).__name__}: {error}. The file may be damaged; the page "
-                     "opens it again on the next refresh.")
+            st.error(
+                f"Reading `{name}` failed: {type(error).__name__}: {error}. The file may be damaged; the page "
+                "opens it again on the next refresh."
+            )
         return None
     except Exception as error:  # noqa: BLE001 - never a traceback in the page
         drop_follower(key)
@@ -209,8 +248,12 @@ def _state_banner(snapshot: Snapshot, frozen: bool = False) -> None:
             text += f" · last write {age:.1f} s ago"
     elif snapshot.end_time:
         text += f" · ended {snapshot.end_time}"
-    icon = {"success": ":material/sensors:", "info": ":material/flag:", "warning": ":material/warning:",
-            "error": ":material/error:"}[kind]
+    icon = {
+        "success": ":material/sensors:",
+        "info": ":material/flag:",
+        "warning": ":material/warning:",
+        "error": ":material/error:",
+    }[kind]
     getattr(st, kind)(text, icon=icon)
 
 
@@ -220,8 +263,8 @@ def _age_s(iso: str) -> float | None:
     except (TypeError, ValueError):
         return None
     if then.tzinfo is None:
-        then = then.replace(tzinfo=timezone.utc)
-    return max(0.0, (datetime.now(timezone.utc) - then).total_seconds())
+        then = then.replace(tzinfo=UTC)
+    return max(0.0, (datetime.now(UTC) - then).total_seconds())
 
 
 def _flags_text(flag: object) -> str:
@@ -237,45 +280,72 @@ def render_snapshot(folder: DataFolder, snapshot: Snapshot, key: str, frozen: bo
     events."""
     meta = snapshot.metadata
     st.subheader(str(meta.get("title") or snapshot.trial_id))
-    st.caption(" · ".join(part for part in (
-        f"trial `{snapshot.trial_id}`", f"sample **{meta.get('sample', '')}**", f"operator {meta.get('operator', '')}",
-        f"started {meta.get('start_time', '')}", f"file `{relative_name(folder, snapshot.path)}`",
-        "simulated bench" if meta.get("simulated") else "") if part))
+    st.caption(
+        " · ".join(
+            part
+            for part in (
+                f"trial `{snapshot.trial_id}`",
+                f"sample **{meta.get('sample', '')}**",
+                f"operator {meta.get('operator', '')}",
+                f"started {meta.get('start_time', '')}",
+                f"file `{relative_name(folder, snapshot.path)}`",
+                "simulated bench" if meta.get("simulated") else "",
+            )
+            if part
+        )
+    )
     _state_banner(snapshot, frozen)
 
     furnace, analysis = snapshot.latest_furnace, snapshot.latest_analysis
     oxide = oxide_of(snapshot.target)
     columns = st.columns(5)
-    columns[0].metric("Temperature", fmt(furnace.get("temperature"), ".1f", " °C"),
-                      help="process value of the furnace controller (latest row)")
-    columns[1].metric("Setpoint", fmt(furnace.get("setpoint"), ".1f", " °C"),
-                      help=f"target; working setpoint {fmt(furnace.get('working_setpoint'), '.1f', ' °C')}")
+    columns[0].metric(
+        "Temperature",
+        fmt(furnace.get("temperature"), ".1f", " °C"),
+        help="process value of the furnace controller (latest row)",
+    )
+    columns[1].metric(
+        "Setpoint",
+        fmt(furnace.get("setpoint"), ".1f", " °C"),
+        help=f"target; working setpoint {fmt(furnace.get('working_setpoint'), '.1f', ' °C')}",
+    )
     columns[2].metric("Heater output", fmt(furnace.get("output"), ".1f", " %"))
     purity, sigma = analysis.get("purity"), analysis.get("purity_sigma")
     spectrum_flag = int(analysis.get("flag") or 0)
     empty_cell = bool(spectrum_flag & FLAG_NO_RARE_EARTHS)
-    columns[3].metric(f"Purity {oxide}",
-                      "no rare earths" if empty_cell else fmt(purity * 100 if purity is not None else None,
-                                                              ".2f", " %"),
-                      help=("the total oxide in the cell is below its quantitation limit (a blank, the start "
-                            "of an elution): a purity would be noise" if empty_cell else
-                            f"mass fraction of {oxide} in the measured rare-earth oxide of "
-                            f"{snapshot.analysis_attrs.get('covered_elements', 'the covered elements')}; "
-                            f"± 2σ = {fmt(2 * sigma * 100 if sigma is not None else None, '.2f', ' %')}"))
+    columns[3].metric(
+        f"Purity {oxide}",
+        "no rare earths" if empty_cell else fmt(purity * 100 if purity is not None else None, ".2f", " %"),
+        help=(
+            "the total oxide in the cell is below its quantitation limit (a blank, the start "
+            "of an elution): a purity would be noise"
+            if empty_cell
+            else f"mass fraction of {oxide} in the measured rare-earth oxide of "
+            f"{snapshot.analysis_attrs.get('covered_elements', 'the covered elements')}; "
+            f"± 2σ = {fmt(2 * sigma * 100 if sigma is not None else None, '.2f', ' %')}"
+        ),
+    )
     per, unit = time_unit(snapshot)
-    columns[4].metric("Spectra", f"{snapshot.rows.get('spectrometer', 0):,}",
-                      help=f"latest analysed at {fmt((analysis.get('time') or math.nan) / per, '.1f', ' ' + unit)}")
+    columns[4].metric(
+        "Spectra",
+        f"{snapshot.rows.get('spectrometer', 0):,}",
+        help=f"latest analysed at {fmt((analysis.get('time') or math.nan) / per, '.1f', ' ' + unit)}",
+    )
     flags = _flags_text(furnace.get("flag"))
     if flags:
         st.warning(f"Latest furnace reading flagged: {flags}")
     if spectrum_flag & FLAG_MODEL_MISMATCH:
-        st.warning(f"Model mismatch: lack of fit {fmt(analysis.get('lack_of_fit'), '.1f')} (limit "
-                   f"{LACK_OF_FIT_LIMIT:g}). The calibration cannot represent the latest spectrum (a new acid "
-                   "matrix, an unknown absorber?): its purity is not to be trusted; recalibrate.")
+        st.warning(
+            f"Model mismatch: lack of fit {fmt(analysis.get('lack_of_fit'), '.1f')} (limit "
+            f"{LACK_OF_FIT_LIMIT:g}). The calibration cannot represent the latest spectrum (a new acid "
+            "matrix, an unknown absorber?): its purity is not to be trusted; recalibrate."
+        )
     if furnace:
-        st.caption(f"Furnace status word 0x{int(furnace.get('status_word', 0)):04x} · "
-                   f"{snapshot.rows.get('furnace', 0):,} furnace rows · target {snapshot.target or '?'} · "
-                   f"calibration `{snapshot.analysis_attrs.get('calibration_id', '') or '?'}`")
+        st.caption(
+            f"Furnace status word 0x{int(furnace.get('status_word', 0)):04x} · "
+            f"{snapshot.rows.get('furnace', 0):,} furnace rows · target {snapshot.target or '?'} · "
+            f"calibration `{snapshot.analysis_attrs.get('calibration_id', '') or '?'}`"
+        )
 
     caches = st.session_state.setdefault(_FIGURES, {})
     figures = trial_figures(snapshot, caches.setdefault(key, FigureCache()))
@@ -299,10 +369,12 @@ def _events(snapshot: Snapshot, per: float, unit: str) -> None:
         st.caption("no events")
         return
     icons = {"error": "ERROR", "warning": "WARNING", "info": "info"}  # alarms stand out in capitals
-    table = pd.DataFrame({
-        f"time ({unit})": [round(e["time_s"] / per, 2) for e in reversed(events)],
-        "level": [icons.get(e["level"], e["level"]) for e in reversed(events)],
-        "source": [e["source"] for e in reversed(events)],
-        "message": [e["message"] for e in reversed(events)],
-    })
+    table = pd.DataFrame(
+        {
+            f"time ({unit})": [round(e["time_s"] / per, 2) for e in reversed(events)],
+            "level": [icons.get(e["level"], e["level"]) for e in reversed(events)],
+            "source": [e["source"] for e in reversed(events)],
+            "message": [e["message"] for e in reversed(events)],
+        }
+    )
     st.dataframe(table, hide_index=True, height=min(38 + 35 * len(table), 260), width="stretch")

@@ -16,8 +16,12 @@ IN_USE = "In use (running trial, else the latest)"
 _CONFIG = {"displaylogo": False}
 
 
-_LABELS = {"loo_rmse_g_per_L": "leave-one-out RMSE g/L", "detection_limit_g_per_L": "detection limit g/L",
-           "loo_error_g_per_L": "LOO error g/L", "fit_residual_rms": "fit residual RMS"}
+_LABELS = {
+    "loo_rmse_g_per_L": "leave-one-out RMSE g/L",
+    "detection_limit_g_per_L": "detection limit g/L",
+    "loo_error_g_per_L": "LOO error g/L",
+    "fit_residual_rms": "fit residual RMS",
+}
 
 
 def _label(name: str) -> str:
@@ -65,10 +69,19 @@ def show_calibration(calibration, name: str) -> None:
     st.subheader(f"Calibration `{calibration.calibration_id}`")
     created, version = getattr(calibration, "created_utc", ""), getattr(calibration, "software_version", "")
     order = getattr(calibration, "baseline_order", None)
-    st.caption(" · ".join(part for part in (
-        f"file `{name}`" if name else "", f"created {created}" if created else "",
-        f"software {version}" if version else "", f"analytes {', '.join(calibration.analytes)}",
-        "no baseline" if order is None else f"baseline Legendre order {order}") if part))
+    st.caption(
+        " · ".join(
+            part
+            for part in (
+                f"file `{name}`" if name else "",
+                f"created {created}" if created else "",
+                f"software {version}" if version else "",
+                f"analytes {', '.join(calibration.analytes)}",
+                "no baseline" if order is None else f"baseline Legendre order {order}",
+            )
+            if part
+        )
+    )
     quality, standards = calibration.quality, calibration.standards
     per_analyte, per_standard, scalars = quality_tables(calibration)
     columns = st.columns(2 + min(len(scalars), 3))
@@ -76,39 +89,62 @@ def show_calibration(calibration, name: str) -> None:
     columns[1].metric("Standards", len(standards.names) if standards is not None else "—")
     for column, (label, value) in zip(columns[2:], scalars.items()):
         column.metric(label.capitalize(), fmt(value, ".4g"))
-    st.plotly_chart(sensitivity_figure(calibration.wavelength_nm, calibration.sensitivity, calibration.analytes,
-                                       key=calibration.calibration_id, title="Sensitivity (absorbance per g/L)"),
-                    key="calibration-sensitivity", config=_CONFIG)
+    st.plotly_chart(
+        sensitivity_figure(
+            calibration.wavelength_nm,
+            calibration.sensitivity,
+            calibration.analytes,
+            key=calibration.calibration_id,
+            title="Sensitivity (absorbance per g/L)",
+        ),
+        key="calibration-sensitivity",
+        config=_CONFIG,
+    )
     if quality is None:
         st.info("This calibration has no quality report (it was made from known sensitivities, not standards).")
     else:
         st.markdown("**Quality per analyte**")
         st.dataframe(per_analyte, hide_index=True, width="stretch")
         extra = [f"{label} {fmt(value, '.4g')}" for label, value in list(scalars.items())[3:]]
-        st.caption("Detection limit: 3 σ of the concentration estimated for a blank measured like the standards."
-                   + (" " + " · ".join(extra) + "." if extra else ""))
+        st.caption(
+            "Detection limit: 3 σ of the concentration estimated for a blank measured like the standards."
+            + (" " + " · ".join(extra) + "." if extra else "")
+        )
     if standards is None or per_standard is None:
         st.info("The calibration file does not hold its standards.")
         return
     st.markdown("**Standards**")
     st.dataframe(per_standard, hide_index=True, width="stretch")
     left, right = st.columns(2)
-    left.plotly_chart(standards_figure(calibration.wavelength_nm, standards.names, standards.absorbance,
-                                       key=calibration.calibration_id + "-standards"),
-                      key="calibration-standards", config=_CONFIG)
+    left.plotly_chart(
+        standards_figure(
+            calibration.wavelength_nm,
+            standards.names,
+            standards.absorbance,
+            key=calibration.calibration_id + "-standards",
+        ),
+        key="calibration-standards",
+        config=_CONFIG,
+    )
     loo, residual = getattr(quality, "loo_error_g_per_L", None), getattr(quality, "fit_residual_rms", None)
     if loo is not None and residual is not None:
-        right.plotly_chart(standards_error_figure(standards.names, calibration.analytes, loo, residual,
-                                                  key=calibration.calibration_id + "-err"),
-                           key="calibration-errors", config=_CONFIG)
+        right.plotly_chart(
+            standards_error_figure(
+                standards.names, calibration.analytes, loo, residual, key=calibration.calibration_id + "-err"
+            ),
+            key="calibration-errors",
+            config=_CONFIG,
+        )
 
 
 def show_in_use(folder) -> None:
     """The calibration of the running trial (else the latest): its file if readable, else the trial's copy."""
     trials = running_trials(folder) or list_trials(folder)
     if not trials:
-        st.info(f"No trials in `{folder.trials}` yet, so no calibration is in use. Pick a calibration file above "
-                "to inspect it.")
+        st.info(
+            f"No trials in `{folder.trials}` yet, so no calibration is in use. Pick a calibration file above "
+            "to inspect it."
+        )
         return
     trial = trials[0]
     try:
@@ -125,19 +161,31 @@ def show_in_use(folder) -> None:
             st.warning("The trial's stored sensitivity differs from the calibration file's.")
         show_calibration(source.calibration, source.name)
         return
-    st.warning(f"Calibration `{attrs.get('calibration_id', '?')}`: {source.problem}. Showing the copy stored in "
-               "the trial file (its sensitivity); the standards and the quality report are only in the calibration "
-               "file.")
-    st.caption(f"recorded file: `{source.name or '?'}` · analytes {', '.join(analytes)} · "
-               f"covers {attrs.get('covered_elements', '?')}")
+    st.warning(
+        f"Calibration `{attrs.get('calibration_id', '?')}`: {source.problem}. Showing the copy stored in "
+        "the trial file (its sensitivity); the standards and the quality report are only in the calibration "
+        "file."
+    )
+    st.caption(
+        f"recorded file: `{source.name or '?'}` · analytes {', '.join(analytes)} · "
+        f"covers {attrs.get('covered_elements', '?')}"
+    )
     sensitivity = arrays.get("sensitivity")
     axis = arrays.get("wavelength", wavelength)
     if sensitivity is None or np.ndim(sensitivity) != 2 or np.shape(sensitivity)[1] != len(axis):
         st.info("The trial file holds no usable sensitivity either.")
         return
-    st.plotly_chart(sensitivity_figure(axis, sensitivity, analytes, key=str(attrs.get("calibration_id", "")),
-                                       title="Sensitivity stored in the trial (absorbance per g/L)"),
-                    key="calibration-trial-copy", config=_CONFIG)
+    st.plotly_chart(
+        sensitivity_figure(
+            axis,
+            sensitivity,
+            analytes,
+            key=str(attrs.get("calibration_id", "")),
+            title="Sensitivity stored in the trial (absorbance per g/L)",
+        ),
+        key="calibration-trial-copy",
+        config=_CONFIG,
+    )
 
 
 @guarded("The Calibration page")

@@ -7,10 +7,10 @@ starts); ``?trial=<file in the data folder>`` or the selector pins one.
 import streamlit as st
 
 from app_pages._paths import OutsideDataFolder, confine, list_trials, relative_name, running_trials
-from app_pages._view import (REFRESH_S, data_folder, guarded, live_updates, show_trial, trial_choices,
-                             trial_from_query)
+from app_pages._view import REFRESH_S, data_folder, guarded, live_updates, show_trial, trial_choices, trial_from_query
 
 FOLLOW = "Follow the running trial"
+
 
 @guarded("The Live page")
 def live_page() -> None:
@@ -32,8 +32,9 @@ def live_page() -> None:
         else:
             st.query_params["trial"] = value
 
-    choice = st.selectbox("Trial", options, index=options.index(pinned_name) if pinned_name else 0,
-                          key="live-trial", on_change=_pin)
+    choice = st.selectbox(
+        "Trial", options, index=options.index(pinned_name) if pinned_name else 0, key="live-trial", on_change=_pin
+    )
     updating = live_updates("live")
 
     @st.fragment(run_every=REFRESH_S if updating else None)
@@ -49,12 +50,16 @@ def live_page() -> None:
             else:
                 trials = list_trials(folder)
                 if not trials:
-                    st.info(f"No trial files in `{folder.trials}` yet. This page shows a trial as soon as "
-                            "`remdaq run` starts one.")
+                    st.info(
+                        f"No trial files in `{folder.trials}` yet. This page shows a trial as soon as "
+                        "`remdaq run` starts one."
+                    )
                     return
                 path = trials[0]
-                st.info("No trial is running now: this is the most recent one. The page switches to a new "
-                        "trial as soon as it starts.")
+                st.info(
+                    "No trial is running now: this is the most recent one. The page switches to a new "
+                    "trial as soon as it starts."
+                )
         else:
             try:
                 path = confine(folder, choice)

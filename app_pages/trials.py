@@ -32,12 +32,17 @@ def _filters() -> Filters:
     sample = sample_col.text_input("Sample contains", key="trials-filter-sample")
     status = status_col.selectbox("Status", [ANY, *STATUSES], key="trials-filter-status")
     dates = dates_col.date_input("Started between", value=(), key="trials-filter-dates", format="YYYY-MM-DD")
-    min_percent = purity_col.number_input("Final purity at least (%)", min_value=0.0, max_value=100.0, value=0.0,
-                                          step=0.5, key="trials-filter-purity")
+    min_percent = purity_col.number_input(
+        "Final purity at least (%)", min_value=0.0, max_value=100.0, value=0.0, step=0.5, key="trials-filter-purity"
+    )
     dates = tuple(d for d in (dates if isinstance(dates, (tuple, list)) else (dates,)) if isinstance(d, date))
-    return Filters(sample=sample.strip(), status="" if status == ANY else status,
-                   since=dates[0] if dates else None, until=dates[-1] if dates else None,
-                   min_purity=min_percent / 100.0 if min_percent > 0 else None)
+    return Filters(
+        sample=sample.strip(),
+        status="" if status == ANY else status,
+        since=dates[0] if dates else None,
+        until=dates[-1] if dates else None,
+        min_purity=min_percent / 100.0 if min_percent > 0 else None,
+    )
 
 
 def _table(folder, filters):
@@ -45,15 +50,21 @@ def _table(folder, filters):
     try:
         table = trial_table(folder, filters, summaries=_summary)
     except (sqlite3.Error, OSError) as error:
-        st.error(f"The catalog `{folder.catalog}` cannot be read: {error}. `remdaq catalog rebuild` recreates it "
-                 "from the trial files.")
+        st.error(
+            f"The catalog `{folder.catalog}` cannot be read: {error}. `remdaq catalog rebuild` recreates it "
+            "from the trial files."
+        )
         return {}
     if not table.from_catalog:
-        st.info("The data folder has no catalog yet, so this table is built from the trial files themselves. "
-                "`remdaq catalog rebuild` creates the catalog.")
+        st.info(
+            "The data folder has no catalog yet, so this table is built from the trial files themselves. "
+            "`remdaq catalog rebuild` creates the catalog."
+        )
     if table.unlisted:
-        st.warning(f"{len(table.unlisted)} trial file(s) are not in the catalog (for example "
-                   f"`{table.unlisted[0]}`): run `remdaq catalog rebuild` to list them.")
+        st.warning(
+            f"{len(table.unlisted)} trial file(s) are not in the catalog (for example "
+            f"`{table.unlisted[0]}`): run `remdaq catalog rebuild` to list them."
+        )
     openable = {}
     for entry in table.entries:
         path = entry_path(folder, entry)
@@ -62,17 +73,25 @@ def _table(folder, filters):
     if not table.entries:
         st.info("No trials match these filters." if filters != Filters() else f"No trials in `{folder.path}` yet.")
         return openable
-    st.dataframe(pd.DataFrame({
-        "started (UTC)": [(e.start_time or "")[:19].replace("T", " ") for e in table.entries],
-        "trial": [e.trial_id for e in table.entries],
-        "sample": [e.sample for e in table.entries],
-        "title": [e.title for e in table.entries],
-        "status": [e.status for e in table.entries],
-        "final purity %": [None if e.final_purity is None else round(100 * e.final_purity, 3)
-                           for e in table.entries],
-        "target": [e.target for e in table.entries],
-        "operator": [e.operator for e in table.entries],
-    }), hide_index=True, width="stretch", height=min(38 + 35 * len(table.entries), 400))
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "started (UTC)": [(e.start_time or "")[:19].replace("T", " ") for e in table.entries],
+                "trial": [e.trial_id for e in table.entries],
+                "sample": [e.sample for e in table.entries],
+                "title": [e.title for e in table.entries],
+                "status": [e.status for e in table.entries],
+                "final purity %": [
+                    None if e.final_purity is None else round(100 * e.final_purity, 3) for e in table.entries
+                ],
+                "target": [e.target for e in table.entries],
+                "operator": [e.operator for e in table.entries],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+        height=min(38 + 35 * len(table.entries), 400),
+    )
     return openable
 
 
@@ -97,10 +116,19 @@ def trials_page() -> None:
         else:
             st.query_params.pop("trial", None)
 
-    chosen = st.selectbox("Open a trial", names, index=names.index(pinned_name) if pinned_name in names else None,
-                          placeholder="choose a trial", key="trials-open", on_change=_pin,
-                          format_func=lambda name: (f"{openable[name].trial_id} · {openable[name].sample} · "
-                                                    f"{openable[name].status}") if name in openable else name)
+    chosen = st.selectbox(
+        "Open a trial",
+        names,
+        index=names.index(pinned_name) if pinned_name in names else None,
+        placeholder="choose a trial",
+        key="trials-open",
+        on_change=_pin,
+        format_func=lambda name: (
+            (f"{openable[name].trial_id} · {openable[name].sample} · {openable[name].status}")
+            if name in openable
+            else name
+        ),
+    )
     if not chosen:
         return
     try:
@@ -120,12 +148,22 @@ def trials_page() -> None:
             return
         reader = follower(folder, "trials", path).reader
         left, right = st.columns(2)
-        left.download_button("Download summary (CSV)", summary_csv(reader, snapshot),
-                             file_name=f"{snapshot.trial_id}-summary.csv", mime="text/csv",
-                             on_click="ignore", key="trials-summary-csv")
-        right.download_button("Download per-spectrum results (CSV)", lambda: analysis_csv(path),
-                              file_name=f"{snapshot.trial_id}-analysis.csv", mime="text/csv",
-                              on_click="ignore", key="trials-analysis-csv")
+        left.download_button(
+            "Download summary (CSV)",
+            summary_csv(reader, snapshot),
+            file_name=f"{snapshot.trial_id}-summary.csv",
+            mime="text/csv",
+            on_click="ignore",
+            key="trials-summary-csv",
+        )
+        right.download_button(
+            "Download per-spectrum results (CSV)",
+            lambda: analysis_csv(path),
+            file_name=f"{snapshot.trial_id}-analysis.csv",
+            mime="text/csv",
+            on_click="ignore",
+            key="trials-analysis-csv",
+        )
 
     opened_trial()
 

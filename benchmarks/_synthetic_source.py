@@ -58,9 +58,16 @@ class SyntheticSource:
 
     _SLICE = 64  # spectra per cache-sized slice of a block (64 x 2048 x 4 B = 512 kB)
 
-    def __init__(self, pixels: int = 2048, analytes: tuple[str, ...] = ANALYTES, target: str = TARGET,
-                 seed: int = 0, full_scale_counts: float = 65535.0, noise_pool_values: int = 1 << 23,
-                 spectra_per_e_fold: float = 200_000.0):
+    def __init__(
+        self,
+        pixels: int = 2048,
+        analytes: tuple[str, ...] = ANALYTES,
+        target: str = TARGET,
+        seed: int = 0,
+        full_scale_counts: float = 65535.0,
+        noise_pool_values: int = 1 << 23,
+        spectra_per_e_fold: float = 200_000.0,
+    ):
         unknown = [a for a in analytes if a not in _BANDS]
         if unknown:
             raise ValueError(f"no synthetic bands for {unknown}; known: {', '.join(_BANDS)}")
@@ -141,14 +148,14 @@ class SyntheticSource:
         top = np.float32(self.full_scale_counts)
         for first in range(0, n, self._SLICE):
             rows = min(self._SLICE, n - first)
-            out = counts[first:first + rows]
-            np.matmul(coefficients[first:first + rows], self._design32, out=out)
+            out = counts[first : first + rows]
+            np.matmul(coefficients[first : first + rows], self._design32, out=out)
             np.exp(out, out=out)  # transmission
             out *= self._blank32
             out += self._dark32
             offset = int(self._rng.integers(0, pool.size - rows * P + 1))
             noise = scratch[:rows]
-            np.multiply(pool[offset:offset + rows * P].reshape(rows, P), self._std32, out=noise)
+            np.multiply(pool[offset : offset + rows * P].reshape(rows, P), self._std32, out=noise)
             out += noise
             np.minimum(out, top, out=out)
         self.produced += n
@@ -187,5 +194,6 @@ class SyntheticSource:
         import analysis
 
         absorbance, concentration, names = self.standards()
-        return analysis.calibrate(self.wavelength_nm, absorbance, concentration, self.analytes, baseline_order=2,
-                                  standard_names=names)
+        return analysis.calibrate(
+            self.wavelength_nm, absorbance, concentration, self.analytes, baseline_order=2, standard_names=names
+        )

@@ -37,25 +37,26 @@ import analysis
 
 ANALYTES_12 = ("Pr", "Nd", "Sm", "Eu", "Dy", "Ho", "Er", "Tm", "Yb", "Tb", "Ce", "Gd")
 BANDS = {  # centre nm, FWHM nm, absorbance per g/L (rounded literature-like values)
-    "Pr": [(444, 8, .072), (469, 6, .031), (482, 5, .028), (589, 7, .013)],
-    "Nd": [(575, 10, .050), (740, 12, .046), (794, 10, .082)],
-    "Sm": [(402, 5, .023)],
-    "Eu": [(394, 4, .018)],
-    "Dy": [(351, 6, .017), (365, 6, .010), (910, 25, .014)],
-    "Ho": [(451, 7, .025), (537, 6, .022), (641, 10, .015)],
-    "Er": [(379, 6, .045), (523, 6, .019), (652, 8, .013)],
-    "Tm": [(683, 10, .015), (790, 18, .011)],
-    "Yb": [(975, 15, .012)],
-    "Tb": [(487, 6, .004)],
-    "Ce": [(355, 10, .010)],
-    "Gd": [(360, 5, .003)],
+    "Pr": [(444, 8, 0.072), (469, 6, 0.031), (482, 5, 0.028), (589, 7, 0.013)],
+    "Nd": [(575, 10, 0.050), (740, 12, 0.046), (794, 10, 0.082)],
+    "Sm": [(402, 5, 0.023)],
+    "Eu": [(394, 4, 0.018)],
+    "Dy": [(351, 6, 0.017), (365, 6, 0.010), (910, 25, 0.014)],
+    "Ho": [(451, 7, 0.025), (537, 6, 0.022), (641, 10, 0.015)],
+    "Er": [(379, 6, 0.045), (523, 6, 0.019), (652, 8, 0.013)],
+    "Tm": [(683, 10, 0.015), (790, 18, 0.011)],
+    "Yb": [(975, 15, 0.012)],
+    "Tb": [(487, 6, 0.004)],
+    "Ce": [(355, 10, 0.010)],
+    "Gd": [(360, 5, 0.003)],
 }
 
 
 def sensitivities(wavelength_nm, analytes):
     sigma = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-    return np.array([sum(h * np.exp(-0.5 * ((wavelength_nm - c) / (f * sigma)) ** 2) for c, f, h in BANDS[a])
-                     for a in analytes])
+    return np.array(
+        [sum(h * np.exp(-0.5 * ((wavelength_nm - c) / (f * sigma)) ** 2) for c, f, h in BANDS[a]) for a in analytes]
+    )
 
 
 class Bench:
@@ -75,11 +76,11 @@ class Bench:
         N = len(concentration)
         out = np.empty((N, self.S.shape[1]), np.float32) if out is None else out
         for start in range(0, N, chunk):
-            c = concentration[start:start + chunk]
+            c = concentration[start : start + chunk]
             drift = self.rng.normal(0, 0.003, (len(c), 3)) @ self.basis.T
             signal = self.lamp * 10.0 ** -(c @ self.S + drift)
             noisy = signal + np.sqrt(signal / 2.0 + 36.0) * self.rng.standard_normal(signal.shape)
-            out[start:start + chunk] = noisy + self.dark
+            out[start : start + chunk] = noisy + self.dark
         return out
 
     def calibration(self):
@@ -145,7 +146,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
 
-    analytes = ANALYTES_12[:args.analytes] if "Nd" in ANALYTES_12[:args.analytes] else ("Nd",)
+    analytes = ANALYTES_12[: args.analytes] if "Nd" in ANALYTES_12[: args.analytes] else ("Nd",)
     bench = Bench(args.pixels, analytes)
     cal = bench.calibration()
     concentration = bench.unknowns(args.spectra)
@@ -160,52 +161,64 @@ def main(argv=None):
 
     def fused():
         q = analysis.quantify_counts(counts, bench.dark, bench.reference, cal, saturation_counts=65535)
-        p = analysis.oxide_purity(q.concentration_g_per_L, cal.analytes, "Nd", q.sigma_g_per_L,
-                                  cal.quality.detection_limit_g_per_L)
+        p = analysis.oxide_purity(
+            q.concentration_g_per_L, cal.analytes, "Nd", q.sigma_g_per_L, cal.quality.detection_limit_g_per_L
+        )
         return q, p
 
     def two_step():
         A = analysis.absorbance(counts, bench.dark, bench.reference, saturation_counts=65535)
         q = analysis.quantify(A, cal)
-        analysis.oxide_purity(q.concentration_g_per_L, cal.analytes, "Nd", q.sigma_g_per_L,
-                              cal.quality.detection_limit_g_per_L)
+        analysis.oxide_purity(
+            q.concentration_g_per_L, cal.analytes, "Nd", q.sigma_g_per_L, cal.quality.detection_limit_g_per_L
+        )
         return q
 
     (q, _), fused_s, fused_cpu_s = timed(fused, args.repeats)
     _, two_step_s, _ = timed(two_step, max(1, args.repeats // 2))
-    subset = counts[:args.scipy_subset]
-    plain = analysis.Calibration.from_sensitivity(cal.wavelength_nm, cal.sensitivity, cal.analytes,
-                                                  baseline_order=2, pixel_weight=cal.pixel_weight)
+    subset = counts[: args.scipy_subset]
+    plain = analysis.Calibration.from_sensitivity(
+        cal.wavelength_nm, cal.sensitivity, cal.analytes, baseline_order=2, pixel_weight=cal.pixel_weight
+    )
     plain_conc = analysis.quantify_counts(subset, bench.dark, bench.reference, plain).concentration_g_per_L
     start = time.perf_counter()
     scipy_conc = scipy_loop(plain, subset, bench.dark, bench.reference, "Nd", "nnls")  # the same problem as plain
     nnls_s = time.perf_counter() - start
     start = time.perf_counter()
-    scipy_loop(plain, counts[:args.bvls_subset], bench.dark, bench.reference, "Nd", "bvls")
+    scipy_loop(plain, counts[: args.bvls_subset], bench.dark, bench.reference, "Nd", "bvls")
     bvls_s = time.perf_counter() - start
 
     n = args.spectra
     best, median = n / min(fused_s), n / statistics.median(fused_s)
     nnls_rate, bvls_rate = args.scipy_subset / nnls_s, args.bvls_subset / bvls_s
     figures = {
-        "spectra": n, "pixels": args.pixels, "analytes": len(analytes), "baseline_order": 2,
-        "threads": numba.get_num_threads(), "cpu_count": os.cpu_count(),
+        "spectra": n,
+        "pixels": args.pixels,
+        "analytes": len(analytes),
+        "baseline_order": 2,
+        "threads": numba.get_num_threads(),
+        "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
-        "numpy": np.__version__, "scipy": scipy.__version__, "numba": numba.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "numba": numba.__version__,
         "load_average_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-        "first_call_s": round(first_call_s, 3), "data_generation_s": round(generation_s, 1),
-        "fused_spectra_per_s_best": round(best), "fused_spectra_per_s_median": round(median),
+        "first_call_s": round(first_call_s, 3),
+        "data_generation_s": round(generation_s, 1),
+        "fused_spectra_per_s_best": round(best),
+        "fused_spectra_per_s_median": round(median),
         "fused_cpu_us_per_spectrum": round(1e6 * statistics.median(fused_cpu_s) / n, 2),
         "fused_spectra_per_s_if_all_cores_free": round(os.cpu_count() * n / statistics.median(fused_cpu_s)),
         "two_step_spectra_per_s_best": round(n / min(two_step_s)),
-        "scipy_nnls_loop_spectra_per_s": round(nnls_rate, 1), "scipy_bvls_loop_spectra_per_s": round(bvls_rate, 1),
+        "scipy_nnls_loop_spectra_per_s": round(nnls_rate, 1),
+        "scipy_bvls_loop_spectra_per_s": round(bvls_rate, 1),
         "ratio_vs_scipy_nnls_best": round(best / nnls_rate, 1),
         "ratio_vs_scipy_nnls_median": round(median / nnls_rate, 1),
         "ratio_vs_scipy_bvls_median": round(median / bvls_rate, 1),
-        "max_difference_vs_scipy_relative": float(np.max(np.abs(plain_conc - scipy_conc))
-                                                  / np.max(np.abs(scipy_conc))),
-        "eiv_correction_shift_g_per_L_max": float(np.max(np.abs(q.concentration_g_per_L[:args.scipy_subset]
-                                                                - plain_conc))),
+        "max_difference_vs_scipy_relative": float(np.max(np.abs(plain_conc - scipy_conc)) / np.max(np.abs(scipy_conc))),
+        "eiv_correction_shift_g_per_L_max": float(
+            np.max(np.abs(q.concentration_g_per_L[: args.scipy_subset] - plain_conc))
+        ),
         "status_ok_fraction": float(np.mean(q.status == 0)),
     }
     width = max(len(k) for k in figures)

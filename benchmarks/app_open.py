@@ -45,8 +45,15 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 OPEN_TARGET_S = 2.0
 RSS_TARGET_MB = 500.0
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def generate(path: Path, hours: float) -> dict:
@@ -84,10 +91,14 @@ def measure(path: Path) -> dict:
     points = max(len(trace.x) for figure in figures.values() for trace in figure.data if trace.x is not None)
     follower.close()
     return {
-        "import_s": imported - started, "open_s": opened - imported, "refresh_s": refreshed - opened,
+        "import_s": imported - started,
+        "open_s": opened - imported,
+        "refresh_s": refreshed - opened,
         "rebuild_s": rebuilt - refreshed,
-        "furnace_rows": snapshot.rows["furnace"], "spectra": snapshot.rows["spectrometer"],
-        "max_points_per_trace": points, "figures_json_kB": payload / 1e3,
+        "furnace_rows": snapshot.rows["furnace"],
+        "spectra": snapshot.rows["spectrometer"],
+        "max_points_per_trace": points,
+        "figures_json_kB": payload / 1e3,
         "ru_maxrss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_end_MB": psutil.Process().memory_info().rss / 1e6,
     }
@@ -136,9 +147,25 @@ def served(data_dir: Path) -> dict:
     port = _free_port()
     env = {**os.environ, "REMDAQ_DATA_DIR": str(data_dir)}
     env.pop("REMDAQ_STATION", None)
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
-                               str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -162,8 +189,11 @@ def served(data_dir: Path) -> dict:
             browser.close()
         tree = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
         rss = sum(p.memory_info().rss for p in tree)
-        return {"served_first_load_s": timings[0], "served_second_load_s": timings[1],
-                "served_server_rss_MB": rss / 1e6}
+        return {
+            "served_first_load_s": timings[0],
+            "served_second_load_s": timings[1],
+            "served_server_rss_MB": rss / 1e6,
+        }
     finally:
         server.terminate()
         try:

@@ -46,11 +46,14 @@ def main() -> None:
         port = serial.Serial(sim.address, BAUD, timeout=0.2)
         client = minimalmodbus.Instrument(port, 1)
         if args.model == "2400":
+
             def bare_read():
                 return client.read_register(5, 1, signed=True)
         else:
+
             def bare_read():
                 return client.read_float(0x8000 + 2 * 5)
+
         with Eurotherm(sim.address, model=args.model, baudrate=BAUD) as furnace:
             bare, driver = [], []
             for _ in range(3):  # interleaved rounds: both clients see the same machine load
@@ -61,12 +64,18 @@ def main() -> None:
     bare_s, bare_cpu = min(r[0] for r in bare), min(r[1] for r in bare)
     driver_s, driver_cpu = min(r[0] for r in driver), min(r[1] for r in driver)
     print(f"furnace poll benchmark: model {args.model}, {args.reads} reads each, pty at {BAUD} baud, best of 3 rounds")
-    print(f"  bare minimalmodbus : {1 / bare_s:8.0f} reads/s  {bare_s * 1e6:8.1f} us/transaction  "
-          f"{bare_cpu * 1e6:7.1f} us CPU")
-    print(f"  Eurotherm driver   : {1 / driver_s:8.0f} reads/s  {driver_s * 1e6:8.1f} us/transaction  "
-          f"{driver_cpu * 1e6:7.1f} us CPU")
-    print(f"  driver / bare      : wall {driver_s / bare_s:6.3f}x (overhead {(driver_s - bare_s) * 1e6:+.1f} us), "
-          f"CPU {driver_cpu / bare_cpu:6.3f}x (overhead {(driver_cpu - bare_cpu) * 1e6:+.1f} us)")
+    print(
+        f"  bare minimalmodbus : {1 / bare_s:8.0f} reads/s  {bare_s * 1e6:8.1f} us/transaction  "
+        f"{bare_cpu * 1e6:7.1f} us CPU"
+    )
+    print(
+        f"  Eurotherm driver   : {1 / driver_s:8.0f} reads/s  {driver_s * 1e6:8.1f} us/transaction  "
+        f"{driver_cpu * 1e6:7.1f} us CPU"
+    )
+    print(
+        f"  driver / bare      : wall {driver_s / bare_s:6.3f}x (overhead {(driver_s - bare_s) * 1e6:+.1f} us), "
+        f"CPU {driver_cpu / bare_cpu:6.3f}x (overhead {(driver_cpu - bare_cpu) * 1e6:+.1f} us)"
+    )
     print(f"  read_all (3 transactions): {1 / poll_s:8.1f} polls/s")
 
 

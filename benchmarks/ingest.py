@@ -1,7 +1,7 @@
 """Ingest benchmark: unthrottled spectra through live analysis into an HDF5 trial file, read live over SWMR.
 
     .venv/bin/python benchmarks/ingest.py                      # 200,000 spectra (~1.7 GB, deleted after)
-    .venv/bin/python benchmarks/ingest.py --spectra 1000000    # the 1M-spectrum trial of the performance targets (~8.4 GB)
+    .venv/bin/python benchmarks/ingest.py --spectra 1000000    # the 1M-spectrum trial of the targets (~8.4 GB)
     .venv/bin/python benchmarks/ingest.py --spectra 50000 --stages-only
     .venv/bin/python benchmarks/ingest.py --analysis fused --max-queued-MB 64
 
@@ -80,16 +80,18 @@ BYTES_PER_SPECTRUM_OVERHEAD = 8 * 4 + 4 * 4 + 1  # time, integration_time + aver
 
 # --------------------------------------------------------------------------- analysis paths
 
+
 def analysis_function(kind: str, calibration, source: SyntheticSource):
     """The live analysis of a block: ``counts -> SpectraResult``-like (concentration, sigma, purity, ...)."""
-    from daq.pipeline import SpectraResult, analyse_counts
-
     import analysis
+    from daq.pipeline import SpectraResult, analyse_counts
 
     saturation = source.full_scale_counts
     if kind == "pipeline":
+
         def run(counts):
             return analyse_counts(counts, source.dark, source.reference, calibration, TARGET, saturation)
+
         return run
     if kind == "fused":
         # The fused counts kernel and the purity step, called directly (what daq.pipeline does since
@@ -98,10 +100,17 @@ def analysis_function(kind: str, calibration, source: SyntheticSource):
 
         def run(counts):
             q = analysis.quantify_counts(counts, source.dark, source.reference, calibration, saturation)
-            p = analysis.oxide_purity(q.concentration_g_per_L, calibration.analytes, TARGET,
-                                      sigma_g_per_L=q.sigma_g_per_L, detection_limit_g_per_L=limits)
-            return SpectraResult(q.concentration_g_per_L, q.sigma_g_per_L, p.purity, p.purity_sigma,
-                                 q.residual_rms, q.n_masked_pixels)
+            p = analysis.oxide_purity(
+                q.concentration_g_per_L,
+                calibration.analytes,
+                TARGET,
+                sigma_g_per_L=q.sigma_g_per_L,
+                detection_limit_g_per_L=limits,
+            )
+            return SpectraResult(
+                q.concentration_g_per_L, q.sigma_g_per_L, p.purity, p.purity_sigma, q.residual_rms, q.n_masked_pixels
+            )
+
         return run
     raise ValueError(f"unknown analysis {kind!r}")
 
@@ -121,11 +130,50 @@ def release_gil_in_counts_kernel() -> None:
     shipped = _nnls_kernel.quantify_counts_batch
 
     @numba.njit(nogil=True)
-    def quantify_counts_batch_nogil(counts, dark, ln_reference, saturation, X, XWt, w, N_full, E_w, K, tol_rel,
-                                    tau, G, model_var, out_conc, out_sigma, out_base, out_rms, out_nmask,
-                                    out_status):
-        shipped(counts, dark, ln_reference, saturation, X, XWt, w, N_full, E_w, K, tol_rel, tau, G, model_var,
-                out_conc, out_sigma, out_base, out_rms, out_nmask, out_status)
+    def quantify_counts_batch_nogil(
+        counts,
+        dark,
+        ln_reference,
+        saturation,
+        X,
+        XWt,
+        w,
+        N_full,
+        E_w,
+        K,
+        tol_rel,
+        tau,
+        G,
+        model_var,
+        out_conc,
+        out_sigma,
+        out_base,
+        out_rms,
+        out_nmask,
+        out_status,
+    ):
+        shipped(
+            counts,
+            dark,
+            ln_reference,
+            saturation,
+            X,
+            XWt,
+            w,
+            N_full,
+            E_w,
+            K,
+            tol_rel,
+            tau,
+            G,
+            model_var,
+            out_conc,
+            out_sigma,
+            out_base,
+            out_rms,
+            out_nmask,
+            out_status,
+        )
 
     _nnls_kernel.quantify_counts_batch = quantify_counts_batch_nogil
 
@@ -134,16 +182,27 @@ def release_gil_in_counts_kernel() -> None:
 
 # --------------------------------------------------------------------------- the trial file
 
+
 def trial_metadata(source: SyntheticSource, calibration, trial_id: str):
     from daq import TrialMetadata
 
     return TrialMetadata(
-        trial_id=trial_id, title="ingest benchmark", sample="synthetic", operator="benchmark", target=TARGET,
-        analytes=tuple(calibration.analytes), wavelength_nm=source.wavelength_nm,
-        covered_elements=tuple(calibration.analytes), calibration_id=calibration.calibration_id,
-        calibration_arrays={"sensitivity": (calibration.sensitivity, "absorbance per g/L"),
-                            "wavelength": (np.asarray(calibration.wavelength_nm), "nm")},
-        software_version="benchmark", extra={"simulated": True})
+        trial_id=trial_id,
+        title="ingest benchmark",
+        sample="synthetic",
+        operator="benchmark",
+        target=TARGET,
+        analytes=tuple(calibration.analytes),
+        wavelength_nm=source.wavelength_nm,
+        covered_elements=tuple(calibration.analytes),
+        calibration_id=calibration.calibration_id,
+        calibration_arrays={
+            "sensitivity": (calibration.sensitivity, "absorbance per g/L"),
+            "wavelength": (np.asarray(calibration.wavelength_nm), "nm"),
+        },
+        software_version="benchmark",
+        extra={"simulated": True},
+    )
 
 
 class _Constants:
@@ -154,9 +213,14 @@ class _Constants:
 
     def spectrometer(self, n: int) -> dict:
         if n not in self._cache:
-            self._cache[n] = {"integration_time": np.full(n, 0.001), "averages": np.ones(n, np.uint32),
-                              "saturated_pixels": np.zeros(n, np.uint32), "dark_index": np.zeros(n, np.int32),
-                              "reference_index": np.zeros(n, np.int32), "flag": np.zeros(n, np.uint8)}
+            self._cache[n] = {
+                "integration_time": np.full(n, 0.001),
+                "averages": np.ones(n, np.uint32),
+                "saturated_pixels": np.zeros(n, np.uint32),
+                "dark_index": np.zeros(n, np.int32),
+                "reference_index": np.zeros(n, np.int32),
+                "flag": np.zeros(n, np.uint8),
+            }
         return self._cache[n]
 
 
@@ -164,8 +228,15 @@ def append_block(writer, times, counts, result, constants: _Constants) -> None:
     """One block: spectrometer rows, then the analysis rows (what the runner appends per spectrum)."""
     n = len(times)
     writer.append("spectrometer", time=times, counts=counts, **constants.spectrometer(n))
-    writer.append("analysis", time=times, concentration=result.concentration_g_per_L, sigma=result.sigma_g_per_L,
-                  purity=result.purity, purity_sigma=result.purity_sigma, residual_rms=result.residual_rms)
+    writer.append(
+        "analysis",
+        time=times,
+        concentration=result.concentration_g_per_L,
+        sigma=result.sigma_g_per_L,
+        purity=result.purity,
+        purity_sigma=result.purity_sigma,
+        residual_rms=result.residual_rms,
+    )
 
 
 def check_disk(folder: Path, spectra: int, pixels: int, analytes: int) -> tuple[float, float]:
@@ -174,13 +245,16 @@ def check_disk(folder: Path, spectra: int, pixels: int, analytes: int) -> tuple[
     needed = spectra * per_spectrum * 1.05 + 256e6
     free = shutil.disk_usage(folder).free
     if free < needed:
-        raise SystemExit(f"not enough free space in {folder}: {spectra:,} spectra need about {needed / 1e9:.1f} GB "
-                         f"({per_spectrum / 1e3:.1f} kB per spectrum + 5 % + 256 MB), {free / 1e9:.1f} GB free. "
-                         f"Use --out on a larger filesystem or fewer --spectra.")
+        raise SystemExit(
+            f"not enough free space in {folder}: {spectra:,} spectra need about {needed / 1e9:.1f} GB "
+            f"({per_spectrum / 1e3:.1f} kB per spectrum + 5 % + 256 MB), {free / 1e9:.1f} GB free. "
+            f"Use --out on a larger filesystem or fewer --spectra."
+        )
     return needed, free
 
 
 # --------------------------------------------------------------------------- the SWMR reader (child process)
+
 
 def reader_main(path: str, t0: float, poll_s: float, conn) -> None:
     """Follow the trial like the app does; send back latency percentiles and what it saw."""
@@ -211,15 +285,19 @@ def reader_main(path: str, t0: float, poll_s: float, conn) -> None:
             for name in marks:
                 stop = reader.rows(name)
                 if stop > marks[name]:
-                    acquired = reader.dataset(name, "time")[marks[name]:stop]
+                    acquired = reader.dataset(name, "time")[marks[name] : stop]
                     latencies[name].append((now - acquired).astype(np.float32))
                     marks[name] = stop
             if reader.exit_status != "running":
                 reader.refresh()
                 if all(reader.rows(name) == marks[name] for name in marks):
                     break
-    out = {"polls": polls, "rows_seen": marks, "rss_MB": psutil.Process().memory_info().rss / 1e6,
-           "refresh_ms": _percentiles(np.array(refresh_s) * 1e3)}
+    out = {
+        "polls": polls,
+        "rows_seen": marks,
+        "rss_MB": psutil.Process().memory_info().rss / 1e6,
+        "refresh_ms": _percentiles(np.array(refresh_s) * 1e3),
+    }
     for name, parts in latencies.items():
         values = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         out[f"latency_{name}_s"] = _percentiles(values)
@@ -231,11 +309,19 @@ def _percentiles(values: np.ndarray) -> dict:
     if len(values) == 0:
         return {}
     q = np.percentile(values, [50, 90, 99, 99.9])
-    return {"n": int(len(values)), "p50": float(q[0]), "p90": float(q[1]), "p99": float(q[2]),
-            "p99.9": float(q[3]), "max": float(values.max()), "mean": float(values.mean())}
+    return {
+        "n": int(len(values)),
+        "p50": float(q[0]),
+        "p90": float(q[1]),
+        "p99": float(q[2]),
+        "p99.9": float(q[3]),
+        "max": float(values.max()),
+        "mean": float(values.mean()),
+    }
 
 
 # --------------------------------------------------------------------------- stages
+
 
 def stage_source(source: SyntheticSource, spectra: int, block: int) -> float:
     started = time.perf_counter()
@@ -258,8 +344,9 @@ def stage_analysis(source: SyntheticSource, analyse, spectra: int, block: int) -
     return spectra / (time.perf_counter() - started)
 
 
-def stage_writer_only(source: SyntheticSource, calibration, spectra: int, block: int, folder: Path,
-                      flush_interval_s: float) -> float:
+def stage_writer_only(
+    source: SyntheticSource, calibration, spectra: int, block: int, folder: Path, flush_interval_s: float
+) -> float:
     """Source + HDF5, no analysis (analysis rows of constants): what the writer alone sustains."""
     from daq import TrialWriter
     from daq.pipeline import SpectraResult
@@ -276,8 +363,14 @@ def stage_writer_only(source: SyntheticSource, calibration, spectra: int, block:
             n = min(block, spectra - done)
             counts, _ = source.block(n)
             if n not in results:
-                results[n] = SpectraResult(np.full((n, k), 0.1), np.full((n, k), 0.01), np.full(n, 0.99),
-                                           np.full(n, 0.001), np.full(n, 0.001), np.zeros(n, int))
+                results[n] = SpectraResult(
+                    np.full((n, k), 0.1),
+                    np.full((n, k), 0.01),
+                    np.full(n, 0.99),
+                    np.full(n, 0.001),
+                    np.full(n, 0.001),
+                    np.zeros(n, int),
+                )
             times = np.arange(done, done + n, dtype=float)
             append_block(writer, times, counts, results[n], constants)
             done += n
@@ -290,8 +383,9 @@ def stage_writer_only(source: SyntheticSource, calibration, spectra: int, block:
     return rate
 
 
-def stage_runner_path(source: SyntheticSource, calibration, spectra: int, folder: Path,
-                      flush_interval_s: float) -> dict:
+def stage_runner_path(
+    source: SyntheticSource, calibration, spectra: int, folder: Path, flush_interval_s: float
+) -> dict:
     """One spectrum at a time, as daq/runner.py's _append_spectrum does: analyse one, append two rows."""
     from daq import TrialWriter
     from daq.pipeline import analyse_counts
@@ -308,36 +402,67 @@ def stage_runner_path(source: SyntheticSource, calibration, spectra: int, folder
             t = time.perf_counter()
             result = analyse_counts(counts, source.dark, source.reference, calibration, TARGET, saturation)
             analyse_s += time.perf_counter() - t
-            writer.append("spectrometer", time=float(i), counts=counts, integration_time=0.001, averages=1,
-                          saturated_pixels=0, dark_index=0, reference_index=0, flag=0)
-            writer.append("analysis", time=float(i), concentration=result.concentration_g_per_L[0],
-                          sigma=result.sigma_g_per_L[0], purity=result.purity[0],
-                          purity_sigma=result.purity_sigma[0], residual_rms=result.residual_rms[0])
+            writer.append(
+                "spectrometer",
+                time=float(i),
+                counts=counts,
+                integration_time=0.001,
+                averages=1,
+                saturated_pixels=0,
+                dark_index=0,
+                reference_index=0,
+                flag=0,
+            )
+            writer.append(
+                "analysis",
+                time=float(i),
+                concentration=result.concentration_g_per_L[0],
+                sigma=result.sigma_g_per_L[0],
+                purity=result.purity[0],
+                purity_sigma=result.purity_sigma[0],
+                residual_rms=result.residual_rms[0],
+            )
         writer.close("success")
         elapsed = time.perf_counter() - started
     finally:
         if not writer._closed:  # noqa: SLF001
             writer.close("failed")
         path.unlink(missing_ok=True)
-    return {"spectra_per_s": spectra / elapsed, "analyse_one_us": analyse_s / spectra * 1e6,
-            "total_per_spectrum_us": elapsed / spectra * 1e6}
+    return {
+        "spectra_per_s": spectra / elapsed,
+        "analyse_one_us": analyse_s / spectra * 1e6,
+        "total_per_spectrum_us": elapsed / spectra * 1e6,
+    }
 
 
 # --------------------------------------------------------------------------- the trial
 
-def run_trial(source: SyntheticSource, calibration, analyse, spectra: int, block: int, path: Path,
-              poll_s: float, rss_every: int, flush_interval_s: float, numba_threads: int | None = None,
-              max_queued_MB: float | None = None, rate: float | None = None, quiet: bool = False) -> dict:
+
+def run_trial(
+    source: SyntheticSource,
+    calibration,
+    analyse,
+    spectra: int,
+    block: int,
+    path: Path,
+    poll_s: float,
+    rss_every: int,
+    flush_interval_s: float,
+    numba_threads: int | None = None,
+    max_queued_MB: float | None = None,
+    rate: float | None = None,
+    quiet: bool = False,
+) -> dict:
     """One trial; ``rate`` (spectra/s) paces the source instead of running it flat out."""
     from daq import TrialWriter
-
 
     process = psutil.Process()
     constants = _Constants()
     t0 = time.monotonic()
     bound = {"max_queued_bytes": int(max_queued_MB * 1e6)} if max_queued_MB else {}
-    writer = TrialWriter(path, trial_metadata(source, calibration, f"ingest-{spectra}"),
-                         flush_interval_s=flush_interval_s, **bound)
+    writer = TrialWriter(
+        path, trial_metadata(source, calibration, f"ingest-{spectra}"), flush_interval_s=flush_interval_s, **bound
+    )
     timings = WriterTimings(writer)
     cpu = ThreadCpu(process)
     cpu.names[writer._thread.native_id] = "writer"  # noqa: SLF001
@@ -365,8 +490,17 @@ def run_trial(source: SyntheticSource, calibration, analyse, spectra: int, block
     sampler.start()
     time.sleep(1.0)  # let the reader import and open the file, so that it sees the first rows arrive
     rss: list[tuple[int, float, float, int]] = []  # (spectra, seconds, RSS bytes, writer queue items)
-    state = {"produced": 0, "purity_sum": 0.0, "purity_nan": 0, "analysis_s": 0.0, "source_s": 0.0,
-             "append_s": 0.0, "error": None, "last_counts": None, "last_times": None}
+    state = {
+        "produced": 0,
+        "purity_sum": 0.0,
+        "purity_nan": 0,
+        "analysis_s": 0.0,
+        "source_s": 0.0,
+        "append_s": 0.0,
+        "error": None,
+        "last_counts": None,
+        "last_times": None,
+    }
 
     def produce() -> None:
         try:
@@ -399,8 +533,9 @@ def run_trial(source: SyntheticSource, calibration, analyse, spectra: int, block
                 state["purity_nan"] += int(np.isnan(result.purity).sum())
                 state["produced"] += n
                 if state["produced"] >= next_sample or state["produced"] == spectra:
-                    rss.append((state["produced"], time.monotonic() - t0, process.memory_info().rss,
-                                writer._queue.qsize()))  # noqa: SLF001 - the queue depth explains RSS
+                    rss.append(
+                        (state["produced"], time.monotonic() - t0, process.memory_info().rss, writer._queue.qsize())
+                    )  # noqa: SLF001 - the queue depth explains RSS
                     next_sample += rss_every
             state["last_counts"], state["last_times"] = counts.copy(), times
         except BaseException as error:  # noqa: BLE001 - reported by the main thread
@@ -418,8 +553,11 @@ def run_trial(source: SyntheticSource, calibration, analyse, spectra: int, block
         if not quiet and time.monotonic() - last_print >= 10:
             last_print = time.monotonic()
             done = state["produced"]
-            print(f"  {done:,} spectra, {done / (time.perf_counter() - started):,.0f}/s, "
-                  f"RSS {process.memory_info().rss / 1e6:,.0f} MB", flush=True)
+            print(
+                f"  {done:,} spectra, {done / (time.perf_counter() - started):,.0f}/s, "
+                f"RSS {process.memory_info().rss / 1e6:,.0f} MB",
+                flush=True,
+            )
     produced_s = time.perf_counter() - started
     cpu.sample()
     writer.close("success" if state["error"] is None else "failed")
@@ -432,17 +570,31 @@ def run_trial(source: SyntheticSource, calibration, analyse, spectra: int, block
     reader.join(30)
     stop_sampling.set()
     sampler.join()
-    out = {"spectra": spectra, "block": block, "elapsed_s": elapsed, "spectra_per_s": spectra / elapsed,
-           "producer_done_s": produced_s, "close_s": elapsed - produced_s,
-           "producer_source_s": state["source_s"], "producer_analysis_s": state["analysis_s"],
-           "producer_append_s": state["append_s"], "rows_written_by_writer": dict(writer.rows_written),
-           "reader": reader_out, "file_GB": path.stat().st_size / 1e9,
-           "thread_cpu_s": cpu.totals(), "writer_steps": timings.summary(),
-           "cores_used": {"this process": process_cpu / elapsed, "SWMR reader": reader_cpu[0] / elapsed,
-                          "other processes": max(0.0, machine_busy - process_cpu - reader_cpu[0]) / elapsed},
-           "reader_rss_MB": {"first": reader_rss[0] / 1e6, "last": reader_rss[-1] / 1e6,
-                             "max": max(reader_rss) / 1e6} if reader_rss else {},
-           "rss_samples": [(s, round(t, 3), round(r / 1e6, 1), q) for s, t, r, q in rss]}
+    out = {
+        "spectra": spectra,
+        "block": block,
+        "elapsed_s": elapsed,
+        "spectra_per_s": spectra / elapsed,
+        "producer_done_s": produced_s,
+        "close_s": elapsed - produced_s,
+        "producer_source_s": state["source_s"],
+        "producer_analysis_s": state["analysis_s"],
+        "producer_append_s": state["append_s"],
+        "rows_written_by_writer": dict(writer.rows_written),
+        "reader": reader_out,
+        "file_GB": path.stat().st_size / 1e9,
+        "thread_cpu_s": cpu.totals(),
+        "writer_steps": timings.summary(),
+        "cores_used": {
+            "this process": process_cpu / elapsed,
+            "SWMR reader": reader_cpu[0] / elapsed,
+            "other processes": max(0.0, machine_busy - process_cpu - reader_cpu[0]) / elapsed,
+        },
+        "reader_rss_MB": {"first": reader_rss[0] / 1e6, "last": reader_rss[-1] / 1e6, "max": max(reader_rss) / 1e6}
+        if reader_rss
+        else {},
+        "rss_samples": [(s, round(t, 3), round(r / 1e6, 1), q) for s, t, r, q in rss],
+    }
     out["rss_MB"] = rss_summary(rss)
     out["checks"] = verify(path, spectra, state)
     return out
@@ -513,25 +665,38 @@ class WriterTimings:
                 return method(*args, **kwargs)
             finally:
                 self.steps[name].append(time.perf_counter() - started)
+
         return timed
 
     def summary(self) -> dict:
-        return {name: {"calls": len(v), "total_s": float(sum(v)), "max_s": float(max(v)) if v else 0.0,
-                       "median_ms": float(statistics.median(v) * 1e3) if v else 0.0}
-                for name, v in self.steps.items()}
+        return {
+            name: {
+                "calls": len(v),
+                "total_s": float(sum(v)),
+                "max_s": float(max(v)) if v else 0.0,
+                "median_ms": float(statistics.median(v) * 1e3) if v else 0.0,
+            }
+            for name, v in self.steps.items()
+        }
 
 
 def rss_summary(samples) -> dict:
     values = [r / 1e6 for _, _, r, _ in samples]
     if not values:
         return {}
-    tenth = values[len(values) // 10:]
-    spectra = np.array([s for s, *_ in samples][len(values) // 10:], dtype=float)
+    tenth = values[len(values) // 10 :]
+    spectra = np.array([s for s, *_ in samples][len(values) // 10 :], dtype=float)
     slope = float(np.polyfit(spectra, tenth, 1)[0] * 1e5) if len(tenth) >= 3 else float("nan")
-    return {"first": values[0], "median": statistics.median(values), "last": values[-1], "max": max(values),
-            "after_10pct_min": min(tenth), "after_10pct_max": max(tenth),
-            "slope_after_10pct_MB_per_100k_spectra": slope,
-            "max_queue_items": max(q for *_, q in samples)}
+    return {
+        "first": values[0],
+        "median": statistics.median(values),
+        "last": values[-1],
+        "max": max(values),
+        "after_10pct_min": min(tenth),
+        "after_10pct_max": max(tenth),
+        "slope_after_10pct_MB_per_100k_spectra": slope,
+        "max_queue_items": max(q for *_, q in samples),
+    }
 
 
 def verify(path: Path, spectra: int, state: dict) -> dict:
@@ -544,7 +709,7 @@ def verify(path: Path, spectra: int, state: dict) -> dict:
         t_ana = trial.dataset("analysis", "time")[:]
         purity = trial.dataset("analysis", "purity")[:]
         n_last = len(state["last_times"])
-        last_counts = trial.dataset("spectrometer", "counts")[spectra - n_last:spectra]
+        last_counts = trial.dataset("spectrometer", "counts")[spectra - n_last : spectra]
         status = trial.state
     checks = {
         "rows": rows,
@@ -552,29 +717,49 @@ def verify(path: Path, spectra: int, state: dict) -> dict:
         "time_strictly_increasing": bool(np.all(np.diff(t_spec) > 0)),
         "times_equal_in_both_tables": bool(np.array_equal(t_spec, t_ana)),
         "purity_sum_matches": bool(math.isclose(float(np.nansum(purity)), state["purity_sum"], rel_tol=1e-9)),
-        "purity_nan": int(np.isnan(purity).sum()), "purity_nan_produced": state["purity_nan"],
+        "purity_nan": int(np.isnan(purity).sum()),
+        "purity_nan_produced": state["purity_nan"],
         "last_block_counts_identical": bool(np.array_equal(last_counts, state["last_counts"])),
-        "last_block_times_identical": bool(np.array_equal(t_spec[spectra - n_last:], state["last_times"])),
+        "last_block_times_identical": bool(np.array_equal(t_spec[spectra - n_last :], state["last_times"])),
         "state": status,
     }
-    checks["ok"] = all(checks[k] for k in ("no_row_dropped", "time_strictly_increasing", "times_equal_in_both_tables",
-                                           "purity_sum_matches", "last_block_counts_identical",
-                                           "last_block_times_identical")) and status == "success"
+    checks["ok"] = (
+        all(
+            checks[k]
+            for k in (
+                "no_row_dropped",
+                "time_strictly_increasing",
+                "times_equal_in_both_tables",
+                "purity_sum_matches",
+                "last_block_counts_identical",
+                "last_block_times_identical",
+            )
+        )
+        and status == "success"
+    )
     return checks
 
 
 # --------------------------------------------------------------------------- main
 
+
 def machine() -> dict:
-    return {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "machine": platform.machine(),
-            "python": platform.python_version(), "load_avg_before": os.getloadavg(),
-            "ram_GB": psutil.virtual_memory().total / 1e9}
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "load_avg_before": os.getloadavg(),
+        "ram_GB": psutil.virtual_memory().total / 1e9,
+    }
 
 
 def print_summary(figures: dict) -> None:
     m = figures["machine"]
-    print(f"\n== ingest benchmark ({m['date']}, {m['machine']}, {m['cpus']} CPUs, Python {m['python']}, "
-          f"load before {m['load_avg_before'][0]:.2f}) ==")
+    print(
+        f"\n== ingest benchmark ({m['date']}, {m['machine']}, {m['cpus']} CPUs, Python {m['python']}, "
+        f"load before {m['load_avg_before'][0]:.2f}) =="
+    )
     for label, runs in figures.get("stages", {}).items():
         if isinstance(runs[0], dict):
             rates = [r["spectra_per_s"] for r in runs]
@@ -587,73 +772,118 @@ def print_summary(figures: dict) -> None:
     trial = figures.get("trial")
     if trial:
         ok = "meets" if trial["spectra_per_s"] >= TARGET_RATE else "MISSES"
-        print(f"  trial: {trial['spectra']:,} spectra, block {trial['block']}, analysis {figures['analysis']}: "
-              f"{trial['spectra_per_s']:,.0f} spectra/s end to end ({ok} >= {TARGET_RATE:,.0f}); "
-              f"{trial['elapsed_s']:.1f} s ({trial['close_s']:.2f} s of it closing); file {trial['file_GB']:.2f} GB")
+        print(
+            f"  trial: {trial['spectra']:,} spectra, block {trial['block']}, analysis {figures['analysis']}: "
+            f"{trial['spectra_per_s']:,.0f} spectra/s end to end ({ok} >= {TARGET_RATE:,.0f}); "
+            f"{trial['elapsed_s']:.1f} s ({trial['close_s']:.2f} s of it closing); file {trial['file_GB']:.2f} GB"
+        )
         busy = trial["producer_done_s"]
-        print(f"  producer thread time: source {trial['producer_source_s'] / busy:.0%}, "
-              f"analysis {trial['producer_analysis_s'] / busy:.0%}, append (incl. waiting on a full queue) "
-              f"{trial['producer_append_s'] / busy:.0%}")
-        print("  cores used during the trial (of " + str(m["cpus"]) + "): " + ", ".join(
-            f"{k} {v:.2f}" for k, v in trial["cores_used"].items()))
+        print(
+            f"  producer thread time: source {trial['producer_source_s'] / busy:.0%}, "
+            f"analysis {trial['producer_analysis_s'] / busy:.0%}, append (incl. waiting on a full queue) "
+            f"{trial['producer_append_s'] / busy:.0%}"
+        )
+        print(
+            "  cores used during the trial (of "
+            + str(m["cpus"])
+            + "): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in trial["cores_used"].items())
+        )
         cpu = trial["thread_cpu_s"]
-        print("  CPU seconds by thread: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
-              + f" over {trial['elapsed_s']:.1f} s wall")
-        print("  writer thread wall time: " + "; ".join(
-            f"{k} {v['total_s']:.1f} s in {v['calls']} calls (median {v['median_ms']:.1f} ms, max {v['max_s'] * 1e3:.0f} ms)"
-            for k, v in trial["writer_steps"].items()))
+        print(
+            "  CPU seconds by thread: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+            + f" over {trial['elapsed_s']:.1f} s wall"
+        )
+        print(
+            "  writer thread wall time: "
+            + "; ".join(
+                f"{k} {v['total_s']:.1f} s in {v['calls']} calls "
+                f"(median {v['median_ms']:.1f} ms, max {v['max_s'] * 1e3:.0f} ms)"
+                for k, v in trial["writer_steps"].items()
+            )
+        )
         print(f"  checks: {json.dumps(trial['checks'])}")
         r = trial["rss_MB"]
-        print(f"  RSS MB (writer process): first {r['first']:.0f}, median {r['median']:.0f}, last {r['last']:.0f}, "
-              f"max {r['max']:.0f}; after the first 10 %: {r['after_10pct_min']:.0f}..{r['after_10pct_max']:.0f}, "
-              f"trend {r['slope_after_10pct_MB_per_100k_spectra']:+.1f} MB per 100k spectra; "
-              f"writer queue max {r['max_queue_items']} items")
+        print(
+            f"  RSS MB (writer process): first {r['first']:.0f}, median {r['median']:.0f}, last {r['last']:.0f}, "
+            f"max {r['max']:.0f}; after the first 10 %: {r['after_10pct_min']:.0f}..{r['after_10pct_max']:.0f}, "
+            f"trend {r['slope_after_10pct_MB_per_100k_spectra']:+.1f} MB per 100k spectra; "
+            f"writer queue max {r['max_queue_items']} items"
+        )
         reader = trial["reader"]
         for name in ("spectrometer", "analysis"):
             lat = reader.get(f"latency_{name}_s", {})
             if lat:
-                print(f"  latency {name:12s} acquisition -> SWMR reader: p50 {lat['p50'] * 1e3:.0f} ms, "
-                      f"p90 {lat['p90'] * 1e3:.0f} ms, p99 {lat['p99'] * 1e3:.0f} ms, p99.9 {lat['p99.9'] * 1e3:.0f} "
-                      f"ms, max {lat['max'] * 1e3:.0f} ms over {lat['n']:,} rows")
-        print(f"  reader: {reader.get('polls')} polls, refresh {reader.get('refresh_ms', {}).get('p50', 0):.1f} ms "
-              f"median, rows seen {reader.get('rows_seen')}, RSS {trial['reader_rss_MB']}")
+                print(
+                    f"  latency {name:12s} acquisition -> SWMR reader: p50 {lat['p50'] * 1e3:.0f} ms, "
+                    f"p90 {lat['p90'] * 1e3:.0f} ms, p99 {lat['p99'] * 1e3:.0f} ms, p99.9 {lat['p99.9'] * 1e3:.0f} "
+                    f"ms, max {lat['max'] * 1e3:.0f} ms over {lat['n']:,} rows"
+                )
+        print(
+            f"  reader: {reader.get('polls')} polls, refresh {reader.get('refresh_ms', {}).get('p50', 0):.1f} ms "
+            f"median, rows seen {reader.get('rows_seen')}, RSS {trial['reader_rss_MB']}"
+        )
     paced = figures.get("paced")
     if paced:
-        print(f"  paced at {paced['rate']:g} spectra/s, one spectrum per append: {paced['spectra']:,} spectra, "
-              f"checks ok: {paced['checks']['ok']}")
+        print(
+            f"  paced at {paced['rate']:g} spectra/s, one spectrum per append: {paced['spectra']:,} spectra, "
+            f"checks ok: {paced['checks']['ok']}"
+        )
         for name in ("spectrometer", "analysis"):
             lat = paced["reader"].get(f"latency_{name}_s", {})
             if lat:
-                print(f"    latency {name:12s} p50 {lat['p50'] * 1e3:.0f} ms, p90 {lat['p90'] * 1e3:.0f} ms, "
-                      f"p99 {lat['p99'] * 1e3:.0f} ms, max {lat['max'] * 1e3:.0f} ms")
+                print(
+                    f"    latency {name:12s} p50 {lat['p50'] * 1e3:.0f} ms, p90 {lat['p90'] * 1e3:.0f} ms, "
+                    f"p99 {lat['p99'] * 1e3:.0f} ms, max {lat['max'] * 1e3:.0f} ms"
+                )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spectra", type=int, default=200_000,
-                        help="spectra in the trial (default 200,000; the target's figure is 1,000,000)")
+    parser.add_argument(
+        "--spectra",
+        type=int,
+        default=200_000,
+        help="spectra in the trial (default 200,000; the target's figure is 1,000,000)",
+    )
     parser.add_argument("--block", type=int, default=1024, help="spectra per block (default 1024)")
     parser.add_argument("--out", type=Path, help="folder for the trial file (default: the system temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the trial file")
-    parser.add_argument("--analysis", choices=("pipeline", "fused", "fused-nogil"), default="pipeline",
-                        help="live analysis in the trial: daq.pipeline.analyse_counts as it is in the tree "
-                             "(default), the fused analysis.quantify_counts kernel + oxide_purity called here "
-                             "directly, or that kernel compiled nogil (prototype of a kernel change)")
-    parser.add_argument("--max-queued-MB", type=float,
-                        help="the writer's queue bound in MB (default: TrialWriter's, 64 MB)")
+    parser.add_argument(
+        "--analysis",
+        choices=("pipeline", "fused", "fused-nogil"),
+        default="pipeline",
+        help="live analysis in the trial: daq.pipeline.analyse_counts as it is in the tree "
+        "(default), the fused analysis.quantify_counts kernel + oxide_purity called here "
+        "directly, or that kernel compiled nogil (prototype of a kernel change)",
+    )
+    parser.add_argument(
+        "--max-queued-MB", type=float, help="the writer's queue bound in MB (default: TrialWriter's, 64 MB)"
+    )
     parser.add_argument("--numba-threads", type=int, help="numba threads of the producer thread (default: all)")
     parser.add_argument("--stage-spectra", type=int, default=100_000, help="spectra per stage (default 100,000)")
-    parser.add_argument("--runner-spectra", type=int, default=5_000,
-                        help="spectra for the one-at-a-time runner path (default 5,000)")
+    parser.add_argument(
+        "--runner-spectra", type=int, default=5_000, help="spectra for the one-at-a-time runner path (default 5,000)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each stage; median and best reported (3)")
     parser.add_argument("--stages-only", action="store_true", help="measure the stages, not the trial")
     parser.add_argument("--no-stages", action="store_true", help="the trial only")
-    parser.add_argument("--paced", default="20:30", metavar="RATE:SECONDS",
-                        help="after the trial, latency at a steady RATE spectra/s for SECONDS, one spectrum per "
-                             "analyse + append as the runner does (default 20:30; '' to skip)")
-    parser.add_argument("--quiet-wait", type=float, default=0.0, metavar="SECONDS",
-                        help="on a shared machine: before each measurement wait up to SECONDS for other processes "
-                             "to use < 0.25 core (default 0: do not wait)")
+    parser.add_argument(
+        "--paced",
+        default="20:30",
+        metavar="RATE:SECONDS",
+        help="after the trial, latency at a steady RATE spectra/s for SECONDS, one spectrum per "
+        "analyse + append as the runner does (default 20:30; '' to skip)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="on a shared machine: before each measurement wait up to SECONDS for other processes "
+        "to use < 0.25 core (default 0: do not wait)",
+    )
     parser.add_argument("--poll", type=float, default=0.05, help="SWMR reader poll interval, s (default 0.05)")
     parser.add_argument("--flush-interval", type=float, default=0.5, help="TrialWriter flush_interval_s (0.5)")
     parser.add_argument("--rss-every", type=int, help="sample RSS every N spectra (default spectra / 200)")
@@ -665,8 +895,13 @@ def main() -> int:
     source = SyntheticSource()
     needed, free = check_disk(folder, 0 if args.stages_only else args.spectra, source.pixels, len(ANALYTES))
     print(f"{folder}: {free / 1e9:.1f} GB free, this run needs about {needed / 1e9:.1f} GB", flush=True)
-    figures = {"machine": machine(), "analysis": args.analysis, "pixels": source.pixels,
-               "analytes": list(ANALYTES), "block": args.block}
+    figures = {
+        "machine": machine(),
+        "analysis": args.analysis,
+        "pixels": source.pixels,
+        "analytes": list(ANALYTES),
+        "block": args.block,
+    }
     calibration = source.calibration()
     analysers = {kind: analysis_function(kind, calibration, source) for kind in ("pipeline", "fused")}
     warm, _ = source.block(args.block)
@@ -677,9 +912,11 @@ def main() -> int:
     a, b = analysers["pipeline"](warm), analysers["fused"](warm)
     figures["fused_vs_pipeline"] = {
         "max_abs_purity_diff": float(np.nanmax(np.abs(a.purity - b.purity))),
-        "max_conc_diff_over_sigma": float(np.nanmax(np.abs(a.concentration_g_per_L - b.concentration_g_per_L)
-                                                    / a.sigma_g_per_L)),
-        "masked_pixels_equal": bool(np.array_equal(a.masked_pixels, b.masked_pixels))}
+        "max_conc_diff_over_sigma": float(
+            np.nanmax(np.abs(a.concentration_g_per_L - b.concentration_g_per_L) / a.sigma_g_per_L)
+        ),
+        "masked_pixels_equal": bool(np.array_equal(a.masked_pixels, b.masked_pixels)),
+    }
     print(f"fused kernel vs daq.pipeline.analyse_counts on one block: {figures['fused_vs_pipeline']}", flush=True)
 
     if not args.no_stages:
@@ -689,14 +926,18 @@ def main() -> int:
         for repeat in range(args.repeat):  # interleaved, so that a burst of load elsewhere hits all stages alike
             runs = {
                 "source alone": lambda: stage_source(source, stage_n, args.block),
-                "source + analysis (daq.pipeline.analyse_counts)":
-                    lambda: stage_analysis(source, analysers["pipeline"], stage_n, args.block),
-                "source + analysis (fused quantify_counts)":
-                    lambda: stage_analysis(source, analysers["fused"], stage_n, args.block),
-                "source + HDF5, no analysis":
-                    lambda: stage_writer_only(source, calibration, stage_n, args.block, folder, args.flush_interval),
-                "runner path: 1 spectrum per analyse + append":
-                    lambda: stage_runner_path(source, calibration, args.runner_spectra, folder, args.flush_interval),
+                "source + analysis (daq.pipeline.analyse_counts)": lambda: stage_analysis(
+                    source, analysers["pipeline"], stage_n, args.block
+                ),
+                "source + analysis (fused quantify_counts)": lambda: stage_analysis(
+                    source, analysers["fused"], stage_n, args.block
+                ),
+                "source + HDF5, no analysis": lambda: stage_writer_only(
+                    source, calibration, stage_n, args.block, folder, args.flush_interval
+                ),
+                "runner path: 1 spectrum per analyse + append": lambda: stage_runner_path(
+                    source, calibration, args.runner_spectra, folder, args.flush_interval
+                ),
             }
             for label, run in runs.items():
                 if args.quiet_wait:
@@ -709,8 +950,10 @@ def main() -> int:
     if not args.stages_only:
         path = folder / f"ingest-{args.spectra}-{os.getpid()}.h5"
         rss_every = args.rss_every or max(args.block, args.spectra // 200)
-        print(f"trial: {args.spectra:,} spectra of {source.pixels} px -> {path} "
-              f"(analysis: {args.analysis}) ...", flush=True)
+        print(
+            f"trial: {args.spectra:,} spectra of {source.pixels} px -> {path} (analysis: {args.analysis}) ...",
+            flush=True,
+        )
         analyse = analysers["fused" if args.analysis == "fused-nogil" else args.analysis]
         if args.analysis == "fused-nogil":
             reference = analyse(warm)
@@ -724,9 +967,19 @@ def main() -> int:
         figures["numba_threads"] = args.numba_threads
         figures["max_queued_MB"] = args.max_queued_MB
         try:
-            figures["trial"] = run_trial(source, calibration, analyse, args.spectra, args.block,
-                                         path, args.poll, rss_every, args.flush_interval, args.numba_threads,
-                                         args.max_queued_MB)
+            figures["trial"] = run_trial(
+                source,
+                calibration,
+                analyse,
+                args.spectra,
+                args.block,
+                path,
+                args.poll,
+                rss_every,
+                args.flush_interval,
+                args.numba_threads,
+                args.max_queued_MB,
+            )
         finally:
             if not args.keep:
                 path.unlink(missing_ok=True)
@@ -735,11 +988,23 @@ def main() -> int:
             rate, seconds = (float(v) for v in args.paced.split(":"))
             paced_n = max(1, int(rate * seconds))
             path = folder / f"ingest-paced-{os.getpid()}.h5"
-            print(f"paced: {paced_n:,} spectra at {rate:g}/s, one per analyse + append (the runner's way) ...",
-                  flush=True)
+            print(
+                f"paced: {paced_n:,} spectra at {rate:g}/s, one per analyse + append (the runner's way) ...", flush=True
+            )
             try:
-                figures["paced"] = run_trial(source, calibration, analyse, paced_n, 1, path, args.poll,
-                                             max(1, paced_n // 50), args.flush_interval, rate=rate, quiet=True)
+                figures["paced"] = run_trial(
+                    source,
+                    calibration,
+                    analyse,
+                    paced_n,
+                    1,
+                    path,
+                    args.poll,
+                    max(1, paced_n // 50),
+                    args.flush_interval,
+                    rate=rate,
+                    quiet=True,
+                )
                 figures["paced"]["rate"] = rate
             finally:
                 path.unlink(missing_ok=True)

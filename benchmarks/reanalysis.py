@@ -56,14 +56,25 @@ def generate(folder: Path, total_gb: float, files: int, pixels: int) -> dict:
     paths = []
     for index in range(files):
         path = folder / f"bench-{index:02d}.h5"
-        write_trial(path, duration_s=float(rows_per_file), spectrum_period_s=1.0, furnace_period_s=60.0,
-                    pixels=pixels, with_warning=False)
+        write_trial(
+            path,
+            duration_s=float(rows_per_file),
+            spectrum_period_s=1.0,
+            furnace_period_s=60.0,
+            pixels=pixels,
+            with_warning=False,
+        )
         paths.append(path)
         print(f"  {path.name}: {rows_per_file:,} spectra, {path.stat().st_size / 1e6:.0f} MB", flush=True)
     calibration = folder / "calibration.h5"
     write_calibration(calibration, pixels=pixels)
-    return {"paths": paths, "calibration": calibration, "spectra": rows_per_file * files,
-            "bytes": sum(p.stat().st_size for p in paths), "generate_s": time.perf_counter() - started}
+    return {
+        "paths": paths,
+        "calibration": calibration,
+        "spectra": rows_per_file * files,
+        "bytes": sum(p.stat().st_size for p in paths),
+        "generate_s": time.perf_counter() - started,
+    }
 
 
 def _cpu_seconds() -> float:
@@ -126,8 +137,9 @@ def measure(data: dict, scratch: Path, repeat: int) -> dict:
         figures[f"{name}_MB_per_s"] = data["bytes"] / 1e6 / run["s"]
         figures[f"{name}_spectra_per_cpu_s"] = spectra / run["cpu_s"]
     for path in paths:  # the three ways agree
-        results = [read_result(scratch / out / f"{path.stem}.reanalysis.h5").purity
-                   for out in ("out-plain", "out-1", "out-2")]
+        results = [
+            read_result(scratch / out / f"{path.stem}.reanalysis.h5").purity for out in ("out-plain", "out-1", "out-2")
+        ]
         for other in results[1:]:
             np.testing.assert_allclose(other, results[0], rtol=0, atol=1e-12)
     figures["scaling_2_vs_1"] = figures["dask1_s"] / figures["dask2_s"]
@@ -147,16 +159,20 @@ def profile_block(data: dict) -> dict:
 
     info = inspect_trial(str(data["paths"][0]))
     calibration = analysis.Calibration.load(data["calibration"])
-    args = (info.path, 0, min(info.rows, 4096), calibration, info.target, 65535.0, info.dark_rows,
-            info.reference_rows)
+    args = (info.path, 0, min(info.rows, 4096), calibration, info.target, 65535.0, info.dark_rows, info.reference_rows)
     analyse_block(*args)  # kernels loaded
     profiler = cProfile.Profile()
     profiler.runcall(analyse_block, *args)
     stats = pstats.Stats(profiler).stats
     cumulative = {function: row[3] for (_file, _line, function), row in stats.items()}
     total = cumulative["analyse_block"]
-    return {"block_rows": args[2], "block_s": total, "read_share": cumulative["read"] / total,
-            "hash_share": cumulative["_leaves"] / total, "analyse_share": cumulative["analyse_counts"] / total}
+    return {
+        "block_rows": args[2],
+        "block_s": total,
+        "read_share": cumulative["read"] / total,
+        "hash_share": cumulative["_leaves"] / total,
+        "analyse_share": cumulative["analyse_counts"] / total,
+    }
 
 
 def report(data: dict, figures: dict, files: int) -> str:
@@ -185,9 +201,11 @@ def report(data: dict, figures: dict, files: int) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for label, key, startup in rows:
-        lines.append(f"| {label} | {figures[key + '_s']:.1f} s | {figures[key + '_spectra_per_s']:,.0f} | "
-                     f"{figures[key + '_MB_per_s']:.0f} | {figures[key + '_cores']:.2f} | "
-                     f"{figures[key + '_spectra_per_cpu_s']:,.0f} | {startup} |")
+        lines.append(
+            f"| {label} | {figures[key + '_s']:.1f} s | {figures[key + '_spectra_per_s']:,.0f} | "
+            f"{figures[key + '_MB_per_s']:.0f} | {figures[key + '_cores']:.2f} | "
+            f"{figures[key + '_spectra_per_cpu_s']:,.0f} | {startup} |"
+        )
     lines += [
         "",
         f"Scaling: 2 workers / 1 worker = **{figures['scaling_2_vs_1']:.2f}x**; 2 workers / plain loop = "

@@ -15,9 +15,26 @@ from .reader import Decimated, TrialFileError, TrialReader, open_trial
 from .store import StorageError, TrialMetadata, TrialWriter, writer_is_alive
 
 __all__ = [
-    "Catalog", "CatalogEntry", "ConfigError", "Decimated", "Recipe", "RunOptions", "Station", "StorageError",
-    "TrialFileError", "TrialMetadata", "TrialReader", "TrialRunner", "TrialWriter", "analyse_counts",
-    "check_recipe_against_station", "load_recipe", "load_station", "open_trial", "reanalyze", "writer_is_alive",
+    "Catalog",
+    "CatalogEntry",
+    "ConfigError",
+    "Decimated",
+    "Recipe",
+    "RunOptions",
+    "Station",
+    "StorageError",
+    "TrialFileError",
+    "TrialMetadata",
+    "TrialReader",
+    "TrialRunner",
+    "TrialWriter",
+    "analyse_counts",
+    "check_recipe_against_station",
+    "load_recipe",
+    "load_station",
+    "open_trial",
+    "reanalyze",
+    "writer_is_alive",
 ]
 
 _LAZY = {"TrialRunner": "runner", "RunOptions": "runner", "analyse_counts": "pipeline", "reanalyze": "reanalysis"}

@@ -49,8 +49,10 @@ def _access_list(read_attempts: int) -> h5p.PropFAID:
     fapl = h5p.create(h5p.FILE_ACCESS)
     library = _hdf5_library()
     if library is None or library.H5Pset_metadata_read_attempts(fapl.id, read_attempts) < 0:
-        raise RuntimeError("cannot bound HDF5's metadata read attempts (libhdf5 not found in this process); "
-                           "refusing to open a file for SWMR reading without that bound")
+        raise RuntimeError(
+            "cannot bound HDF5's metadata read attempts (libhdf5 not found in this process); "
+            "refusing to open a file for SWMR reading without that bound"
+        )
     return fapl
 
 

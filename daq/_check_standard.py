@@ -24,7 +24,6 @@ Every problem is a :class:`daq.config.ConfigError` naming the file and the key
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +33,14 @@ from ._config_fields import count, field_error, number, text
 from .calibration_run import MAX_STANDARD_G_PER_L, Standard
 from .config import MAX_INTEGRATION_TIME_S, ConfigError, Element, Station, load_toml_model
 
-__all__ = ["CheckStandard", "CheckStandardFile", "load_check_standard", "check_standard_against_station",
-           "check_standard_against_calibration", "MAX_RELATIVE_UNCERTAINTY"]
+__all__ = [
+    "CheckStandard",
+    "CheckStandardFile",
+    "load_check_standard",
+    "check_standard_against_station",
+    "check_standard_against_calibration",
+    "MAX_RELATIVE_UNCERTAINTY",
+]
 
 #: Largest relative standard uncertainty accepted for a check standard (50 %: no longer a check).
 MAX_RELATIVE_UNCERTAINTY = 0.5
@@ -51,28 +56,39 @@ class CheckStandard(Standard):
     @model_validator(mode="after")
     def _stated_and_uncertain(self):
         if not self.concentrations_g_per_L:
-            raise field_error(("concentrations_g_per_L",), "states no element; a check standard needs at least one, "
-                                                           "e.g. { Nd = 10.0, Pr = 2.0 }")
+            raise field_error(
+                ("concentrations_g_per_L",),
+                "states no element; a check standard needs at least one, e.g. { Nd = 10.0, Pr = 2.0 }",
+            )
         if not any(value > 0 for value in self.concentrations_g_per_L.values()):
-            raise field_error(("concentrations_g_per_L",), "every element is 0 g/L; a check standard needs at least "
-                                                           "one element above 0")
+            raise field_error(
+                ("concentrations_g_per_L",),
+                "every element is 0 g/L; a check standard needs at least one element above 0",
+            )
         absolute, relative = self.uncertainty_g_per_L, self.certified_relative_uncertainty
         if absolute is None and relative is None:
-            raise field_error(("uncertainty_g_per_L",), "missing: state the uncertainty of the concentrations, as "
-                                                        "uncertainty_g_per_L = { El = g/L, ... } or "
-                                                        "certified_relative_uncertainty = 0.002")
+            raise field_error(
+                ("uncertainty_g_per_L",),
+                "missing: state the uncertainty of the concentrations, as "
+                "uncertainty_g_per_L = { El = g/L, ... } or "
+                "certified_relative_uncertainty = 0.002",
+            )
         if absolute is not None and relative is not None:
-            raise field_error(("certified_relative_uncertainty",), "give uncertainty_g_per_L or "
-                                                                   "certified_relative_uncertainty, not both")
+            raise field_error(
+                ("certified_relative_uncertainty",),
+                "give uncertainty_g_per_L or certified_relative_uncertainty, not both",
+            )
         if absolute is not None:
             missing = sorted(set(self.concentrations_g_per_L) - set(absolute))
             extra = sorted(set(absolute) - set(self.concentrations_g_per_L))
             if missing:
-                raise field_error(("uncertainty_g_per_L",), f"has no value for {missing}, which "
-                                                            f"concentrations_g_per_L states")
+                raise field_error(
+                    ("uncertainty_g_per_L",), f"has no value for {missing}, which concentrations_g_per_L states"
+                )
             if extra:
-                raise field_error(("uncertainty_g_per_L",), f"gives {extra}, which concentrations_g_per_L "
-                                                            f"does not state")
+                raise field_error(
+                    ("uncertainty_g_per_L",), f"gives {extra}, which concentrations_g_per_L does not state"
+                )
         return self
 
     @property
@@ -107,16 +123,18 @@ class CheckStandardFile(BaseModel):
 
 def load_check_standard(path: str | os.PathLike) -> CheckStandardFile:
     """Read and validate a check-standard file (``seeds/standards/check/*.toml``)."""
-    return load_toml_model(path, CheckStandardFile, "check", "integration_time_s, averages, replicates",
-                           {"standard": "standard"})
+    return load_toml_model(
+        path, CheckStandardFile, "check", "integration_time_s, averages, replicates", {"standard": "standard"}
+    )
 
 
 def check_standard_against_station(check: CheckStandardFile, station: Station) -> None:
-    """Refuse a check the station's spectrometer cannot measure (none, integration time or averages out of its range)."""
+    """Refuse a check the station's spectrometer cannot measure (none; integration time or averages out of range)."""
     if station.spectrometer is None:
         raise ConfigError(station.source, ["spectrometer: the station has no spectrometer to check a calibration on"])
-    problems = station.spectrometer.setting_problems("check", check.integration_time_s,
-                                                     {"averages": check.averages}, station.source)
+    problems = station.spectrometer.setting_problems(
+        "check", check.integration_time_s, {"averages": check.averages}, station.source
+    )
     if problems:
         raise ConfigError(check.source, problems)
 
@@ -125,7 +143,11 @@ def check_standard_against_calibration(check: CheckStandardFile, analytes, calib
     """Refuse a standard that states an element the calibration does not quantify."""
     missing = [el for el in check.standard.elements if el not in analytes]
     if missing:
-        raise ConfigError(check.source, [
-            f"standard.concentrations_g_per_L: {', '.join(missing)} not among the analytes of calibration "
-            f"{calibration_path} ({', '.join(analytes)}): check with a calibration that covers "
-            f"{', '.join(check.standard.elements)}, or a standard of its analytes"])
+        raise ConfigError(
+            check.source,
+            [
+                f"standard.concentrations_g_per_L: {', '.join(missing)} not among the analytes of calibration "
+                f"{calibration_path} ({', '.join(analytes)}): check with a calibration that covers "
+                f"{', '.join(check.standard.elements)}, or a standard of its analytes"
+            ],
+        )

@@ -15,8 +15,18 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
-__all__ = ["number", "count", "one_of", "text", "PathText", "FilePath", "field_error", "FIELD_ERROR",
-           "MAX_PATH_BYTES", "MAX_NAME_BYTES"]
+__all__ = [
+    "number",
+    "count",
+    "one_of",
+    "text",
+    "PathText",
+    "FilePath",
+    "field_error",
+    "FIELD_ERROR",
+    "MAX_PATH_BYTES",
+    "MAX_NAME_BYTES",
+]
 
 #: Longest path and longest single name in a path accepted in a config file (Linux PATH_MAX, NAME_MAX).
 MAX_PATH_BYTES = 4096
@@ -38,6 +48,7 @@ def count(*, le: int, ge: int = 1) -> Any:
 
 def one_of(*allowed: int) -> Any:
     """An integer (not a boolean, not a float) that is one of ``allowed``."""
+
     def check(value: int) -> int:
         if value not in allowed:
             raise ValueError(f"must be one of {', '.join(map(str, allowed))}")
@@ -61,8 +72,11 @@ def text(*, max_length: int = 200, min_length: int = 0, multiline: bool = False)
 
     ``multiline`` text may also hold line breaks and tabs.
     """
-    return Annotated[str, Field(strict=True, min_length=min_length, max_length=max_length),
-                     AfterValidator(_no_control_characters("\n\t" if multiline else ""))]
+    return Annotated[
+        str,
+        Field(strict=True, min_length=min_length, max_length=max_length),
+        AfterValidator(_no_control_characters("\n\t" if multiline else "")),
+    ]
 
 
 def _usable_path_text(value: str) -> str:

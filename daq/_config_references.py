@@ -38,13 +38,19 @@ def _map_problems(field: str, error: Exception) -> list[str]:
 def _model_problem(error: ModelNotCovered) -> str:
     """The station's furnace.model against the register map it names or the maps in hardware/maps."""
     if error.map_name is not None:
-        return (f"furnace.model: {error.model!r} is not a model of register map {error.map_name} (furnace.map), "
-                f"which covers {', '.join(error.covers)}; {error.listing}")
+        return (
+            f"furnace.model: {error.model!r} is not a model of register map {error.map_name} (furnace.map), "
+            f"which covers {', '.join(error.covers)}; {error.listing}"
+        )
     if error.covering:
-        return (f"furnace.model: {error.model!r} is covered by several register maps "
-                f"({', '.join(error.covering)}); choose one with furnace.map")
-    return (f"furnace.model: no register map covers model {error.model!r}; {error.listing} "
-            "(name one with furnace.map, or add a map to hardware/maps)")
+        return (
+            f"furnace.model: {error.model!r} is covered by several register maps "
+            f"({', '.join(error.covering)}); choose one with furnace.map"
+        )
+    return (
+        f"furnace.model: no register map covers model {error.model!r}; {error.listing} "
+        "(name one with furnace.map, or add a map to hardware/maps)"
+    )
 
 
 def station_reference_problems(station: Station) -> list[str]:
@@ -62,8 +68,10 @@ def station_reference_problems(station: Station) -> list[str]:
         else:
             top_C = register_map.input_range_C[1]
             if furnace.max_temperature_C > top_C:
-                problems.append(f"furnace.max_temperature_C: {furnace.max_temperature_C:g} C is above the top of "
-                                f"the controller's input range, {top_C:g} C (register map {register_map.name})")
+                problems.append(
+                    f"furnace.max_temperature_C: {furnace.max_temperature_C:g} C is above the top of "
+                    f"the controller's input range, {top_C:g} C (register map {register_map.name})"
+                )
     spectrometer = station.spectrometer
     if spectrometer is not None:
         try:

@@ -56,8 +56,9 @@ def dask_client(client=None, workers: int | None = None, scheduler: str | None =
     numba_threads = max(1, cpu_count() // n)
     # processes: numpy, h5py and hashing hold the GIL; NUMBA_NUM_THREADS shares the cores between workers
     with _workers_ignore_ctrl_c(), _worker_environment(numba_threads):
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
+        cluster = LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        )
     with cluster, Client(cluster, set_as_default=False) as local:
         yield local, f"dask LocalCluster of {n} worker processes ({numba_threads} numba thread(s) each)"
 
@@ -75,10 +76,12 @@ def _worker_environment(numba_threads: int):
     existing ones win, so both the config and ``os.environ`` are set here and
     ``os.environ`` is restored afterwards.
     """
-    wanted = {"NUMBA_NUM_THREADS": str(numba_threads), "OMP_NUM_THREADS": str(numba_threads),
-              "MALLOC_TRIM_THRESHOLD_": None}
-    saved = {key: os.environ.get(key) for key in (*wanted, "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                  "PYTHONHASHSEED")}
+    wanted = {
+        "NUMBA_NUM_THREADS": str(numba_threads),
+        "OMP_NUM_THREADS": str(numba_threads),
+        "MALLOC_TRIM_THRESHOLD_": None,
+    }
+    saved = {key: os.environ.get(key) for key in (*wanted, "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED")}
     for key, value in wanted.items():
         if value is None:
             os.environ.pop(key, None)

@@ -33,17 +33,42 @@ from ._reanalysis_tasks import HASH_ROWS, BlockResult, TrialInfo
 from .layout import LEGACY_TARGET_ATTR, TARGET_ELEMENT_ATTR, target_element
 from .store import nexus_calibration_group, nexus_links
 
-__all__ = ["RESULT_FORMAT", "RESULT_SUFFIX", "SUMMARY_COLUMNS", "ReanalysisResult", "ResultWriter",
-           "parameters_json", "read_result", "remove_stale_partials", "result_identity", "result_path", "write_summary"]
+__all__ = [
+    "RESULT_FORMAT",
+    "RESULT_SUFFIX",
+    "SUMMARY_COLUMNS",
+    "ReanalysisResult",
+    "ResultWriter",
+    "parameters_json",
+    "read_result",
+    "remove_stale_partials",
+    "result_identity",
+    "result_path",
+    "write_summary",
+]
 
 RESULT_FORMAT = "rem-daq reanalysis 1.1"
 """What this code writes; it reads every "rem-daq reanalysis 1.x" (1: before the target element was renamed)."""
 _RESULT_FORMAT_PATTERN = re.compile(r"rem-daq reanalysis 1(\.\d+)?")
 RESULT_SUFFIX = ".reanalysis.h5"
 _PARTIAL = ".partial-"
-SUMMARY_COLUMNS = ("trial", "sample", "final_purity", "mean_purity", "covered_elements", "rows", "status",
-                   "trial_state", "target", "calibration_id", "result_file", "raw_file", "message",
-                   "final_lack_of_fit", "model_mismatch_fraction")
+SUMMARY_COLUMNS = (
+    "trial",
+    "sample",
+    "final_purity",
+    "mean_purity",
+    "covered_elements",
+    "rows",
+    "status",
+    "trial_state",
+    "target",
+    "calibration_id",
+    "result_file",
+    "raw_file",
+    "message",
+    "final_lack_of_fit",
+    "model_mismatch_fraction",
+)
 NO_RARE_EARTHS = "no rare earths in the cell"
 """summary.csv's final_purity when no spectrum had a purity because the total oxide was below its quantitation limit."""
 
@@ -55,12 +80,17 @@ _COLUMNS = (  # name, dtype, units, long_name, per analyte
     ("purity_sigma", "f8", "1", "standard uncertainty of purity", False),
     ("residual_rms", "f8", "absorbance", "RMS residual of the fit", False),
     ("masked_pixels", "i4", "", "pixels left out of the fit (saturated, non-positive or non-finite)", False),
-    ("flag", "u1", "", "row flags: 1 read failed live, 2 saturated pixels, 4 instrument lost, "
-                       "8 reanalysis failed, 16 dark or reference row missing, 32 no rare earths in the cell "
-                       "(total oxide below the quantitation limit: no purity), 64 model mismatch (lack of fit "
-                       "above the limit)", False),
-    ("lack_of_fit", "f8", "1", "residual variance over the spectrum's own noise (about 1 when the model fits)",
-     False),
+    (
+        "flag",
+        "u1",
+        "",
+        "row flags: 1 read failed live, 2 saturated pixels, 4 instrument lost, "
+        "8 reanalysis failed, 16 dark or reference row missing, 32 no rare earths in the cell "
+        "(total oxide below the quantitation limit: no purity), 64 model mismatch (lack of fit "
+        "above the limit)",
+        False,
+    ),
+    ("lack_of_fit", "f8", "1", "residual variance over the spectrum's own noise (about 1 when the model fits)", False),
     ("wavelength_shift", "f8", "nm", "common wavelength shift the fit's drift terms imply", False),
 )
 _ADDED_COLUMNS = ("lack_of_fit", "wavelength_shift")
@@ -68,8 +98,9 @@ _ADDED_COLUMNS = ("lack_of_fit", "wavelength_shift")
 
 
 def _is_result(handle: h5py.File) -> bool:
-    return "entry" in handle and bool(_RESULT_FORMAT_PATTERN.fullmatch(
-        _text(handle["entry"].attrs.get("file_format", "")).strip()))
+    return "entry" in handle and bool(
+        _RESULT_FORMAT_PATTERN.fullmatch(_text(handle["entry"].attrs.get("file_format", "")).strip())
+    )
 
 
 def _nexus_attrs(attrs: dict[str, object]) -> dict[str, object]:
@@ -141,30 +172,51 @@ class ResultWriter:
         handle = self._file
         handle.attrs["default"] = "entry"
         entry = handle.create_group("entry")
-        entry.attrs.update({"NX_class": "NXentry", "default": "purity", "file_format": RESULT_FORMAT,
-                            "trial_id": info.trial_id, "title": info.title, "sample": info.sample,
-                            "start_time": info.start_time, "raw_file": str(info.path)})
+        entry.attrs.update(
+            {
+                "NX_class": "NXentry",
+                "default": "purity",
+                "file_format": RESULT_FORMAT,
+                "trial_id": info.trial_id,
+                "title": info.title,
+                "sample": info.sample,
+                "start_time": info.start_time,
+                "raw_file": str(info.path),
+            }
+        )
         process = entry.create_group("reanalysis")
         process.attrs["NX_class"] = "NXprocess"
         process.attrs.update(_nexus_attrs(attrs))
-        for name, value in (("program", "rem-daq reanalyze (daq.reanalysis)"),
-                            ("version", str(attrs.get("software_version", "")))):
+        for name, value in (
+            ("program", "rem-daq reanalyze (daq.reanalysis)"),
+            ("version", str(attrs.get("software_version", ""))),
+        ):
             process.create_dataset(name, data=value, dtype=h5py.string_dtype()).attrs["units"] = ""
-        analytes = process.create_dataset("analytes", data=np.array([a.encode() for a in calibration.analytes],
-                                                                    dtype="S3"))
+        analytes = process.create_dataset(
+            "analytes", data=np.array([a.encode() for a in calibration.analytes], dtype="S3")
+        )
         analytes.attrs.update({"units": "", "long_name": "element symbols, in the order of concentration columns"})
         K = len(calibration.analytes)
         chunk_rows = max(1, min(HASH_ROWS, self.rows))
         for name, dtype, units, long_name, per_analyte in _COLUMNS:
             shape = (self.rows, K) if per_analyte else (self.rows,)
             chunks = (chunk_rows, K) if per_analyte else (chunk_rows,)
-            dataset = process.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks if self.rows else None,
-                                             compression="gzip" if self.rows else None,
-                                             fillvalue=np.nan if dtype.startswith("f") else 0)
+            dataset = process.create_dataset(
+                name,
+                shape=shape,
+                dtype=dtype,
+                chunks=chunks if self.rows else None,
+                compression="gzip" if self.rows else None,
+                fillvalue=np.nan if dtype.startswith("f") else 0,
+            )
             dataset.attrs.update({"units": units, "long_name": long_name})
-        nexus_calibration_group(process, {
-            "sensitivity": (np.asarray(calibration.sensitivity), "absorbance per g/L"),
-            "wavelength": (np.asarray(calibration.wavelength_nm), "nm")})
+        nexus_calibration_group(
+            process,
+            {
+                "sensitivity": (np.asarray(calibration.sensitivity), "absorbance per g/L"),
+                "wavelength": (np.asarray(calibration.wavelength_nm), "nm"),
+            },
+        )
         purity = entry.create_group("purity")
         purity.attrs.update({"NX_class": "NXdata", "signal": "purity", "axes": ["time"]})
         nexus_links(handle, purity, {"purity": "/entry/reanalysis/purity", "time": "/entry/reanalysis/time"})
@@ -236,12 +288,11 @@ class ReanalysisResult:
         """The fraction of spectra flagged model mismatch (NaN without spectra)."""
         from ._reanalysis_tasks import FLAG_MODEL_MISMATCH
 
-        return float(np.count_nonzero(self.flag & FLAG_MODEL_MISMATCH)) / self.flag.size if self.flag.size \
-            else math.nan
+        return float(np.count_nonzero(self.flag & FLAG_MODEL_MISMATCH)) / self.flag.size if self.flag.size else math.nan
 
     @property
     def final_purity_note(self) -> str:
-        """"no rare earths in the cell" when no spectrum had a purity because of that (flag 32), else ""."""
+        """ "no rare earths in the cell" when no spectrum had a purity because of that (flag 32), else ""."""
         from ._reanalysis_tasks import FLAG_NO_RARE_EARTHS
 
         if math.isnan(self.final_purity) and np.any(self.flag & FLAG_NO_RARE_EARTHS):
@@ -264,9 +315,16 @@ class ReanalysisResult:
         """The results as a pandas DataFrame: time, purity, purity_sigma, residual_rms, flag, then c_X and sigma_X."""
         import pandas as pd
 
-        data = {"time_s": self.time, "purity": self.purity, "purity_sigma": self.purity_sigma,
-                "residual_rms": self.residual_rms, "masked_pixels": self.masked_pixels, "flag": self.flag,
-                "lack_of_fit": self.lack_of_fit, "wavelength_shift_nm": self.wavelength_shift}
+        data = {
+            "time_s": self.time,
+            "purity": self.purity,
+            "purity_sigma": self.purity_sigma,
+            "residual_rms": self.residual_rms,
+            "masked_pixels": self.masked_pixels,
+            "flag": self.flag,
+            "lack_of_fit": self.lack_of_fit,
+            "wavelength_shift_nm": self.wavelength_shift,
+        }
         for k, symbol in enumerate(self.analytes):
             data[f"c_{symbol}_g_per_L"] = self.concentration[:, k]
             data[f"sigma_{symbol}_g_per_L"] = self.sigma[:, k]
@@ -288,8 +346,9 @@ def read_result(path: str | os.PathLike) -> ReanalysisResult:
     path = Path(path)
     with h5py.File(path, "r") as handle:
         if not _is_result(handle):
-            raise ValueError(f"{path}: not a rem-daq reanalysis result (file_format is not {RESULT_FORMAT!r} "
-                             f"or an earlier 1.x)")
+            raise ValueError(
+                f"{path}: not a rem-daq reanalysis result (file_format is not {RESULT_FORMAT!r} or an earlier 1.x)"
+            )
         entry = handle["entry"]
         process = entry["reanalysis"]
         arrays = {name: process[name][()] for name, *_ in _COLUMNS if name in process}
@@ -299,8 +358,13 @@ def read_result(path: str | os.PathLike) -> ReanalysisResult:
         # the target element under both names: "target_element" as stored since 1.1, "target" as before
         provenance[TARGET_ELEMENT_ATTR] = provenance[LEGACY_TARGET_ATTR] = target_element(process.attrs)
         return ReanalysisResult(
-            path=path, trial_id=_text(entry.attrs["trial_id"]), sample=_text(entry.attrs.get("sample", "")),
-            analytes=tuple(_text(a) for a in process["analytes"][()]), provenance=provenance, **arrays)
+            path=path,
+            trial_id=_text(entry.attrs["trial_id"]),
+            sample=_text(entry.attrs.get("sample", "")),
+            analytes=tuple(_text(a) for a in process["analytes"][()]),
+            provenance=provenance,
+            **arrays,
+        )
 
 
 def result_identity(path: Path) -> dict[str, object] | None:
@@ -310,9 +374,18 @@ def result_identity(path: Path) -> dict[str, object] | None:
             if not _is_result(handle):
                 return None
             attrs = handle["entry/reanalysis"].attrs
-            return {key: _attr_value(attrs[key]) for key in
-                    ("calibration_id", "raw_sha256", "raw_header_sha256", "raw_rows", "parameters", "raw_trial_id")
-                    if key in attrs}
+            return {
+                key: _attr_value(attrs[key])
+                for key in (
+                    "calibration_id",
+                    "raw_sha256",
+                    "raw_header_sha256",
+                    "raw_rows",
+                    "parameters",
+                    "raw_trial_id",
+                )
+                if key in attrs
+            }
     except (OSError, KeyError, ValueError):
         return None
 
@@ -335,10 +408,24 @@ def write_summary(path: Path, outcomes) -> Path:
         writer.writerow(SUMMARY_COLUMNS)
         for o in outcomes:
             final_purity = _number(o.final_purity) or getattr(o, "final_purity_note", "")
-            writer.writerow([o.trial_id, o.sample, final_purity, _number(o.mean_purity),
-                             " ".join(o.covered_elements), o.rows, o.status, o.trial_state, o.target,
-                             o.calibration_id, "" if o.result_file is None else str(o.result_file),
-                             str(o.raw_file), o.message, _number(o.final_lack_of_fit),
-                             _number(o.model_mismatch_fraction)])
+            writer.writerow(
+                [
+                    o.trial_id,
+                    o.sample,
+                    final_purity,
+                    _number(o.mean_purity),
+                    " ".join(o.covered_elements),
+                    o.rows,
+                    o.status,
+                    o.trial_state,
+                    o.target,
+                    o.calibration_id,
+                    "" if o.result_file is None else str(o.result_file),
+                    str(o.raw_file),
+                    o.message,
+                    _number(o.final_lack_of_fit),
+                    _number(o.model_mismatch_fraction),
+                ]
+            )
     os.replace(temp, path)
     return path

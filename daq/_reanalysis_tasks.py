@@ -25,10 +25,22 @@ import numpy as np
 from .reader import TrialFileError, TrialReader
 
 __all__ = [
-    "CHECKSUM_METHOD", "HASH_ROWS", "FLAG_ANALYSIS_FAILED", "FLAG_MODEL_MISMATCH", "FLAG_NO_DARK_OR_REFERENCE",
-    "FLAG_NO_RARE_EARTHS", "RAW_FLAGS_KEPT",
-    "BlockResult", "FileProblem", "TrialInfo", "analyse_block", "analyse_block_task", "combine_checksum",
-    "inspect_trial", "inspect_trial_task", "warm_up",
+    "CHECKSUM_METHOD",
+    "HASH_ROWS",
+    "FLAG_ANALYSIS_FAILED",
+    "FLAG_MODEL_MISMATCH",
+    "FLAG_NO_DARK_OR_REFERENCE",
+    "FLAG_NO_RARE_EARTHS",
+    "RAW_FLAGS_KEPT",
+    "BlockResult",
+    "FileProblem",
+    "TrialInfo",
+    "analyse_block",
+    "analyse_block_task",
+    "combine_checksum",
+    "inspect_trial",
+    "inspect_trial_task",
+    "warm_up",
 ]
 
 HASH_ROWS = 1024
@@ -148,16 +160,27 @@ def inspect_trial(path: str) -> TrialInfo:
                 header = _header_digest(trial, wavelength, dark_rows, reference_rows)
         except (KeyError, OSError, RuntimeError, ValueError) as error:
             raise TrialFileError(f"{path}: unreadable trial file: {error}") from None
-    return TrialInfo(path=str(path), trial_id=str(meta.get("trial_id", "")) or os.path.splitext(
-                         os.path.basename(path))[0],
-                     title=str(meta.get("title", "")), sample=str(meta.get("sample", "")),
-                     start_time=str(meta.get("start_time", "")), state=state, target=attrs.get("target", ""),
-                     live_calibration_id=attrs.get("calibration_id", ""),
-                     live_calibration_file=attrs.get("calibration_file", ""),
-                     software_version=str(meta.get("software_version", "")), rows=int(rows),
-                     pixels=int(wavelength.size), dark_rows=int(dark_rows), reference_rows=int(reference_rows),
-                     wavelength_nm=wavelength, header_sha256=header, file_bytes=integrity.file_size,
-                     stored_eof=integrity.stored_eof or 0, full_scale_counts=full_scale)
+    return TrialInfo(
+        path=str(path),
+        trial_id=str(meta.get("trial_id", "")) or os.path.splitext(os.path.basename(path))[0],
+        title=str(meta.get("title", "")),
+        sample=str(meta.get("sample", "")),
+        start_time=str(meta.get("start_time", "")),
+        state=state,
+        target=attrs.get("target", ""),
+        live_calibration_id=attrs.get("calibration_id", ""),
+        live_calibration_file=attrs.get("calibration_file", ""),
+        software_version=str(meta.get("software_version", "")),
+        rows=int(rows),
+        pixels=int(wavelength.size),
+        dark_rows=int(dark_rows),
+        reference_rows=int(reference_rows),
+        wavelength_nm=wavelength,
+        header_sha256=header,
+        file_bytes=integrity.file_size,
+        stored_eof=integrity.stored_eof or 0,
+        full_scale_counts=full_scale,
+    )
 
 
 def _header_digest(trial: TrialReader, wavelength: np.ndarray, dark_rows: int, reference_rows: int) -> str:
@@ -168,15 +191,16 @@ def _header_digest(trial: TrialReader, wavelength: np.ndarray, dark_rows: int, r
         digest.update(name.encode() + b"\0")
         counts = trial.dataset(name, "counts")
         for start in range(0, rows, _HEADER_READ_ROWS):
-            _update_with_array(digest, counts[start:min(rows, start + _HEADER_READ_ROWS)], "<f4")
+            _update_with_array(digest, counts[start : min(rows, start + _HEADER_READ_ROWS)], "<f4")
     return digest.hexdigest()
 
 
 def combine_checksum(info: TrialInfo, leaves: list[bytes]) -> str:
     """The raw checksum of a trial: sha256 over its shape, header digest and row-leaf digests in order."""
     digest = hashlib.sha256()
-    digest.update(f"{CHECKSUM_METHOD}\0{info.rows} {info.pixels} {info.dark_rows} {info.reference_rows} "
-                  f"{HASH_ROWS}\0".encode())
+    digest.update(
+        f"{CHECKSUM_METHOD}\0{info.rows} {info.pixels} {info.dark_rows} {info.reference_rows} {HASH_ROWS}\0".encode()
+    )
     digest.update(bytes.fromhex(info.header_sha256))
     for leaf in leaves:
         digest.update(leaf)
@@ -189,15 +213,29 @@ def _leaves(columns: dict[str, np.ndarray]) -> list[bytes]:
     for start in range(0, n, HASH_ROWS):
         part = slice(start, min(n, start + HASH_ROWS))
         digest = hashlib.sha256()
-        for name, dtype in (("time", "<f8"), ("dark_index", "<i4"), ("reference_index", "<i4"),
-                            ("flag", "u1"), ("counts", "<f4")):
+        for name, dtype in (
+            ("time", "<f8"),
+            ("dark_index", "<i4"),
+            ("reference_index", "<i4"),
+            ("flag", "u1"),
+            ("counts", "<f4"),
+        ):
             _update_with_array(digest, columns[name][part], dtype)
         leaves.append(digest.digest())
     return leaves
 
 
-def analyse_block(path: str, start: int, stop: int, calibration, target: str, saturation_counts: float | None,
-                  dark_rows: int, reference_rows: int, analyse: bool = True) -> BlockResult:
+def analyse_block(
+    path: str,
+    start: int,
+    stop: int,
+    calibration,
+    target: str,
+    saturation_counts: float | None,
+    dark_rows: int,
+    reference_rows: int,
+    analyse: bool = True,
+) -> BlockResult:
     """Read spectrometer rows ``start:stop`` of a trial file, hash them, and reanalyse them.
 
     Each spectrum is analysed by :func:`daq.pipeline.analyse_counts` against the
@@ -213,11 +251,14 @@ def analyse_block(path: str, start: int, stop: int, calibration, target: str, sa
         raise ValueError(f"block start {start} is not a multiple of HASH_ROWS = {HASH_ROWS}")
     with _reading(path) as trial:
         try:
-            columns = trial.read("spectrometer", start, stop,
-                                 columns=("time", "dark_index", "reference_index", "flag", "counts"))
+            columns = trial.read(
+                "spectrometer", start, stop, columns=("time", "dark_index", "reference_index", "flag", "counts")
+            )
             if len(columns["time"]) != stop - start:
-                raise TrialFileError(f"{path}: spectrometer rows {start}:{stop} expected, "
-                                     f"{len(columns['time'])} found (the file changed since it was inspected)")
+                raise TrialFileError(
+                    f"{path}: spectrometer rows {start}:{stop} expected, "
+                    f"{len(columns['time'])} found (the file changed since it was inspected)"
+                )
             if analyse:
                 rows = _select_rows(columns, dark_rows, reference_rows)
                 darks = _rows_of(trial, "dark", rows["dark_index"][rows["usable"]])
@@ -230,8 +271,15 @@ def analyse_block(path: str, start: int, stop: int, calibration, target: str, sa
     if not analyse:
         return BlockResult(str(path), start, stop, leaves, worker_pid=os.getpid())
     result = _analyse(columns["counts"], rows, darks, references, calibration, target, saturation_counts)
-    return BlockResult(str(path), start, stop, leaves, time=np.asarray(columns["time"], dtype=np.float64),
-                       worker_pid=os.getpid(), **result)
+    return BlockResult(
+        str(path),
+        start,
+        stop,
+        leaves,
+        time=np.asarray(columns["time"], dtype=np.float64),
+        worker_pid=os.getpid(),
+        **result,
+    )
 
 
 def _select_rows(columns, dark_rows: int, reference_rows: int) -> dict[str, np.ndarray]:
@@ -240,41 +288,72 @@ def _select_rows(columns, dark_rows: int, reference_rows: int) -> dict[str, np.n
     dark_index = np.asarray(columns["dark_index"], dtype=np.int64)
     reference_index = np.asarray(columns["reference_index"], dtype=np.int64)
     usable = (flag & FLAG_READ_FAILED) == 0
-    missing = usable & ((dark_index < 0) | (dark_index >= dark_rows)
-                        | (reference_index < 0) | (reference_index >= reference_rows))
+    missing = usable & (
+        (dark_index < 0) | (dark_index >= dark_rows) | (reference_index < 0) | (reference_index >= reference_rows)
+    )
     flag[missing] |= FLAG_NO_DARK_OR_REFERENCE
     return {"flag": flag, "usable": usable & ~missing, "dark_index": dark_index, "reference_index": reference_index}
 
 
-def _analyse(counts: np.ndarray, rows: dict[str, np.ndarray], darks: dict[int, np.ndarray],
-             references: dict[int, np.ndarray], calibration, target: str, saturation_counts) -> dict[str, np.ndarray]:
+def _analyse(
+    counts: np.ndarray,
+    rows: dict[str, np.ndarray],
+    darks: dict[int, np.ndarray],
+    references: dict[int, np.ndarray],
+    calibration,
+    target: str,
+    saturation_counts,
+) -> dict[str, np.ndarray]:
     from .pipeline import analyse_counts
 
     n, K = len(counts), len(calibration.analytes)
-    out = {"concentration": np.full((n, K), np.nan), "sigma": np.full((n, K), np.nan),
-           "purity": np.full(n, np.nan), "purity_sigma": np.full(n, np.nan), "residual_rms": np.full(n, np.nan),
-           "masked_pixels": np.zeros(n, dtype=np.int32), "lack_of_fit": np.full(n, np.nan),
-           "wavelength_shift": np.full(n, np.nan), "flag": rows["flag"]}
+    out = {
+        "concentration": np.full((n, K), np.nan),
+        "sigma": np.full((n, K), np.nan),
+        "purity": np.full(n, np.nan),
+        "purity_sigma": np.full(n, np.nan),
+        "residual_rms": np.full(n, np.nan),
+        "masked_pixels": np.zeros(n, dtype=np.int32),
+        "lack_of_fit": np.full(n, np.nan),
+        "wavelength_shift": np.full(n, np.nan),
+        "flag": rows["flag"],
+    }
     if saturation_counts is not None and np.isinf(saturation_counts):
         saturation_counts = None  # no mask
     dark_index, reference_index = rows["dark_index"], rows["reference_index"]
     usable = np.flatnonzero(rows["usable"])
     if usable.size == 0:
         return out
-    breaks = np.flatnonzero((np.diff(usable) != 1) | (np.diff(dark_index[usable]) != 0)
-                            | (np.diff(reference_index[usable]) != 0)) + 1
+    breaks = (
+        np.flatnonzero(
+            (np.diff(usable) != 1) | (np.diff(dark_index[usable]) != 0) | (np.diff(reference_index[usable]) != 0)
+        )
+        + 1
+    )
     for run in np.split(usable, breaks):
         first, stop = int(run[0]), int(run[-1]) + 1
         dark, reference = darks[int(dark_index[first])], references[int(reference_index[first])]
         try:
-            results = [(first, stop, analyse_counts(counts[first:stop], dark, reference, calibration, target,
-                                                    saturation_counts))]
+            results = [
+                (
+                    first,
+                    stop,
+                    analyse_counts(counts[first:stop], dark, reference, calibration, target, saturation_counts),
+                )
+            ]
         except _ANALYSIS_ERRORS:
             results = []
             for row in range(first, stop):  # find the rows that fail; keep the others
                 try:
-                    results.append((row, row + 1, analyse_counts(counts[row:row + 1], dark, reference, calibration,
-                                                                 target, saturation_counts)))
+                    results.append(
+                        (
+                            row,
+                            row + 1,
+                            analyse_counts(
+                                counts[row : row + 1], dark, reference, calibration, target, saturation_counts
+                            ),
+                        )
+                    )
                 except _ANALYSIS_ERRORS:
                     out["flag"][row] |= FLAG_ANALYSIS_FAILED
         for a, b, result in results:
@@ -286,8 +365,10 @@ def _analyse(counts: np.ndarray, rows: dict[str, np.ndarray], darks: dict[int, n
             out["masked_pixels"][a:b] = result.masked_pixels
             out["lack_of_fit"][a:b] = result.lack_of_fit
             out["wavelength_shift"][a:b] = result.wavelength_shift_nm
-            out["flag"][a:b] |= (np.where(result.model_mismatch, FLAG_MODEL_MISMATCH, 0)
-                                 | np.where(result.below_quantitation_limit, FLAG_NO_RARE_EARTHS, 0)).astype(np.uint8)
+            out["flag"][a:b] |= (
+                np.where(result.model_mismatch, FLAG_MODEL_MISMATCH, 0)
+                | np.where(result.below_quantitation_limit, FLAG_NO_RARE_EARTHS, 0)
+            ).astype(np.uint8)
     return out
 
 
@@ -298,7 +379,7 @@ def _rows_of(trial: TrialReader, table: str, indices: np.ndarray) -> dict[int, n
         return {}
     dataset = trial.dataset(table, "counts")
     if wanted.size == 1:
-        block = dataset[int(wanted[0]):int(wanted[0]) + 1]
+        block = dataset[int(wanted[0]) : int(wanted[0]) + 1]
     else:
         block = dataset[wanted.tolist()]
     return {int(i): block[j] for j, i in enumerate(wanted)}

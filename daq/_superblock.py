@@ -59,12 +59,18 @@ def lookup3(data: bytes, initval: int = 0) -> int:
     while length > 12:
         x, y, z = struct.unpack_from("<3I", data, position)
         a, b, c = (a + x) & _MASK, (b + y) & _MASK, (c + z) & _MASK
-        a = ((a - c) & _MASK) ^ _rotate(c, 4); c = (c + b) & _MASK
-        b = ((b - a) & _MASK) ^ _rotate(a, 6); a = (a + c) & _MASK
-        c = ((c - b) & _MASK) ^ _rotate(b, 8); b = (b + a) & _MASK
-        a = ((a - c) & _MASK) ^ _rotate(c, 16); c = (c + b) & _MASK
-        b = ((b - a) & _MASK) ^ _rotate(a, 19); a = (a + c) & _MASK
-        c = ((c - b) & _MASK) ^ _rotate(b, 4); b = (b + a) & _MASK
+        a = ((a - c) & _MASK) ^ _rotate(c, 4)
+        c = (c + b) & _MASK
+        b = ((b - a) & _MASK) ^ _rotate(a, 6)
+        a = (a + c) & _MASK
+        c = ((c - b) & _MASK) ^ _rotate(b, 8)
+        b = (b + a) & _MASK
+        a = ((a - c) & _MASK) ^ _rotate(c, 16)
+        c = (c + b) & _MASK
+        b = ((b - a) & _MASK) ^ _rotate(a, 19)
+        a = (a + c) & _MASK
+        c = ((c - b) & _MASK) ^ _rotate(b, 4)
+        b = (b + a) & _MASK
         length -= 12
         position += 12
     if length == 0:
@@ -72,13 +78,20 @@ def lookup3(data: bytes, initval: int = 0) -> int:
     tail = data[position:] + bytes(12 - length)
     x, y, z = struct.unpack("<3I", tail)
     a, b, c = (a + x) & _MASK, (b + y) & _MASK, (c + z) & _MASK
-    c ^= b; c = (c - _rotate(b, 14)) & _MASK
-    a ^= c; a = (a - _rotate(c, 11)) & _MASK
-    b ^= a; b = (b - _rotate(a, 25)) & _MASK
-    c ^= b; c = (c - _rotate(b, 16)) & _MASK
-    a ^= c; a = (a - _rotate(c, 4)) & _MASK
-    b ^= a; b = (b - _rotate(a, 14)) & _MASK
-    c ^= b; c = (c - _rotate(b, 24)) & _MASK
+    c ^= b
+    c = (c - _rotate(b, 14)) & _MASK
+    a ^= c
+    a = (a - _rotate(c, 11)) & _MASK
+    b ^= a
+    b = (b - _rotate(a, 25)) & _MASK
+    c ^= b
+    c = (c - _rotate(b, 16)) & _MASK
+    a ^= c
+    a = (a - _rotate(c, 4)) & _MASK
+    b ^= a
+    b = (b - _rotate(a, 14)) & _MASK
+    c ^= b
+    c = (c - _rotate(b, 24)) & _MASK
     return c
 
 
@@ -107,10 +120,10 @@ def _parse(path: Path, head: bytes, offset: int) -> Superblock:
     if size_of_offsets not in (2, 4, 8):
         raise SuperblockError(f"{path}: damaged: superblock gives {size_of_offsets}-byte addresses")
     body_length = 12 + 4 * size_of_offsets
-    body = head[:body_length + 4]
+    body = head[: body_length + 4]
     if len(body) < body_length + 4:
         raise SuperblockError(f"{path}: damaged: the file ends inside its superblock")
-    stored_checksum, = struct.unpack_from("<I", body, body_length)
+    (stored_checksum,) = struct.unpack_from("<I", body, body_length)
     if lookup3(body[:body_length]) != stored_checksum:
         raise SuperblockError(f"{path}: damaged: the superblock checksum does not match its bytes")
     code = {2: "<H", 4: "<I", 8: "<Q"}[size_of_offsets]
@@ -152,7 +165,7 @@ def clear_writer_flags(path: str | os.PathLike) -> Superblock:
         head[_FLAGS_OFFSET] &= ~WRITE_FLAGS & 0xFF
         struct.pack_into("<I", head, body_length, lookup3(bytes(head[:body_length])))
         handle.seek(before.offset)
-        handle.write(head[:body_length + 4])
+        handle.write(head[: body_length + 4])
         handle.flush()
         os.fsync(handle.fileno())
     return before

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from drivers import Eurotherm, ScpiSpectrometer, UnreadableFileError, is_regular_file
 from drivers.sim.launch import SimulatorProcess, start_simulator
@@ -24,8 +25,7 @@ from .cell import Cell, OperatorCell, SimulatedCell
 if TYPE_CHECKING:
     from .config import Station
 
-__all__ = ["Bench", "open_bench", "connect_furnace", "connect_spectrometer", "find_bench_scenario",
-           "ScenarioError"]
+__all__ = ["Bench", "open_bench", "connect_furnace", "connect_spectrometer", "find_bench_scenario", "ScenarioError"]
 
 
 def find_bench_scenario(name_or_path: str | os.PathLike, beside: Path | None = None) -> Path:
@@ -75,7 +75,7 @@ class Bench:
             simulator.stop()
         self.simulators.clear()
 
-    def __enter__(self) -> "Bench":
+    def __enter__(self) -> Bench:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -86,9 +86,15 @@ def _furnace_address(station: Station, simulators: dict) -> str:
     config = station.furnace
     if not config.simulated:
         return config.port
-    simulator = start_simulator("drivers.sim.furnace", "--address", str(config.address),
-                                *(["--model", config.model] if config.model else []), *(["--map", config.map] if config.map else []),
-                                "--speed", f"{station.simulation_speed:g}")
+    simulator = start_simulator(
+        "drivers.sim.furnace",
+        "--address",
+        str(config.address),
+        *(["--model", config.model] if config.model else []),
+        *(["--map", config.map] if config.map else []),
+        "--speed",
+        f"{station.simulation_speed:g}",
+    )
     simulators["furnace"] = simulator
     return simulator.address
 
@@ -108,23 +114,35 @@ def _spectrometer_address(station: Station, simulators: dict, scenario: Path | N
 def connect_furnace(station: Station, port: str) -> Eurotherm:
     """A furnace driver for the station's furnace on ``port``, with the station's limits."""
     config = station.furnace
-    return Eurotherm(port, address=config.address, baudrate=config.baudrate, model=config.model,
-                     register_map=config.map, max_temperature_C=config.max_temperature_C,
-                     max_rate_C_per_min=config.max_ramp_C_per_min, safe_setpoint_C=config.safe_temperature_C)
+    return Eurotherm(
+        port,
+        address=config.address,
+        baudrate=config.baudrate,
+        model=config.model,
+        register_map=config.map,
+        max_temperature_C=config.max_temperature_C,
+        max_rate_C_per_min=config.max_ramp_C_per_min,
+        safe_setpoint_C=config.safe_temperature_C,
+    )
 
 
 def connect_spectrometer(station: Station, resource: str) -> ScpiSpectrometer:
     """A spectrometer driver for the station's spectrometer at ``resource``, with its limits."""
     config = station.spectrometer
-    return ScpiSpectrometer(resource, visa_library=config.visa_library, dialect=config.dialect,
-                            timeout_s=config.timeout_s,
-                            min_integration_time_s=config.min_integration_time_s,
-                            max_integration_time_s=config.max_integration_time_s,
-                            max_averages=config.max_averages)
+    return ScpiSpectrometer(
+        resource,
+        visa_library=config.visa_library,
+        dialect=config.dialect,
+        timeout_s=config.timeout_s,
+        min_integration_time_s=config.min_integration_time_s,
+        max_integration_time_s=config.max_integration_time_s,
+        max_averages=config.max_averages,
+    )
 
 
-def open_bench(station: Station, *, scenario: Path | None = None,
-               instruments: tuple[str, ...] = ("furnace", "spectrometer")) -> Bench:
+def open_bench(
+    station: Station, *, scenario: Path | None = None, instruments: tuple[str, ...] = ("furnace", "spectrometer")
+) -> Bench:
     """Start the station's simulators (if any) and connect its instruments.
 
     On failure everything already started is stopped again before the error propagates.
@@ -135,7 +153,8 @@ def open_bench(station: Station, *, scenario: Path | None = None,
             bench.furnace = connect_furnace(station, _furnace_address(station, bench.simulators))
         if "spectrometer" in instruments and station.spectrometer is not None:
             bench.spectrometer = connect_spectrometer(
-                station, _spectrometer_address(station, bench.simulators, scenario))
+                station, _spectrometer_address(station, bench.simulators, scenario)
+            )
     except BaseException:
         bench.close()
         raise

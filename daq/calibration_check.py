@@ -14,9 +14,9 @@ import os
 import select
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -24,14 +24,31 @@ import analysis
 from analysis import LACK_OF_FIT_LIMIT
 from drivers import UnreadableFileError, is_regular_file
 
-from ._check_standard import (CheckStandardFile, check_standard_against_calibration, check_standard_against_station,
-                              load_check_standard)
+from ._check_standard import (
+    CheckStandardFile,
+    check_standard_against_calibration,
+    check_standard_against_station,
+    load_check_standard,
+)
 from .bench import ScenarioError, find_bench_scenario, open_bench
 from .config import ConfigError, Station
 
-__all__ = ["AnalyteResult", "CalibrationCheck", "CalibrationCheckPlan", "prepare_calibration_check",
-           "run_calibration_check", "check_calibration", "operator_prompt", "verdict_reasons", "Z_LIMIT",
-           "SHIFT_LIMIT_NM", "AXIS_TOLERANCE_NM", "OPERATOR_TIMEOUT_S", "HOLDS", "RECALIBRATE"]
+__all__ = [
+    "AnalyteResult",
+    "CalibrationCheck",
+    "CalibrationCheckPlan",
+    "prepare_calibration_check",
+    "run_calibration_check",
+    "check_calibration",
+    "operator_prompt",
+    "verdict_reasons",
+    "Z_LIMIT",
+    "SHIFT_LIMIT_NM",
+    "AXIS_TOLERANCE_NM",
+    "OPERATOR_TIMEOUT_S",
+    "HOLDS",
+    "RECALIBRATE",
+]
 
 
 #: |bias| / combined uncertainty above this on any stated element: the calibration does not reproduce the standard.
@@ -108,29 +125,40 @@ class CalibrationCheck:
 
     def report_lines(self) -> list[str]:
         """The report as printed by `remdaq check --standard`."""
-        lines = [f"calibration check: standard {self.standard_name!r} ({self.standard_path}) against "
-                 f"calibration {self.calibration_id} ({self.calibration_path})"]
+        lines = [
+            f"calibration check: standard {self.standard_name!r} ({self.standard_path}) against "
+            f"calibration {self.calibration_id} ({self.calibration_path})"
+        ]
         if self.measured:
             lines.append("  analyte      stated g/L           measured g/L             bias g/L      z")
             for a in self.analytes:
                 measured = f"{a.measured_g_per_L:9.4f} ± {a.sigma_g_per_L:<8.2g}"
                 if a.stated:
-                    lines.append(f"  {a.element:<8} {a.stated_g_per_L:9.4f} ± {a.stated_uncertainty_g_per_L:<8.2g}  "
-                                 f"{measured}  {a.bias_g_per_L:+10.4f}  {a.z:+6.2f}")
+                    lines.append(
+                        f"  {a.element:<8} {a.stated_g_per_L:9.4f} ± {a.stated_uncertainty_g_per_L:<8.2g}  "
+                        f"{measured}  {a.bias_g_per_L:+10.4f}  {a.z:+6.2f}"
+                    )
                 else:
                     lines.append(f"  {a.element:<8} {'(not stated)':>20}  {measured}")
-            scatter = [f"{a.element} {a.replicate_sd_g_per_L:.2g}" for a in self.analytes
-                       if a.stated and math.isfinite(a.replicate_sd_g_per_L)]
+            scatter = [
+                f"{a.element} {a.replicate_sd_g_per_L:.2g}"
+                for a in self.analytes
+                if a.stated and math.isfinite(a.replicate_sd_g_per_L)
+            ]
             if scatter:
                 lines.append(f"  replicates        scatter (sd) {', '.join(scatter)} g/L")
             lines.append(f"  lack of fit       {self.lack_of_fit:.3g} (limit {LACK_OF_FIT_LIMIT:g})")
-            lines.append(f"  wavelength shift  {self.wavelength_shift_nm:+.3f} nm since calibration "
-                         f"(limit ±{SHIFT_LIMIT_NM:g} nm); axis moved {self.reference_shift_nm:+.3f} nm "
-                         f"between blank and standard")
+            lines.append(
+                f"  wavelength shift  {self.wavelength_shift_nm:+.3f} nm since calibration "
+                f"(limit ±{SHIFT_LIMIT_NM:g} nm); axis moved {self.reference_shift_nm:+.3f} nm "
+                f"between blank and standard"
+            )
             if self.simulator_truth is not None:
                 truth = self.simulator_truth
-                lines.append(f"  simulator truth   apparent shift {truth.get('APPARENT_NM', math.nan):+.3f} nm, "
-                             f"axis {truth.get('AXIS_NM', math.nan):+.3f} nm (SIM:TRUT:DRIF?)")
+                lines.append(
+                    f"  simulator truth   apparent shift {truth.get('APPARENT_NM', math.nan):+.3f} nm, "
+                    f"axis {truth.get('AXIS_NM', math.nan):+.3f} nm (SIM:TRUT:DRIF?)"
+                )
         lines += [f"  note: {note}" for note in self.notes]
         lines.append(f"verdict: {self.verdict}")
         lines += [f"  - {reason}" for reason in self.reasons]
@@ -164,8 +192,10 @@ def _resolve_scenario(station: Station, scenario: str | os.PathLike | None) -> P
     if scenario is None:
         return None
     if not station.spectrometer.simulated:
-        raise ConfigError(station.source, ["--scenario: the station's spectrometer is not simulated; a scenario "
-                                           "sets up the simulated bench only"])
+        raise ConfigError(
+            station.source,
+            ["--scenario: the station's spectrometer is not simulated; a scenario sets up the simulated bench only"],
+        )
     try:
         path = find_bench_scenario(scenario)
     except ScenarioError as error:
@@ -173,9 +203,12 @@ def _resolve_scenario(station: Station, scenario: str | os.PathLike | None) -> P
     return path
 
 
-def prepare_calibration_check(station: Station, standard_path: str | os.PathLike,
-                              calibration_path: str | os.PathLike,
-                              scenario: str | os.PathLike | None = None) -> CalibrationCheckPlan:
+def prepare_calibration_check(
+    station: Station,
+    standard_path: str | os.PathLike,
+    calibration_path: str | os.PathLike,
+    scenario: str | os.PathLike | None = None,
+) -> CalibrationCheckPlan:
     """Read and check everything a calibration check needs, before any instrument is touched.
 
     Raises :class:`ConfigError` (naming file and key) for a bad check-standard file,
@@ -187,8 +220,7 @@ def prepare_calibration_check(station: Station, standard_path: str | os.PathLike
     calibration_path = Path(calibration_path)
     calibration = _load_calibration(calibration_path)
     check_standard_against_calibration(check, calibration.analytes, calibration_path)
-    return CalibrationCheckPlan(station, check, calibration, calibration_path,
-                                _resolve_scenario(station, scenario))
+    return CalibrationCheckPlan(station, check, calibration, calibration_path, _resolve_scenario(station, scenario))
 
 
 def operator_prompt(timeout_s: float = OPERATOR_TIMEOUT_S, stdin=None, out=None) -> Callable[[str], str]:
@@ -197,19 +229,23 @@ def operator_prompt(timeout_s: float = OPERATOR_TIMEOUT_S, stdin=None, out=None)
     Raises :class:`TimeoutError` when nobody answers in time and :class:`RuntimeError`
     when standard input is closed (no operator at the bench).
     """
+
     def ask(prompt: str) -> str:
         stream_in = stdin if stdin is not None else sys.stdin
         stream_out = out if out is not None else sys.stderr
         stream_out.write(prompt)
         stream_out.flush()
         if stream_in is None:
-            raise RuntimeError("no standard input: the calibration check on a real bench needs an operator to "
-                               "fill the cell")
+            raise RuntimeError(
+                "no standard input: the calibration check on a real bench needs an operator to fill the cell"
+            )
         try:
             fd = stream_in.fileno()
         except (OSError, ValueError):
-            raise RuntimeError("standard input is not a terminal or a pipe: the calibration check on a real bench "
-                               "needs an operator to fill the cell") from None
+            raise RuntimeError(
+                "standard input is not a terminal or a pipe: the calibration check on a real bench "
+                "needs an operator to fill the cell"
+            ) from None
         deadline = time.monotonic() + timeout_s
         answer = b""
         while not answer.endswith(b"\n"):
@@ -219,8 +255,10 @@ def operator_prompt(timeout_s: float = OPERATOR_TIMEOUT_S, stdin=None, out=None)
                 raise TimeoutError(f"no answer from the operator within {timeout_s:g} s: calibration check abandoned")
             chunk = os.read(fd, 1)
             if not chunk:
-                raise RuntimeError("standard input closed before the operator answered: the calibration check on a "
-                                   "real bench needs an operator to fill the cell")
+                raise RuntimeError(
+                    "standard input closed before the operator answered: the calibration check on a "
+                    "real bench needs an operator to fill the cell"
+                )
             answer += chunk
         return answer.decode(errors="replace").strip()
 
@@ -246,40 +284,52 @@ def _axis_problem(calibration, wavelength_nm: np.ndarray) -> str:
     calibrated = np.asarray(calibration.wavelength_nm, dtype=float)
     if calibrated.shape == wavelength_nm.shape and np.allclose(calibrated, wavelength_nm, atol=AXIS_TOLERANCE_NM):
         return ""
-    return (f"the calibration's wavelength axis ({calibrated.size} px, {calibrated[0]:.2f}-{calibrated[-1]:.2f} nm) "
-            f"does not match the spectrometer's ({wavelength_nm.size} px, {wavelength_nm[0]:.2f}-"
-            f"{wavelength_nm[-1]:.2f} nm, tolerance {AXIS_TOLERANCE_NM:g} nm): calibrate on this instrument")
+    return (
+        f"the calibration's wavelength axis ({calibrated.size} px, {calibrated[0]:.2f}-{calibrated[-1]:.2f} nm) "
+        f"does not match the spectrometer's ({wavelength_nm.size} px, {wavelength_nm[0]:.2f}-"
+        f"{wavelength_nm[-1]:.2f} nm, tolerance {AXIS_TOLERANCE_NM:g} nm): calibrate on this instrument"
+    )
 
 
-def verdict_reasons(analytes: tuple[AnalyteResult, ...], lack_of_fit: float, shift_nm: float,
-                    status: int = 0) -> list[str]:
+def verdict_reasons(
+    analytes: tuple[AnalyteResult, ...], lack_of_fit: float, shift_nm: float, status: int = 0
+) -> list[str]:
     """Why to recalibrate ([] when the calibration holds): a failed fit, |z| > Z_LIMIT on a stated element (or no
     estimate of it), lack of fit above LACK_OF_FIT_LIMIT (or none), |shift| beyond SHIFT_LIMIT_NM (or none)."""
     reasons = []
     if status != 0:
-        reasons.append(f"the fit of the standard's spectrum did not succeed (status {status}: too few usable "
-                       f"pixels, an undetermined baseline or an unsettled active set)")
+        reasons.append(
+            f"the fit of the standard's spectrum did not succeed (status {status}: too few usable "
+            f"pixels, an undetermined baseline or an unsettled active set)"
+        )
     for a in analytes:
         if not a.stated:
             continue
         if not math.isfinite(a.z):
-            reasons.append(f"{a.element}: no usable estimate (measured {a.measured_g_per_L:.4g} ± "
-                           f"{a.sigma_g_per_L:.3g} g/L)")
+            reasons.append(
+                f"{a.element}: no usable estimate (measured {a.measured_g_per_L:.4g} ± {a.sigma_g_per_L:.3g} g/L)"
+            )
         elif abs(a.z) > Z_LIMIT:
-            reasons.append(f"{a.element}: bias {a.bias_g_per_L:+.4g} g/L is {a.z:+.1f} times its combined "
-                           f"uncertainty {a.combined_sigma_g_per_L:.2g} g/L (limit ±{Z_LIMIT:g})")
+            reasons.append(
+                f"{a.element}: bias {a.bias_g_per_L:+.4g} g/L is {a.z:+.1f} times its combined "
+                f"uncertainty {a.combined_sigma_g_per_L:.2g} g/L (limit ±{Z_LIMIT:g})"
+            )
     if not math.isfinite(lack_of_fit):
         reasons.append("lack of fit: not computed (too few usable pixels)")
     elif lack_of_fit > LACK_OF_FIT_LIMIT:
-        reasons.append(f"lack of fit {lack_of_fit:.3g} is above {LACK_OF_FIT_LIMIT:g}: the calibration cannot "
-                       f"represent the standard's spectrum (a changed acid matrix, an unknown absorber, a moved "
-                       f"axis)")
+        reasons.append(
+            f"lack of fit {lack_of_fit:.3g} is above {LACK_OF_FIT_LIMIT:g}: the calibration cannot "
+            f"represent the standard's spectrum (a changed acid matrix, an unknown absorber, a moved "
+            f"axis)"
+        )
     if not math.isfinite(shift_nm):
         reasons.append("wavelength shift: not estimated")
     elif abs(shift_nm) > SHIFT_LIMIT_NM:
-        reasons.append(f"wavelength shift {shift_nm:+.3f} nm since calibration is beyond ±{SHIFT_LIMIT_NM:g} nm, "
-                       f"what the model's drift terms were validated for (a replugged fibre, the spectrometer's "
-                       f"temperature)")
+        reasons.append(
+            f"wavelength shift {shift_nm:+.3f} nm since calibration is beyond ±{SHIFT_LIMIT_NM:g} nm, "
+            f"what the model's drift terms were validated for (a replugged fibre, the spectrometer's "
+            f"temperature)"
+        )
     return reasons
 
 
@@ -291,17 +341,25 @@ def _notes(check: CheckStandardFile, calibration, analytes: tuple[AnalyteResult,
             k = calibration.analytes.index(a.element)
             low, high = quality.calibrated_range_g_per_L[k]
             if a.stated and not low <= a.stated_g_per_L <= high:
-                notes.append(f"{a.element} {a.stated_g_per_L:g} g/L is outside the calibrated range "
-                             f"{low:g}-{high:g} g/L: the check extrapolates")
+                notes.append(
+                    f"{a.element} {a.stated_g_per_L:g} g/L is outside the calibrated range "
+                    f"{low:g}-{high:g} g/L: the check extrapolates"
+                )
     for a in analytes:
         if not a.stated and a.sigma_g_per_L > 0 and a.measured_g_per_L > 3 * a.sigma_g_per_L:
-            notes.append(f"{a.element} found ({a.measured_g_per_L:.4g} ± {a.sigma_g_per_L:.2g} g/L) although the "
-                         f"standard states none: not part of the verdict")
+            notes.append(
+                f"{a.element} found ({a.measured_g_per_L:.4g} ± {a.sigma_g_per_L:.2g} g/L) although the "
+                f"standard states none: not part of the verdict"
+            )
     return notes
 
 
-def run_calibration_check(plan: CalibrationCheckPlan, *, ask: Callable[[str], object] | None = None,
-                          progress: Callable[[str], None] = lambda _message: None) -> CalibrationCheck:
+def run_calibration_check(
+    plan: CalibrationCheckPlan,
+    *,
+    ask: Callable[[str], object] | None = None,
+    progress: Callable[[str], None] = lambda _message: None,
+) -> CalibrationCheck:
     """Measure the check standard as a calibration measures its standards and judge the calibration.
 
     Dark, blank reference, then the standard ``replicates`` times (each ``averages``
@@ -312,37 +370,50 @@ def run_calibration_check(plan: CalibrationCheckPlan, *, ask: Callable[[str], ob
     """
     station, check, calibration = plan.station, plan.check, plan.calibration
     standard = check.standard
-    base = dict(standard_name=standard.name, standard_path=check.source, calibration_path=plan.calibration_path,
-                calibration_id=calibration.calibration_id)
+    base = dict(
+        standard_name=standard.name,
+        standard_path=check.source,
+        calibration_path=plan.calibration_path,
+        calibration_id=calibration.calibration_id,
+    )
     simulated = station.spectrometer.simulated
     truth = None
     with open_bench(station, scenario=plan.scenario, instruments=("spectrometer",)) as bench:
         spectrometer = bench.spectrometer
         axis_problem = _axis_problem(calibration, np.asarray(spectrometer.wavelengths_nm, dtype=float))
         if axis_problem:
-            return CalibrationCheck(**base, reasons=(axis_problem,), measured=False,
-                                    notes=("nothing measured: the calibration cannot be applied to this spectrometer",))
+            return CalibrationCheck(
+                **base,
+                reasons=(axis_problem,),
+                measured=False,
+                notes=("nothing measured: the calibration cannot be applied to this spectrometer",),
+            )
         cell = bench.cell(ask or operator_prompt())
         spectrometer.integration_time_s = check.integration_time_s
         spectrometer.averages = check.averages
         saturation = float(spectrometer.full_scale_counts)
-        progress(f"blank: dark and reference, {check.replicates} x {check.averages} averages at "
-                 f"{check.integration_time_s:g} s")
+        progress(
+            f"blank: dark and reference, {check.replicates} x {check.averages} averages at "
+            f"{check.integration_time_s:g} s"
+        )
         cell.load_blank()
         dark = _mean_spectrum(spectrometer.dark, check.replicates)
         reference = _mean_spectrum(spectrometer.acquire, check.replicates)
         saturated = int(np.count_nonzero(reference >= saturation))
         if saturated > reference.size // 10:
-            raise ValueError(f"blank reference has {saturated} of {reference.size} pixels saturated at "
-                             f"{check.integration_time_s:g} s: lower integration_time_s in {check.source}")
+            raise ValueError(
+                f"blank reference has {saturated} of {reference.size} pixels saturated at "
+                f"{check.integration_time_s:g} s: lower integration_time_s in {check.source}"
+            )
         progress(f"standard {standard.name}: {check.replicates} x {check.averages} averages")
         cell.load_standard(standard.name, standard.concentrations_g_per_L)
         counts = np.array([spectrometer.acquire() for _ in range(check.replicates)])
         if simulated:
             truth = _simulator_truth(spectrometer)
     spectra = np.vstack([counts.mean(axis=0), counts]).astype(np.float32)  # the mean first, then each replicate
-    q = analysis.quantify_counts(spectra, dark.astype(np.float32), reference.astype(np.float32), calibration,
-                                 saturation_counts=saturation)
+    q = analysis.quantify_counts(
+        spectra, dark.astype(np.float32), reference.astype(np.float32), calibration, saturation_counts=saturation
+    )
     stated = dict(zip(standard.elements, standard.stated_g_per_L()))
     uncertainty = dict(zip(standard.elements, standard.standard_uncertainty_g_per_L()))
     order = [el for el in standard.elements] + [el for el in calibration.analytes if el not in stated]
@@ -350,19 +421,38 @@ def run_calibration_check(plan: CalibrationCheckPlan, *, ask: Callable[[str], ob
     for el in order:
         k = calibration.analytes.index(el)
         spread = float(np.std(q.concentration_g_per_L[1:, k], ddof=1)) if check.replicates > 1 else math.nan
-        results.append(AnalyteResult(el, float(q.concentration_g_per_L[0, k]), float(q.sigma_g_per_L[0, k]),
-                                     spread, float(stated[el]) if el in stated else None,
-                                     float(uncertainty[el]) if el in uncertainty else None))
+        results.append(
+            AnalyteResult(
+                el,
+                float(q.concentration_g_per_L[0, k]),
+                float(q.sigma_g_per_L[0, k]),
+                spread,
+                float(stated[el]) if el in stated else None,
+                float(uncertainty[el]) if el in uncertainty else None,
+            )
+        )
     results = tuple(results)
     lack_of_fit, shift = float(q.lack_of_fit[0]), float(q.wavelength_shift_nm[0])
-    return CalibrationCheck(**base, analytes=results, lack_of_fit=lack_of_fit, wavelength_shift_nm=shift,
-                            reference_shift_nm=float(q.reference_shift_nm[0]),
-                            reasons=tuple(verdict_reasons(results, lack_of_fit, shift, int(q.status[0]))),
-                            notes=tuple(_notes(check, calibration, results)), simulator_truth=truth)
+    return CalibrationCheck(
+        **base,
+        analytes=results,
+        lack_of_fit=lack_of_fit,
+        wavelength_shift_nm=shift,
+        reference_shift_nm=float(q.reference_shift_nm[0]),
+        reasons=tuple(verdict_reasons(results, lack_of_fit, shift, int(q.status[0]))),
+        notes=tuple(_notes(check, calibration, results)),
+        simulator_truth=truth,
+    )
 
 
-def check_calibration(station: Station, standard_path: str | os.PathLike, calibration_path: str | os.PathLike,
-                      scenario: str | os.PathLike | None = None, **options) -> CalibrationCheck:
+def check_calibration(
+    station: Station,
+    standard_path: str | os.PathLike,
+    calibration_path: str | os.PathLike,
+    scenario: str | os.PathLike | None = None,
+    **options,
+) -> CalibrationCheck:
     """:func:`prepare_calibration_check` then :func:`run_calibration_check` (``options``: ``ask``, ``progress``)."""
-    return run_calibration_check(prepare_calibration_check(station, standard_path, calibration_path, scenario),
-                                 **options)
+    return run_calibration_check(
+        prepare_calibration_check(station, standard_path, calibration_path, scenario), **options
+    )

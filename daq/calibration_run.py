@@ -7,8 +7,9 @@ bench the operator is asked to fill the cell with each standard in turn.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Callable
+from typing import Annotated
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -19,8 +20,14 @@ from ._config_fields import count, field_error, number, text
 from .bench import open_bench
 from .config import MAX_INTEGRATION_TIME_S, ConfigError, Element, Station, load_toml_model
 
-__all__ = ["StandardsSet", "Standard", "load_standards", "check_standards_against_station", "measure_standards",
-           "calibrate_station"]
+__all__ = [
+    "StandardsSet",
+    "Standard",
+    "load_standards",
+    "check_standards_against_station",
+    "measure_standards",
+    "calibrate_station",
+]
 
 #: Highest concentration of one element in a standard, g/L (far above any aqueous rare-earth solution).
 MAX_STANDARD_G_PER_L = 1000.0
@@ -46,9 +53,13 @@ class StandardsSet(_Strict):
     averages: count(ge=1, le=10000) = 1
     replicates: count(ge=1, le=100) = 1
     baseline_order: count(ge=0, le=5) | None = 2
-    quadratic: Annotated[list[Element], Field(  # type: ignore[valid-type]
-        max_length=len(analysis.RARE_EARTHS),
-        description="analytes whose strong bands need a curvature term (e.g. Nd)")] = []
+    quadratic: Annotated[
+        list[Element],
+        Field(  # type: ignore[valid-type]
+            max_length=len(analysis.RARE_EARTHS),
+            description="analytes whose strong bands need a curvature term (e.g. Nd)",
+        ),
+    ] = []
     standards: Annotated[list[Standard], Field(max_length=1000)]
     source: Path = Path("<memory>")
 
@@ -62,17 +73,24 @@ class StandardsSet(_Strict):
         for index, standard in enumerate(self.standards):
             extra = set(standard.concentrations_g_per_L) - set(self.analytes)
             if extra:
-                raise field_error(("standards", index, "concentrations_g_per_L"),
-                                  f"standard {standard.name!r} contains {sorted(extra)}, which are not among "
-                                  f"analytes {self.analytes} (standards.analytes)")
+                raise field_error(
+                    ("standards", index, "concentrations_g_per_L"),
+                    f"standard {standard.name!r} contains {sorted(extra)}, which are not among "
+                    f"analytes {self.analytes} (standards.analytes)",
+                )
         if len(set(self.quadratic)) != len(self.quadratic):
             raise field_error(("quadratic",), f"repeats an element: {self.quadratic}")
         if set(self.quadratic) - set(self.analytes):
-            raise field_error(("quadratic",), f"{self.quadratic} names elements that are not among analytes "
-                                              f"{self.analytes} (standards.analytes)")
+            raise field_error(
+                ("quadratic",),
+                f"{self.quadratic} names elements that are not among analytes {self.analytes} (standards.analytes)",
+            )
         if len(self.standards) < len(self.analytes) + 1:
-            raise field_error(("standards",), f"{len(self.standards)} standards for {len(self.analytes)} analytes: at least "
-                                              f"{len(self.analytes) + 1} are needed (standards.analytes)")
+            raise field_error(
+                ("standards",),
+                f"{len(self.standards)} standards for {len(self.analytes)} analytes: at least "
+                f"{len(self.analytes) + 1} are needed (standards.analytes)",
+            )
         return self
 
     def concentration_matrix(self) -> np.ndarray:
@@ -82,22 +100,25 @@ class StandardsSet(_Strict):
 
 def load_standards(path: str | os.PathLike) -> StandardsSet:
     """Read and validate a standards file (``seeds/standards/*.toml``)."""
-    return load_toml_model(path, StandardsSet, "standards", "analytes, integration_time_s, ...",
-                           {"standard": "standards"})
+    return load_toml_model(
+        path, StandardsSet, "standards", "analytes, integration_time_s, ...", {"standard": "standards"}
+    )
 
 
 def check_standards_against_station(standards: StandardsSet, station: Station) -> None:
-    """Refuse a standards set the station's spectrometer cannot measure (none, integration time or averages out of range)."""
+    """Refuse standards the station's spectrometer cannot measure (none; integration time or averages out of range)."""
     if station.spectrometer is None:
         raise ConfigError(station.source, ["spectrometer: the station has no spectrometer to calibrate"])
-    problems = station.spectrometer.setting_problems("standards", standards.integration_time_s,
-                                                     {"averages": standards.averages}, station.source)
+    problems = station.spectrometer.setting_problems(
+        "standards", standards.integration_time_s, {"averages": standards.averages}, station.source
+    )
     if problems:
         raise ConfigError(standards.source, problems)
 
 
-def measure_standards(spectrometer, cell, standards: StandardsSet,
-                      progress: Callable[[str], None] = lambda _message: None):
+def measure_standards(
+    spectrometer, cell, standards: StandardsSet, progress: Callable[[str], None] = lambda _message: None
+):
     """Dark, blank reference, then each standard ``replicates`` times; returns (wavelength, absorbance, conc, names)."""
     spectrometer.integration_time_s = standards.integration_time_s
     spectrometer.averages = standards.averages
@@ -107,8 +128,10 @@ def measure_standards(spectrometer, cell, standards: StandardsSet,
     reference = spectrometer.acquire()
     saturated = int(np.count_nonzero(reference >= saturation))
     if saturated > reference.size // 10:
-        raise ValueError(f"blank reference has {saturated} of {reference.size} pixels saturated at "
-                         f"{standards.integration_time_s:g} s: lower integration_time_s in {standards.source}")
+        raise ValueError(
+            f"blank reference has {saturated} of {reference.size} pixels saturated at "
+            f"{standards.integration_time_s:g} s: lower integration_time_s in {standards.source}"
+        )
     rows, concentrations, names = [], [], []
     matrix = standards.concentration_matrix()
     for index, standard in enumerate(standards.standards):
@@ -123,20 +146,28 @@ def measure_standards(spectrometer, cell, standards: StandardsSet,
     return (np.asarray(spectrometer.wavelengths_nm, dtype=float), np.array(rows), np.array(concentrations), names)
 
 
-def calibrate_station(station: Station, standards: StandardsSet, out: Path,
-                      progress: Callable[[str], None] = lambda _message: None):
+def calibrate_station(
+    station: Station, standards: StandardsSet, out: Path, progress: Callable[[str], None] = lambda _message: None
+):
     """Measure ``standards`` on the station's spectrometer and save the calibration to ``out``."""
     check_standards_against_station(standards, station)
     if out.exists():
-        raise ConfigError(out, ["a calibration file of that name exists; choose another --out "
-                                "(calibrations are never overwritten)"])
+        raise ConfigError(
+            out, ["a calibration file of that name exists; choose another --out (calibrations are never overwritten)"]
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     with open_bench(station, instruments=("spectrometer",)) as bench:
         spectrometer = bench.spectrometer
         cell = bench.cell()
         wavelength_nm, absorbance, concentration, names = measure_standards(spectrometer, cell, standards, progress)
-    calibration = analysis.calibrate(wavelength_nm, absorbance, concentration, standards.analytes,
-                                     baseline_order=standards.baseline_order, standard_names=names,
-                                     quadratic=tuple(standards.quadratic))
+    calibration = analysis.calibrate(
+        wavelength_nm,
+        absorbance,
+        concentration,
+        standards.analytes,
+        baseline_order=standards.baseline_order,
+        standard_names=names,
+        quadratic=tuple(standards.quadratic),
+    )
     calibration.save(out)
     return calibration

@@ -24,8 +24,19 @@ __all__ = ["Catalog", "CatalogEntry", "CatalogError", "TRIALS_FOLDER", "CATALOG_
 TRIALS_FOLDER = "trials"
 CATALOG_FILE = "catalog.sqlite"
 
-_COLUMNS = ("trial_id", "file", "title", "sample", "operator", "start_time", "end_time", "status",
-            "final_purity", "target", "needs_recovery")
+_COLUMNS = (
+    "trial_id",
+    "file",
+    "title",
+    "sample",
+    "operator",
+    "start_time",
+    "end_time",
+    "status",
+    "final_purity",
+    "target",
+    "needs_recovery",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS trials (
@@ -87,13 +98,17 @@ class Catalog:
                 with db:
                     yield db
         except sqlite3.Error as error:
-            raise CatalogError(f"{self.path}: the catalog cannot be updated ({error}); the trial files are "
-                               "kept and `remdaq catalog rebuild` recreates it") from None
+            raise CatalogError(
+                f"{self.path}: the catalog cannot be updated ({error}); the trial files are "
+                "kept and `remdaq catalog rebuild` recreates it"
+            ) from None
 
     def _relative(self, file: str | os.PathLike) -> str:
         """The path relative to the data folder (a link named as the link, not as its target)."""
-        pairs = ((os.path.abspath(self.data_dir), os.path.abspath(file)),
-                 (self.data_dir.resolve(), Path(file).resolve()))
+        pairs = (
+            (os.path.abspath(self.data_dir), os.path.abspath(file)),
+            (self.data_dir.resolve(), Path(file).resolve()),
+        )
         for base, path in pairs:
             try:
                 return str(Path(path).relative_to(base))
@@ -109,20 +124,34 @@ class Catalog:
     def _insert(self, db: sqlite3.Connection, summary: dict) -> None:
         purity = summary.get("final_purity")
         row = {
-            "trial_id": summary["trial_id"], "file": self._relative(summary["file"]),
-            "title": summary.get("title", ""), "sample": summary.get("sample", ""),
-            "operator": summary.get("operator", ""), "start_time": summary.get("start_time", ""),
-            "end_time": summary.get("end_time", ""), "status": summary.get("state", "running"),
-            "final_purity": None if purity is None or (isinstance(purity, float) and math.isnan(purity))
+            "trial_id": summary["trial_id"],
+            "file": self._relative(summary["file"]),
+            "title": summary.get("title", ""),
+            "sample": summary.get("sample", ""),
+            "operator": summary.get("operator", ""),
+            "start_time": summary.get("start_time", ""),
+            "end_time": summary.get("end_time", ""),
+            "status": summary.get("state", "running"),
+            "final_purity": None
+            if purity is None or (isinstance(purity, float) and math.isnan(purity))
             else float(purity),
-            "target": summary.get("target", ""), "needs_recovery": int(bool(summary.get("needs_recovery"))),
+            "target": summary.get("target", ""),
+            "needs_recovery": int(bool(summary.get("needs_recovery"))),
         }
-        db.execute(f"INSERT OR REPLACE INTO trials ({', '.join(_COLUMNS)}) "
-                   f"VALUES ({', '.join(':' + c for c in _COLUMNS)})", row)
+        db.execute(
+            f"INSERT OR REPLACE INTO trials ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})",
+            row,
+        )
 
-    def entries(self, *, sample: str | None = None, status: str | None = None,
-                since: str | None = None, until: str | None = None,
-                min_purity: float | None = None) -> list[CatalogEntry]:
+    def entries(
+        self,
+        *,
+        sample: str | None = None,
+        status: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        min_purity: float | None = None,
+    ) -> list[CatalogEntry]:
         """Trials, newest first, optionally filtered (sample substring, status, start date range, purity)."""
         clauses, values = [], []
         if sample:
@@ -142,8 +171,9 @@ class Catalog:
             values.append(min_purity)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._database() as db:
-            rows = db.execute(f"SELECT {', '.join(_COLUMNS)} FROM trials {where} "
-                              "ORDER BY start_time DESC", values).fetchall()
+            rows = db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM trials {where} ORDER BY start_time DESC", values
+            ).fetchall()
         return [CatalogEntry(*row[:-1], needs_recovery=bool(row[-1])) for row in rows]
 
     def trial_files(self) -> list[Path]:
@@ -161,15 +191,23 @@ class Catalog:
         """The catalog row of one file: its summary, or an "unreadable" row saying why."""
         relative = os.path.relpath(path, self.data_dir)
         if not self._inside(path):
-            return {"trial_id": f"unreadable:{relative}", "file": str(path), "state": "unreadable",
-                    "title": "refused: a link to a file outside the data folder (not read)"}
+            return {
+                "trial_id": f"unreadable:{relative}",
+                "file": str(path),
+                "state": "unreadable",
+                "title": "refused: a link to a file outside the data folder (not read)",
+            }
         try:
             with open_trial(path) as trial:
                 return trial.summary()
         except (TrialFileError, OSError, KeyError, RuntimeError) as error:
             reason = str(error).removeprefix(f"{path}: ")
-            return {"trial_id": f"unreadable:{relative}", "file": str(path), "state": "unreadable",
-                    "title": f"unreadable: {reason[:200]}"}
+            return {
+                "trial_id": f"unreadable:{relative}",
+                "file": str(path),
+                "state": "unreadable",
+                "title": f"unreadable: {reason[:200]}",
+            }
 
     def rebuild(self, progress=None) -> list[CatalogEntry]:
         """Scan the trial files again and replace the catalog at once; unreadable files are listed as such.

@@ -7,7 +7,8 @@ namespace, which is not part of the instrument's dialect).
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 __all__ = ["Cell", "OperatorCell", "SimulatedCell"]
 
@@ -46,8 +47,9 @@ class SimulatedCell:
         self._spectrometer.write("SIM:STAN")
 
     def load_standard(self, name: str, concentrations_g_per_L: Mapping[str, float]) -> None:
-        self._spectrometer.write("SIM:STAN " + ",".join(f"{el}={float(value):.9g}" for el, value in
-                                                        concentrations_g_per_L.items()))
+        self._spectrometer.write(
+            "SIM:STAN " + ",".join(f"{el}={float(value):.9g}" for el, value in concentrations_g_per_L.items())
+        )
 
     def start_process_stream(self) -> None:
         if self._scenario_loaded:

@@ -35,18 +35,22 @@ def _read_furnace(furnace) -> str:
     status = reading.status
     flags = [name for name in ("sensor_break", "loop_break", "heater_fail", "manual") if getattr(status, name)]
     alarms = " ALARM" if status.any_alarm else ""
-    return (f"PV {reading.temperature_C:.1f} C, SP {reading.setpoint_C:.1f} C, "
-            f"working SP {reading.working_setpoint_C:.1f} C, output {reading.output_percent:.1f} %"
-            f"{alarms}{' ' + ','.join(flags) if flags else ''}")
+    return (
+        f"PV {reading.temperature_C:.1f} C, SP {reading.setpoint_C:.1f} C, "
+        f"working SP {reading.working_setpoint_C:.1f} C, output {reading.output_percent:.1f} %"
+        f"{alarms}{' ' + ','.join(flags) if flags else ''}"
+    )
 
 
 def _read_spectrometer(spectrometer) -> str:
     wavelengths_nm = spectrometer.wavelengths_nm
     counts = spectrometer.acquire()
     saturated = int(np.count_nonzero(counts >= spectrometer.full_scale_counts))
-    return (f"{spectrometer.pixels} px, {wavelengths_nm[0]:.1f}-{wavelengths_nm[-1]:.1f} nm, "
-            f"integration {spectrometer.integration_time_s:g} s, counts {counts.min():.0f}-{counts.max():.0f}"
-            f"{f', {saturated} px saturated' if saturated else ''}")
+    return (
+        f"{spectrometer.pixels} px, {wavelengths_nm[0]:.1f}-{wavelengths_nm[-1]:.1f} nm, "
+        f"integration {spectrometer.integration_time_s:g} s, counts {counts.min():.0f}-{counts.max():.0f}"
+        f"{f', {saturated} px saturated' if saturated else ''}"
+    )
 
 
 _READERS = {"furnace": _read_furnace, "spectrometer": _read_spectrometer}
@@ -65,9 +69,11 @@ def check_station(station: Station) -> list[InstrumentCheck]:
         try:
             with open_bench(station, instruments=(name,)) as bench:
                 instrument = getattr(bench, name)
-                results.append(InstrumentCheck(name, True, instrument.ident, reader(instrument),
-                                               simulated=config.simulated))
+                results.append(
+                    InstrumentCheck(name, True, instrument.ident, reader(instrument), simulated=config.simulated)
+                )
         except (InstrumentError, OSError, RuntimeError, ValueError) as error:
-            results.append(InstrumentCheck(name, False, problem=f"{type(error).__name__}: {error}",
-                                           simulated=config.simulated))
+            results.append(
+                InstrumentCheck(name, False, problem=f"{type(error).__name__}: {error}", simulated=config.simulated)
+            )
     return results

@@ -14,11 +14,18 @@ from .config import ConfigError, Station, load_recipe, load_station
 __all__ = ["main", "cli", "resolve_data_dir"]
 
 _STATION_OPTION = click.option(
-    "--station", "station_path", required=True, type=click.Path(path_type=Path),
-    help="station file, e.g. hardware/stations/sim.toml")
+    "--station",
+    "station_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="station file, e.g. hardware/stations/sim.toml",
+)
 _DATA_DIR_OPTION = click.option(
-    "--data-dir", type=click.Path(path_type=Path), default=None,
-    help="data folder (default: $REMDAQ_DATA_DIR, else the station's data_dir, else ./data)")
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="data folder (default: $REMDAQ_DATA_DIR, else the station's data_dir, else ./data)",
+)
 
 
 def resolve_data_dir(option: Path | None, station: Station | None = None) -> Path:
@@ -38,13 +45,27 @@ def cli():
 
 @cli.command()
 @_STATION_OPTION
-@click.option("--standard", "standard_path", type=click.Path(path_type=Path), default=None,
-              help="check-standard file (seeds/standards/check/*.toml): also check --calibration against it")
-@click.option("--calibration", "calibration_path", type=click.Path(path_type=Path), default=None,
-              help="calibration file to check (from `remdaq calibrate`); with --standard")
-@click.option("--scenario", default=None, metavar="PATH|NAME",
-              help="simulated bench only: start the simulated spectrometer of the calibration check with this "
-                   "scenario (a path or a name in seeds/scenarios, e.g. fibre-replugged)")
+@click.option(
+    "--standard",
+    "standard_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="check-standard file (seeds/standards/check/*.toml): also check --calibration against it",
+)
+@click.option(
+    "--calibration",
+    "calibration_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="calibration file to check (from `remdaq calibrate`); with --standard",
+)
+@click.option(
+    "--scenario",
+    default=None,
+    metavar="PATH|NAME",
+    help="simulated bench only: start the simulated spectrometer of the calibration check with this "
+    "scenario (a path or a name in seeds/scenarios, e.g. fibre-replugged)",
+)
 def check(station_path: Path, standard_path: Path | None, calibration_path: Path | None, scenario: str | None):
     """Connect to each instrument of a station and print its identity and a reading.
 
@@ -56,11 +77,13 @@ def check(station_path: Path, standard_path: Path | None, calibration_path: Path
     """
     station = load_station(station_path)
     if (standard_path is None) != (calibration_path is None):
-        raise click.UsageError("--standard and --calibration go together (the check standard and the calibration "
-                               "to check against it)")
+        raise click.UsageError(
+            "--standard and --calibration go together (the check standard and the calibration to check against it)"
+        )
     if scenario is not None and standard_path is None:
-        raise click.UsageError("--scenario sets up the simulated bench for the calibration check: give "
-                               "--standard and --calibration too")
+        raise click.UsageError(
+            "--scenario sets up the simulated bench for the calibration check: give --standard and --calibration too"
+        )
     from .calibration_check import prepare_calibration_check, run_calibration_check
     from .check import check_station
 
@@ -103,9 +126,9 @@ def check(station_path: Path, standard_path: Path | None, calibration_path: Path
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="calibration file to write (.h5)")
 def calibrate(standards_path: Path, station_path: Path, out: Path):
     """Measure a set of standards and write a calibration with its quality report."""
-    from .calibration_run import calibrate_station, load_standards
-
     from drivers import InstrumentError
+
+    from .calibration_run import calibrate_station, load_standards
 
     station = load_station(station_path)
     standards = load_standards(standards_path)
@@ -122,19 +145,28 @@ def calibrate(standards_path: Path, station_path: Path, out: Path):
 @click.argument("recipe_path", metavar="RECIPE", type=click.Path(path_type=Path))
 @_STATION_OPTION
 @_DATA_DIR_OPTION
-@click.option("--calibration", type=click.Path(path_type=Path), default=None,
-              help="calibration file (overrides the recipe's)")
-@click.option("--flush-interval", "flush_interval_s", type=click.FloatRange(0.01, 60), default=0.5,
-              show_default=True, help="seconds between writes to the trial file")
-def run(recipe_path: Path, station_path: Path, data_dir: Path | None, calibration: Path | None,
-        flush_interval_s: float):
+@click.option(
+    "--calibration", type=click.Path(path_type=Path), default=None, help="calibration file (overrides the recipe's)"
+)
+@click.option(
+    "--flush-interval",
+    "flush_interval_s",
+    type=click.FloatRange(0.01, 60),
+    default=0.5,
+    show_default=True,
+    help="seconds between writes to the trial file",
+)
+def run(
+    recipe_path: Path, station_path: Path, data_dir: Path | None, calibration: Path | None, flush_interval_s: float
+):
     """Run a trial: furnace program, spectra, live purity, all into one HDF5 file."""
     from .runner import RunOptions, TrialRunner
 
     recipe = load_recipe(recipe_path)
     station = load_station(station_path)
-    options = RunOptions(data_dir=resolve_data_dir(data_dir, station), calibration=calibration,
-                         flush_interval_s=flush_interval_s)
+    options = RunOptions(
+        data_dir=resolve_data_dir(data_dir, station), calibration=calibration, flush_interval_s=flush_interval_s
+    )
     outcome = TrialRunner(recipe, station, options).run()
     click.echo(f"{outcome.path}")
     sys.exit(0 if outcome.exit_status == "success" else 1)
@@ -199,11 +231,14 @@ def show(file: Path):
             continue  # said by final_purity and the fit lines
         click.echo(f"{key:17s} {_format_summary_value(key, value, summary)}")
     if summary["state"] == "interrupted":
-        click.echo("note              this trial was interrupted: the file has no clean-end mark; "
-                   "rows up to the last flush are kept")
+        click.echo(
+            "note              this trial was interrupted: the file has no clean-end mark; "
+            "rows up to the last flush are kept"
+        )
     if summary["needs_recovery"]:
-        click.echo(f"note              HDF5 tools other than SWMR readers refuse this file until "
-                   f"`remdaq recover {file}`")
+        click.echo(
+            f"note              HDF5 tools other than SWMR readers refuse this file until `remdaq recover {file}`"
+        )
     for t, level, source, message in zip(events["time"], events["level"], events["source"], events["message"]):
         click.echo(f"  {t:10.1f} s  {level:7s} {source:12s} {message}")
 
@@ -217,7 +252,7 @@ def recover(files: tuple[Path, ...]):
     process holds its writer lock, and records in the file that it did so. Exit
     status 1 if any file could not be recovered.
     """
-    from .catalog import Catalog, CatalogError, TRIALS_FOLDER
+    from .catalog import TRIALS_FOLDER, Catalog, CatalogError
     from .reader import TrialFileError, open_trial
     from .recovery import RecoveryError, recover_trial
 
@@ -249,13 +284,12 @@ def catalog():
 @_DATA_DIR_OPTION
 def rebuild(data_dir: Path | None):
     """Rebuild the catalog by scanning the trial files."""
-    from .catalog import Catalog
-
     from tqdm.auto import tqdm
 
+    from .catalog import Catalog
+
     catalog_of_folder = Catalog(resolve_data_dir(data_dir))
-    with tqdm(total=len(catalog_of_folder.trial_files()), unit="file", desc="reading trial files",
-              disable=None) as bar:
+    with tqdm(total=len(catalog_of_folder.trial_files()), unit="file", desc="reading trial files", disable=None) as bar:
         entries = catalog_of_folder.rebuild(progress=lambda _path: bar.update())
     click.echo(f"{len(entries)} trial(s) catalogued")
     for e in entries:
@@ -265,21 +299,50 @@ def rebuild(data_dir: Path | None):
 
 @cli.command("reanalyze")
 @click.argument("paths", metavar="PATHS...", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--calibration", required=True, type=click.Path(path_type=Path),
-              help="calibration file to reanalyse with (from `remdaq calibrate`)")
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
-              help="folder for the result files (<trial_id>.reanalysis.h5) and summary.csv")
-@click.option("--workers", type=click.IntRange(min=0), default=None,
-              help="worker processes of a local Dask cluster (default: one per CPU; 0: no Dask, this process)")
-@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
-              help="use a running Dask scheduler (`dask scheduler`) instead of a local cluster")
+@click.option(
+    "--calibration",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="calibration file to reanalyse with (from `remdaq calibrate`)",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="folder for the result files (<trial_id>.reanalysis.h5) and summary.csv",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="worker processes of a local Dask cluster (default: one per CPU; 0: no Dask, this process)",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="tcp://HOST:PORT",
+    help="use a running Dask scheduler (`dask scheduler`) instead of a local cluster",
+)
 @click.option("--force", is_flag=True, help="reanalyse trials even when their result is up to date")
 @click.option("--target", default=None, help="element whose oxide purity is computed (default: each trial's)")
-@click.option("--saturation-counts", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="detector full scale; pixels at or above it are masked (default: the full scale each trial "
-                   "file records, /entry/instrument/spectrometer@full_scale_counts)")
-def reanalyze_command(paths: tuple[Path, ...], calibration: Path, out_dir: Path, workers: int | None,
-                      scheduler: str | None, force: bool, target: str | None, saturation_counts: float | None):
+@click.option(
+    "--saturation-counts",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="detector full scale; pixels at or above it are masked (default: the full scale each trial "
+    "file records, /entry/instrument/spectrometer@full_scale_counts)",
+)
+def reanalyze_command(
+    paths: tuple[Path, ...],
+    calibration: Path,
+    out_dir: Path,
+    workers: int | None,
+    scheduler: str | None,
+    force: bool,
+    target: str | None,
+    saturation_counts: float | None,
+):
     """Reanalyse trial files (or folders of them) with a calibration, on this machine or a Dask cluster.
 
     Writes one result file per trial and summary.csv into --out; trials whose result
@@ -295,8 +358,11 @@ def reanalyze_command(paths: tuple[Path, ...], calibration: Path, out_dir: Path,
         raise click.UsageError("give --workers or --scheduler, not both")
 
     def report(outcome) -> None:
-        purity = (f"{100 * outcome.final_purity:.3f}%" if not math.isnan(outcome.final_purity)
-                  else outcome.final_purity_note or "-")
+        purity = (
+            f"{100 * outcome.final_purity:.3f}%"
+            if not math.isnan(outcome.final_purity)
+            else outcome.final_purity_note or "-"
+        )
         where = outcome.message if outcome.failed or outcome.result_file is None else outcome.result_file
         stream = sys.stderr if outcome.failed else sys.stdout
         tqdm.write(f"{outcome.status:18s} {outcome.trial_id:40s} {purity:>9s}  {where}", file=stream)
@@ -307,11 +373,23 @@ def reanalyze_command(paths: tuple[Path, ...], calibration: Path, out_dir: Path,
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        result = reanalyze(paths, calibration, out_dir, workers=workers, scheduler=scheduler, force=force,
-                           target=target, saturation_counts=saturation_counts, on_outcome=report)
+        result = reanalyze(
+            paths,
+            calibration,
+            out_dir,
+            workers=workers,
+            scheduler=scheduler,
+            force=force,
+            target=target,
+            saturation_counts=saturation_counts,
+            on_outcome=report,
+        )
     except KeyboardInterrupt:
-        click.echo(f"stopped: finished results and {out_dir / 'summary.csv'} are kept, no half-written file is "
-                   "left; run the same command again to continue", err=True)
+        click.echo(
+            f"stopped: finished results and {out_dir / 'summary.csv'} are kept, no half-written file is "
+            "left; run the same command again to continue",
+            err=True,
+        )
         sys.exit(130)
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -60,8 +60,9 @@ class ConfigError(ValueError):
         self.problems = problems
         lines = "\n".join(f"  {p}" for p in problems)
         where = shorten(str(self.path), 512)
-        super().__init__(f"{where}: {len(problems)} problem(s):\n{lines}" if len(problems) > 1
-                         else f"{where}: {problems[0]}")
+        super().__init__(
+            f"{where}: {len(problems)} problem(s):\n{lines}" if len(problems) > 1 else f"{where}: {problems[0]}"
+        )
 
 
 class _Strict(BaseModel):
@@ -77,10 +78,13 @@ class FurnaceConfig(_Strict):
     address: count(ge=1, le=247) = 1
     baudrate: one_of(1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200) = 9600
     model: text(min_length=1, max_length=40) | None = Field(
-        None, description="controller model or family; one of the register map's models (default: 2400 without a "
-                          "map, any of the map's models with one)")
+        None,
+        description="controller model or family; one of the register map's models (default: 2400 without a "
+        "map, any of the map's models with one)",
+    )
     map: PathText | None = Field(
-        None, description="register map name in hardware/maps or a path (default: the map that covers model)")
+        None, description="register map name in hardware/maps or a path (default: the map that covers model)"
+    )
     max_temperature_C: number(gt=0, le=MAX_FURNACE_C)
     max_ramp_C_per_min: number(gt=0, le=MAX_RAMP_C_PER_MIN)
     safe_temperature_C: number(ge=0, le=200) = 25.0
@@ -89,19 +93,23 @@ class FurnaceConfig(_Strict):
     @model_validator(mode="after")
     def _port_for_real_and_safe_below_max(self):
         if not self.simulated and not self.port:
-            raise field_error(("port",), "port is required for a real furnace (furnace.simulated is false; "
-                                         "set simulated = true for the simulator)")
+            raise field_error(
+                ("port",),
+                "port is required for a real furnace (furnace.simulated is false; "
+                "set simulated = true for the simulator)",
+            )
         if self.safe_temperature_C >= self.max_temperature_C:
-            raise field_error(("safe_temperature_C",),
-                              f"{self.safe_temperature_C:g} C must be below furnace.max_temperature_C "
-                              f"{self.max_temperature_C:g} C")
+            raise field_error(
+                ("safe_temperature_C",),
+                f"{self.safe_temperature_C:g} C must be below furnace.max_temperature_C {self.max_temperature_C:g} C",
+            )
         return self
-
 
     @property
     def model_or_default(self) -> str | None:
         """The model the register map is chosen or checked by: ``model``; 2400 when neither it nor ``map`` is given."""
         return self.model or (None if self.map else "2400")
+
 
 class SpectrometerConfig(_Strict):
     """The spectrometer of a station."""
@@ -109,38 +117,50 @@ class SpectrometerConfig(_Strict):
     driver: Literal["scpi"] = "scpi"
     simulated: StrictBool = False
     resource: text(min_length=1, max_length=1024) | None = Field(
-        None, description="VISA resource, e.g. TCPIP0::10.0.0.5::5000::SOCKET")
+        None, description="VISA resource, e.g. TCPIP0::10.0.0.5::5000::SOCKET"
+    )
     visa_library: PathText = "@py"
     dialect: PathText = "scpi-spectrometer"
     pixels: count(ge=16, le=16384) = 2048
     min_integration_time_s: number(gt=0, le=MAX_INTEGRATION_TIME_S) = 0.001
     max_integration_time_s: number(gt=0, le=MAX_INTEGRATION_TIME_S) = 60.0
     max_averages: count(ge=1, le=100000) = Field(
-        100000, description="most scans the spectrometer averages in one acquisition (the simulator: 1000)")
+        100000, description="most scans the spectrometer averages in one acquisition (the simulator: 1000)"
+    )
     timeout_s: number(gt=0, le=3600) = 10.0
 
-    def setting_problems(self, section: str, integration_time_s: float, averages: dict[str, int | None],
-                         station_source: Path) -> list[str]:
+    def setting_problems(
+        self, section: str, integration_time_s: float, averages: dict[str, int | None], station_source: Path
+    ) -> list[str]:
         """What of a measurement's settings this spectrometer cannot do: ``section.key: problem`` lines."""
         problems = []
         if not self.min_integration_time_s <= integration_time_s <= self.max_integration_time_s:
-            problems.append(f"{section}.integration_time_s: {integration_time_s:g} s is outside the station's range "
-                            f"{self.min_integration_time_s:g}-{self.max_integration_time_s:g} s ({station_source})")
+            problems.append(
+                f"{section}.integration_time_s: {integration_time_s:g} s is outside the station's range "
+                f"{self.min_integration_time_s:g}-{self.max_integration_time_s:g} s ({station_source})"
+            )
         for key, scans in averages.items():
             if scans is not None and scans > self.max_averages:
-                problems.append(f"{section}.{key}: {scans} is above the station's max_averages {self.max_averages} "
-                                f"({station_source})")
+                problems.append(
+                    f"{section}.{key}: {scans} is above the station's max_averages {self.max_averages} "
+                    f"({station_source})"
+                )
         return problems
 
     @model_validator(mode="after")
     def _resource_for_real_and_integration_range(self):
         if not self.simulated and not self.resource:
-            raise field_error(("resource",), "resource is required for a real spectrometer (spectrometer.simulated "
-                                             "is false; set simulated = true for the simulator)")
+            raise field_error(
+                ("resource",),
+                "resource is required for a real spectrometer (spectrometer.simulated "
+                "is false; set simulated = true for the simulator)",
+            )
         if self.min_integration_time_s >= self.max_integration_time_s:
-            raise field_error(("min_integration_time_s",),
-                              f"{self.min_integration_time_s:g} s must be below spectrometer.max_integration_time_s "
-                              f"{self.max_integration_time_s:g} s")
+            raise field_error(
+                ("min_integration_time_s",),
+                f"{self.min_integration_time_s:g} s must be below spectrometer.max_integration_time_s "
+                f"{self.max_integration_time_s:g} s",
+            )
         return self
 
 
@@ -177,7 +197,8 @@ class FurnaceProgram(_Strict):
     cool_to_C: number(ge=0, le=MAX_FURNACE_C) = 25.0
     cool_rate_C_per_min: number(gt=0, le=MAX_RAMP_C_PER_MIN) = 5.0
     abort_above_C: number(gt=0, le=MAX_FURNACE_C) | None = Field(
-        None, description="interlock: abort if the furnace reads above this (default: the station's maximum)")
+        None, description="interlock: abort if the furnace reads above this (default: the station's maximum)"
+    )
 
 
 class SpectrometerSchedule(_Strict):
@@ -186,7 +207,10 @@ class SpectrometerSchedule(_Strict):
     integration_time_s: number(gt=0, le=MAX_INTEGRATION_TIME_S)
     averages: count(ge=1, le=10000) = 1
     reference_averages: count(ge=1, le=100000) | None = Field(
-        None, description="averages for the dark and blank reference (default: averages); more = less noise in every spectrum")
+        None,
+        description="averages for the dark and blank reference (default: averages); more = less noise in every "
+        "spectrum",
+    )
     interval_s: number(ge=0, le=MAX_INTERVAL_S) = 1.0
     dark: Literal["start", "every"] = "start"
     dark_every_n: count(ge=1, le=1_000_000) = 100
@@ -208,7 +232,8 @@ class Recipe(_Strict):
     calibration: FilePath | None = None
     wall_clock_limit_min: number(gt=0, le=MAX_TRIAL_MIN) = 24 * 60.0
     duration_min: number(gt=0, le=MAX_TRIAL_MIN) | None = Field(
-        None, description="experiment time; needed without a furnace program")
+        None, description="experiment time; needed without a furnace program"
+    )
     lost_instrument_abort_s: number(gt=0, le=24 * 3600.0) = 60.0
     furnace: FurnaceProgram | None = None
     spectrometer: SpectrometerSchedule | None = None
@@ -271,15 +296,24 @@ def _problems(error: ValidationError) -> list[tuple[str, str]]:
             message = f"expected a number, not a boolean (got {_describe(value)})"
         elif item["type"] == "path_type":
             message = f"expected a path as text (got {_describe(value)})"
-        elif ("input" in item and item["type"] not in ("missing", "model_type", FIELD_ERROR)
-              and not isinstance(value, dict)):
+        elif (
+            "input" in item
+            and item["type"] not in ("missing", "model_type", FIELD_ERROR)
+            and not isinstance(value, dict)
+        ):
             message += f" (got {_describe(value)})"
         problems.append((_field_name(location), message))
     return problems
 
 
-def load_toml_model(path: str | os.PathLike, model: type[BaseModel], main_table: str, main_hint: str,
-                    sub_tables: dict[str, str], unknown: str = "unknown table"):
+def load_toml_model(
+    path: str | os.PathLike,
+    model: type[BaseModel],
+    main_table: str,
+    main_hint: str,
+    sub_tables: dict[str, str],
+    unknown: str = "unknown table",
+):
     """Read a TOML file made of one main table and named sub-tables, and validate it as ``model``.
 
     Fields of the main table become the model's fields; each sub-table goes into the
@@ -289,16 +323,19 @@ def load_toml_model(path: str | os.PathLike, model: type[BaseModel], main_table:
     path = Path(path)
     raw = _read_toml(path)
     main = raw.pop(main_table, None)
-    problems = [f"{name}: {unknown}; allowed: {', '.join([main_table, *sub_tables])}"
-                for name in raw if name not in sub_tables]
+    problems = [
+        f"{name}: {unknown}; allowed: {', '.join([main_table, *sub_tables])}" for name in raw if name not in sub_tables
+    ]
     if main is None:
         problems.insert(0, f"{main_table}: missing [{main_table}] table ({main_hint})")
     elif not isinstance(main, dict):
-        problems.insert(0, f"{main_table}: must be a [{main_table}] table ({main_hint}), "
-                           f"not {shorten(repr(main))}")
+        problems.insert(0, f"{main_table}: must be a [{main_table}] table ({main_hint}), not {shorten(repr(main))}")
     else:
-        problems += [f"{main_table}.{name}: unknown field (check the spelling)" for name in main
-                     if name == "source" or name in sub_tables.values()]
+        problems += [
+            f"{main_table}.{name}: unknown field (check the spelling)"
+            for name in main
+            if name == "source" or name in sub_tables.values()
+        ]
     if problems:
         raise ConfigError(path, problems)
     try:
@@ -311,7 +348,7 @@ def load_toml_model(path: str | os.PathLike, model: type[BaseModel], main_table:
             if head == "(top level)":
                 head = main_table
             elif root in sub_fields:
-                head = sub_fields[root] + head[len(root):]
+                head = sub_fields[root] + head[len(root) :]
             else:
                 head = f"{main_table}.{head}"
             located.append(f"{head}: {message}")
@@ -320,8 +357,14 @@ def load_toml_model(path: str | os.PathLike, model: type[BaseModel], main_table:
 
 def load_station(path: str | os.PathLike) -> Station:
     """Read and validate a station file, including the register map and SCPI dialect it names."""
-    station = load_toml_model(path, Station, "station", "name, data_dir, ...",
-                              {name: name for name in KNOWN_INSTRUMENTS}, unknown="unknown instrument")
+    station = load_toml_model(
+        path,
+        Station,
+        "station",
+        "name, data_dir, ...",
+        {name: name for name in KNOWN_INSTRUMENTS},
+        unknown="unknown instrument",
+    )
     problems = station_reference_problems(station)
     if problems:
         raise ConfigError(station.source, problems)
@@ -330,8 +373,13 @@ def load_station(path: str | os.PathLike) -> Station:
 
 def load_recipe(path: str | os.PathLike) -> Recipe:
     """Read and validate a recipe file, including the scenario it names."""
-    recipe = load_toml_model(path, Recipe, "recipe", "title, sample, operator, analytes, target",
-                             {"furnace": "furnace", "spectrometer": "spectrometer"})
+    recipe = load_toml_model(
+        path,
+        Recipe,
+        "recipe",
+        "title, sample, operator, analytes, target",
+        {"furnace": "furnace", "spectrometer": "spectrometer"},
+    )
     problems = recipe_reference_problems(recipe)
     if problems:
         raise ConfigError(recipe.source, problems)
@@ -342,15 +390,21 @@ def _furnace_limit_problems(program: FurnaceProgram, furnace: FurnaceConfig, sta
     """The cool-down and the interlock threshold of a program against a station's furnace limits."""
     problems = []
     if program.cool_rate_C_per_min > furnace.max_ramp_C_per_min:
-        problems.append(f"furnace.cool_rate_C_per_min: {program.cool_rate_C_per_min:g} C/min is above "
-                        f"the station's max_ramp_C_per_min {furnace.max_ramp_C_per_min:g} ({station_source})")
+        problems.append(
+            f"furnace.cool_rate_C_per_min: {program.cool_rate_C_per_min:g} C/min is above "
+            f"the station's max_ramp_C_per_min {furnace.max_ramp_C_per_min:g} ({station_source})"
+        )
     if program.cool_to_C >= furnace.max_temperature_C:
-        problems.append(f"furnace.cool_to_C: {program.cool_to_C:g} C must be below the station's "
-                        f"max_temperature_C {furnace.max_temperature_C:g} C ({station_source})")
+        problems.append(
+            f"furnace.cool_to_C: {program.cool_to_C:g} C must be below the station's "
+            f"max_temperature_C {furnace.max_temperature_C:g} C ({station_source})"
+        )
     if program.abort_above_C is not None and program.abort_above_C > furnace.max_temperature_C:
-        problems.append(f"furnace.abort_above_C: {program.abort_above_C:g} C is above the station's "
-                        f"max_temperature_C {furnace.max_temperature_C:g} C ({station_source}); the software "
-                        "interlock may be lowered, never raised above the station's limit")
+        problems.append(
+            f"furnace.abort_above_C: {program.abort_above_C:g} C is above the station's "
+            f"max_temperature_C {furnace.max_temperature_C:g} C ({station_source}); the software "
+            "interlock may be lowered, never raised above the station's limit"
+        )
     return problems
 
 
@@ -365,21 +419,29 @@ def check_recipe_against_station(recipe: Recipe, station: Station) -> None:
             for index, segment in enumerate(recipe.furnace.segments):
                 where = f"furnace.segments[{index}]"
                 if segment.target_C > furnace.max_temperature_C:
-                    problems.append(f"{where}.target_C: {segment.target_C:g} C is above the station's "
-                                    f"max_temperature_C {furnace.max_temperature_C:g} C ({station.source})")
+                    problems.append(
+                        f"{where}.target_C: {segment.target_C:g} C is above the station's "
+                        f"max_temperature_C {furnace.max_temperature_C:g} C ({station.source})"
+                    )
                 if segment.ramp_C_per_min > furnace.max_ramp_C_per_min:
-                    problems.append(f"{where}.ramp_C_per_min: {segment.ramp_C_per_min:g} C/min is above the station's "
-                                    f"max_ramp_C_per_min {furnace.max_ramp_C_per_min:g} ({station.source})")
+                    problems.append(
+                        f"{where}.ramp_C_per_min: {segment.ramp_C_per_min:g} C/min is above the station's "
+                        f"max_ramp_C_per_min {furnace.max_ramp_C_per_min:g} ({station.source})"
+                    )
             problems += _furnace_limit_problems(recipe.furnace, furnace, station.source)
     if recipe.spectrometer is not None:
         spectrometer = station.spectrometer
         if spectrometer is None:
-            problems.append(f"spectrometer: the recipe has a spectrometer schedule but station {station.source} "
-                            "has no spectrometer")
+            problems.append(
+                f"spectrometer: the recipe has a spectrometer schedule but station {station.source} has no spectrometer"
+            )
         else:
             schedule = recipe.spectrometer
             problems += spectrometer.setting_problems(
-                "spectrometer", schedule.integration_time_s,
-                {"averages": schedule.averages, "reference_averages": schedule.reference_averages}, station.source)
+                "spectrometer",
+                schedule.integration_time_s,
+                {"averages": schedule.averages, "reference_averages": schedule.reference_averages},
+                station.source,
+            )
     if problems:
         raise ConfigError(recipe.source, problems)

@@ -9,10 +9,26 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-
-__all__ = ["Column", "Table", "TABLES", "STATUS_TEXT_BYTES", "EXIT_STATUSES", "INTERRUPTED_STATUS", "ROW_FLAGS",
-           "FILE_FORMAT", "FILE_FORMAT_VERSION", "FLAG_MODEL_MISMATCH", "FLAG_NO_RARE_EARTHS", "file_format_version",
-           "table", "TARGET_ELEMENT_ATTR", "LEGACY_TARGET_ATTR", "PURITY_LINKS", "NEXUS_LINK_ATTR", "target_element"]
+__all__ = [
+    "Column",
+    "Table",
+    "TABLES",
+    "STATUS_TEXT_BYTES",
+    "EXIT_STATUSES",
+    "INTERRUPTED_STATUS",
+    "ROW_FLAGS",
+    "FILE_FORMAT",
+    "FILE_FORMAT_VERSION",
+    "FLAG_MODEL_MISMATCH",
+    "FLAG_NO_RARE_EARTHS",
+    "file_format_version",
+    "table",
+    "TARGET_ELEMENT_ATTR",
+    "LEGACY_TARGET_ATTR",
+    "PURITY_LINKS",
+    "NEXUS_LINK_ATTR",
+    "target_element",
+]
 
 FILE_FORMAT_VERSION = (1, 2)
 """The format this code writes (major, minor). A minor version only adds (except 1.2, which renamed
@@ -59,6 +75,7 @@ def target_element(attrs) -> str:
     A 1.2 file has ``target_element``; an older one has the symbol in ``target``. A ``target`` that is an
     absolute HDF5 path is a NeXus link attribute, never an element.
     """
+
     def text(value) -> str:
         if isinstance(value, bytes):
             return value.rstrip(b"\0").decode("utf-8", errors="replace")
@@ -119,60 +136,107 @@ class Table:
         for column in self.columns:
             if column.name == name:
                 return column
-        raise KeyError(f"table {self.name!r} has no column {name!r}; "
-                       f"columns: {', '.join(c.name for c in self.columns)}")
+        raise KeyError(
+            f"table {self.name!r} has no column {name!r}; columns: {', '.join(c.name for c in self.columns)}"
+        )
 
 
 TABLES = (
-    Table("furnace", "/entry/instrument/furnace", "NXenvironment", 512, (
-        Column("time", "f8", "s", "time since trial start (experiment clock)"),
-        Column("temperature", "f8", "degC", "process value (thermocouple)"),
-        Column("setpoint", "f8", "degC", "target setpoint"),
-        Column("working_setpoint", "f8", "degC", "working setpoint (ramping)"),
-        Column("output", "f8", "percent", "heater output"),
-        Column("status_word", "u2", "", "controller status word (see instrument map)"),
-        Column("flag", "u1", "", "row flags (see ROW_FLAGS)"),
-    )),
-    Table("spectrometer", "/entry/instrument/spectrometer", "NXdetector", 16, (
-        Column("time", "f8", "s", "time since trial start at the end of the acquisition"),
-        Column("counts", "f4", "counts", "raw detector counts", ("pixels",)),
-        Column("integration_time", "f8", "s", "integration time"),
-        Column("averages", "u4", "", "scans averaged"),
-        Column("saturated_pixels", "u4", "", "pixels at full scale"),
-        Column("dark_index", "i4", "", "row of dark used"),
-        Column("reference_index", "i4", "", "row of reference used"),
-        Column("flag", "u1", "", "row flags (see ROW_FLAGS)"),
-    )),
-    Table("dark", "/entry/instrument/spectrometer/dark", "NXdata", 4, (
-        Column("time", "f8", "s", "time since trial start"),
-        Column("counts", "f4", "counts", "dark counts (shutter closed)", ("pixels",)),
-        Column("integration_time", "f8", "s", "integration time"),
-    )),
-    Table("reference", "/entry/instrument/spectrometer/reference", "NXdata", 4, (
-        Column("time", "f8", "s", "time since trial start"),
-        Column("counts", "f4", "counts", "blank reference counts (shutter open, blank in the cell)", ("pixels",)),
-        Column("integration_time", "f8", "s", "integration time"),
-    )),
-    Table("analysis", "/entry/analysis", "NXprocess", 256, (
-        Column("time", "f8", "s", "time of the spectrum analysed"),
-        Column("concentration", "f8", "g/L", "element concentration", ("analytes",)),
-        Column("sigma", "f8", "g/L", "standard uncertainty of concentration", ("analytes",)),
-        Column("purity", "f8", "1", "target oxide / total measured rare-earth oxide (mass fraction)"),
-        Column("purity_sigma", "f8", "1", "standard uncertainty of purity"),
-        Column("residual_rms", "f8", "absorbance", "RMS residual of the fit"),
-        Column("lack_of_fit", "f8", "1", "residual variance over the spectrum's own noise (about 1 when the "
-                                         "model fits)", since=(1, 1)),
-        Column("wavelength_shift", "f8", "nm", "common wavelength shift the fit's drift terms imply",
-               since=(1, 1)),
-        Column("fit_coefficients", "f8", "", "free coefficients of the fit, one column per name in the "
-                                             "column_names attribute", ("coefficients",), since=(1, 1)),
-    )),
-    Table("events", "/entry/events", "NXlog", 64, (
-        Column("time", "f8", "s", "time since trial start"),
-        Column("level", "S8", "", "info, warning, error"),
-        Column("source", "S16", "", "what raised it"),
-        Column("message", "S240", "", "what happened (UTF-8)"),
-    )),
+    Table(
+        "furnace",
+        "/entry/instrument/furnace",
+        "NXenvironment",
+        512,
+        (
+            Column("time", "f8", "s", "time since trial start (experiment clock)"),
+            Column("temperature", "f8", "degC", "process value (thermocouple)"),
+            Column("setpoint", "f8", "degC", "target setpoint"),
+            Column("working_setpoint", "f8", "degC", "working setpoint (ramping)"),
+            Column("output", "f8", "percent", "heater output"),
+            Column("status_word", "u2", "", "controller status word (see instrument map)"),
+            Column("flag", "u1", "", "row flags (see ROW_FLAGS)"),
+        ),
+    ),
+    Table(
+        "spectrometer",
+        "/entry/instrument/spectrometer",
+        "NXdetector",
+        16,
+        (
+            Column("time", "f8", "s", "time since trial start at the end of the acquisition"),
+            Column("counts", "f4", "counts", "raw detector counts", ("pixels",)),
+            Column("integration_time", "f8", "s", "integration time"),
+            Column("averages", "u4", "", "scans averaged"),
+            Column("saturated_pixels", "u4", "", "pixels at full scale"),
+            Column("dark_index", "i4", "", "row of dark used"),
+            Column("reference_index", "i4", "", "row of reference used"),
+            Column("flag", "u1", "", "row flags (see ROW_FLAGS)"),
+        ),
+    ),
+    Table(
+        "dark",
+        "/entry/instrument/spectrometer/dark",
+        "NXdata",
+        4,
+        (
+            Column("time", "f8", "s", "time since trial start"),
+            Column("counts", "f4", "counts", "dark counts (shutter closed)", ("pixels",)),
+            Column("integration_time", "f8", "s", "integration time"),
+        ),
+    ),
+    Table(
+        "reference",
+        "/entry/instrument/spectrometer/reference",
+        "NXdata",
+        4,
+        (
+            Column("time", "f8", "s", "time since trial start"),
+            Column("counts", "f4", "counts", "blank reference counts (shutter open, blank in the cell)", ("pixels",)),
+            Column("integration_time", "f8", "s", "integration time"),
+        ),
+    ),
+    Table(
+        "analysis",
+        "/entry/analysis",
+        "NXprocess",
+        256,
+        (
+            Column("time", "f8", "s", "time of the spectrum analysed"),
+            Column("concentration", "f8", "g/L", "element concentration", ("analytes",)),
+            Column("sigma", "f8", "g/L", "standard uncertainty of concentration", ("analytes",)),
+            Column("purity", "f8", "1", "target oxide / total measured rare-earth oxide (mass fraction)"),
+            Column("purity_sigma", "f8", "1", "standard uncertainty of purity"),
+            Column("residual_rms", "f8", "absorbance", "RMS residual of the fit"),
+            Column(
+                "lack_of_fit",
+                "f8",
+                "1",
+                "residual variance over the spectrum's own noise (about 1 when the model fits)",
+                since=(1, 1),
+            ),
+            Column("wavelength_shift", "f8", "nm", "common wavelength shift the fit's drift terms imply", since=(1, 1)),
+            Column(
+                "fit_coefficients",
+                "f8",
+                "",
+                "free coefficients of the fit, one column per name in the column_names attribute",
+                ("coefficients",),
+                since=(1, 1),
+            ),
+        ),
+    ),
+    Table(
+        "events",
+        "/entry/events",
+        "NXlog",
+        64,
+        (
+            Column("time", "f8", "s", "time since trial start"),
+            Column("level", "S8", "", "info, warning, error"),
+            Column("source", "S16", "", "what raised it"),
+            Column("message", "S240", "", "what happened (UTF-8)"),
+        ),
+    ),
 )
 
 

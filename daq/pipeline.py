@@ -47,11 +47,13 @@ def fit_coefficient_names(calibration) -> tuple[str, ...]:
     width ("width Nd").
     """
     order = calibration.baseline_order
-    return (tuple(f"{a}^2" for a in calibration.quadratic_analytes)
-            + tuple(f"P{i}" for i in range(0 if order is None else order + 1))
-            + ("axis shift since blank",)
-            + tuple(f"shift {a}" for a in calibration.analytes)
-            + tuple(f"width {a}" for a in calibration.analytes))
+    return (
+        tuple(f"{a}^2" for a in calibration.quadratic_analytes)
+        + tuple(f"P{i}" for i in range(0 if order is None else order + 1))
+        + ("axis shift since blank",)
+        + tuple(f"shift {a}" for a in calibration.analytes)
+        + tuple(f"width {a}" for a in calibration.analytes)
+    )
 
 
 def fit_coefficient_units(calibration) -> tuple[str, ...]:
@@ -65,27 +67,46 @@ def _detection_limits(calibration):
     return None if quality is None else quality.detection_limit_g_per_L
 
 
-def analyse_counts(counts, dark, reference, calibration, target: str,
-                   saturation_counts: float | None) -> SpectraResult:
+def analyse_counts(counts, dark, reference, calibration, target: str, saturation_counts: float | None) -> SpectraResult:
     """Quantify raw spectra (N, P) against one dark and one reference (P,) with a calibration.
 
     Counts are taken as float32, the instrument's wire format and the trial file's
     storage type, so live analysis and reanalysis from the file see the same numbers.
     """
     counts32 = np.atleast_2d(np.asarray(counts, dtype=np.float32))
-    result = analysis.quantify_counts(counts32, np.asarray(dark, dtype=np.float32),
-                                      np.asarray(reference, dtype=np.float32), calibration,
-                                      saturation_counts=saturation_counts)
-    purity = analysis.oxide_purity(result.concentration_g_per_L, calibration.analytes, target,
-                                   sigma_g_per_L=result.sigma_g_per_L,
-                                   detection_limit_g_per_L=_detection_limits(calibration))
-    return SpectraResult(result.concentration_g_per_L, result.sigma_g_per_L, purity.purity,
-                         purity.purity_sigma, result.residual_rms, result.n_masked_pixels,
-                         lack_of_fit=result.lack_of_fit, model_mismatch=np.asarray(result.model_mismatch, dtype=bool),
-                         # with nothing in the cell there are no bands to have moved: no shift, not noise
-                         wavelength_shift_nm=np.where(purity.below_quantitation_limit, np.nan,
-                                                      result.wavelength_shift_nm),
-                         free_coefficients=np.hstack([result.quadratic_coefficients, result.baseline_coefficients,
-                                                      result.reference_shift_nm[:, None], result.shift_coefficients,
-                                                      result.width_coefficients]),
-                         below_quantitation_limit=np.asarray(purity.below_quantitation_limit, dtype=bool))
+    result = analysis.quantify_counts(
+        counts32,
+        np.asarray(dark, dtype=np.float32),
+        np.asarray(reference, dtype=np.float32),
+        calibration,
+        saturation_counts=saturation_counts,
+    )
+    purity = analysis.oxide_purity(
+        result.concentration_g_per_L,
+        calibration.analytes,
+        target,
+        sigma_g_per_L=result.sigma_g_per_L,
+        detection_limit_g_per_L=_detection_limits(calibration),
+    )
+    return SpectraResult(
+        result.concentration_g_per_L,
+        result.sigma_g_per_L,
+        purity.purity,
+        purity.purity_sigma,
+        result.residual_rms,
+        result.n_masked_pixels,
+        lack_of_fit=result.lack_of_fit,
+        model_mismatch=np.asarray(result.model_mismatch, dtype=bool),
+        # with nothing in the cell there are no bands to have moved: no shift, not noise
+        wavelength_shift_nm=np.where(purity.below_quantitation_limit, np.nan, result.wavelength_shift_nm),
+        free_coefficients=np.hstack(
+            [
+                result.quadratic_coefficients,
+                result.baseline_coefficients,
+                result.reference_shift_nm[:, None],
+                result.shift_coefficients,
+                result.width_coefficients,
+            ]
+        ),
+        below_quantitation_limit=np.asarray(purity.below_quantitation_limit, dtype=bool),
+    )

@@ -52,8 +52,10 @@ class FurnaceProgramRunner:
             if abs(working_setpoint_C - target) <= RAMP_DONE_TOLERANCE_C:
                 self.phase = "dwell"
                 self._dwell_end_s = now_s + 60.0 * self.program.segments[self.segment].dwell_min
-                return ProgramStep(f"segment {self.segment + 1}: reached {target:g} C, dwell "
-                                   f"{self.program.segments[self.segment].dwell_min:g} min")
+                return ProgramStep(
+                    f"segment {self.segment + 1}: reached {target:g} C, dwell "
+                    f"{self.program.segments[self.segment].dwell_min:g} min"
+                )
             return None
         if self.phase == "dwell" and now_s >= self._dwell_end_s:
             if self.segment + 1 < len(self.program.segments):

@@ -20,12 +20,28 @@ import numpy as np
 
 from ._bounded_hdf5 import open_for_reading
 from ._superblock import SuperblockError, read_superblock
-from .layout import (FLAG_MODEL_MISMATCH, FLAG_NO_RARE_EARTHS, LEGACY_TARGET_ATTR, TABLES, TARGET_ELEMENT_ATTR,
-                     file_format_version, table, target_element)
+from .layout import (
+    FLAG_MODEL_MISMATCH,
+    FLAG_NO_RARE_EARTHS,
+    LEGACY_TARGET_ATTR,
+    TABLES,
+    TARGET_ELEMENT_ATTR,
+    file_format_version,
+    table,
+    target_element,
+)
 from .store import writer_is_alive
 
-__all__ = ["TrialReader", "TrialFileError", "FileIntegrity", "Decimated", "open_trial", "check_file",
-           "NO_RARE_EARTHS", "NOT_RECORDED"]
+__all__ = [
+    "TrialReader",
+    "TrialFileError",
+    "FileIntegrity",
+    "Decimated",
+    "open_trial",
+    "check_file",
+    "NO_RARE_EARTHS",
+    "NOT_RECORDED",
+]
 
 NO_RARE_EARTHS = "no rare earths in the cell"
 """What a purity that is NaN because the total oxide is below its quantitation limit is called."""
@@ -78,16 +94,20 @@ def check_file(path: str | os.PathLike) -> FileIntegrity:
         if integrity.ends_where_it_says:
             return integrity
         if not integrity.writer_alive or time.monotonic() > deadline:
-            raise TrialFileError(f"{path}: damaged: the file is {size} bytes long, short of the "
-                                 f"{superblock.stored_eof} bytes its superblock records (truncated)")
+            raise TrialFileError(
+                f"{path}: damaged: the file is {size} bytes long, short of the "
+                f"{superblock.stored_eof} bytes its superblock records (truncated)"
+            )
         time.sleep(0.05)  # a live writer is between extending the file and writing the superblock
 
 
 def _walk_metadata(handle: h5py.File) -> None:
     """Read every object header and attribute, so damaged metadata is found at open, not later."""
+
     def visit(_name, node):
         for key in node.attrs:
             node.attrs[key]  # noqa: B018 - reading is the check
+
     handle.visititems(visit)
     for key in handle.attrs:
         handle.attrs[key]  # noqa: B018
@@ -95,6 +115,7 @@ def _walk_metadata(handle: h5py.File) -> None:
 
 def _damage_reported(method):
     """HDF5 errors while reading an opened file become TrialFileError naming the file."""
+
     @functools.wraps(method)
     def guarded(self, *args, **kwargs):
         try:
@@ -103,6 +124,7 @@ def _damage_reported(method):
             raise
         except (OSError, RuntimeError) as error:
             raise TrialFileError(f"{self.path}: damaged: {error}") from None
+
     return guarded
 
 
@@ -134,8 +156,9 @@ class TrialReader:
         try:
             self._file = open_for_reading(self.path, swmr=swmr)
         except (OSError, RuntimeError) as error:  # h5py raises RuntimeError for some corrupt superblocks
-            raise TrialFileError(f"{self.path}: cannot be opened as a trial file (damaged, or "
-                                 f"still being created): {error}") from None
+            raise TrialFileError(
+                f"{self.path}: cannot be opened as a trial file (damaged, or still being created): {error}"
+            ) from None
         try:
             if not self.integrity.writer_alive:
                 _walk_metadata(self._file)
@@ -143,10 +166,18 @@ class TrialReader:
                 raise TrialFileError(f"{self.path}: not a rem-daq trial file (no /entry/exit_status)")
             self.format_version = file_format_version(_text(self._file["entry"].attrs.get("file_format", "")))
             """(major, minor) of the file's format; a column added after it reads as NaN."""
-            self._absent = {(spec.name, c.name) for spec in TABLES for c in spec.columns
-                            if c.optional and c.name not in self._file[spec.group]}
-            missing = [f"{spec.group}/{c.name}" for spec in TABLES for c in spec.columns
-                       if not c.optional and c.name not in self._file[spec.group]]
+            self._absent = {
+                (spec.name, c.name)
+                for spec in TABLES
+                for c in spec.columns
+                if c.optional and c.name not in self._file[spec.group]
+            }
+            missing = [
+                f"{spec.group}/{c.name}"
+                for spec in TABLES
+                for c in spec.columns
+                if not c.optional and c.name not in self._file[spec.group]
+            ]
             if missing:
                 raise TrialFileError(f"{self.path}: damaged or incomplete trial file: no {', '.join(missing)}")
             self.refresh()
@@ -162,7 +193,7 @@ class TrialReader:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "TrialReader":
+    def __enter__(self) -> TrialReader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -186,8 +217,10 @@ class TrialReader:
     @property
     def metadata(self) -> dict[str, object]:
         """The /entry attributes (title, trial_id, start_time, operator, sample, recipe, ...)."""
-        return {key: (_text(value) if isinstance(value, (bytes, str)) else value)
-                for key, value in self._file["entry"].attrs.items()}
+        return {
+            key: (_text(value) if isinstance(value, (bytes, str)) else value)
+            for key, value in self._file["entry"].attrs.items()
+        }
 
     @property
     def exit_status(self) -> str:
@@ -281,14 +314,17 @@ class TrialReader:
         spec = table(table_name)
         declared = spec.column(column)
         if (table_name, column) in self._absent:
-            raise KeyError(f"{self.path}: {spec.group}/{column} {NOT_RECORDED}: the file's format "
-                           f"{'.'.join(map(str, self.format_version))} predates it (added in "
-                           f"{'.'.join(map(str, declared.since))})")
+            raise KeyError(
+                f"{self.path}: {spec.group}/{column} {NOT_RECORDED}: the file's format "
+                f"{'.'.join(map(str, self.format_version))} predates it (added in "
+                f"{'.'.join(map(str, declared.since))})"
+            )
         return self._file[spec.group][column]
 
     @_damage_reported
-    def read(self, table_name: str, start: int = 0, stop: int | None = None,
-             columns: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    def read(
+        self, table_name: str, start: int = 0, stop: int | None = None, columns: tuple[str, ...] | None = None
+    ) -> dict[str, np.ndarray]:
         """Rows ``start:stop`` of a table as {column: array}; text columns come back as str.
 
         A column the file does not record (added after its format version) comes back as NaN.
@@ -311,15 +347,23 @@ class TrialReader:
             out[name] = values
         return out
 
-    def read_new(self, table_name: str, mark: int, columns: tuple[str, ...] | None = None
-                 ) -> tuple[dict[str, np.ndarray], int]:
+    def read_new(
+        self, table_name: str, mark: int, columns: tuple[str, ...] | None = None
+    ) -> tuple[dict[str, np.ndarray], int]:
         """Rows added since ``mark`` (a row count from an earlier call; 0 at first) and the new mark."""
         stop = self.rows(table_name)
         return self.read(table_name, mark, stop, columns), stop
 
     @_damage_reported
-    def decimated(self, table_name: str, column: str, max_points: int = 2000,
-                  start: int = 0, stop: int | None = None, component: int | None = None) -> Decimated:
+    def decimated(
+        self,
+        table_name: str,
+        column: str,
+        max_points: int = 2000,
+        start: int = 0,
+        stop: int | None = None,
+        component: int | None = None,
+    ) -> Decimated:
         """Min/max per bucket of one column over rows ``start:stop``, at most ``max_points`` buckets.
 
         Reads the column in strided blocks, so memory stays bounded for any trial length.
@@ -342,19 +386,20 @@ class TrialReader:
         out = 0
         for block_start in range(start, stop, block_rows):
             block_stop = min(stop, block_start + block_rows)
-            values = values_ds[block_start:block_stop] if component is None \
-                else values_ds[block_start:block_stop, component]
+            values = (
+                values_ds[block_start:block_stop] if component is None else values_ds[block_start:block_stop, component]
+            )
             values = np.asarray(values, dtype=float)
             n_full = len(values) // bucket
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN bucket is NaN
                 if n_full:
                     shaped = values[: n_full * bucket].reshape(n_full, bucket)
-                    minimum[out:out + n_full] = np.nanmin(shaped, axis=1)
-                    maximum[out:out + n_full] = np.nanmax(shaped, axis=1)
+                    minimum[out : out + n_full] = np.nanmin(shaped, axis=1)
+                    maximum[out : out + n_full] = np.nanmax(shaped, axis=1)
                     out += n_full
                 if len(values) % bucket:
-                    rest = values[n_full * bucket:]
+                    rest = values[n_full * bucket :]
                     minimum[out], maximum[out] = np.nanmin(rest), np.nanmax(rest)
                     out += 1
         time_s = time_ds[start:stop:bucket]
@@ -369,15 +414,21 @@ class TrialReader:
         """A short account of the trial: identity, state, rows, final and mean purity."""
         meta = self.metadata
         purity_rows = self.rows("analysis")
-        purity = self.dataset("analysis", "purity")[max(0, purity_rows - 1):purity_rows] if purity_rows else []
+        purity = self.dataset("analysis", "purity")[max(0, purity_rows - 1) : purity_rows] if purity_rows else []
         fit = self.fit_summary()
         return {
-            "file": str(self.path), "trial_id": meta.get("trial_id", ""), "title": meta.get("title", ""),
-            "sample": meta.get("sample", ""), "operator": meta.get("operator", ""),
-            "start_time": meta.get("start_time", ""), "end_time": self.end_time, "state": self.state,
+            "file": str(self.path),
+            "trial_id": meta.get("trial_id", ""),
+            "title": meta.get("title", ""),
+            "sample": meta.get("sample", ""),
+            "operator": meta.get("operator", ""),
+            "start_time": meta.get("start_time", ""),
+            "end_time": self.end_time,
+            "state": self.state,
             "target": self.target_element,
             "covered_elements": self.analysis_attrs.get("covered_elements", ""),
-            "furnace_rows": self.rows("furnace"), "spectra": self.rows("spectrometer"),
+            "furnace_rows": self.rows("furnace"),
+            "spectra": self.rows("spectrometer"),
             "events": self.rows("events"),
             "final_purity": float(purity[-1]) if len(purity) else float("nan"),
             "needs_recovery": self.integrity.needs_recovery,
@@ -406,8 +457,9 @@ class TrialReader:
         return {
             "final_purity_note": NO_RARE_EARTHS if last_flag & FLAG_NO_RARE_EARTHS else "",
             "final_lack_of_fit": lack,
-            "model_mismatch_fraction": (float(np.count_nonzero(flags & FLAG_MODEL_MISMATCH)) / flags.size
-                                        if flags.size else math.nan),
+            "model_mismatch_fraction": (
+                float(np.count_nonzero(flags & FLAG_MODEL_MISMATCH)) / flags.size if flags.size else math.nan
+            ),
             "fit_recorded": recorded,
         }
 

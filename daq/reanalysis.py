@@ -28,26 +28,55 @@ import sys
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
-from ._reanalysis_output import (RESULT_SUFFIX, ReanalysisResult, ResultWriter, parameters_json, read_result,
-                                  remove_stale_partials, result_identity, result_path, write_summary)
-from ._reanalysis_output import NO_RARE_EARTHS
-from ._reanalysis_tasks import (CHECKSUM_METHOD, FLAG_ANALYSIS_FAILED, FLAG_MODEL_MISMATCH, FLAG_NO_DARK_OR_REFERENCE,
-                                FLAG_NO_RARE_EARTHS, FLAG_READ_FAILED,
-                                HASH_ROWS, BlockResult, FileProblem, TrialInfo, analyse_block, analyse_block_task,
-                                combine_checksum, inspect_trial, inspect_trial_task)
+from ._reanalysis_output import (
+    NO_RARE_EARTHS,
+    RESULT_SUFFIX,
+    ReanalysisResult,
+    ResultWriter,
+    parameters_json,
+    read_result,
+    remove_stale_partials,
+    result_identity,
+    result_path,
+    write_summary,
+)
+from ._reanalysis_tasks import (
+    CHECKSUM_METHOD,
+    FLAG_ANALYSIS_FAILED,
+    FLAG_MODEL_MISMATCH,
+    FLAG_NO_DARK_OR_REFERENCE,
+    FLAG_NO_RARE_EARTHS,
+    FLAG_READ_FAILED,
+    HASH_ROWS,
+    BlockResult,
+    FileProblem,
+    TrialInfo,
+    analyse_block,
+    analyse_block_task,
+    combine_checksum,
+    inspect_trial,
+    inspect_trial_task,
+)
 from .config import ConfigError
 
 __all__ = [
-    "DEFAULT_SATURATION_COUNTS", "STATUSES", "ReanalysisOutcome", "ReanalysisReport", "ReanalysisResult",
-    "find_trial_files", "raw_checksum", "read_result", "reanalyze",
+    "DEFAULT_SATURATION_COUNTS",
+    "STATUSES",
+    "ReanalysisOutcome",
+    "ReanalysisReport",
+    "ReanalysisResult",
+    "find_trial_files",
+    "raw_checksum",
+    "read_result",
+    "reanalyze",
 ]
 
 DEFAULT_SATURATION_COUNTS = 65535.0
@@ -81,7 +110,7 @@ def _software_version() -> str:
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 @dataclass
@@ -150,8 +179,11 @@ def find_trial_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     seen: set[Path] = set()
     for raw in paths:
         path = Path(raw).expanduser().absolute()
-        candidates = ([p for p in sorted(path.glob("*.h5")) if not p.name.endswith(RESULT_SUFFIX)
-                       and not p.name.startswith(".")] if path.is_dir() else [path])
+        candidates = (
+            [p for p in sorted(path.glob("*.h5")) if not p.name.endswith(RESULT_SUFFIX) and not p.name.startswith(".")]
+            if path.is_dir()
+            else [path]
+        )
         for candidate in candidates:
             key = candidate.resolve()
             if key not in seen:
@@ -181,6 +213,7 @@ def _block_rows(block_rows: int | None, pixels: int) -> int:
 
 
 # ---------------------------------------------------------------------------- executors
+
 
 class _Deferred:
     """A task of the in-process executor, run when its turn comes; quacks like a Dask future."""
@@ -237,6 +270,7 @@ class _InProcessExecutor:
 
 # ---------------------------------------------------------------------------- one run
 
+
 @contextlib.contextmanager
 def _ctrl_c_at_safe_points():
     """Turn Ctrl-C (SIGINT) into a flag that the run checks between tasks; yields the check.
@@ -288,13 +322,34 @@ class _Trial:
 
 
 class _Run:
-    def __init__(self, files: list[Path], calibration, calibration_file: str, out_dir: Path, executor, *,
-                 force: bool, saturation_counts: float | None, target: str | None, block_rows: int | None,
-                 progress: bool | None, on_outcome, on_block):
-        self.trials = [_Trial(path, ReanalysisOutcome(raw_file=path, trial_id=path.stem,
-                                                      calibration_id=calibration.calibration_id,
-                                                      covered_elements=tuple(calibration.analytes)))
-                       for path in files]
+    def __init__(
+        self,
+        files: list[Path],
+        calibration,
+        calibration_file: str,
+        out_dir: Path,
+        executor,
+        *,
+        force: bool,
+        saturation_counts: float | None,
+        target: str | None,
+        block_rows: int | None,
+        progress: bool | None,
+        on_outcome,
+        on_block,
+    ):
+        self.trials = [
+            _Trial(
+                path,
+                ReanalysisOutcome(
+                    raw_file=path,
+                    trial_id=path.stem,
+                    calibration_id=calibration.calibration_id,
+                    covered_elements=tuple(calibration.analytes),
+                ),
+            )
+            for path in files
+        ]
         self.calibration = calibration
         self.calibration_file = calibration_file
         self.out_dir = out_dir
@@ -317,8 +372,15 @@ class _Run:
     def run(self) -> list[ReanalysisOutcome]:
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=0, unit=" spectra", unit_scale=True, desc="reanalysis", file=sys.stderr,
-                         disable=(None if self.progress is None else not self.progress), dynamic_ncols=True)
+        self._bar = tqdm(
+            total=0,
+            unit=" spectra",
+            unit_scale=True,
+            desc="reanalysis",
+            file=sys.stderr,
+            disable=(None if self.progress is None else not self.progress),
+            dynamic_ncols=True,
+        )
         self._postfix()
         try:
             with _ctrl_c_at_safe_points() as interrupted:
@@ -402,8 +464,10 @@ class _Run:
             return self._fail(trial, f"the result {final} would overwrite the raw file")
         other = self._result_paths.get(final)
         if other is not None:
-            return self._fail(trial, f"trial id {info.trial_id} is also the trial id of {other.path} in this run "
-                                     f"(one result per trial id)")
+            return self._fail(
+                trial,
+                f"trial id {info.trial_id} is also the trial id of {other.path} in this run (one result per trial id)",
+            )
         self._result_paths[final] = trial
         trial.final_path = final
         if info.rows == 0:
@@ -418,32 +482,43 @@ class _Run:
     def _unsuitable(self, info: TrialInfo, target: str) -> str:
         calibration = self.calibration
         if target not in calibration.analytes:
-            return (f"target {target or '(none recorded)'} is not among the calibration's analytes "
-                    f"({', '.join(calibration.analytes)}); pass a target")
+            return (
+                f"target {target or '(none recorded)'} is not among the calibration's analytes "
+                f"({', '.join(calibration.analytes)}); pass a target"
+            )
         calibrated = np.asarray(calibration.wavelength_nm, dtype=float)
         if calibrated.shape != info.wavelength_nm.shape:
-            return (f"the calibration's wavelength axis has {calibrated.size} px, the trial's {info.pixels}: "
-                    f"calibrate on the instrument the trial was measured with")
+            return (
+                f"the calibration's wavelength axis has {calibrated.size} px, the trial's {info.pixels}: "
+                f"calibrate on the instrument the trial was measured with"
+            )
         worst = float(np.max(np.abs(calibrated - info.wavelength_nm))) if calibrated.size else 0.0
         if not worst <= WAVELENGTH_TOLERANCE_NM:
-            return (f"the calibration's wavelength axis differs from the trial's by up to {worst:.3g} nm "
-                    f"(tolerance {WAVELENGTH_TOLERANCE_NM} nm): calibrate on the instrument the trial was "
-                    f"measured with")
+            return (
+                f"the calibration's wavelength axis differs from the trial's by up to {worst:.3g} nm "
+                f"(tolerance {WAVELENGTH_TOLERANCE_NM} nm): calibrate on the instrument the trial was "
+                f"measured with"
+            )
         return ""
 
     def _parameters(self, trial: _Trial) -> dict[str, object]:
-        return {"target": trial.target, "saturation_counts": trial.saturation_counts,
-                "analysis": "daq.pipeline.analyse_counts"}
+        return {
+            "target": trial.target,
+            "saturation_counts": trial.saturation_counts,
+            "analysis": "daq.pipeline.analyse_counts",
+        }
 
     def _same_inputs(self, existing: dict, trial: _Trial) -> bool:
         """Whether an existing result may be up to date (same calibration, parameters, raw shape and header);
         the raw rows' checksum decides."""
         info = trial.info
-        return (existing.get("calibration_id") == self.calibration.calibration_id
-                and existing.get("parameters") == parameters_json(self._parameters(trial))
-                and existing.get("raw_rows") == info.rows
-                and existing.get("raw_header_sha256") == info.header_sha256
-                and existing.get("raw_trial_id") == info.trial_id)
+        return (
+            existing.get("calibration_id") == self.calibration.calibration_id
+            and existing.get("parameters") == parameters_json(self._parameters(trial))
+            and existing.get("raw_rows") == info.rows
+            and existing.get("raw_header_sha256") == info.header_sha256
+            and existing.get("raw_trial_id") == info.trial_id
+        )
 
     def _submit_blocks(self, trial: _Trial, kind: str) -> None:
         info = trial.info
@@ -453,9 +528,20 @@ class _Run:
         starts = range(0, info.rows, rows)
         trial.blocks_left = len(starts)
         for start in starts:
-            self._submit(trial, kind, analyse_block_task, info.path, start, min(info.rows, start + rows),
-                         self._calibration_ref, trial.target, trial.saturation_counts, info.dark_rows,
-                         info.reference_rows, kind == "analyse")
+            self._submit(
+                trial,
+                kind,
+                analyse_block_task,
+                info.path,
+                start,
+                min(info.rows, start + rows),
+                self._calibration_ref,
+                trial.target,
+                trial.saturation_counts,
+                info.dark_rows,
+                info.reference_rows,
+                kind == "analyse",
+            )
         self._bar.total += info.rows
         self._bar.refresh()
 
@@ -491,9 +577,13 @@ class _Run:
         fitted = np.flatnonzero(np.isfinite(block.lack_of_fit))
         if fitted.size and block.start + fitted[-1] > trial.last_lack_of_fit[0]:
             trial.last_lack_of_fit = (block.start + int(fitted[-1]), float(block.lack_of_fit[fitted[-1]]))
-        for name, bit in (("rows_read_failed_live", FLAG_READ_FAILED), ("rows_failed", FLAG_ANALYSIS_FAILED),
-                          ("rows_without_dark_or_reference", FLAG_NO_DARK_OR_REFERENCE),
-                          ("rows_model_mismatch", FLAG_MODEL_MISMATCH), ("rows_no_rare_earths", FLAG_NO_RARE_EARTHS)):
+        for name, bit in (
+            ("rows_read_failed_live", FLAG_READ_FAILED),
+            ("rows_failed", FLAG_ANALYSIS_FAILED),
+            ("rows_without_dark_or_reference", FLAG_NO_DARK_OR_REFERENCE),
+            ("rows_model_mismatch", FLAG_MODEL_MISMATCH),
+            ("rows_no_rare_earths", FLAG_NO_RARE_EARTHS),
+        ):
             trial.row_counts[name] = trial.row_counts.get(name, 0) + int(np.count_nonzero(block.flag & bit))
         trial.blocks_left -= 1
         self._bar.update(block.rows)
@@ -503,17 +593,19 @@ class _Run:
             return
         checksum = combine_checksum(info, self._ordered_leaves(trial))
         now = _utc_now()
-        trial.outcome.result_file = trial.writer.finish({
-            "raw_sha256": checksum, "created_utc": now, "rows_analysed": trial.purity_count, **trial.row_counts},
-            date=now)
+        trial.outcome.result_file = trial.writer.finish(
+            {"raw_sha256": checksum, "created_utc": now, "rows_analysed": trial.purity_count, **trial.row_counts},
+            date=now,
+        )
         trial.writer = None
         o = trial.outcome
         o.final_purity = trial.last_finite[1]
         o.mean_purity = (trial.purity_sum / trial.purity_count) if trial.purity_count else math.nan
         o.final_lack_of_fit = trial.last_lack_of_fit[1]
         o.model_mismatch_fraction = trial.row_counts.get("rows_model_mismatch", 0) / info.rows
-        o.final_purity_note = (NO_RARE_EARTHS if math.isnan(o.final_purity)
-                               and trial.row_counts.get("rows_no_rare_earths", 0) else "")
+        o.final_purity_note = (
+            NO_RARE_EARTHS if math.isnan(o.final_purity) and trial.row_counts.get("rows_no_rare_earths", 0) else ""
+        )
         if info.state == "interrupted":
             self._finish(trial, "reanalysed-partial", "interrupted trial: reanalysed up to its last flushed row")
         else:
@@ -527,21 +619,32 @@ class _Run:
 
         info, calibration = trial.info, self.calibration
         return {
-            "raw_file": str(trial.path), "raw_trial_id": info.trial_id, "raw_state": info.state,
-            "raw_complete": info.state != "interrupted", "raw_rows": info.rows,
-            "raw_file_bytes": info.file_bytes, "raw_stored_eof": info.stored_eof,
+            "raw_file": str(trial.path),
+            "raw_trial_id": info.trial_id,
+            "raw_state": info.state,
+            "raw_complete": info.state != "interrupted",
+            "raw_rows": info.rows,
+            "raw_file_bytes": info.file_bytes,
+            "raw_stored_eof": info.stored_eof,
             "raw_ends_where_it_says": info.file_bytes >= info.stored_eof,
-            "raw_header_sha256": info.header_sha256, "raw_sha256": "", "raw_checksum_method": CHECKSUM_METHOD,
+            "raw_header_sha256": info.header_sha256,
+            "raw_sha256": "",
+            "raw_checksum_method": CHECKSUM_METHOD,
             "raw_software_version": info.software_version,
-            "calibration_id": calibration.calibration_id, "calibration_file": self.calibration_file,
-            "live_calibration_id": info.live_calibration_id, "live_calibration_file": info.live_calibration_file,
+            "calibration_id": calibration.calibration_id,
+            "calibration_file": self.calibration_file,
+            "live_calibration_id": info.live_calibration_id,
+            "live_calibration_file": info.live_calibration_file,
             "calibration_changed": calibration.calibration_id != info.live_calibration_id,
-            "target": trial.target, "target_oxide": analysis.element(trial.target).oxide,
+            "target": trial.target,
+            "target_oxide": analysis.element(trial.target).oxide,
             "covered_elements": ", ".join(calibration.analytes),
             "software_version": _software_version(),
             "parameters": parameters_json(self._parameters(trial)),
-            "saturation_counts": float(trial.saturation_counts), "saturation_counts_source": trial.saturation_source,
-            "executed_by": self.executor.description, "created_utc": "",
+            "saturation_counts": float(trial.saturation_counts),
+            "saturation_counts_source": trial.saturation_source,
+            "executed_by": self.executor.description,
+            "created_utc": "",
         }
 
     # -- endings ---------------------------------------------------------------------------------
@@ -574,9 +677,11 @@ class _Run:
 
 # ---------------------------------------------------------------------------- scripts without a __main__ guard
 
-UNGUARDED_SCRIPT_MESSAGE = ("reanalyze was called while a child process was importing the main script "
-                            "(a spawned process re-runs an unguarded script): put the call under "
-                            "`if __name__ == \"__main__\":`")
+UNGUARDED_SCRIPT_MESSAGE = (
+    "reanalyze was called while a child process was importing the main script "
+    "(a spawned process re-runs an unguarded script): put the call under "
+    '`if __name__ == "__main__":`'
+)
 
 
 def _refuse_in_bootstrapping_child() -> None:
@@ -608,8 +713,7 @@ def _spawned_workers_skip_main_script():
     with :data:`UNGUARDED_SCRIPT_MESSAGE` (:func:`_refuse_in_bootstrapping_child`).
     """
     main = sys.modules.get("__main__")
-    saved = {name: getattr(main, name) for name in ("__file__", "__spec__")
-             if getattr(main, name, None) is not None}
+    saved = {name: getattr(main, name) for name in ("__file__", "__spec__") if getattr(main, name, None) is not None}
     if "__file__" in saved:
         del main.__file__
     if "__spec__" in saved:
@@ -623,12 +727,23 @@ def _spawned_workers_skip_main_script():
 
 # ---------------------------------------------------------------------------- public entry points
 
-def reanalyze(paths: Iterable[str | os.PathLike], calibration, out_dir: str | os.PathLike, client=None, *,
-              workers: int | None = None, scheduler: str | None = None, force: bool = False,
-              saturation_counts: float | None = None, target: str | None = None,
-              block_rows: int | None = None, progress: bool | None = None,
-              on_outcome: Callable[[ReanalysisOutcome], None] | None = None,
-              on_block: Callable[[str, int, int], None] | None = None) -> ReanalysisReport:
+
+def reanalyze(
+    paths: Iterable[str | os.PathLike],
+    calibration,
+    out_dir: str | os.PathLike,
+    client=None,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    force: bool = False,
+    saturation_counts: float | None = None,
+    target: str | None = None,
+    block_rows: int | None = None,
+    progress: bool | None = None,
+    on_outcome: Callable[[ReanalysisOutcome], None] | None = None,
+    on_block: Callable[[str, int, int], None] | None = None,
+) -> ReanalysisReport:
     """Reanalyse trial files with a calibration; write one result file per trial and ``summary.csv`` in ``out_dir``.
 
     - ``paths``: trial files, or folders whose ``*.h5`` files are taken (see :func:`find_trial_files`).
@@ -671,8 +786,15 @@ def reanalyze(paths: Iterable[str | os.PathLike], calibration, out_dir: str | os
     except OSError as error:
         raise ConfigError(out_dir, [f"output folder cannot be created: {error}"]) from None
     remove_stale_partials(out_dir)
-    options = dict(force=force, saturation_counts=saturation_counts, target=target, block_rows=block_rows,
-                   progress=progress, on_outcome=on_outcome, on_block=on_block)
+    options = dict(
+        force=force,
+        saturation_counts=saturation_counts,
+        target=target,
+        block_rows=block_rows,
+        progress=progress,
+        on_outcome=on_outcome,
+        on_block=on_block,
+    )
     run: _Run | None = None
     executed_by = _InProcessExecutor.description
     try:
@@ -683,11 +805,19 @@ def reanalyze(paths: Iterable[str | os.PathLike], calibration, out_dir: str | os
             try:
                 from ._reanalysis_dask import DaskExecutor, dask_client
             except ImportError as error:
-                raise ConfigError("dask", [f"reanalysis on a cluster needs dask.distributed ({error}): "
-                                           "pip install 'rem-daq[cluster]', or pass workers=0"]) from None
+                raise ConfigError(
+                    "dask",
+                    [
+                        f"reanalysis on a cluster needs dask.distributed ({error}): "
+                        "pip install 'rem-daq[cluster]', or pass workers=0"
+                    ],
+                ) from None
             with contextlib.ExitStack() as cluster:
-                with _spawned_workers_skip_main_script() if client is None and scheduler is None \
-                        else contextlib.nullcontext():
+                with (
+                    _spawned_workers_skip_main_script()
+                    if client is None and scheduler is None
+                    else contextlib.nullcontext()
+                ):
                     dask, description = cluster.enter_context(dask_client(client, workers, scheduler))
                 executed_by = description
                 run = _Run(files, calibration, calibration_file, out_dir, DaskExecutor(dask, description), **options)
@@ -696,9 +826,14 @@ def reanalyze(paths: Iterable[str | os.PathLike], calibration, out_dir: str | os
         if run is not None:  # also after Ctrl-C: what was done, and what was not
             outcomes = [t.outcome for t in run.trials]
             summary = write_summary(out_dir / "summary.csv", outcomes)
-    return ReanalysisReport(outcomes=outcomes, out_dir=out_dir, summary_path=summary,
-                            calibration_id=calibration.calibration_id, calibration_file=calibration_file,
-                            executed_by=executed_by)
+    return ReanalysisReport(
+        outcomes=outcomes,
+        out_dir=out_dir,
+        summary_path=summary,
+        calibration_id=calibration.calibration_id,
+        calibration_file=calibration_file,
+        executed_by=executed_by,
+    )
 
 
 def raw_checksum(path: str | os.PathLike) -> str:
@@ -711,6 +846,15 @@ def raw_checksum(path: str | os.PathLike) -> str:
     leaves: list[bytes] = []
     step = 16 * HASH_ROWS
     for start in range(0, info.rows, step):
-        leaves += analyse_block(info.path, start, min(info.rows, start + step), None, "", None, info.dark_rows,
-                                info.reference_rows, analyse=False).leaves
+        leaves += analyse_block(
+            info.path,
+            start,
+            min(info.rows, start + step),
+            None,
+            "",
+            None,
+            info.dark_rows,
+            info.reference_rows,
+            analyse=False,
+        ).leaves
     return combine_checksum(info, leaves)

@@ -20,7 +20,7 @@ import h5py
 
 from ._superblock import clear_writer_flags
 from .layout import INTERRUPTED_STATUS, TABLES
-from .reader import TrialFileError, check_file, open_trial
+from .reader import check_file, open_trial
 from .store import utc_now_iso, writer_is_alive, writer_lock_path
 
 __all__ = ["RecoveryError", "RecoveryResult", "recover_trial"]
@@ -54,8 +54,10 @@ def recover_trial(path: str | os.PathLike) -> RecoveryResult:
     path = Path(path)
     integrity = check_file(path)  # TrialFileError for a damaged or truncated file: nothing is written to it
     if writer_is_alive(path):
-        raise RecoveryError(f"{path}: a process is still writing this trial (its writer lock is held); "
-                            "recover it only after that process has ended")
+        raise RecoveryError(
+            f"{path}: a process is still writing this trial (its writer lock is held); "
+            "recover it only after that process has ended"
+        )
     rows, status, heartbeat = _rows_and_status(path)
     if not integrity.writer_flags_set and status != "running":
         return RecoveryResult(path, "nothing to do", rows)
@@ -70,10 +72,11 @@ def recover_trial(path: str | os.PathLike) -> RecoveryResult:
             entry.attrs["recovery"] = (
                 f"remdaq recover {version('rem-daq')}: the writer had died (its lock was free) leaving the file "
                 f"marked open for writing with exit status {status!r}; the mark was cleared and the raw "
-                f"datasets left as last flushed ({', '.join(f'{k} {v}' for k, v in rows.items())} rows)")
+                f"datasets left as last flushed ({', '.join(f'{k} {v}' for k, v in rows.items())} rows)"
+            )
     except (OSError, RuntimeError) as error:
-        raise RecoveryError(f"{path}: the writer's mark was cleared but the record could not be written: "
-                            f"{error}") from None
+        raise RecoveryError(
+            f"{path}: the writer's mark was cleared but the record could not be written: {error}"
+        ) from None
     writer_lock_path(path).unlink(missing_ok=True)  # the dead writer's sidecar
     return RecoveryResult(path, "recovered", rows)
-

@@ -16,11 +16,12 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 import numpy as np
 
@@ -28,8 +29,8 @@ import analysis
 from analysis import LACK_OF_FIT_LIMIT
 from drivers import InstrumentError
 
-from .bench import Bench, ScenarioError, open_bench
 from ._config_references import resolve_recipe_scenario
+from .bench import Bench, ScenarioError, open_bench
 from .catalog import TRIALS_FOLDER, Catalog, CatalogError
 from .clock import ExperimentClock
 from .config import ConfigError, Recipe, Station, check_recipe_against_station
@@ -107,7 +108,7 @@ class TrialOutcome:
 
 def new_trial_id(title: str, now: datetime | None = None) -> str:
     """A sortable, readable trial id: UTC start time and a slug of the title."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:32] or "trial"
     return f"{now:%Y%m%dT%H%M%SZ}-{slug}"
 
@@ -121,12 +122,21 @@ def resolve_calibration(recipe: Recipe, options: RunOptions) -> Path:
         path = recipe.calibration if recipe.calibration.is_absolute() else options.data_dir / recipe.calibration
         where = f"{recipe.source}: recipe.calibration"
     else:
-        raise ConfigError(recipe.source, ["recipe.calibration: no calibration given (set it in the recipe or "
-                                          "pass --calibration); run `remdaq calibrate` to make one"])
+        raise ConfigError(
+            recipe.source,
+            [
+                "recipe.calibration: no calibration given (set it in the recipe or "
+                "pass --calibration); run `remdaq calibrate` to make one"
+            ],
+        )
     if not path.is_file():
-        raise ConfigError(recipe.source if where != "--calibration" else path,
-                          [f"{where}: calibration file {path} not found; run `remdaq calibrate STANDARDS "
-                           f"--station STATION --out {path}` first"])
+        raise ConfigError(
+            recipe.source if where != "--calibration" else path,
+            [
+                f"{where}: calibration file {path} not found; run `remdaq calibrate STANDARDS "
+                f"--station STATION --out {path}` first"
+            ],
+        )
     return path
 
 
@@ -142,8 +152,14 @@ class TrialRunner:
     that returns in-process fake instruments.
     """
 
-    def __init__(self, recipe: Recipe, station: Station, options: RunOptions, *,
-                 bench_factory: Callable[..., Bench] | None = None):
+    def __init__(
+        self,
+        recipe: Recipe,
+        station: Station,
+        options: RunOptions,
+        *,
+        bench_factory: Callable[..., Bench] | None = None,
+    ):
         self.recipe = recipe
         self.station = station
         self.options = options
@@ -158,8 +174,7 @@ class TrialRunner:
         self._fail_reason = ""
         self._lock = threading.Lock()
         self._writer: TrialWriter | None = None
-        self._last = {"temperature_C": math.nan, "setpoint_C": math.nan, "purity": math.nan,
-                      "purity_sigma": math.nan}
+        self._last = {"temperature_C": math.nan, "setpoint_C": math.nan, "purity": math.nan, "purity_sigma": math.nan}
         self._mismatch = Episode(start_after=1)
         self._mismatch_spectra = 0
         self._rare_earths = Episode(start_after=EPISODE_END_SPECTRA)
@@ -171,8 +186,9 @@ class TrialRunner:
         recipe = self.recipe
         check_recipe_against_station(recipe, self.station)
         if recipe.furnace is None and recipe.duration_min is None:
-            raise ConfigError(recipe.source, ["recipe.duration_min: a recipe without a furnace program needs "
-                                              "a duration"])
+            raise ConfigError(
+                recipe.source, ["recipe.duration_min: a recipe without a furnace program needs a duration"]
+            )
         self.calibration_path = resolve_calibration(recipe, self.options)
         try:
             self.calibration = analysis.Calibration.load(self.calibration_path)
@@ -180,9 +196,13 @@ class TrialRunner:
             raise ConfigError(self.calibration_path, [f"not a readable calibration file: {error}"]) from None
         missing = [a for a in recipe.analytes if a not in self.calibration.analytes]
         if missing:
-            raise ConfigError(recipe.source, [
-                f"recipe.analytes: calibration {self.calibration_path} does not cover {', '.join(missing)} "
-                f"(it covers {', '.join(self.calibration.analytes)})"])
+            raise ConfigError(
+                recipe.source,
+                [
+                    f"recipe.analytes: calibration {self.calibration_path} does not cover {', '.join(missing)} "
+                    f"(it covers {', '.join(self.calibration.analytes)})"
+                ],
+            )
         self.scenario_path = None
         if self.station.simulated and recipe.scenario is not None:
             try:
@@ -277,10 +297,14 @@ class TrialRunner:
             wavelength_nm = np.asarray(spectrometer.wavelengths_nm, dtype=float)
             calibrated_nm = np.asarray(self.calibration.wavelength_nm, dtype=float)
             if calibrated_nm.shape != wavelength_nm.shape or not np.allclose(calibrated_nm, wavelength_nm, atol=0.05):
-                raise ConfigError(self.calibration_path, [
-                    f"calibration wavelength axis ({calibrated_nm.size} px, {calibrated_nm[0]:.2f}-"
-                    f"{calibrated_nm[-1]:.2f} nm) does not match the spectrometer's ({wavelength_nm.size} px, "
-                    f"{wavelength_nm[0]:.2f}-{wavelength_nm[-1]:.2f} nm): calibrate on this instrument"])
+                raise ConfigError(
+                    self.calibration_path,
+                    [
+                        f"calibration wavelength axis ({calibrated_nm.size} px, {calibrated_nm[0]:.2f}-"
+                        f"{calibrated_nm[-1]:.2f} nm) does not match the spectrometer's ({wavelength_nm.size} px, "
+                        f"{wavelength_nm[0]:.2f}-{wavelength_nm[-1]:.2f} nm): calibrate on this instrument"
+                    ],
+                )
             self._cell = bench.cell()
             self._cell.load_blank()
             self._saturation = float(spectrometer.full_scale_counts)
@@ -289,20 +313,27 @@ class TrialRunner:
             self._dark = spectrometer.dark()
             self._reference = spectrometer.acquire()
             # with "adjust", a saturated blank is fixed now, while the blank is still in the cell
-            while (schedule.on_saturation == "adjust" and np.any(self._reference >= self._saturation)
-                   and self._integration_time_s / 2 >= station.spectrometer.min_integration_time_s):
+            while (
+                schedule.on_saturation == "adjust"
+                and np.any(self._reference >= self._saturation)
+                and self._integration_time_s / 2 >= station.spectrometer.min_integration_time_s
+            ):
                 self._integration_time_s /= 2
                 spectrometer.integration_time_s = self._integration_time_s
                 self._dark = spectrometer.dark()
                 self._reference = spectrometer.acquire()
             spectrometer.averages = schedule.averages
-            analyse_counts(self._reference, self._dark, self._reference, self.calibration, recipe.target,
-                           self._saturation)  # compiles the numba kernels now, not on the first spectrum
+            analyse_counts(
+                self._reference, self._dark, self._reference, self.calibration, recipe.target, self._saturation
+            )  # compiles the numba kernels now, not on the first spectrum
         metadata = self._metadata(bench, wavelength_nm)
         self._start_time = metadata.start_time
-        self._writer = TrialWriter(self.path, metadata,
-                                   flush_interval_s=self.options.flush_interval_s,
-                                   fsync_interval_s=self.options.fsync_interval_s)
+        self._writer = TrialWriter(
+            self.path,
+            metadata,
+            flush_interval_s=self.options.flush_interval_s,
+            fsync_interval_s=self.options.fsync_interval_s,
+        )
         self.clock.start()
         self._event("info", "runner", f"trial {self.trial_id} started on station {station.name}")
         if bench.furnace is not None:
@@ -310,16 +341,24 @@ class TrialRunner:
         if spectrometer is not None:
             self._event("info", "spectrometer", f"connected: {spectrometer.ident}")
             if self._integration_time_s != schedule.integration_time_s:
-                self._event("warning", "spectrometer", f"the blank saturated at {schedule.integration_time_s:g} s: "
-                                                       f"integration time lowered to {self._integration_time_s:g} s")
+                self._event(
+                    "warning",
+                    "spectrometer",
+                    f"the blank saturated at {schedule.integration_time_s:g} s: "
+                    f"integration time lowered to {self._integration_time_s:g} s",
+                )
             self._write_dark(self._dark)
-            self._writer.append("reference", time=self.clock.now_s(), counts=self._reference,
-                                integration_time=self._integration_time_s)
+            self._writer.append(
+                "reference", time=self.clock.now_s(), counts=self._reference, integration_time=self._integration_time_s
+            )
             self._reference_index = 0
             saturated = int(np.count_nonzero(self._reference >= self._saturation))
             if saturated:
-                self._event("warning", "spectrometer", f"blank reference has {saturated} saturated pixels "
-                                                       "(masked): lower the integration time")
+                self._event(
+                    "warning",
+                    "spectrometer",
+                    f"blank reference has {saturated} saturated pixels (masked): lower the integration time",
+                )
             self._cell.start_process_stream()
             self._event("info", "spectrometer", "dark and blank reference taken; process stream started")
         self._record_in_catalog("running")
@@ -338,33 +377,55 @@ class TrialRunner:
         recipe = self.recipe
         calibration = self.calibration
         return TrialMetadata(
-            trial_id=self.trial_id, title=recipe.title, sample=recipe.sample, operator=recipe.operator,
-            target=recipe.target, analytes=tuple(calibration.analytes), wavelength_nm=wavelength_nm,
-            recipe_text=_read_text(recipe.source), station_text=_read_text(self.station.source),
-            software_version=version("rem-daq"), clock_speed=self.clock.speed,
+            trial_id=self.trial_id,
+            title=recipe.title,
+            sample=recipe.sample,
+            operator=recipe.operator,
+            target=recipe.target,
+            analytes=tuple(calibration.analytes),
+            wavelength_nm=wavelength_nm,
+            recipe_text=_read_text(recipe.source),
+            station_text=_read_text(self.station.source),
+            software_version=version("rem-daq"),
+            clock_speed=self.clock.speed,
             full_scale_counts=getattr(self, "_saturation", 65535.0),
-            covered_elements=covered_elements(calibration), calibration_id=calibration.calibration_id,
+            covered_elements=covered_elements(calibration),
+            calibration_id=calibration.calibration_id,
             calibration_file=str(self.calibration_path.resolve()),
-            calibration_arrays={"sensitivity": (calibration.sensitivity, "absorbance per g/L"),
-                                "wavelength": (np.asarray(calibration.wavelength_nm), "nm")},
+            calibration_arrays={
+                "sensitivity": (calibration.sensitivity, "absorbance per g/L"),
+                "wavelength": (np.asarray(calibration.wavelength_nm), "nm"),
+            },
             fit_coefficient_names=fit_coefficient_names(calibration),
             fit_coefficient_units=fit_coefficient_units(calibration),
-            extra={"furnace_ident": bench.furnace.ident if bench.furnace else "",
-                   "spectrometer_ident": bench.spectrometer.ident if bench.spectrometer else "",
-                   "simulated": bool(self.station.simulated)})
+            extra={
+                "furnace_ident": bench.furnace.ident if bench.furnace else "",
+                "spectrometer_ident": bench.spectrometer.ident if bench.spectrometer else "",
+                "simulated": bool(self.station.simulated),
+            },
+        )
 
     # -- execution ------------------------------------------------------------------------------
 
     def _execute(self, bench: Bench) -> tuple[str, str]:
         threads = []
         if bench.furnace is not None and self.recipe.furnace is not None:
-            threads.append(threading.Thread(target=self._guard, args=(self._furnace_loop, bench.furnace),
-                                            name="furnace", daemon=True))
+            threads.append(
+                threading.Thread(
+                    target=self._guard, args=(self._furnace_loop, bench.furnace), name="furnace", daemon=True
+                )
+            )
         else:
             self._program_done.set()
         if bench.spectrometer is not None and self.recipe.spectrometer is not None:
-            threads.append(threading.Thread(target=self._guard, args=(self._spectrometer_loop, bench.spectrometer),
-                                            name="spectrometer", daemon=True))
+            threads.append(
+                threading.Thread(
+                    target=self._guard,
+                    args=(self._spectrometer_loop, bench.spectrometer),
+                    name="spectrometer",
+                    daemon=True,
+                )
+            )
         for thread in threads:
             thread.start()
         wall_limit_s = 60.0 * self.recipe.wall_clock_limit_min
@@ -425,17 +486,30 @@ class TrialRunner:
                 reading = furnace.read_all()
             except InstrumentError as error:
                 lost_since = self._instrument_lost("furnace", error, lost_since, furnace)
-                self._writer.append("furnace", time=now_s, temperature=math.nan, setpoint=math.nan,
-                                    working_setpoint=math.nan, output=math.nan, status_word=0,
-                                    flag=FLAG_READ_FAILED | FLAG_LOST)
+                self._writer.append(
+                    "furnace",
+                    time=now_s,
+                    temperature=math.nan,
+                    setpoint=math.nan,
+                    working_setpoint=math.nan,
+                    output=math.nan,
+                    status_word=0,
+                    flag=FLAG_READ_FAILED | FLAG_LOST,
+                )
             else:
                 if lost_since is not None:
                     self._event("info", "furnace", f"furnace answers again after {time.monotonic() - lost_since:.1f} s")
                     lost_since = None
-                self._writer.append("furnace", time=now_s, temperature=reading.temperature_C,
-                                    setpoint=reading.setpoint_C, working_setpoint=reading.working_setpoint_C,
-                                    output=reading.output_percent, status_word=reading.status.raw,
-                                    flag=FLAG_READ_FAILED if math.isnan(reading.temperature_C) else 0)
+                self._writer.append(
+                    "furnace",
+                    time=now_s,
+                    temperature=reading.temperature_C,
+                    setpoint=reading.setpoint_C,
+                    working_setpoint=reading.working_setpoint_C,
+                    output=reading.output_percent,
+                    status_word=reading.status.raw,
+                    flag=FLAG_READ_FAILED if math.isnan(reading.temperature_C) else 0,
+                )
                 self._last["temperature_C"] = reading.temperature_C
                 self._last["setpoint_C"] = reading.setpoint_C
                 self._furnace_interlocks(reading, limit_C)
@@ -457,8 +531,11 @@ class TrialRunner:
     def _furnace_interlocks(self, reading, limit_C: float) -> None:
         status = reading.status
         if reading.temperature_C > limit_C:
-            self._event("error", "interlock", f"furnace at {reading.temperature_C:.1f} C is above the limit "
-                                              f"{limit_C:g} C: aborting to safe state")
+            self._event(
+                "error",
+                "interlock",
+                f"furnace at {reading.temperature_C:.1f} C is above the limit {limit_C:g} C: aborting to safe state",
+            )
             self.request_abort(f"interlock: furnace over {limit_C:g} C")
         elif status.sensor_break:
             self._event("error", "interlock", "furnace reports sensor break: aborting to safe state")
@@ -499,8 +576,9 @@ class TrialRunner:
                 self._append_spectrum(None, dark_index, FLAG_READ_FAILED | FLAG_LOST)
                 continue
             if lost_since is not None:
-                self._event("info", "spectrometer", f"spectrometer answers again after "
-                                                    f"{time.monotonic() - lost_since:.1f} s")
+                self._event(
+                    "info", "spectrometer", f"spectrometer answers again after {time.monotonic() - lost_since:.1f} s"
+                )
                 lost_since = None
             spectra += 1
             saturated = int(np.count_nonzero(counts >= self._saturation))
@@ -516,28 +594,52 @@ class TrialRunner:
             result = None
         else:
             try:
-                result = analyse_counts(counts, self._dark, self._reference, self.calibration,
-                                        self.recipe.target, self._saturation)
+                result = analyse_counts(
+                    counts, self._dark, self._reference, self.calibration, self.recipe.target, self._saturation
+                )
             except (ValueError, FloatingPointError) as error:
                 self._event("error", "analysis", f"spectrum at {now_s:.1f} s not analysed: {error}")
                 result, flag = None, flag | FLAG_ANALYSIS_FAILED
         if result is not None:
-            flag |= (FLAG_MODEL_MISMATCH if result.model_mismatch[0] else 0) \
-                | (FLAG_NO_RARE_EARTHS if result.below_quantitation_limit[0] else 0)
-        self._writer.append("spectrometer", time=now_s, counts=counts, integration_time=self._integration_time_s,
-                            averages=self.recipe.spectrometer.averages, saturated_pixels=saturated,
-                            dark_index=dark_index, reference_index=self._reference_index, flag=flag)
+            flag |= (FLAG_MODEL_MISMATCH if result.model_mismatch[0] else 0) | (
+                FLAG_NO_RARE_EARTHS if result.below_quantitation_limit[0] else 0
+            )
+        self._writer.append(
+            "spectrometer",
+            time=now_s,
+            counts=counts,
+            integration_time=self._integration_time_s,
+            averages=self.recipe.spectrometer.averages,
+            saturated_pixels=saturated,
+            dark_index=dark_index,
+            reference_index=self._reference_index,
+            flag=flag,
+        )
         analytes = len(self.calibration.analytes)
         if result is None:
             nan_k = np.full(analytes, np.nan)
-            self._writer.append("analysis", time=now_s, concentration=nan_k, sigma=nan_k, purity=math.nan,
-                                purity_sigma=math.nan, residual_rms=math.nan)  # fit columns: NaN
+            self._writer.append(
+                "analysis",
+                time=now_s,
+                concentration=nan_k,
+                sigma=nan_k,
+                purity=math.nan,
+                purity_sigma=math.nan,
+                residual_rms=math.nan,
+            )  # fit columns: NaN
             return
-        self._writer.append("analysis", time=now_s, concentration=result.concentration_g_per_L[0],
-                            sigma=result.sigma_g_per_L[0], purity=result.purity[0],
-                            purity_sigma=result.purity_sigma[0], residual_rms=result.residual_rms[0],
-                            lack_of_fit=result.lack_of_fit[0], wavelength_shift=result.wavelength_shift_nm[0],
-                            fit_coefficients=result.free_coefficients[0])
+        self._writer.append(
+            "analysis",
+            time=now_s,
+            concentration=result.concentration_g_per_L[0],
+            sigma=result.sigma_g_per_L[0],
+            purity=result.purity[0],
+            purity_sigma=result.purity_sigma[0],
+            residual_rms=result.residual_rms[0],
+            lack_of_fit=result.lack_of_fit[0],
+            wavelength_shift=result.wavelength_shift_nm[0],
+            fit_coefficients=result.free_coefficients[0],
+        )
         self._last["purity"] = float(result.purity[0])
         self._last["purity_sigma"] = float(result.purity_sigma[0])
         self._report_fit(result)
@@ -552,22 +654,37 @@ class TrialRunner:
         change = self._mismatch.update(verdict)
         if change == "start":
             self._mismatch_spectra = 1
-            self._event("warning", "analysis", f"model mismatch: lack of fit {lack:.3g} (limit {limit:g}): the "
-                                               "calibration cannot represent these spectra \u2014 a new matrix? "
-                                               "recalibrate; purity not to be trusted")
+            self._event(
+                "warning",
+                "analysis",
+                f"model mismatch: lack of fit {lack:.3g} (limit {limit:g}): the "
+                "calibration cannot represent these spectra \u2014 a new matrix? "
+                "recalibrate; purity not to be trusted",
+            )
         elif change == "end":
-            self._event("info", "analysis", f"model mismatch over: lack of fit {lack:.3g} (limit {limit:g}) "
-                                            f"after {self._mismatch_spectra} mismatched spectra")
+            self._event(
+                "info",
+                "analysis",
+                f"model mismatch over: lack of fit {lack:.3g} (limit {limit:g}) "
+                f"after {self._mismatch_spectra} mismatched spectra",
+            )
         concentration = result.concentration_g_per_L[0]
         present = None if not np.all(np.isfinite(concentration)) else not bool(result.below_quantitation_limit[0])
         first = present is not None and self._rare_earths.verdicts == 0
         change = self._rare_earths.update(present)
         if change == "start":
-            self._event("info", "analysis", f"rare earths in the cell: {float(np.sum(concentration)):.3g} g/L "
-                                            "in all, above the quantitation limit; purity reported from here")
+            self._event(
+                "info",
+                "analysis",
+                f"rare earths in the cell: {float(np.sum(concentration)):.3g} g/L "
+                "in all, above the quantitation limit; purity reported from here",
+            )
         elif change == "end" or (first and not present):
-            self._event("info", "analysis", "no rare earths in the cell: total oxide below the quantitation "
-                                            "limit; no purity until they return")
+            self._event(
+                "info",
+                "analysis",
+                "no rare earths in the cell: total oxide below the quantitation limit; no purity until they return",
+            )
 
     def _on_saturation(self, spectrometer, saturated: int, dark_index: int) -> int:
         schedule = self.recipe.spectrometer
@@ -589,11 +706,14 @@ class TrialRunner:
         scaled = (self._reference - old_dark) * scale + self._dark
         self._reference = np.where(clipped, self._saturation, scaled).astype(np.float32).astype(float)
         self._integration_time_s = new_time_s
-        self._writer.append("reference", time=self.clock.now_s(), counts=self._reference,
-                            integration_time=new_time_s)
+        self._writer.append("reference", time=self.clock.now_s(), counts=self._reference, integration_time=new_time_s)
         self._reference_index += 1
-        self._event("warning", "spectrometer", f"{saturated} saturated pixels: integration time lowered to "
-                                               f"{new_time_s:g} s, new dark taken, reference scaled")
+        self._event(
+            "warning",
+            "spectrometer",
+            f"{saturated} saturated pixels: integration time lowered to "
+            f"{new_time_s:g} s, new dark taken, reference scaled",
+        )
         return self._write_dark(self._dark)
 
     def _write_dark(self, dark) -> int:
@@ -640,11 +760,18 @@ class TrialRunner:
         return "failed" if self._writer is not None and self._writer.failed else status
 
     def _summary(self, state: str) -> dict:
-        return {"trial_id": self.trial_id, "file": str(self.path), "title": self.recipe.title,
-                "sample": self.recipe.sample, "operator": self.recipe.operator,
-                "start_time": self._start_time,
-                "end_time": "" if state == "running" else _now_iso(), "state": state,
-                "final_purity": self._last["purity"], "target": self.recipe.target}
+        return {
+            "trial_id": self.trial_id,
+            "file": str(self.path),
+            "title": self.recipe.title,
+            "sample": self.recipe.sample,
+            "operator": self.recipe.operator,
+            "start_time": self._start_time,
+            "end_time": "" if state == "running" else _now_iso(),
+            "state": state,
+            "final_purity": self._last["purity"],
+            "target": self.recipe.target,
+        }
 
     # -- reporting ------------------------------------------------------------------------------
 
@@ -667,11 +794,13 @@ class TrialRunner:
         elapsed = self.clock.now_s()
         purity = self._last["purity"]
         rows = self._writer.rows_written
-        line = (f"{int(elapsed // 3600):02d}:{int(elapsed % 3600 // 60):02d}:{int(elapsed % 60):02d} "
-                f"furnace {self._last['temperature_C']:.1f}/{self._last['setpoint_C']:.1f} C  "
-                f"purity {analysis.element(self.recipe.target).oxide} "
-                f"{'-' if math.isnan(purity) else f'{100 * purity:.2f} %'}  "
-                f"rows furnace {rows['furnace']} spectra {rows['spectrometer']}")
+        line = (
+            f"{int(elapsed // 3600):02d}:{int(elapsed % 3600 // 60):02d}:{int(elapsed % 60):02d} "
+            f"furnace {self._last['temperature_C']:.1f}/{self._last['setpoint_C']:.1f} C  "
+            f"purity {analysis.element(self.recipe.target).oxide} "
+            f"{'-' if math.isnan(purity) else f'{100 * purity:.2f} %'}  "
+            f"rows furnace {rows['furnace']} spectra {rows['spectrometer']}"
+        )
         print(line, file=stream, flush=True)
 
 
@@ -683,4 +812,4 @@ def _read_text(path: Path) -> str:
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()

@@ -18,17 +18,33 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from .layout import (EXIT_STATUSES, FILE_FORMAT, NEXUS_LINK_ATTR, PURITY_LINKS, STATUS_TEXT_BYTES, TABLES,
-                     TARGET_ELEMENT_ATTR, Table)
+from .layout import (
+    EXIT_STATUSES,
+    FILE_FORMAT,
+    NEXUS_LINK_ATTR,
+    PURITY_LINKS,
+    STATUS_TEXT_BYTES,
+    TABLES,
+    TARGET_ELEMENT_ATTR,
+    Table,
+)
 
-__all__ = ["TrialMetadata", "TrialWriter", "StorageError", "utc_now_iso", "writer_lock_path", "writer_is_alive",
-           "nexus_calibration_group", "nexus_links"]
+__all__ = [
+    "TrialMetadata",
+    "TrialWriter",
+    "StorageError",
+    "utc_now_iso",
+    "writer_lock_path",
+    "writer_is_alive",
+    "nexus_calibration_group",
+    "nexus_links",
+]
 
 
 class StorageError(OSError):
@@ -37,7 +53,7 @@ class StorageError(OSError):
 
 def utc_now_iso() -> str:
     """Current UTC time, ISO 8601 with offset, to the microsecond."""
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 @dataclass
@@ -121,8 +137,10 @@ def nexus_calibration_group(parent: h5py.Group, arrays: dict[str, tuple[np.ndarr
     for name, (array, units) in arrays.items():
         dataset = group.create_dataset(name, data=np.asarray(array))
         dataset.attrs["units"] = units
-        dataset.attrs["long_name"] = {"sensitivity": "absorbance per g/L of each analyte (rows) at each pixel",
-                                      "wavelength": "wavelength of each pixel of the calibration"}.get(name, name)
+        dataset.attrs["long_name"] = {
+            "sensitivity": "absorbance per g/L of each analyte (rows) at each pixel",
+            "wavelength": "wavelength of each pixel of the calibration",
+        }.get(name, name)
     if "sensitivity" in group:
         group.attrs["signal"] = "sensitivity"
         sensitivity = group["sensitivity"]
@@ -153,9 +171,15 @@ def _release_writer_lock(path: Path, fd: int) -> None:
 class TrialWriter:
     """The single writer of one trial file."""
 
-    def __init__(self, path: str | os.PathLike, metadata: TrialMetadata, *,
-                 flush_interval_s: float = 0.5, fsync_interval_s: float = 5.0,
-                 max_queued_bytes: int = 64 * 1024 * 1024):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        metadata: TrialMetadata,
+        *,
+        flush_interval_s: float = 0.5,
+        fsync_interval_s: float = 5.0,
+        max_queued_bytes: int = 64 * 1024 * 1024,
+    ):
         self.path = Path(path)
         self.flush_interval_s = flush_interval_s
         self.fsync_interval_s = fsync_interval_s
@@ -181,8 +205,9 @@ class TrialWriter:
             raise
         self._thread = threading.Thread(target=self._run, name=f"trial-writer-{self.path.name}", daemon=True)
         self._thread.start()
-        self._fsync_thread = threading.Thread(target=self._sync_in_background, daemon=True,
-                                              name=f"trial-fsync-{self.path.name}")
+        self._fsync_thread = threading.Thread(
+            target=self._sync_in_background, daemon=True, name=f"trial-fsync-{self.path.name}"
+        )
         self._fsync_thread.start()
 
     # -- creation -----------------------------------------------------------------
@@ -212,14 +237,23 @@ class TrialWriter:
     def _create_layout(self, handle: h5py.File, metadata: TrialMetadata) -> None:
         handle.attrs["default"] = "entry"
         entry = handle.create_group("entry")
-        entry.attrs.update({
-            "NX_class": "NXentry", "default": "purity",
-            "title": metadata.title, "trial_id": metadata.trial_id, "start_time": metadata.start_time,
-            "operator": metadata.operator, "sample": metadata.sample, "recipe": metadata.recipe_text,
-            "station": metadata.station_text, "software_version": metadata.software_version,
-            "clock_speed": float(metadata.clock_speed), "flush_interval_s": float(self.flush_interval_s),
-            "file_format": FILE_FORMAT,
-        })
+        entry.attrs.update(
+            {
+                "NX_class": "NXentry",
+                "default": "purity",
+                "title": metadata.title,
+                "trial_id": metadata.trial_id,
+                "start_time": metadata.start_time,
+                "operator": metadata.operator,
+                "sample": metadata.sample,
+                "recipe": metadata.recipe_text,
+                "station": metadata.station_text,
+                "software_version": metadata.software_version,
+                "clock_speed": float(metadata.clock_speed),
+                "flush_interval_s": float(self.flush_interval_s),
+                "file_format": FILE_FORMAT,
+            }
+        )
         for key, value in metadata.extra.items():
             entry.attrs[key] = value
         for name, initial in (("exit_status", "running"), ("end_time", ""), ("heartbeat_time", utc_now_iso())):
@@ -236,12 +270,18 @@ class TrialWriter:
         wavelength.attrs.update({"units": "nm", "long_name": "wavelength of each pixel"})
         spectrometer.attrs["full_scale_counts"] = float(metadata.full_scale_counts)
         analysis = handle["/entry/analysis"]
-        analysis.attrs.update({
-            TARGET_ELEMENT_ATTR: metadata.target, "target_oxide": "",
-            "covered_elements": ", ".join(metadata.covered_elements),
-            "calibration_id": metadata.calibration_id, "calibration_file": metadata.calibration_file,
-        })
-        analytes = analysis.create_dataset("analytes", data=np.array([a.encode() for a in metadata.analytes], dtype="S3"))
+        analysis.attrs.update(
+            {
+                TARGET_ELEMENT_ATTR: metadata.target,
+                "target_oxide": "",
+                "covered_elements": ", ".join(metadata.covered_elements),
+                "calibration_id": metadata.calibration_id,
+                "calibration_file": metadata.calibration_file,
+            }
+        )
+        analytes = analysis.create_dataset(
+            "analytes", data=np.array([a.encode() for a in metadata.analytes], dtype="S3")
+        )
         analytes.attrs.update({"units": "", "long_name": "element symbols, in the order of concentration columns"})
         nexus_calibration_group(analysis, metadata.calibration_arrays)
         names = tuple(metadata.fit_coefficient_names)
@@ -262,9 +302,13 @@ class TrialWriter:
             row_shape = column.shape(self._pixels, self._analytes, self._coefficients)
             # HDF5 refuses a chunk dimension of 0 (no fit coefficients): such a dimension may grow to 1
             dataset = group.create_dataset(
-                column.name, shape=(0, *row_shape), maxshape=(None, *(max(1, d) for d in row_shape)),
-                chunks=(table.chunk_rows, *(max(1, d) for d in row_shape)), dtype=column.dtype,
-                fillvalue=(np.nan if column.dtype.startswith("f") else None))
+                column.name,
+                shape=(0, *row_shape),
+                maxshape=(None, *(max(1, d) for d in row_shape)),
+                chunks=(table.chunk_rows, *(max(1, d) for d in row_shape)),
+                dtype=column.dtype,
+                fillvalue=(np.nan if column.dtype.startswith("f") else None),
+            )
             dataset.attrs["units"] = column.units
             dataset.attrs["long_name"] = column.long_name
 
@@ -379,15 +423,20 @@ class TrialWriter:
             stored = self.rows_written[name]
             new_chunks = -(-(stored + rows) // spec.chunk_rows) - -(-stored // spec.chunk_rows)
             for column in spec.columns:
-                row_bytes = np.dtype(column.dtype).itemsize * int(np.prod(
-                    column.shape(self._pixels, self._analytes, self._coefficients)))
+                row_bytes = np.dtype(column.dtype).itemsize * int(
+                    np.prod(column.shape(self._pixels, self._analytes, self._coefficients))
+                )
                 needed += new_chunks * spec.chunk_rows * row_bytes
         stats = os.statvfs(self.path.parent)
         free = stats.f_bavail * stats.f_frsize
         if free < needed:
-            raise OSError(errno.ENOSPC, f"No space left on device for the trial file: {free / 1e6:.2f} MB free, "
-                                        f"{needed / 1e6:.2f} MB needed for the next rows and closing the file; "
-                                        f"rows up to the last flush are kept", str(self.path.parent))
+            raise OSError(
+                errno.ENOSPC,
+                f"No space left on device for the trial file: {free / 1e6:.2f} MB free, "
+                f"{needed / 1e6:.2f} MB needed for the next rows and closing the file; "
+                f"rows up to the last flush are kept",
+                str(self.path.parent),
+            )
 
     def _write(self, buffers: dict[str, list[dict]]) -> None:
         for name, rows in buffers.items():
@@ -450,8 +499,9 @@ class TrialWriter:
                 self.error = self.error or error
             _release_writer_lock(self.path, self._lock_fd)
         if self.error is not None:
-            raise StorageError(f"{self.path}: trial file closed after a write error; rows up to the last "
-                               f"flush are kept: {self.error}") from self.error
+            raise StorageError(
+                f"{self.path}: trial file closed after a write error; rows up to the last flush are kept: {self.error}"
+            ) from self.error
 
     @property
     def failed(self) -> bool:

@@ -40,8 +40,13 @@ __all__ = [
 ]
 
 #: Names imported on first use (the register map schema imports pydantic).
-_REGISTER_MAP_NAMES = ("ModelNotCovered", "RegisterMap", "load_register_map", "register_map_models",
-                       "resolve_register_map")
+_REGISTER_MAP_NAMES = (
+    "ModelNotCovered",
+    "RegisterMap",
+    "load_register_map",
+    "register_map_models",
+    "resolve_register_map",
+)
 
 
 def __getattr__(name):

@@ -17,7 +17,7 @@ byte: one function decides what is data.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -60,10 +60,15 @@ def check_declared_length(length: int, n_values: int) -> None:
     """ProtocolError unless a header's declared payload ``length`` is exactly one float32 per value."""
     expected_length = n_values * VALUE_BYTES
     if length != expected_length:
-        detail = (f"{length // VALUE_BYTES} values" if length % VALUE_BYTES == 0
-                  else f"a length that is not a multiple of {VALUE_BYTES}")
-        raise ProtocolError(f"block declares {length} bytes ({detail}); expected {expected_length} bytes: "
-                            f"exactly one float32 per pixel for {n_values} pixels")
+        detail = (
+            f"{length // VALUE_BYTES} values"
+            if length % VALUE_BYTES == 0
+            else f"a length that is not a multiple of {VALUE_BYTES}"
+        )
+        raise ProtocolError(
+            f"block declares {length} bytes ({detail}); expected {expected_length} bytes: "
+            f"exactly one float32 per pixel for {n_values} pixels"
+        )
 
 
 def read_block(read: Callable[[int, str], bytes], n_values: int, terminator: bytes = b"\n") -> np.ndarray:
@@ -98,16 +103,22 @@ def parse_block(message: bytes, n_values: int, terminator: bytes = b"\n") -> np.
     check_declared_length(length, n_values)
     body = message[header_end:]
     if len(body) < length + len(terminator):
-        raise ProtocolError(f"short block: header declares {length} payload bytes + terminator "
-                            f"{terminator!r}, only {len(body)} bytes follow the header")
+        raise ProtocolError(
+            f"short block: header declares {length} payload bytes + terminator "
+            f"{terminator!r}, only {len(body)} bytes follow the header"
+        )
     payload, tail = body[:length], body[length:]
     if tail != terminator:
-        raise ProtocolError(f"trailing bytes after the {length}-byte payload: expected terminator "
-                            f"{terminator!r}, got {_show(tail)} ({len(tail)} bytes; block longer than declared?)")
+        raise ProtocolError(
+            f"trailing bytes after the {length}-byte payload: expected terminator "
+            f"{terminator!r}, got {_show(tail)} ({len(tail)} bytes; block longer than declared?)"
+        )
     values = np.frombuffer(payload, dtype=_DTYPE)
     finite = np.isfinite(values)
     if not finite.all():
         bad = np.flatnonzero(~finite)
-        raise ProtocolError(f"{bad.size} non-finite value(s) in block (first at pixel {bad[0]}: "
-                            f"{float(values[bad[0]])}); counts must be finite")
+        raise ProtocolError(
+            f"{bad.size} non-finite value(s) in block (first at pixel {bad[0]}: "
+            f"{float(values[bad[0]])}); counts must be finite"
+        )
     return values.astype(np.float64)

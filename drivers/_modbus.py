@@ -44,7 +44,8 @@ import termios
 import threading
 import time
 from collections import Counter
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import minimalmodbus
 import serial
@@ -73,8 +74,12 @@ class ForeignAnswer(minimalmodbus.InvalidResponseError):
     """An exception answer to another function code: not the answer to this request."""
 
 
-_GARBLED = (minimalmodbus.InvalidResponseError, minimalmodbus.LocalEchoError, minimalmodbus.SlaveDeviceBusyError,
-            InvalidAnswer)  # AmbiguousAnswer and ForeignAnswer are InvalidResponseErrors
+_GARBLED = (
+    minimalmodbus.InvalidResponseError,
+    minimalmodbus.LocalEchoError,
+    minimalmodbus.SlaveDeviceBusyError,
+    InvalidAnswer,
+)  # AmbiguousAnswer and ForeignAnswer are InvalidResponseErrors
 
 
 def rtu_silence_s(baudrate: float) -> float:
@@ -97,8 +102,16 @@ class RtuLine:
     (by their length): a late answer that has come can no longer be taken for another.
     """
 
-    def __init__(self, port, *, address: int, silence_s: float, timeout_s: float, answer_guard_s: float,
-                 on_answer_seen: Callable[[int], None] = lambda length: None) -> None:
+    def __init__(
+        self,
+        port,
+        *,
+        address: int,
+        silence_s: float,
+        timeout_s: float,
+        answer_guard_s: float,
+        on_answer_seen: Callable[[int], None] = lambda length: None,
+    ) -> None:
         self._port = port
         self.address = address
         self.silence_s = silence_s
@@ -107,7 +120,7 @@ class RtuLine:
         self.on_answer_seen = on_answer_seen
         self.counters: Counter = Counter()
         self.last_answer = b""  # what the last read() collected
-        self._function = 0      # of the request last written
+        self._function = 0  # of the request last written
 
     # -- what minimalmodbus uses of a port ------------------------------------------------------
     @property
@@ -152,14 +165,14 @@ class RtuLine:
         thread was held up) may be the answer: they are left to the framing rules.
         """
         if self._port.in_waiting:
-            self._discard(self.silence_s)      # a late frame on the line: let it end, then talk
+            self._discard(self.silence_s)  # a late frame on the line: let it end, then talk
         self._function = request[1]
         earliest_answer = time.monotonic() + self.silence_s
         written = self._port.write(request)
         stale = self._port.in_waiting and time.monotonic() < earliest_answer
-        self._port.flush()                     # a UART: until the last bit has left
+        self._port.flush()  # a UART: until the last bit has left
         if stale:
-            self._discard(self.silence_s)      # arrived before its answer could have: stale, and its rest
+            self._discard(self.silence_s)  # arrived before its answer could have: stale, and its rest
         return written
 
     def read(self, size: int) -> bytes:
@@ -168,26 +181,30 @@ class RtuLine:
         Empty if nothing arrives within the timeout; short if the frame stops
         short; :class:`AmbiguousAnswer` if more bytes than one answer arrive.
         """
-        answer = bytearray(self._port.read(size))       # most answers are in within a silence
+        answer = bytearray(self._port.read(size))  # most answers are in within a silence
         if len(answer) < size and not _is_exception_frame(answer):
             answer += self._read_for(self.timeout_s - self.silence_s, size - len(answer))  # early once complete
         if len(answer) >= size or _is_exception_frame(answer):
-            while chunk := self._read_for(self.answer_guard_s):   # the answer guard: silence, or more bytes
+            while chunk := self._read_for(self.answer_guard_s):  # the answer guard: silence, or more bytes
                 answer += chunk
         self.last_answer = bytes(answer)
         if _is_exception_frame(answer) and answer[1] & 0x7F != self._function:
-            raise ForeignAnswer(f"an exception answer to function {answer[1] & 0x7F} where one to "
-                                f"{self._function} was due: {bytes(answer).hex(' ')}")
+            raise ForeignAnswer(
+                f"an exception answer to function {answer[1] & 0x7F} where one to "
+                f"{self._function} was due: {bytes(answer).hex(' ')}"
+            )
         expected = 5 if _is_exception_frame(answer[:5]) else size
         if len(answer) > expected:
             self.counters["ambiguous_answers"] += 1
             lengths = [len(frame) for frame in _frames(answer, self.address) if frame[1] == 3]
             if expected in lengths:
-                lengths.remove(expected)       # one of them may be the answer; the others were owed
+                lengths.remove(expected)  # one of them may be the answer; the others were owed
             for length in lengths:
                 self.on_answer_seen(length)
-            raise AmbiguousAnswer(f"{len(answer)} bytes came back where one answer of {expected} was due "
-                                  f"(a late frame next to the answer): {bytes(answer).hex(' ')}")
+            raise AmbiguousAnswer(
+                f"{len(answer)} bytes came back where one answer of {expected} was due "
+                f"(a late frame next to the answer): {bytes(answer).hex(' ')}"
+            )
         return bytes(answer)
 
     # -- draining --------------------------------------------------------------------------------
@@ -220,7 +237,7 @@ class RtuLine:
     def _read_for(self, duration_s: float, size: int = 256) -> bytes:
         """What arrives within ``duration_s`` (returning early with ``size`` bytes); empty: that long a silence."""
         if duration_s <= self.silence_s:
-            return self._port.read(size)       # the port's own timeout is one silence
+            return self._port.read(size)  # the port's own timeout is one silence
         self._port.timeout = duration_s
         try:
             return self._port.read(size)
@@ -237,7 +254,7 @@ class RtuLine:
         for frame in frames:
             if frame[1] == 3:
                 self.on_answer_seen(len(frame))
-        del pending[:sum(len(frame) for frame in frames)]
+        del pending[: sum(len(frame) for frame in frames)]
 
 
 def _is_exception_frame(frame: bytes | bytearray) -> bool:
@@ -252,7 +269,7 @@ def _frames(data: bytes | bytearray, address: int) -> list[bytes]:
         size = 5 + data[at + 2] if function in (3, 4) else 5 if function & 0x80 else 8 if function in (6, 16) else 0
         if not size or at + size > len(data):
             break
-        frames.append(bytes(data[at:at + size]))
+        frames.append(bytes(data[at : at + size]))
         at += size
     return frames
 
@@ -266,9 +283,18 @@ class ModbusLink:
     (default two timeouts): set it above the latest answer the line gives.
     """
 
-    def __init__(self, port: str, address: int, baudrate: int, timeout_s: float, retries: int,
-                 serial_factory: Callable[..., serial.Serial] | None = None, *,
-                 answer_guard_s: float | None = None, late_answer_s: float | None = None) -> None:
+    def __init__(
+        self,
+        port: str,
+        address: int,
+        baudrate: int,
+        timeout_s: float,
+        retries: int,
+        serial_factory: Callable[..., serial.Serial] | None = None,
+        *,
+        answer_guard_s: float | None = None,
+        late_answer_s: float | None = None,
+    ) -> None:
         if not 1 <= address <= 247:
             raise ValueError(f"Modbus address must be 1..247, not {address}")
         if retries < 0 or timeout_s <= 0:
@@ -298,12 +324,25 @@ class ModbusLink:
         with self.lock:
             self.close()
             try:
-                port = self._factory(port=self.port, baudrate=self.baudrate, bytesize=8, parity="N",
-                                     stopbits=1, timeout=self.silence_s, write_timeout=max(1.0, self.timeout_s))
+                port = self._factory(
+                    port=self.port,
+                    baudrate=self.baudrate,
+                    bytesize=8,
+                    parity="N",
+                    stopbits=1,
+                    timeout=self.silence_s,
+                    write_timeout=max(1.0, self.timeout_s),
+                )
             except (serial.SerialException, OSError, ValueError) as error:
                 raise NotConnected(f"cannot open {self.port}: {error}") from error
-            line = RtuLine(port, address=self.address, silence_s=self.silence_s, timeout_s=self.timeout_s,
-                           answer_guard_s=self.answer_guard_s, on_answer_seen=self._answer_seen)
+            line = RtuLine(
+                port,
+                address=self.address,
+                silence_s=self.silence_s,
+                timeout_s=self.timeout_s,
+                answer_guard_s=self.answer_guard_s,
+                on_answer_seen=self._answer_seen,
+            )
             try:
                 instrument = minimalmodbus.Instrument(line, self.address, mode=minimalmodbus.MODE_RTU)
             except Exception:
@@ -333,34 +372,38 @@ class ModbusLink:
             return total
 
     # -- transactions -----------------------------------------------------------
-    def read_registers(self, address: int, count: int, what: str,
-                       check: Callable[[list[int]], T] | None = None, *, fresh: bool = True) -> T | list[int]:
+    def read_registers(
+        self, address: int, count: int, what: str, check: Callable[[list[int]], T] | None = None, *, fresh: bool = True
+    ) -> T | list[int]:
         """Read ``count`` holding registers (FC3); return ``check(words)``, or the words.
 
         ``check`` may raise :class:`InvalidAnswer`: that answer is refused and
         the read retried like one that came back garbled. ``fresh``: first wait
         out any answer of this length still owed to an unanswered read.
         """
+
         def read(instrument):
             words = instrument.read_registers(address, count, functioncode=3)
             return words if check is None else check(words)
+
         return self._transact(read, what, retry=True, answer_length=5 + 2 * count, fresh=fresh)
 
-    def write_register(self, address: int, word: int, what: str, *, functioncode: int = 6,
-                       idempotent: bool = True) -> None:
+    def write_register(
+        self, address: int, word: int, what: str, *, functioncode: int = 6, idempotent: bool = True
+    ) -> None:
         """Write one 16-bit word (FC6, or FC16 with one register)."""
         if functioncode == 16:
             self.write_registers(address, [word], what, idempotent=idempotent)
             return
-        self._transact(lambda inst: inst.write_register(address, word, 0, functioncode=6, signed=False),
-                       what, retry=idempotent)
+        self._transact(
+            lambda inst: inst.write_register(address, word, 0, functioncode=6, signed=False), what, retry=idempotent
+        )
 
     def write_registers(self, address: int, words: list[int], what: str, *, idempotent: bool = True) -> None:
         """Write consecutive 16-bit words with FC16."""
         self._transact(lambda inst: inst.write_registers(address, list(words)), what, retry=idempotent)
 
-    def _transact(self, operation, what: str, *, retry: bool, answer_length: int | None = None,
-                  fresh: bool = False):
+    def _transact(self, operation, what: str, *, retry: bool, answer_length: int | None = None, fresh: bool = False):
         with self.lock:
             if self._instrument is None:
                 self.open()  # lazily after a loss: NotConnected if the port is still gone
@@ -406,11 +449,12 @@ class ModbusLink:
                     self._owed.setdefault(answer_length, []).extend([last_sent + self.late_answer_s] * owed)
             self.close()  # reopen before the next transaction: the adapter may have been swapped
             if garbled:
-                raise ProtocolError(f"{what}: no valid answer from address {self.address} on {self.port} "
-                                    f"in {attempts} attempts ({garbled} garbled or refused, {silent} silent): "
-                                    f"{last}")
-            raise NotConnected(f"{what}: no answer from address {self.address} on {self.port} "
-                               f"in {attempts} attempts")
+                raise ProtocolError(
+                    f"{what}: no valid answer from address {self.address} on {self.port} "
+                    f"in {attempts} attempts ({garbled} garbled or refused, {silent} silent): "
+                    f"{last}"
+                )
+            raise NotConnected(f"{what}: no answer from address {self.address} on {self.port} in {attempts} attempts")
 
     def _began_as_own(self, answer_length: int) -> bool:
         """Whether the last bytes read begin as this read's answer would (address, function 3, byte count)."""

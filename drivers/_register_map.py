@@ -17,24 +17,44 @@ A station names a map, or a model that exactly one map covers
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 
 from ._schema import StrictModel, field_error, name, problems, text
 from .maps import MAX_EXTENDS_DEPTH, MapError, deep_merge, find_map, find_parent_map, known_maps, load_map
 
-__all__ = ["Register", "RegisterMap", "MapDocument", "ModelNotCovered", "STATUS_FLAGS", "PROGRAM_STATES",
-           "REQUIRED_REGISTERS", "NOT_INHERITED", "load_register_map", "register_map_models",
-           "resolve_register_map"]
+__all__ = [
+    "Register",
+    "RegisterMap",
+    "MapDocument",
+    "ModelNotCovered",
+    "STATUS_FLAGS",
+    "PROGRAM_STATES",
+    "REQUIRED_REGISTERS",
+    "NOT_INHERITED",
+    "load_register_map",
+    "register_map_models",
+    "resolve_register_map",
+]
 
 #: Flags every map must place in the status word (FurnaceStatus fields).
 STATUS_FLAGS = (
-    "alarm_1", "alarm_2", "alarm_3", "alarm_4", "manual", "sensor_break", "loop_break",
-    "heater_fail", "tuning", "program_end", "pv_out_of_range",
+    "alarm_1",
+    "alarm_2",
+    "alarm_3",
+    "alarm_4",
+    "manual",
+    "sensor_break",
+    "loop_break",
+    "heater_fail",
+    "tuning",
+    "program_end",
+    "pv_out_of_range",
 )
 
 #: Values of the programmer status register a map may name ([program_status]).
@@ -45,8 +65,16 @@ NOT_INHERITED = ("family", "models", "ident_codes")
 
 #: Registers the driver uses by name.
 REQUIRED_REGISTERS = (
-    "process_value", "target_setpoint", "output_power", "working_setpoint", "setpoint_rate_limit",
-    "status_word", "ident", "auto_manual", "decimal_places", "program_status",
+    "process_value",
+    "target_setpoint",
+    "output_power",
+    "working_setpoint",
+    "setpoint_rate_limit",
+    "status_word",
+    "ident",
+    "auto_manual",
+    "decimal_places",
+    "program_status",
 )
 
 
@@ -56,8 +84,8 @@ class Register:
 
     name: str
     address: int
-    access: str                 # "r" or "rw"
-    kind: str                   # "analog" (scaled value in units) or "word" (raw 16-bit)
+    access: str  # "r" or "rw"
+    kind: str  # "analog" (scaled value in units) or "word" (raw 16-bit)
     decimals: int | str | None  # analog in the integer area: int, or "display"
     units: str = ""
     minimum: float | None = None
@@ -71,8 +99,7 @@ class Register:
 
     def in_range(self, value: float) -> bool:
         """Whether ``value`` is in this register's ``[min, max]``: accepted on a write, valid on a read."""
-        return ((self.minimum is None or value >= self.minimum)
-                and (self.maximum is None or value <= self.maximum))
+        return (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
 
     @property
     def valid_range(self) -> str:
@@ -94,7 +121,7 @@ class RegisterMap:
     name: str
     path: Path
     family: str
-    area: str                   # "integer" or "float": where analog values are exchanged
+    area: str  # "integer" or "float": where analog values are exchanged
     float_base: int
     single_write_function: int
     registers: Mapping[str, Register]
@@ -192,8 +219,10 @@ class RegisterSpec(StrictModel):
             if self.decimals is None:
                 raise field_error(("decimals",), 'an analog register needs decimals 0..4 or "display"')
             if self.min is None or self.max is None:
-                raise field_error(("min" if self.min is None else "max",),
-                                  "an analog register needs min and max (the valid range of what it reads)")
+                raise field_error(
+                    ("min" if self.min is None else "max",),
+                    "an analog register needs min and max (the valid range of what it reads)",
+                )
         else:
             if self.decimals is not None:
                 raise field_error(("decimals",), "only for analog registers (a word is a raw 16-bit value)")
@@ -213,8 +242,9 @@ class InstrumentSpec(StrictModel):
     family: text(min_length=1, max_length=40)
     models: Annotated[list[text(min_length=1, max_length=40)], Field(min_length=1, max_length=100)]
     description: text(max_length=500) = ""
-    ident_codes: dict[Annotated[int, BeforeValidator(_ident_code), Field(ge=0, le=_WORD_MAX)],
-                      text(min_length=1, max_length=40)] = {}
+    ident_codes: dict[
+        Annotated[int, BeforeValidator(_ident_code), Field(ge=0, le=_WORD_MAX)], text(min_length=1, max_length=40)
+    ] = {}
 
 
 class EncodingSpec(StrictModel):
@@ -264,12 +294,18 @@ def _rule_problems(doc: MapDocument) -> list[tuple[str, str]]:
     for reg_name, register in registers.items():
         where = f"registers.{reg_name}.address"
         if register.address in owner:
-            found.append((where, f"{register.address} is also the address of {owner[register.address]}: "
-                                 "two registers share an address"))
+            found.append(
+                (
+                    where,
+                    f"{register.address} is also the address of {owner[register.address]}: "
+                    "two registers share an address",
+                )
+            )
         owner.setdefault(register.address, reg_name)
         if register.address >= base:
-            found.append((where, f"{register.address} must be below encoding.float_base {base} "
-                                 "(the float area starts there)"))
+            found.append(
+                (where, f"{register.address} must be below encoding.float_base {base} (the float area starts there)")
+            )
         elif base + 2 * register.address + 1 > _WORD_MAX:
             found.append((where, f"its float-area address {base} + 2 x {register.address} is beyond 65535"))
     for role in ("live", "target"):
@@ -278,8 +314,12 @@ def _rule_problems(doc: MapDocument) -> list[tuple[str, str]]:
             found.append((f"setpoint.{role}", f"{reg_name!r} is not a register of this map"))
     live = registers.get(doc.setpoint.live)
     if live is not None and (live.access != "rw" or live.eeprom):
-        found.append(("setpoint.live", f"{doc.setpoint.live!r} must be writable and not EEPROM-backed "
-                                       "(live setpoints are written often)"))
+        found.append(
+            (
+                "setpoint.live",
+                f"{doc.setpoint.live!r} must be writable and not EEPROM-backed (live setpoints are written often)",
+            )
+        )
     missing = [flag for flag in STATUS_FLAGS if flag not in doc.status_bits]
     if missing:
         found.append(("status_bits", f"lacks {', '.join(missing)}"))
@@ -293,21 +333,34 @@ def _rule_problems(doc: MapDocument) -> list[tuple[str, str]]:
         found.append(("instrument.models", f"lists {model!r} more than once"))
     for code, model in doc.instrument.ident_codes.items():
         if model not in models:
-            found.append((f"instrument.ident_codes.0x{code:04X}",
-                          f"model {model!r} is not in instrument.models ({', '.join(models)})"))
+            found.append(
+                (
+                    f"instrument.ident_codes.0x{code:04X}",
+                    f"model {model!r} is not in instrument.models ({', '.join(models)})",
+                )
+            )
     if not doc.input_range.low_C < doc.input_range.high_C:
-        found.append(("input_range.high_C", f"{doc.input_range.high_C:g} must be above low_C "
-                                            f"{doc.input_range.low_C:g}"))
+        found.append(
+            ("input_range.high_C", f"{doc.input_range.high_C:g} must be above low_C {doc.input_range.low_C:g}")
+        )
     return found
 
 
 # -- loading ------------------------------------------------------------------------------------
 
+
 def _validate(path: Path, document: dict) -> MapDocument:
     """``document`` (the effective content of the map file ``path``) checked; a MapError with every problem."""
     if "registers" not in document:  # another kind of map (a SCPI dialect): one message, not one per key
-        raise MapError.in_file(path, [("registers", "missing table [registers]: not a register map (a register "
-                                                    "map has one, or extends a map that has)")])
+        raise MapError.in_file(
+            path,
+            [
+                (
+                    "registers",
+                    "missing table [registers]: not a register map (a register map has one, or extends a map that has)",
+                )
+            ],
+        )
     try:
         checked = MapDocument.model_validate(document)
     except ValidationError as error:
@@ -330,8 +383,9 @@ def _effective_document(path: Path, chain: tuple[Path, ...] = ()) -> dict:
         return raw
     parent_name = raw["extends"]
     if not isinstance(parent_name, str) or not parent_name:
-        raise MapError.in_file(path, [("extends", f"must be the name or path of a register map "
-                                                  f"(got {parent_name!r:.60})")])
+        raise MapError.in_file(
+            path, [("extends", f"must be the name or path of a register map (got {parent_name!r:.60})")]
+        )
     try:
         parent_path = find_parent_map(path, parent_name, "register map", "registers")
     except MapError as error:
@@ -344,30 +398,44 @@ def _effective_document(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     parent = _effective_document(parent_path, chain)
     _validate(parent_path, parent)
     if isinstance(parent.get("instrument"), dict):
-        parent["instrument"] = {key: value for key, value in parent["instrument"].items()
-                                if key not in NOT_INHERITED}
+        parent["instrument"] = {key: value for key, value in parent["instrument"].items() if key not in NOT_INHERITED}
     return deep_merge(parent, raw)
 
 
 def _register_map(path: Path, doc: MapDocument) -> RegisterMap:
     registers = {
         reg_name: Register(
-            name=reg_name, address=spec.address, access=spec.access, kind=spec.kind,
-            decimals=spec.decimals if spec.kind == "analog" else None, units=spec.units,
-            minimum=spec.min, maximum=spec.max, eeprom=spec.eeprom, description=spec.description)
+            name=reg_name,
+            address=spec.address,
+            access=spec.access,
+            kind=spec.kind,
+            decimals=spec.decimals if spec.kind == "analog" else None,
+            units=spec.units,
+            minimum=spec.min,
+            maximum=spec.max,
+            eeprom=spec.eeprom,
+            description=spec.description,
+        )
         for reg_name, spec in doc.registers.items()
     }
     instrument = doc.instrument
     return RegisterMap(
-        name=path.stem, path=path, family=instrument.family,
-        area=doc.encoding.area, float_base=doc.encoding.float_base,
+        name=path.stem,
+        path=path,
+        family=instrument.family,
+        area=doc.encoding.area,
+        float_base=doc.encoding.float_base,
         single_write_function=doc.encoding.single_write_function,
-        registers=MappingProxyType(registers), live_setpoint=doc.setpoint.live,
-        target_setpoint=doc.setpoint.target, status_bits=MappingProxyType(dict(doc.status_bits)),
+        registers=MappingProxyType(registers),
+        live_setpoint=doc.setpoint.live,
+        target_setpoint=doc.setpoint.target,
+        status_bits=MappingProxyType(dict(doc.status_bits)),
         ident_codes=MappingProxyType(dict(instrument.ident_codes)),
         program_status=MappingProxyType(dict(doc.program_status)),
         input_range_C=(float(doc.input_range.low_C), float(doc.input_range.high_C)),
-        maker=instrument.maker, models=tuple(instrument.models), description=instrument.description,
+        maker=instrument.maker,
+        models=tuple(instrument.models),
+        description=instrument.description,
     )
 
 
@@ -378,6 +446,7 @@ def load_register_map(name_or_path: str | os.PathLike) -> RegisterMap:
 
 
 # -- which map a station means --------------------------------------------------------------------
+
 
 def register_map_models() -> dict[str, tuple[str, ...] | None]:
     """``{name: models}`` of every register map in ``hardware/maps`` (None for one that does not load)."""
@@ -397,19 +466,29 @@ class ModelNotCovered(MapError):
     cover the model); ``listing``: the available maps and their models, for messages.
     """
 
-    def __init__(self, model: str, map_name: str | None, available: dict[str, tuple[str, ...] | None],
-                 covers: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        model: str,
+        map_name: str | None,
+        available: dict[str, tuple[str, ...] | None],
+        covers: tuple[str, ...] = (),
+    ):
         self.model, self.map_name, self.covers = model, map_name, covers
         self.covering = [n for n, models in available.items() if models and model in models]
-        self.listing = "available maps: " + (", ".join(
-            f"{n} ({', '.join(models)})" if models else f"{n} (does not load)"
-            for n, models in available.items()) or "none")
+        self.listing = "available maps: " + (
+            ", ".join(
+                f"{n} ({', '.join(models)})" if models else f"{n} (does not load)" for n, models in available.items()
+            )
+            or "none"
+        )
         if map_name is not None:
-            message = (f"model {model!r} is not one that register map {map_name} covers "
-                       f"({', '.join(covers)}); {self.listing}")
+            message = (
+                f"model {model!r} is not one that register map {map_name} covers ({', '.join(covers)}); {self.listing}"
+            )
         elif self.covering:
-            message = (f"model {model!r} is covered by several register maps ({', '.join(self.covering)}): "
-                       "name one of them")
+            message = (
+                f"model {model!r} is covered by several register maps ({', '.join(self.covering)}): name one of them"
+            )
         else:
             message = f"no register map covers model {model!r}; {self.listing}"
         super().__init__(message)

@@ -40,10 +40,15 @@ __all__ = ["ScpiDialect", "DialectDocument", "REQUIRED_COMMANDS", "OPTIONAL_COMM
 
 #: Commands every dialect gives, with the fields each template must use.
 REQUIRED_COMMANDS = {
-    "identify": (), "next_error": (), "wavelength_coefficients": (),
-    "set_integration_time": ("seconds",), "get_integration_time": (),
-    "set_averages": ("count",), "get_averages": (),
-    "shutter_open": (), "shutter_close": (),
+    "identify": (),
+    "next_error": (),
+    "wavelength_coefficients": (),
+    "set_integration_time": ("seconds",),
+    "get_integration_time": (),
+    "set_averages": ("count",),
+    "get_averages": (),
+    "shutter_open": (),
+    "shutter_close": (),
 }
 #: Commands a dialect may give (``pixel_count`` unless ``[instrument] pixels`` is given).
 OPTIONAL_COMMANDS = {"clear_status": (), "pixel_count": ()}
@@ -73,6 +78,7 @@ class ScpiDialect:
 
 # -- the schema ---------------------------------------------------------------------------------
 
+
 def _printable_ascii(value: str) -> str:
     bad = sorted({c for c in value if not " " <= c <= "~"})
     if bad:
@@ -90,6 +96,7 @@ def _ascii(value: str) -> str:
 
 def _template_checker(needed: tuple[str, ...]):
     """A validator of a command template that must use exactly the fields ``needed`` and fill them in."""
+
     def check(template: str) -> str:
         try:
             used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
@@ -105,6 +112,7 @@ def _template_checker(needed: tuple[str, ...]):
             sample = ", ".join(f"{name} = {_SAMPLE_FIELDS[name]!r}" for name in needed)
             raise ValueError(f"cannot be filled in with {sample} ({type(error).__name__}: {error})") from None
         return template
+
     return check
 
 
@@ -116,8 +124,12 @@ def _ends_with_a_query(commands: list[str]) -> list[str]:
 
 def template(*fields: str) -> Any:
     """A command template (printable ASCII, not blank) using exactly ``fields``."""
-    return Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable_ascii),
-                     AfterValidator(_template_checker(fields))]
+    return Annotated[
+        str,
+        Field(min_length=1, max_length=200),
+        AfterValidator(_printable_ascii),
+        AfterValidator(_template_checker(fields)),
+    ]
 
 
 #: One command without fields, sent as ``str.format`` leaves it (so a brace is written ``{{``).
@@ -158,8 +170,9 @@ class CommandsTable(StrictModel):
     shutter_open: Command
     shutter_close: Command
     setup: Annotated[list[Verbatim], Field(max_length=MAX_COMMAND_LIST)] = []
-    measure: Annotated[list[Verbatim], Field(min_length=1, max_length=MAX_COMMAND_LIST),
-                       AfterValidator(_ends_with_a_query)]
+    measure: Annotated[
+        list[Verbatim], Field(min_length=1, max_length=MAX_COMMAND_LIST), AfterValidator(_ends_with_a_query)
+    ]
 
 
 class DialectDocument(StrictModel):
@@ -172,17 +185,20 @@ class DialectDocument(StrictModel):
     @model_validator(mode="after")
     def _pixel_count(self):
         if self.instrument.pixels is None and self.commands.pixel_count is None:
-            raise field_error(("commands", "pixel_count"),
-                              "missing: give [commands] pixel_count (a query) or [instrument] pixels")
+            raise field_error(
+                ("commands", "pixel_count"), "missing: give [commands] pixel_count (a query) or [instrument] pixels"
+            )
         return self
 
 
 # -- loading --------------------------------------------------------------------------------------
 
+
 def _validate(path: Path, document: dict) -> DialectDocument:
     if not isinstance(document.get("commands"), dict):  # another kind of map: one message, not one per key
-        raise MapError.in_file(path, [("commands", "missing table [commands]: not a SCPI dialect (a SCPI "
-                                                   "dialect has one)")])
+        raise MapError.in_file(
+            path, [("commands", "missing table [commands]: not a SCPI dialect (a SCPI dialect has one)")]
+        )
     try:
         return DialectDocument.model_validate(document)
     except ValidationError as error:

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ from ._errors import LimitError, ReadbackMismatch
 __all__ = ["ScpiSetting", "ModbusValue", "ModbusParameter", "scpi_settings"]
 
 #: A limit: a number, or the name of an attribute of the instrument holding it.
-Bound = Union[int, float, str]
+Bound = int | float | str
 
 
 def _bound(instrument: Any, bound: Bound) -> Any:
@@ -60,6 +61,7 @@ def _unit_suffix(unit: str) -> str:
 
 
 # -- SCPI -----------------------------------------------------------------------------------------
+
 
 class ScpiSetting:
     """A SCPI setting, one line per property::
@@ -79,9 +81,21 @@ class ScpiSetting:
     set through the driver in ``_wanted_<name>`` (``None`` until one is set).
     """
 
-    def __init__(self, command: str, field: str, answer: Callable[[str], Any], *, doc: str, low: Bound,
-                 high: Bound, integer: bool = False, unit: str = "", what: str | None = None,
-                 relative_tolerance: float = 0.0, absolute_tolerance: float = 0.0) -> None:
+    def __init__(
+        self,
+        command: str,
+        field: str,
+        answer: Callable[[str], Any],
+        *,
+        doc: str,
+        low: Bound,
+        high: Bound,
+        integer: bool = False,
+        unit: str = "",
+        what: str | None = None,
+        relative_tolerance: float = 0.0,
+        absolute_tolerance: float = 0.0,
+    ) -> None:
         self.command, self.field, self.answer = command, field, answer
         self.get_key, self.set_key = f"get_{command}", f"set_{command}"
         self.low, self.high = low, high
@@ -104,15 +118,19 @@ class ScpiSetting:
         if self.integer:
             readback = "it must read back exactly"
         else:
-            readback = (f"it must read back within {self.relative_tolerance:.3g} x the value or "
-                        f"{self.absolute_tolerance:g}{_unit_suffix(self.unit)}, whichever is larger")
-        return (f"{self.doc}\n\n"
-                f"Reading asks the instrument (the dialect's ``{self.get_key}``); an absurd answer is a "
-                f"ProtocolError (``{getattr(self.answer, '__name__', 'answer')}``).\n"
-                f"Setting: {kind} within {_bound_text(self.low)}..{_bound_text(self.high)}{unit}, checked "
-                f"before anything is sent (TypeError for another type, LimitError outside the limits); then "
-                f"``{self.set_key}``, the error queue (ScpiError) and a read-back with ``{self.get_key}``: "
-                f"{readback} (ReadbackMismatch). Re-applied on reconnect.")
+            readback = (
+                f"it must read back within {self.relative_tolerance:.3g} x the value or "
+                f"{self.absolute_tolerance:g}{_unit_suffix(self.unit)}, whichever is larger"
+            )
+        return (
+            f"{self.doc}\n\n"
+            f"Reading asks the instrument (the dialect's ``{self.get_key}``); an absurd answer is a "
+            f"ProtocolError (``{getattr(self.answer, '__name__', 'answer')}``).\n"
+            f"Setting: {kind} within {_bound_text(self.low)}..{_bound_text(self.high)}{unit}, checked "
+            f"before anything is sent (TypeError for another type, LimitError outside the limits); then "
+            f"``{self.set_key}``, the error queue (ScpiError) and a read-back with ``{self.get_key}``: "
+            f"{readback} (ReadbackMismatch). Re-applied on reconnect."
+        )
 
     # -- descriptor protocol -----------------------------------------------------------------
     def __get__(self, instrument: Any, owner: type | None = None) -> Any:
@@ -185,6 +203,7 @@ def scpi_settings(cls: type) -> tuple[ScpiSetting, ...]:
 
 # -- Modbus ---------------------------------------------------------------------------------------
 
+
 class ModbusValue:
     """A read-only analog parameter of a Modbus controller, named by its register (or a function of the map).
 
@@ -206,8 +225,10 @@ class ModbusValue:
         return f"register ``{self.register}``" if isinstance(self.register, str) else "the register the map names"
 
     def _build_doc(self) -> str:
-        return (f"{self.doc}\n\nRead-only: {self._register_text()}, decoded as the map says; a value outside "
-                "the register's min..max in the map is refused and read again.")
+        return (
+            f"{self.doc}\n\nRead-only: {self._register_text()}, decoded as the map says; a value outside "
+            "the register's min..max in the map is refused and read again."
+        )
 
     def register_of(self, instrument: Any):
         """The :class:`~drivers._register_map.Register` of this parameter in the instrument's map."""
@@ -235,9 +256,18 @@ class ModbusParameter(ModbusValue):
     ``what`` names the parameter in messages, ``unit`` follows its numbers.
     """
 
-    def __init__(self, register: str | Callable[[Any], str], doc: str, *, what: str, unit: str = "",
-                 low: Bound | None = None, high: Bound | None = None, off: float | None = None,
-                 off_allows: str = "values") -> None:
+    def __init__(
+        self,
+        register: str | Callable[[Any], str],
+        doc: str,
+        *,
+        what: str,
+        unit: str = "",
+        low: Bound | None = None,
+        high: Bound | None = None,
+        off: float | None = None,
+        off_allows: str = "values",
+    ) -> None:
         super().__init__(register, doc)
         self.what, self.unit = what, unit
         self.low, self.high, self.off, self.off_allows = low, high, off, off_allows
@@ -261,14 +291,18 @@ class ModbusParameter(ModbusValue):
             station = ""
         text = f"a finite value {station}within the register's min..max in the map"
         if self.off is not None:
-            text += (f"; {self.off:g} (off) only when {_bound_text(self.high) if self.high is not None else 'it'} "
-                     "is infinite")
+            text += (
+                f"; {self.off:g} (off) only when {_bound_text(self.high) if self.high is not None else 'it'} "
+                "is infinite"
+            )
         return text + ", else LimitError and nothing is sent"
 
     def _build_doc(self) -> str:
         how = f"written by :meth:`{self.setter_name}`" if self.setter_name else "written by the driver"
-        return (f"{self.doc}\n\n{self._register_text().capitalize()}, {how}: {self._limits_text()}; "
-                "every write is read back at the instrument's resolution (ReadbackMismatch).")
+        return (
+            f"{self.doc}\n\n{self._register_text().capitalize()}, {how}: {self._limits_text()}; "
+            "every write is read back at the instrument's resolution (ReadbackMismatch)."
+        )
 
     def __set__(self, instrument: Any, value: Any) -> None:
         hint = f"; call {self.setter_name}()" if self.setter_name else ""
@@ -298,8 +332,10 @@ class ModbusParameter(ModbusValue):
         if not math.isfinite(number) or number < low:
             raise LimitError(f"{self.what} {value!r}{unit} is not a finite value >= {low:g}; nothing was sent")
         if number == self.off and math.isfinite(station_high):
-            raise LimitError(f"{self.what} {self.off:g} (off) would allow {self.off_allows} above "
-                             f"{station_high:g}{unit}; nothing was sent")
+            raise LimitError(
+                f"{self.what} {self.off:g} (off) would allow {self.off_allows} above "
+                f"{station_high:g}{unit}; nothing was sent"
+            )
         if number > high:
             raise LimitError(f"{self.what} {number:g}{unit} is above the limit {high:g}{unit}; nothing was sent")
         return register, number
@@ -316,10 +352,13 @@ class ModbusParameter(ModbusValue):
     def setter(self, name: str, parameter: str, doc: str = "") -> Callable[..., None]:
         """The public method ``name(value)`` that sets this parameter (``parameter``: its argument's name)."""
         descriptor = self
-        signature = inspect.Signature([
-            inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-            inspect.Parameter(parameter, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=float),
-        ], return_annotation=None)
+        signature = inspect.Signature(
+            [
+                inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+                inspect.Parameter(parameter, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=float),
+            ],
+            return_annotation=None,
+        )
 
         def set_parameter(instrument, *args, **kwargs) -> None:
             value = signature.bind(instrument, *args, **kwargs).arguments[parameter]
@@ -332,6 +371,8 @@ class ModbusParameter(ModbusValue):
         set_parameter.__qualname__ = name
         set_parameter.__signature__ = signature  # type: ignore[attr-defined]
         self._setter_function = set_parameter
-        set_parameter.__doc__ = (f"Set the {self.what}{unit} ({self._register_text()}), and read it back.\n\n"
-                                 f"Accepted: {self._limits_text()}." + (f" {doc}" if doc else ""))
+        set_parameter.__doc__ = (
+            f"Set the {self.what}{unit} ({self._register_text()}), and read it back.\n\n"
+            f"Accepted: {self._limits_text()}." + (f" {doc}" if doc else "")
+        )
         return set_parameter

@@ -19,8 +19,14 @@ import os
 import stat
 import tomllib
 
-__all__ = ["MAX_TEXT_FILE_BYTES", "UnreadableFileError", "is_regular_file", "read_small_text_file",
-           "read_small_toml_file", "shorten"]
+__all__ = [
+    "MAX_TEXT_FILE_BYTES",
+    "UnreadableFileError",
+    "is_regular_file",
+    "read_small_text_file",
+    "read_small_toml_file",
+    "shorten",
+]
 
 #: Largest station, recipe, map, scenario or standards file read (the shipped ones are a few kB).
 MAX_TEXT_FILE_BYTES = 1 << 20
@@ -47,7 +53,7 @@ def shorten(text: str, limit: int = 80) -> str:
     """``text`` cut to about ``limit`` characters for an error message, saying how long it was."""
     if len(text) <= limit:
         return text
-    return f"{text[:limit // 2]}...{text[-limit // 4:]} ({len(text)} characters)"
+    return f"{text[: limit // 2]}...{text[-limit // 4 :]} ({len(text)} characters)"
 
 
 def _kind_of(mode: int) -> str:
@@ -149,4 +155,3 @@ def read_small_toml_file(path: str | os.PathLike, *, max_bytes: int = MAX_TEXT_F
         raise UnreadableFileError(path, "not valid TOML here: arrays or tables nested too deeply") from None
     except ValueError as error:  # e.g. an integer of more than 4300 digits
         raise UnreadableFileError(path, f"not valid TOML here: {shorten(str(error), 120)}") from None
-

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, ReadbackMismatch
 from ._modbus import InvalidAnswer, ModbusLink
@@ -58,16 +59,25 @@ class FurnaceStatus:
     pv_out_of_range: bool = False
 
     @classmethod
-    def from_word(cls, raw: int, bits: dict[str, int]) -> "FurnaceStatus":
+    def from_word(cls, raw: int, bits: dict[str, int]) -> FurnaceStatus:
         """Decode a 16-bit status word given ``{flag: bit number}``."""
-        return cls(raw=raw, **{flag: bool(raw >> bit & 1) for flag, bit in bits.items()
-                               if flag in _STATUS_FIELDS})
+        return cls(raw=raw, **{flag: bool(raw >> bit & 1) for flag, bit in bits.items() if flag in _STATUS_FIELDS})
 
     @property
     def any_alarm(self) -> bool:
         """Any alarm output, or a sensor, loop, heater or range fault."""
-        return any((self.alarm_1, self.alarm_2, self.alarm_3, self.alarm_4, self.sensor_break,
-                    self.loop_break, self.heater_fail, self.pv_out_of_range))
+        return any(
+            (
+                self.alarm_1,
+                self.alarm_2,
+                self.alarm_3,
+                self.alarm_4,
+                self.sensor_break,
+                self.loop_break,
+                self.heater_fail,
+                self.pv_out_of_range,
+            )
+        )
 
 
 _STATUS_FIELDS = {f.name for f in fields(FurnaceStatus)} - {"raw"}
@@ -107,21 +117,46 @@ class Eurotherm:
     setpoint_C = ModbusValue(lambda m: m.target_setpoint, "Target setpoint the controller is heading for, C.")
     working_setpoint_C = ModbusValue("working_setpoint", "Working (rate-limited) setpoint in use now, C.")
     output_percent = ModbusValue("output_power", "Heater output, percent.")
-    rate_limit_C_per_min = ModbusParameter("setpoint_rate_limit", "Setpoint rate limit, C/min; 0 = off.",
-                                           what="rate limit", unit="C/min", high="max_rate_C_per_min", off=0.0,
-                                           off_allows="ramps")
-    _live_setpoint_C = ModbusParameter(lambda m: m.live_setpoint, "Live (comms) setpoint, C: set_setpoint writes it.",
-                                       what="setpoint", unit="C", low="min_setpoint_C", high="max_temperature_C")
+    rate_limit_C_per_min = ModbusParameter(
+        "setpoint_rate_limit",
+        "Setpoint rate limit, C/min; 0 = off.",
+        what="rate limit",
+        unit="C/min",
+        high="max_rate_C_per_min",
+        off=0.0,
+        off_allows="ramps",
+    )
+    _live_setpoint_C = ModbusParameter(
+        lambda m: m.live_setpoint,
+        "Live (comms) setpoint, C: set_setpoint writes it.",
+        what="setpoint",
+        unit="C",
+        low="min_setpoint_C",
+        high="max_temperature_C",
+    )
     set_rate_limit = rate_limit_C_per_min.setter(
-        "set_rate_limit", "value_C_per_min",
-        "With the limit off the controller steps to a new setpoint at any rate.")
+        "set_rate_limit", "value_C_per_min", "With the limit off the controller steps to a new setpoint at any rate."
+    )
 
-    def __init__(self, port: str, address: int = 1, baudrate: int = 9600, model: str | None = None,
-                 register_map: str | Path | None = None, max_temperature_C: float = 1200.0,
-                 max_rate_C_per_min: float = 20.0, timeout_s: float = 0.2, retries: int = 3, *,
-                 min_setpoint_C: float = 0.0, safe_setpoint_C: float = 20.0,
-                 safe_rate_C_per_min: float | None = None, late_answer_s: float | None = None,
-                 answer_guard_s: float | None = None, serial_factory=None) -> None:
+    def __init__(
+        self,
+        port: str,
+        address: int = 1,
+        baudrate: int = 9600,
+        model: str | None = None,
+        register_map: str | Path | None = None,
+        max_temperature_C: float = 1200.0,
+        max_rate_C_per_min: float = 20.0,
+        timeout_s: float = 0.2,
+        retries: int = 3,
+        *,
+        min_setpoint_C: float = 0.0,
+        safe_setpoint_C: float = 20.0,
+        safe_rate_C_per_min: float | None = None,
+        late_answer_s: float | None = None,
+        answer_guard_s: float | None = None,
+        serial_factory=None,
+    ) -> None:
         if model is None and register_map is None:
             model = "2400"
         self.register_map = resolve_register_map(model, register_map)
@@ -139,8 +174,16 @@ class Eurotherm:
         poll = (*_POLL_REGISTERS, self.register_map.target_setpoint)
         self._poll_blocks = self.register_map.blocks(poll)
         self._block_of = {register.name: block for block in self._poll_blocks for register in block}
-        self._link = ModbusLink(port, address, baudrate, timeout_s, retries, serial_factory,
-                                answer_guard_s=answer_guard_s, late_answer_s=late_answer_s)
+        self._link = ModbusLink(
+            port,
+            address,
+            baudrate,
+            timeout_s,
+            retries,
+            serial_factory,
+            answer_guard_s=answer_guard_s,
+            late_answer_s=late_answer_s,
+        )
         self._link.on_reopen = self._forget_scaling
         self._link.open()
 
@@ -164,8 +207,10 @@ class Eurotherm:
         reading = self.read_all()
         if math.isnan(reading.temperature_C):
             status = reading.status
-            raise SensorFault(f"PV not valid: sensor_break={status.sensor_break}, "
-                              f"pv_out_of_range={status.pv_out_of_range} (status 0x{status.raw:04X})")
+            raise SensorFault(
+                f"PV not valid: sensor_break={status.sensor_break}, "
+                f"pv_out_of_range={status.pv_out_of_range} (status 0x{status.raw:04X})"
+            )
         return reading.temperature_C
 
     def read_all(self) -> FurnaceReading:
@@ -192,11 +237,17 @@ class Eurotherm:
                 if status != before:
                     problem = f"status word 0x{before.raw:04X} before the values, 0x{status.raw:04X} after"
                 elif pv_valid and not pv_register.in_range(temperature):
-                    problem = (f"PV reads {temperature!r}, outside {pv_register.valid_range}, "
-                               "and the status does not say so")
+                    problem = (
+                        f"PV reads {temperature!r}, outside {pv_register.valid_range}, and the status does not say so"
+                    )
                 else:
-                    return FurnaceReading(temperature if pv_valid else math.nan, values[m.target_setpoint],
-                                          values["working_setpoint"], values["output_power"], status)
+                    return FurnaceReading(
+                        temperature if pv_valid else math.nan,
+                        values[m.target_setpoint],
+                        values["working_setpoint"],
+                        values["output_power"],
+                        status,
+                    )
         raise ProtocolError(f"poll: no consistent reading in {1 + self._link.retries} polls: {problem}")
 
     # -- writes -------------------------------------------------------------------
@@ -250,7 +301,7 @@ class Eurotherm:
         """Close the serial port. The controller keeps running on its own."""
         self._link.close()
 
-    def __enter__(self) -> "Eurotherm":
+    def __enter__(self) -> Eurotherm:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -279,20 +330,23 @@ class Eurotherm:
                 first, second = read(), read()
                 if first == second:
                     return second
-        raise ProtocolError(f"{what} read differently twice in a row, {1 + self._link.retries} times "
-                            f"(last {first!r}, then {second!r})")
+        raise ProtocolError(
+            f"{what} read differently twice in a row, {1 + self._link.retries} times (last {first!r}, then {second!r})"
+        )
 
     def _read_word(self, register: Register, *, fresh: bool = True) -> int:
         def check(words: list[int]) -> int:
             if not register.in_range(words[0]):
                 raise InvalidAnswer(f"{register.name} reads {words[0]}, outside {register.valid_range}")
             return words[0]
+
         return self._link.read_registers(register.address, 1, f"read {register.name}", check, fresh=fresh)
 
     def _read_status(self) -> FurnaceStatus:
         """One read of the status word; callers read it twice and compare instead of waiting out late answers."""
-        return FurnaceStatus.from_word(self._read_word(self.register_map["status_word"], fresh=False),
-                                       dict(self.register_map.status_bits))
+        return FurnaceStatus.from_word(
+            self._read_word(self.register_map["status_word"], fresh=False), dict(self.register_map.status_bits)
+        )
 
     def _read_analog(self, register: Register) -> float:
         """One analog value: with its poll block if it has one (an answer of a shape no other request gets)."""
@@ -327,9 +381,12 @@ class Eurotherm:
                 if not math.isfinite(value):
                     raise InvalidAnswer(f"{register.name} reads {value!r}, not a number")
                 if register.name != "process_value" and not register.in_range(value):
-                    raise InvalidAnswer(f"{register.name} reads {value!r}, outside {register.valid_range}: "
-                                        "not an answer of this register")
+                    raise InvalidAnswer(
+                        f"{register.name} reads {value!r}, outside {register.valid_range}: "
+                        "not an answer of this register"
+                    )
             return values
+
         return self._link.read_registers(address, count, f"read {names}", check)
 
     def _quantize(self, register: Register, value: float) -> float:
@@ -337,7 +394,7 @@ class Eurotherm:
         if self.register_map.area == "float":
             return struct.unpack(">f", struct.pack(">f", value))[0]
         decimals = self._decimals_of(register)
-        return round(value * 10 ** decimals) / 10 ** decimals
+        return round(value * 10**decimals) / 10**decimals
 
     def _write_analog(self, register: Register, value: float) -> None:
         """Write one analog register and read it back."""
@@ -349,8 +406,9 @@ class Eurotherm:
             raw = round(value * 10 ** self._decimals_of(register))
             if not -0x8000 <= raw <= 0x7FFF:
                 raise LimitError(f"{what}: {value!r} does not fit a 16-bit register; nothing was sent")
-            self._link.write_register(register.address, raw & 0xFFFF, what,
-                                      functioncode=self.register_map.single_write_function)
+            self._link.write_register(
+                register.address, raw & 0xFFFF, what, functioncode=self.register_map.single_write_function
+            )
         self._expect(register, self._quantize(register, value), register)
 
     def _expect(self, register: Register, expected: float, written: Register) -> None:
@@ -364,9 +422,11 @@ class Eurotherm:
             return
         rate = self.rate_limit_C_per_min
         if not 0 < rate <= self.max_rate_C_per_min:
-            raise LimitError(f"controller rate limit is {rate:g} C/min (0 = off); it must be on and <= "
-                             f"{self.max_rate_C_per_min:g} C/min before a setpoint is sent: call set_rate_limit; "
-                             "no setpoint was written")
+            raise LimitError(
+                f"controller rate limit is {rate:g} C/min (0 = off); it must be on and <= "
+                f"{self.max_rate_C_per_min:g} C/min before a setpoint is sent: call set_rate_limit; "
+                "no setpoint was written"
+            )
 
     def _write_setpoint(self, live: Register, value_C: float) -> None:
         """Write the live setpoint, read it back, and check the controller uses it."""
@@ -380,8 +440,8 @@ class Eurotherm:
     def _ensure_auto(self) -> None:
         register = self.register_map["auto_manual"]
         if self._read_word(register) != 0:
-            self._link.write_register(register.address, 0, "write auto_manual",
-                                      functioncode=self.register_map.single_write_function)
+            self._link.write_register(
+                register.address, 0, "write auto_manual", functioncode=self.register_map.single_write_function
+            )
             if self._read_word(register) != 0:
                 raise ReadbackMismatch("wrote auto (0) to auto_manual; it reads back manual")
-

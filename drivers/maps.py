@@ -17,8 +17,17 @@ from pathlib import Path
 
 from ._text_file import UnreadableFileError, is_regular_file, read_small_toml_file, shorten
 
-__all__ = ["MapError", "MAX_EXTENDS_DEPTH", "hardware_dir", "maps_dir", "known_maps", "find_map", "load_map",
-           "find_parent_map", "deep_merge"]
+__all__ = [
+    "MapError",
+    "MAX_EXTENDS_DEPTH",
+    "hardware_dir",
+    "maps_dir",
+    "known_maps",
+    "find_map",
+    "load_map",
+    "find_parent_map",
+    "deep_merge",
+]
 
 #: Most maps in one ``extends`` chain, the map itself included (a guard against runaway chains).
 MAX_EXTENDS_DEPTH = 8
@@ -38,7 +47,7 @@ class MapError(ValueError):
         self.problems = tuple(problems)
 
     @classmethod
-    def in_file(cls, path: str | os.PathLike, problems) -> "MapError":
+    def in_file(cls, path: str | os.PathLike, problems) -> MapError:
         """The error of the map file ``path``; ``problems`` are ``(field, problem)`` pairs."""
         lines = tuple(f"{field}: {problem}" for field, problem in problems)
         where = shorten(os.fspath(path), 512)
@@ -60,8 +69,11 @@ def maps_dir() -> Path:
 
 def known_maps(required_table: str | None = None) -> list[str]:
     """Names of the readable maps in :func:`maps_dir`; only those with ``required_table`` if given."""
-    return [path.stem for path in sorted(maps_dir().glob("*.toml"))
-            if required_table is None or _has_table(path, required_table)]
+    return [
+        path.stem
+        for path in sorted(maps_dir().glob("*.toml"))
+        if required_table is None or _has_table(path, required_table)
+    ]
 
 
 def _has_table(path: Path, table: str) -> bool:
@@ -85,8 +97,7 @@ def _has_table(path: Path, table: str) -> bool:
     return False
 
 
-def find_map(name_or_path: str | os.PathLike, kind: str = "instrument map",
-             required_table: str | None = None) -> Path:
+def find_map(name_or_path: str | os.PathLike, kind: str = "instrument map", required_table: str | None = None) -> Path:
     """Resolve a map given as a path to a TOML file or as a bare name in ``hardware/maps``.
 
     ``kind`` ("register map", "SCPI dialect") and ``required_table`` (the table
@@ -115,8 +126,9 @@ def load_map(name_or_path: str | os.PathLike) -> dict:
         raise MapError(str(error)) from None
 
 
-def find_parent_map(child: str | os.PathLike, name: str, kind: str = "instrument map",
-                    required_table: str | None = None) -> Path:
+def find_parent_map(
+    child: str | os.PathLike, name: str, kind: str = "instrument map", required_table: str | None = None
+) -> Path:
     """The map that ``extends = name`` in the map file ``child`` names.
 
     A name ending in ``.toml`` is a path, relative to the child's folder; a bare
@@ -135,8 +147,10 @@ def find_parent_map(child: str | os.PathLike, name: str, kind: str = "instrument
                     return candidate
     except UnreadableFileError as error:
         raise MapError(f"{kind} {shorten(name)!r}: {error.problem}") from None
-    raise MapError(f"no {kind} {shorten(name)!r} beside this file or in {shorten(str(maps_dir()))} "
-                   f"(known: {', '.join(known_maps(required_table)) or 'none'})")
+    raise MapError(
+        f"no {kind} {shorten(name)!r} beside this file or in {shorten(str(maps_dir()))} "
+        f"(known: {', '.join(known_maps(required_table)) or 'none'})"
+    )
 
 
 def deep_merge(parent: dict, child: dict) -> dict:

@@ -34,7 +34,8 @@ import select
 import socket
 import threading
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import pyvisa
@@ -46,8 +47,14 @@ from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError
 from ._scpi_dialect import MAX_PIXELS, ScpiDialect, load_dialect
 from ._settings import ScpiSetting, scpi_settings
 
-__all__ = ["ScpiSpectrometer", "ScpiError", "PIXEL_COUNT_RANGE", "INTEGRATION_TIME_RANGE_S", "AVERAGES_RANGE",
-           "WAVELENGTH_RANGE_NM"]
+__all__ = [
+    "ScpiSpectrometer",
+    "ScpiError",
+    "PIXEL_COUNT_RANGE",
+    "INTEGRATION_TIME_RANGE_S",
+    "AVERAGES_RANGE",
+    "WAVELENGTH_RANGE_NM",
+]
 
 # Physical ranges of what an array spectrometer can answer. An answer outside them is a ProtocolError:
 # no detector has it, so it is a firmware, line or configuration fault, never data.
@@ -130,12 +137,14 @@ def wavelength_axis_from(answer: str, pixels: int) -> tuple[tuple[float, float, 
     """
     parts = answer.split(",")
     if len(parts) != 4 or not all(_NUMBER.fullmatch(part.strip()) for part in parts):
-        raise ProtocolError(f"wavelength coefficients: instrument answered {_shown(answer)}, "
-                            "expected 4 numbers c0,c1,c2,c3")
+        raise ProtocolError(
+            f"wavelength coefficients: instrument answered {_shown(answer)}, expected 4 numbers c0,c1,c2,c3"
+        )
     coefficients = tuple(float(part) for part in parts)
     if not all(math.isfinite(c) for c in coefficients):
-        raise ProtocolError(f"wavelength coefficients: instrument answered {_shown(answer)}, "
-                            "expected 4 finite numbers c0,c1,c2,c3")
+        raise ProtocolError(
+            f"wavelength coefficients: instrument answered {_shown(answer)}, expected 4 finite numbers c0,c1,c2,c3"
+        )
     c0, c1, c2, c3 = coefficients
     index = np.arange(pixels, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -143,18 +152,24 @@ def wavelength_axis_from(answer: str, pixels: int) -> tuple[tuple[float, float, 
     low, high = WAVELENGTH_RANGE_NM
     said = f"wavelength coefficients {_shown(answer)} give"
     if not np.isfinite(wavelengths_nm).all():
-        raise ProtocolError(f"{said} a non-finite wavelength axis over pixels 0-{pixels - 1}; "
-                            f"expected wavelengths within {low:g}-{high:g} nm")
+        raise ProtocolError(
+            f"{said} a non-finite wavelength axis over pixels 0-{pixels - 1}; "
+            f"expected wavelengths within {low:g}-{high:g} nm"
+        )
     outside = (wavelengths_nm < low) | (wavelengths_nm > high)
     if outside.any():
-        raise ProtocolError(f"{said} wavelengths {wavelengths_nm.min():.6g}-{wavelengths_nm.max():.6g} nm "
-                            f"over pixels 0-{pixels - 1}; expected all within {low:g}-{high:g} nm")
+        raise ProtocolError(
+            f"{said} wavelengths {wavelengths_nm.min():.6g}-{wavelengths_nm.max():.6g} nm "
+            f"over pixels 0-{pixels - 1}; expected all within {low:g}-{high:g} nm"
+        )
     steps = np.diff(wavelengths_nm)
     if not ((steps > 0).all() or (steps < 0).all()):
         direction = np.sign(steps[0])
         first_bad = 0 if direction == 0 else int(np.flatnonzero(np.sign(steps) != direction)[0])
-        raise ProtocolError(f"{said} a wavelength axis that turns or stalls between pixels {first_bad} and "
-                            f"{first_bad + 1}; expected it strictly monotonic over pixels 0-{pixels - 1}")
+        raise ProtocolError(
+            f"{said} a wavelength axis that turns or stalls between pixels {first_bad} and "
+            f"{first_bad + 1}; expected it strictly monotonic over pixels 0-{pixels - 1}"
+        )
     return coefficients, wavelengths_nm  # type: ignore[return-value]
 
 
@@ -168,9 +183,11 @@ def check_counts(counts: np.ndarray, full_scale_counts: float) -> None:
     outside = ~((counts >= 0.0) & (counts <= full_scale_counts))
     if outside.any():
         bad = np.flatnonzero(outside)
-        raise ProtocolError(f"{bad.size} count(s) outside 0-{full_scale_counts:g} (first at pixel {bad[0]}: "
-                            f"{float(counts[bad[0]]):g}); a {full_scale_counts:g}-count detector reads 0 to "
-                            "full scale, full scale meaning saturated")
+        raise ProtocolError(
+            f"{bad.size} count(s) outside 0-{full_scale_counts:g} (first at pixel {bad[0]}: "
+            f"{float(counts[bad[0]]):g}); a {full_scale_counts:g}-count detector reads 0 to "
+            "full scale, full scale meaning saturated"
+        )
 
 
 class _Deadline:
@@ -194,17 +211,30 @@ class ScpiSpectrometer:
     absurdly). Use as a context manager or call :meth:`close`.
     """
 
-    def __init__(self, resource: str, visa_library: str = "@py", dialect: str = "scpi-spectrometer",
-                 timeout_s: float = 5.0, min_integration_time_s: float = 0.001,
-                 max_integration_time_s: float = 60.0, max_averages: int = 100_000):
+    def __init__(
+        self,
+        resource: str,
+        visa_library: str = "@py",
+        dialect: str = "scpi-spectrometer",
+        timeout_s: float = 5.0,
+        min_integration_time_s: float = 0.001,
+        max_integration_time_s: float = 60.0,
+        max_averages: int = 100_000,
+    ):
         shortest, longest = INTEGRATION_TIME_RANGE_S
         if not (shortest <= min_integration_time_s <= max_integration_time_s <= longest):
-            raise ValueError(f"need {shortest:g} <= min_integration_time_s <= max_integration_time_s <= "
-                             f"{longest:g}, got {min_integration_time_s!r}, {max_integration_time_s!r}")
-        if isinstance(max_averages, bool) or not isinstance(max_averages, int) or \
-                not AVERAGES_RANGE[0] <= max_averages <= AVERAGES_RANGE[1]:
-            raise ValueError(f"max_averages must be an integer {AVERAGES_RANGE[0]}-{AVERAGES_RANGE[1]}, "
-                             f"got {max_averages!r}")
+            raise ValueError(
+                f"need {shortest:g} <= min_integration_time_s <= max_integration_time_s <= "
+                f"{longest:g}, got {min_integration_time_s!r}, {max_integration_time_s!r}"
+            )
+        if (
+            isinstance(max_averages, bool)
+            or not isinstance(max_averages, int)
+            or not AVERAGES_RANGE[0] <= max_averages <= AVERAGES_RANGE[1]
+        ):
+            raise ValueError(
+                f"max_averages must be an integer {AVERAGES_RANGE[0]}-{AVERAGES_RANGE[1]}, got {max_averages!r}"
+            )
         if not (timeout_s > 0.0 and math.isfinite(timeout_s)):
             raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
         self.resource = resource
@@ -216,8 +246,10 @@ class ScpiSpectrometer:
         self._dialect: ScpiDialect = load_dialect(dialect)
         fixed = self._dialect.fixed_pixels
         if fixed is not None and not PIXEL_COUNT_RANGE[0] <= fixed <= PIXEL_COUNT_RANGE[1]:
-            raise ValueError(f"dialect {self._dialect.name!r} fixes {fixed} pixels; "
-                             f"expected {PIXEL_COUNT_RANGE[0]}-{PIXEL_COUNT_RANGE[1]}")
+            raise ValueError(
+                f"dialect {self._dialect.name!r} fixes {fixed} pixels; "
+                f"expected {PIXEL_COUNT_RANGE[0]}-{PIXEL_COUNT_RANGE[1]}"
+            )
         self._lock = threading.RLock()
         self._rm: pyvisa.ResourceManager | None = None
         self._res = None
@@ -269,12 +301,25 @@ class ScpiSpectrometer:
         return self._res is not None
 
     integration_time_s = ScpiSetting(
-        "integration_time", "seconds", integration_time_from, unit="s", low="min_integration_time_s",
-        high="max_integration_time_s", relative_tolerance=1e-3, absolute_tolerance=1e-6,
-        doc="Integration time (s) per scan, as the instrument reports it.")
+        "integration_time",
+        "seconds",
+        integration_time_from,
+        unit="s",
+        low="min_integration_time_s",
+        high="max_integration_time_s",
+        relative_tolerance=1e-3,
+        absolute_tolerance=1e-6,
+        doc="Integration time (s) per scan, as the instrument reports it.",
+    )
     averages = ScpiSetting(
-        "averages", "count", averages_from, integer=True, low=AVERAGES_RANGE[0], high="max_averages",
-        doc="Number of scans the instrument averages into one spectrum.")
+        "averages",
+        "count",
+        averages_from,
+        integer=True,
+        low=AVERAGES_RANGE[0],
+        high="max_averages",
+        doc="Number of scans the instrument averages into one spectrum.",
+    )
 
     def acquire(self) -> np.ndarray:
         """One spectrum with the shutter open: raw counts (float64, one per pixel), averaged as set."""
@@ -334,7 +379,7 @@ class ScpiSpectrometer:
         with self._lock:
             self._drop()
 
-    def __enter__(self) -> "ScpiSpectrometer":
+    def __enter__(self) -> ScpiSpectrometer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -351,8 +396,12 @@ class ScpiSpectrometer:
             if self._rm is None:
                 self._rm = pyvisa.ResourceManager(self.visa_library)
             self._res = self._rm.open_resource(
-                self.resource, read_termination=d.read_termination, write_termination=d.write_termination,
-                timeout=self._ms(self.timeout_s), open_timeout=self._ms(self.timeout_s))
+                self.resource,
+                read_termination=d.read_termination,
+                write_termination=d.write_termination,
+                timeout=self._ms(self.timeout_s),
+                open_timeout=self._ms(self.timeout_s),
+            )
         except Exception as error:
             self._res = None
             raise NotConnected(f"cannot open {self.resource}: {error}") from error
@@ -363,11 +412,13 @@ class ScpiSpectrometer:
             self._ident = self._query(d.command("identify"))
             pixels = d.fixed_pixels or pixel_count_from(self._query(d.command("pixel_count")))
             if self._pixels and pixels != self._pixels:
-                raise InstrumentError(f"pixel count changed from {self._pixels} to {pixels} across reconnect: "
-                                      "a different instrument?")
+                raise InstrumentError(
+                    f"pixel count changed from {self._pixels} to {pixels} across reconnect: a different instrument?"
+                )
             self._pixels = pixels
             self._coefficients, self._wavelengths_nm = wavelength_axis_from(
-                self._query(d.command("wavelength_coefficients")), pixels)
+                self._query(d.command("wavelength_coefficients")), pixels
+            )
             self._set_shutter(True)
             for setting in scpi_settings(type(self)):  # integration time, then averages
                 setting.reapply(self)
@@ -404,11 +455,15 @@ class ScpiSpectrometer:
         """
         seconds, low, high = self._integration_time_s, self.min_integration_time_s, self.max_integration_time_s
         if not (low - max(1e-6, 1e-3 * low) <= seconds <= high + max(1e-6, 1e-3 * high)):
-            raise LimitError(f"the instrument's integration time {seconds:g} s is outside the limits "
-                             f"{low:g}-{high:g} s; nothing measured (set integration_time_s)")
+            raise LimitError(
+                f"the instrument's integration time {seconds:g} s is outside the limits "
+                f"{low:g}-{high:g} s; nothing measured (set integration_time_s)"
+            )
         if self._averages > self.max_averages:
-            raise LimitError(f"the instrument averages {self._averages} scans, more than the limit "
-                             f"{self.max_averages}; nothing measured (set averages)")
+            raise LimitError(
+                f"the instrument averages {self._averages} scans, more than the limit "
+                f"{self.max_averages}; nothing measured (set averages)"
+            )
 
     def _set_shutter(self, is_open: bool) -> None:
         command = self._dialect.command("shutter_open" if is_open else "shutter_close")
@@ -462,7 +517,7 @@ class ScpiSpectrometer:
         except ProtocolError as error:
             # The whole block came off the line (header, payload, terminator): nothing to drain.
             framed = len(pieces) == 3 and pieces[-1].endswith(terminator)
-            raise self._malformed(error, drain=not framed)
+            raise self._malformed(error, drain=not framed) from error
         check_counts(counts, self.full_scale_counts)
         return counts
 
@@ -474,26 +529,32 @@ class ScpiSpectrometer:
             try:
                 chunk = self._receive(_TEXT_CHUNK_BYTES, deadline)
             except _Timeout:
-                raise self._late(deadline, f"the answer to {command!r}", len(raw),
-                                 f"its terminator {terminator!r}") from None
+                raise self._late(
+                    deadline, f"the answer to {command!r}", len(raw), f"its terminator {terminator!r}"
+                ) from None
             search_from = max(0, len(raw) - len(terminator) + 1)
             raw += chunk
             end = raw.find(terminator, search_from) if terminator else len(raw)
             if end >= 0:
                 break
             if len(raw) > _MAX_TEXT_ANSWER_BYTES:
-                raise self._malformed(ProtocolError(
-                    f"answer to {command!r} longer than {_MAX_TEXT_ANSWER_BYTES} bytes without its terminator "
-                    f"{terminator!r}: {bytes(raw[:40])!r}..."))
-        extra = raw[end + len(terminator):]
+                raise self._malformed(
+                    ProtocolError(
+                        f"answer to {command!r} longer than {_MAX_TEXT_ANSWER_BYTES} bytes without its terminator "
+                        f"{terminator!r}: {bytes(raw[:40])!r}..."
+                    )
+                )
+        extra = raw[end + len(terminator) :]
         if extra:
-            raise self._malformed(ProtocolError(
-                f"answer to {command!r} followed by {len(extra)} unexpected bytes: {bytes(extra[:40])!r}"))
+            raise self._malformed(
+                ProtocolError(f"answer to {command!r} followed by {len(extra)} unexpected bytes: {bytes(extra[:40])!r}")
+            )
         try:
             return raw[:end].decode("ascii").strip()
         except UnicodeDecodeError:
-            raise self._malformed(ProtocolError(f"answer to {command!r} is not ASCII text: {bytes(raw[:40])!r}"),
-                                  drain=False) from None
+            raise self._malformed(
+                ProtocolError(f"answer to {command!r} is not ASCII text: {bytes(raw[:40])!r}"), drain=False
+            ) from None
 
     def _late(self, deadline: _Deadline, what: str, received: int, waiting_for: str) -> NotConnected:
         """Close the session after ``what`` was not whole by its deadline; the NotConnected to raise."""
@@ -504,8 +565,10 @@ class ScpiSpectrometer:
         elif received == 0:
             reason = f"no answer in time ({deadline.seconds:g} s)"
         else:
-            reason = (f"{what} was not whole by its deadline ({deadline.seconds:g} s after the command): "
-                      f"{received} bytes arrived, still waiting for {waiting_for} (a short or trickled answer)")
+            reason = (
+                f"{what} was not whole by its deadline ({deadline.seconds:g} s after the command): "
+                f"{received} bytes arrived, still waiting for {waiting_for} (a short or trickled answer)"
+            )
         return NotConnected(f"{self.resource}: {reason}; session closed, call reconnect()")
 
     def _malformed(self, error: ProtocolError, drain: bool = True) -> InstrumentError:
@@ -517,8 +580,9 @@ class ScpiSpectrometer:
         """
         if not drain or self._drain():
             return error
-        lost = NotConnected(f"{self.resource}: {error}; the line did not go quiet after it, "
-                            "session closed, call reconnect()")
+        lost = NotConnected(
+            f"{self.resource}: {error}; the line did not go quiet after it, session closed, call reconnect()"
+        )
         lost.__cause__ = error
         return lost
 
@@ -588,7 +652,7 @@ class ScpiSpectrometer:
             count = min(max_bytes, _GENERIC_READ_BYTES)
             try:
                 with res.ignore_warning(constants.StatusCode.success_max_count_read):  # as pyvisa's read_bytes
-                    data, _ = self._io(lambda: res.visalib.read(res.session, count), drop_on_timeout=False)
+                    data, _ = self._io(lambda count=count: res.visalib.read(res.session, count), drop_on_timeout=False)
             finally:
                 if self._res is not None:
                     res.timeout = self._ms(self.timeout_s)

@@ -28,8 +28,9 @@ class Damaged:
     source: Path  # the good file it is a copy of
 
 
-def damaged_copies(make_good: Callable[[str], Path], folder: Path, *, seed: int = 7, metadata_flips: int = 8,
-                   raw_flips: int = 3) -> list[Damaged]:
+def damaged_copies(
+    make_good: Callable[[str], Path], folder: Path, *, seed: int = 7, metadata_flips: int = 8, raw_flips: int = 3
+) -> list[Damaged]:
     """Damaged copies in ``folder``, each of its own good trial ``make_good(name)`` (so trial ids differ).
 
     Returns them with the good file each came from kept beside as ``Damaged.source``.
@@ -49,11 +50,16 @@ def damaged_copies(make_good: Callable[[str], Path], folder: Path, *, seed: int 
             for position in positions:
                 data[position] ^= mask
             return bytes(data)
+
         return damage
 
     for fraction in TRUNCATION_FRACTIONS:
-        write(f"truncated-{fraction:g}", lambda data, f=fraction: bytes(data[:max(1, int(len(data) * f))]),
-              "truncated", True)
+        write(
+            f"truncated-{fraction:g}",
+            lambda data, f=fraction: bytes(data[: max(1, int(len(data) * f))]),
+            "truncated",
+            True,
+        )
     for position in (9, 20, 30):  # size of offsets; the stored end of file; the root group address
         write(f"superblock-byte{position}", flip((position,), 0x10), "superblock", True)
     for _ in range(metadata_flips):
@@ -80,5 +86,6 @@ def table_digests(path: Path) -> dict[str, str]:
             for column, values in trial.read(spec.name).items():
                 array = np.asarray(values)
                 digests[f"{spec.name}/{column}"] = hashlib.sha256(
-                    array.astype(str).tobytes() if array.dtype == object else array.tobytes()).hexdigest()
+                    array.astype(str).tobytes() if array.dtype == object else array.tobytes()
+                ).hexdigest()
     return digests

@@ -14,10 +14,10 @@ Nothing waits for real time.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Union
 
-Frame = Union[bytes, str, None, BaseException]
+Frame = bytes | str | None | BaseException
 
 __all__ = ["ExpectedLine", "ExpectedPort", "expected_protocol", "frame"]
 
@@ -36,10 +36,10 @@ class ExpectedLine:
 
     def __init__(self, pairs: Iterable[tuple[Frame, Frame]]) -> None:
         self.pairs = deque((frame(request), frame(response)) for request, response in pairs)
-        self.written = bytearray()   # every byte any port of this line was asked to send
+        self.written = bytearray()  # every byte any port of this line was asked to send
         self.opened: list[dict] = []  # settings of each port opened
 
-    def __call__(self, **settings) -> "ExpectedPort":
+    def __call__(self, **settings) -> ExpectedPort:
         self.opened.append(settings)
         return ExpectedPort(self, settings)
 
@@ -106,8 +106,9 @@ class ExpectedPort:
 
 
 @contextmanager
-def expected_protocol(instrument_class, pairs: Iterable[tuple[Frame, Frame]] | ExpectedLine,
-                      port: str = "expected://line", **kwargs) -> Iterator:
+def expected_protocol(
+    instrument_class, pairs: Iterable[tuple[Frame, Frame]] | ExpectedLine, port: str = "expected://line", **kwargs
+) -> Iterator:
     """Make ``instrument_class(port, serial_factory=line, **kwargs)`` on a scripted line.
 
     On a clean exit, every expected request must have been sent.

@@ -32,8 +32,17 @@ from daq.pipeline import fit_coefficient_names, fit_coefficient_units
 from daq.store import writer_lock_path
 
 __all__ = [
-    "ANALYTES", "PIXELS", "LiveTrial", "SyntheticBench", "corrupt_trial", "half_created_trial", "metadata",
-    "trials_folder", "wait_for_rows", "write_calibration", "write_trial",
+    "ANALYTES",
+    "PIXELS",
+    "LiveTrial",
+    "SyntheticBench",
+    "corrupt_trial",
+    "half_created_trial",
+    "metadata",
+    "trials_folder",
+    "wait_for_rows",
+    "write_calibration",
+    "write_trial",
 ]
 
 PIXELS = 256
@@ -44,8 +53,12 @@ _BANDS = {  # centre nm, width nm, absorbance per g/L (a caricature of the f-f b
 }
 FULL_SCALE = 65535.0
 BASELINE_ORDER = 2
-TRUTH_COEFFICIENTS = (tuple(f"P{i}" for i in range(BASELINE_ORDER + 1)) + ("axis shift since blank",)
-                      + tuple(f"shift {a}" for a in ANALYTES) + tuple(f"width {a}" for a in ANALYTES))
+TRUTH_COEFFICIENTS = (
+    tuple(f"P{i}" for i in range(BASELINE_ORDER + 1))
+    + ("axis shift since blank",)
+    + tuple(f"shift {a}" for a in ANALYTES)
+    + tuple(f"width {a}" for a in ANALYTES)
+)
 """The fit coefficients of a trial analysed with the true sensitivities (baseline order 2, no quadratic terms)."""
 
 
@@ -67,9 +80,17 @@ def sensitivity(wavelength_nm: np.ndarray, analytes=ANALYTES) -> np.ndarray:
     return np.array(rows)
 
 
-def metadata(trial_id: str = "T1", *, pixels: int = PIXELS, sample: str = "NdPr lot 7", target: str = "Nd",
-             title: str = "synthetic elution", start_time: str | None = None,
-             calibration: analysis.Calibration | None = None, calibration_file: str | Path = "") -> TrialMetadata:
+def metadata(
+    trial_id: str = "T1",
+    *,
+    pixels: int = PIXELS,
+    sample: str = "NdPr lot 7",
+    target: str = "Nd",
+    title: str = "synthetic elution",
+    start_time: str | None = None,
+    calibration: analysis.Calibration | None = None,
+    calibration_file: str | Path = "",
+) -> TrialMetadata:
     """Metadata of a synthetic Nd/Pr trial, with the calibration it used (or the true sensitivities)."""
     wavelength = np.linspace(350.0, 1000.0, pixels)
     kwargs = {} if start_time is None else {"start_time": start_time}
@@ -79,15 +100,33 @@ def metadata(trial_id: str = "T1", *, pixels: int = PIXELS, sample: str = "NdPr 
     else:
         calibration_id, sens = "cal-synthetic-truth", sensitivity(wavelength)
         names = TRUTH_COEFFICIENTS
-        units = tuple("absorbance" if n.startswith("P") else "nm" if n.startswith("axis") else
-                      "g/L nm" if n.startswith("shift") else "g/L" for n in names)
-    return TrialMetadata(trial_id=trial_id, title=title, sample=sample, operator="tester", target=target,
-                         analytes=ANALYTES, wavelength_nm=wavelength, covered_elements=ANALYTES,
-                         calibration_id=calibration_id, calibration_file=str(calibration_file),
-                         calibration_arrays={"sensitivity": (sens, "absorbance per g/L"),
-                                             "wavelength": (wavelength, "nm")},
-                         fit_coefficient_names=names, fit_coefficient_units=units,
-                         software_version="test", **kwargs)
+        units = tuple(
+            "absorbance"
+            if n.startswith("P")
+            else "nm"
+            if n.startswith("axis")
+            else "g/L nm"
+            if n.startswith("shift")
+            else "g/L"
+            for n in names
+        )
+    return TrialMetadata(
+        trial_id=trial_id,
+        title=title,
+        sample=sample,
+        operator="tester",
+        target=target,
+        analytes=ANALYTES,
+        wavelength_nm=wavelength,
+        covered_elements=ANALYTES,
+        calibration_id=calibration_id,
+        calibration_file=str(calibration_file),
+        calibration_arrays={"sensitivity": (sens, "absorbance per g/L"), "wavelength": (wavelength, "nm")},
+        fit_coefficient_names=names,
+        fit_coefficient_units=units,
+        software_version="test",
+        **kwargs,
+    )
 
 
 def write_calibration(path: Path, *, pixels: int = PIXELS, seed: int = 3) -> analysis.Calibration:
@@ -98,10 +137,11 @@ def write_calibration(path: Path, *, pixels: int = PIXELS, seed: int = 3) -> ana
     concentration = np.array([[0, 0], [20, 0], [0, 10], [10, 5], [5, 8], [15, 1]], dtype=float)
     rng = np.random.default_rng(seed)
     x = np.linspace(-1.0, 1.0, pixels)
-    drift = 0.01 + 0.004 * rng.random((len(names), 1)) * x + 0.002 * rng.random((len(names), 1)) * x ** 2
+    drift = 0.01 + 0.004 * rng.random((len(names), 1)) * x + 0.002 * rng.random((len(names), 1)) * x**2
     absorbance = concentration @ truth + drift + rng.normal(0.0, 1e-3, (len(names), pixels))
-    calibration = analysis.calibrate(wavelength, absorbance, concentration, ANALYTES, baseline_order=2,
-                                     standard_names=names)
+    calibration = analysis.calibrate(
+        wavelength, absorbance, concentration, ANALYTES, baseline_order=2, standard_names=names
+    )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     calibration.save(path)
     return calibration
@@ -128,8 +168,15 @@ class SyntheticBench:
         working = np.minimum(250.0, 25.0 + t / 6.0)
         temperature = working - 8.0 * (1 - np.exp(-t / 120.0)) * (working < 250.0) + 0.3 * np.sin(t / 17.0)
         output = np.clip(35.0 + 40.0 * (working < 250.0) + 3.0 * np.sin(t / 23.0), 0.0, 100.0)
-        return dict(time=t, temperature=temperature, setpoint=setpoint, working_setpoint=working, output=output,
-                    status_word=np.zeros(len(t), dtype=np.uint16), flag=np.zeros(len(t), dtype=np.uint8))
+        return dict(
+            time=t,
+            temperature=temperature,
+            setpoint=setpoint,
+            working_setpoint=working,
+            output=output,
+            status_word=np.zeros(len(t), dtype=np.uint16),
+            flag=np.zeros(len(t), dtype=np.uint8),
+        )
 
     # -- spectra and their analysis ----------------------------------------------------------
 
@@ -153,7 +200,7 @@ class SyntheticBench:
         n = len(t)
         concentration = self.concentrations(t)
         x = (self.wavelength - self.wavelength.mean()) / np.ptp(self.wavelength) * 2
-        baseline = 0.01 + 0.004 * x + 0.003 * x ** 2
+        baseline = 0.01 + 0.004 * x + 0.003 * x**2
         absorbance = concentration @ self.sensitivity + baseline
         light = (self.reference - self.dark) * 10.0 ** (-absorbance)
         noise = self.rng.normal(0.0, 1.0, (n, len(self.wavelength))) * np.sqrt(np.maximum(light, 1.0)) * 0.3
@@ -161,20 +208,40 @@ class SyntheticBench:
         sigma = np.full_like(concentration, 0.02) + 0.005 * self.rng.random(concentration.shape)
         measured = concentration + self.rng.normal(0.0, 0.01, concentration.shape)
         purity = self.purity(measured)
-        spectrometer = dict(time=t, counts=counts, integration_time=np.full(n, 0.02), averages=np.full(n, 4),
-                            saturated_pixels=np.zeros(n), dark_index=np.zeros(n), reference_index=np.zeros(n),
-                            flag=np.zeros(n, dtype=np.uint8))
+        spectrometer = dict(
+            time=t,
+            counts=counts,
+            integration_time=np.full(n, 0.02),
+            averages=np.full(n, 4),
+            saturated_pixels=np.zeros(n),
+            dark_index=np.zeros(n),
+            reference_index=np.zeros(n),
+            flag=np.zeros(n, dtype=np.uint8),
+        )
         # the fit as a calibration with the true bands would give it: lack of fit about 1, no shift,
         # the baseline's Legendre coefficients (P0 = mean, P1, P2 of 0.01 + 0.004 x + 0.003 x^2)
         lack_of_fit = 1.0 + self.rng.normal(0.0, 0.08, n)
         shift_nm = self.rng.normal(0.0, 0.002, n)
         legendre = np.array([0.01 + 0.001, 0.004, 0.002])  # x^2 = (2 P2 + P0) / 3
-        coefficients = np.hstack([np.tile(legendre, (n, 1)) + self.rng.normal(0.0, 2e-5, (n, 3)),
-                                  self.rng.normal(0.0, 0.002, (n, 1)),  # the axis has not moved since the blank
-                                  measured * shift_nm[:, None], self.rng.normal(0.0, 1e-3, (n, 2))])
-        analysis = dict(time=t, concentration=measured, sigma=sigma, purity=purity,
-                        purity_sigma=np.full(n, 0.0015), residual_rms=np.full(n, 0.0008),
-                        lack_of_fit=lack_of_fit, wavelength_shift=shift_nm, fit_coefficients=coefficients)
+        coefficients = np.hstack(
+            [
+                np.tile(legendre, (n, 1)) + self.rng.normal(0.0, 2e-5, (n, 3)),
+                self.rng.normal(0.0, 0.002, (n, 1)),  # the axis has not moved since the blank
+                measured * shift_nm[:, None],
+                self.rng.normal(0.0, 1e-3, (n, 2)),
+            ]
+        )
+        analysis = dict(
+            time=t,
+            concentration=measured,
+            sigma=sigma,
+            purity=purity,
+            purity_sigma=np.full(n, 0.0015),
+            residual_rms=np.full(n, 0.0008),
+            lack_of_fit=lack_of_fit,
+            wavelength_shift=shift_nm,
+            fit_coefficients=coefficients,
+        )
         return spectrometer, analysis
 
     def start(self, writer: TrialWriter) -> None:
@@ -184,9 +251,18 @@ class SyntheticBench:
         writer.append("reference", time=0.0, counts=self.reference, integration_time=0.02)
 
 
-def write_trial(path: Path, *, duration_s: float = 600.0, furnace_period_s: float = 1.0,
-                spectrum_period_s: float = 10.0, pixels: int = PIXELS, exit_status: str | None = "success",
-                meta: TrialMetadata | None = None, block_s: float = 3600.0, with_warning: bool = True) -> Path:
+def write_trial(
+    path: Path,
+    *,
+    duration_s: float = 600.0,
+    furnace_period_s: float = 1.0,
+    spectrum_period_s: float = 10.0,
+    pixels: int = PIXELS,
+    exit_status: str | None = "success",
+    meta: TrialMetadata | None = None,
+    block_s: float = 3600.0,
+    with_warning: bool = True,
+) -> Path:
     """Write a whole trial; ``exit_status=None`` leaves it without a clean end (an interrupted trial).
 
     Rows are appended in blocks of ``block_s`` experiment seconds, so a 24-hour
@@ -200,8 +276,9 @@ def write_trial(path: Path, *, duration_s: float = 600.0, furnace_period_s: floa
     for block_start in np.arange(0.0, duration_s, block_s):
         block_stop = min(duration_s, block_start + block_s)
         writer.append("furnace", **bench.furnace(np.arange(block_start, block_stop, furnace_period_s)))
-        spectra_t = np.arange(np.ceil(block_start / spectrum_period_s) * spectrum_period_s, block_stop,
-                              spectrum_period_s)
+        spectra_t = np.arange(
+            np.ceil(block_start / spectrum_period_s) * spectrum_period_s, block_stop, spectrum_period_s
+        )
         for chunk in np.array_split(spectra_t, max(1, len(spectra_t) // 64)):
             if len(chunk):
                 spectrometer, analysis = bench.spectra(chunk)
@@ -222,7 +299,7 @@ def _fit_columns(analysis: dict, meta: TrialMetadata) -> dict:
     have = analysis["fit_coefficients"]
     if have.shape[1] != wanted:
         padded = np.full((len(have), wanted), np.nan)
-        padded[:, :min(wanted, have.shape[1])] = have[:, :wanted]
+        padded[:, : min(wanted, have.shape[1])] = have[:, :wanted]
         analysis = {**analysis, "fit_coefficients": padded}
     return analysis
 
@@ -247,9 +324,18 @@ class LiveTrial:
     through the elution) changes with every spectrum.
     """
 
-    def __init__(self, path: Path, *, tick_s: float = 0.05, seconds_per_tick: float = 2.0,
-                 spectrum_every: int = 3, history_s: float = 120.0, pixels: int = PIXELS,
-                 exit_status: str = "success", meta: TrialMetadata | None = None):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        tick_s: float = 0.05,
+        seconds_per_tick: float = 2.0,
+        spectrum_every: int = 3,
+        history_s: float = 120.0,
+        pixels: int = PIXELS,
+        exit_status: str = "success",
+        meta: TrialMetadata | None = None,
+    ):
         self.path = Path(path)
         self.tick_s = tick_s
         self.seconds_per_tick = seconds_per_tick
@@ -264,7 +350,7 @@ class LiveTrial:
         self._thread = threading.Thread(target=self._run, name=f"live-trial-{self.path.name}", daemon=True)
         self.writer: TrialWriter | None = None
 
-    def __enter__(self) -> "LiveTrial":
+    def __enter__(self) -> LiveTrial:
         self.start()
         return self
 
@@ -278,7 +364,7 @@ class LiveTrial:
         if self.history_s > 0:
             times = np.arange(0.0, self.history_s, self.seconds_per_tick)
             self.writer.append("furnace", **self.bench.furnace(times))
-            spectrometer, analysis = self.bench.spectra(times[::self.spectrum_every])
+            spectrometer, analysis = self.bench.spectra(times[:: self.spectrum_every])
             self.writer.append("spectrometer", **spectrometer)
             self.writer.append("analysis", **_fit_columns(analysis, self.meta))
         self._thread.start()
@@ -318,8 +404,9 @@ def wait_for_rows(path: Path, table: str, rows: int, timeout_s: float = 15.0) ->
     with open_trial(path) as reader:
         while reader.rows(table) < rows:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{path.name}: {table} has {reader.rows(table)} of {rows} rows "
-                                     f"after {timeout_s} s")
+                raise AssertionError(
+                    f"{path.name}: {table} has {reader.rows(table)} of {rows} rows after {timeout_s} s"
+                )
             threading.Event().wait(0.01)  # poll interval of a condition with a deadline
             reader.refresh()
         return reader.rows(table)

@@ -43,19 +43,42 @@ The analysis package never imports this module.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 
 from ._lanthanide_bands import BANDS, Band
 from ._optics import MAX_WAVELENGTH_SHIFT_NM
 
-__all__ = ["REFERENCE_TEMPERATURE_C", "K_T_NM_PER_C", "CALIBRATION_TEMPERATURE_C", "SPECTROMETER_LAG_S",
-           "WIDTH_PER_C", "CENTRE_NM_PER_C", "REPLUG_STEP_RANGE_NM", "MAX_REPLUG_STEP_NM", "LAB_TEMPERATURE_RANGE_C",
-           "SOLUTION_TEMPERATURE_RANGE_C", "ACID_RANGE_MOL_PER_L", "K_T_RANGE_NM_PER_C", "LAG_RANGE_S",
-           "Matrix", "MATRICES", "matrix_name", "Solution", "BandChange", "band_change", "changed_bands",
-           "LabProfile", "SolutionProfile", "DriftSettings", "LabHistory", "BenchDrift", "DriftState"]
+__all__ = [
+    "REFERENCE_TEMPERATURE_C",
+    "K_T_NM_PER_C",
+    "CALIBRATION_TEMPERATURE_C",
+    "SPECTROMETER_LAG_S",
+    "WIDTH_PER_C",
+    "CENTRE_NM_PER_C",
+    "REPLUG_STEP_RANGE_NM",
+    "MAX_REPLUG_STEP_NM",
+    "LAB_TEMPERATURE_RANGE_C",
+    "SOLUTION_TEMPERATURE_RANGE_C",
+    "ACID_RANGE_MOL_PER_L",
+    "K_T_RANGE_NM_PER_C",
+    "LAG_RANGE_S",
+    "Matrix",
+    "MATRICES",
+    "matrix_name",
+    "Solution",
+    "BandChange",
+    "band_change",
+    "changed_bands",
+    "LabProfile",
+    "SolutionProfile",
+    "DriftSettings",
+    "LabHistory",
+    "BenchDrift",
+    "DriftState",
+]
 
 #: Solution temperature of the band table (C): the literature spectra are at room temperature.
 REFERENCE_TEMPERATURE_C = 20.0
@@ -111,8 +134,14 @@ MATRICES: dict[str, Matrix] = {
     "chloride": Matrix("chloride", 0.8, 1.10, 1.03, 0.05),
     "nitrate": Matrix("nitrate", 2.0, 1.30, 1.08, 0.15),
 }
-_MATRIX_NAMES = {"PERC": "perchlorate", "PERCHLORATE": "perchlorate", "CHL": "chloride", "CHLORIDE": "chloride",
-                 "NITR": "nitrate", "NITRATE": "nitrate"}
+_MATRIX_NAMES = {
+    "PERC": "perchlorate",
+    "PERCHLORATE": "perchlorate",
+    "CHL": "chloride",
+    "CHLORIDE": "chloride",
+    "NITR": "nitrate",
+    "NITRATE": "nitrate",
+}
 
 
 def matrix_name(text: object) -> str | None:
@@ -151,14 +180,18 @@ def band_change(solution: Solution, *, temperature: bool, matrix: bool) -> BandC
     if temperature:
         delta_C = solution.temperature_C - REFERENCE_TEMPERATURE_C
         width = 1.0 + WIDTH_PER_C * delta_C
-        change = replace(change, width_factor=width, centre_shift_nm=CENTRE_NM_PER_C * delta_C,
-                         amplitude_factor=1.0 / width)
+        change = replace(
+            change, width_factor=width, centre_shift_nm=CENTRE_NM_PER_C * delta_C, amplitude_factor=1.0 / width
+        )
     if matrix:
         m = MATRICES[solution.matrix]
         f = m.complexed_fraction(solution.acid_mol_per_L)
-        change = replace(change, hyper_amplitude_factor=1.0 + (m.amplitude_complexed - 1.0) * f,
-                         hyper_width_factor=1.0 + (m.width_complexed - 1.0) * f,
-                         hyper_centre_shift_nm=m.shift_complexed_nm * f)
+        change = replace(
+            change,
+            hyper_amplitude_factor=1.0 + (m.amplitude_complexed - 1.0) * f,
+            hyper_width_factor=1.0 + (m.width_complexed - 1.0) * f,
+            hyper_centre_shift_nm=m.shift_complexed_nm * f,
+        )
     return change
 
 
@@ -173,8 +206,14 @@ def changed_bands(change: BandChange, bands: tuple[Band, ...] = BANDS) -> tuple[
             width *= change.hyper_width_factor
             centre += change.hyper_centre_shift_nm
             amplitude *= change.hyper_amplitude_factor
-        out.append(replace(band, center_nm=band.center_nm + centre, fwhm_nm=band.fwhm_nm * width,
-                           epsilon_L_per_mol_cm=band.epsilon_L_per_mol_cm * amplitude))
+        out.append(
+            replace(
+                band,
+                center_nm=band.center_nm + centre,
+                fwhm_nm=band.fwhm_nm * width,
+                epsilon_L_per_mol_cm=band.epsilon_L_per_mol_cm * amplitude,
+            )
+        )
     return tuple(out)
 
 
@@ -233,7 +272,9 @@ class SolutionProfile:
             matrix = self.matrix[0]
         else:
             matrix = self.matrix[max(0, int(np.searchsorted(self.time_s, float(time_s), side="right")) - 1)]
-        acid = held.acid_mol_per_L if self.acid_mol_per_L is None else float(_interp(self.time_s, self.acid_mol_per_L, t))
+        acid = (
+            held.acid_mol_per_L if self.acid_mol_per_L is None else float(_interp(self.time_s, self.acid_mol_per_L, t))
+        )
         return Solution(temperature, matrix, acid)
 
 
@@ -349,17 +390,27 @@ class DriftState:
         """``KEY=value,...`` for ``SIM:TRUT:DRIF?`` (keys in docs/instruments/spectrometer.md)."""
         c, s = self.change, self.solution
         items = [
-            ("AXIS_NM", self.axis_shift_nm), ("APPARENT_NM", self.apparent_shift_nm),
-            ("THERMAL_NM", self.thermal_shift_nm), ("FIBRE_NM", self.fibre_shift_nm),
+            ("AXIS_NM", self.axis_shift_nm),
+            ("APPARENT_NM", self.apparent_shift_nm),
+            ("THERMAL_NM", self.thermal_shift_nm),
+            ("FIBRE_NM", self.fibre_shift_nm),
             ("CLIPPED", int(self.axis_clipped)),
-            ("LAB_C", self.lab_C), ("SPEC_C", self.spectrometer_C), ("TCAL_C", self.calibration_temperature_C),
+            ("LAB_C", self.lab_C),
+            ("SPEC_C", self.spectrometer_C),
+            ("TCAL_C", self.calibration_temperature_C),
             ("KT_NM_PER_C", self.k_T_nm_per_C),
-            ("SOL_C", s.temperature_C), ("MATRIX", s.matrix.upper()), ("ACID_MOL_PER_L", s.acid_mol_per_L),
-            ("WIDTH_FACTOR", c.width_factor), ("CENTRE_NM", c.centre_shift_nm),
+            ("SOL_C", s.temperature_C),
+            ("MATRIX", s.matrix.upper()),
+            ("ACID_MOL_PER_L", s.acid_mol_per_L),
+            ("WIDTH_FACTOR", c.width_factor),
+            ("CENTRE_NM", c.centre_shift_nm),
             ("AMPLITUDE_FACTOR", c.amplitude_factor),
-            ("HYPER_AMPLITUDE_FACTOR", c.hyper_amplitude_factor), ("HYPER_WIDTH_FACTOR", c.hyper_width_factor),
+            ("HYPER_AMPLITUDE_FACTOR", c.hyper_amplitude_factor),
+            ("HYPER_WIDTH_FACTOR", c.hyper_width_factor),
             ("HYPER_CENTRE_NM", c.hyper_centre_shift_nm),
-            ("WAV", int(self.wavelength)), ("BAND", int(self.bands)), ("MATR", int(self.matrix)),
+            ("WAV", int(self.wavelength)),
+            ("BAND", int(self.bands)),
+            ("MATR", int(self.matrix)),
         ]
         return ",".join(f"{k}={v:.9g}" if isinstance(v, float) else f"{k}={v}" for k, v in items)
 
@@ -388,10 +439,14 @@ class BenchDrift:
 
     def apply(self, settings: DriftSettings) -> None:
         """A scenario's ``[drift]`` settings (those it gives)."""
-        for name, value in (("wavelength", settings.wavelength), ("bands", settings.bands),
-                            ("matrix", settings.matrix), ("k_T_nm_per_C", settings.k_T_nm_per_C),
-                            ("calibration_temperature_C", settings.calibration_temperature_C),
-                            ("lag_s", settings.spectrometer_lag_s)):
+        for name, value in (
+            ("wavelength", settings.wavelength),
+            ("bands", settings.bands),
+            ("matrix", settings.matrix),
+            ("k_T_nm_per_C", settings.k_T_nm_per_C),
+            ("calibration_temperature_C", settings.calibration_temperature_C),
+            ("lag_s", settings.spectrometer_lag_s),
+        ):
             if value is not None:
                 setattr(self, name, value)
 
@@ -421,8 +476,18 @@ class BenchDrift:
         if clipped:
             axis = math.copysign(MAX_WAVELENGTH_SHIFT_NM, axis)
         return DriftState(
-            time_s=float(time_s), wavelength=self.wavelength, bands=self.bands, matrix=self.matrix,
-            lab_C=self.lab_temperature_at(time_s), spectrometer_C=spectrometer_C,
-            calibration_temperature_C=self.calibration_temperature_C, k_T_nm_per_C=self.k_T_nm_per_C,
-            thermal_shift_nm=thermal, fibre_shift_nm=fibre, axis_shift_nm=float(axis), axis_clipped=clipped,
-            solution=solution, change=band_change(solution, temperature=self.bands, matrix=self.matrix))
+            time_s=float(time_s),
+            wavelength=self.wavelength,
+            bands=self.bands,
+            matrix=self.matrix,
+            lab_C=self.lab_temperature_at(time_s),
+            spectrometer_C=spectrometer_C,
+            calibration_temperature_C=self.calibration_temperature_C,
+            k_T_nm_per_C=self.k_T_nm_per_C,
+            thermal_shift_nm=thermal,
+            fibre_shift_nm=fibre,
+            axis_shift_nm=float(axis),
+            axis_clipped=clipped,
+            solution=solution,
+            change=band_change(solution, temperature=self.bands, matrix=self.matrix),
+        )

@@ -56,13 +56,17 @@ class FurnaceModel:
     loop_break_rise_C = 2.0
     alarm_hysteresis_C = 1.0
 
-    def __init__(self, plant: PlantParams | None = None, pid: PidParams | None = None,
-                 input_range_C: tuple[float, float] = (-200.0, 1372.0)) -> None:
+    def __init__(
+        self,
+        plant: PlantParams | None = None,
+        pid: PidParams | None = None,
+        input_range_C: tuple[float, float] = (-200.0, 1372.0),
+    ) -> None:
         self.plant, self.pid = plant or PlantParams(), pid or PidParams()
         self.input_range_C = input_range_C
         ambient = self.plant.ambient_C
         self.time_s = 0.0
-        self.temperature_C = ambient            # true temperature of the tube
+        self.temperature_C = ambient  # true temperature of the tube
         self.local_setpoint_C = ambient
         self.remote_setpoint_C: float | None = None
         self.working_setpoint_C = ambient
@@ -98,11 +102,17 @@ class FurnaceModel:
         """Status flags by name (the map gives their bits)."""
         low, high = self.input_range_C
         return {
-            "alarm_1": self._alarms["alarm_1"], "alarm_2": self._alarms["alarm_2"],
-            "alarm_3": False, "alarm_4": False, "manual": self.manual,
-            "sensor_break": self.sensor_break, "loop_break": self.loop_break,
-            "heater_fail": self.heater_failed and self.output_percent > 0.0, "tuning": False,
-            "program_end": self.program == "complete", "pv_out_of_range": not low <= self.pv_C <= high,
+            "alarm_1": self._alarms["alarm_1"],
+            "alarm_2": self._alarms["alarm_2"],
+            "alarm_3": False,
+            "alarm_4": False,
+            "manual": self.manual,
+            "sensor_break": self.sensor_break,
+            "loop_break": self.loop_break,
+            "heater_fail": self.heater_failed and self.output_percent > 0.0,
+            "tuning": False,
+            "program_end": self.program == "complete",
+            "pv_out_of_range": not low <= self.pv_C <= high,
         }
 
     # -- what an operator or the comms can change --------------------------------------
@@ -149,7 +159,9 @@ class FurnaceModel:
         if rate > 0:
             room = rate / 60.0 * dt
             gap = target - self.working_setpoint_C
-            self.working_setpoint_C = target if abs(gap) <= room + 1e-9 else self.working_setpoint_C + math.copysign(room, gap)
+            self.working_setpoint_C = (
+                target if abs(gap) <= room + 1e-9 else self.working_setpoint_C + math.copysign(room, gap)
+            )
         else:
             self.working_setpoint_C = target
         if self.program == "run" and self.working_setpoint_C == target:

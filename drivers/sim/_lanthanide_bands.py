@@ -28,8 +28,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Band", "BANDS", "HYPERSENSITIVE_BANDS", "ATOMIC_WEIGHTS", "KNOWN_ELEMENTS", "molar_g_per_L",
-           "absorbance_per_cm"]
+__all__ = [
+    "Band",
+    "BANDS",
+    "HYPERSENSITIVE_BANDS",
+    "ATOMIC_WEIGHTS",
+    "KNOWN_ELEMENTS",
+    "molar_g_per_L",
+    "absorbance_per_cm",
+]
 
 
 @dataclass(frozen=True)
@@ -66,10 +73,23 @@ BANDS: tuple[Band, ...] = tuple(
 )
 
 ATOMIC_WEIGHTS: dict[str, float] = {
-    "Sc": 44.955907, "Y": 88.905838, "La": 138.90547, "Ce": 140.116, "Pr": 140.90766,
-    "Nd": 144.242, "Pm": 145.0, "Sm": 150.36, "Eu": 151.964, "Gd": 157.249,
-    "Tb": 158.925354, "Dy": 162.500, "Ho": 164.930329, "Er": 167.259, "Tm": 168.934219,
-    "Yb": 173.045, "Lu": 174.96669,
+    "Sc": 44.955907,
+    "Y": 88.905838,
+    "La": 138.90547,
+    "Ce": 140.116,
+    "Pr": 140.90766,
+    "Nd": 144.242,
+    "Pm": 145.0,
+    "Sm": 150.36,
+    "Eu": 151.964,
+    "Gd": 157.249,
+    "Tb": 158.925354,
+    "Dy": 162.500,
+    "Ho": 164.930329,
+    "Er": 167.259,
+    "Tm": 168.934219,
+    "Yb": 173.045,
+    "Lu": 174.96669,
 }
 
 KNOWN_ELEMENTS = tuple(ATOMIC_WEIGHTS)
@@ -82,8 +102,9 @@ def molar_g_per_L(symbol: str, g_per_L: float) -> float:
     return g_per_L / ATOMIC_WEIGHTS[symbol]
 
 
-def absorbance_per_cm(wavelength_nm: np.ndarray, concentrations_g_per_L: dict[str, float],
-                      bands: tuple[Band, ...] | None = None) -> np.ndarray:
+def absorbance_per_cm(
+    wavelength_nm: np.ndarray, concentrations_g_per_L: dict[str, float], bands: tuple[Band, ...] | None = None
+) -> np.ndarray:
     """Decadic absorbance of 1 cm of solution (Beer-Lambert sum over all bands), before the slit.
 
     ``bands``: the band list to use instead of :data:`BANDS` (the table as a bench drift changed it).
@@ -98,7 +119,10 @@ def absorbance_per_cm(wavelength_nm: np.ndarray, concentrations_g_per_L: dict[st
         sigma_nm = band.fwhm_nm * _FWHM_TO_SIGMA
         peak = band.epsilon_L_per_mol_cm * molar_g_per_L(band.element, c_g_per_L)
         # Evaluate within +-8 sigma only (the rest is below 1e-13 of the peak): much faster on a fine grid.
-        window = (slice(*np.searchsorted(wavelength_nm, [band.center_nm - 8 * sigma_nm, band.center_nm + 8 * sigma_nm]))
-                  if ascending else slice(None))
+        window = (
+            slice(*np.searchsorted(wavelength_nm, [band.center_nm - 8 * sigma_nm, band.center_nm + 8 * sigma_nm]))
+            if ascending
+            else slice(None)
+        )
         total[window] += peak * np.exp(-0.5 * ((wavelength_nm[window] - band.center_nm) / sigma_nm) ** 2)
     return total

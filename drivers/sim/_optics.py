@@ -106,15 +106,17 @@ class Optics:
         self.wavelengths_nm = c0 + index * (c1 + index * (c2 + index * c3))
         sigma_nm = cfg.slit_fwhm_nm * _FWHM_TO_SIGMA
         margin_nm = 6.0 * sigma_nm + 2.0
-        self._fine_nm = np.arange(self.wavelengths_nm[0] - margin_nm,
-                                  self.wavelengths_nm[-1] + margin_nm, cfg.fine_step_nm)
+        self._fine_nm = np.arange(
+            self.wavelengths_nm[0] - margin_nm, self.wavelengths_nm[-1] + margin_nm, cfg.fine_step_nm
+        )
         half = int(math.ceil(4.0 * sigma_nm / cfg.fine_step_nm))
         offsets = np.arange(-half, half + 1) * cfg.fine_step_nm
         kernel = np.exp(-0.5 * (offsets / sigma_nm) ** 2)
         self._kernel = kernel / kernel.sum()
         self._response = _detector_response(self._fine_nm)
         water = cfg.water_band_absorbance_per_cm * np.exp(
-            -0.5 * ((self._fine_nm - cfg.water_band_center_nm) / (cfg.water_band_fwhm_nm * _FWHM_TO_SIGMA)) ** 2)
+            -0.5 * ((self._fine_nm - cfg.water_band_center_nm) / (cfg.water_band_fwhm_nm * _FWHM_TO_SIGMA)) ** 2
+        )
         self._water_absorbance = water * cfg.path_length_cm
         # Fixed patterns of this particular detector (the seed is its serial number).
         rng = np.random.default_rng(self.seed)
@@ -130,20 +132,31 @@ class Optics:
     def lamp_state(self, time_s: float) -> tuple[float, float]:
         """Lamp colour temperature (K) and relative intensity at simulated time ``time_s``."""
         cfg = self.config
-        temperature_K = cfg.lamp_temperature_K + cfg.lamp_drift_K * math.sin(2 * math.pi * time_s / cfg.lamp_drift_period_s)
-        intensity = 1.0 + cfg.intensity_drift_fraction * math.sin(2 * math.pi * time_s / cfg.intensity_drift_period_s + 1.0)
+        temperature_K = cfg.lamp_temperature_K + cfg.lamp_drift_K * math.sin(
+            2 * math.pi * time_s / cfg.lamp_drift_period_s
+        )
+        intensity = 1.0 + cfg.intensity_drift_fraction * math.sin(
+            2 * math.pi * time_s / cfg.intensity_drift_period_s + 1.0
+        )
         return temperature_K, intensity
 
     def true_wavelengths_nm(self, wavelength_shift_nm: float = 0.0) -> np.ndarray:
         """The wavelength each pixel really sees (nm) when the axis has drifted by ``wavelength_shift_nm``."""
         shift = float(wavelength_shift_nm)
         if not (math.isfinite(shift) and abs(shift) <= MAX_WAVELENGTH_SHIFT_NM):
-            raise ValueError(f"wavelength shift must be finite and within +-{MAX_WAVELENGTH_SHIFT_NM:g} nm, "
-                             f"got {wavelength_shift_nm!r}")
+            raise ValueError(
+                f"wavelength shift must be finite and within +-{MAX_WAVELENGTH_SHIFT_NM:g} nm, "
+                f"got {wavelength_shift_nm!r}"
+            )
         return self.wavelengths_nm if shift == 0.0 else self.wavelengths_nm + shift
 
-    def _light_at_pixels(self, sample_absorbance_fine: np.ndarray, temperature_K: float, intensity: float,
-                         wavelength_shift_nm: float = 0.0) -> np.ndarray:
+    def _light_at_pixels(
+        self,
+        sample_absorbance_fine: np.ndarray,
+        temperature_K: float,
+        intensity: float,
+        wavelength_shift_nm: float = 0.0,
+    ) -> np.ndarray:
         through_cell = _planck_relative(self._fine_nm, temperature_K) * self._response * intensity
         through_cell *= 10.0 ** -(self._water_absorbance + sample_absorbance_fine)
         blurred = np.convolve(through_cell, self._kernel, mode="same")
@@ -151,8 +164,9 @@ class Optics:
         stray = self.config.stray_light_fraction * at_pixels.mean()
         return at_pixels + stray
 
-    def signal_rate(self, concentrations_g_per_L: dict[str, float], time_s: float, *,
-                    wavelength_shift_nm: float = 0.0, bands=None) -> np.ndarray:
+    def signal_rate(
+        self, concentrations_g_per_L: dict[str, float], time_s: float, *, wavelength_shift_nm: float = 0.0, bands=None
+    ) -> np.ndarray:
         """Expected photo-signal (counts/s per pixel, dark excluded) with this solution in the cell.
 
         ``wavelength_shift_nm``: true minus nominal wavelength of every pixel (the axis drift);
@@ -179,8 +193,9 @@ class Optics:
             electrons_counts = electrons_counts + signal_rate * integration_time_s
         return electrons_counts / cfg.electrons_per_count + cfg.read_noise_counts**2 + 1.0 / 12.0
 
-    def read_out(self, signal_rate: np.ndarray | None, integration_time_s: float, averages: int,
-                 rng: np.random.Generator) -> np.ndarray:
+    def read_out(
+        self, signal_rate: np.ndarray | None, integration_time_s: float, averages: int, rng: np.random.Generator
+    ) -> np.ndarray:
         """Average of ``averages`` scans, each digitised and clipped to the 16-bit range."""
         cfg = self.config
         mean = self.mean_counts(signal_rate, integration_time_s)
@@ -196,8 +211,9 @@ class Optics:
             remaining -= n
         return total / averages
 
-    def absorbance_noise_std(self, sample_rate: np.ndarray, blank_rate: np.ndarray,
-                             integration_time_s: float, averages: int) -> np.ndarray:
+    def absorbance_noise_std(
+        self, sample_rate: np.ndarray, blank_rate: np.ndarray, integration_time_s: float, averages: int
+    ) -> np.ndarray:
         """Expected std of A = -log10((S-D)/(R-D)) per pixel for one sample S, blank R and dark D.
 
         Each of S, R, D is one read-out at these settings; D is shared, so its
@@ -212,6 +228,7 @@ class Optics:
             var_a = (var_s / s**2 + var_r / r**2 + var_d * (1.0 / s - 1.0 / r) ** 2) / math.log(10.0) ** 2
             std = np.sqrt(var_a)
         clipped = (self.mean_counts(sample_rate, integration_time_s) >= self.config.full_scale_counts) | (
-            self.mean_counts(blank_rate, integration_time_s) >= self.config.full_scale_counts)
+            self.mean_counts(blank_rate, integration_time_s) >= self.config.full_scale_counts
+        )
         std[clipped | (s <= 0) | (r <= 0)] = np.inf
         return std

@@ -38,8 +38,8 @@ from ._furnace_plant import FurnaceModel
 __all__ = ["RegisterBank", "RtuResponder", "ModbusError", "crc16", "main"]
 
 DISPLAY_DECIMALS = 1
-INTER_FRAME_GAP_S = 0.02   # a partial frame older than this is line noise
-TURNAROUND_S = 0.00175     # an RTU slave answers after 3.5 characters of silence, at least 1.75 ms
+INTER_FRAME_GAP_S = 0.02  # a partial frame older than this is line noise
+TURNAROUND_S = 0.00175  # an RTU slave answers after 3.5 characters of silence, at least 1.75 ms
 
 
 def crc16(data: bytes) -> bytes:
@@ -68,25 +68,37 @@ class RegisterBank:
         self._by_address = register_map.by_address()
         m = model
         self._get = {
-            "process_value": lambda: m.pv_C, "target_setpoint": lambda: m.target_setpoint_C,
-            "output_power": lambda: m.output_percent, "working_output": lambda: m.output_percent,
+            "process_value": lambda: m.pv_C,
+            "target_setpoint": lambda: m.target_setpoint_C,
+            "output_power": lambda: m.output_percent,
+            "working_output": lambda: m.output_percent,
             "working_setpoint": lambda: m.working_setpoint_C,
-            "alarm_1_setpoint": lambda: m.alarm_1_setpoint_C, "alarm_2_setpoint": lambda: m.alarm_2_setpoint_C,
+            "alarm_1_setpoint": lambda: m.alarm_1_setpoint_C,
+            "alarm_2_setpoint": lambda: m.alarm_2_setpoint_C,
             "program_status": lambda: register_map.program_status.get(m.program, 0),
-            "setpoint_1": lambda: m.local_setpoint_C, "remote_setpoint": lambda: m.target_setpoint_C,
-            "setpoint_rate_limit": lambda: m.rate_limit_C_per_min, "status_word": self._status_word,
-            "ident": lambda: next(iter(register_map.ident_codes), 0), "instrument_mode": lambda: 0,
-            "auto_manual": lambda: int(m.manual), "decimal_places": lambda: decimals,
+            "setpoint_1": lambda: m.local_setpoint_C,
+            "remote_setpoint": lambda: m.target_setpoint_C,
+            "setpoint_rate_limit": lambda: m.rate_limit_C_per_min,
+            "status_word": self._status_word,
+            "ident": lambda: next(iter(register_map.ident_codes), 0),
+            "instrument_mode": lambda: 0,
+            "auto_manual": lambda: int(m.manual),
+            "decimal_places": lambda: decimals,
         }
         self._set = {
-            "target_setpoint": m.set_local_setpoint, "setpoint_1": m.set_local_setpoint,
-            "remote_setpoint": m.set_remote_setpoint, "setpoint_rate_limit": m.set_rate_limit,
+            "target_setpoint": m.set_local_setpoint,
+            "setpoint_1": m.set_local_setpoint,
+            "remote_setpoint": m.set_remote_setpoint,
+            "setpoint_rate_limit": m.set_rate_limit,
             "alarm_1_setpoint": lambda v: setattr(m, "alarm_1_setpoint_C", v),
             "alarm_2_setpoint": lambda v: setattr(m, "alarm_2_setpoint_C", v),
             "auto_manual": lambda v: m.set_manual(bool(v)),
         }
-        unknown = [r.name for r in register_map.registers.values() if r.name not in self._get
-                   or (r.writable and r.name not in self._set)]
+        unknown = [
+            r.name
+            for r in register_map.registers.values()
+            if r.name not in self._get or (r.writable and r.name not in self._set)
+        ]
         if unknown:
             raise ValueError(f"{register_map.path}: the simulator does not model {', '.join(unknown)}")
 
@@ -193,7 +205,7 @@ class RtuResponder:
         length = self._frame_length(offset)
         if length is None or len(self.buffer) < offset + length:
             return False
-        frame = bytes(self.buffer[offset:offset + length])
+        frame = bytes(self.buffer[offset : offset + length])
         return crc16(frame[:-2]) == frame[-2:]
 
     def gap(self) -> list[bytes]:
@@ -240,12 +252,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m drivers.sim.furnace", description=__doc__.split("\n")[0])
     parser.add_argument("--address", type=int, default=1, help="Modbus slave address (default 1)")
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")
-    parser.add_argument("--model", default=None,
-                        help="controller model: the map in hardware/maps that lists it (default 2400 without --map)")
-    parser.add_argument("--map", default=None, help="register map name or path (--model, if given, must be one of "
-                                                    "its models)")
-    parser.add_argument("--truth", default=None, metavar="FILE",
-                        help="append the truth (every register) as a JSON line per answered request")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="controller model: the map in hardware/maps that lists it (default 2400 without --map)",
+    )
+    parser.add_argument(
+        "--map", default=None, help="register map name or path (--model, if given, must be one of its models)"
+    )
+    parser.add_argument(
+        "--truth",
+        default=None,
+        metavar="FILE",
+        help="append the truth (every register) as a JSON line per answered request",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.address <= 247 or args.speed < 0:
         parser.error("--address must be 1..247 and --speed >= 0")
@@ -267,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGUSR2, lambda *_: setattr(model, "sensor_break", False))
 
     master, slave = os.openpty()
-    tty.setraw(slave)               # no echo, no line discipline, before any client opens it
+    tty.setraw(slave)  # no echo, no line discipline, before any client opens it
     os.set_blocking(master, False)
     print(os.ttyname(slave), flush=True)
     started = time.monotonic()
@@ -294,8 +314,10 @@ def main(argv: list[str] | None = None) -> int:
             elif responder.buffer and now - last_byte >= INTER_FRAME_GAP_S:
                 responses = responder.gap()
             if truth is not None and responses:
-                truth.write(json.dumps({"t": now, "sim_s": model.time_s, "values": bank.served_values()},
-                                       separators=(",", ":")) + "\n")
+                truth.write(
+                    json.dumps({"t": now, "sim_s": model.time_s, "values": bank.served_values()}, separators=(",", ":"))
+                    + "\n"
+                )
             outgoing.extend((now + TURNAROUND_S, response) for response in responses)
             while outgoing and outgoing[0][0] <= time.monotonic():
                 try:

@@ -52,7 +52,7 @@ class SimulatorProcess:
                 stream.close()
         return self.process.returncode
 
-    def __enter__(self) -> "SimulatorProcess":
+    def __enter__(self) -> SimulatorProcess:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -71,8 +71,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def start_simulator(module: str, *args: str, startup_timeout_s: float = 30.0,
-                    env: dict[str, str] | None = None) -> SimulatorProcess:
+def start_simulator(
+    module: str, *args: str, startup_timeout_s: float = 30.0, env: dict[str, str] | None = None
+) -> SimulatorProcess:
     """Start ``python -m MODULE ARGS...`` and return it once it has printed its address.
 
     Raises :class:`SimulatorStartError` with the process's stderr if it exits or

@@ -54,13 +54,13 @@ DIRECTIONS = ("to_device", "to_client")
 class FrameRecord:
     """What the relay did to one frame (one ``read`` chunk), in ``time.monotonic()`` seconds."""
 
-    index: int                 # 0, 1, 2 ... over both directions, in order of arrival
-    direction: str             # "to_device" or "to_client"
+    index: int  # 0, 1, 2 ... over both directions, in order of arrival
+    direction: str  # "to_device" or "to_client"
     received_at: float
-    received: bytes            # as it came in
-    fault: str | None          # one of FAULT_KINDS, or None
-    sent: bytes                # what it sends on (b"" when dropped)
-    due_at: float | None       # when it is to go out (None when dropped)
+    received: bytes  # as it came in
+    fault: str | None  # one of FAULT_KINDS, or None
+    sent: bytes  # what it sends on (b"" when dropped)
+    due_at: float | None  # when it is to go out (None when dropped)
     sent_at: float | None = None  # when it was written to the far side (None: dropped, or not yet, or lost)
 
     @property
@@ -72,8 +72,9 @@ class FrameRecord:
 class LineFaultInjector:
     """Relay between ``port`` (a symlink it owns) and ``device`` that injects line faults."""
 
-    def __init__(self, device: str, link: str | os.PathLike | None = None, *, seed: int = 0,
-                 keep_records: int = 100_000) -> None:
+    def __init__(
+        self, device: str, link: str | os.PathLike | None = None, *, seed: int = 0, keep_records: int = 100_000
+    ) -> None:
         self.device = device
         self._own_dir = None if link else tempfile.mkdtemp(prefix="remdaq-line-")
         self.link = Path(link) if link else Path(self._own_dir) / "ttyFURNACE"
@@ -81,17 +82,17 @@ class LineFaultInjector:
         self._rates = {d: dict.fromkeys(FAULT_KINDS, 0.0) for d in DIRECTIONS}
         self.delay_s: float | tuple[float, float] = 0.05
         self._forced: dict[str, deque[str]] = {d: deque() for d in DIRECTIONS}
-        self.faults: Counter = Counter()          # (direction, kind) -> frames affected
-        self.frames: Counter = Counter()          # direction -> frames seen
-        self.bytes_from_client = 0                # every byte the client sent, relayed or not
+        self.faults: Counter = Counter()  # (direction, kind) -> frames affected
+        self.frames: Counter = Counter()  # direction -> frames seen
+        self.bytes_from_client = 0  # every byte the client sent, relayed or not
         self.records: deque[FrameRecord] = deque(maxlen=keep_records)  # the relay's truth, frame by frame
         self._commands: queue.Queue = queue.Queue()
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
-        self._pending: list = []                  # heap of (due, seq, fd, data)
+        self._pending: list = []  # heap of (due, seq, fd, data)
         self._seq = 0
         self._device_fd: int | None = None
-        self._client_fds: tuple[int, int] | None = None   # (master, slave) of our pty
+        self._client_fds: tuple[int, int] | None = None  # (master, slave) of our pty
         self._relaying = True
         self._thread: threading.Thread | None = None
 
@@ -101,7 +102,7 @@ class LineFaultInjector:
         """The path a client opens (a symlink to the current pty)."""
         return str(self.link)
 
-    def start(self) -> "LineFaultInjector":
+    def start(self) -> LineFaultInjector:
         """Open the device, create the client pty and start relaying."""
         self._device_fd = os.open(self.device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         tty.setraw(self._device_fd)
@@ -127,16 +128,23 @@ class LineFaultInjector:
         if self._own_dir:
             shutil.rmtree(self._own_dir, ignore_errors=True)
 
-    def __enter__(self) -> "LineFaultInjector":
+    def __enter__(self) -> LineFaultInjector:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
     # -- configuration (any thread) -----------------------------------------------------------
-    def set_faults(self, *, drop: float = 0.0, truncate: float = 0.0, corrupt: float = 0.0,
-                   delay: float = 0.0, delay_s: float | tuple[float, float] | None = None,
-                   direction: str = "both") -> None:
+    def set_faults(
+        self,
+        *,
+        drop: float = 0.0,
+        truncate: float = 0.0,
+        corrupt: float = 0.0,
+        delay: float = 0.0,
+        delay_s: float | tuple[float, float] | None = None,
+        direction: str = "both",
+    ) -> None:
         """Per-frame fault probabilities for ``to_device``, ``to_client`` or ``both`` directions.
 
         ``delay_s`` is how long a delayed frame is held: seconds, or ``(low, high)``
@@ -155,14 +163,17 @@ class LineFaultInjector:
                 self._rates[d] = rates
             if delay_s is not None:
                 self.delay_s = delay_s
+
         self._do(apply)
 
     def clear_faults(self) -> None:
         """No more random or forced faults."""
+
         def apply():
             for d in DIRECTIONS:
                 self._rates[d] = dict.fromkeys(FAULT_KINDS, 0.0)
                 self._forced[d].clear()
+
         self._do(apply)
 
     def inject(self, kind: str, direction: str = "to_client", count: int = 1) -> None:
@@ -179,10 +190,12 @@ class LineFaultInjector:
 
     def replug(self) -> None:
         """Put the line back (a vanished port reappears behind the same symlink)."""
+
         def apply():
             if self._client_fds is None:
                 self._plug()
             self._relaying = True
+
         self._do(apply)
 
     @property
@@ -274,10 +287,10 @@ class LineFaultInjector:
         if kind == "drop":
             return kind, b"", 0.0
         if kind == "truncate":
-            return kind, data[:self._rng.randint(1, len(data) - 1)] if len(data) > 1 else b"", 0.0
+            return kind, data[: self._rng.randint(1, len(data) - 1)] if len(data) > 1 else b"", 0.0
         if kind == "corrupt":
             i = self._rng.randrange(len(data))
-            return kind, data[:i] + bytes([data[i] ^ self._rng.randint(1, 255)]) + data[i + 1:], 0.0
+            return kind, data[:i] + bytes([data[i] ^ self._rng.randint(1, 255)]) + data[i + 1 :], 0.0
         low, high = self.delay_s if isinstance(self.delay_s, tuple) else (self.delay_s, self.delay_s)
         return kind, data, self._rng.uniform(low, high)
 

@@ -84,8 +84,16 @@ from ._bench_drift import (
 )
 from ._lanthanide_bands import KNOWN_ELEMENTS
 
-__all__ = ["Scenario", "ScenarioError", "Peak", "load_scenario", "scenarios_dir", "find_scenario",
-           "parse_concentrations", "format_concentrations"]
+__all__ = [
+    "Scenario",
+    "ScenarioError",
+    "Peak",
+    "load_scenario",
+    "scenarios_dir",
+    "find_scenario",
+    "parse_concentrations",
+    "format_concentrations",
+]
 
 
 class ScenarioError(ValueError):
@@ -194,8 +202,10 @@ def find_scenario(name_or_path: str | os.PathLike) -> Path:
     except UnreadableFileError as error:
         raise ScenarioError(f"scenario {shorten(text)!r}: {error.problem}") from None
     known = sorted(p.stem for p in scenarios_dir().glob("*.toml"))
-    raise ScenarioError(f"scenario {shorten(text)!r} not found (looked for {shorten(str(candidate))} and "
-                        f"{shorten(str(bundled))}); bundled scenarios: {', '.join(known) or 'none'}")
+    raise ScenarioError(
+        f"scenario {shorten(text)!r} not found (looked for {shorten(str(candidate))} and "
+        f"{shorten(str(bundled))}); bundled scenarios: {', '.join(known) or 'none'}"
+    )
 
 
 def _element(symbol: object, where: str) -> str:
@@ -217,8 +227,14 @@ def _finite(value: object, where: str) -> float:
     return number
 
 
-def _number(value: object, where: str, *, minimum: float | None = None, positive: bool = False,
-            maximum: float = MAX_SCENARIO_TIME_S) -> float:
+def _number(
+    value: object,
+    where: str,
+    *,
+    minimum: float | None = None,
+    positive: bool = False,
+    maximum: float = MAX_SCENARIO_TIME_S,
+) -> float:
     """``value`` as a float if it is a finite number in range (not a boolean); a ScenarioError otherwise."""
     value = _finite(value, where)
     if abs(value) > maximum:
@@ -284,12 +300,14 @@ def _parse_lab(raw: object, where: str) -> LabProfile:
     times = _times(raw["time_s"], f"{at} time_s") if "time_s" in raw else None
     if "temperature_C" not in raw:
         raise ScenarioError(f"{at}: needs temperature_C (a number, or one per time_s)")
-    temperatures = _series(raw["temperature_C"], f"{at} temperature_C", times,
-                           lambda v, w: _in_range(v, w, LAB_TEMPERATURE_RANGE_C, "C"))
+    temperatures = _series(
+        raw["temperature_C"], f"{at} temperature_C", times, lambda v, w: _in_range(v, w, LAB_TEMPERATURE_RANGE_C, "C")
+    )
     amplitude = _in_range(raw.get("cycle_amplitude_C", 0.0), f"{at} cycle_amplitude_C", (0.0, 20.0), "C")
     period = _in_range(raw.get("cycle_period_s", 86400.0), f"{at} cycle_period_s", (60.0, MAX_SCENARIO_TIME_S), "s")
-    peak = _in_range(raw.get("cycle_peak_s", 50400.0), f"{at} cycle_peak_s",
-                     (-MAX_SCENARIO_TIME_S, MAX_SCENARIO_TIME_S), "s")
+    peak = _in_range(
+        raw.get("cycle_peak_s", 50400.0), f"{at} cycle_peak_s", (-MAX_SCENARIO_TIME_S, MAX_SCENARIO_TIME_S), "s"
+    )
     low, high = LAB_TEMPERATURE_RANGE_C
     if min(temperatures) - amplitude < low or max(temperatures) + amplitude > high:
         raise ScenarioError(f"{at}: temperature_C with the cycle's amplitude must stay within {low:g} to {high:g} C")
@@ -305,12 +323,23 @@ def _parse_solution(raw: object, where: str) -> SolutionProfile:
     if raw.get("temperature_C") == "lab":
         follows_lab = True
     elif "temperature_C" in raw:
-        temperature = _series(raw["temperature_C"], f"{at} temperature_C", times,
-                              lambda v, w: _in_range(v, w, SOLUTION_TEMPERATURE_RANGE_C, "C"))
+        temperature = _series(
+            raw["temperature_C"],
+            f"{at} temperature_C",
+            times,
+            lambda v, w: _in_range(v, w, SOLUTION_TEMPERATURE_RANGE_C, "C"),
+        )
     matrix = _series(raw["matrix"], f"{at} matrix", times, _matrix) if "matrix" in raw else None
-    acid = (_series(raw["acid_mol_per_L"], f"{at} acid_mol_per_L", times,
-                    lambda v, w: _in_range(v, w, ACID_RANGE_MOL_PER_L, "mol/L"))
-            if "acid_mol_per_L" in raw else None)
+    acid = (
+        _series(
+            raw["acid_mol_per_L"],
+            f"{at} acid_mol_per_L",
+            times,
+            lambda v, w: _in_range(v, w, ACID_RANGE_MOL_PER_L, "mol/L"),
+        )
+        if "acid_mol_per_L" in raw
+        else None
+    )
     if temperature is None and not follows_lab and matrix is None and acid is None:
         raise ScenarioError(f"{at}: gives none of temperature_C, matrix, acid_mol_per_L")
     return SolutionProfile(times or (0.0,), temperature, follows_lab, matrix, acid)
@@ -319,13 +348,27 @@ def _parse_solution(raw: object, where: str) -> SolutionProfile:
 def _parse_drift(raw: object, where: str) -> DriftSettings:
     at = f"{where} [drift]"
     raw = _of_type(raw, dict, at, "a table")
-    _check_keys(raw, {"wavelength", "bands", "matrix", "k_T_nm_per_C", "calibration_temperature_C",
-                      "spectrometer_lag_s", "replug_s", "replug_step_nm"}, at)
+    _check_keys(
+        raw,
+        {
+            "wavelength",
+            "bands",
+            "matrix",
+            "k_T_nm_per_C",
+            "calibration_temperature_C",
+            "spectrometer_lag_s",
+            "replug_s",
+            "replug_step_nm",
+        },
+        at,
+    )
     switches = {key: _switch(raw[key], f"{at} {key}") for key in ("wavelength", "bands", "matrix") if key in raw}
     numbers = {}
-    for key, bounds, unit in (("k_T_nm_per_C", K_T_RANGE_NM_PER_C, "nm/C"),
-                              ("calibration_temperature_C", LAB_TEMPERATURE_RANGE_C, "C"),
-                              ("spectrometer_lag_s", LAG_RANGE_S, "s")):
+    for key, bounds, unit in (
+        ("k_T_nm_per_C", K_T_RANGE_NM_PER_C, "nm/C"),
+        ("calibration_temperature_C", LAB_TEMPERATURE_RANGE_C, "C"),
+        ("spectrometer_lag_s", LAG_RANGE_S, "s"),
+    ):
         if key in raw:
             numbers[key] = _in_range(raw[key], f"{at} {key}", bounds, unit)
     replug_s: tuple[float, ...] = ()
@@ -338,8 +381,10 @@ def _parse_drift(raw: object, where: str) -> DriftSettings:
             raise ScenarioError(f"{at} replug_s: must be >= 0, got {replug_s[0]!r}")
         if not isinstance(raw["replug_step_nm"], list) or len(raw["replug_step_nm"]) != len(replug_s):
             raise ScenarioError(f"{at} replug_step_nm: needs {len(replug_s)} values, one per replug_s")
-        steps = tuple(_in_range(v, f"{at} replug_step_nm[{i}]", (-MAX_REPLUG_STEP_NM, MAX_REPLUG_STEP_NM), "nm")
-                      for i, v in enumerate(raw["replug_step_nm"]))
+        steps = tuple(
+            _in_range(v, f"{at} replug_step_nm[{i}]", (-MAX_REPLUG_STEP_NM, MAX_REPLUG_STEP_NM), "nm")
+            for i, v in enumerate(raw["replug_step_nm"])
+        )
     return DriftSettings(**switches, **numbers, replug_s=replug_s, replug_step_nm=steps)
 
 
@@ -360,20 +405,24 @@ def _parse(data: dict, where: str) -> Scenario:
         raise ScenarioError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
     for key in ("name", "description"):
         _of_type(data.get(key, ""), str, f"{where} {key}", "a string")
-    base = {_element(el, f"{where} [base]"): _concentration(v, f"{where} [base] {el}")
-            for el, v in _of_type(data.get("base", {}), dict, f"{where} [base]", "a table").items()}
+    base = {
+        _element(el, f"{where} [base]"): _concentration(v, f"{where} [base] {el}")
+        for el, v in _of_type(data.get("base", {}), dict, f"{where} [base]", "a table").items()
+    }
     peaks = []
     for i, raw in enumerate(_of_type(data.get("peak", []), list, f"{where} [[peak]]", "an array of tables")):
         at = f"{where} [[peak]] #{i + 1}"
         _of_type(raw, dict, at, "a table")
         sigma_s = _number(raw.get("sigma_s"), f"{at} sigma_s", positive=True)
-        peaks.append(Peak(
-            element=_element(raw.get("element"), at),
-            center_s=_number(raw.get("center_s"), f"{at} center_s"),
-            sigma_s=sigma_s,
-            tail_sigma_s=_number(raw.get("tail_sigma_s", sigma_s), f"{at} tail_sigma_s", positive=True),
-            height_g_per_L=_concentration(raw.get("height_g_per_L"), f"{at} height_g_per_L"),
-        ))
+        peaks.append(
+            Peak(
+                element=_element(raw.get("element"), at),
+                center_s=_number(raw.get("center_s"), f"{at} center_s"),
+                sigma_s=sigma_s,
+                tail_sigma_s=_number(raw.get("tail_sigma_s", sigma_s), f"{at} tail_sigma_s", positive=True),
+                height_g_per_L=_concentration(raw.get("height_g_per_L"), f"{at} height_g_per_L"),
+            )
+        )
     table_time_s: tuple[float, ...] = ()
     table: dict[str, tuple[float, ...]] = {}
     if "table" in data:

@@ -40,8 +40,8 @@ import socket
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -195,8 +195,9 @@ class Cell:
     def solution_at(self, now_s: float) -> Solution:
         """Temperature, matrix and acid of the solution in the cell at simulated time ``now_s``."""
         if self.running and self.scenario.solution is not None:
-            return self.scenario.solution_at(now_s - self.scenario_start_s, self.drift.lab_temperature_at(now_s),
-                                             self.solution)
+            return self.scenario.solution_at(
+                now_s - self.scenario_start_s, self.drift.lab_temperature_at(now_s), self.solution
+            )
         return self.solution
 
     def scenario_fibre_nm(self, now_s: float) -> float:
@@ -357,13 +358,16 @@ class Instrument:
         table.add("SYSTem:ERRor[:NEXT]", self._next_error, query=True)
         table.add("SENSe:DETector:PIXels", self._reported("PIX", lambda: str(pixels)), query=True)
         table.add("SENSe:INTegration:TIME", self._set_integration_time)
-        table.add("SENSe:INTegration:TIME", self._reported("ITIM", lambda: f"{self.integration_time_s:.9g}"),
-                  query=True)
+        table.add(
+            "SENSe:INTegration:TIME", self._reported("ITIM", lambda: f"{self.integration_time_s:.9g}"), query=True
+        )
         table.add("SENSe:AVERage:COUNt", self._set_averages)
         table.add("SENSe:AVERage:COUNt", self._reported("AVER", lambda: str(self.averages)), query=True)
-        table.add("CALCulate:WAVelength:COEFficients",
-                  self._reported("COEF", lambda: ",".join(f"{c:.12e}" for c in self.optics.coefficients)),
-                  query=True)
+        table.add(
+            "CALCulate:WAVelength:COEFficients",
+            self._reported("COEF", lambda: ",".join(f"{c:.12e}" for c in self.optics.coefficients)),
+            query=True,
+        )
         table.add("SOURce:SHUTter", self._set_shutter)
         table.add("SOURce:SHUTter", lambda p: "OPEN" if self.shutter_open else "CLOS", query=True)
         table.add("FORMat[:DATA]", self._set_format)
@@ -376,9 +380,11 @@ class Instrument:
 
     def _reported(self, quantity: str, truth: Callable[[], str]) -> Handler:
         """A query handler answering the truth, or the absurd answer switched on for ``quantity``."""
+
         def answer(params: str) -> str:
             absurd = self.absurd_answers.get(quantity)
             return truth() if absurd is None else absurd
+
         return answer
 
     def _next_error(self, params: str) -> str:
@@ -388,8 +394,11 @@ class Instrument:
     def _set_integration_time(self, params: str) -> None:
         value = _number(params, {"MIN": MIN_INTEGRATION_TIME_S, "MAX": MAX_INTEGRATION_TIME_S})
         if not (MIN_INTEGRATION_TIME_S <= value <= MAX_INTEGRATION_TIME_S):
-            raise ScpiFault(-222, f"Data out of range;integration time {value:g} s not in "
-                                  f"{MIN_INTEGRATION_TIME_S:g}-{MAX_INTEGRATION_TIME_S:g} s")
+            raise ScpiFault(
+                -222,
+                f"Data out of range;integration time {value:g} s not in "
+                f"{MIN_INTEGRATION_TIME_S:g}-{MAX_INTEGRATION_TIME_S:g} s",
+            )
         self.integration_time_s = round(value, 6)  # 1 us resolution
         self._pending = None
 
@@ -404,8 +413,9 @@ class Instrument:
         self._pending = None
 
     def _set_shutter(self, params: str) -> None:
-        self.shutter_open = _keyword(params, {"OPEN": "OPEN", "CLOS": "CLOS", "CLOSE": "CLOS",
-                                              "CLOSED": "CLOS"}) == "OPEN"
+        self.shutter_open = (
+            _keyword(params, {"OPEN": "OPEN", "CLOS": "CLOS", "CLOSE": "CLOS", "CLOSED": "CLOS"}) == "OPEN"
+        )
         self._pending = None
 
     def _set_format(self, params: str) -> None:
@@ -427,8 +437,9 @@ class Instrument:
         mid_s = self.clock.now_s() + exposure_s / 2.0
         rate = None
         if self.shutter_open:
-            rate = self.optics.signal_rate(self.cell.concentrations_at(mid_s), mid_s,
-                                           **self.cell.optics_arguments(mid_s))
+            rate = self.optics.signal_rate(
+                self.cell.concentrations_at(mid_s), mid_s, **self.cell.optics_arguments(mid_s)
+            )
         counts = self.optics.read_out(rate, self.integration_time_s, self.averages, self.rng)
         ready = time.monotonic() + exposure_s / self.clock.speed
         self._pending = Answer(self._encode(counts), is_spectrum=True, ready_wall_s=ready)
@@ -458,18 +469,36 @@ class LineFaults:
     did with the last faulted answer is kept in :attr:`last` (``SIM:FAUL:LAST?``).
     """
 
-    KINDS = {"NONE": "NONE", "GARB": "GARBLE", "GARBLE": "GARBLE", "TRUN": "TRUNCATE", "TRUNCATE": "TRUNCATE",
-             "LONG": "LONG", "HUGE": "HUGE", "NAN": "NAN", "RANG": "RANGE", "RANGE": "RANGE",
-             "TRIC": "TRICKLE", "TRICKLE": "TRICKLE", "BABL": "BABBLE", "BABBLE": "BABBLE", "DROP": "DROP",
-             "DEL": "DELAY", "DELAY": "DELAY",
-             "DISC": "DISCONNECT", "DISCONNECT": "DISCONNECT"}
+    KINDS = {
+        "NONE": "NONE",
+        "GARB": "GARBLE",
+        "GARBLE": "GARBLE",
+        "TRUN": "TRUNCATE",
+        "TRUNCATE": "TRUNCATE",
+        "LONG": "LONG",
+        "HUGE": "HUGE",
+        "NAN": "NAN",
+        "RANG": "RANGE",
+        "RANGE": "RANGE",
+        "TRIC": "TRICKLE",
+        "TRICKLE": "TRICKLE",
+        "BABL": "BABBLE",
+        "BABBLE": "BABBLE",
+        "DROP": "DROP",
+        "DEL": "DELAY",
+        "DELAY": "DELAY",
+        "DISC": "DISCONNECT",
+        "DISCONNECT": "DISCONNECT",
+    }
     HUGE_HEADER = b"#9999999999"  # declares 999 999 999 payload bytes
     DEFAULT_RANGE_VALUE = 1.0e6
     DEFAULT_TRICKLE = (64, 0.05)  # bytes per piece, seconds between pieces
     DEFAULT_BABBLE_S = 10.0
     BABBLE_INTERVAL_S = 0.01  # one byte of noise this often: never the 50 ms of quiet a driver drains for
-    _USAGE = ("(GARB, TRUN, LONG, HUGE, NAN, RANG[,<counts>], TRIC[,<bytes>[,<s>[,SPEC|TEXT]]], BABL[,<s>], "
-              "DROP, DEL,<s>, DISC, NONE)")
+    _USAGE = (
+        "(GARB, TRUN, LONG, HUGE, NAN, RANG[,<counts>], TRIC[,<bytes>[,<s>[,SPEC|TEXT]]], BABL[,<s>], "
+        "DROP, DEL,<s>, DISC, NONE)"
+    )
 
     def __init__(self, rng: np.random.Generator):
         self.rng = rng
@@ -572,7 +601,7 @@ class LineFaults:
             value = np.nan if kind == "NAN" else args[0]
             values = (len(data) - header - 1) // 4
             at = header + 4 * int(self.rng.integers(0, values))
-            return data[:at] + np.float32(value).astype("<f4").tobytes() + data[at + 4:]
+            return data[:at] + np.float32(value).astype("<f4").tobytes() + data[at + 4 :]
         return data
 
 
@@ -591,8 +620,9 @@ class SimControl:
         table.add("SIM:SCENario", self._scenario_state, query=True)
         table.add("SIM:SCENario:STARt", self._start_scenario)
         table.add("SIM:SCENario:STOP", lambda p: self.cell.stop_scenario(self.clock.now_s()))
-        table.add("SIM:TRUTh", lambda p: format_concentrations(self.cell.concentrations_at(self.clock.now_s())),
-                  query=True)
+        table.add(
+            "SIM:TRUTh", lambda p: format_concentrations(self.cell.concentrations_at(self.clock.now_s())), query=True
+        )
         table.add("SIM:NOISe", self._noise, query=True)
         table.add("SIM:FAULt", self.faults.arm)
         table.add("SIM:FAULt", lambda p: self.faults.describe(), query=True)
@@ -608,33 +638,46 @@ class SimControl:
     def _register_drifts(self, table: CommandTable) -> None:
         drift = self.cell.drift
         table.add("SIM:DRIFt", lambda p: drift.set_all(_switch(p)))
-        table.add("SIM:DRIFt", lambda p: f"{int(drift.wavelength)},{int(drift.bands)},{int(drift.matrix)}",
-                  query=True)
-        for header, name in (("SIM:DRIFt:WAVelength", "wavelength"), ("SIM:DRIFt:BANDs", "bands"),
-                             ("SIM:DRIFt:MATRix", "matrix")):
+        table.add("SIM:DRIFt", lambda p: f"{int(drift.wavelength)},{int(drift.bands)},{int(drift.matrix)}", query=True)
+        for header, name in (
+            ("SIM:DRIFt:WAVelength", "wavelength"),
+            ("SIM:DRIFt:BANDs", "bands"),
+            ("SIM:DRIFt:MATRix", "matrix"),
+        ):
             table.add(header, lambda p, name=name: setattr(drift, name, _switch(p)))
             table.add(header, lambda p, name=name: str(int(getattr(drift, name))), query=True)
-        table.add("SIM:DRIFt:KT", lambda p: setattr(drift, "k_T_nm_per_C",
-                                                    _ranged(p, K_T_RANGE_NM_PER_C, "k_T", "nm/C")))
+        table.add(
+            "SIM:DRIFt:KT", lambda p: setattr(drift, "k_T_nm_per_C", _ranged(p, K_T_RANGE_NM_PER_C, "k_T", "nm/C"))
+        )
         table.add("SIM:DRIFt:KT", lambda p: f"{drift.k_T_nm_per_C:.9g}", query=True)
-        table.add("SIM:DRIFt:TCAL", lambda p: setattr(drift, "calibration_temperature_C",
-                                                      _ranged(p, LAB_TEMPERATURE_RANGE_C, "T_cal", "C")))
+        table.add(
+            "SIM:DRIFt:TCAL",
+            lambda p: setattr(drift, "calibration_temperature_C", _ranged(p, LAB_TEMPERATURE_RANGE_C, "T_cal", "C")),
+        )
         table.add("SIM:DRIFt:TCAL", lambda p: f"{drift.calibration_temperature_C:.9g}", query=True)
         table.add("SIM:LAB:TEMPerature", self._set_lab_temperature)
-        table.add("SIM:LAB:TEMPerature", lambda p: f"{drift.lab_temperature_at(self.clock.now_s()):.9g}",
-                  query=True)
+        table.add("SIM:LAB:TEMPerature", lambda p: f"{drift.lab_temperature_at(self.clock.now_s()):.9g}", query=True)
         table.add("SIM:LAB:LAG", lambda p: setattr(drift, "lag_s", _ranged(p, LAG_RANGE_S, "lag", "s")))
         table.add("SIM:LAB:LAG", lambda p: f"{drift.lag_s:.9g}", query=True)
-        table.add("SIM:SPECtrometer:TEMPerature",
-                  lambda p: f"{drift.spectrometer_temperature_at(self.clock.now_s()):.9g}", query=True)
+        table.add(
+            "SIM:SPECtrometer:TEMPerature",
+            lambda p: f"{drift.spectrometer_temperature_at(self.clock.now_s()):.9g}",
+            query=True,
+        )
         table.add("SIM:SOLution:TEMPerature", self._set_solution_temperature)
-        table.add("SIM:SOLution:TEMPerature",
-                  lambda p: f"{self.cell.solution_at(self.clock.now_s()).temperature_C:.9g}", query=True)
+        table.add(
+            "SIM:SOLution:TEMPerature",
+            lambda p: f"{self.cell.solution_at(self.clock.now_s()).temperature_C:.9g}",
+            query=True,
+        )
         table.add("SIM:SOLution:MATRix", self._set_matrix)
         table.add("SIM:SOLution:MATRix", self._matrix_state, query=True)
         table.add("SIM:FIBRe:REPLug", self._replug)
-        table.add("SIM:FIBRe", lambda p: f"{drift.fibre_offset_nm + self.cell.scenario_fibre_nm(self.clock.now_s()):.9g}",
-                  query=True)
+        table.add(
+            "SIM:FIBRe",
+            lambda p: f"{drift.fibre_offset_nm + self.cell.scenario_fibre_nm(self.clock.now_s()):.9g}",
+            query=True,
+        )
         table.add("SIM:TRUTh:DRIFt", lambda p: self.cell.drift_state_at(self.clock.now_s()).format(), query=True)
 
     def _start_scenario(self, params: str) -> None:
@@ -661,8 +704,11 @@ class SimControl:
         name = matrix_name(name_text)
         if name is None:
             raise ScpiFault(-224, f"Illegal parameter value;{name_text.strip()} ({', '.join(MATRICES)})")
-        acid = (_ranged(acid_text, ACID_RANGE_MOL_PER_L, "acid", "mol/L") if acid_text.strip()
-                else self.cell.solution.acid_mol_per_L)
+        acid = (
+            _ranged(acid_text, ACID_RANGE_MOL_PER_L, "acid", "mol/L")
+            if acid_text.strip()
+            else self.cell.solution.acid_mol_per_L
+        )
         if self.cell.drives_solution:
             raise ScpiFault(-221, "Settings conflict;the running scenario sets the solution")
         self.cell.solution = Solution(self.cell.solution.temperature_C, name, acid)
@@ -722,7 +768,9 @@ class SimControl:
             scenario = load_scenario(path)
         except ScenarioError as error:
             code = -256 if "not found" in str(error) else -224
-            raise ScpiFault(code, f"File name not found;{error}" if code == -256 else f"Illegal parameter value;{error}") from None
+            raise ScpiFault(
+                code, f"File name not found;{error}" if code == -256 else f"Illegal parameter value;{error}"
+            ) from None
         self.cell.stop_scenario(self.clock.now_s())  # the cell keeps what it holds until the new one starts
         self.cell.scenario = scenario
 
@@ -868,7 +916,7 @@ class Server:
 
     def _trickle(self, conn: socket.socket, data: bytes, piece_bytes: int, delay_s: float) -> bool:
         """Send ``data`` in pieces of ``piece_bytes`` with ``delay_s`` between them; stop if the client hangs up."""
-        pieces = [data[i:i + piece_bytes] for i in range(0, len(data), piece_bytes)]
+        pieces = [data[i : i + piece_bytes] for i in range(0, len(data), piece_bytes)]
         for index, piece in enumerate(pieces):
             if index and not _wait_until(conn, time.monotonic() + delay_s):
                 return False
@@ -876,7 +924,6 @@ class Server:
                 return False
             self.faults.record("TRICKLE", index + 1, len(pieces))
         return True
-
 
     def _babble(self, conn: socket.socket, seconds: float) -> bool:
         """Noise instead of the answer: a byte (never '#') every 10 ms for ``seconds``, until the client hangs up."""
@@ -886,7 +933,7 @@ class Server:
         for index in range(total):
             if index and not _wait_until(conn, time.monotonic() + interval_s):
                 return False
-            if not _send_all(conn, noise[index:index + 1]):
+            if not _send_all(conn, noise[index : index + 1]):
                 return False
             self.faults.record("BABBLE", index + 1, total)
         return True

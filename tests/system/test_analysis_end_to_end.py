@@ -32,12 +32,11 @@ import itertools
 
 import numpy as np
 import pytest
+from _bench import format_concentrations, parse_concentrations
 
 import analysis
 from drivers import ScpiSpectrometer
 from drivers.sim.launch import start_simulator
-
-from _bench import format_concentrations, parse_concentrations
 
 pytestmark = pytest.mark.system
 
@@ -102,9 +101,15 @@ def calibration(bench):
     absorbance = np.array([a for a, _ in measured])
     truth = np.array([t for _, t in measured])
     assert np.allclose(truth, design, rtol=1e-5), "the simulator holds what was loaded"
-    return analysis.calibrate(bench.wavelength_nm, absorbance, truth, ANALYTES, baseline_order=BASELINE_ORDER,
-                              quadratic=("Nd",),
-                              standard_names=[f"S{i:02d}" for i in range(len(design))])
+    return analysis.calibrate(
+        bench.wavelength_nm,
+        absorbance,
+        truth,
+        ANALYTES,
+        baseline_order=BASELINE_ORDER,
+        quadratic=("Nd",),
+        standard_names=[f"S{i:02d}" for i in range(len(design))],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +152,9 @@ def test_nd2o3_purity_within_a_tenth_of_a_point_at_995(bench, calibration):
     purity can be off by their sum (docs/analysis.md, detection-limit policy).
     Sm, the weakest absorber, is tested apart below.
     """
-    errors_pp, sigmas_pp, _ = _measure_products(bench, calibration, [(1.0, 0, 0, 0), (0.5, 0, 0.5, 0),
-                                                                     (0.5, 0, 0, 0.5), (0.6, 0, 0.2, 0.2)] * 2)
+    errors_pp, sigmas_pp, _ = _measure_products(
+        bench, calibration, [(1.0, 0, 0, 0), (0.5, 0, 0.5, 0), (0.5, 0, 0, 0.5), (0.6, 0, 0.2, 0.2)] * 2
+    )
     assert np.all(np.abs(errors_pp) <= 0.1), np.round(errors_pp, 3)
     assert np.all(sigmas_pp <= 0.15)  # informative: the drift terms cost some precision (decision 0047)
 
@@ -179,8 +185,13 @@ def _measure_products(bench, calibration, shares):
         true_purity = analysis.oxide_purity(truth, ANALYTES, "Nd").purity[0]
         assert true_purity == pytest.approx(0.995, abs=1e-6)
         q = analysis.quantify(absorbance, calibration)
-        purity = analysis.oxide_purity(q.concentration_g_per_L, ANALYTES, "Nd", sigma_g_per_L=q.sigma_g_per_L,
-                                       detection_limit_g_per_L=calibration.quality.detection_limit_g_per_L)
+        purity = analysis.oxide_purity(
+            q.concentration_g_per_L,
+            ANALYTES,
+            "Nd",
+            sigma_g_per_L=q.sigma_g_per_L,
+            detection_limit_g_per_L=calibration.quality.detection_limit_g_per_L,
+        )
         assert purity.target_oxide == "Nd2O3" and purity.covered_elements == ANALYTES
         errors.append(purity.purity[0] - true_purity)
         sigmas.append(purity.purity_sigma[0])

@@ -17,19 +17,31 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from _trial_factory import (FULL_SCALE, LiveTrial, SyntheticBench, metadata, trials_folder,  # noqa: E402
-                            wait_for_rows, write_calibration)
+from _trial_factory import (
+    FULL_SCALE,
+    LiveTrial,
+    SyntheticBench,
+    metadata,
+    trials_folder,  # noqa: E402
+    wait_for_rows,
+    write_calibration,
+)
 
 from daq.layout import FLAG_MODEL_MISMATCH  # noqa: E402
 from daq.pipeline import analyse_counts  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[2]
+
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = ROOT / "test-artifacts"
 TIMEOUT_MS = 30_000
 
@@ -48,13 +60,18 @@ class FittedBench(SyntheticBench):
 
     def spectra(self, t):
         spectrometer, rows = super().spectra(t)
-        result = analyse_counts(spectrometer["counts"], self.dark, self.reference, self.calibration, "Nd",
-                                FULL_SCALE)
+        result = analyse_counts(spectrometer["counts"], self.dark, self.reference, self.calibration, "Nd", FULL_SCALE)
         spectrometer["flag"] |= np.where(result.model_mismatch, FLAG_MODEL_MISMATCH, 0).astype(np.uint8)
-        rows.update(concentration=result.concentration_g_per_L, sigma=result.sigma_g_per_L, purity=result.purity,
-                    purity_sigma=result.purity_sigma, residual_rms=result.residual_rms,
-                    lack_of_fit=result.lack_of_fit, wavelength_shift=result.wavelength_shift_nm,
-                    fit_coefficients=result.free_coefficients)
+        rows.update(
+            concentration=result.concentration_g_per_L,
+            sigma=result.sigma_g_per_L,
+            purity=result.purity,
+            purity_sigma=result.purity_sigma,
+            residual_rms=result.residual_rms,
+            lack_of_fit=result.lack_of_fit,
+            wavelength_shift=result.wavelength_shift_nm,
+            fit_coefficients=result.free_coefficients,
+        )
         return spectrometer, rows
 
 
@@ -104,9 +121,26 @@ def served_app(tmp_path):
     env.pop("REMDAQ_STATION", None)
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(ROOT / "app.py"),
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             wait_until_serving(url, server)
@@ -127,10 +161,15 @@ def test_live_trial_in_chromium_updates_its_purity_without_reload(served_app):
     url, data = served_app
     calibration_file = data / "calibrations" / "nd-pr.h5"
     calibration = write_calibration(calibration_file)
-    meta = metadata("browser-live", title="Pr/Nd elution, calcination to 250 °C", calibration=calibration,
-                    calibration_file=calibration_file)
-    live = LiveTrial(trials_folder(data) / "browser-live.h5", tick_s=0.1, seconds_per_tick=2.0, spectrum_every=3,
-                     meta=meta)
+    meta = metadata(
+        "browser-live",
+        title="Pr/Nd elution, calcination to 250 °C",
+        calibration=calibration,
+        calibration_file=calibration_file,
+    )
+    live = LiveTrial(
+        trials_folder(data) / "browser-live.h5", tick_s=0.1, seconds_per_tick=2.0, spectrum_every=3, meta=meta
+    )
     live.bench = FittedBench(calibration)
     with live:
         wait_for_rows(live.path, "analysis", 21)
@@ -139,12 +178,14 @@ def test_live_trial_in_chromium_updates_its_purity_without_reload(served_app):
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1500})
                 page.goto(url)
-                purity = (page.get_by_test_id("stMetric").filter(has_text="Purity Nd2O3")
-                          .get_by_test_id("stMetricValue"))
+                purity = page.get_by_test_id("stMetric").filter(has_text="Purity Nd2O3").get_by_test_id("stMetricValue")
                 expect(purity).to_have_text(re.compile(r"^\d+\.\d\d %$"), timeout=TIMEOUT_MS)
                 expect(page.get_by_text("Running", exact=False).first).to_be_visible(timeout=TIMEOUT_MS)
-                expect(page.get_by_text("trial `browser-live`", exact=False).or_(
-                    page.get_by_text("browser-live", exact=False)).first).to_be_visible()
+                expect(
+                    page.get_by_text("trial `browser-live`", exact=False)
+                    .or_(page.get_by_text("browser-live", exact=False))
+                    .first
+                ).to_be_visible()
                 expect(page.locator(".js-plotly-plot")).to_have_count(PLOTS, timeout=TIMEOUT_MS)
                 lack_of_fit = page.locator(".js-plotly-plot").filter(has_text=LACK_OF_FIT_TITLE)
                 expect(lack_of_fit).to_have_count(1, timeout=TIMEOUT_MS)
@@ -178,10 +219,9 @@ def test_live_trial_in_chromium_updates_its_purity_without_reload(served_app):
 
 
 def test_a_damaged_newest_trial_is_reported_and_the_good_trials_are_still_served(served_app):
-    from playwright.sync_api import expect, sync_playwright
-
     from _damaged_files import damaged_copies  # noqa: E402
     from _trial_factory import write_trial  # noqa: E402
+    from playwright.sync_api import expect, sync_playwright
 
     url, data = served_app
     trials = trials_folder(data)
@@ -189,8 +229,9 @@ def test_a_damaged_newest_trial_is_reported_and_the_good_trials_are_still_served
         write_trial(trials / f"{name}.h5", meta=metadata(name, title=f"trial {name}"))
     scratch = data.parent / "sources"
     scratch.mkdir()
-    copies = damaged_copies(lambda name: write_trial(scratch / f"{name}.h5", meta=metadata(name)), trials,
-                            metadata_flips=2, raw_flips=0)
+    copies = damaged_copies(
+        lambda name: write_trial(scratch / f"{name}.h5", meta=metadata(name)), trials, metadata_flips=2, raw_flips=0
+    )
     newest = copies[2].path  # truncated to 30 %: written last, touched now, so it is the newest file
     newest.touch()
     with sync_playwright() as playwright:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
 from _bench import ROOT, SIM_STATION
 
 pytestmark = pytest.mark.system
@@ -22,15 +20,23 @@ def test_a_setting_the_instrument_refuses_ends_the_calibration_with_its_answer_a
     station = tmp_path / "station.toml"
     text = SIM_STATION.read_text()
     assert "max_averages = 1000" in text
-    station.write_text(text.replace("max_averages = 1000", "max_averages = 5000")
-                       .replace('data_dir = "data"', f'data_dir = "{tmp_path / "data"}"'))
+    station.write_text(
+        text.replace("max_averages = 1000", "max_averages = 5000").replace(
+            'data_dir = "data"', f'data_dir = "{tmp_path / "data"}"'
+        )
+    )
     standards = tmp_path / "standards.toml"
     shipped = (ROOT / "seeds/standards/nd-pr-5.toml").read_text()
     assert "averages = 256" in shipped
     standards.write_text(shipped.replace("averages = 256", "averages = 4000", 1))
     out = tmp_path / "cal.h5"
-    result = subprocess.run([sys.executable, "-m", "daq", "calibrate", str(standards), "--station", str(station),
-                             "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "daq", "calibrate", str(standards), "--station", str(station), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "calibration FAILED, nothing written" in result.stderr

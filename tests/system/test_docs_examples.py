@@ -93,9 +93,10 @@ def blocks_of(doc: Path) -> list[Block]:
         indent, fence = opening["indent"], opening["fence"]
         body: list[str] = []
         j = i + 1
-        while j < len(lines) and not (lines[j].strip().startswith(fence[0] * len(fence))
-                                      and lines[j].strip().strip(fence[0]) == ""):
-            body.append(lines[j][len(indent):] if lines[j].startswith(indent) else lines[j].lstrip())
+        while j < len(lines) and not (
+            lines[j].strip().startswith(fence[0] * len(fence)) and lines[j].strip().strip(fence[0]) == ""
+        ):
+            body.append(lines[j][len(indent) :] if lines[j].startswith(indent) else lines[j].lstrip())
             j += 1
         markers: dict[str, str] = {}
         k = i - 1
@@ -116,8 +117,9 @@ BLOCKS = [block for doc in DOCS for block in blocks_of(doc)]
 def test_every_block_says_what_it_is():
     """A block without a known language would be left out without anyone noticing."""
     unknown = [f"{b.where}: ```{b.language or '(no language)'}" for b in BLOCKS if b.language not in LANGUAGES]
-    assert not unknown, (f"give these blocks one of the languages {sorted(LANGUAGES)} (text: not code), "
-                         f"or fix this test: {unknown}")
+    assert not unknown, (
+        f"give these blocks one of the languages {sorted(LANGUAGES)} (text: not code), or fix this test: {unknown}"
+    )
 
 
 def test_every_marker_belongs_to_a_block_and_has_a_reason():
@@ -133,6 +135,7 @@ def test_every_marker_belongs_to_a_block_and_has_a_reason():
 
 # ---------------------------------------------------------------------------------- placeholders and preambles
 
+
 @dataclass(frozen=True)
 class Substitution:
     text: str  # as it appears in the docs
@@ -141,26 +144,45 @@ class Substitution:
 
 
 SUBSTITUTIONS = [
-    Substitution("data/trials/<trial>.h5", "{trial}",
-                 "<trial>: the trial file the run before made (the first in data/trials)"),
-    Substitution("--calibration NEW.h5", "--calibration data/calibrations/demo.h5",
-                 "NEW.h5: the new calibration; here the one `remdaq calibrate` made in the same block"),
-    Substitution("hardware/stations/my-bench.toml", "my-bench.toml",
-                 "the reader's own station: here the simulated bench at 10000x, so that the user guide's "
-                 "9.8 h calcination takes seconds (my-bench.toml, written by this test)"),
-    Substitution("/srv/remdaq/data/calibrations/2026-11-27.h5", "data/calibrations/demo.h5",
-                 "the user guide's calibration, in the data folder, where its recipes look for it"),
-    Substitution("remdaq ls [--sample NdPr] [--status success]", "remdaq ls --sample NdPr --status success",
-                 "[...]: optional options in a synopsis"),
-    Substitution('"/dev/serial/by-id/usb-FTDI_..."', "{furnace!r}",
-                 "the furnace's serial port: here the pty of a simulated furnace"),
-    Substitution('"TCPIP0::127.0.0.1::5025::SOCKET"', "{spectrometer!r}",
-                 "the spectrometer's VISA resource: here a simulated spectrometer on a free port"),
+    Substitution(
+        "data/trials/<trial>.h5", "{trial}", "<trial>: the trial file the run before made (the first in data/trials)"
+    ),
+    Substitution(
+        "--calibration NEW.h5",
+        "--calibration data/calibrations/demo.h5",
+        "NEW.h5: the new calibration; here the one `remdaq calibrate` made in the same block",
+    ),
+    Substitution(
+        "hardware/stations/my-bench.toml",
+        "my-bench.toml",
+        "the reader's own station: here the simulated bench at 10000x, so that the user guide's "
+        "9.8 h calcination takes seconds (my-bench.toml, written by this test)",
+    ),
+    Substitution(
+        "/srv/remdaq/data/calibrations/2026-11-27.h5",
+        "data/calibrations/demo.h5",
+        "the user guide's calibration, in the data folder, where its recipes look for it",
+    ),
+    Substitution(
+        "remdaq ls [--sample NdPr] [--status success]",
+        "remdaq ls --sample NdPr --status success",
+        "[...]: optional options in a synopsis",
+    ),
+    Substitution(
+        '"/dev/serial/by-id/usb-FTDI_..."',
+        "{furnace!r}",
+        "the furnace's serial port: here the pty of a simulated furnace",
+    ),
+    Substitution(
+        '"TCPIP0::127.0.0.1::5025::SOCKET"',
+        "{spectrometer!r}",
+        "the spectrometer's VISA resource: here a simulated spectrometer on a free port",
+    ),
 ]
 
 PREAMBLES = {
     # docs/analysis.md: the summary of the analysis API, on synthetic spectra of five analytes
-    "analysis-inputs": textwrap.dedent('''\
+    "analysis-inputs": textwrap.dedent("""\
         import numpy as np
 
         rng = np.random.default_rng(0)
@@ -180,7 +202,7 @@ PREAMBLES = {
         sample_g_per_L = np.array([[8.0, 2.0, 0.1, 0.1, 0.1], [9.0, 1.0, 0.0, 0.2, 0.0]])
         counts = dark + (reference - dark) * 10.0 ** -(sample_g_per_L @ sensitivity)
         # ---- the block, unchanged:
-        '''),
+        """),
 }
 
 
@@ -198,6 +220,7 @@ def test_every_substitution_is_used():
 
 
 # --------------------------------------------------------------------------------------------- folders
+
 
 def _bench_folder(where: Path) -> Path:
     """An empty working folder with the project's hardware/ and seeds/ (copies: nothing writes to the repo)."""
@@ -222,8 +245,11 @@ def data_folder(tmp_path_factory) -> Path:
     calibration = write_calibration(calibration_file)
     trials = trials_folder(folder / "data")
     for stem in ("20261127T101500Z-quick-demo", "20261128T083000Z-nd-pr-elution"):
-        write_trial(trials / f"{stem}.h5", duration_s=300.0,
-                    meta=metadata(stem, calibration=calibration, calibration_file="calibrations/2026-12.h5"))
+        write_trial(
+            trials / f"{stem}.h5",
+            duration_s=300.0,
+            meta=metadata(stem, calibration=calibration, calibration_file="calibrations/2026-12.h5"),
+        )
     return folder
 
 
@@ -237,8 +263,9 @@ class Simulators:
         if which not in self._running:
             from drivers.sim.launch import start_simulator
 
-            self._running[which] = start_simulator(f"drivers.sim.{which}", *(("--port", "0")
-                                                                              if which == "spectrometer" else ()))
+            self._running[which] = start_simulator(
+                f"drivers.sim.{which}", *(("--port", "0") if which == "spectrometer" else ())
+            )
         return self._running[which].address
 
     def stop(self) -> None:
@@ -275,30 +302,47 @@ def run_sh_doc(doc: Path, folder: Path) -> tuple[list[str], list[tuple[str, floa
     for block in (b for b in BLOCKS if b.doc == doc and b.language == "sh" and "not-run" not in b.markers):
         for line in command_lines(block):
             if not COMMAND.match(line):
-                return [f"{block.where}: `{line}` is not a remdaq command: mark the block "
-                        "<!-- not-run: why -->"], timings
+                return [
+                    f"{block.where}: `{line}` is not a remdaq command: mark the block <!-- not-run: why -->"
+                ], timings
             trials = sorted((folder / "data/trials").glob("*.h5"))
-            command = substitute(line, {"trial": shlex.quote(str(trials[0].relative_to(folder)))
-                                        if trials else "data/trials/NO-TRIAL-YET.h5"})
+            command = substitute(
+                line,
+                {"trial": shlex.quote(str(trials[0].relative_to(folder))) if trials else "data/trials/NO-TRIAL-YET.h5"},
+            )
             started = time.monotonic()
             try:
-                done = subprocess.run(["bash", "-c", command], cwd=folder, env=env, capture_output=True,
-                                      text=True, timeout=COMMAND_TIMEOUT_S, stdin=subprocess.DEVNULL)
+                done = subprocess.run(
+                    ["bash", "-c", command],
+                    cwd=folder,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=COMMAND_TIMEOUT_S,
+                    stdin=subprocess.DEVNULL,
+                )
             except subprocess.TimeoutExpired:
                 return [f"{block.where}: `{command}` did not end within {COMMAND_TIMEOUT_S} s"], timings
             timings.append((command, time.monotonic() - started))
             if done.returncode != 0:
-                return [f"{block.where}: `{command}` exited {done.returncode} after {timings[-1][1]:.1f} s\n"
-                        f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"], timings
+                return [
+                    f"{block.where}: `{command}` exited {done.returncode} after {timings[-1][1]:.1f} s\n"
+                    f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
+                ], timings
     return [], timings
 
 
 @pytest.fixture(scope="module", autouse=True)
 def sh_runs(request, tmp_path_factory):
     """Start the sh runs of the selected sh tests in background threads as soon as the module starts."""
-    wanted = sorted({item.callspec.params["doc"] for item in request.session.items
-                     if getattr(item, "originalname", "") == "test_sh_blocks_of_a_file_run"
-                     and item.module.__name__ == __name__}, key=str)
+    wanted = sorted(
+        {
+            item.callspec.params["doc"]
+            for item in request.session.items
+            if getattr(item, "originalname", "") == "test_sh_blocks_of_a_file_run" and item.module.__name__ == __name__
+        },
+        key=str,
+    )
     pool = ThreadPoolExecutor(max_workers=max(1, len(wanted)), thread_name_prefix="docs-sh")
     futures: dict[Path, Future] = {}
     for doc in wanted:
@@ -328,12 +372,19 @@ def test_block_runs(block, data_folder, simulators, tmp_path):
     shutil.copytree(data_folder / "data", tmp_path / "data")
     script = tmp_path / "example.py"
     script.write_text(preamble + code, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH"))
-                                                        if p)}
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=PYTHON_TIMEOUT_S, stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, (f"{block.where} exited {done.returncode}\n--- stdout\n{done.stdout[-3000:]}\n"
-                                  f"--- stderr\n{done.stderr[-4000:]}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PYTHON_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, (
+        f"{block.where} exited {done.returncode}\n--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-4000:]}"
+    )
 
 
 def check_toml(block: Block, tmp_path: Path) -> None:
@@ -342,8 +393,12 @@ def check_toml(block: Block, tmp_path: Path) -> None:
     from daq.calibration_run import load_standards
     from daq.config import load_recipe, load_station
 
-    loaders = {"check": load_check_standard, "standards": load_standards, "recipe": load_recipe,
-               "station": load_station}
+    loaders = {
+        "check": load_check_standard,
+        "standards": load_standards,
+        "recipe": load_recipe,
+        "station": load_station,
+    }
     first = next(iter(tomllib.loads(block.code)), None)
     assert first in loaders, f"{block.where}: a toml block whose first table is {first!r}: which file is it?"
     path = tmp_path / "example.toml"
@@ -374,8 +429,14 @@ def test_reanalyze_on_its_own_cluster_works_from_a_script_without_a_main_guard(d
     """Its LocalCluster's spawned workers do not re-run the script (they would call reanalyze again)."""
     shutil.copytree(data_folder / "data", tmp_path / "data")
     (tmp_path / "unguarded.py").write_text(UNGUARDED, encoding="utf-8")
-    done = subprocess.run([sys.executable, "unguarded.py"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=PYTHON_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "unguarded.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=PYTHON_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     assert "{'reanalysed': 2}" in done.stdout
     assert (tmp_path / "runs.txt").read_text() == "ran\n"  # the workers never ran the script
@@ -385,24 +446,37 @@ def test_reanalyze_on_its_own_cluster_works_from_a_script_without_a_main_guard(d
 def test_reanalyze_called_while_a_spawned_child_imports_the_script_says_what_to_add(data_folder, tmp_path):
     """A process the script spawns itself re-runs its top level, reanalyze included: one line says why."""
     shutil.copytree(data_folder / "data", tmp_path / "data")
-    (tmp_path / "unguarded.py").write_text(UNGUARDED.replace("workers=2", "workers=0") + textwrap.dedent("""\
+    (tmp_path / "unguarded.py").write_text(
+        UNGUARDED.replace("workers=2", "workers=0")
+        + textwrap.dedent("""\
         import multiprocessing
         child = multiprocessing.get_context("spawn").Process(target=print)
         child.start()
         child.join()
         print("child exit code", child.exitcode)
-        """), encoding="utf-8")
-    done = subprocess.run([sys.executable, "unguarded.py"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=PYTHON_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        """),
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "unguarded.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=PYTHON_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     assert "child exit code 1" in done.stdout
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("RuntimeError: reanalyze was called while a child process was importing the main "
-                           "script") and 'if __name__ == "__main__":' in last, done.stderr[-2000:]
+    assert (
+        last.startswith("RuntimeError: reanalyze was called while a child process was importing the main script")
+        and 'if __name__ == "__main__":' in last
+    ), done.stderr[-2000:]
     assert (tmp_path / "runs.txt").read_text() == "ran\nran\n"  # the child ran the top level up to the call
 
 
 # ------------------------------------------------------------------------- last: the sh runs started at the top
+
 
 @pytest.mark.parametrize("doc", SH_DOCS, ids=lambda doc: str(doc.relative_to(ROOT)))
 def test_sh_blocks_of_a_file_run(doc, sh_runs):

@@ -27,13 +27,12 @@ import itertools
 
 import numpy as np
 import pytest
+from _bench import format_concentrations, parse_concentrations
 
 import analysis
 from analysis import LACK_OF_FIT_LIMIT
 from drivers import ScpiSpectrometer
 from drivers.sim.launch import start_simulator
-
-from _bench import format_concentrations, parse_concentrations
 
 pytestmark = pytest.mark.system
 
@@ -105,10 +104,12 @@ class Bench:
 
 def open_bench():
     """A fresh simulator process of the calibration's instrument and the driver on it (a context manager)."""
+
     class _Session:
         def __enter__(self):
-            self._sim = start_simulator("drivers.sim.spectrometer", "--port", "0", "--seed", SEED,
-                                        "--speed", str(SPEED))
+            self._sim = start_simulator(
+                "drivers.sim.spectrometer", "--port", "0", "--seed", SEED, "--speed", str(SPEED)
+            )
             self._sim.__enter__()
             self._spec = ScpiSpectrometer(self._sim.address, timeout_s=30.0)
             self._spec.__enter__()
@@ -119,6 +120,7 @@ def open_bench():
                 self._spec.__exit__(*exc)
             finally:
                 self._sim.__exit__(*exc)
+
     return _Session()
 
 
@@ -141,8 +143,15 @@ def _calibrate(*setup: str) -> analysis.Calibration:
     truth = np.array([t for _, t, _ in measured])
     for _, _, drift in measured:
         assert drift["SOL_C"] == 20.0 and drift["SPEC_C"] == 20.0 and drift["AXIS_NM"] == 0.0
-    return analysis.calibrate(bench.wavelength_nm, absorbance, truth, ANALYTES, baseline_order=BASELINE_ORDER,
-                              quadratic=("Nd",), standard_names=[f"S{i:02d}" for i in range(len(truth))])
+    return analysis.calibrate(
+        bench.wavelength_nm,
+        absorbance,
+        truth,
+        ANALYTES,
+        baseline_order=BASELINE_ORDER,
+        quadratic=("Nd",),
+        standard_names=[f"S{i:02d}" for i in range(len(truth))],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +167,13 @@ def nitrate_calibration():
 
 
 def _purity(q, calibration):
-    return analysis.oxide_purity(q.concentration_g_per_L, ANALYTES, "Nd", sigma_g_per_L=q.sigma_g_per_L,
-                                 detection_limit_g_per_L=calibration.quality.detection_limit_g_per_L)
+    return analysis.oxide_purity(
+        q.concentration_g_per_L,
+        ANALYTES,
+        "Nd",
+        sigma_g_per_L=q.sigma_g_per_L,
+        detection_limit_g_per_L=calibration.quality.detection_limit_g_per_L,
+    )
 
 
 def _report(title: str, rows: list[tuple]) -> None:
@@ -191,9 +205,15 @@ def test_a_day_while_the_lab_warms_4C_shift_is_tracked_and_purity_holds(calibrat
     axis = np.array([d["AXIS_NM"] for d in drift])
     errors_pp = 100 * (purity.purity - true_purity)
     sigmas_pp = 100 * purity.purity_sigma
-    _report("lab warms 4 C: hour, T_spec, axis nm, apparent nm, estimated nm, purity err pp, sigma pp, lack of fit",
-            [(h, d["SPEC_C"], x, a, e, err, s, lof) for h, d, x, a, e, err, s, lof in
-             zip(hours, drift, axis, apparent, q.wavelength_shift_nm, errors_pp, sigmas_pp, q.lack_of_fit)])
+    _report(
+        "lab warms 4 C: hour, T_spec, axis nm, apparent nm, estimated nm, purity err pp, sigma pp, lack of fit",
+        [
+            (h, d["SPEC_C"], x, a, e, err, s, lof)
+            for h, d, x, a, e, err, s, lof in zip(
+                hours, drift, axis, apparent, q.wavelength_shift_nm, errors_pp, sigmas_pp, q.lack_of_fit
+            )
+        ],
+    )
     # the drift is what the scenario says: 0.2 nm of axis by the afternoon, the stream's bands 0.08 nm redder
     assert axis[0] == pytest.approx(0.0, abs=1e-3) and axis[-1] == pytest.approx(0.2, abs=0.005)
     assert apparent[-1] == pytest.approx(-0.2 + 0.02 * 4, abs=0.005)
@@ -223,8 +243,10 @@ def test_a_replugged_fibre_steps_the_axis_and_the_shift_is_tracked(calibration):
     axis = np.array([d["AXIS_NM"] for _, _, d in measured])
     q = analysis.quantify(absorbance, calibration, reference=bench.net_reference)
     errors_pp = 100 * (_purity(q, calibration).purity - analysis.oxide_purity(truth, ANALYTES, "Nd").purity)
-    _report("fibre replugs: axis nm, estimated nm, purity err pp, lack of fit",
-            list(zip(axis, q.wavelength_shift_nm, errors_pp, q.lack_of_fit)))
+    _report(
+        "fibre replugs: axis nm, estimated nm, purity err pp, lack of fit",
+        list(zip(axis, q.wavelength_shift_nm, errors_pp, q.lack_of_fit)),
+    )
     assert axis[:3] == pytest.approx([0.0, 0.25, 0.15], abs=1e-9)
     assert 0.05 <= abs(axis[3] - axis[2]) <= 0.3
     assert np.all(np.abs(q.wavelength_shift_nm + axis) <= 0.03), np.round(q.wavelength_shift_nm + axis, 4)
@@ -266,9 +288,13 @@ def test_products_at_30C_against_a_20C_calibration_keep_their_purity(calibration
     assert np.allclose(true_purity, 0.995, atol=1e-5)
     errors_pp = 100 * (purity.purity - true_purity)
     sigmas_pp = 100 * purity.purity_sigma
-    _report("30 C vs 20 C: apparent nm, estimated nm, purity err pp, sigma pp, lack of fit",
-            [(d["APPARENT_NM"], e, err, s, lof) for d, e, err, s, lof in
-             zip(drift, q.wavelength_shift_nm, errors_pp, sigmas_pp, q.lack_of_fit)])
+    _report(
+        "30 C vs 20 C: apparent nm, estimated nm, purity err pp, sigma pp, lack of fit",
+        [
+            (d["APPARENT_NM"], e, err, s, lof)
+            for d, e, err, s, lof in zip(drift, q.wavelength_shift_nm, errors_pp, sigmas_pp, q.lack_of_fit)
+        ],
+    )
     assert np.all(np.abs(errors_pp) <= 0.1), np.round(errors_pp, 3)
     assert np.all(np.abs(errors_pp) <= 2 * sigmas_pp), np.round(errors_pp / sigmas_pp, 2)
 
@@ -287,9 +313,13 @@ def test_a_matrix_change_is_flagged_as_model_mismatch_and_nothing_before_it(nitr
     drift = [d for _, _, d in measured]
     assert [d["MATRIX"] for d in drift] == ["NITRATE"] * 3 + ["CHLORIDE"] * 3
     q = analysis.quantify(absorbance, nitrate_calibration, reference=bench.net_reference)
-    _report("matrix change: scenario s, matrix, hyper amplitude factor, lack of fit",
-            [(t, d["MATRIX"], d["HYPER_AMPLITUDE_FACTOR"], lof)
-             for t, d, lof in zip(before_s + after_s, drift, q.lack_of_fit)])
+    _report(
+        "matrix change: scenario s, matrix, hyper amplitude factor, lack of fit",
+        [
+            (t, d["MATRIX"], d["HYPER_AMPLITUDE_FACTOR"], lof)
+            for t, d, lof in zip(before_s + after_s, drift, q.lack_of_fit)
+        ],
+    )
     assert not q.model_mismatch[:3].any(), np.round(q.lack_of_fit, 2)
     assert q.model_mismatch[3:].all(), np.round(q.lack_of_fit, 2)
     assert np.all(q.lack_of_fit[3:] > 5 * LACK_OF_FIT_LIMIT), np.round(q.lack_of_fit, 2)

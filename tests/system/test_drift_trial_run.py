@@ -38,14 +38,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _bench import ROOT, SIM_STATION
 
 import analysis
 from analysis.quantify import LACK_OF_FIT_LIMIT
 from daq import open_trial
 from daq.layout import FLAG_MODEL_MISMATCH, FLAG_NO_RARE_EARTHS
 from drivers.sim.scenario import load_scenario
-
-from _bench import ROOT, SIM_STATION
 
 pytestmark = pytest.mark.system
 
@@ -60,8 +59,9 @@ NO_RARE_EARTHS = "no rare earths in the cell"
 
 def remdaq(*args, timeout_s: float = 300) -> tuple[int, str, str]:
     """`python -m daq ARGS` (the remdaq command) from the project root, run to its end."""
-    done = subprocess.run([sys.executable, "-m", "daq", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout_s)
+    done = subprocess.run(
+        [sys.executable, "-m", "daq", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout_s
+    )
     return done.returncode, done.stdout, done.stderr
 
 
@@ -72,10 +72,12 @@ def scenario_toml(name: str) -> dict:
 def trial_recipe(folder: Path, name: str, scenario: str, dwell_min: float, interval_s: float) -> Path:
     """A recipe like day-drift.toml for another scenario: a furnace program of ``dwell_min`` at 110 C."""
     text = DAY_RECIPE.read_text()
-    for old, new in (('scenario = "lab-warms-4C"', f'scenario = "{scenario}"'),
-                     ('title = "A day on a Nd product while the lab warms 4 C"', f'title = "{name}"'),
-                     ("dwell_min = 1440.0", f"dwell_min = {dwell_min:.1f}"),
-                     ("interval_s = 900.0", f"interval_s = {interval_s:.1f}")):
+    for old, new in (
+        ('scenario = "lab-warms-4C"', f'scenario = "{scenario}"'),
+        ('title = "A day on a Nd product while the lab warms 4 C"', f'title = "{name}"'),
+        ("dwell_min = 1440.0", f"dwell_min = {dwell_min:.1f}"),
+        ("interval_s = 900.0", f"interval_s = {interval_s:.1f}"),
+    ):
         assert old in text, old
         text = text.replace(old, new)
     path = folder / f"{name}.toml"
@@ -130,15 +132,22 @@ def nitrate_calibration(bench) -> Path:
         assert spectrometer.query("SIM:SOL:MATR?").strip().strip('"').startswith("NITRATE")
     wavelength_nm, absorbance, concentration, names = measured
     out = bench / "nd-product-nitrate.h5"
-    analysis.calibrate(wavelength_nm, absorbance, concentration, standards.analytes,
-                       baseline_order=standards.baseline_order, standard_names=names,
-                       quadratic=tuple(standards.quadratic)).save(out)
+    analysis.calibrate(
+        wavelength_nm,
+        absorbance,
+        concentration,
+        standards.analytes,
+        baseline_order=standards.baseline_order,
+        standard_names=names,
+        quadratic=tuple(standards.quadratic),
+    ).save(out)
     return out
 
 
 def run_trial(bench: Path, speed: float, recipe: Path, calibration: Path, data_dir: Path) -> Path:
-    code, stdout, stderr = remdaq("run", recipe, "--station", station(bench, speed), "--data-dir", data_dir,
-                                  "--calibration", calibration)
+    code, stdout, stderr = remdaq(
+        "run", recipe, "--station", station(bench, speed), "--data-dir", data_dir, "--calibration", calibration
+    )
     assert code == 0, stderr
     path = Path(stdout.strip().splitlines()[-1])
     assert path.is_file()
@@ -192,10 +201,18 @@ def test_a_day_while_the_lab_warms_keeps_purity_within_0_1_pp_on_every_row(day_t
     purity, sigma = trial.rows["purity"], trial.rows["purity_sigma"]
     errors_pp = 100 * (purity - true_purity)
     axis_nm = trial.coefficient("axis shift since blank")
-    _report("lab warms 4 C through remdaq run: scenario h, purity error pp, sigma pp, lack of fit, shift nm, "
-            "axis since blank nm", {"h": trial.scenario_s / 3600, "error pp": errors_pp, "sigma pp": 100 * sigma,
-                                    "lack of fit": trial.rows["lack_of_fit"],
-                                    "shift nm": trial.rows["wavelength_shift"], "axis nm": axis_nm})
+    _report(
+        "lab warms 4 C through remdaq run: scenario h, purity error pp, sigma pp, lack of fit, shift nm, "
+        "axis since blank nm",
+        {
+            "h": trial.scenario_s / 3600,
+            "error pp": errors_pp,
+            "sigma pp": 100 * sigma,
+            "lack of fit": trial.rows["lack_of_fit"],
+            "shift nm": trial.rows["wavelength_shift"],
+            "axis nm": axis_nm,
+        },
+    )
     assert trial.state == "success"
     # the trial covers the scenario's day, a spectrum every 15 min
     assert trial.scenario_s.min() < 3600 and trial.scenario_s.max() >= scenario["duration_s"]
@@ -234,8 +251,10 @@ def test_a_matrix_change_flags_model_mismatch_and_nothing_before_it(matrix_trial
     after = trial.scenario_s - exposure_s > change_s + margin_s
     mismatch = (trial.flag & FLAG_MODEL_MISMATCH) != 0
     lack_of_fit = trial.rows["lack_of_fit"]
-    _report("matrix change through remdaq run: scenario h, lack of fit, mismatch flag",
-            {"h": trial.scenario_s / 3600, "lack of fit": lack_of_fit, "flag": mismatch.astype(float)})
+    _report(
+        "matrix change through remdaq run: scenario h, lack of fit, mismatch flag",
+        {"h": trial.scenario_s / 3600, "lack of fit": lack_of_fit, "flag": mismatch.astype(float)},
+    )
     assert trial.state == "success"
     assert before.sum() >= 5 and after.sum() >= 5  # the recipe asks for 11 and 12
     assert not mismatch[before].any(), np.round(lack_of_fit, 2)
@@ -263,12 +282,16 @@ def test_an_elution_shows_no_purity_while_no_rare_earths_are_in_the_cell(elution
     trial = elution_trial
     scenario = load_scenario(SCENARIOS / "pr-nd-elution.toml")
     factor = np.array([analysis.oxide_factor(a) for a in trial.analytes])
-    truth = np.array([[scenario.concentrations_at(t).get(a, 0.0) for a in trial.analytes]
-                      for t in trial.scenario_s]) @ factor  # g/L of the oxides the spectrometer can see
+    truth = (
+        np.array([[scenario.concentrations_at(t).get(a, 0.0) for a in trial.analytes] for t in trial.scenario_s])
+        @ factor
+    )  # g/L of the oxides the spectrometer can see
     purity = trial.rows["purity"]
     empty = (trial.flag & FLAG_NO_RARE_EARTHS) != 0
-    _report("elution through remdaq run: scenario h, true visible oxide g/L, purity, no-rare-earths flag",
-            {"h": trial.scenario_s / 3600, "oxide g/L": truth, "purity": purity, "flag": empty.astype(float)})
+    _report(
+        "elution through remdaq run: scenario h, true visible oxide g/L, purity, no-rare-earths flag",
+        {"h": trial.scenario_s / 3600, "oxide g/L": truth, "purity": purity, "flag": empty.astype(float)},
+    )
     assert trial.state == "success"
     blank = truth < 1e-3  # La and Ce come first; Pr, Nd and Sm not yet, or no more
     blank_start = blank & (trial.scenario_s < 3600)

@@ -14,7 +14,7 @@ from drivers.sim.linefault import LineFaultInjector
 
 pytestmark = pytest.mark.system
 
-FAST = dict(baudrate=115200, timeout_s=0.05, retries=3)   # a pty has no baud rate: short timeouts
+FAST = dict(baudrate=115200, timeout_s=0.05, retries=3)  # a pty has no baud rate: short timeouts
 SETPOINT_C, RATE_C_PER_MIN = 450.0, 7.5
 
 
@@ -45,8 +45,11 @@ def furnace(line):
 def test_4000_reads_with_1_percent_bad_frames_accept_no_wrong_value(furnace, line):
     """Single-register reads of every kind; the 20,000-poll test (test_furnace_wrong_register) adds late answers."""
     expected = {  # distinct known values: a misrouted or garbled answer would show
-        "setpoint_C": SETPOINT_C, "rate_limit_C_per_min": RATE_C_PER_MIN, "working_setpoint_C": 20.0,
-        "output_percent": 0.0, "ident": furnace.ident,
+        "setpoint_C": SETPOINT_C,
+        "rate_limit_C_per_min": RATE_C_PER_MIN,
+        "working_setpoint_C": 20.0,
+        "output_percent": 0.0,
+        "ident": furnace.ident,
     }
     names = list(expected)
     line.set_faults(corrupt=0.005, truncate=0.005)
@@ -120,8 +123,14 @@ def test_20_unplug_cycles_leak_no_file_descriptors(furnace, line):
 
 def test_refused_values_leave_the_line_silent(furnace, line):
     before = line.bytes_from_client
-    for call, value in [("set_setpoint", 1250.0), ("set_setpoint", -1.0), ("set_setpoint", float("nan")),
-                        ("set_rate_limit", 21.0), ("set_rate_limit", 0.0), ("set_rate_limit", -3.0)]:
+    for call, value in [
+        ("set_setpoint", 1250.0),
+        ("set_setpoint", -1.0),
+        ("set_setpoint", float("nan")),
+        ("set_rate_limit", 21.0),
+        ("set_rate_limit", 0.0),
+        ("set_rate_limit", -3.0),
+    ]:
         with pytest.raises(LimitError):
             getattr(furnace, call)(value)
     assert furnace.ident  # one 8-byte request; its answer proves the relay has seen everything before it

@@ -25,11 +25,21 @@ from drivers._register_map import load_register_map
 pytestmark = pytest.mark.system
 
 VALUES = {  # what the independent server holds, in engineering units
-    "process_value": 851.3, "target_setpoint": 850.0, "output_power": 42.5, "working_output": 42.5,
+    "process_value": 851.3,
+    "target_setpoint": 850.0,
+    "output_power": 42.5,
+    "working_output": 42.5,
     "working_setpoint": 849.5,
-    "alarm_1_setpoint": 1150.0, "alarm_2_setpoint": 50.0, "program_status": 2, "setpoint_1": 850.0,
-    "remote_setpoint": 850.0, "setpoint_rate_limit": 5.0, "status_word": 0x0201, "instrument_mode": 0,
-    "auto_manual": 0, "decimal_places": 1,
+    "alarm_1_setpoint": 1150.0,
+    "alarm_2_setpoint": 50.0,
+    "program_status": 2,
+    "setpoint_1": 850.0,
+    "remote_setpoint": 850.0,
+    "setpoint_rate_limit": 5.0,
+    "status_word": 0x0201,
+    "instrument_mode": 0,
+    "auto_manual": 0,
+    "decimal_places": 1,
 }
 
 
@@ -39,7 +49,7 @@ def _words(regmap, register, value) -> list[int]:
     if regmap.area == "float":
         return list(struct.unpack(">HH", struct.pack(">f", value)))
     decimals = 1 if register.decimals == "display" else register.decimals
-    return [round(value * 10 ** decimals) & 0xFFFF]
+    return [round(value * 10**decimals) & 0xFFFF]
 
 
 def _device(regmap) -> SimDevice:
@@ -47,18 +57,28 @@ def _device(regmap) -> SimDevice:
     blocks = []
     for register in regmap.registers.values():
         value = next(iter(regmap.ident_codes)) if register.name == "ident" else VALUES[register.name]
-        address = regmap.float_address(register) if regmap.area == "float" and register.kind == "analog" \
-            else register.address
-        blocks.append(SimData(address, values=_words(regmap, register, value), datatype=DataType.REGISTERS,
-                              readonly=not register.writable))
+        address = (
+            regmap.float_address(register) if regmap.area == "float" and register.kind == "analog" else register.address
+        )
+        blocks.append(
+            SimData(
+                address,
+                values=_words(regmap, register, value),
+                datatype=DataType.REGISTERS,
+                readonly=not register.writable,
+            )
+        )
     live = regmap[regmap.live_setpoint]
     target = regmap[regmap.target_setpoint]
-    live_at, target_at = ((regmap.float_address(live), regmap.float_address(target)) if regmap.area == "float"
-                          else (live.address, target.address))
+    live_at, target_at = (
+        (regmap.float_address(live), regmap.float_address(target))
+        if regmap.area == "float"
+        else (live.address, target.address)
+    )
 
     async def remote_sp_is_active(function_code, start, address, count, registers, values):
         if values and address == live_at:  # a real controller's target SP reads the remote SP in use
-            registers[target_at - start:target_at - start + len(values)] = values
+            registers[target_at - start : target_at - start + len(values)] = values
         return None
 
     return SimDevice(1, simdata=blocks, action=remote_sp_is_active)
@@ -69,7 +89,10 @@ def pty_pair(tmp_path):
     client, server = tmp_path / "client", tmp_path / "server"
     socat = subprocess.Popen(
         [shutil.which("socat"), f"pty,raw,echo=0,link={client}", f"pty,raw,echo=0,link={server}"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while not (client.exists() and server.exists()):
         assert socat.poll() is None and time.monotonic() < deadline, "socat did not create the pty pair"

@@ -20,8 +20,8 @@ from drivers.sim.launch import start_simulator
 
 pytestmark = pytest.mark.system
 
-SPEED = 600.0        # 10 simulated minutes per wall second
-DEADLINE_S = 60.0    # generous wall-clock deadline for conditions
+SPEED = 600.0  # 10 simulated minutes per wall second
+DEADLINE_S = 60.0  # generous wall-clock deadline for conditions
 
 
 def wait_for(condition, what: str, deadline_s: float = DEADLINE_S):
@@ -66,8 +66,8 @@ def test_ramp_at_the_set_rate_working_setpoint_follows_then_pv_settles(furnace):
         assert time.monotonic() - samples[0][0] < DEADLINE_S, "working setpoint never reached the target"
     assert len(samples) > 3, "ramp too fast to observe"
     for (b1, a1, w1), (b2, a2, w2) in zip(samples, samples[1:]):
-        assert w2 >= w1 - resolution_C                       # never backwards
-        assert w2 - w1 <= rate_C_per_wall_s * (a2 - b1) + resolution_C   # never faster than the rate
+        assert w2 >= w1 - resolution_C  # never backwards
+        assert w2 - w1 <= rate_C_per_wall_s * (a2 - b1) + resolution_C  # never faster than the rate
         if w2 < target_C:
             assert w2 - w1 >= rate_C_per_wall_s * (b2 - a1) - resolution_C  # and no slower
     assert driver.setpoint_C == target_C
@@ -109,9 +109,9 @@ def test_simulator_refuses_what_the_map_refuses(furnace):
     bare.serial.baudrate, bare.serial.timeout = 9600, 0.1
     try:
         with pytest.raises(minimalmodbus.IllegalRequestError):
-            bare.read_register(6)                           # not in the map: exception 02
+            bare.read_register(6)  # not in the map: exception 02
         with pytest.raises(minimalmodbus.IllegalRequestError):
-            bare.write_register(1, 100, functioncode=6)     # PV is read-only: 02
+            bare.write_register(1, 100, functioncode=6)  # PV is read-only: 02
         with pytest.raises(minimalmodbus.IllegalRequestError):
             bare.write_register(26, 13000, functioncode=6)  # 1300.0 C above the map's max: 03
         assert bare.read_register(122, functioncode=4) == bare.read_register(122, functioncode=3)

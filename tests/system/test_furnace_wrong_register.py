@@ -42,17 +42,22 @@ from drivers.sim.linefault import LineFaultInjector
 pytestmark = pytest.mark.system
 
 POLLS = 20_000
-LINKS = 50                              # sharing the polls: each takes the next one until all are taken
-MODELS = ("2400", "3200")               # alternating: the integer and the float area
-SPEED = 60.0                            # simulated seconds per wall second
+LINKS = 50  # sharing the polls: each takes the next one until all are taken
+MODELS = ("2400", "3200")  # alternating: the integer and the float area
+SPEED = 60.0  # simulated seconds per wall second
 RATE_C_PER_MIN, TARGET_C = 20.0, 1000.0  # the working setpoint ramps all the time
-FAULTED = 0.03                          # of the frames in each direction
-DELAYS_S = (0.05, 0.7)                  # late answers
-DRIVER = dict(baudrate=115200, timeout_s=0.05, retries=3,
-              late_answer_s=0.9)        # above the longest delay this line makes, with room for a busy machine
+FAULTED = 0.03  # of the frames in each direction
+DELAYS_S = (0.05, 0.7)  # late answers
+DRIVER = dict(
+    baudrate=115200, timeout_s=0.05, retries=3, late_answer_s=0.9
+)  # above the longest delay this line makes, with room for a busy machine
 BREAK_EVERY, BREAK_AT, BREAK_FOR = 250, 50, 30  # a link's thermocouple breaks at poll 50, 300, ..., mends 30 later
-POLLED = (("temperature_C", "process_value"), ("setpoint_C", "target_setpoint"),
-          ("working_setpoint_C", "working_setpoint"), ("output_percent", "output_power"))
+POLLED = (
+    ("temperature_C", "process_value"),
+    ("setpoint_C", "target_setpoint"),
+    ("working_setpoint_C", "working_setpoint"),
+    ("output_percent", "output_power"),
+)
 
 
 _polls_taken = None  # in each link's process: the count of polls taken by all links (shared)
@@ -76,8 +81,9 @@ def run_link(index: int, truth_dir: str) -> dict:
     model = MODELS[index % len(MODELS)]
     truth_path = Path(truth_dir) / f"truth-{index}.jsonl"
     readings, failures = [], []
-    with start_simulator("drivers.sim.furnace", "--speed", str(SPEED), "--model", model,
-                         "--truth", str(truth_path)) as sim:
+    with start_simulator(
+        "drivers.sim.furnace", "--speed", str(SPEED), "--model", model, "--truth", str(truth_path)
+    ) as sim:
         with LineFaultInjector(sim.address, seed=20261201 + index) as line:
             with Eurotherm(line.port, model=model, baudrate=115200, timeout_s=1.0) as patient:
                 patient.set_rate_limit(RATE_C_PER_MIN)  # on a clean line, on a machine busy starting the links
@@ -106,14 +112,19 @@ def run_link(index: int, truth_dir: str) -> dict:
         records = list(line.records)
     truth = [json.loads(row) for row in truth_path.read_text().splitlines()]  # complete: the simulator has exited
     wrong = wrong_values(readings, truth, load_register_map(f"eurotherm-{model}"))
-    return dict(model=model, polls=polls, good=len(readings), polling_s=polling_s, counters=counters,
-                wrong=[f"{text}\n{what_the_line_did(records, start, end)}" for start, end, text in wrong],
-                failures=[text for _, _, text in failures],
-                first_failure=[f"{text}\n{what_the_line_did(records, start, end)}"
-                               for start, end, text in failures[:1]],
-                faults=dict(Counter(f"{r.direction} {r.fault}" for r in records if r.fault)),
-                late_answers=count_late_answers(records),
-                breaks_seen=sum(1 for *_, reading in readings if reading.status.sensor_break))
+    return dict(
+        model=model,
+        polls=polls,
+        good=len(readings),
+        polling_s=polling_s,
+        counters=counters,
+        wrong=[f"{text}\n{what_the_line_did(records, start, end)}" for start, end, text in wrong],
+        failures=[text for _, _, text in failures],
+        first_failure=[f"{text}\n{what_the_line_did(records, start, end)}" for start, end, text in failures[:1]],
+        faults=dict(Counter(f"{r.direction} {r.fault}" for r in records if r.fault)),
+        late_answers=count_late_answers(records),
+        breaks_seen=sum(1 for *_, reading in readings if reading.status.sensor_break),
+    )
 
 
 def wrong_values(readings, truth, register_map) -> list[tuple[float, float, str]]:
@@ -122,7 +133,7 @@ def wrong_values(readings, truth, register_map) -> list[tuple[float, float, str]
     invalid_pv = (1 << register_map.status_bits["sensor_break"]) | (1 << register_map.status_bits["pv_out_of_range"])
     wrong = []
     for start, end, reading in readings:
-        window = truth[bisect.bisect_left(times, start):bisect.bisect_right(times, end)]
+        window = truth[bisect.bisect_left(times, start) : bisect.bisect_right(times, end)]
         if not window:
             wrong.append((start, end, f"the simulator answered nothing during the poll, yet it gave {reading}"))
             continue
@@ -133,12 +144,19 @@ def wrong_values(readings, truth, register_map) -> list[tuple[float, float, str]
                 if not any(row["values"]["status_word"] & invalid_pv for row in window):
                     wrong.append((start, end, "temperature NaN, but the PV was valid all through the poll"))
             elif not min(held) <= value <= max(held):
-                wrong.append((start, end, f"{field} = {value!r}, {register} read {min(held)!r}..{max(held)!r} "
-                                          "during the poll"))
+                wrong.append(
+                    (start, end, f"{field} = {value!r}, {register} read {min(held)!r}..{max(held)!r} during the poll")
+                )
         statuses = {row["values"]["status_word"] for row in window}
         if reading.status.raw not in statuses:
-            wrong.append((start, end, f"status 0x{reading.status.raw:04X}, the simulator held "
-                                      f"{sorted(hex(s) for s in statuses)} during the poll"))
+            wrong.append(
+                (
+                    start,
+                    end,
+                    f"status 0x{reading.status.raw:04X}, the simulator held "
+                    f"{sorted(hex(s) for s in statuses)} during the poll",
+                )
+            )
     return wrong
 
 
@@ -172,20 +190,23 @@ def links(tmp_path_factory):
     started = time.monotonic()
     context = multiprocessing.get_context("spawn")
     polls_taken = context.Value("i", 0)
-    with ProcessPoolExecutor(max_workers=LINKS, mp_context=context, initializer=_share,
-                             initargs=(polls_taken,)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=LINKS, mp_context=context, initializer=_share, initargs=(polls_taken,)
+    ) as pool:
         futures = [pool.submit(run_link, index, truth_dir) for index in range(LINKS)]
         results = [future.result() for future in futures]
     wall_s = time.monotonic() - started
     polling = sorted(r["polling_s"] for r in results)
     failures = Counter(f.split(" from address")[0].split(" in ")[0] for r in results for f in r["failures"])
-    print(f"\n{sum(r['polls'] for r in results)} polls on {LINKS} links: {wall_s:.1f} s wall (polling per link "
-          f"{polling[0]:.0f}..{polling[-1]:.0f} s); good {sum(r['good'] for r in results)}, "
-          f"failed {sum(len(r['failures']) for r in results)}, wrong values {sum(len(r['wrong']) for r in results)}; "
-          f"late answers {sum(r['late_answers'] for r in results)}; "
-          f"faults {sum(sum(r['faults'].values()) for r in results)}; "
-          f"line counters {dict(sum((Counter(r['counters']) for r in results), Counter()))}\n"
-          f"failed polls: {dict(failures.most_common(8))}")
+    print(
+        f"\n{sum(r['polls'] for r in results)} polls on {LINKS} links: {wall_s:.1f} s wall (polling per link "
+        f"{polling[0]:.0f}..{polling[-1]:.0f} s); good {sum(r['good'] for r in results)}, "
+        f"failed {sum(len(r['failures']) for r in results)}, wrong values {sum(len(r['wrong']) for r in results)}; "
+        f"late answers {sum(r['late_answers'] for r in results)}; "
+        f"faults {sum(sum(r['faults'].values()) for r in results)}; "
+        f"line counters {dict(sum((Counter(r['counters']) for r in results), Counter()))}\n"
+        f"failed polls: {dict(failures.most_common(8))}"
+    )
     for text in [text for r in results for text in r["first_failure"]][:3]:
         print(text)  # what the line did during a failed poll
     return results, wall_s

@@ -27,14 +27,13 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from _bench import QUICK_RECIPE, ROOT, SIM_STATION
 
 from daq import check_recipe_against_station, load_recipe, load_station, open_trial
 from daq.layout import FLAG_NO_RARE_EARTHS
-
-ALL_BUT_NO_RARE_EARTHS = 0xFF & ~FLAG_NO_RARE_EARTHS  # a blank cell at the start is not a fault
 from drivers.sim.scenario import load_scenario
 
-from _bench import QUICK_RECIPE, ROOT, SIM_STATION
+ALL_BUT_NO_RARE_EARTHS = 0xFF & ~FLAG_NO_RARE_EARTHS  # a blank cell at the start is not a fault
 
 pytestmark = pytest.mark.system
 
@@ -58,6 +57,7 @@ BORDERLINE_INTEGRATION_S = 0.1592
 
 # -- recipes --------------------------------------------------------------------------------------
 
+
 def quick_recipe(tmp_path: Path, name: str, replace: dict[str, str]) -> Path:
     """seeds/recipes/quick.toml with exact text replacements (each must match, so a changed seed fails loudly)."""
     text = QUICK_RECIPE.read_text()
@@ -69,9 +69,18 @@ def quick_recipe(tmp_path: Path, name: str, replace: dict[str, str]) -> Path:
     return path
 
 
-def short_recipe(tmp_path: Path, name: str, *, integration_time_s: float = 0.02, on_saturation: str = "flag",
-                 averages: int = 32, scenario: str | None = "pr-nd-elution", dwell_min: float = 5.0,
-                 duration_min: float | None = None, lost_instrument_abort_s: float = 30.0) -> Path:
+def short_recipe(
+    tmp_path: Path,
+    name: str,
+    *,
+    integration_time_s: float = 0.02,
+    on_saturation: str = "flag",
+    averages: int = 32,
+    scenario: str | None = "pr-nd-elution",
+    dwell_min: float = 5.0,
+    duration_min: float | None = None,
+    lost_instrument_abort_s: float = 30.0,
+) -> Path:
     """A short complete trial (one 60 C segment, a few seconds of wall time at the sim bench's clock speed).
 
     ``scenario=None``: the water blank stays in the cell for the whole trial.
@@ -122,6 +131,7 @@ def station_with_spectrometer_timeout(tmp_path: Path, timeout_s: float) -> Path:
 
 # -- running a trial --------------------------------------------------------------------------------
 
+
 class RemdaqRun:
     """One `python -m daq run` on the simulated bench; output goes to files so no pipe can fill up."""
 
@@ -131,9 +141,25 @@ class RemdaqRun:
         self._stdout = (data_dir / "remdaq.stdout").open("w+")
         self._stderr = (data_dir / "remdaq.stderr").open("w+")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daq", "run", str(recipe), "--station", str(station), "--data-dir", str(data_dir),
-             "--calibration", str(calibration)],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._stdout, stderr=self._stderr, text=True)
+            [
+                sys.executable,
+                "-m",
+                "daq",
+                "run",
+                str(recipe),
+                "--station",
+                str(station),
+                "--data-dir",
+                str(data_dir),
+                "--calibration",
+                str(calibration),
+            ],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=self._stdout,
+            stderr=self._stderr,
+            text=True,
+        )
         self._signalled: list[psutil.Process] = []
         self._path: Path | None = None
 
@@ -162,8 +188,9 @@ class RemdaqRun:
                 value = condition()
                 if value:
                     return value
-                raise AssertionError(f"remdaq run exited ({self.process.returncode}) before {what}:\n"
-                                     f"{self.stderr()[-3000:]}")
+                raise AssertionError(
+                    f"remdaq run exited ({self.process.returncode}) before {what}:\n{self.stderr()[-3000:]}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {what} within {timeout_s:g} s:\n{self.stderr()[-3000:]}")
 
@@ -173,10 +200,13 @@ class RemdaqRun:
         start-up). Not by watching the folder: a reader that opens the file before its writer has started SWMR
         makes the writer's start_swmr_write fail ("unable to lock file, errno = 11")."""
         if self._path is None:
+
             def announced():
                 lines = (self.data_dir / "remdaq.stdout").read_text().splitlines()
-                return next((Path(line.removeprefix("trial file: ")) for line in lines
-                             if line.startswith("trial file: ")), None)
+                return next(
+                    (Path(line.removeprefix("trial file: ")) for line in lines if line.startswith("trial file: ")), None
+                )
+
             self._path = self.wait_until(announced, "trial file announced on stdout")
             assert self._path.is_file() and self._path.parent == self.data_dir / "trials", self._path
         return self._path
@@ -190,15 +220,18 @@ class RemdaqRun:
 
     def wait_for_rows(self, table: str, rows: int) -> int:
         """Rows of ``table`` a reader sees, once there are at least ``rows``."""
+
         def enough():
             seen = self._peek(lambda t: t.rows(table)) or 0
             return seen if seen >= rows else None
+
         return self.wait_until(enough, f"{rows} {table} rows")
 
     def wait_for_event(self, text: str) -> str:
         def find():
             messages = self._peek(lambda t: list(t.events()["message"])) or []
             return next((m for m in messages if text in m), None)
+
         return self.wait_until(find, f"event containing {text!r}")
 
     # the simulators the runner started
@@ -212,6 +245,7 @@ class RemdaqRun:
                 if "-m" in cmdline[:-1] and cmdline[cmdline.index("-m") + 1] == module:
                     return child
             return None
+
         return self.wait_until(find, f"{module} process")
 
     def signal_simulator(self, module: str, signum: int) -> psutil.Process:
@@ -283,10 +317,16 @@ def read_trial(path: Path) -> Trial:
     with open_trial(path) as trial:
         events = trial.events()
         return Trial(
-            exit_status=trial.exit_status, state=trial.state, end_time=trial.end_time,
+            exit_status=trial.exit_status,
+            state=trial.state,
+            end_time=trial.end_time,
             events=list(zip(events["time"].tolist(), events["level"], events["source"], events["message"])),
-            furnace=trial.read("furnace"), spectrometer=trial.read("spectrometer"), analysis=trial.read("analysis"),
-            reference=trial.read("reference"), dark=trial.read("dark"))
+            furnace=trial.read("furnace"),
+            spectrometer=trial.read("spectrometer"),
+            analysis=trial.read("analysis"),
+            reference=trial.read("reference"),
+            dark=trial.read("dark"),
+        )
 
 
 def run_to_end(start, recipe: Path, data_dir: Path) -> tuple[int, Trial, str]:
@@ -296,14 +336,16 @@ def run_to_end(start, recipe: Path, data_dir: Path) -> tuple[int, Trial, str]:
 
 
 def assert_closed(trial: Trial, code: int, status: str, stderr: str) -> None:
-    assert (code, trial.exit_status, trial.state) == (0 if status == "success" else 1, status, status), \
+    assert (code, trial.exit_status, trial.state) == (0 if status == "success" else 1, status, status), (
         f"exit code {code}, exit_status {trial.exit_status!r}; stderr:\n{stderr[-3000:]}"
+    )
     assert trial.end_time, "no clean-end mark"
     assert not np.any(trial.spectrometer["flag"] & FLAG_ANALYSIS_FAILED), "a spectrum the analysis could not handle"
     assert "furnace in safe state" in trial.messages
 
 
 # -- 1. furnace sensor break ----------------------------------------------------------------------------
+
 
 def test_furnace_sensor_break_aborts_to_safe_state_with_nan_rows(remdaq_run, tmp_path):
     run = remdaq_run(QUICK_RECIPE, tmp_path / "data")
@@ -331,6 +373,7 @@ def test_furnace_sensor_break_aborts_to_safe_state_with_nan_rows(remdaq_run, tmp
 
 # -- 2. furnace over the recipe's limit -------------------------------------------------------------------
 
+
 def test_furnace_over_the_recipes_limit_aborts(remdaq_run, tmp_path):
     recipe = quick_recipe(tmp_path, "over-limit", {"[furnace]\n": "[furnace]\nabort_above_C = 100.0\n"})
     loaded = load_recipe(recipe)  # a limit below a segment target (110 C) is valid config
@@ -354,6 +397,7 @@ def test_furnace_over_the_recipes_limit_aborts(remdaq_run, tmp_path):
 
 # -- 3. lost instrument ----------------------------------------------------------------------------------
 
+
 def test_killed_spectrometer_marks_the_gap_retries_and_aborts_after_the_set_time(remdaq_run, tmp_path):
     recipe = quick_recipe(tmp_path, "lost", {"lost_instrument_abort_s = 30": "lost_instrument_abort_s = 3"})
     run = remdaq_run(recipe, tmp_path / "data")
@@ -366,8 +410,11 @@ def test_killed_spectrometer_marks_the_gap_retries_and_aborts_after_the_set_time
     lost = trial.events_with("spectrometer lost:", source="spectrometer")
     assert len(lost) == 1 and lost[0][1] == "error", trial.events  # one event when the gap opens, not one per retry
     assert trial.events_with("spectrometer lost for more than 3 s", source="spectrometer")
-    assert (trial.index("spectrometer lost:") < trial.index("spectrometer lost for more than 3 s")
-            < trial.index("furnace in safe state"))
+    assert (
+        trial.index("spectrometer lost:")
+        < trial.index("spectrometer lost for more than 3 s")
+        < trial.index("furnace in safe state")
+    )
     assert any(m == "trial aborted: spectrometer lost for more than 3 s" for m in trial.messages)
     assert not trial.events_with("answers again")
 
@@ -394,8 +441,9 @@ def test_hung_spectrometer_that_answers_again_before_the_abort_time_recovers(rem
     # a 1 s instrument timeout (station) so the hang is noticed at once; the trial lasts 60 experiment
     # minutes (12 s of wall time) whatever the furnace does, so there is room to come back
     station = station_with_spectrometer_timeout(tmp_path, 1.0)
-    recipe = short_recipe(tmp_path, "hang", dwell_min=2.0, duration_min=60.0, lost_instrument_abort_s=30.0,
-                          scenario=STEADY_SCENARIO)  # a steady Nd product: every good spectrum has a purity
+    recipe = short_recipe(
+        tmp_path, "hang", dwell_min=2.0, duration_min=60.0, lost_instrument_abort_s=30.0, scenario=STEADY_SCENARIO
+    )  # a steady Nd product: every good spectrum has a purity
     run = remdaq_run(recipe, tmp_path / "data", station)
     run.wait_for_rows("spectrometer", 5)
     spectrometer = run.signal_simulator("drivers.sim.spectrometer", signal.SIGSTOP)
@@ -426,6 +474,7 @@ def test_hung_spectrometer_that_answers_again_before_the_abort_time_recovers(rem
 
 # -- 4. saturation --------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def saturated_trials(sim_calibration, tmp_path_factory) -> dict[str, tuple[int, Trial, str]]:
     """Saturating recipes, each run once for the tests below.
@@ -436,10 +485,10 @@ def saturated_trials(sim_calibration, tmp_path_factory) -> dict[str, tuple[int, 
     """
     recipes = {
         "flag": dict(integration_time_s=SATURATING_INTEGRATION_S, on_saturation="flag", scenario=STEADY_SCENARIO),
-        "adjust": dict(integration_time_s=SATURATING_INTEGRATION_S, on_saturation="adjust",
-                       scenario=STEADY_SCENARIO),
-        "adjust-mid-trial": dict(integration_time_s=BORDERLINE_INTEGRATION_S, on_saturation="adjust",
-                                 scenario=None, averages=1),
+        "adjust": dict(integration_time_s=SATURATING_INTEGRATION_S, on_saturation="adjust", scenario=STEADY_SCENARIO),
+        "adjust-mid-trial": dict(
+            integration_time_s=BORDERLINE_INTEGRATION_S, on_saturation="adjust", scenario=None, averages=1
+        ),
     }
     trials = {}
     for name, options in recipes.items():
@@ -508,7 +557,8 @@ def test_saturation_during_the_trial_adjust_lowers_the_integration_time(saturate
     assert trial.reference["integration_time"][0] == pytest.approx(BORDERLINE_INTEGRATION_S)
     assert not np.any(blank >= FULL_SCALE_COUNTS), (
         "test set-up: the simulated blank now saturates at this integration time, so no spectrum can saturate "
-        "mid-trial; pick BORDERLINE_INTEGRATION_S again (see its comment)")
+        "mid-trial; pick BORDERLINE_INTEGRATION_S again (see its comment)"
+    )
     spectra = trial.spectrometer
     flag, saturated, integration = spectra["flag"], spectra["saturated_pixels"], spectra["integration_time"]
     # kept, flagged, at the old time
@@ -541,10 +591,12 @@ def test_saturation_adjust_keeps_the_live_analysis_valid(saturated_trials):
     assert abs(nd_flagged - truth) <= 0.2, f"control trial off the truth: Nd {nd_flagged:.3f} vs {truth:g} g/L"
     assert abs(nd_adjusted - truth) <= 0.2 and rms_adjusted <= 2 * rms_flagged, (
         f"after lowering the integration time Nd reads {nd_adjusted:.3f} g/L (truth {truth:g}, flag mode "
-        f"{nd_flagged:.3f}) with residual rms {rms_adjusted:.4f} (flag mode {rms_flagged:.4f})")
+        f"{nd_flagged:.3f}) with residual rms {rms_adjusted:.4f} (flag mode {rms_flagged:.4f})"
+    )
 
 
 # -- 5. wall-clock limit ---------------------------------------------------------------------------------
+
 
 def test_wall_clock_limit_aborts(remdaq_run, tmp_path):
     recipe = quick_recipe(tmp_path, "wall-clock", {"wall_clock_limit_min = 5": "wall_clock_limit_min = 0.1"})

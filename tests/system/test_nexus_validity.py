@@ -25,9 +25,9 @@ from pathlib import Path
 
 import h5py
 import pytest
-
 from _bench import QUICK_RECIPE, ROOT, SIM_STATION
 from _trial_factory import write_calibration, write_trial
+
 from daq import open_trial
 from daq.layout import FILE_FORMAT, PURITY_LINKS
 
@@ -81,11 +81,15 @@ def nexus_check(path: Path, *, swmr: bool = False) -> dict:
     """punx's findings and nexusformat's reading of ``path``, from a process of their own."""
     _require("punx")
     _require("nexusformat")
-    done = subprocess.run([sys.executable, "-c", _CHECK, str(path), "swmr" if swmr else "plain"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _CHECK, str(path), "swmr" if swmr else "plain"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, f"{path.name}: {done.stderr[-3000:]}"
     line = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def assert_valid_nexus(result: dict, links: dict[str, str]) -> None:
@@ -98,8 +102,14 @@ def assert_valid_nexus(result: dict, links: dict[str, str]) -> None:
 
 
 def remdaq(*args, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "daq", *map(str, args)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "daq", *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def wait_for_trial_file(data_dir: Path, process: subprocess.Popen, timeout_s: float = 60.0) -> Path:
@@ -136,8 +146,9 @@ def runner_trial(sim_calibration, tmp_path_factory):
     _require("punx")
     _require("nexusformat")
     data_dir = tmp_path_factory.mktemp("data")
-    process = remdaq("run", QUICK_RECIPE, "--station", SIM_STATION, "--data-dir", data_dir,
-                     "--calibration", sim_calibration)
+    process = remdaq(
+        "run", QUICK_RECIPE, "--station", SIM_STATION, "--data-dir", data_dir, "--calibration", sim_calibration
+    )
     try:
         path = wait_for_trial_file(data_dir, process)
         wait_for_rows(path, "analysis", 5)
@@ -183,8 +194,18 @@ def test_a_finished_trial_is_valid_nexus_and_punx_validate_says_so(runner_trial)
 
 
 def test_a_killed_trial_is_valid_nexus_and_after_remdaq_recover_to_every_reader(sim_calibration, tmp_path):
-    process = remdaq("run", QUICK_RECIPE, "--station", SIM_STATION, "--data-dir", tmp_path,
-                     "--calibration", sim_calibration, "--flush-interval", 0.2)
+    process = remdaq(
+        "run",
+        QUICK_RECIPE,
+        "--station",
+        SIM_STATION,
+        "--data-dir",
+        tmp_path,
+        "--calibration",
+        sim_calibration,
+        "--flush-interval",
+        0.2,
+    )
     try:
         path = wait_for_trial_file(tmp_path, process)
         wait_for_rows(path, "analysis", 5)
@@ -197,8 +218,9 @@ def test_a_killed_trial_is_valid_nexus_and_after_remdaq_recover_to_every_reader(
     assert_valid_nexus(nexus_check(path, swmr=True), PURITY_LINKS)
     with pytest.raises(OSError, match="already open for write"):
         h5py.File(path, "r")
-    recovered = subprocess.run([sys.executable, "-m", "daq", "recover", str(path)], capture_output=True,
-                               text=True, timeout=120, cwd=ROOT)
+    recovered = subprocess.run(
+        [sys.executable, "-m", "daq", "recover", str(path)], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert recovered.returncode == 0 and "recovered" in recovered.stdout, recovered.stderr
     result = nexus_check(path)
     assert_valid_nexus(result, PURITY_LINKS)

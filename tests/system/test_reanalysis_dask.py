@@ -18,11 +18,11 @@ import h5py
 import numpy as np
 import psutil
 import pytest
+from _bench import ROOT, SIM_STATION
+from _trial_factory import corrupt_trial, write_calibration, write_trial
 from distributed import Client
 
 import analysis
-from _bench import ROOT, SIM_STATION
-from _trial_factory import corrupt_trial, write_calibration, write_trial
 from daq.reanalysis import raw_checksum, read_result, reanalyze
 
 pytestmark = pytest.mark.system
@@ -56,8 +56,15 @@ def sha256_of(path: Path) -> str:
 def remdaq(*args, **popen) -> subprocess.Popen:
     """Start `python -m daq ARGS` (the remdaq command) from the project root, unbuffered."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "daq", *map(str, args)], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "daq", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **popen,
+    )
 
 
 def summary_statuses(out: Path) -> dict[str, str]:
@@ -71,8 +78,9 @@ def bench_trial(sim_calibration, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("bench")
     recipe = folder / "recipe.toml"
     recipe.write_text(RECIPE)
-    process = remdaq("run", recipe, "--station", SIM_STATION, "--data-dir", folder / "data",
-                     "--calibration", sim_calibration)
+    process = remdaq(
+        "run", recipe, "--station", SIM_STATION, "--data-dir", folder / "data", "--calibration", sim_calibration
+    )
     stdout, stderr = process.communicate(timeout=240)
     assert process.returncode == 0, stderr
     path = Path(stdout.strip().splitlines()[-1])
@@ -90,8 +98,15 @@ def synthetic(tmp_path_factory) -> dict:
     write_calibration(calibration)
     trials = [write_trial(folder / "S0-short.h5", duration_s=600.0, spectrum_period_s=1.0)]
     for index in range(1, 5):
-        trials.append(write_trial(folder / f"S{index}.h5", duration_s=24000.0, spectrum_period_s=1.0,
-                                  furnace_period_s=60.0, block_s=6000.0))
+        trials.append(
+            write_trial(
+                folder / f"S{index}.h5",
+                duration_s=24000.0,
+                spectrum_period_s=1.0,
+                furnace_period_s=60.0,
+                block_s=6000.0,
+            )
+        )
     return {"calibration": calibration, "trials": trials}
 
 
@@ -100,8 +115,12 @@ def scheduler(tmp_path_factory):
     """`dask scheduler` and two `dask worker` processes on 127.0.0.1; yields the scheduler address."""
     assert DASK.is_file(), f"{DASK}: the dask command line is missing (pip install 'rem-daq[cluster]')"
     logs = tmp_path_factory.mktemp("dask")
-    process = subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     processes = [process]
     try:
         address = None
@@ -114,8 +133,24 @@ def scheduler(tmp_path_factory):
         drain.start()
         for name in ("w1", "w2"):
             log = open(logs / f"{name}.log", "w")
-            processes.append(subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--no-dashboard",
-                                               "--host", "127.0.0.1", "--name", name], stdout=log, stderr=log))
+            processes.append(
+                subprocess.Popen(
+                    [
+                        DASK,
+                        "worker",
+                        address,
+                        "--nthreads",
+                        "1",
+                        "--no-dashboard",
+                        "--host",
+                        "127.0.0.1",
+                        "--name",
+                        name,
+                    ],
+                    stdout=log,
+                    stderr=log,
+                )
+            )
             log.close()
         with Client(address, timeout=30) as client:
             client.wait_for_workers(2, timeout=60)
@@ -159,16 +194,31 @@ def test_a_scheduler_with_two_worker_processes_reanalyses_reports_skips_and_forc
     out = tmp_path / "out"
 
     def run(*paths, extra=()):
-        process = remdaq("reanalyze", *paths, "--calibration", synthetic["calibration"], "--out", out,
-                         "--scheduler", scheduler, *extra)
+        process = remdaq(
+            "reanalyze",
+            *paths,
+            "--calibration",
+            synthetic["calibration"],
+            "--out",
+            out,
+            "--scheduler",
+            scheduler,
+            *extra,
+        )
         stdout, stderr = process.communicate(timeout=180)
         return process.returncode, stdout, stderr
 
     code, stdout, stderr = run(trials[0], bad, *trials[1:])
     assert code == 1, stderr
     assert "bad.h5: damaged" in stderr
-    assert summary_statuses(out) == {"S0-short": "reanalysed", "bad": "failed", "S1": "reanalysed",
-                                     "S2": "reanalysed", "S3": "reanalysed", "S4": "reanalysed"}
+    assert summary_statuses(out) == {
+        "S0-short": "reanalysed",
+        "bad": "failed",
+        "S1": "reanalysed",
+        "S2": "reanalysed",
+        "S3": "reanalysed",
+        "S4": "reanalysed",
+    }
     first = read_result(out / "S1.reanalysis.h5")
     assert first.provenance["executed_by"] == f"dask scheduler {scheduler}" and len(first.purity) == 24000
     with Client(scheduler, timeout=30) as client:
@@ -190,19 +240,22 @@ def test_a_scheduler_with_two_worker_processes_reanalyses_reports_skips_and_forc
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
 
 
-def test_a_new_calibration_on_the_scheduler_changes_the_bench_results_and_says_so(scheduler, bench_trial,
-                                                                                   sim_calibration, tmp_path):
+def test_a_new_calibration_on_the_scheduler_changes_the_bench_results_and_says_so(
+    scheduler, bench_trial, sim_calibration, tmp_path
+):
     live_calibration = analysis.Calibration.load(sim_calibration)
     scale = np.ones((len(live_calibration.analytes), 1))
     scale[live_calibration.analytes.index("Nd")] = 1.03
     revised = analysis.Calibration.from_sensitivity(  # e.g. Nd band strengths re-measured 3 % higher
-        live_calibration.wavelength_nm, live_calibration.sensitivity * scale,
-        live_calibration.analytes, baseline_order=live_calibration.baseline_order,
-        pixel_weight=live_calibration.pixel_weight)
+        live_calibration.wavelength_nm,
+        live_calibration.sensitivity * scale,
+        live_calibration.analytes,
+        baseline_order=live_calibration.baseline_order,
+        pixel_weight=live_calibration.pixel_weight,
+    )
     revised.save(tmp_path / "revised.h5")
     before = sha256_of(bench_trial)
-    report = reanalyze([bench_trial], tmp_path / "revised.h5", tmp_path / "out", scheduler=scheduler,
-                       progress=False)
+    report = reanalyze([bench_trial], tmp_path / "revised.h5", tmp_path / "out", scheduler=scheduler, progress=False)
     assert report.exit_code == 0 and report.outcomes[0].status == "reanalysed"
     result = read_result(report.outcomes[0].result_file)
     with h5py.File(bench_trial, "r") as handle:
@@ -213,8 +266,7 @@ def test_a_new_calibration_on_the_scheduler_changes_the_bench_results_and_says_s
     np.testing.assert_allclose(ours[nd], live[nd] / 1.03, rtol=0.02)
     p = result.provenance
     assert p["calibration_changed"] is True
-    assert p["calibration_id"] == revised.calibration_id and p["live_calibration_id"] == \
-        live_calibration.calibration_id
+    assert p["calibration_id"] == revised.calibration_id and p["live_calibration_id"] == live_calibration.calibration_id
     assert p["calibration_file"] == str((tmp_path / "revised.h5").resolve())
     assert sha256_of(bench_trial) == before
 
@@ -223,8 +275,17 @@ def test_ctrl_c_at_the_terminal_stops_cleanly_and_a_new_run_finishes(synthetic, 
     trials = synthetic["trials"]
     out = tmp_path / "out"
     before = {p: sha256_of(p) for p in trials}
-    process = remdaq("reanalyze", *trials, "--calibration", synthetic["calibration"], "--out", out,
-                     "--workers", "2", start_new_session=True)
+    process = remdaq(
+        "reanalyze",
+        *trials,
+        "--calibration",
+        synthetic["calibration"],
+        "--out",
+        out,
+        "--workers",
+        "2",
+        start_new_session=True,
+    )
     first_line = process.stdout.readline()  # blocks until the first trial is done
     assert first_line.startswith("reanalysed"), process.communicate()
     children = psutil.Process(process.pid).children(recursive=True)

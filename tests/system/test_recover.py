@@ -46,8 +46,7 @@ def h5dump() -> str:
 
 
 def remdaq(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daq", *args], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "daq", *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
 @pytest.fixture

@@ -70,15 +70,18 @@ def open_descriptors() -> tuple[int, int]:
     return len(names), sockets
 
 
-@pytest.mark.parametrize("fault, reason", [
-    ("GARB", "block"),  # '#', the digit count or a length digit replaced
-    ("LONG", "trailing bytes"),
-    ("HUGE", "block declares 999999999 bytes"),  # refused from the header: the payload is never read
-    ("NAN", "non-finite"),
-    ("RANG,70000", "outside 0-65535"),  # over full scale: no 16-bit ADC reads that
-    ("RANG,-5", "outside 0-65535"),
-    ("RANG,3e38", "outside 0-65535"),
-])
+@pytest.mark.parametrize(
+    "fault, reason",
+    [
+        ("GARB", "block"),  # '#', the digit count or a length digit replaced
+        ("LONG", "trailing bytes"),
+        ("HUGE", "block declares 999999999 bytes"),  # refused from the header: the payload is never read
+        ("NAN", "non-finite"),
+        ("RANG,70000", "outside 0-65535"),  # over full scale: no 16-bit ADC reads that
+        ("RANG,-5", "outside 0-65535"),
+        ("RANG,3e38", "outside 0-65535"),
+    ],
+)
 def test_a_malformed_block_raises_protocol_error_and_the_session_survives(spec, fault, reason):
     spec.write(f"SIM:FAUL {fault}")
     with pytest.raises(ProtocolError, match=reason):
@@ -152,11 +155,14 @@ def test_an_absurd_answer_at_connection_is_a_protocol_error_naming_it(sim, spec,
     assert spec.acquire().shape == (spec.pixels,)
 
 
-@pytest.mark.parametrize("quantity, answer, expected", [
-    ("ITIM", "1e308", "finite number within 1e-06-3600 s"),  # was accepted, then acquire() raised OverflowError
-    ("ITIM", "-1", "finite number within 1e-06-3600 s"),
-    ("AVER", "-5", "expected an integer within 1-1000000"),
-])
+@pytest.mark.parametrize(
+    "quantity, answer, expected",
+    [
+        ("ITIM", "1e308", "finite number within 1e-06-3600 s"),  # was accepted, then acquire() raised OverflowError
+        ("ITIM", "-1", "finite number within 1e-06-3600 s"),
+        ("AVER", "-5", "expected an integer within 1-1000000"),
+    ],
+)
 def test_an_absurd_setting_read_back_before_a_spectrum_is_a_protocol_error(spec, quantity, answer, expected):
     spec.write(f"SIM:ABS {quantity},{answer}")  # a pass-through write: the driver re-reads its settings
     with pytest.raises(ProtocolError) as caught:

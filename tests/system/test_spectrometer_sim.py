@@ -78,8 +78,9 @@ def test_integration_time_and_averages_read_back(spec):
 
 
 def test_integration_time_limits_are_checked_before_anything_is_sent(sim):
-    with ScpiSpectrometer(sim.address, min_integration_time_s=0.005, max_integration_time_s=2.0,
-                          max_averages=50) as spec:
+    with ScpiSpectrometer(
+        sim.address, min_integration_time_s=0.005, max_integration_time_s=2.0, max_averages=50
+    ) as spec:
         before = spec.integration_time_s
         for bad in (0.001, 2.5, -1.0, 0.0, math.nan, math.inf):
             with pytest.raises(LimitError):

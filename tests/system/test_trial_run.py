@@ -10,26 +10,31 @@ import random
 import signal
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from _bench import QUICK_RECIPE, ROOT, SIM_STATION
 
 from daq import Catalog, open_trial
 from daq.layout import TABLES
 from drivers.sim.scenario import load_scenario
-
-from _bench import QUICK_RECIPE, ROOT, SIM_STATION
 
 pytestmark = pytest.mark.system
 
 
 def remdaq(*args, **popen):
     """Start `python -m daq ARGS` (the remdaq command) from the project root."""
-    return subprocess.Popen([sys.executable, "-m", "daq", *map(str, args)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "daq", *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def run_to_end(*args, timeout_s=180):
@@ -69,8 +74,9 @@ def wait_for_rows(path: Path, table: str, rows: int, timeout_s=60.0) -> int:
 @pytest.fixture(scope="module")
 def quick_trial(sim_calibration, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("data")
-    code, stdout, stderr = run_to_end("run", QUICK_RECIPE, "--station", SIM_STATION, "--data-dir", data_dir,
-                                      "--calibration", sim_calibration)
+    code, stdout, stderr = run_to_end(
+        "run", QUICK_RECIPE, "--station", SIM_STATION, "--data-dir", data_dir, "--calibration", sim_calibration
+    )
     assert code == 0, stderr
     path = Path(stdout.strip().splitlines()[-1])
     assert path.is_file() and path.is_relative_to(data_dir)
@@ -97,14 +103,17 @@ def test_trial_file_opens_in_h5dump_and_every_dataset_has_units(quick_trial):
     header = subprocess.run(["h5dump", "-H", str(path)], capture_output=True, text=True, check=True).stdout
     for table in TABLES:
         assert f'GROUP "{table.group.rsplit("/", 1)[-1]}"' in header
-    status = subprocess.run(["h5dump", "-d", "/entry/exit_status", str(path)],
-                            capture_output=True, text=True, check=True).stdout
+    status = subprocess.run(
+        ["h5dump", "-d", "/entry/exit_status", str(path)], capture_output=True, text=True, check=True
+    ).stdout
     assert '"success' in status
     without_units = []
     with h5py.File(path, "r") as handle:
+
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset) and "units" not in obj.attrs:
                 without_units.append(name)
+
         handle.visititems(visit)
     assert without_units == []
 
@@ -173,8 +182,9 @@ def test_catalog_lists_the_trial(quick_trial):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_aborts_to_safe_state_with_file_closed(sim_calibration, tmp_path, signum):
-    process = remdaq("run", QUICK_RECIPE, "--station", SIM_STATION, "--data-dir", tmp_path,
-                     "--calibration", sim_calibration)
+    process = remdaq(
+        "run", QUICK_RECIPE, "--station", SIM_STATION, "--data-dir", tmp_path, "--calibration", sim_calibration
+    )
     path = wait_for_trial_file(tmp_path, process)
     wait_for_rows(path, "spectrometer", 5)
     process.send_signal(signum)
@@ -192,11 +202,21 @@ def test_killed_runs_leave_readable_interrupted_files(sim_calibration, tmp_path)
     flush_interval_s = 0.2
     for attempt in range(20):
         data_dir = tmp_path / f"kill{attempt}"
-        process = remdaq("run", QUICK_RECIPE, "--station", SIM_STATION, "--data-dir", data_dir,
-                         "--calibration", sim_calibration, "--flush-interval", flush_interval_s)
+        process = remdaq(
+            "run",
+            QUICK_RECIPE,
+            "--station",
+            SIM_STATION,
+            "--data-dir",
+            data_dir,
+            "--calibration",
+            sim_calibration,
+            "--flush-interval",
+            flush_interval_s,
+        )
         path = wait_for_trial_file(data_dir, process)
         wait_for_rows(path, "furnace", rng.randint(1, 40))
-        killed_at = datetime.now(timezone.utc)
+        killed_at = datetime.now(UTC)
         process.send_signal(signal.SIGKILL)
         process.communicate()
         with open_trial(path) as trial:
@@ -213,16 +233,21 @@ def test_killed_runs_leave_readable_interrupted_files(sim_calibration, tmp_path)
 def test_bad_inputs_are_refused_before_any_instrument_is_touched(sim_calibration, tmp_path):
     # a station whose instruments do not exist: touching one would fail differently
     ghost = tmp_path / "ghost.toml"
-    ghost.write_text(SIM_STATION.read_text().replace("simulated = true", "simulated = false")
-                     .replace('model = "2400"', 'model = "2400"\nport = "/dev/ttyGHOST"')
-                     .replace('pixels = 2048', 'pixels = 2048\nresource = "TCPIP0::192.0.2.1::5025::SOCKET"'))
+    ghost.write_text(
+        SIM_STATION.read_text()
+        .replace("simulated = true", "simulated = false")
+        .replace('model = "2400"', 'model = "2400"\nport = "/dev/ttyGHOST"')
+        .replace("pixels = 2048", 'pixels = 2048\nresource = "TCPIP0::192.0.2.1::5025::SOCKET"')
+    )
     bad_recipe = tmp_path / "bad.toml"
     bad_recipe.write_text(QUICK_RECIPE.read_text().replace("target_C = 450.0", "target_C = 1450.0"))
     cases = [
         (("run", bad_recipe, "--station", ghost, "--calibration", sim_calibration), "target_C"),
         (("run", QUICK_RECIPE, "--station", tmp_path / "nowhere.toml"), "file not found"),
-        (("run", QUICK_RECIPE, "--station", ghost, "--data-dir", tmp_path, "--calibration", tmp_path / "no.h5"),
-         "calibration file"),
+        (
+            ("run", QUICK_RECIPE, "--station", ghost, "--data-dir", tmp_path, "--calibration", tmp_path / "no.h5"),
+            "calibration file",
+        ),
     ]
     for args, expected in cases:
         code, stdout, stderr = run_to_end(*args, timeout_s=60)
@@ -237,8 +262,9 @@ def test_full_disk_fails_clearly_keeps_rows_and_makes_the_furnace_safe(sim_calib
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
     try:
-        code, stdout, stderr = run_to_end("run", QUICK_RECIPE, "--station", SIM_STATION, "--data-dir", mount,
-                                          "--calibration", sim_calibration)
+        code, stdout, stderr = run_to_end(
+            "run", QUICK_RECIPE, "--station", SIM_STATION, "--data-dir", mount, "--calibration", sim_calibration
+        )
         assert code == 1
         assert "trial failed" in stderr and "No space left" in stderr
         assert "Traceback" not in stderr
@@ -253,8 +279,9 @@ def test_full_disk_fails_clearly_keeps_rows_and_makes_the_furnace_safe(sim_calib
 
 def test_a_catalog_that_cannot_be_written_is_a_warning_and_the_trial_goes_on(sim_calibration, tmp_path):
     (tmp_path / "catalog.sqlite").write_bytes(b"not a database, as a damaged or full disk leaves it" * 50)
-    code, stdout, stderr = run_to_end("run", QUICK_RECIPE, "--station", SIM_STATION, "--data-dir", tmp_path,
-                                      "--calibration", sim_calibration)
+    code, stdout, stderr = run_to_end(
+        "run", QUICK_RECIPE, "--station", SIM_STATION, "--data-dir", tmp_path, "--calibration", sim_calibration
+    )
     assert code == 0, stderr
     assert "Traceback" not in stderr
     assert "catalog.sqlite: the catalog cannot be updated" in stderr

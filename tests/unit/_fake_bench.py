@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+from _trial_factory import ANALYTES, FULL_SCALE, PIXELS, SyntheticBench
 
 from daq.bench import Bench
 from daq.config import Recipe, Station
@@ -45,10 +46,21 @@ from daq.store import TrialWriter
 from drivers import LimitError, NotConnected
 from drivers.eurotherm import FurnaceReading, FurnaceStatus
 
-from _trial_factory import ANALYTES, FULL_SCALE, PIXELS, SyntheticBench
-
-__all__ = ["FakeBench", "FakeFurnace", "FakeSpectrometer", "Journal", "TrialFile", "fake_recipe", "fake_station",
-           "journal_writer_close", "make_runner", "read_trial", "BASE_INTEGRATION_S", "SPEED", "STREAM_G_PER_L"]
+__all__ = [
+    "FakeBench",
+    "FakeFurnace",
+    "FakeSpectrometer",
+    "Journal",
+    "TrialFile",
+    "fake_recipe",
+    "fake_station",
+    "journal_writer_close",
+    "make_runner",
+    "read_trial",
+    "BASE_INTEGRATION_S",
+    "SPEED",
+    "STREAM_G_PER_L",
+]
 
 SPEED = 10000.0  # the highest simulation_speed a station may have
 BASE_INTEGRATION_S = 0.02  # the blank peaks near 54 400 counts (of 65 535) at this integration time
@@ -100,9 +112,16 @@ class FakeFurnace(_Scripted):
 
     ident = "Eurotherm 2408 (fake, in-process)"
 
-    def __init__(self, journal: Journal, *, temperature_C: float = 25.0, ramp_C_per_poll: float = 5.0,
-                 max_temperature_C: float = 1100.0, max_rate_C_per_min: float = 10.0,
-                 safe_setpoint_C: float = 25.0):
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        temperature_C: float = 25.0,
+        ramp_C_per_poll: float = 5.0,
+        max_temperature_C: float = 1100.0,
+        max_rate_C_per_min: float = 10.0,
+        safe_setpoint_C: float = 25.0,
+    ):
         super().__init__()
         self.journal = journal
         self.max_temperature_C, self.max_rate_C_per_min = max_temperature_C, max_rate_C_per_min
@@ -118,7 +137,7 @@ class FakeFurnace(_Scripted):
         self.on_safe_state: list[Callable[[], None]] = []
 
     # -- scripting ------------------------------------------------------------------------
-    def at_poll(self, n: int, action: Callable[["FakeFurnace"], None]) -> None:
+    def at_poll(self, n: int, action: Callable[[FakeFurnace], None]) -> None:
         """Run ``action(furnace)`` just before poll ``n`` (1-based, counting polls that got no answer)."""
         self._at(n, action)
 
@@ -151,8 +170,9 @@ class FakeFurnace(_Scripted):
         step = self.setpoint_C - self.working_setpoint_C
         self.working_setpoint_C += math.copysign(min(abs(step), self.ramp_C_per_poll), step)
         pv_valid = not (self.status.sensor_break or self.status.pv_out_of_range)
-        return FurnaceReading(self.temperature_C if pv_valid else math.nan, self.setpoint_C,
-                              self.working_setpoint_C, 40.0, self.status)
+        return FurnaceReading(
+            self.temperature_C if pv_valid else math.nan, self.setpoint_C, self.working_setpoint_C, 40.0, self.status
+        )
 
     def set_rate_limit(self, value_C_per_min: float) -> None:
         if not 0 < value_C_per_min <= self.max_rate_C_per_min:
@@ -191,8 +211,16 @@ class FakeSpectrometer(_Scripted):
 
     ident = "FAKE,UV-VIS-NIR,0,in-process"
 
-    def __init__(self, journal: Journal, *, pixels: int = PIXELS, stream_g_per_L: dict | None = None,
-                 min_integration_time_s: float = 0.001, max_integration_time_s: float = 10.0, seed: int = 5):
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        pixels: int = PIXELS,
+        stream_g_per_L: dict | None = None,
+        min_integration_time_s: float = 0.001,
+        max_integration_time_s: float = 10.0,
+        seed: int = 5,
+    ):
         super().__init__()
         self.journal = journal
         self._model = SyntheticBench(pixels)
@@ -210,7 +238,7 @@ class FakeSpectrometer(_Scripted):
         self.spectra = 0  # acquisitions of the process stream
 
     # -- scripting ------------------------------------------------------------------------
-    def at_spectrum(self, n: int, action: Callable[["FakeSpectrometer"], None]) -> None:
+    def at_spectrum(self, n: int, action: Callable[[FakeSpectrometer], None]) -> None:
         """Run ``action(spectrometer)`` before trial spectrum ``n`` (1-based, after the stream started)."""
         self._at(n, action)
 
@@ -280,9 +308,14 @@ class FakeSpectrometer(_Scripted):
         if self.in_cell == "stream":
             x = (model.wavelength - model.wavelength.mean()) / np.ptp(model.wavelength) * 2
             concentration = np.array([self.stream_g_per_L.get(a, 0.0) for a in ANALYTES])
-            absorbance = concentration @ model.sensitivity + 0.01 + 0.004 * x + 0.003 * x ** 2
-        light = ((model.reference - model.dark) * self.brightness * self._integration_time_s / BASE_INTEGRATION_S
-                 * 10.0 ** (-absorbance))
+            absorbance = concentration @ model.sensitivity + 0.01 + 0.004 * x + 0.003 * x**2
+        light = (
+            (model.reference - model.dark)
+            * self.brightness
+            * self._integration_time_s
+            / BASE_INTEGRATION_S
+            * 10.0 ** (-absorbance)
+        )
         noise = self._rng.normal(0.0, 1.0, self.pixels) * np.sqrt(np.maximum(light, 1.0)) * 0.3
         counts = np.minimum(model.dark + light + noise, self.full_scale_counts)
         if self.in_cell == "stream":
@@ -326,47 +359,85 @@ class FakeBench:
         self.furnace.ramp_C_per_poll = 0.0
 
 
-def fake_station(*, furnace: bool = True, spectrometer: bool = True, poll_interval_s: float = 0.001,
-                 max_temperature_C: float = 1100.0, min_integration_time_s: float = 0.001,
-                 speed: float = SPEED) -> Station:
+def fake_station(
+    *,
+    furnace: bool = True,
+    spectrometer: bool = True,
+    poll_interval_s: float = 0.001,
+    max_temperature_C: float = 1100.0,
+    min_integration_time_s: float = 0.001,
+    speed: float = SPEED,
+) -> Station:
     """A simulated station (the runner's clock runs at ``speed``) whose instruments the fakes play."""
     data: dict = {"name": "fake", "simulation_speed": speed}
     if furnace:
-        data["furnace"] = {"simulated": True, "max_temperature_C": max_temperature_C, "max_ramp_C_per_min": 10.0,
-                           "safe_temperature_C": 25.0, "poll_interval_s": poll_interval_s}
+        data["furnace"] = {
+            "simulated": True,
+            "max_temperature_C": max_temperature_C,
+            "max_ramp_C_per_min": 10.0,
+            "safe_temperature_C": 25.0,
+            "poll_interval_s": poll_interval_s,
+        }
     if spectrometer:
-        data["spectrometer"] = {"simulated": True, "pixels": PIXELS, "min_integration_time_s": min_integration_time_s,
-                                "max_integration_time_s": 10.0, "max_averages": 1000}
+        data["spectrometer"] = {
+            "simulated": True,
+            "pixels": PIXELS,
+            "min_integration_time_s": min_integration_time_s,
+            "max_integration_time_s": 10.0,
+            "max_averages": 1000,
+        }
     return Station.model_validate(data)
 
 
-def fake_recipe(*, segments=((10.0, 60.0, 1.0),), abort_above_C: float | None = None,
-                spectrometer: dict | bool = True, **fields) -> Recipe:
+def fake_recipe(
+    *, segments=((10.0, 60.0, 1.0),), abort_above_C: float | None = None, spectrometer: dict | bool = True, **fields
+) -> Recipe:
     """A recipe for the fake bench: furnace ``segments`` (ramp C/min, target C, dwell min), or None for none.
 
     The spectrometer takes a spectrum every 10 experiment seconds at 0.02 s by default (``spectrometer``:
     fields to change, or False for no schedule). ``fields`` are recipe fields (``lost_instrument_abort_s``...).
     """
-    data: dict = {"title": "fake bench trial", "sample": "NdPr", "operator": "unit test", "analytes": list(ANALYTES),
-                  "target": "Nd", "scenario": STEADY_SCENARIO, **fields}
+    data: dict = {
+        "title": "fake bench trial",
+        "sample": "NdPr",
+        "operator": "unit test",
+        "analytes": list(ANALYTES),
+        "target": "Nd",
+        "scenario": STEADY_SCENARIO,
+        **fields,
+    }
     if segments is not None:
-        data["furnace"] = {"segments": [{"ramp_C_per_min": r, "target_C": t, "dwell_min": d} for r, t, d in segments],
-                           "cool_to_C": 25.0, "cool_rate_C_per_min": 10.0}
+        data["furnace"] = {
+            "segments": [{"ramp_C_per_min": r, "target_C": t, "dwell_min": d} for r, t, d in segments],
+            "cool_to_C": 25.0,
+            "cool_rate_C_per_min": 10.0,
+        }
         if abort_above_C is not None:
             data["furnace"]["abort_above_C"] = abort_above_C
     if spectrometer:
-        data["spectrometer"] = {"integration_time_s": BASE_INTEGRATION_S, "averages": 4, "interval_s": 10.0,
-                                **(spectrometer if isinstance(spectrometer, dict) else {})}
+        data["spectrometer"] = {
+            "integration_time_s": BASE_INTEGRATION_S,
+            "averages": 4,
+            "interval_s": 10.0,
+            **(spectrometer if isinstance(spectrometer, dict) else {}),
+        }
     return Recipe.model_validate(data)
 
 
-def make_runner(recipe: Recipe, station: Station, bench: FakeBench, data_dir: Path, calibration: Path,
-                **options) -> TrialRunner:
+def make_runner(
+    recipe: Recipe, station: Station, bench: FakeBench, data_dir: Path, calibration: Path, **options
+) -> TrialRunner:
     """A TrialRunner on the fake bench: no status lines, no signal handlers unless asked, quick main loop."""
-    settings = {"status_stream": None, "status_interval_s": 0.005, "flush_interval_s": 0.02,
-                "handle_signals": False, **options}
-    return TrialRunner(recipe, station, RunOptions(Path(data_dir), calibration=calibration, **settings),
-                       bench_factory=bench)
+    settings = {
+        "status_stream": None,
+        "status_interval_s": 0.005,
+        "flush_interval_s": 0.02,
+        "handle_signals": False,
+        **options,
+    }
+    return TrialRunner(
+        recipe, station, RunOptions(Path(data_dir), calibration=calibration, **settings), bench_factory=bench
+    )
 
 
 def journal_writer_close(monkeypatch, journal: Journal) -> None:
@@ -408,6 +479,9 @@ def read_trial(path: Path) -> TrialFile:
         events = trial.events()
         rows = list(zip(*(events[k] for k in ("level", "source", "message"))))
         tables = {name: trial.read(name) for name in ("furnace", "spectrometer", "analysis", "dark", "reference")}
-        return TrialFile(trial.exit_status, trial.end_time,
-                         [tuple(str(v.decode() if isinstance(v, bytes) else v) for v in row) for row in rows],
-                         tables)
+        return TrialFile(
+            trial.exit_status,
+            trial.end_time,
+            [tuple(str(v.decode() if isinstance(v, bytes) else v) for v in row) for row in rows],
+            tables,
+        )

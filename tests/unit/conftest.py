@@ -37,8 +37,11 @@ def _is_unit_test(item) -> bool:
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: a unit test left out of `make test-fast` (child processes, "
-                                       "thousands of generated cases); `make test` runs it")
+    config.addinivalue_line(
+        "markers",
+        "slow: a unit test left out of `make test-fast` (child processes, "
+        "thousands of generated cases); `make test` runs it",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -58,6 +61,7 @@ def pytest_collection_finish(session):
 
 
 # -- the trial runner on the fake bench --------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def synthetic_calibration(tmp_path_factory) -> Path:
@@ -87,8 +91,9 @@ def run_trial(tmp_path, synthetic_calibration, fake_bench):
     from _fake_bench import fake_station, make_runner, read_trial
 
     def run(recipe, station=None, **options):
-        runner = make_runner(recipe, station or fake_station(), fake_bench, tmp_path / "data",
-                             synthetic_calibration, **options)
+        runner = make_runner(
+            recipe, station or fake_station(), fake_bench, tmp_path / "data", synthetic_calibration, **options
+        )
         outcome = runner.run()
         return outcome, read_trial(outcome.path)
 
@@ -96,6 +101,7 @@ def run_trial(tmp_path, synthetic_calibration, fake_bench):
 
 
 # -- moved here from the test modules that shared them ---------------------------------------------------------
+
 
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):

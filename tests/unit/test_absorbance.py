@@ -72,14 +72,19 @@ def test_shape_mismatch_is_a_value_error_naming_the_argument(dark_shape):
 
 
 counts_arrays = hnp.arrays(
-    np.float64, st.tuples(st.integers(1, 5), st.integers(1, 40)),
+    np.float64,
+    st.tuples(st.integers(1, 5), st.integers(1, 40)),
     elements=st.one_of(st.floats(-1e3, 7e4, allow_nan=False), st.sampled_from([np.nan, np.inf, -np.inf, 0.0, 65535.0])),
 )
 
 
 @settings(max_examples=200, deadline=None)
-@given(counts=counts_arrays, dark_level=st.floats(0, 2000), reference_level=st.floats(-10, 7e4),
-       saturation=st.one_of(st.none(), st.floats(1e3, 7e4)))
+@given(
+    counts=counts_arrays,
+    dark_level=st.floats(0, 2000),
+    reference_level=st.floats(-10, 7e4),
+    saturation=st.one_of(st.none(), st.floats(1e3, 7e4)),
+)
 def test_a_pixel_is_a_number_exactly_when_it_is_valid(counts, dark_level, reference_level, saturation):
     P = counts.shape[1]
     dark = np.full(P, dark_level)

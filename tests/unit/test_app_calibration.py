@@ -1,17 +1,20 @@
 """The Calibration page (AppTest): the calibration in use with its quality report, or the trial's copy and why."""
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from _trial_factory import (
+    LiveTrial,
+    metadata,
+    trials_folder,
+    wait_for_rows,
+    write_calibration,  # noqa: E402
+    write_trial,
+)
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from _trial_factory import (LiveTrial, metadata, trials_folder, wait_for_rows, write_calibration,  # noqa: E402
-                            write_trial)
 
 
 @pytest.fixture
@@ -46,8 +49,11 @@ def calibration_page(query: dict | None = None) -> AppTest:
 
 
 def text(at: AppTest) -> str:
-    parts = [e.value for kind in (at.success, at.info, at.warning, at.error, at.subheader, at.caption, at.markdown)
-             for e in kind]
+    parts = [
+        e.value
+        for kind in (at.success, at.info, at.warning, at.error, at.subheader, at.caption, at.markdown)
+        for e in kind
+    ]
     return " | ".join(parts)
 
 
@@ -70,8 +76,10 @@ def test_the_calibration_in_use_shows_standards_and_quality(data_dir, calibratio
 def test_the_calibration_of_a_running_trial_is_the_one_in_use(data_dir, calibration_source):
     file = install_calibration(data_dir, calibration_source)
     write_trial(trials_folder(data_dir) / "old.h5", meta=metadata("old"))  # another calibration, ended
-    live = LiveTrial(trials_folder(data_dir) / "live.h5",
-                     meta=metadata("live", calibration=calibration_source[1], calibration_file=file))
+    live = LiveTrial(
+        trials_folder(data_dir) / "live.h5",
+        meta=metadata("live", calibration=calibration_source[1], calibration_file=file),
+    )
     with live:
         wait_for_rows(live.path, "analysis", 21)
         at = calibration_page()
@@ -81,8 +89,9 @@ def test_the_calibration_of_a_running_trial_is_the_one_in_use(data_dir, calibrat
 
 def test_a_missing_calibration_file_falls_back_to_the_trial_copy(data_dir, calibration_source):
     file = install_calibration(data_dir, calibration_source)
-    write_trial(trials_folder(data_dir) / "T.h5",
-                meta=metadata("T", calibration=calibration_source[1], calibration_file=file))
+    write_trial(
+        trials_folder(data_dir) / "T.h5", meta=metadata("T", calibration=calibration_source[1], calibration_file=file)
+    )
     file.unlink()
     at = calibration_page()
     assert "no longer in the data folder" in at.warning[0].value
@@ -92,8 +101,10 @@ def test_a_missing_calibration_file_falls_back_to_the_trial_copy(data_dir, calib
 
 def test_a_calibration_outside_the_data_folder_is_not_opened(data_dir, calibration_source):
     outside = calibration_source[0]  # exists, readable, but not in the data folder
-    write_trial(trials_folder(data_dir) / "T.h5",
-                meta=metadata("T", calibration=calibration_source[1], calibration_file=outside))
+    write_trial(
+        trials_folder(data_dir) / "T.h5",
+        meta=metadata("T", calibration=calibration_source[1], calibration_file=outside),
+    )
     at = calibration_page()
     assert "outside the data folder" in at.warning[0].value
     assert "Quality per analyte" not in text(at)

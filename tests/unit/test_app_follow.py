@@ -1,26 +1,31 @@
 """The follower behind the Live page: reads only new rows, keeps traces bounded, redraws the fitted spectrum."""
 
 import json
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from _trial_factory import (
+    FULL_SCALE,
+    LiveTrial,
+    SyntheticBench,
+    metadata,
+    trials_folder,
+    wait_for_rows,
+    write_calibration,
+    write_trial,
+)
+
+import analysis
+from analysis.quantify import LACK_OF_FIT_LIMIT
+from app_pages._figures import FIT_TITLE, envelope, fit_figure, trial_figures
+from app_pages._follow import StreamingMinMax, TrialFollower
+from daq import TrialWriter, open_trial
+from daq.layout import FLAG_MODEL_MISMATCH, TABLES
+from daq.pipeline import analyse_counts
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from _trial_factory import (FULL_SCALE, LiveTrial, SyntheticBench, metadata, trials_folder,  # noqa: E402
-                            wait_for_rows, write_calibration, write_trial)
-from app_pages._figures import FIT_TITLE, envelope, fit_figure, trial_figures  # noqa: E402
-from app_pages._follow import StreamingMinMax, TrialFollower  # noqa: E402
-
-import analysis  # noqa: E402
-from analysis.quantify import LACK_OF_FIT_LIMIT  # noqa: E402
-from daq import TrialWriter, open_trial  # noqa: E402
-from daq.layout import FLAG_MODEL_MISMATCH, TABLES  # noqa: E402
-from daq.pipeline import analyse_counts  # noqa: E402
 
 
 def test_streaming_min_max_keeps_extremes_and_stays_bounded():
@@ -148,13 +153,22 @@ def test_purity_band_is_drawn_within_0_and_100_percent(tmp_path):
 
 # -- the fit: lack of fit over time, and the spectrum model the live fit used -------------------------------------
 
+
 def _spec(figure) -> dict:
     """A figure as the browser receives it (what st.plotly_chart sends)."""
     return json.loads(figure.to_json())
 
 
-def _append_spectra(writer: TrialWriter, bench: SyntheticBench, times, *, flagged=(), lack_of_fit=5.0,
-                    analysis_rows: bool = True, spectrometer_rows: bool = True) -> None:
+def _append_spectra(
+    writer: TrialWriter,
+    bench: SyntheticBench,
+    times,
+    *,
+    flagged=(),
+    lack_of_fit=5.0,
+    analysis_rows: bool = True,
+    spectrometer_rows: bool = True,
+) -> None:
     """Synthetic spectra and their analysis rows; rows at positions ``flagged`` are a model mismatch."""
     spectrometer, rows = bench.spectra(np.asarray(times, dtype=float))
     for i in flagged:
@@ -237,8 +251,9 @@ def _shifted_counts(bench: SyntheticBench, counts: np.ndarray, shift_nm: float) 
     return np.array([np.interp(wl + shift_nm, wl, row) for row in counts], dtype=np.float32)
 
 
-def _live_analysed_trial(path: Path, calibration: analysis.Calibration, *, calibration_file="", shift_nm=0.3,
-                         spectra: int = 6):
+def _live_analysed_trial(
+    path: Path, calibration: analysis.Calibration, *, calibration_file="", shift_nm=0.3, spectra: int = 6
+):
     """A trial whose analysis rows are what the runner stores (daq.pipeline.analyse_counts of its spectra).
 
     Returns the path and the live fit's model of the last spectrum, from analysis.Quantification.model_absorbance.
@@ -248,17 +263,27 @@ def _live_analysed_trial(path: Path, calibration: analysis.Calibration, *, calib
     spectrometer, _ = bench.spectra(times)
     spectrometer["counts"] = _shifted_counts(bench, spectrometer["counts"], shift_nm)
     result = analyse_counts(spectrometer["counts"], bench.dark, bench.reference, calibration, "Nd", FULL_SCALE)
-    writer = TrialWriter(path, metadata(path.stem, calibration=calibration, calibration_file=calibration_file),
-                         flush_interval_s=0.05)
+    writer = TrialWriter(
+        path, metadata(path.stem, calibration=calibration, calibration_file=calibration_file), flush_interval_s=0.05
+    )
     bench.start(writer)
     writer.append("spectrometer", **spectrometer)
-    writer.append("analysis", time=times, concentration=result.concentration_g_per_L, sigma=result.sigma_g_per_L,
-                  purity=result.purity, purity_sigma=result.purity_sigma, residual_rms=result.residual_rms,
-                  lack_of_fit=result.lack_of_fit, wavelength_shift=result.wavelength_shift_nm,
-                  fit_coefficients=result.free_coefficients)
+    writer.append(
+        "analysis",
+        time=times,
+        concentration=result.concentration_g_per_L,
+        sigma=result.sigma_g_per_L,
+        purity=result.purity,
+        purity_sigma=result.purity_sigma,
+        residual_rms=result.residual_rms,
+        lack_of_fit=result.lack_of_fit,
+        wavelength_shift=result.wavelength_shift_nm,
+        fit_coefficients=result.free_coefficients,
+    )
     writer.close("success")
-    live = analysis.quantify_counts(spectrometer["counts"], bench.dark, bench.reference, calibration,
-                                    saturation_counts=FULL_SCALE)
+    live = analysis.quantify_counts(
+        spectrometer["counts"], bench.dark, bench.reference, calibration, saturation_counts=FULL_SCALE
+    )
     net_reference = bench.reference.astype(float) - bench.dark.astype(float)
     return path, live.model_absorbance(calibration, reference=net_reference)[-1], result
 
@@ -268,12 +293,18 @@ def _with_curvature(calibration: analysis.Calibration) -> analysis.Calibration:
     wl = calibration.wavelength_nm
     G = np.zeros((3, 3))
     G[:2, :2] = calibration.sensitivity_variance_factor
-    return analysis.Calibration(analytes=calibration.analytes, wavelength_nm=wl, sensitivity=calibration.sensitivity,
-                                baseline_order=calibration.baseline_order, pixel_weight=calibration.pixel_weight,
-                                sensitivity_variance_factor=G, model_sigma_g_per_L=calibration.model_sigma_g_per_L,
-                                quadratic_analytes=("Nd",),
-                                quadratic_sensitivity=-2e-4 * np.exp(-0.5 * ((wl - 578.0) / 3.0) ** 2)[None, :],
-                                quality=calibration.quality)
+    return analysis.Calibration(
+        analytes=calibration.analytes,
+        wavelength_nm=wl,
+        sensitivity=calibration.sensitivity,
+        baseline_order=calibration.baseline_order,
+        pixel_weight=calibration.pixel_weight,
+        sensitivity_variance_factor=G,
+        model_sigma_g_per_L=calibration.model_sigma_g_per_L,
+        quadratic_analytes=("Nd",),
+        quadratic_sensitivity=-2e-4 * np.exp(-0.5 * ((wl - 578.0) / 3.0) ** 2)[None, :],
+        quality=calibration.quality,
+    )
 
 
 @pytest.mark.parametrize("curvature", [False, True], ids=["linear", "curvature"])
@@ -287,7 +318,9 @@ def test_the_spectrum_model_is_the_live_fit_rebuilt_from_its_stored_coefficients
     follower = TrialFollower(path, calibration_loader=lambda attrs: calibration)
     snapshot = follower.update()
     spectrum = snapshot.spectrum
-    assert spectrum.model_source == "live fit" and "live fit, rebuilt from this row's stored coefficients" in spectrum.note
+    assert (
+        spectrum.model_source == "live fit" and "live fit, rebuilt from this row's stored coefficients" in spectrum.note
+    )
     np.testing.assert_allclose(spectrum.model, live_model, rtol=0, atol=1e-12 * np.max(np.abs(live_model)))
     assert spectrum.residual_rms == pytest.approx(spectrum.stored_residual_rms, rel=1e-9)
     assert "refit" not in trial_figures(snapshot)["spectrum"].layout.title.text
@@ -376,8 +409,16 @@ def test_coefficient_names_that_describe_no_design_are_not_guessed():
     wl = np.linspace(350.0, 1000.0, 64)
     S = SyntheticBench(64).sensitivity
     assert fit_design(("P0", "P1", "P2"), ("Nd", "Pr"), wl, S) is None  # no axis shift column
-    assert fit_design(("P0", "axis shift since blank", "shift Pr", "shift Nd", "width Nd", "width Pr"),
-                      ("Nd", "Pr"), wl, S) is None  # another order than the design's
-    design = fit_design(("Nd^2", "P0", "P1", "axis shift since blank", "shift Nd", "shift Pr", "width Nd",
-                         "width Pr"), ("Nd", "Pr"), wl, S)
+    assert (
+        fit_design(
+            ("P0", "axis shift since blank", "shift Pr", "shift Nd", "width Nd", "width Pr"), ("Nd", "Pr"), wl, S
+        )
+        is None
+    )  # another order than the design's
+    design = fit_design(
+        ("Nd^2", "P0", "P1", "axis shift since blank", "shift Nd", "shift Pr", "width Nd", "width Pr"),
+        ("Nd", "Pr"),
+        wl,
+        S,
+    )
     assert design.omitted == ("Nd^2",) and design.used == (1, 2, 4, 5, 6, 7) and design.matrix.shape == (64, 8)

@@ -1,19 +1,22 @@
 """The Live page (AppTest): a trial being written, ended and interrupted trials, and every kind of bad input."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from _trial_factory import (
+    LiveTrial,
+    corrupt_trial,
+    half_created_trial,
+    trials_folder,  # noqa: E402
+    wait_for_rows,
+    write_trial,
+)
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from _trial_factory import (LiveTrial, corrupt_trial, half_created_trial, trials_folder,  # noqa: E402
-                            wait_for_rows, write_trial)
-
 from daq import open_trial  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def live_page(query: dict | None = None) -> AppTest:
@@ -40,8 +43,13 @@ def charts(at: AppTest) -> dict[str, dict]:
     return {chart.key: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
 
 
-CHARTS = ["live-chart-furnace", "live-chart-purity", "live-chart-concentration", "live-chart-fit",
-          "live-chart-spectrum"]
+CHARTS = [
+    "live-chart-furnace",
+    "live-chart-purity",
+    "live-chart-concentration",
+    "live-chart-fit",
+    "live-chart-spectrum",
+]
 
 
 def test_a_missing_data_folder_says_so(tmp_path, monkeypatch):
@@ -131,8 +139,10 @@ def test_a_file_still_being_created_waits_for_its_writer(data_dir, partial_layou
         assert "still being created" in messages(at)
 
 
-@pytest.mark.parametrize("value", ["../../../etc/passwd", "/etc/hostname", "trials/../../outside.h5",
-                                   "trials/../../../../../../../../etc/passwd"])
+@pytest.mark.parametrize(
+    "value",
+    ["../../../etc/passwd", "/etc/hostname", "trials/../../outside.h5", "trials/../../../../../../../../etc/passwd"],
+)
 def test_path_traversal_in_the_query_is_refused(data_dir, value):
     (data_dir.parent / "outside.h5").write_bytes(b"")
     write_trial(trials_folder(data_dir) / "good.h5")
@@ -152,7 +162,6 @@ def test_a_trial_named_in_the_query_is_pinned(data_dir):
 
 
 def test_an_unexpected_error_is_one_line_on_the_page(data_dir, monkeypatch):
-    sys.path.insert(0, str(ROOT))
     from app_pages import _follow
 
     write_trial(trials_folder(data_dir) / "good.h5")
@@ -169,8 +178,8 @@ def test_an_unexpected_error_is_one_line_on_the_page(data_dir, monkeypatch):
 def _trial_whose_last_spectrum_is_flagged(path: Path, flag: int, purity: float, lack_of_fit: float) -> Path:
     """A closed synthetic trial whose last spectrum the runner flagged (model mismatch, or an empty cell)."""
     import numpy as np
-
     from _trial_factory import SyntheticBench, metadata
+
     from daq import TrialWriter
 
     bench = SyntheticBench()
@@ -191,8 +200,7 @@ def _trial_whose_last_spectrum_is_flagged(path: Path, flag: int, purity: float, 
 def test_an_empty_cell_reads_no_rare_earths_not_a_noisy_purity(data_dir):
     from daq.layout import FLAG_NO_RARE_EARTHS
 
-    _trial_whose_last_spectrum_is_flagged(trials_folder(data_dir) / "blank.h5", FLAG_NO_RARE_EARTHS,
-                                          float("nan"), 1.0)
+    _trial_whose_last_spectrum_is_flagged(trials_folder(data_dir) / "blank.h5", FLAG_NO_RARE_EARTHS, float("nan"), 1.0)
     at = live_page()
     assert_no_traceback(at)
     assert metric(at, "Purity Nd2O3") == "no rare earths"

@@ -1,15 +1,21 @@
 """The app's data folder and path confinement: a user-given name never opens a file outside the data folder."""
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from app_pages._paths import (
+    DataFolder,
+    DataFolderError,
+    OutsideDataFolder,
+    confine,
+    list_trials,  # noqa: E402
+    resolve_data_folder,
+    running_trials,
+    trial_path_from_query,
+)
 
-from app_pages._paths import (DataFolder, DataFolderError, OutsideDataFolder, confine, list_trials,  # noqa: E402
-                              resolve_data_folder, running_trials, trial_path_from_query)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -20,10 +26,21 @@ def folder(tmp_path):
     return DataFolder(data.resolve(), "test")
 
 
-@pytest.mark.parametrize("name", [
-    "../secret.h5", "trials/../../secret.h5", "/etc/passwd", "/etc/../etc/shadow.h5", "..", "../..",
-    "trials/T1.h5\x00.png", "", "   ", "trials/%2e%2e/x",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../secret.h5",
+        "trials/../../secret.h5",
+        "/etc/passwd",
+        "/etc/../etc/shadow.h5",
+        "..",
+        "../..",
+        "trials/T1.h5\x00.png",
+        "",
+        "   ",
+        "trials/%2e%2e/x",
+    ],
+)
 def test_names_that_lead_outside_or_are_not_trial_files_are_refused(folder, name):
     with pytest.raises(OutsideDataFolder):
         confine(folder, name)

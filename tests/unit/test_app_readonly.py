@@ -13,6 +13,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from _trial_factory import metadata, trials_folder, write_calibration, write_trial  # noqa: E402
 
 from daq import Catalog  # noqa: E402
+
 APP_SOURCES = [ROOT / "app.py", *sorted((ROOT / "app_pages").glob("*.py"))]
 
 
@@ -41,14 +42,18 @@ def test_the_app_opens_no_file_for_writing():
 def test_visiting_every_page_changes_nothing_in_the_data_folder(tmp_path, monkeypatch):
     calibration_file = tmp_path / "calibrations" / "c.h5"
     calibration = write_calibration(calibration_file)
-    write_trial(trials_folder(tmp_path) / "A.h5",
-                meta=metadata("A", calibration=calibration, calibration_file=calibration_file))
+    write_trial(
+        trials_folder(tmp_path) / "A.h5", meta=metadata("A", calibration=calibration, calibration_file=calibration_file)
+    )
     write_trial(trials_folder(tmp_path) / "B.h5", exit_status=None)
     Catalog(tmp_path).rebuild()
 
     def state() -> dict:
-        return {str(p.relative_to(tmp_path)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-                for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+        return {
+            str(p.relative_to(tmp_path)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(tmp_path.rglob("*"))
+            if p.is_file()
+        }
 
     before = state()
     monkeypatch.setenv("REMDAQ_DATA_DIR", str(tmp_path))

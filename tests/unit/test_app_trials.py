@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from _trial_factory import LiveTrial, corrupt_trial, metadata, trials_folder, wait_for_rows, write_trial  # noqa: E402
+
 from app_pages._export import analysis_csv, summary_csv  # noqa: E402
 from app_pages._follow import TrialFollower  # noqa: E402
-
 from daq import Catalog, open_trial  # noqa: E402
 
 
@@ -40,12 +40,18 @@ def messages(at: AppTest) -> str:
 def three_trials(data_dir):
     """Three closed trials of different samples, dates, endings and purities, and a catalog of them."""
     folder = trials_folder(data_dir)
-    write_trial(folder / "A.h5", duration_s=900, meta=metadata("A", sample="NdPr lot 7",
-                                                                start_time="2026-11-01T09:00:00+00:00"))
-    write_trial(folder / "B.h5", duration_s=120, exit_status="aborted",
-                meta=metadata("B", sample="NdPr lot 8", start_time="2026-11-05T09:00:00+00:00"))
-    write_trial(folder / "C.h5", duration_s=300, meta=metadata("C", sample="Sm cut 2",
-                                                                start_time="2026-11-09T09:00:00+00:00"))
+    write_trial(
+        folder / "A.h5", duration_s=900, meta=metadata("A", sample="NdPr lot 7", start_time="2026-11-01T09:00:00+00:00")
+    )
+    write_trial(
+        folder / "B.h5",
+        duration_s=120,
+        exit_status="aborted",
+        meta=metadata("B", sample="NdPr lot 8", start_time="2026-11-05T09:00:00+00:00"),
+    )
+    write_trial(
+        folder / "C.h5", duration_s=300, meta=metadata("C", sample="Sm cut 2", start_time="2026-11-09T09:00:00+00:00")
+    )
     return data_dir
 
 
@@ -87,8 +93,11 @@ def test_files_missing_from_the_catalog_are_pointed_out(three_trials):
 
 
 def test_a_catalog_running_trial_without_writer_is_interrupted(three_trials):
-    write_trial(trials_folder(three_trials) / "K.h5", exit_status=None,
-                meta=metadata("K", start_time="2026-11-10T09:00:00+00:00"))
+    write_trial(
+        trials_folder(three_trials) / "K.h5",
+        exit_status=None,
+        meta=metadata("K", start_time="2026-11-10T09:00:00+00:00"),
+    )
     catalog = Catalog(three_trials)
     catalog.rebuild()
     with open_trial(trials_folder(three_trials) / "K.h5") as trial:  # as the runner recorded it at its start
@@ -104,8 +113,13 @@ def test_opening_a_trial_draws_it_and_offers_its_summary(three_trials):
     assert not at.exception
     assert at.query_params["trial"] == "trials/A.h5"  # a shareable link to the opened trial
     figures = {chart.key: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
-    assert list(figures) == ["trials-chart-furnace", "trials-chart-purity", "trials-chart-concentration",
-                             "trials-chart-fit", "trials-chart-spectrum"]
+    assert list(figures) == [
+        "trials-chart-furnace",
+        "trials-chart-purity",
+        "trials-chart-concentration",
+        "trials-chart-fit",
+        "trials-chart-spectrum",
+    ]
     fit = figures["trials-chart-fit"]  # the lack of fit over the whole trial, with its limit
     assert fit["layout"]["title"]["text"].startswith("Lack of fit and wavelength shift")
     assert any(shape.get("y0") == 2.0 for shape in fit["layout"]["shapes"])

@@ -144,7 +144,10 @@ def test_temperature_changes_every_band_alike_hypersensitive_or_not():
 # --- matrix ----------------------------------------------------------------------------------------------
 def test_the_hypersensitive_bands_are_nd_575_ho_451_er_523():
     assert {(b.element, b.center_nm) for b in BANDS if b.hypersensitive} == {
-        ("Nd", 575.0), ("Ho", 451.0), ("Er", 523.0)}
+        ("Nd", 575.0),
+        ("Ho", 451.0),
+        ("Er", 523.0),
+    }
 
 
 @pytest.mark.parametrize("matrix", ["nitrate", "chloride"])
@@ -220,19 +223,30 @@ def send(device, *commands: str) -> list[bytes]:
     return answers
 
 
-SPECTRA = ("SIM:STAN Nd=5,Pr=1,Ho=0.5,Er=0.5,Sm=0.3;SENS:AVER:COUN 4", "MEAS:SPEC?", "SIM:STAN", "MEAS:SPEC?",
-           "SOUR:SHUT CLOS;MEAS:SPEC?")
+SPECTRA = (
+    "SIM:STAN Nd=5,Pr=1,Ho=0.5,Er=0.5,Sm=0.3;SENS:AVER:COUN 4",
+    "MEAS:SPEC?",
+    "SIM:STAN",
+    "MEAS:SPEC?",
+    "SOUR:SHUT CLOS;MEAS:SPEC?",
+)
 #: SHA-256 of those three spectrum answers from the simulator before the bench drifts existed (seed 3).
-BEFORE_DRIFTS = ("6cec4d1dea813554be06814b25e40f6e7e58f62ec9f1d3b2c584e2a7c1c92719",
-                 "bdc88eb9be01f9e613d87494aa9d9be5154da4cbb5e0b32bfdbb1208ac896bb2",
-                 "67558a8328f20b9999f60073fc570a94248136c3fd9587f34d2e6d88a80be897")
+BEFORE_DRIFTS = (
+    "6cec4d1dea813554be06814b25e40f6e7e58f62ec9f1d3b2c584e2a7c1c92719",
+    "bdc88eb9be01f9e613d87494aa9d9be5154da4cbb5e0b32bfdbb1208ac896bb2",
+    "67558a8328f20b9999f60073fc570a94248136c3fd9587f34d2e6d88a80be897",
+)
 
 
-@pytest.mark.parametrize("setup", [
-    (),
-    ("SIM:LAB:TEMP 35", "SIM:SOL:TEMP 60", "SIM:SOL:MATR NITR,6", "SIM:FIBR:REPL 0.25", "SIM:DRIF:KT 0.2"),
-    ("SIM:DRIF ON",),  # on, but nothing has moved yet: 20 C everywhere, perchlorate, no replug
-], ids=["default", "drifts-off-bench-disturbed", "drifts-on-nothing-moved"])
+@pytest.mark.parametrize(
+    "setup",
+    [
+        (),
+        ("SIM:LAB:TEMP 35", "SIM:SOL:TEMP 60", "SIM:SOL:MATR NITR,6", "SIM:FIBR:REPL 0.25", "SIM:DRIF:KT 0.2"),
+        ("SIM:DRIF ON",),  # on, but nothing has moved yet: 20 C everywhere, perchlorate, no replug
+    ],
+    ids=["default", "drifts-off-bench-disturbed", "drifts-on-nothing-moved"],
+)
 def test_drifts_off_or_at_rest_give_the_spectra_of_before_bit_for_bit(setup):
     device = make_device()
     send(device, *setup)
@@ -264,13 +278,27 @@ def truth(device) -> dict:
 def test_every_drift_has_a_setter_a_query_and_its_truth():
     device = make_device()
     assert send(device, "SIM:DRIF?", "SIM:DRIF:WAV?", "SIM:DRIF:BAND?", "SIM:DRIF:MATR?") == [
-        b"0,0,0\n", b"0\n", b"0\n", b"0\n"]
+        b"0,0,0\n",
+        b"0\n",
+        b"0\n",
+        b"0\n",
+    ]
     send(device, "SIM:DRIF:WAV ON", "SIM:DRIF:BANDS 1", "SIM:DRIFT:MATRIX ON")
     assert send(device, "SIM:DRIF?") == [b"1,1,1\n"]
-    send(device, "SIM:LAB:LAG 0", "SIM:LAB:TEMP 23", "SIM:SOL:TEMP 30", "SIM:SOL:MATR CHL,2", "SIM:FIBR:REPL -0.1",
-         "SIM:DRIF:KT 0.06", "SIM:DRIF:TCAL 21")
-    assert send(device, "SIM:LAB:TEMP?;SIM:SPEC:TEMP?;SIM:SOL:TEMP?;SIM:SOL:MATR?;SIM:FIBR?;SIM:DRIF:KT?;"
-                        "SIM:DRIF:TCAL?;SIM:LAB:LAG?") == [b"23;23;30;CHLORIDE,2;-0.1;0.06;21;0\n"]
+    send(
+        device,
+        "SIM:LAB:LAG 0",
+        "SIM:LAB:TEMP 23",
+        "SIM:SOL:TEMP 30",
+        "SIM:SOL:MATR CHL,2",
+        "SIM:FIBR:REPL -0.1",
+        "SIM:DRIF:KT 0.06",
+        "SIM:DRIF:TCAL 21",
+    )
+    assert send(
+        device,
+        "SIM:LAB:TEMP?;SIM:SPEC:TEMP?;SIM:SOL:TEMP?;SIM:SOL:MATR?;SIM:FIBR?;SIM:DRIF:KT?;SIM:DRIF:TCAL?;SIM:LAB:LAG?",
+    ) == [b"23;23;30;CHLORIDE,2;-0.1;0.06;21;0\n"]
     t = truth(device)
     assert t["AXIS_NM"] == pytest.approx(0.06 * 2 - 0.1) and t["THERMAL_NM"] == pytest.approx(0.12)
     assert t["APPARENT_NM"] == pytest.approx(0.02 * 10 - 0.02)
@@ -286,12 +314,24 @@ def test_every_drift_has_a_setter_a_query_and_its_truth():
     assert t["THERMAL_NM"] == pytest.approx(0.12) and t["FIBRE_NM"] == pytest.approx(-0.1)
 
 
-@pytest.mark.parametrize("command, code", [
-    ("SIM:DRIF:WAV MAYBE", -224), ("SIM:DRIF", -109), ("SIM:LAB:TEMP 80", -222), ("SIM:LAB:TEMP warm", -104),
-    ("SIM:SOL:TEMP -5", -222), ("SIM:SOL:TEMP nan", -224), ("SIM:SOL:MATR SULPHATE", -224), ("SIM:SOL:MATR", -109),
-    ("SIM:SOL:MATR NITR,20", -222), ("SIM:FIBR:REPL 3", -222), ("SIM:DRIF:KT 1", -222), ("SIM:LAB:LAG -1", -222),
-    ("SIM:SCEN:STAR -5", -222),
-])
+@pytest.mark.parametrize(
+    "command, code",
+    [
+        ("SIM:DRIF:WAV MAYBE", -224),
+        ("SIM:DRIF", -109),
+        ("SIM:LAB:TEMP 80", -222),
+        ("SIM:LAB:TEMP warm", -104),
+        ("SIM:SOL:TEMP -5", -222),
+        ("SIM:SOL:TEMP nan", -224),
+        ("SIM:SOL:MATR SULPHATE", -224),
+        ("SIM:SOL:MATR", -109),
+        ("SIM:SOL:MATR NITR,20", -222),
+        ("SIM:FIBR:REPL 3", -222),
+        ("SIM:DRIF:KT 1", -222),
+        ("SIM:LAB:LAG -1", -222),
+        ("SIM:SCEN:STAR -5", -222),
+    ],
+)
 def test_bad_drift_settings_are_scpi_errors(command, code):
     device = make_device()
     send(device, "SIM:SCEN lab-warms-4C")
@@ -347,8 +387,9 @@ def test_calibrated_20C_used_30C_and_matrix_change_drive_the_solution():
 
 def test_scenario_replugs_step_the_axis_and_stay_when_it_stops(tmp_path):
     path = tmp_path / "replug.toml"
-    path.write_text("[base]\nNd = 1.0\n[drift]\nwavelength = true\nreplug_s = [100, 200]\n"
-                    "replug_step_nm = [0.1, -0.25]\n")
+    path.write_text(
+        "[base]\nNd = 1.0\n[drift]\nwavelength = true\nreplug_s = [100, 200]\nreplug_step_nm = [0.1, -0.25]\n"
+    )
     clock = FixedClock(0.0)
     device = make_device(clock=clock)
     send(device, f"SIM:SCEN {path}", "SIM:SCEN:STAR")

@@ -1,7 +1,7 @@
 """analysis.calibrate: CLS sensitivities from standards, quality report, errors, save/load."""
 
 import importlib.metadata
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import h5py
 import numpy as np
@@ -28,8 +28,9 @@ class Lab:
         self.analytes = analytes
         self.wavelength_nm = np.linspace(350.0, 1000.0, pixels)
         wl = self.wavelength_nm
-        self.S = np.array([sum(h * np.exp(-0.5 * ((wl - c) / w) ** 2) for c, w, h in BANDS[a]) + 0 * wl
-                           for a in analytes])
+        self.S = np.array(
+            [sum(h * np.exp(-0.5 * ((wl - c) / w) ** 2) for c, w, h in BANDS[a]) + 0 * wl for a in analytes]
+        )
         lamp = np.exp(-0.5 * ((wl - 800.0) / 230.0) ** 2) + 0.02
         self.noise_sd = 4e-4 / np.sqrt(lamp / lamp.max())
         self.basis = baseline_basis(wl, 2)
@@ -63,6 +64,7 @@ def noisy():
 
 
 # ----------------------------------------------------------------------------- fitting
+
 
 def test_noise_free_standards_with_drifting_baselines_give_exact_predictions():
     lab = Lab(seed=2)
@@ -138,8 +140,10 @@ def test_noisy_standards_do_not_bias_predictions_and_sigma_stays_honest():
     unknown = lab.rng.uniform(0.2, 1, (1500, 5)) * C.max(axis=0)
     spectra = lab.spectra(unknown)
     corrected = quantify(spectra, cal)
-    naive = quantify(spectra, Calibration.from_sensitivity(lab.wavelength_nm, cal.sensitivity, ANALYTES,
-                                                           pixel_weight=cal.pixel_weight))
+    naive = quantify(
+        spectra,
+        Calibration.from_sensitivity(lab.wavelength_nm, cal.sensitivity, ANALYTES, pixel_weight=cal.pixel_weight),
+    )
 
     def slope(result):
         return np.array([np.polyfit(unknown[:, k], result.concentration_g_per_L[:, k], 1)[0] for k in range(5)])
@@ -216,6 +220,7 @@ def test_curvature_term_needs_three_levels_of_its_analyte():
 
 # ----------------------------------------------------------------------------- errors
 
+
 def _inputs():
     lab = Lab(seed=7)
     C = design(5)
@@ -251,11 +256,14 @@ def test_analyte_without_a_band_in_range_is_refused():
         calibrate(lab.wavelength_nm, lab.spectra(C), C, lab.analytes)
 
 
-@pytest.mark.parametrize("analytes, match", [
-    (("Nd", "Xx", "Sm", "Er", "Ho"), r"analytes\[1\].*'Xx'"),
-    (("Nd", "Nd", "Sm", "Er", "Ho"), "Nd more than once"),
-    ("NdPrSmErHo", "sequence of element symbols"),
-])
+@pytest.mark.parametrize(
+    "analytes, match",
+    [
+        (("Nd", "Xx", "Sm", "Er", "Ho"), r"analytes\[1\].*'Xx'"),
+        (("Nd", "Nd", "Sm", "Er", "Ho"), "Nd more than once"),
+        ("NdPrSmErHo", "sequence of element symbols"),
+    ],
+)
 def test_bad_analyte_lists(analytes, match):
     lab, C, A = _inputs()
     with pytest.raises(ValueError, match=match):
@@ -300,6 +308,7 @@ def test_from_sensitivity_checks_shapes():
 
 # ----------------------------------------------------------------------------- identity and files
 
+
 def test_calibration_id_is_a_content_hash(noisy):
     lab, C, A, cal = noisy
     again = calibrate(lab.wavelength_nm, A, C, ANALYTES, standard_names=cal.standards.names)
@@ -335,7 +344,7 @@ def test_save_and_load_round_trip_with_provenance(noisy, tmp_path):
     assert np.allclose(loaded.standards.absorbance, A)
     created = datetime.fromisoformat(loaded.created_utc)
     assert created.utcoffset() == timedelta(0)
-    assert abs(datetime.now(timezone.utc) - created) < timedelta(hours=1)
+    assert abs(datetime.now(UTC) - created) < timedelta(hours=1)
     assert loaded.software_version == importlib.metadata.version("rem-daq")
     spectra = lab.spectra(np.array([[1.0, 2.0, 0.5, 0.0, 1.0]]))
     assert np.array_equal(quantify(spectra, loaded).concentration_g_per_L, quantify(spectra, cal).concentration_g_per_L)

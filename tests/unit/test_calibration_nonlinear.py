@@ -39,8 +39,9 @@ _SIGMA = SLIT_FWHM_NM * FWHM_TO_SIGMA
 _OFFSETS = np.arange(-int(4 * _SIGMA / 0.2), int(4 * _SIGMA / 0.2) + 1) * 0.2
 SLIT = np.exp(-0.5 * (_OFFSETS / _SIGMA) ** 2)
 SLIT /= SLIT.sum()
-FINE_S = np.array([sum(h * np.exp(-0.5 * ((FINE_NM - c) / (w * FWHM_TO_SIGMA)) ** 2) for c, w, h in BANDS[a])
-                   for a in ANALYTES])  # (K, fine) absorbance per g/L before the slit
+FINE_S = np.array(
+    [sum(h * np.exp(-0.5 * ((FINE_NM - c) / (w * FWHM_TO_SIGMA)) ** 2) for c, w, h in BANDS[a]) for a in ANALYTES]
+)  # (K, fine) absorbance per g/L before the slit
 
 
 def measured_absorbance(concentration):
@@ -53,10 +54,22 @@ def measured_absorbance(concentration):
     return out
 
 
-SEPARATION_SET = np.array([  # the former seeds/standards/nd-pr-5.toml
-    [0, 0, 0, 0, 0], [20, 0, 0, 0, 0], [0, 10, 0, 0, 0], [0, 0, 5, 0, 0], [0, 0, 0, 5, 0], [0, 0, 0, 0, 5],
-    [10, 5, 1, 2.5, 0.5], [5, 2.5, 2.5, 0.5, 2.5], [15, 1, 0.5, 1, 1], [2, 8, 4, 4, 4], [18, 0.2, 0, 0, 0],
-], dtype=float)
+SEPARATION_SET = np.array(
+    [  # the former seeds/standards/nd-pr-5.toml
+        [0, 0, 0, 0, 0],
+        [20, 0, 0, 0, 0],
+        [0, 10, 0, 0, 0],
+        [0, 0, 5, 0, 0],
+        [0, 0, 0, 5, 0],
+        [0, 0, 0, 0, 5],
+        [10, 5, 1, 2.5, 0.5],
+        [5, 2.5, 2.5, 0.5, 2.5],
+        [15, 1, 0.5, 1, 1],
+        [2, 8, 4, 4, 4],
+        [18, 0.2, 0, 0, 0],
+    ],
+    dtype=float,
+)
 
 
 def bracketing_set():
@@ -68,8 +81,14 @@ def bracketing_set():
         for b in (0, 1):
             for c in (0, 1):
                 runs.append([(high if s else low)[k] for k, s in enumerate((a, b, c, a ^ b, a ^ c))])
-    runs += [[10, 5, 1, 2.5, 0.5], [12, 0, 0, 0, 0], [4, 0.05, 0.05, 0.05, 0.02], [8, 0.05, 0.1, 0, 0.1], [12, 0.1, 0, 0.05, 0.05],
-             [16, 0.03, 0.05, 0.1, 0]]
+    runs += [
+        [10, 5, 1, 2.5, 0.5],
+        [12, 0, 0, 0, 0],
+        [4, 0.05, 0.05, 0.05, 0.02],
+        [8, 0.05, 0.1, 0, 0.1],
+        [12, 0.1, 0, 0.05, 0.05],
+        [16, 0.03, 0.05, 0.1, 0],
+    ]
     return np.array(runs, dtype=float)
 
 
@@ -114,8 +133,7 @@ def test_the_response_is_non_linear_for_every_narrow_band():
         assert 0.999 < measured_absorbance(c)[0, peak] / (top * slope[peak]) < 0.9998
 
 
-def test_standards_that_do_not_bracket_the_product_read_its_impurity_low_and_its_purity_high(
-        separation_calibration):
+def test_standards_that_do_not_bracket_the_product_read_its_impurity_low_and_its_purity_high(separation_calibration):
     error, sigma, found = purity_error_pp(separation_calibration, products())
     truth = products()
     pr_error = found[:, 1] - truth[:, 1]
@@ -134,6 +152,7 @@ def test_standards_that_do_not_bracket_the_product_read_its_impurity_low_and_its
 def test_a_nd_only_curvature_is_not_what_is_missing(separation_calibration):
     """A cubic Nd response is not the cause: Nd alone (no impurity curvature) reads right with the same standards."""
     C = SEPARATION_SET
+
     def linear_others(conc):
         conc = np.atleast_2d(conc)
         nd = np.column_stack([conc[:, 0], np.zeros((len(conc), 4))])

@@ -18,8 +18,9 @@ from daq.catalog import CatalogError  # noqa: E402
 def test_a_link_to_a_file_outside_the_data_folder_is_listed_as_refused_and_not_read(tmp_path):
     data = tmp_path / "data"
     write_trial(trials_folder(data) / "inside.h5", meta=metadata("inside"))
-    outside = write_trial(tmp_path / "elsewhere.h5", meta=metadata("secret", title="someone else's trial",
-                                                                   sample="private sample"))
+    outside = write_trial(
+        tmp_path / "elsewhere.h5", meta=metadata("secret", title="someone else's trial", sample="private sample")
+    )
     (data / "trials" / "link.h5").symlink_to(outside)
     entries = {entry.file: entry for entry in Catalog(data).rebuild()}
     assert entries["trials/inside.h5"].status == "success"
@@ -50,13 +51,16 @@ def test_rebuild_keeps_the_old_catalog_when_the_scan_fails(tmp_path, monkeypatch
 
 def test_a_catalog_made_before_needs_recovery_existed_is_upgraded(tmp_path):
     with sqlite3.connect(tmp_path / "catalog.sqlite") as db:
-        db.execute("CREATE TABLE trials (trial_id TEXT PRIMARY KEY, file TEXT NOT NULL UNIQUE, title TEXT, "
-                   "sample TEXT, operator TEXT, start_time TEXT, end_time TEXT, status TEXT NOT NULL, "
-                   "final_purity REAL, target TEXT)")
+        db.execute(
+            "CREATE TABLE trials (trial_id TEXT PRIMARY KEY, file TEXT NOT NULL UNIQUE, title TEXT, "
+            "sample TEXT, operator TEXT, start_time TEXT, end_time TEXT, status TEXT NOT NULL, "
+            "final_purity REAL, target TEXT)"
+        )
         db.execute("INSERT INTO trials VALUES ('old', 'trials/old.h5', '', '', '', '', '', 'success', 0.9, 'Nd')")
     db.close()
     catalog = Catalog(tmp_path)
     assert catalog.entries()[0].trial_id == "old" and not catalog.entries()[0].needs_recovery
-    catalog.record({"trial_id": "new", "file": str(tmp_path / "trials/new.h5"), "state": "interrupted",
-                    "needs_recovery": True})
+    catalog.record(
+        {"trial_id": "new", "file": str(tmp_path / "trials/new.h5"), "state": "interrupted", "needs_recovery": True}
+    )
     assert {e.trial_id: e.needs_recovery for e in catalog.entries()} == {"old": False, "new": True}

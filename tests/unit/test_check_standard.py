@@ -25,23 +25,33 @@ def test_the_shipped_check_standard_loads():
 
 def test_relative_uncertainty_and_coverage_factor(tmp_path):
     path = tmp_path / "check.toml"
-    path.write_text(SHIPPED.read_text().replace("uncertainty_g_per_L = { Nd = 0.02, Pr = 0.006 }",
-                                                "certified_relative_uncertainty = 0.004")
-                    .replace("coverage_factor = 1 ", "coverage_factor = 2 "))
+    path.write_text(
+        SHIPPED.read_text()
+        .replace("uncertainty_g_per_L = { Nd = 0.02, Pr = 0.006 }", "certified_relative_uncertainty = 0.004")
+        .replace("coverage_factor = 1 ", "coverage_factor = 2 ")
+    )
     standard = load_check_standard(path).standard
     assert list(standard.standard_uncertainty_g_per_L()) == pytest.approx([0.02, 0.004])  # 0.4 % of 10 and 2, / 2
 
 
-@pytest.mark.parametrize("old, new, field, words", [
-    ("{ Nd = 10.0, Pr = 2.0 }", "{}", "standard.concentrations_g_per_L", ["states no element"]),
-    ("{ Nd = 10.0, Pr = 2.0 }", "{ Nd = 0.0, Pr = 0.0 }", "standard.concentrations_g_per_L", ["every element is 0"]),
-    ("{ Nd = 10.0, Pr = 2.0 }", "{ Nd = inf, Pr = 2.0 }", "standard.concentrations_g_per_L.Nd", ["finite"]),
-    ("Pr = 0.006 }", "Pr = 0.006, Sm = 0.01 }", "standard.uncertainty_g_per_L", ["['Sm']", "does not state"]),
-    ("Pr = 0.006 }", "Pr = true }", "standard.uncertainty_g_per_L.Pr", ["not a boolean"]),
-    ("coverage_factor = 1 ", "coverage_factor = 5 ", "standard.coverage_factor", ["less than or equal to 3"]),
-    ('name = "check-nd-pr"', 'nme = "check-nd-pr"', "standard.nme", ["unknown field"]),
-    ("replicates = 3", "replicates = 3\nreference = 1", "check.reference", ["unknown field"]),
-])
+@pytest.mark.parametrize(
+    "old, new, field, words",
+    [
+        ("{ Nd = 10.0, Pr = 2.0 }", "{}", "standard.concentrations_g_per_L", ["states no element"]),
+        (
+            "{ Nd = 10.0, Pr = 2.0 }",
+            "{ Nd = 0.0, Pr = 0.0 }",
+            "standard.concentrations_g_per_L",
+            ["every element is 0"],
+        ),
+        ("{ Nd = 10.0, Pr = 2.0 }", "{ Nd = inf, Pr = 2.0 }", "standard.concentrations_g_per_L.Nd", ["finite"]),
+        ("Pr = 0.006 }", "Pr = 0.006, Sm = 0.01 }", "standard.uncertainty_g_per_L", ["['Sm']", "does not state"]),
+        ("Pr = 0.006 }", "Pr = true }", "standard.uncertainty_g_per_L.Pr", ["not a boolean"]),
+        ("coverage_factor = 1 ", "coverage_factor = 5 ", "standard.coverage_factor", ["less than or equal to 3"]),
+        ('name = "check-nd-pr"', 'nme = "check-nd-pr"', "standard.nme", ["unknown field"]),
+        ("replicates = 3", "replicates = 3\nreference = 1", "check.reference", ["unknown field"]),
+    ],
+)
 def test_mistakes_name_file_and_field(tmp_path, old, new, field, words):
     text = SHIPPED.read_text()
     assert old in text
@@ -64,6 +74,7 @@ def test_only_a_small_regular_file_is_read(tmp_path):
 
 # -- verdict rules ------------------------------------------------------------------------------
 
+
 def nd(measured, sigma=0.03, stated=10.0, u=0.04):
     return AnalyteResult("Nd", measured, sigma, stated_g_per_L=stated, stated_uncertainty_g_per_L=u)
 
@@ -76,20 +87,23 @@ def test_z_is_the_bias_over_the_combined_uncertainty():
     assert not unstated.stated and math.isnan(unstated.bias_g_per_L) and math.isnan(unstated.z)
 
 
-@pytest.mark.parametrize("analyte, lack_of_fit, shift_nm, starts", [
-    (nd(10.0 + 0.999 * Z_LIMIT * 0.05), 1.0, 0.0, []),
-    (nd(10.0 + 1.001 * Z_LIMIT * 0.05), 1.0, 0.0, ["Nd: bias +0.15"]),
-    (nd(10.0 - 1.001 * Z_LIMIT * 0.05), 1.0, 0.0, ["Nd: bias -0.15"]),
-    (nd(10.0, sigma=math.inf), 1.0, 0.0, ["Nd: no usable estimate"]),
-    (nd(10.0), 0.999 * LACK_OF_FIT_LIMIT, 0.0, []),
-    (nd(10.0), 1.001 * LACK_OF_FIT_LIMIT, 0.0, ["lack of fit 2"]),
-    (nd(10.0), math.nan, 0.0, ["lack of fit: not computed"]),
-    (nd(10.0), 1.0, -0.999 * SHIFT_LIMIT_NM, []),
-    (nd(10.0), 1.0, 1.001 * SHIFT_LIMIT_NM, ["wavelength shift +0.250"]),
-    (nd(10.0), 1.0, -1.001 * SHIFT_LIMIT_NM, ["wavelength shift -0.250"]),
-    (nd(11.0), 9.0, 0.4, ["Nd: bias", "lack of fit", "wavelength shift"]),
-    (AnalyteResult("Sm", 3.0, 0.01), 1.0, 0.0, []),  # an element the standard does not state is not judged
-])
+@pytest.mark.parametrize(
+    "analyte, lack_of_fit, shift_nm, starts",
+    [
+        (nd(10.0 + 0.999 * Z_LIMIT * 0.05), 1.0, 0.0, []),
+        (nd(10.0 + 1.001 * Z_LIMIT * 0.05), 1.0, 0.0, ["Nd: bias +0.15"]),
+        (nd(10.0 - 1.001 * Z_LIMIT * 0.05), 1.0, 0.0, ["Nd: bias -0.15"]),
+        (nd(10.0, sigma=math.inf), 1.0, 0.0, ["Nd: no usable estimate"]),
+        (nd(10.0), 0.999 * LACK_OF_FIT_LIMIT, 0.0, []),
+        (nd(10.0), 1.001 * LACK_OF_FIT_LIMIT, 0.0, ["lack of fit 2"]),
+        (nd(10.0), math.nan, 0.0, ["lack of fit: not computed"]),
+        (nd(10.0), 1.0, -0.999 * SHIFT_LIMIT_NM, []),
+        (nd(10.0), 1.0, 1.001 * SHIFT_LIMIT_NM, ["wavelength shift +0.250"]),
+        (nd(10.0), 1.0, -1.001 * SHIFT_LIMIT_NM, ["wavelength shift -0.250"]),
+        (nd(11.0), 9.0, 0.4, ["Nd: bias", "lack of fit", "wavelength shift"]),
+        (AnalyteResult("Sm", 3.0, 0.01), 1.0, 0.0, []),  # an element the standard does not state is not judged
+    ],
+)
 def test_verdict_rules(analyte, lack_of_fit, shift_nm, starts):
     reasons = verdict_reasons((analyte,), lack_of_fit, shift_nm)
     assert len(reasons) == len(starts), reasons
@@ -102,6 +116,7 @@ def test_a_failed_fit_is_a_reason():
 
 
 # -- the operator prompt on a real bench: every wait bounded -------------------------------------
+
 
 class Pipe:
     def __init__(self):

@@ -77,16 +77,31 @@ def assert_one_clear_message(error, path, field, *words):
     assert len(error.value.problems) == 1
 
 
-@pytest.mark.parametrize("edit, field, words", [
-    (("max_ramp_C_per_min = 10\n", ""), "furnace.max_ramp_C_per_min", ["missing"]),
-    (("max_temperature_C = 1000", 'max_temperature_C = "hot"'), "furnace.max_temperature_C", ["number", "'hot'"]),
-    (("max_ramp_C_per_min = 10", "max_ramp_C_per_min = -5"), "furnace.max_ramp_C_per_min", ["greater than 0", "-5"]),
-    (("[spectrometer]", "[pyrometer]\nport = 'x'\n\n[spectrometer]"), "pyrometer", ["unknown instrument", "furnace, spectrometer"]),
-    (('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\nprot = 1'), "furnace.prot", ["unknown field"]),
-    (('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\ndriver = "watlow"'), "furnace.driver", ["'eurotherm'", "'watlow'"]),
-    (('port = "/dev/ttyUSB0"\n', ""), "furnace", ["port is required"]),
-    (('name = "t"\n', ""), "station.name", ["missing"]),
-])
+@pytest.mark.parametrize(
+    "edit, field, words",
+    [
+        (("max_ramp_C_per_min = 10\n", ""), "furnace.max_ramp_C_per_min", ["missing"]),
+        (("max_temperature_C = 1000", 'max_temperature_C = "hot"'), "furnace.max_temperature_C", ["number", "'hot'"]),
+        (
+            ("max_ramp_C_per_min = 10", "max_ramp_C_per_min = -5"),
+            "furnace.max_ramp_C_per_min",
+            ["greater than 0", "-5"],
+        ),
+        (
+            ("[spectrometer]", "[pyrometer]\nport = 'x'\n\n[spectrometer]"),
+            "pyrometer",
+            ["unknown instrument", "furnace, spectrometer"],
+        ),
+        (('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\nprot = 1'), "furnace.prot", ["unknown field"]),
+        (
+            ('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\ndriver = "watlow"'),
+            "furnace.driver",
+            ["'eurotherm'", "'watlow'"],
+        ),
+        (('port = "/dev/ttyUSB0"\n', ""), "furnace", ["port is required"]),
+        (('name = "t"\n', ""), "station.name", ["missing"]),
+    ],
+)
 def test_bad_station_gives_one_clear_message(tmp_path, edit, field, words):
     assert_station_edit_refused(tmp_path, *edit, field, words)
 
@@ -100,10 +115,13 @@ def assert_station_edit_refused(tmp_path, old: str, new: str, field: str, words)
     assert_one_clear_message(error, path, field, *words)
 
 
-@pytest.mark.parametrize("text, words", [
-    ("[station\nname = 1", ["not valid TOML", "line 1"]),
-    (b"\xff\xfe[station]", ["not UTF-8"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("[station\nname = 1", ["not valid TOML", "line 1"]),
+        (b"\xff\xfe[station]", ["not UTF-8"]),
+    ],
+)
 def test_unreadable_station(tmp_path, text, words):
     path = tmp_path / "bad.toml"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -119,14 +137,21 @@ def test_missing_station_file(tmp_path):
         load_station(tmp_path / "nowhere.toml")
 
 
-@pytest.mark.parametrize("edit, field, words", [
-    (('sample = "s"\n', ""), "recipe.sample", ["missing"]),
-    (("ramp_C_per_min = 5", "ramp_C_per_min = -5"), "furnace.segments[0].ramp_C_per_min", ["greater than 0"]),
-    (("ramp_C_per_min = 5", 'ramp_C_per_min = "fast"'), "furnace.segments[0].ramp_C_per_min", ["number"]),
-    (('target = "Nd"', 'target = "Fe"'), "recipe.target", ["'Fe'", "'Nd'"]),
-    (('target = "Nd"', 'target = "La"'), "recipe", ["not among analytes"]),
-    (("integration_time_s = 0.05", "integration_time_s = 0.05\nshutter = 1"), "spectrometer.shutter", ["unknown field"]),
-])
+@pytest.mark.parametrize(
+    "edit, field, words",
+    [
+        (('sample = "s"\n', ""), "recipe.sample", ["missing"]),
+        (("ramp_C_per_min = 5", "ramp_C_per_min = -5"), "furnace.segments[0].ramp_C_per_min", ["greater than 0"]),
+        (("ramp_C_per_min = 5", 'ramp_C_per_min = "fast"'), "furnace.segments[0].ramp_C_per_min", ["number"]),
+        (('target = "Nd"', 'target = "Fe"'), "recipe.target", ["'Fe'", "'Nd'"]),
+        (('target = "Nd"', 'target = "La"'), "recipe", ["not among analytes"]),
+        (
+            ("integration_time_s = 0.05", "integration_time_s = 0.05\nshutter = 1"),
+            "spectrometer.shutter",
+            ["unknown field"],
+        ),
+    ],
+)
 def test_bad_recipe_gives_one_clear_message(tmp_path, edit, field, words):
     old, new = edit
     assert old in GOOD_RECIPE
@@ -136,11 +161,22 @@ def test_bad_recipe_gives_one_clear_message(tmp_path, edit, field, words):
     assert_one_clear_message(error, path, field, *words)
 
 
-@pytest.mark.parametrize("edit, field, words", [
-    (("target_C = 450", "target_C = 1250"), "furnace.segments[0].target_C", ["1250", "above", "max_temperature_C 1000"]),
-    (("ramp_C_per_min = 5", "ramp_C_per_min = 25"), "furnace.segments[0].ramp_C_per_min", ["25", "max_ramp_C_per_min 10"]),
-    (("integration_time_s = 0.05", "integration_time_s = 120"), "spectrometer.integration_time_s", ["outside"]),
-])
+@pytest.mark.parametrize(
+    "edit, field, words",
+    [
+        (
+            ("target_C = 450", "target_C = 1250"),
+            "furnace.segments[0].target_C",
+            ["1250", "above", "max_temperature_C 1000"],
+        ),
+        (
+            ("ramp_C_per_min = 5", "ramp_C_per_min = 25"),
+            "furnace.segments[0].ramp_C_per_min",
+            ["25", "max_ramp_C_per_min 10"],
+        ),
+        (("integration_time_s = 0.05", "integration_time_s = 120"), "spectrometer.integration_time_s", ["outside"]),
+    ],
+)
 def test_recipe_breaking_a_station_limit_is_refused(tmp_path, edit, field, words):
     old, new = edit
     station_path = write(tmp_path, "bench.toml", GOOD_STATION)
@@ -191,11 +227,23 @@ def load_sim_recipe(tmp_path, old, new):
     return recipe
 
 
-@pytest.mark.parametrize("old, new, field, words", [
-    ("cool_to_C = 25.0", "cool_to_C = 25.0\nabort_above_C = 1500", "furnace.abort_above_C",
-     ["1500 C is above the station's max_temperature_C 1100 C", "never raised"]),
-    ("cool_to_C = 25.0", "cool_to_C = 1100.0", "furnace.cool_to_C", ["must be below the station's max_temperature_C 1100"]),
-])
+@pytest.mark.parametrize(
+    "old, new, field, words",
+    [
+        (
+            "cool_to_C = 25.0",
+            "cool_to_C = 25.0\nabort_above_C = 1500",
+            "furnace.abort_above_C",
+            ["1500 C is above the station's max_temperature_C 1100 C", "never raised"],
+        ),
+        (
+            "cool_to_C = 25.0",
+            "cool_to_C = 1100.0",
+            "furnace.cool_to_C",
+            ["must be below the station's max_temperature_C 1100"],
+        ),
+    ],
+)
 def test_the_interlock_and_the_cool_down_stay_within_the_station_maximum(tmp_path, old, new, field, words):
     with pytest.raises(ConfigError) as error:
         load_sim_recipe(tmp_path, old, new)
@@ -208,17 +256,20 @@ def test_an_interlock_below_the_station_maximum_is_a_recipe_choice(tmp_path):
     assert recipe.furnace.abort_above_C == 1100.0
 
 
-@pytest.mark.parametrize("old, new, field", [
-    ("cool_to_C = 25.0", "cool_to_C = 25.0\nabort_above_C = 5000", "furnace.abort_above_C"),
-    ("interval_s = 60.0", "interval_s = inf", "spectrometer.interval_s"),
-    ("interval_s = 60.0", "interval_s = 1e308", "spectrometer.interval_s"),
-    ("dwell_min = 60", "dwell_min = inf", "furnace.segments[0].dwell_min"),
-    ("dwell_min = 60", "dwell_min = 1e308", "furnace.segments[0].dwell_min"),
-    ('target = "Nd"', 'target = "Nd"\nwall_clock_limit_min = inf', "recipe.wall_clock_limit_min"),
-    ('target = "Nd"', 'target = "Nd"\nwall_clock_limit_min = 1e308', "recipe.wall_clock_limit_min"),
-    ('target = "Nd"', 'target = "Nd"\nlost_instrument_abort_s = inf', "recipe.lost_instrument_abort_s"),
-    ('target = "Nd"', 'target = "Nd"\nlost_instrument_abort_s = nan', "recipe.lost_instrument_abort_s"),
-])
+@pytest.mark.parametrize(
+    "old, new, field",
+    [
+        ("cool_to_C = 25.0", "cool_to_C = 25.0\nabort_above_C = 5000", "furnace.abort_above_C"),
+        ("interval_s = 60.0", "interval_s = inf", "spectrometer.interval_s"),
+        ("interval_s = 60.0", "interval_s = 1e308", "spectrometer.interval_s"),
+        ("dwell_min = 60", "dwell_min = inf", "furnace.segments[0].dwell_min"),
+        ("dwell_min = 60", "dwell_min = 1e308", "furnace.segments[0].dwell_min"),
+        ('target = "Nd"', 'target = "Nd"\nwall_clock_limit_min = inf', "recipe.wall_clock_limit_min"),
+        ('target = "Nd"', 'target = "Nd"\nwall_clock_limit_min = 1e308', "recipe.wall_clock_limit_min"),
+        ('target = "Nd"', 'target = "Nd"\nlost_instrument_abort_s = inf', "recipe.lost_instrument_abort_s"),
+        ('target = "Nd"', 'target = "Nd"\nlost_instrument_abort_s = nan', "recipe.lost_instrument_abort_s"),
+    ],
+)
 def test_infinite_and_astronomic_durations_are_refused(tmp_path, old, new, field):
     assert old in SIM_RECIPE
     path = write(tmp_path, "recipe.toml", SIM_RECIPE.replace(old, new, 1))
@@ -228,12 +279,15 @@ def test_infinite_and_astronomic_durations_are_refused(tmp_path, old, new, field
     assert re.search(r"finite number|less than or equal to", str(error.value))
 
 
-@pytest.mark.parametrize("old, new, field", [
-    ("target_C = 450", "target_C = true", "furnace.segments[0].target_C"),
-    ("ramp_C_per_min = 5", "ramp_C_per_min = true", "furnace.segments[0].ramp_C_per_min"),
-    ("integration_time_s = 0.05", "integration_time_s = true", "spectrometer.integration_time_s"),
-    ("interval_s = 60.0", "interval_s = 60.0\naverages = true", "spectrometer.averages"),
-])
+@pytest.mark.parametrize(
+    "old, new, field",
+    [
+        ("target_C = 450", "target_C = true", "furnace.segments[0].target_C"),
+        ("ramp_C_per_min = 5", "ramp_C_per_min = true", "furnace.segments[0].ramp_C_per_min"),
+        ("integration_time_s = 0.05", "integration_time_s = true", "spectrometer.integration_time_s"),
+        ("interval_s = 60.0", "interval_s = 60.0\naverages = true", "spectrometer.averages"),
+    ],
+)
 def test_a_boolean_is_not_a_number_in_a_recipe(tmp_path, old, new, field):
     path = write(tmp_path, "recipe.toml", SIM_RECIPE.replace(old, new, 1))
     with pytest.raises(ConfigError) as error:
@@ -241,39 +295,71 @@ def test_a_boolean_is_not_a_number_in_a_recipe(tmp_path, old, new, field):
     assert_one_clear_message(error, path, field, "not a boolean")
 
 
-@pytest.mark.parametrize("old, new, field, words", [
-    ("port = \"/dev/ttyUSB0\"", "port = \"/dev/ttyUSB0\"\naddress = true", "furnace.address", ["not a boolean"]),
-    ("max_ramp_C_per_min = 10", "max_ramp_C_per_min = true", "furnace.max_ramp_C_per_min", ["not a boolean"]),
-    ("port = \"/dev/ttyUSB0\"", "port = \"/dev/ttyUSB0\"\nbaudrate = 9600.0", "furnace.baudrate", ["integer"]),
-    ("port = \"/dev/ttyUSB0\"", "port = \"/dev/ttyUSB0\"\nsimulated = 0", "furnace.simulated", ["boolean"]),
-    ("max_temperature_C = 1000", "max_temperature_C = 100\nsafe_temperature_C = 150",
-     "furnace.safe_temperature_C", ["below furnace.max_temperature_C"]),
-    ("max_temperature_C = 1000", "max_temperature_C = 1500", "furnace.max_temperature_C",
-     ["above the top of the controller's input range, 1372 C", "eurotherm-2400"]),
-    ("max_temperature_C = 1000", "max_temperature_C = 1000\nmap = \"foo\"", "furnace.map",
-     ["no register map 'foo' (known: eurotherm-2400, eurotherm-3200)"]),
-    ("max_temperature_C = 1000", "max_temperature_C = 1000\nmap = \"scpi-spectrometer\"", "furnace.map",
-     ["scpi-spectrometer.toml: registers: missing table [registers]: not a register map"]),
-    ('resource = "TCPIP0', 'dialect = "bar"\nresource = "TCPIP0', "spectrometer.dialect",
-     ["no SCPI dialect 'bar' (known: scpi-spectrometer)"]),
-    ('resource = "TCPIP0', 'dialect = "eurotherm-2400"\nresource = "TCPIP0', "spectrometer.dialect",
-     ["eurotherm-2400.toml: commands: missing table [commands]: not a SCPI dialect"]),
-    ('name = "t"', f'name = "{"n" * 5000}"', "station.name", ["at most 200 characters", "5000 characters"]),
-    ('port = "/dev/ttyUSB0"', f'port = "/dev/{"p" * 300}"', "furnace.port", ["at most 255 bytes a name"]),
-])
+@pytest.mark.parametrize(
+    "old, new, field, words",
+    [
+        ('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\naddress = true', "furnace.address", ["not a boolean"]),
+        ("max_ramp_C_per_min = 10", "max_ramp_C_per_min = true", "furnace.max_ramp_C_per_min", ["not a boolean"]),
+        ('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\nbaudrate = 9600.0', "furnace.baudrate", ["integer"]),
+        ('port = "/dev/ttyUSB0"', 'port = "/dev/ttyUSB0"\nsimulated = 0', "furnace.simulated", ["boolean"]),
+        (
+            "max_temperature_C = 1000",
+            "max_temperature_C = 100\nsafe_temperature_C = 150",
+            "furnace.safe_temperature_C",
+            ["below furnace.max_temperature_C"],
+        ),
+        (
+            "max_temperature_C = 1000",
+            "max_temperature_C = 1500",
+            "furnace.max_temperature_C",
+            ["above the top of the controller's input range, 1372 C", "eurotherm-2400"],
+        ),
+        (
+            "max_temperature_C = 1000",
+            'max_temperature_C = 1000\nmap = "foo"',
+            "furnace.map",
+            ["no register map 'foo' (known: eurotherm-2400, eurotherm-3200)"],
+        ),
+        (
+            "max_temperature_C = 1000",
+            'max_temperature_C = 1000\nmap = "scpi-spectrometer"',
+            "furnace.map",
+            ["scpi-spectrometer.toml: registers: missing table [registers]: not a register map"],
+        ),
+        (
+            'resource = "TCPIP0',
+            'dialect = "bar"\nresource = "TCPIP0',
+            "spectrometer.dialect",
+            ["no SCPI dialect 'bar' (known: scpi-spectrometer)"],
+        ),
+        (
+            'resource = "TCPIP0',
+            'dialect = "eurotherm-2400"\nresource = "TCPIP0',
+            "spectrometer.dialect",
+            ["eurotherm-2400.toml: commands: missing table [commands]: not a SCPI dialect"],
+        ),
+        ('name = "t"', f'name = "{"n" * 5000}"', "station.name", ["at most 200 characters", "5000 characters"]),
+        ('port = "/dev/ttyUSB0"', f'port = "/dev/{"p" * 300}"', "furnace.port", ["at most 255 bytes a name"]),
+    ],
+)
 def test_station_numbers_are_typed_and_names_are_resolved(tmp_path, old, new, field, words):
     assert_station_edit_refused(tmp_path, old, new, field, words)
 
 
-@pytest.mark.parametrize("scenario, words", [
-    ("no-such-scenario", ["not found", "pr-nd-elution"]),
-    ("s" * 5000, ["too long for a path"]),
-    ("s" * 300, ["at most 255 bytes a name"]),
-    ("seeds", ["is a folder, not a regular file"]),
-])
+@pytest.mark.parametrize(
+    "scenario, words",
+    [
+        ("no-such-scenario", ["not found", "pr-nd-elution"]),
+        ("s" * 5000, ["too long for a path"]),
+        ("s" * 300, ["at most 255 bytes a name"]),
+        ("seeds", ["is a folder, not a regular file"]),
+    ],
+)
 def test_the_recipe_scenario_is_resolved_when_the_recipe_is_read(tmp_path, monkeypatch, scenario, words):
     monkeypatch.chdir(ROOT)  # "seeds" is then the folder of that name
-    path = write(tmp_path, "recipe.toml", SIM_RECIPE.replace('target = "Nd"', f'target = "Nd"\nscenario = "{scenario}"'))
+    path = write(
+        tmp_path, "recipe.toml", SIM_RECIPE.replace('target = "Nd"', f'target = "Nd"\nscenario = "{scenario}"')
+    )
     with pytest.raises(ConfigError) as error:
         load_recipe(path)
     assert_one_clear_message(error, path, "recipe.scenario", *words)
@@ -282,7 +368,9 @@ def test_the_recipe_scenario_is_resolved_when_the_recipe_is_read(tmp_path, monke
 def test_a_scenario_beside_the_recipe_or_bundled_is_accepted(tmp_path):
     (tmp_path / "mine.toml").write_text("[base]\nNd = 1.0\n")
     for name in ("mine.toml", "pr-nd-elution"):
-        path = write(tmp_path, "recipe.toml", SIM_RECIPE.replace('target = "Nd"', f'target = "Nd"\nscenario = "{name}"'))
+        path = write(
+            tmp_path, "recipe.toml", SIM_RECIPE.replace('target = "Nd"', f'target = "Nd"\nscenario = "{name}"')
+        )
         assert load_recipe(path).scenario == Path(name)
 
 
@@ -305,8 +393,10 @@ def test_a_pipe_folder_or_device_as_station_or_recipe_is_refused_at_once(tmp_pat
 @pytest.mark.timeout(20)
 def test_a_pipe_as_register_map_or_dialect_is_refused_naming_the_field(tmp_path):
     fifo = not_regular_files(tmp_path)["a named pipe (FIFO)"]
-    for old, new, field in [("max_temperature_C = 1000", f'max_temperature_C = 1000\nmap = "{fifo}"', "furnace.map"),
-                            ('resource = "TCPIP0', f'dialect = "{fifo}"\nresource = "TCPIP0', "spectrometer.dialect")]:
+    for old, new, field in [
+        ("max_temperature_C = 1000", f'max_temperature_C = 1000\nmap = "{fifo}"', "furnace.map"),
+        ('resource = "TCPIP0', f'dialect = "{fifo}"\nresource = "TCPIP0', "spectrometer.dialect"),
+    ]:
         path = write(tmp_path, "bench.toml", GOOD_STATION.replace(old, new, 1))
         with pytest.raises(ConfigError) as error:
             load_station(path)
@@ -323,10 +413,13 @@ def test_a_station_file_over_one_mebibyte_is_refused_and_one_of_exactly_that_siz
         load_station(path)
 
 
-@pytest.mark.parametrize("text, words", [
-    ("[station]\nname = " + "[" * 100_000 + "]" * 100_000, ["nested too deeply"]),
-    ("[station]\nname = " + "9" * 5000, ["not valid TOML here", "4300"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("[station]\nname = " + "[" * 100_000 + "]" * 100_000, ["nested too deeply"]),
+        ("[station]\nname = " + "9" * 5000, ["not valid TOML here", "4300"]),
+    ],
+)
 def test_toml_that_breaks_the_parser_is_a_config_error(tmp_path, text, words):
     path = write(tmp_path, "bench.toml", text)
     with pytest.raises(ConfigError) as error:
@@ -357,47 +450,76 @@ def test_remdaq_reports_a_pipe_as_station_cleanly(tmp_path, capsys):
 MAPS_LISTED = "available maps: eurotherm-2400 (2400, 2404, 2408, 2416), eurotherm-3200 (3200, 3204, 3208, 3216)"
 
 
-@pytest.mark.parametrize("old, new, words", [
-    ("max_temperature_C = 1000", 'max_temperature_C = 1000\nmodel = "2500"',
-     ["furnace.model: no register map covers model '2500'", MAPS_LISTED]),
-    ("max_temperature_C = 1000", 'max_temperature_C = 1000\nmodel = "2400"\nmap = "eurotherm-3200"',
-     ["furnace.model: '2400' is not a model of register map eurotherm-3200 (furnace.map), which covers 3200, "
-      "3204, 3208, 3216", MAPS_LISTED]),
-    ("max_temperature_C = 1000", 'max_temperature_C = 1000\nmodel = ""', ["furnace.model", "at least 1 character"]),
-    ("max_temperature_C = 1000", "max_temperature_C = 1000\nmodel = 2400", ["furnace.model", "valid string"]),
-])
+@pytest.mark.parametrize(
+    "old, new, words",
+    [
+        (
+            "max_temperature_C = 1000",
+            'max_temperature_C = 1000\nmodel = "2500"',
+            ["furnace.model: no register map covers model '2500'", MAPS_LISTED],
+        ),
+        (
+            "max_temperature_C = 1000",
+            'max_temperature_C = 1000\nmodel = "2400"\nmap = "eurotherm-3200"',
+            [
+                "furnace.model: '2400' is not a model of register map eurotherm-3200 (furnace.map), which covers 3200, "
+                "3204, 3208, 3216",
+                MAPS_LISTED,
+            ],
+        ),
+        ("max_temperature_C = 1000", 'max_temperature_C = 1000\nmodel = ""', ["furnace.model", "at least 1 character"]),
+        ("max_temperature_C = 1000", "max_temperature_C = 1000\nmodel = 2400", ["furnace.model", "valid string"]),
+    ],
+)
 def test_a_furnace_model_no_map_covers_is_refused_listing_the_maps(tmp_path, old, new, words):
     assert_station_edit_refused(tmp_path, old, new, "furnace.model", words)
 
 
 def test_a_station_naming_an_unknown_map_gets_the_maps_listed(tmp_path):
-    assert_station_edit_refused(tmp_path, "max_temperature_C = 1000", 'max_temperature_C = 1000\nmap = "eurotherm-2500"',
-                                "furnace.map", ["no register map 'eurotherm-2500' (known: eurotherm-2400, "
-                                                "eurotherm-3200)"])
+    assert_station_edit_refused(
+        tmp_path,
+        "max_temperature_C = 1000",
+        'max_temperature_C = 1000\nmap = "eurotherm-2500"',
+        "furnace.map",
+        ["no register map 'eurotherm-2500' (known: eurotherm-2400, eurotherm-3200)"],
+    )
 
 
-@pytest.mark.parametrize("furnace_lines, expected_map", [
-    ('model = "2416"', "eurotherm-2400"),             # a model, not only the family: the map that lists it
-    ('model = "3216"', "eurotherm-3200"),
-    ('model = "3208"\nmap = "eurotherm-3200"', "eurotherm-3200"),
-    ("", "eurotherm-2400"),                           # the default model, 2400
-    ('map = "eurotherm-3200"', "eurotherm-3200"),     # a map without a model: any of its models
-])
+@pytest.mark.parametrize(
+    "furnace_lines, expected_map",
+    [
+        ('model = "2416"', "eurotherm-2400"),  # a model, not only the family: the map that lists it
+        ('model = "3216"', "eurotherm-3200"),
+        ('model = "3208"\nmap = "eurotherm-3200"', "eurotherm-3200"),
+        ("", "eurotherm-2400"),  # the default model, 2400
+        ('map = "eurotherm-3200"', "eurotherm-3200"),  # a map without a model: any of its models
+    ],
+)
 def test_a_model_any_map_covers_is_accepted(tmp_path, furnace_lines, expected_map):
     from drivers import resolve_register_map
 
-    path = write(tmp_path, "bench.toml", GOOD_STATION.replace("max_temperature_C = 1000",
-                                                              f"max_temperature_C = 1000\n{furnace_lines}", 1))
+    path = write(
+        tmp_path,
+        "bench.toml",
+        GOOD_STATION.replace("max_temperature_C = 1000", f"max_temperature_C = 1000\n{furnace_lines}", 1),
+    )
     furnace = load_station(path).furnace
     assert resolve_register_map(furnace.model_or_default, furnace.map).name == expected_map
 
 
 def test_a_broken_map_file_gives_one_problem_per_map_problem_naming_station_map_and_field(tmp_path):
     broken = tmp_path / "broken.toml"
-    broken.write_text((ROOT / "hardware/maps/eurotherm-2400.toml").read_text()
-                      .replace("tuning = 8", "tunning = 8").replace("address = 122", "address = 70000"))
-    path = write(tmp_path, "bench.toml", GOOD_STATION.replace(
-        "max_temperature_C = 1000", f'max_temperature_C = 1000\nmap = "{broken}"', 1))
+    broken.write_text(
+        (ROOT / "hardware/maps/eurotherm-2400.toml")
+        .read_text()
+        .replace("tuning = 8", "tunning = 8")
+        .replace("address = 122", "address = 70000")
+    )
+    path = write(
+        tmp_path,
+        "bench.toml",
+        GOOD_STATION.replace("max_temperature_C = 1000", f'max_temperature_C = 1000\nmap = "{broken}"', 1),
+    )
     with pytest.raises(ConfigError) as error:
         load_station(path)
     assert sorted(error.value.problems) == [
@@ -438,23 +560,45 @@ def test_a_new_map_dropped_in_the_maps_folder_works_without_code_changes(tmp_pat
     (hardware / "maps/acme-a9000.toml").write_text(NEW_CONTROLLER)
     monkeypatch.setenv("REMDAQ_HARDWARE_DIR", str(hardware))  # the maps folder setting
     for lines in ('model = "A9010"', 'model = "A9000"\nmap = "acme-a9000"'):
-        path = write(tmp_path, "bench.toml", GOOD_STATION.replace(
-            "max_temperature_C = 1000", f"max_temperature_C = 1500\n{lines}", 1))
+        path = write(
+            tmp_path,
+            "bench.toml",
+            GOOD_STATION.replace("max_temperature_C = 1000", f"max_temperature_C = 1500\n{lines}", 1),
+        )
         furnace = load_station(path).furnace
         regmap = resolve_register_map(furnace.model, furnace.map)
         assert (regmap.name, regmap.maker, regmap.input_range_C, regmap["process_value"].maximum) == (
-            "acme-a9000", "Acme", (-200.0, 1600.0), 1600.0)
+            "acme-a9000",
+            "Acme",
+            (-200.0, 1600.0),
+            1600.0,
+        )
         assert regmap["remote_setpoint"] == resolve_register_map("2400")["remote_setpoint"]  # inherited
-    path = write(tmp_path, "bench.toml", GOOD_STATION.replace(
-        "max_temperature_C = 1000", 'max_temperature_C = 1000\nmodel = "3216"', 1))
+    path = write(
+        tmp_path,
+        "bench.toml",
+        GOOD_STATION.replace("max_temperature_C = 1000", 'max_temperature_C = 1000\nmodel = "3216"', 1),
+    )
     with pytest.raises(ConfigError) as error:  # only the maps of this folder are available
         load_station(path)
-    assert_one_clear_message(error, path, "furnace.model", "no register map covers model '3216'; available maps: "
-                             "acme-a9000 (A9000, A9010), eurotherm-2400 (2400, 2404, 2408, 2416)")
+    assert_one_clear_message(
+        error,
+        path,
+        "furnace.model",
+        "no register map covers model '3216'; available maps: "
+        "acme-a9000 (A9000, A9010), eurotherm-2400 (2400, 2404, 2408, 2416)",
+    )
 
 
 def test_a_new_map_given_by_path_works_without_the_maps_folder_setting(tmp_path):
     (tmp_path / "acme-a9000.toml").write_text(NEW_CONTROLLER)  # extends the eurotherm-2400 of hardware/maps
-    path = write(tmp_path, "bench.toml", GOOD_STATION.replace(
-        "max_temperature_C = 1000", f'max_temperature_C = 1500\nmodel = "A9010"\nmap = "{tmp_path}/acme-a9000.toml"', 1))
+    path = write(
+        tmp_path,
+        "bench.toml",
+        GOOD_STATION.replace(
+            "max_temperature_C = 1000",
+            f'max_temperature_C = 1500\nmodel = "A9010"\nmap = "{tmp_path}/acme-a9000.toml"',
+            1,
+        ),
+    )
     assert load_station(path).furnace.map == f"{tmp_path}/acme-a9000.toml"

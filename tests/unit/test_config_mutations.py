@@ -58,8 +58,21 @@ FIFO, FOLDER, OVERSIZED = "<fifo>.toml", "<folder>.toml", "<oversized>.toml"
 HUGE_INT = 10**30
 LONG_TEXT = "x" * 5000
 NAMED_FILE_FIELDS = {"map", "dialect", "scenario"}
-BAD_NAMES = ["foo", "no-such-thing.toml", "../../etc/passwd", "/dev/zero", "/dev/null.toml", "eurotherm-3200",
-             "scpi-spectrometer", "pr-nd-elution", FIFO, FOLDER, OVERSIZED, "x" * 300, LONG_TEXT]
+BAD_NAMES = [
+    "foo",
+    "no-such-thing.toml",
+    "../../etc/passwd",
+    "/dev/zero",
+    "/dev/null.toml",
+    "eurotherm-3200",
+    "scpi-spectrometer",
+    "pr-nd-elution",
+    FIFO,
+    FOLDER,
+    OVERSIZED,
+    "x" * 300,
+    LONG_TEXT,
+]
 
 
 # -- writing TOML (the standard library only reads it) ---------------------------------------------
@@ -77,8 +90,15 @@ def _value(value) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else "inf" if value == math.inf else "-inf" if value == -math.inf \
+        return (
+            "nan"
+            if math.isnan(value)
+            else "inf"
+            if value == math.inf
+            else "-inf"
+            if value == -math.inf
             else repr(value)
+        )
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
@@ -94,17 +114,21 @@ def _is_table_array(value) -> bool:
 
 def to_toml(document: dict) -> str:
     """TOML text for a document: top-level tables as [tables] and [[arrays]], everything below inline."""
-    lines = [f"{_key(k)} = {_value(v)}" for k, v in document.items()
-             if not isinstance(v, dict) and not _is_table_array(v)]
+    lines = [
+        f"{_key(k)} = {_value(v)}" for k, v in document.items() if not isinstance(v, dict) and not _is_table_array(v)
+    ]
     for key, value in document.items():
         bodies = [value] if isinstance(value, dict) else value if _is_table_array(value) else []
         for body in bodies:
-            lines.append(f"\n{'[' if isinstance(value, dict) else '[['}{_key(key)}{']' if isinstance(value, dict) else ']]'}")
+            lines.append(
+                f"\n{'[' if isinstance(value, dict) else '[['}{_key(key)}{']' if isinstance(value, dict) else ']]'}"
+            )
             lines += [f"{_key(k)} = {_value(v)}" for k, v in body.items()]
     return "\n".join(lines) + "\n"
 
 
 # -- mutations ------------------------------------------------------------------------------------
+
 
 def dotted(path: tuple) -> str:
     """A location as the error messages write it: furnace.segments[0].target_C."""
@@ -125,8 +149,9 @@ class Mutation:
     @property
     def fields(self) -> list[str]:
         """The changed locations; for an item removed from a list, the list."""
-        return [dotted(path[:-1] if new is REMOVED and isinstance(path[-1], int) else path)
-                for path, new in self.changes]
+        return [
+            dotted(path[:-1] if new is REMOVED and isinstance(path[-1], int) else path) for path, new in self.changes
+        ]
 
     @property
     def id(self) -> str:
@@ -135,6 +160,7 @@ class Mutation:
                 return "removed"
             text = repr(value)
             return text if len(text) <= 24 else f"{text[:12]}..{len(text)}ch"
+
         return f"{self.source.name}:" + "+".join(f"{dotted(p)}={show(v)}" for p, v in self.changes)
 
 
@@ -151,8 +177,26 @@ def replacements(path: tuple, value) -> list:
     if isinstance(value, bool):
         return [1, 0, 1.0, "true", "yes", [value], REMOVED]
     if isinstance(value, (int, float)):
-        return [True, False, 0, -1, -1e308, 1e308, math.inf, -math.inf, math.nan, HUGE_INT, 2**63, -HUGE_INT,
-                str(value), "", LONG_TEXT, [value], {"value": value}, REMOVED]
+        return [
+            True,
+            False,
+            0,
+            -1,
+            -1e308,
+            1e308,
+            math.inf,
+            -math.inf,
+            math.nan,
+            HUGE_INT,
+            2**63,
+            -HUGE_INT,
+            str(value),
+            "",
+            LONG_TEXT,
+            [value],
+            {"value": value},
+            REMOVED,
+        ]
     if isinstance(value, str):
         named = BAD_NAMES if path[-1] in NAMED_FILE_FIELDS else []
         return ["", LONG_TEXT, "\x00", 1, 1.5, True, math.inf, [value], *named, REMOVED]
@@ -204,7 +248,7 @@ def all_mutations() -> list[Mutation]:
         pool = by_source[rng.choice(sources)]
         picked = rng.sample(pool, rng.choice([2, 3]))
         paths = [p for m in picked for p, _ in m.changes]
-        nested = any(a != b and (a[:len(b)] == b or b[:len(a)] == a) for a in paths for b in paths)
+        nested = any(a != b and (a[: len(b)] == b or b[: len(a)] == a) for a in paths for b in paths)
         shifting = any(new is REMOVED and isinstance(path[-1], int) for m in picked for path, new in m.changes)
         if nested or shifting or len(set(paths)) < len(paths):
             continue  # one change inside another, or a removed list item that renumbers the others
@@ -234,11 +278,15 @@ def places(tmp_path) -> dict[str, str]:
     os.mkfifo(tmp_path / "pipe.toml")
     (tmp_path / "folder.toml").mkdir()
     (tmp_path / "big.toml").write_text("#" * (1 << 20) + "\n")
-    return {FIFO: str(tmp_path / "pipe.toml"), FOLDER: str(tmp_path / "folder.toml"),
-            OVERSIZED: str(tmp_path / "big.toml")}
+    return {
+        FIFO: str(tmp_path / "pipe.toml"),
+        FOLDER: str(tmp_path / "folder.toml"),
+        OVERSIZED: str(tmp_path / "big.toml"),
+    }
 
 
 # -- what must hold of an accepted file -----------------------------------------------------------
+
 
 def assert_all_numbers_finite(value, where="") -> None:
     if isinstance(value, dict):
@@ -262,8 +310,16 @@ def assert_sane_station(station) -> None:
     furnace, spectrometer = station.furnace, station.spectrometer
     if furnace is not None:
         assert type(furnace.address) is int and 1 <= furnace.address <= 247
-        assert type(furnace.baudrate) is int and furnace.baudrate in (1200, 2400, 4800, 9600, 19200, 38400, 57600,
-                                                                      115200)
+        assert type(furnace.baudrate) is int and furnace.baudrate in (
+            1200,
+            2400,
+            4800,
+            9600,
+            19200,
+            38400,
+            57600,
+            115200,
+        )
         assert type(furnace.simulated) is bool
         assert is_number(furnace.max_temperature_C) and 0 < furnace.max_temperature_C <= 1372  # the map's input range
         assert is_number(furnace.max_ramp_C_per_min) and 0 < furnace.max_ramp_C_per_min <= 100
@@ -318,6 +374,7 @@ def assert_sane_standards(standards, station) -> None:
 
 # -- the bench probe: what would have been started or connected --------------------------------------
 
+
 class BenchProbe:
     """Stands in for the bench's simulator start and instrument connections; records each attempt."""
 
@@ -333,6 +390,7 @@ class BenchProbe:
         def record(*args, **kwargs):
             self.attempts.append(name)
             raise BenchProbe.Touched(f"{name} called by the test's bench probe")
+
         return record
 
 
@@ -418,8 +476,7 @@ def test_a_mutated_recipe_is_sane_or_refused_before_anything_starts(mutation, tm
 
 @pytest.mark.timeout(CASE_TIMEOUT_S)
 @pytest.mark.parametrize("mutation", [m for m in MUTATIONS if m.kind == "standards"], ids=lambda m: m.id)
-def test_a_mutated_standards_file_is_sane_or_refused_before_anything_starts(mutation, tmp_path, places, probe,
-                                                                           capsys):
+def test_a_mutated_standards_file_is_sane_or_refused_before_anything_starts(mutation, tmp_path, places, probe, capsys):
     path = _write(tmp_path, mutation, places)
     station = load_station(SIM_STATION)
     out = tmp_path / "calibration.h5"
@@ -468,17 +525,37 @@ main(sys.argv[2:])
 
 def probed_remdaq(tmp_path: Path, *args) -> tuple[subprocess.CompletedProcess, Path]:
     marker = tmp_path / "simulator-started"
-    result = subprocess.run([sys.executable, "-c", _PROBED_REMDAQ, str(marker), *map(str, args)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBED_REMDAQ, str(marker), *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return result, marker
 
 
-@pytest.mark.parametrize("old, new, field", [
-    ('map = "eurotherm-2400"', 'map = "foo"', "furnace.map: no register map 'foo' (known: eurotherm-2400, eurotherm-3200)"),
-    ('dialect = "scpi-spectrometer"', 'dialect = "bar"', "spectrometer.dialect: no SCPI dialect 'bar' (known: scpi-spectrometer)"),
-    ("max_temperature_C = 1100.0", "max_temperature_C = inf", "furnace.max_temperature_C: Input should be a finite number"),
-    ("address = 1", "address = true", "furnace.address: expected a number, not a boolean"),
-])
+@pytest.mark.parametrize(
+    "old, new, field",
+    [
+        (
+            'map = "eurotherm-2400"',
+            'map = "foo"',
+            "furnace.map: no register map 'foo' (known: eurotherm-2400, eurotherm-3200)",
+        ),
+        (
+            'dialect = "scpi-spectrometer"',
+            'dialect = "bar"',
+            "spectrometer.dialect: no SCPI dialect 'bar' (known: scpi-spectrometer)",
+        ),
+        (
+            "max_temperature_C = 1100.0",
+            "max_temperature_C = inf",
+            "furnace.max_temperature_C: Input should be a finite number",
+        ),
+        ("address = 1", "address = true", "furnace.address: expected a number, not a boolean"),
+    ],
+)
 @pytest.mark.timeout(60)  # a `remdaq check` child process: 3-5 s on two shared cores
 def test_remdaq_check_refuses_a_bad_station_cleanly_and_starts_no_simulator(tmp_path, old, new, field):
     text = SIM_STATION.read_text()

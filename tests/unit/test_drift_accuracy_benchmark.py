@@ -38,8 +38,11 @@ def result(bench):
 def test_a_row_per_generator_shift_width_and_drift_setting(bench, result):
     rows = result["rows"]
     for drift in ("on", "off"):
-        grid = {(r["generator"], r["shift_nm"], r["width_factor"]) for r in rows
-                if r["drift_terms"] == drift and not r["hypersensitive"]}
+        grid = {
+            (r["generator"], r["shift_nm"], r["width_factor"])
+            for r in rows
+            if r["drift_terms"] == drift and not r["hypersensitive"]
+        }
         assert grid == {(c.name, s, w) for c in bench.CHEMISTRIES for s in bench.SHIFTS_NM for w in bench.WIDTH_FACTORS}
         hyper = [r for r in rows if r["drift_terms"] == drift and r["hypersensitive"]]
         assert sorted(r["generator"] for r in hyper) == sorted(c.name for c in bench.CHEMISTRIES)
@@ -48,14 +51,22 @@ def test_a_row_per_generator_shift_width_and_drift_setting(bench, result):
 
 def test_numbers_are_finite_where_they_must_be(result):
     for row in result["rows"]:
-        for key in ("rmsep_worst_pct", "purity_error_pp_mean_abs", "purity_error_pp_mean", "flagged_pct",
-                    "purity_withheld_pct", "lack_of_fit_median_unknowns", "lack_of_fit_median_products"):
+        for key in (
+            "rmsep_worst_pct",
+            "purity_error_pp_mean_abs",
+            "purity_error_pp_mean",
+            "flagged_pct",
+            "purity_withheld_pct",
+            "lack_of_fit_median_unknowns",
+            "lack_of_fit_median_products",
+        ):
             assert math.isfinite(row[key]), (key, row)
         assert row["rmsep_worst_analyte"] in ("Nd", "Pr", "Sm", "Er", "Ho")
         assert 0.0 <= row["flagged_pct"] <= 100.0
         assert row["status_not_ok"] == 0
-    unperturbed = [r for r in result["rows"] if r["shift_nm"] == 0.0 and r["width_factor"] == 1.0
-                   and not r["hypersensitive"]]
+    unperturbed = [
+        r for r in result["rows"] if r["shift_nm"] == 0.0 and r["width_factor"] == 1.0 and not r["hypersensitive"]
+    ]
     for row in unperturbed:  # nothing to flag: every coverage and the purity sigma are numbers
         for key in ("coverage_concentration_pct", "coverage_purity_pct", "purity_sigma_pp_median"):
             assert math.isfinite(row[key]), (key, row)
@@ -64,9 +75,18 @@ def test_numbers_are_finite_where_they_must_be(result):
 def test_markdown_tables_have_the_columns(bench, result):
     text = result["markdown"]
     header_columns = [c.strip() for c in bench.HEADER.strip("|").split("|")]
-    for column in ("generator", "shift nm", "width", "RMSEP worst, % of range", "purity error pp, mean abs (mean)",
-                   "purity sigma pp, median", "2-sigma coverage conc. %", "2-sigma coverage purity %", "flagged %",
-                   "lack_of_fit median, unknowns / product"):
+    for column in (
+        "generator",
+        "shift nm",
+        "width",
+        "RMSEP worst, % of range",
+        "purity error pp, mean abs (mean)",
+        "purity sigma pp, median",
+        "2-sigma coverage conc. %",
+        "2-sigma coverage purity %",
+        "flagged %",
+        "lack_of_fit median, unknowns / product",
+    ):
         assert column in header_columns
     lines = [line for line in text.splitlines() if line.startswith("| ")]
     body = [line for line in lines if line != bench.HEADER]

@@ -9,21 +9,50 @@ import analysis
 
 # Independent check values: standard atomic weights (IUPAC 2021) and formulas typed
 # here, not taken from analysis.elements.
-IUPAC = {"La": 138.90547, "Ce": 140.116, "Pr": 140.90766, "Nd": 144.242, "Sm": 150.36,
-         "Eu": 151.964, "Gd": 157.25, "Tb": 158.925354, "Dy": 162.500, "Ho": 164.930329,
-         "Er": 167.259, "Tm": 168.934219, "Yb": 173.045, "Lu": 174.9668, "Y": 88.905838,
-         "Sc": 44.955908}
-O = 15.9994
-OXIDES = {"La": (2, 3), "Ce": (1, 2), "Pr": (6, 11), "Nd": (2, 3), "Sm": (2, 3), "Eu": (2, 3),
-          "Gd": (2, 3), "Tb": (4, 7), "Dy": (2, 3), "Ho": (2, 3), "Er": (2, 3), "Tm": (2, 3),
-          "Yb": (2, 3), "Lu": (2, 3), "Y": (2, 3), "Sc": (2, 3)}
+IUPAC = {
+    "La": 138.90547,
+    "Ce": 140.116,
+    "Pr": 140.90766,
+    "Nd": 144.242,
+    "Sm": 150.36,
+    "Eu": 151.964,
+    "Gd": 157.25,
+    "Tb": 158.925354,
+    "Dy": 162.500,
+    "Ho": 164.930329,
+    "Er": 167.259,
+    "Tm": 168.934219,
+    "Yb": 173.045,
+    "Lu": 174.9668,
+    "Y": 88.905838,
+    "Sc": 44.955908,
+}
+O_WEIGHT = 15.9994
+OXIDES = {
+    "La": (2, 3),
+    "Ce": (1, 2),
+    "Pr": (6, 11),
+    "Nd": (2, 3),
+    "Sm": (2, 3),
+    "Eu": (2, 3),
+    "Gd": (2, 3),
+    "Tb": (4, 7),
+    "Dy": (2, 3),
+    "Ho": (2, 3),
+    "Er": (2, 3),
+    "Tm": (2, 3),
+    "Yb": (2, 3),
+    "Lu": (2, 3),
+    "Y": (2, 3),
+    "Sc": (2, 3),
+}
 TRADE_FACTORS = {"La": 1.1728, "Ce": 1.2284, "Pr": 1.2082, "Nd": 1.1664, "Tb": 1.1762, "Y": 1.2699}
 
 
 @pytest.mark.parametrize("symbol", sorted(OXIDES))
 def test_oxide_factor_matches_independent_computation(symbol):
     metal, oxygen = OXIDES[symbol]
-    expected = (metal * IUPAC[symbol] + oxygen * O) / (metal * IUPAC[symbol])
+    expected = (metal * IUPAC[symbol] + oxygen * O_WEIGHT) / (metal * IUPAC[symbol])
     assert analysis.oxide_factor(symbol) == pytest.approx(expected, abs=1e-4)
 
 

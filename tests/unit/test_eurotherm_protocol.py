@@ -32,10 +32,10 @@ from drivers.eurotherm import SensorFault  # noqa: E402
 class Arrivals:
     """What comes back for one request, and when."""
 
-    answer: Frame = None   # arrives after the request has been sent (None: silence)
-    before: Frame = None   # already on the line before the request is written (a late frame)
-    during: Frame = None   # arrives while the request is being sent
-    after: Frame = None    # arrives right behind the answer, before the line goes quiet
+    answer: Frame = None  # arrives after the request has been sent (None: silence)
+    before: Frame = None  # already on the line before the request is written (a late frame)
+    during: Frame = None  # arrives while the request is being sent
+    after: Frame = None  # arrives right behind the answer, before the line goes quiet
 
 
 class RtuLine(ExpectedLine):
@@ -44,8 +44,10 @@ class RtuLine(ExpectedLine):
     def __init__(self, pairs) -> None:
         pairs = list(pairs)
         super().__init__([(request, None) for request, _ in pairs])
-        self.pairs = deque((frame(request), response if isinstance(response, Arrivals) else Arrivals(response))
-                           for request, response in pairs)
+        self.pairs = deque(
+            (frame(request), response if isinstance(response, Arrivals) else Arrivals(response))
+            for request, response in pairs
+        )
 
     def __call__(self, **settings) -> "RtuPort":
         self.opened.append(settings)
@@ -92,18 +94,18 @@ class RtuPort(ExpectedPort):
 
 
 # Requests
-READ_DECIMALS = "01 03 02 0D 00 01 14 71"      # FC3 525 x1
-READ_BLOCK = "01 03 00 01 00 05 D4 09"         # FC3 1 x5: PV, target SP, output, working output, working SP
-READ_REMOTE = "01 03 00 1A 00 01 A5 CD"        # FC3 26 x1
-READ_RATE = "01 03 00 23 00 01 75 C0"          # FC3 35 x1
-READ_STATUS = "01 03 00 4B 00 01 F4 1C"        # FC3 75 x1
-READ_IDENT = "01 03 00 7A 00 01 A5 D3"         # FC3 122 x1
-READ_AUTO_MANUAL = "01 03 01 11 00 01 D5 F3"   # FC3 273 x1
-WRITE_REMOTE_450 = "01 06 00 1A 11 94 A5 F2"   # FC6 26 := 4500
-WRITE_REMOTE_20 = "01 06 00 1A 00 C8 A9 9B"    # FC6 26 := 200
-WRITE_RATE_10 = "01 06 00 23 00 64 79 EB"      # FC6 35 := 100
-WRITE_RATE_20 = "01 06 00 23 00 C8 79 96"      # FC6 35 := 200
-WRITE_AUTO = "01 06 01 11 00 00 D8 33"         # FC6 273 := 0
+READ_DECIMALS = "01 03 02 0D 00 01 14 71"  # FC3 525 x1
+READ_BLOCK = "01 03 00 01 00 05 D4 09"  # FC3 1 x5: PV, target SP, output, working output, working SP
+READ_REMOTE = "01 03 00 1A 00 01 A5 CD"  # FC3 26 x1
+READ_RATE = "01 03 00 23 00 01 75 C0"  # FC3 35 x1
+READ_STATUS = "01 03 00 4B 00 01 F4 1C"  # FC3 75 x1
+READ_IDENT = "01 03 00 7A 00 01 A5 D3"  # FC3 122 x1
+READ_AUTO_MANUAL = "01 03 01 11 00 01 D5 F3"  # FC3 273 x1
+WRITE_REMOTE_450 = "01 06 00 1A 11 94 A5 F2"  # FC6 26 := 4500
+WRITE_REMOTE_20 = "01 06 00 1A 00 C8 A9 9B"  # FC6 26 := 200
+WRITE_RATE_10 = "01 06 00 23 00 64 79 EB"  # FC6 35 := 100
+WRITE_RATE_20 = "01 06 00 23 00 C8 79 96"  # FC6 35 := 200
+WRITE_AUTO = "01 06 01 11 00 00 D8 33"  # FC6 273 := 0
 # Responses: one word
 WORD_0 = "01 03 02 00 00 B8 44"
 WORD_1 = "01 03 02 00 01 79 84"
@@ -119,15 +121,15 @@ WORD_0x0221 = "01 03 02 02 21 79 3C"
 WORD_0x2480 = "01 03 02 24 80 A2 E4"
 WORD_0x8000 = "01 03 02 80 00 D9 84"
 # Responses: the block 1-5 (PV, target SP, output, working output, working SP)
-BLOCK = "01 03 0A 11 99 11 94 02 8F 02 8F 10 E1 0E 5F"             # 450.5, 450.0, 65.5, 65.5, 432.1
+BLOCK = "01 03 0A 11 99 11 94 02 8F 02 8F 10 E1 0E 5F"  # 450.5, 450.0, 65.5, 65.5, 432.1
 BLOCK_PV_NEGATIVE = "01 03 0A FF 85 11 94 02 8F 02 8F 10 E1 F3 3C"  # PV -12.3, the rest as BLOCK
-BLOCK_TARGET_20 = "01 03 0A 11 99 00 C8 02 8F 02 8F 10 E1 52 9A"    # target SP 20.0
-BLOCK_OUTPUT_900 = "01 03 0A 11 99 11 94 23 28 02 8F 10 E1 3D 37"   # output 900.0 %: not an output
-BLOCK_EARLIER = "01 03 0A 11 30 11 94 02 BC 02 BC 10 CC A8 1E"      # 440.0, 450.0, 70.0, 70.0, 430.0
-BLOCK_UPSCALE = "01 03 0A 35 98 11 94 00 00 00 00 10 E1 27 1E"      # PV 1372.0 (sensor broken), output 0
+BLOCK_TARGET_20 = "01 03 0A 11 99 00 C8 02 8F 02 8F 10 E1 52 9A"  # target SP 20.0
+BLOCK_OUTPUT_900 = "01 03 0A 11 99 11 94 23 28 02 8F 10 E1 3D 37"  # output 900.0 %: not an output
+BLOCK_EARLIER = "01 03 0A 11 30 11 94 02 BC 02 BC 10 CC A8 1E"  # 440.0, 450.0, 70.0, 70.0, 430.0
+BLOCK_UPSCALE = "01 03 0A 35 98 11 94 00 00 00 00 10 E1 27 1E"  # PV 1372.0 (sensor broken), output 0
 BLOCK_PV_OUT_OF_SPAN = "01 03 0A 36 B0 11 94 00 00 00 00 10 E1 29 10"  # PV 1400.0: outside -200..1372
-ILLEGAL_ADDRESS = "01 83 02 C0 F1"             # exception 02 to FC3
-DECIMALS = [(READ_DECIMALS, WORD_1)] * 2       # read twice: both reads must agree
+ILLEGAL_ADDRESS = "01 83 02 C0 F1"  # exception 02 to FC3
+DECIMALS = [(READ_DECIMALS, WORD_1)] * 2  # read twice: both reads must agree
 
 
 def furnace(pairs, **kwargs):
@@ -158,22 +160,31 @@ def test_decimals_are_read_twice_once_per_connection():
 
 
 def test_decimals_that_read_differently_are_read_again():
-    pairs = [(READ_STATUS, WORD_0), (READ_DECIMALS, WORD_0), (READ_DECIMALS, WORD_1)] + DECIMALS + [
-        (READ_BLOCK, BLOCK), (READ_STATUS, WORD_0)]
+    pairs = (
+        [(READ_STATUS, WORD_0), (READ_DECIMALS, WORD_0), (READ_DECIMALS, WORD_1)]
+        + DECIMALS
+        + [(READ_BLOCK, BLOCK), (READ_STATUS, WORD_0)]
+    )
     with furnace(pairs) as f:
         assert f.temperature_C == 450.5
 
 
 def test_temperature_on_sensor_break_raises_instead_of_a_number():
-    with furnace([(READ_STATUS, WORD_0x0020)] + DECIMALS + [(READ_BLOCK, BLOCK_UPSCALE),
-                                                            (READ_STATUS, WORD_0x0020)]) as f:
+    with furnace(
+        [(READ_STATUS, WORD_0x0020)] + DECIMALS + [(READ_BLOCK, BLOCK_UPSCALE), (READ_STATUS, WORD_0x0020)]
+    ) as f:
         with pytest.raises(SensorFault):
             f.temperature_C
 
 
-@pytest.mark.parametrize("attribute, value", [
-    ("setpoint_C", 450.0), ("working_setpoint_C", 432.1), ("output_percent", 65.5),
-])
+@pytest.mark.parametrize(
+    "attribute, value",
+    [
+        ("setpoint_C", 450.0),
+        ("working_setpoint_C", 432.1),
+        ("output_percent", 65.5),
+    ],
+)
 def test_properties_of_the_poll_block_are_read_with_their_block(attribute, value):
     with furnace(DECIMALS + [(READ_BLOCK, BLOCK)]) as f:
         assert getattr(f, attribute) == value
@@ -196,12 +207,20 @@ def test_status_flags_use_the_2400_bits_and_are_read_twice():
 
 
 def test_read_all_is_one_poll_and_marks_a_broken_sensor_nan():
-    pairs = [(READ_STATUS, WORD_0)] + DECIMALS + [(READ_BLOCK, BLOCK), (READ_STATUS, WORD_0)] + poll(
-        BLOCK_UPSCALE, WORD_0x0020)
+    pairs = (
+        [(READ_STATUS, WORD_0)]
+        + DECIMALS
+        + [(READ_BLOCK, BLOCK), (READ_STATUS, WORD_0)]
+        + poll(BLOCK_UPSCALE, WORD_0x0020)
+    )
     with furnace(pairs) as f:
         reading = f.read_all()
         assert (reading.temperature_C, reading.setpoint_C, reading.working_setpoint_C, reading.output_percent) == (
-            450.5, 450.0, 432.1, 65.5)
+            450.5,
+            450.0,
+            432.1,
+            65.5,
+        )
         broken = f.read_all()
         assert math.isnan(broken.temperature_C) and broken.status.sensor_break and broken.output_percent == 0.0
 
@@ -234,8 +253,12 @@ def test_a_pv_outside_the_sensor_span_counts_only_when_the_controller_says_so():
 
 # -- writes -----------------------------------------------------------------------------
 def test_set_setpoint_checks_rate_writes_comms_sp_and_reads_back_both():
-    pairs = DECIMALS + [(READ_RATE, WORD_50), (WRITE_REMOTE_450, WRITE_REMOTE_450),
-                        (READ_REMOTE, WORD_4500), (READ_BLOCK, BLOCK)]
+    pairs = DECIMALS + [
+        (READ_RATE, WORD_50),
+        (WRITE_REMOTE_450, WRITE_REMOTE_450),
+        (READ_REMOTE, WORD_4500),
+        (READ_BLOCK, BLOCK),
+    ]
     with furnace(pairs) as f:
         f.set_setpoint(450.0)
 
@@ -248,8 +271,12 @@ def test_set_setpoint_readback_mismatch():
 
 
 def test_set_setpoint_detects_comms_sp_not_in_use():
-    pairs = DECIMALS + [(READ_RATE, WORD_50), (WRITE_REMOTE_450, WRITE_REMOTE_450),
-                        (READ_REMOTE, WORD_4500), (READ_BLOCK, BLOCK_TARGET_20)]
+    pairs = DECIMALS + [
+        (READ_RATE, WORD_50),
+        (WRITE_REMOTE_450, WRITE_REMOTE_450),
+        (READ_REMOTE, WORD_4500),
+        (READ_BLOCK, BLOCK_TARGET_20),
+    ]
     with furnace(pairs) as f:
         with pytest.raises(ReadbackMismatch, match="remote"):
             f.set_setpoint(450.0)
@@ -268,10 +295,19 @@ def test_set_rate_limit_writes_and_reads_back():
         f.set_rate_limit(10.0)
 
 
-@pytest.mark.parametrize("call, value", [
-    ("set_setpoint", 1200.1), ("set_setpoint", -5.0), ("set_setpoint", math.nan), ("set_setpoint", math.inf),
-    ("set_rate_limit", 20.5), ("set_rate_limit", 0.0), ("set_rate_limit", -1.0), ("set_rate_limit", math.nan),
-])
+@pytest.mark.parametrize(
+    "call, value",
+    [
+        ("set_setpoint", 1200.1),
+        ("set_setpoint", -5.0),
+        ("set_setpoint", math.nan),
+        ("set_setpoint", math.inf),
+        ("set_rate_limit", 20.5),
+        ("set_rate_limit", 0.0),
+        ("set_rate_limit", -1.0),
+        ("set_rate_limit", math.nan),
+    ],
+)
 def test_out_of_range_values_are_refused_with_the_line_silent(call, value):
     line = RtuLine([])
     with furnace(line) as f:
@@ -289,9 +325,16 @@ def test_station_limit_below_instrument_limit_wins():
 
 
 def test_safe_state_sets_rate_then_setpoint_then_auto():
-    pairs = DECIMALS + [(WRITE_RATE_20, WRITE_RATE_20), (READ_RATE, WORD_200),
-                        (WRITE_REMOTE_20, WRITE_REMOTE_20), (READ_REMOTE, WORD_200), (READ_BLOCK, BLOCK_TARGET_20),
-                        (READ_AUTO_MANUAL, WORD_1), (WRITE_AUTO, WRITE_AUTO), (READ_AUTO_MANUAL, WORD_0)]
+    pairs = DECIMALS + [
+        (WRITE_RATE_20, WRITE_RATE_20),
+        (READ_RATE, WORD_200),
+        (WRITE_REMOTE_20, WRITE_REMOTE_20),
+        (READ_REMOTE, WORD_200),
+        (READ_BLOCK, BLOCK_TARGET_20),
+        (READ_AUTO_MANUAL, WORD_1),
+        (WRITE_AUTO, WRITE_AUTO),
+        (READ_AUTO_MANUAL, WORD_0),
+    ]
     with furnace(pairs) as f:
         f.safe_state()
 
@@ -303,13 +346,16 @@ def test_safe_state_on_a_dead_line_raises_not_connected():
 
 
 # -- retry policy -------------------------------------------------------------------------
-@pytest.mark.parametrize("bad_response", [
-    "01 03 02 00 32 39 90",   # CRC corrupted
-    "01 03 02 00 33 39 91",   # data corrupted
-    "01 03 02 00",            # truncated
-    None,                     # silence
-    "02 03 02 00 32 39 91",   # another slave's address
-])
+@pytest.mark.parametrize(
+    "bad_response",
+    [
+        "01 03 02 00 32 39 90",  # CRC corrupted
+        "01 03 02 00 33 39 91",  # data corrupted
+        "01 03 02 00",  # truncated
+        None,  # silence
+        "02 03 02 00 32 39 91",  # another slave's address
+    ],
+)
 def test_a_bad_answer_is_retried_and_never_returned(bad_response):
     with furnace(DECIMALS + [(READ_RATE, bad_response), (READ_RATE, WORD_50)]) as f:
         assert f.rate_limit_C_per_min == 5.0
@@ -354,6 +400,7 @@ def test_lost_port_is_not_connected_at_once_and_reopened_next_time():
 def test_unopenable_port_is_not_connected():
     def no_port(**settings):
         raise serial.SerialException(f"could not open port {settings['port']}")
+
     with pytest.raises(NotConnected, match="cannot open"):
         Eurotherm("/dev/nonexistent", serial_factory=no_port)
 
@@ -362,14 +409,14 @@ def test_unopenable_port_is_not_connected():
 def test_a_stale_frame_on_the_line_before_the_request_is_discarded():
     pairs = DECIMALS + [(READ_BLOCK, Arrivals(BLOCK, before=BLOCK_EARLIER))]
     with furnace(pairs) as f:
-        assert f.output_percent == 65.5           # not 70.0 from the frame that was already there
+        assert f.output_percent == 65.5  # not 70.0 from the frame that was already there
         assert f.line_counters["stale_bytes"] == 15
 
 
 def test_a_frame_arriving_while_the_request_is_sent_is_discarded():
     pairs = DECIMALS + [(READ_RATE, Arrivals(WORD_50, during=WORD_4500))]
     with furnace(pairs) as f:
-        assert f.rate_limit_C_per_min == 5.0       # not 450.0, the setpoint's value
+        assert f.rate_limit_C_per_min == 5.0  # not 450.0, the setpoint's value
         assert f.line_counters["stale_bytes"] == 7
 
 
@@ -380,13 +427,16 @@ def test_a_frame_right_behind_the_answer_makes_it_ambiguous_and_it_is_read_again
         assert f.line_counters["ambiguous_answers"] == 1
 
 
-@pytest.mark.parametrize("wrong, why", [
-    ("02 03 02 00 32 39 91", "another slave's address"),
-    ("01 04 02 00 32 38 E5", "another function"),
-    ("01 03 04 00 32 00 00 5B FC", "4 data bytes where 2 were asked"),
-    (BLOCK, "the answer to a block read"),
-    (ILLEGAL_ADDRESS.replace("83", "86").replace("C0 F1", "C3 A1"), "an exception to another function"),
-])
+@pytest.mark.parametrize(
+    "wrong, why",
+    [
+        ("02 03 02 00 32 39 91", "another slave's address"),
+        ("01 04 02 00 32 38 E5", "another function"),
+        ("01 03 04 00 32 00 00 5B FC", "4 data bytes where 2 were asked"),
+        (BLOCK, "the answer to a block read"),
+        (ILLEGAL_ADDRESS.replace("83", "86").replace("C0 F1", "C3 A1"), "an exception to another function"),
+    ],
+)
 def test_an_answer_of_another_address_function_or_byte_count_is_refused(wrong, why):
     with furnace(DECIMALS + [(READ_RATE, wrong), (READ_RATE, WORD_50)]) as f:
         assert f.rate_limit_C_per_min == 5.0, why
@@ -405,14 +455,25 @@ def test_values_outside_their_range_for_the_whole_budget_are_an_error_never_a_nu
 
 
 def test_a_word_outside_its_range_is_refused():
-    with furnace([(READ_STATUS, WORD_0), (READ_DECIMALS, WORD_5), (READ_DECIMALS, WORD_1), (READ_DECIMALS, WORD_1),
-                  (READ_BLOCK, BLOCK), (READ_STATUS, WORD_0)]) as f:
-        assert f.temperature_C == 450.5          # 5 decimal places is no answer of register 525
+    with furnace(
+        [
+            (READ_STATUS, WORD_0),
+            (READ_DECIMALS, WORD_5),
+            (READ_DECIMALS, WORD_1),
+            (READ_DECIMALS, WORD_1),
+            (READ_BLOCK, BLOCK),
+            (READ_STATUS, WORD_0),
+        ]
+    ) as f:
+        assert f.temperature_C == 450.5  # 5 decimal places is no answer of register 525
 
 
 def test_after_a_read_got_no_answer_the_next_read_of_its_shape_waits_out_the_late_answer():
-    pairs = DECIMALS + [(READ_BLOCK, None), (READ_BLOCK, BLOCK),          # the first answer may still come
-                        (READ_BLOCK, Arrivals(BLOCK, before=BLOCK_EARLIER))]  # it comes: waited out, discarded
+    pairs = DECIMALS + [
+        (READ_BLOCK, None),
+        (READ_BLOCK, BLOCK),  # the first answer may still come
+        (READ_BLOCK, Arrivals(BLOCK, before=BLOCK_EARLIER)),
+    ]  # it comes: waited out, discarded
     with furnace(pairs) as f:
         assert f.output_percent == 65.5
         assert f.output_percent == 65.5
@@ -425,13 +486,14 @@ def test_3200_reads_and_writes_in_the_float_area():
     float_block = "01 03 14 43 E1 40 00 43 E1 20 00 42 83 00 00 42 83 00 00 43 D8 20 00 E2 EC"  # 450.5, 450.25 ..
     pairs = [
         (READ_STATUS, WORD_0),
-        ("01 03 80 02 00 0A 4D CD", float_block),                                # block @0x8002 x10
+        ("01 03 80 02 00 0A 4D CD", float_block),  # block @0x8002 x10
         (READ_STATUS, WORD_0),
-        ("01 03 80 46 00 02 0C 1E", "01 03 04 40 A0 00 00 EF D1"),              # rate @0x8046 = 5.0
+        ("01 03 80 46 00 02 0C 1E", "01 03 04 40 A0 00 00 EF D1"),  # rate @0x8046 = 5.0
         ("01 10 80 34 00 02 04 43 E1 20 00 CC FC", "01 10 80 34 00 02 29 C6"),  # comms SP := 450.25
-        ("01 03 80 34 00 02 AC 05", "01 03 04 43 E1 20 00 A6 41"),              # read back 450.25
-        ("01 03 80 02 00 0A 4D CD", float_block),                                # target 450.25, in its block
-        (READ_STATUS, WORD_0x8000), (READ_STATUS, WORD_0x8000),
+        ("01 03 80 34 00 02 AC 05", "01 03 04 43 E1 20 00 A6 41"),  # read back 450.25
+        ("01 03 80 02 00 0A 4D CD", float_block),  # target 450.25, in its block
+        (READ_STATUS, WORD_0x8000),
+        (READ_STATUS, WORD_0x8000),
     ]
     with furnace(pairs, model="3200") as f:
         assert f.temperature_C == 450.5

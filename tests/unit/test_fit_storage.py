@@ -16,20 +16,18 @@ from types import SimpleNamespace
 
 import h5py
 import numpy as np
-
-import analysis
 import pytest
+from _trial_factory import FULL_SCALE, SyntheticBench, metadata, trials_folder, write_calibration, write_trial
 from click.testing import CliRunner
 
+import analysis
 from daq import Catalog, open_trial
 from daq.cli import cli
 from daq.layout import FILE_FORMAT, FLAG_MODEL_MISMATCH, FLAG_NO_RARE_EARTHS, TABLES, file_format_version
 from daq.pipeline import analyse_counts, fit_coefficient_names
-from daq.reanalysis import reanalyze, read_result
+from daq.reanalysis import read_result, reanalyze
 from daq.runner import Episode, TrialRunner
 from daq.store import TrialWriter
-
-from _trial_factory import FULL_SCALE, SyntheticBench, metadata, trials_folder, write_calibration, write_trial
 
 UNKNOWN_BAND_NM = 520.0  # no analyte of the calibration absorbs here
 
@@ -45,8 +43,13 @@ class _Clock:
 def _counts(bench: SyntheticBench, rng, concentration, unknown: float = 0.0, full_scale: float = FULL_SCALE):
     wl = bench.wavelength
     x = (wl - wl.mean()) / np.ptp(wl) * 2
-    absorbance = (np.asarray(concentration, dtype=float) @ bench.sensitivity + 0.01 + 0.004 * x + 0.003 * x ** 2
-                  + unknown * np.exp(-0.5 * ((wl - UNKNOWN_BAND_NM) / 15.0) ** 2))
+    absorbance = (
+        np.asarray(concentration, dtype=float) @ bench.sensitivity
+        + 0.01
+        + 0.004 * x
+        + 0.003 * x**2
+        + unknown * np.exp(-0.5 * ((wl - UNKNOWN_BAND_NM) / 15.0) ** 2)
+    )
     light = (bench.reference - bench.dark) * 10.0 ** (-absorbance)
     counts = bench.dark + light + rng.normal(0.0, 1.0, wl.size) * np.sqrt(light) * 0.3
     return np.minimum(counts, full_scale).astype(np.float32)
@@ -58,18 +61,26 @@ def _runner(path: Path, calibration, bench: SyntheticBench) -> TrialRunner:
     meta = metadata(path.stem, calibration=calibration)
     runner.__dict__.update(
         recipe=SimpleNamespace(target="Nd", spectrometer=SimpleNamespace(averages=4)),
-        options=SimpleNamespace(status_stream=None), clock=_Clock(), calibration=calibration,
-        _writer=TrialWriter(path, meta, flush_interval_s=0.05), _dark=bench.dark.astype(float),
-        _reference=bench.reference.astype(float), _saturation=FULL_SCALE, _integration_time_s=0.02,
-        _reference_index=0, _last={"purity": math.nan, "purity_sigma": math.nan},
-        _mismatch=Episode(start_after=1), _mismatch_spectra=0, _rare_earths=Episode(start_after=3))
+        options=SimpleNamespace(status_stream=None),
+        clock=_Clock(),
+        calibration=calibration,
+        _writer=TrialWriter(path, meta, flush_interval_s=0.05),
+        _dark=bench.dark.astype(float),
+        _reference=bench.reference.astype(float),
+        _saturation=FULL_SCALE,
+        _integration_time_s=0.02,
+        _reference_index=0,
+        _last={"purity": math.nan, "purity_sigma": math.nan},
+        _mismatch=Episode(start_after=1),
+        _mismatch_spectra=0,
+        _rare_earths=Episode(start_after=3),
+    )
     bench.start(runner._writer)  # the start event, the dark and the blank reference
     return runner
 
 
 # spectra of one trial: (concentration Nd, Pr g/L, unknown absorber absorbance)
-PLAN = ([((0.0, 0.0), 0.0)] * 4 + [((10.0, 2.0), 0.0)] * 6 + [((10.0, 2.0), 0.04)] * 5
-        + [((11.0, 1.5), 0.0)] * 6)
+PLAN = [((0.0, 0.0), 0.0)] * 4 + [((10.0, 2.0), 0.0)] * 6 + [((10.0, 2.0), 0.04)] * 5 + [((11.0, 1.5), 0.0)] * 6
 MISMATCH_ROWS = list(range(10, 15))
 BLANK_ROWS = list(range(4))
 
@@ -101,8 +112,11 @@ def test_flags_are_on_exactly_the_rows_the_model_cannot_vouch_for(live_trial):
     fitting = [i for i in range(len(PLAN)) if i not in MISMATCH_ROWS]
     assert np.all(rows["lack_of_fit"][MISMATCH_ROWS] > 2) and np.all(rows["lack_of_fit"][fitting] < 2)
     assert abs(np.median(rows["lack_of_fit"][fitting]) - 1.0) < 0.3
-    assert names == fit_coefficient_names(calibration) == ("P0", "P1", "P2", "axis shift since blank",
-                                                          "shift Nd", "shift Pr", "width Nd", "width Pr")
+    assert (
+        names
+        == fit_coefficient_names(calibration)
+        == ("P0", "P1", "P2", "axis shift since blank", "shift Nd", "shift Pr", "width Nd", "width Pr")
+    )
     assert rows["fit_coefficients"].shape == (len(PLAN), len(names))
     assert np.all(np.abs(rows["wavelength_shift"][4:]) < 0.2)  # no shift in these spectra
     assert np.all(np.isnan(rows["wavelength_shift"][BLANK_ROWS]))  # no bands in the cell: no shift to estimate
@@ -126,15 +140,19 @@ def test_one_event_per_start_and_end_not_one_per_spectrum(live_trial):
     path, _ = live_trial
     with open_trial(path) as trial:
         events = trial.events()
-    analysis_events = [(lv, m) for lv, s, m in zip(events["level"], events["source"], events["message"])
-                       if s == "analysis"]
+    analysis_events = [
+        (lv, m) for lv, s, m in zip(events["level"], events["source"], events["message"]) if s == "analysis"
+    ]
     warnings = [m for lv, m in analysis_events if lv == "warning"]
     assert len(warnings) == 1 and warnings[0].startswith("model mismatch: lack of fit ")
     assert "(limit 2): the calibration cannot represent these spectra" in warnings[0]
     assert "recalibrate; purity not to be trusted" in warnings[0]
     infos = [m for lv, m in analysis_events if lv == "info"]
-    assert [m.split(":")[0] for m in infos] == ["no rare earths in the cell", "rare earths in the cell",
-                                                "model mismatch over"]
+    assert [m.split(":")[0] for m in infos] == [
+        "no rare earths in the cell",
+        "rare earths in the cell",
+        "model mismatch over",
+    ]
 
 
 def test_episode_near_its_limit_reports_once():
@@ -168,6 +186,7 @@ def test_show_says_no_rare_earths_and_reports_the_fit(tmp_path):
 
 # -- files of format 1.0 -----------------------------------------------------------------------------
 
+
 def _downgrade_to_1_0(source: Path, target: Path) -> Path:
     """A copy of ``source`` as format 1.0 wrote it: the committed layout minus the columns 1.1 added."""
     added = [(t.group, c.name) for t in TABLES for c in t.columns if c.optional]
@@ -194,8 +213,14 @@ def old_trial(tmp_path_factory):
 
 def test_format_versions():
     assert FILE_FORMAT == "rem-daq trial 1.2"
-    assert file_format_version("rem-daq trial 1") == (1, 0) < file_format_version("rem-daq trial 1.1") == (1, 1) \
-        < file_format_version(FILE_FORMAT) == (1, 2)
+    assert (
+        file_format_version("rem-daq trial 1")
+        == (1, 0)
+        < file_format_version("rem-daq trial 1.1")
+        == (1, 1)
+        < file_format_version(FILE_FORMAT)
+        == (1, 2)
+    )
     assert file_format_version("something else") == (0, 0)
 
 
@@ -246,8 +271,15 @@ def test_new_factory_files_carry_plausible_fit_values(tmp_path):
 
 def test_writer_stores_left_out_optional_columns_as_nan(tmp_path):
     writer = TrialWriter(tmp_path / "t.h5", metadata("t"))
-    writer.append("analysis", time=0.0, concentration=np.ones(2), sigma=np.ones(2), purity=0.9,
-                  purity_sigma=0.01, residual_rms=0.001)
+    writer.append(
+        "analysis",
+        time=0.0,
+        concentration=np.ones(2),
+        sigma=np.ones(2),
+        purity=0.9,
+        purity_sigma=0.01,
+        residual_rms=0.001,
+    )
     writer.close("success")
     with open_trial(tmp_path / "t.h5") as trial:
         rows = trial.read("analysis")
@@ -256,6 +288,7 @@ def test_writer_stores_left_out_optional_columns_as_nan(tmp_path):
 
 
 # -- reanalysis takes the saturation level from the file -------------------------------------------------------
+
 
 def test_reanalysis_masks_at_the_full_scale_the_file_records(tmp_path):
     full_scale = 4095.0
@@ -273,18 +306,34 @@ def test_reanalysis_masks_at_the_full_scale_the_file_records(tmp_path):
         counts = _counts(bench, rng, (10.0, 2.0), full_scale=full_scale)
         counts[40:45] = full_scale  # clipped at this detector's full scale
         live = analyse_counts(counts, bench.dark, bench.reference, calibration, "Nd", full_scale)
-        writer.append("spectrometer", time=float(i), counts=counts, integration_time=0.02, averages=4,
-                      saturated_pixels=5, dark_index=0, reference_index=0, flag=2)
-        writer.append("analysis", time=float(i), concentration=live.concentration_g_per_L[0],
-                      sigma=live.sigma_g_per_L[0], purity=live.purity[0], purity_sigma=live.purity_sigma[0],
-                      residual_rms=live.residual_rms[0])
+        writer.append(
+            "spectrometer",
+            time=float(i),
+            counts=counts,
+            integration_time=0.02,
+            averages=4,
+            saturated_pixels=5,
+            dark_index=0,
+            reference_index=0,
+            flag=2,
+        )
+        writer.append(
+            "analysis",
+            time=float(i),
+            concentration=live.concentration_g_per_L[0],
+            sigma=live.sigma_g_per_L[0],
+            purity=live.purity[0],
+            purity_sigma=live.purity_sigma[0],
+            residual_rms=live.residual_rms[0],
+        )
     writer.close("success")
     report = reanalyze([writer.path], calibration, tmp_path / "out", workers=0, progress=False)
     result = read_result(report.outcomes[0].result_file)
     assert np.all(result.masked_pixels == 5)
     assert result.provenance["saturation_counts"] == full_scale
     assert "trial file" in result.provenance["saturation_counts_source"]
-    given = reanalyze([writer.path], calibration, tmp_path / "out2", workers=0, progress=False,
-                      saturation_counts=65535.0)
+    given = reanalyze(
+        [writer.path], calibration, tmp_path / "out2", workers=0, progress=False, saturation_counts=65535.0
+    )
     again = read_result(given.outcomes[0].result_file)
     assert np.all(again.masked_pixels == 0) and "given" in again.provenance["saturation_counts_source"]

@@ -96,7 +96,7 @@ def test_deviation_alarm_when_pv_is_far_above_working_setpoint():
     model.set_remote_setpoint(450.0)
     model.advance(3 * 3600.0)
     assert not model.flags()["alarm_2"]
-    model.set_remote_setpoint(20.0)      # rate limit off: the working SP steps down
+    model.set_remote_setpoint(20.0)  # rate limit off: the working SP steps down
     model.advance(3 * 3600.0 + 1)
     assert model.flags()["alarm_2"]
 

@@ -110,12 +110,12 @@ def _is_well_formed(message: bytes, n_values: int, terminator: bytes) -> bool:
     if not message.startswith(b"#") or len(message) < 2 or not (0x31 <= message[1] <= 0x39):
         return False
     n = message[1] - 0x30
-    digits = message[2:2 + n]
+    digits = message[2 : 2 + n]
     if len(digits) != n or not all(0x30 <= b <= 0x39 for b in digits):
         return False
     length = int(digits)
-    payload = message[2 + n:2 + n + length]
-    if length != 4 * n_values or len(payload) != length or message[2 + n + length:] != terminator:
+    payload = message[2 + n : 2 + n + length]
+    if length != 4 * n_values or len(payload) != length or message[2 + n + length :] != terminator:
         return False
     return bool(np.isfinite(np.frombuffer(payload, "<f4")).all())
 
@@ -189,7 +189,7 @@ class RecordingLine:
         self.requests.append(count)
         if self.position + count > len(self.message):
             raise EOFError(f"the line ran dry waiting for {what}")  # stands in for the driver's timeout
-        data = self.message[self.position:self.position + count]
+        data = self.message[self.position : self.position + count]
         self.position += count
         return data
 
@@ -198,15 +198,18 @@ def test_read_block_reads_exactly_one_block_off_the_line():
     line = RecordingLine(GOOD + b"next answer")
     assert read_block(line.read, N).tolist() == [1.0, 2.5, 65535.0, 0.0]
     assert line.requests == [2, 2, 4 * N + 1]
-    assert line.message[line.position:] == b"next answer"  # nothing of the next answer was taken
+    assert line.message[line.position :] == b"next answer"  # nothing of the next answer was taken
 
 
-@pytest.mark.parametrize("header, declared", [
-    (b"#9999999999", 999_999_999),  # a gigabyte
-    (b"#880000000", 80_000_000),  # 20 000 000 pixels of float32
-    (b"#9000000020", 20),  # 5 values where 4 were expected
-    (b"#212", 12),  # 3 values
-])
+@pytest.mark.parametrize(
+    "header, declared",
+    [
+        (b"#9999999999", 999_999_999),  # a gigabyte
+        (b"#880000000", 80_000_000),  # 20 000 000 pixels of float32
+        (b"#9000000020", 20),  # 5 values where 4 were expected
+        (b"#212", 12),  # 3 values
+    ],
+)
 def test_a_wrong_declared_length_is_refused_before_any_payload_is_read(header, declared):
     line = RecordingLine(header + PAYLOAD + b"\n")
     with pytest.raises(ProtocolError, match=f"block declares {declared} bytes"):
@@ -222,8 +225,9 @@ def test_check_declared_length_accepts_exactly_four_bytes_per_value():
 
 
 @FUZZ_SETTINGS
-@given(message=st.one_of(st.binary(max_size=64), mutated_blocks().map(lambda case: case[1])),
-       n_values=st.integers(1, 8))
+@given(
+    message=st.one_of(st.binary(max_size=64), mutated_blocks().map(lambda case: case[1])), n_values=st.integers(1, 8)
+)
 def test_fuzz_read_block_asks_for_at_most_one_blocks_worth_and_agrees_with_parse_block(message, n_values):
     line = RecordingLine(message)
     try:
@@ -231,7 +235,7 @@ def test_fuzz_read_block_asks_for_at_most_one_blocks_worth_and_agrees_with_parse
     except (ProtocolError, EOFError):
         values = None
     assert sum(line.requests) <= 2 + 9 + 4 * n_values + 1  # a header cannot make it read (or allocate) more
-    consumed = message[:line.position]
+    consumed = message[: line.position]
     if values is not None:
         assert parse_block(consumed, n_values).tolist() == values.tolist()
         assert _is_well_formed(consumed, n_values, b"\n")

@@ -52,14 +52,15 @@ def _set_read_only(root: Path, read_only: bool) -> None:
 
 
 def _run_child(site: Path, home: Path) -> dict:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("NUMBA_", "PYTHON", "XDG_"))}
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("NUMBA_", "PYTHON", "XDG_"))}
     env.update(PYTHONPATH=str(site), HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
     command = [sys.executable, "-c", CHILD]
     if os.geteuid() == 0:
         probe = subprocess.run(["unshare", "--user", "true"], capture_output=True, text=True)
-        assert probe.returncode == 0, ("as root this test needs `unshare --user` (util-linux) to drop the "
-                                       f"permission override of root: {probe.stderr.strip()}")
+        assert probe.returncode == 0, (
+            "as root this test needs `unshare --user` (util-linux) to drop the "
+            f"permission override of root: {probe.stderr.strip()}"
+        )
         command = ["unshare", "--user", *command]
     done = subprocess.run(command, env=env, cwd=home, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -181,8 +182,7 @@ def test_after_warm_up_a_new_process_compiles_nothing():
     info = analysis.warm_up_kernels()
     assert info["numba_cache"] != "none" and info["numba_cache_dir"]
     env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_DISABLE")}
-    child = subprocess.run([sys.executable, "-c", COUNTS_CHILD], capture_output=True, text=True, env=env,
-                           timeout=110)
+    child = subprocess.run([sys.executable, "-c", COUNTS_CHILD], capture_output=True, text=True, env=env, timeout=110)
     assert child.returncode == 0, child.stderr
     stats = json.loads(child.stdout.strip().splitlines()[-1])
     assert stats == {"hits": 1, "misses": 0}

@@ -30,9 +30,17 @@ def test_wavelength_polynomial_spans_350_to_1000_nm_monotonically(pixels):
 
 def test_band_table_has_the_literature_band_positions():
     positions = {(b.element, round(b.center_nm)) for b in BANDS}
-    for element, centers in {"Nd": (575, 740, 794), "Pr": (444, 469, 482, 589), "Sm": (402,),
-                             "Er": (379, 523, 652), "Ho": (451, 537, 641), "Dy": (351, 365, 910),
-                             "Tm": (683, 790), "Eu": (394,), "Yb": (975,)}.items():
+    for element, centers in {
+        "Nd": (575, 740, 794),
+        "Pr": (444, 469, 482, 589),
+        "Sm": (402,),
+        "Er": (379, 523, 652),
+        "Ho": (451, 537, 641),
+        "Dy": (351, 365, 910),
+        "Tm": (683, 790),
+        "Eu": (394,),
+        "Yb": (975,),
+    }.items():
         for center in centers:
             assert (element, center) in positions
     assert not {b.element for b in BANDS} & {"La", "Ce", "Gd", "Lu", "Y"}

@@ -12,17 +12,17 @@ from the PC).
 from __future__ import annotations
 
 import pytest
+from _fake_bench import FakeFurnace, Journal, fake_recipe, fake_station, make_runner
 
 from daq.config import ConfigError, FurnaceProgram
 from daq.program import RAMP_DONE_TOLERANCE_C, FurnaceProgramRunner
 from drivers import NotConnected
 
-from _fake_bench import FakeFurnace, Journal, fake_recipe, fake_station, make_runner
-
 
 def program(*segments) -> FurnaceProgram:
-    return FurnaceProgram.model_validate({"segments": [{"ramp_C_per_min": r, "target_C": t, "dwell_min": d}
-                                                       for r, t, d in segments]})
+    return FurnaceProgram.model_validate(
+        {"segments": [{"ramp_C_per_min": r, "target_C": t, "dwell_min": d} for r, t, d in segments]}
+    )
 
 
 @pytest.fixture
@@ -67,12 +67,24 @@ def test_segments_follow_in_order_and_the_program_completes_once(furnace):
         step = runner.step(furnace, float(working), float(now_s))
         messages.append(step.message if step else None)
 
-    assert messages == ["segment 1: ramp 10 C/min to 110 C", "segment 1: reached 110 C, dwell 1 min",
-                        "segment 2: ramp 5 C/min to 450 C", "segment 2: reached 450 C, dwell 0 min",
-                        "segment 3: ramp 10 C/min to 200 C", "segment 3: reached 200 C, dwell 2 min",
-                        None, "program complete"]
-    assert writes(furnace) == ["rate limit 10", "setpoint 110", "rate limit 5", "setpoint 450",
-                               "rate limit 10", "setpoint 200"]  # a cooling segment is sent the same way
+    assert messages == [
+        "segment 1: ramp 10 C/min to 110 C",
+        "segment 1: reached 110 C, dwell 1 min",
+        "segment 2: ramp 5 C/min to 450 C",
+        "segment 2: reached 450 C, dwell 0 min",
+        "segment 3: ramp 10 C/min to 200 C",
+        "segment 3: reached 200 C, dwell 2 min",
+        None,
+        "program complete",
+    ]
+    assert writes(furnace) == [
+        "rate limit 10",
+        "setpoint 110",
+        "rate limit 5",
+        "setpoint 450",
+        "rate limit 10",
+        "setpoint 200",
+    ]  # a cooling segment is sent the same way
     assert runner.done and runner.describe() == "done"
     assert runner.step(furnace, 200.0, 10_000.0) is None and len(writes(furnace)) == 6  # nothing after the end
 
@@ -91,18 +103,32 @@ def test_a_failed_write_leaves_the_segment_unstarted_and_the_next_poll_sends_it_
 
 # -- the program inside a trial ----------------------------------------------------------------------------------
 
+
 def test_a_trial_sends_each_segment_once_in_order_with_its_rate_limit(run_trial, fake_bench):
     segments = ((10.0, 60.0, 1.0), (5.0, 110.0, 0.0), (10.0, 40.0, 1.0))
     outcome, trial = run_trial(fake_recipe(segments=segments))
 
     assert (outcome.exit_status, outcome.reason) == ("success", "program complete")
-    assert fake_bench.journal.of("furnace") == ["rate limit 10", "setpoint 60", "rate limit 5", "setpoint 110",
-                                                "rate limit 10", "setpoint 40", "safe state", "close"]
+    assert fake_bench.journal.of("furnace") == [
+        "rate limit 10",
+        "setpoint 60",
+        "rate limit 5",
+        "setpoint 110",
+        "rate limit 10",
+        "setpoint 40",
+        "safe state",
+        "close",
+    ]
     program_events = [m for _, source, m in trial.events if source == "program"]
-    assert program_events == ["segment 1: ramp 10 C/min to 60 C", "segment 1: reached 60 C, dwell 1 min",
-                              "segment 2: ramp 5 C/min to 110 C", "segment 2: reached 110 C, dwell 0 min",
-                              "segment 3: ramp 10 C/min to 40 C", "segment 3: reached 40 C, dwell 1 min",
-                              "program complete"]
+    assert program_events == [
+        "segment 1: ramp 10 C/min to 60 C",
+        "segment 1: reached 60 C, dwell 1 min",
+        "segment 2: ramp 5 C/min to 110 C",
+        "segment 2: reached 110 C, dwell 0 min",
+        "segment 3: ramp 10 C/min to 40 C",
+        "segment 3: reached 40 C, dwell 1 min",
+        "program complete",
+    ]
     assert trial.index("program complete") < trial.index("furnace in safe state")
     working = trial.tables["furnace"]["working_setpoint"]
     assert working.max() == 110.0 and working[-1] == 40.0  # the controller's ramp, as logged each poll
@@ -127,11 +153,15 @@ def test_a_program_write_that_fails_is_retried_on_the_next_poll(run_trial, fake_
     assert fake_bench.journal.of("furnace")[:3] == ["rate limit 10", "rate limit 10", "setpoint 60"]
 
 
-@pytest.mark.parametrize("segment, field", [((10.0, 1200.0, 1.0), "furnace.segments[0].target_C"),
-                                            ((20.0, 100.0, 1.0), "furnace.segments[0].ramp_C_per_min")])
+@pytest.mark.parametrize(
+    "segment, field",
+    [((10.0, 1200.0, 1.0), "furnace.segments[0].target_C"), ((20.0, 100.0, 1.0), "furnace.segments[0].ramp_C_per_min")],
+)
 def test_a_segment_beyond_the_station_limits_is_refused_before_any_instrument_is_touched(
-        tmp_path, synthetic_calibration, fake_bench, segment, field):
+    tmp_path, synthetic_calibration, fake_bench, segment, field
+):
     with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
-        make_runner(fake_recipe(segments=(segment,)), fake_station(), fake_bench, tmp_path / "data",
-                    synthetic_calibration)
+        make_runner(
+            fake_recipe(segments=(segment,)), fake_station(), fake_bench, tmp_path / "data", synthetic_calibration
+        )
     assert fake_bench.opened == [] and fake_bench.journal.entries == []

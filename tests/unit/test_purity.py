@@ -70,8 +70,9 @@ def test_detection_limit_policy_on_simulated_nnls_output():
     measured = np.maximum(truth + sigma * rng.standard_normal((20_000, 5)), 0.0)
     true_purity = oxide_purity(truth, ANALYTES, "Nd").purity[0]
     naive = oxide_purity(measured, ANALYTES, "Nd", sigma_g_per_L=np.tile(sigma, (20_000, 1)))
-    policy = oxide_purity(measured, ANALYTES, "Nd", sigma_g_per_L=np.tile(sigma, (20_000, 1)),
-                          detection_limit_g_per_L=3 * sigma)
+    policy = oxide_purity(
+        measured, ANALYTES, "Nd", sigma_g_per_L=np.tile(sigma, (20_000, 1)), detection_limit_g_per_L=3 * sigma
+    )
     naive_bias = naive.purity.mean() - true_purity
     policy_bias = policy.purity.mean() - true_purity
     assert naive_bias < -1e-3, "noise on three absent analytes reads as ~0.13 % impurity"
@@ -81,8 +82,13 @@ def test_detection_limit_policy_on_simulated_nnls_output():
     assert policy.below_detection_limit[:, 2:].mean() > 0.99
     assert not policy.below_detection_limit[:, 0].any(), "the target is never censored"
     # a censored analyte still contributes its uncertainty
-    without_absent = oxide_purity(measured, ANALYTES, "Nd", sigma_g_per_L=np.tile(sigma * [1, 1, 0, 0, 0], (20_000, 1)),
-                                  detection_limit_g_per_L=3 * sigma)
+    without_absent = oxide_purity(
+        measured,
+        ANALYTES,
+        "Nd",
+        sigma_g_per_L=np.tile(sigma * [1, 1, 0, 0, 0], (20_000, 1)),
+        detection_limit_g_per_L=3 * sigma,
+    )
     assert np.all(policy.purity_sigma > without_absent.purity_sigma)
 
 
@@ -105,8 +111,9 @@ def test_target_below_its_detection_limit_is_still_counted():
 
 def test_no_purity_when_the_cell_holds_no_rare_earths_to_speak_of():
     limits = np.full(5, 0.01)  # 3 sigma each: the total oxide of a blank has sigma ~0.009 g/L
-    blank_noise = np.array([[0.003, 0.0, 0.002, 0.0, 0.0], [0.0, 0.004, 0.0, 0.0, 0.0], [0.05, 0.0, 0, 0, 0],
-                            [1.0, 0.02, 0.0, 0.0, 0.0]])
+    blank_noise = np.array(
+        [[0.003, 0.0, 0.002, 0.0, 0.0], [0.0, 0.004, 0.0, 0.0, 0.0], [0.05, 0.0, 0, 0, 0], [1.0, 0.02, 0.0, 0.0, 0.0]]
+    )
     result = oxide_purity(blank_noise, ANALYTES, "Nd", detection_limit_g_per_L=limits)
     assert list(result.below_quantitation_limit) == [True, True, True, False]
     assert np.all(np.isnan(result.purity[:3])) and np.all(np.isnan(result.purity_lower_bound[:3]))
@@ -119,7 +126,8 @@ def test_no_purity_when_the_cell_holds_no_rare_earths_to_speak_of():
     assert list(with_sigma.below_quantitation_limit) == [True, True, False, False]
     assert np.all(np.isnan(with_sigma.purity_sigma[:2])) and np.isfinite(with_sigma.purity_sigma[2])
     assert with_sigma.quantitation_limit_g_per_L[0] == pytest.approx(
-        10 * np.sqrt(np.sum((0.001 * np.array([oxide_factor(a) for a in ANALYTES])) ** 2)))
+        10 * np.sqrt(np.sum((0.001 * np.array([oxide_factor(a) for a in ANALYTES])) ** 2))
+    )
     unbounded = oxide_purity(blank_noise, ANALYTES, "Nd")  # no sigma, no limits: no policy to apply
     assert not unbounded.below_quantitation_limit.any() and np.isnan(unbounded.quantitation_limit_g_per_L).all()
 
@@ -136,8 +144,13 @@ def test_policy_with_real_quantification_of_a_995_percent_product():
     """Whole chain: spectra of 99.5 % Nd2O3 (Pr impurity), NNLS, purity with and without the policy."""
     rng = np.random.default_rng(2)
     wl = np.linspace(350, 1000, 600)
-    bands = {"Nd": [(575, 5, .05), (740, 6, .045), (794, 5, .08)], "Pr": [(444, 4, .07), (469, 3, .03)],
-             "Sm": [(402, 3, .022)], "Er": [(379, 3, .045), (523, 3, .019)], "Ho": [(451, 4, .025), (537, 3, .022)]}
+    bands = {
+        "Nd": [(575, 5, 0.05), (740, 6, 0.045), (794, 5, 0.08)],
+        "Pr": [(444, 4, 0.07), (469, 3, 0.03)],
+        "Sm": [(402, 3, 0.022)],
+        "Er": [(379, 3, 0.045), (523, 3, 0.019)],
+        "Ho": [(451, 4, 0.025), (537, 3, 0.022)],
+    }
     S = np.array([sum(h * np.exp(-0.5 * ((wl - c) / w) ** 2) for c, w, h in bands[a]) for a in ANALYTES])
     cal = Calibration.from_sensitivity(wl, S, ANALYTES)
     nd = 15.0
@@ -153,13 +166,16 @@ def test_policy_with_real_quantification_of_a_995_percent_product():
     assert np.mean(np.abs(policy.purity - 0.995) <= 0.001) > 0.99
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(analytes=ANALYTES, target="La"), "target 'La' is not among the analytes"),
-    (dict(analytes=("Nd", "Qq", "Sm", "Er", "Ho"), target="Nd"), r"analytes\[1\]"),
-    (dict(analytes=ANALYTES[:4], target="Nd"), "concentration_g_per_L has shape"),
-    (dict(analytes=ANALYTES, target="Nd", sigma_g_per_L=np.ones((2, 5))), "sigma_g_per_L has shape"),
-    (dict(analytes=ANALYTES, target="Nd", detection_limit_g_per_L=np.ones(4)), "detection_limit_g_per_L"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(analytes=ANALYTES, target="La"), "target 'La' is not among the analytes"),
+        (dict(analytes=("Nd", "Qq", "Sm", "Er", "Ho"), target="Nd"), r"analytes\[1\]"),
+        (dict(analytes=ANALYTES[:4], target="Nd"), "concentration_g_per_L has shape"),
+        (dict(analytes=ANALYTES, target="Nd", sigma_g_per_L=np.ones((2, 5))), "sigma_g_per_L has shape"),
+        (dict(analytes=ANALYTES, target="Nd", detection_limit_g_per_L=np.ones(4)), "detection_limit_g_per_L"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         oxide_purity(np.ones((3, 5)), **kwargs)

@@ -21,6 +21,7 @@ RTOL = 1e-8
 
 # ----------------------------------------------------------------------------- problems
 
+
 def band_sensitivities(rng, K, P, wavelength_nm):
     """K positive spectra made of 1-4 Gaussian bands each (absorbance per g/L)."""
     S = np.zeros((K, P))
@@ -36,8 +37,9 @@ def make_calibration(rng, K, P, baseline_order, weighted=False, signed=False):
     wavelength_nm = np.linspace(350.0, 1000.0, P)
     S = rng.normal(0, 0.05, (K, P)) if signed else band_sensitivities(rng, K, P, wavelength_nm)
     weight = rng.uniform(0.2, 3.0, P) if weighted else None
-    return Calibration.from_sensitivity(wavelength_nm, S, ANALYTES[:K], baseline_order=baseline_order,
-                                        pixel_weight=weight)
+    return Calibration.from_sensitivity(
+        wavelength_nm, S, ANALYTES[:K], baseline_order=baseline_order, pixel_weight=weight
+    )
 
 
 def make_spectra(rng, cal, N, zero_fraction=0.3, noise=1e-3, baseline=0.02):
@@ -98,7 +100,7 @@ def lack_of_fit_reference(cal, y, conc, base) -> float:
     keep = np.isfinite(y) & (w > 0)
     v = np.r_[conc, base]
     e = np.where(keep, np.sqrt(w) * (np.where(keep, y, 0.0) - X @ v), np.nan)
-    free = np.r_[conc > 0, np.any(X != 0, axis=0)[len(conc):]]  # zero drift spectra are held at zero
+    free = np.r_[conc > 0, np.any(X != 0, axis=0)[len(conc) :]]  # zero drift spectra are held at zero
     s2 = np.nansum(e**2) / (keep.sum() - free.sum())
     steps = np.diff(e)  # NaN where either neighbour is masked
     noise2 = np.nanmean(steps**2) / 2
@@ -132,6 +134,7 @@ def numpy_sigma(cal, y, conc, base):
 
 # ----------------------------------------------------------------------------- random problems
 
+
 @pytest.mark.parametrize("baseline_order", [None, 0, 2])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_random_band_problems_match_scipy(baseline_order, weighted):
@@ -145,9 +148,16 @@ def test_random_band_problems_match_scipy(baseline_order, weighted):
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), K=st.integers(1, 9), P=st.integers(40, 300),
-       baseline_order=st.sampled_from([None, 0, 1, 2, 3]), zero_fraction=st.floats(0, 1),
-       signed=st.booleans(), weighted=st.booleans(), masked_fraction=st.sampled_from([0.0, 0.0, 0.05, 0.5]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    K=st.integers(1, 9),
+    P=st.integers(40, 300),
+    baseline_order=st.sampled_from([None, 0, 1, 2, 3]),
+    zero_fraction=st.floats(0, 1),
+    signed=st.booleans(),
+    weighted=st.booleans(),
+    masked_fraction=st.sampled_from([0.0, 0.0, 0.05, 0.5]),
+)
 def test_property_quantify_equals_scipy(seed, K, P, baseline_order, zero_fraction, signed, weighted, masked_fraction):
     rng = np.random.default_rng(seed)
     cal = make_calibration(rng, K, P, baseline_order, weighted=weighted, signed=signed)
@@ -261,13 +271,13 @@ def test_calibrated_model_solves_the_corrected_normal_equations():
         v = np.zeros(used.size)
         v[used] = lsq_linear(R, np.linalg.solve(R.T, r), bounds=(lower, np.inf), method="bvls", tol=1e-14).x
         assert relative_error(result.concentration_g_per_L[i], v[:K]) <= RTOL
-        assert np.allclose(result.quadratic_coefficients[i], v[K:K + 1], rtol=1e-7, atol=1e-12)
+        assert np.allclose(result.quadratic_coefficients[i], v[K : K + 1], rtol=1e-7, atol=1e-12)
         # sigma: residual of the fit over its dof, plus v'Gv, times inv of the corrected free block
         free = np.r_[v[:K] > 0, used[K:]]
         s2 = np.sum(model.w * (y - model.X @ v) ** 2) / (300 - free.sum())
         s2 *= max(1.0, lack_of_fit_reference(cal, y, v[:K], v[K:]))
         assert result.lack_of_fit[i] == pytest.approx(lack_of_fit_reference(cal, y, v[:K], v[K:]), rel=1e-6)
-        q = v[:K + 1] @ model.G @ v[:K + 1]
+        q = v[: K + 1] @ model.G @ v[: K + 1]
         inverse = np.linalg.inv(corrected[np.ix_(free, free)])
         position = np.cumsum(free) - 1
         for k in range(K):
@@ -290,6 +300,7 @@ def test_sigma_is_honest_for_noise_of_known_size():
 
 
 # ----------------------------------------------------------------------------- edge cases
+
 
 @pytest.mark.parametrize("baseline_order", [None, 2])
 def test_all_zero_spectrum_gives_zero_concentrations(baseline_order):
@@ -329,8 +340,9 @@ def test_masked_pixel_with_zero_weight_is_not_counted():
     wavelength_nm = np.linspace(350, 1000, 120)
     weight = np.ones(120)
     weight[:10] = 0.0
-    cal = Calibration.from_sensitivity(wavelength_nm, band_sensitivities(rng, 3, 120, wavelength_nm),
-                                       ANALYTES[:3], pixel_weight=weight)
+    cal = Calibration.from_sensitivity(
+        wavelength_nm, band_sensitivities(rng, 3, 120, wavelength_nm), ANALYTES[:3], pixel_weight=weight
+    )
     _, Y = make_spectra(rng, cal, 2)
     Y[:, :10] = np.nan
     result = quantify(Y, cal)
@@ -388,13 +400,14 @@ def test_spectrum_shape_must_match_the_calibration():
 
 # ----------------------------------------------------------------------------- fused counts kernel
 
+
 def counts_problem(rng, cal, N):
     P = cal.n_pixels
     lamp = 30000 * np.exp(-0.5 * ((cal.wavelength_nm - 700) / 250) ** 2) + 3000
     dark = 1000 + rng.normal(0, 3, P)
     reference = lamp + dark
     conc, A = make_spectra(rng, cal, N, noise=0.0)
-    counts = lamp * 10.0 ** -A + dark + rng.normal(0, 20, (N, P))
+    counts = lamp * 10.0**-A + dark + rng.normal(0, 20, (N, P))
     return counts, dark, reference
 
 
@@ -415,14 +428,14 @@ def test_counts_kernel_equals_numpy_absorbance_then_quantify(baseline_order):
     fused = quantify_counts(counts, dark, reference, cal, saturation_counts=65535)
     A = absorbance(counts, dark, reference, saturation_counts=65535)
     two_step = quantify(A, cal, reference=np.where(reference < 65535, reference - dark, np.nan))
-    assert np.allclose(fused.reference_shift_nm, two_step.reference_shift_nm, rtol=1e-8, atol=1e-12,
-                       equal_nan=True)
+    assert np.allclose(fused.reference_shift_nm, two_step.reference_shift_nm, rtol=1e-8, atol=1e-12, equal_nan=True)
     assert np.array_equal(fused.n_masked_pixels, two_step.n_masked_pixels)
     assert np.array_equal(fused.status, two_step.status)
     finite = np.isfinite(two_step.concentration_g_per_L)
     assert np.array_equal(finite, np.isfinite(fused.concentration_g_per_L))
-    assert np.allclose(fused.concentration_g_per_L[finite], two_step.concentration_g_per_L[finite],
-                       rtol=1e-10, atol=1e-12)
+    assert np.allclose(
+        fused.concentration_g_per_L[finite], two_step.concentration_g_per_L[finite], rtol=1e-10, atol=1e-12
+    )
     assert np.allclose(fused.sigma_g_per_L[finite], two_step.sigma_g_per_L[finite], rtol=1e-8)
     assert np.allclose(fused.residual_rms[1:], two_step.residual_rms[1:], rtol=1e-8, equal_nan=True)
     assert np.all(np.isnan(fused.concentration_g_per_L[4]))
@@ -433,12 +446,13 @@ def test_counts_kernel_one_component_and_rank_deficient():
     wavelength_nm = np.linspace(350, 1000, 256)
     S1 = band_sensitivities(rng, 1, 256, wavelength_nm)
     for S in (S1, np.vstack([S1, S1])):
-        cal = Calibration.from_sensitivity(wavelength_nm, S, ANALYTES[:len(S)], baseline_order=1)
+        cal = Calibration.from_sensitivity(wavelength_nm, S, ANALYTES[: len(S)], baseline_order=1)
         counts, dark, reference = counts_problem(rng, cal, 9)
         fused = quantify_counts(counts.astype(np.float32), dark, reference, cal)
         two_step = quantify(absorbance(counts.astype(np.float32), dark, reference), cal, reference=reference - dark)
-        assert np.allclose(fused.concentration_g_per_L.sum(axis=1), two_step.concentration_g_per_L.sum(axis=1),
-                           rtol=1e-10)
+        assert np.allclose(
+            fused.concentration_g_per_L.sum(axis=1), two_step.concentration_g_per_L.sum(axis=1), rtol=1e-10
+        )
         assert np.allclose(fused.residual_rms, two_step.residual_rms, rtol=1e-8)
 
 

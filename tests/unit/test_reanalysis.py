@@ -11,16 +11,16 @@ worker processes, a real scheduler, and a trial from the simulated bench.
 import hashlib
 import math
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from _trial_factory import corrupt_trial, metadata, sensitivity, write_calibration
 from click.testing import CliRunner
 
 import analysis
-from _trial_factory import corrupt_trial, metadata, sensitivity, write_calibration
 from daq import TrialWriter
 from daq.cli import cli
 from daq.pipeline import analyse_counts
@@ -34,9 +34,16 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def write_live_trial(path: Path, calibration: analysis.Calibration, rows: int = 300, *, seed: int = 1,
-                     exit_status: str | None = "success", dangling_dark_rows: int = 0,
-                     trial_id: str | None = None) -> Path:
+def write_live_trial(
+    path: Path,
+    calibration: analysis.Calibration,
+    rows: int = 300,
+    *,
+    seed: int = 1,
+    exit_status: str | None = "success",
+    dangling_dark_rows: int = 0,
+    trial_id: str | None = None,
+) -> Path:
     """A trial whose analysis rows were computed live, spectrum by spectrum, with ``calibration``.
 
     A new dark every 37 spectra, a second (scaled) reference after 60 % of the
@@ -51,7 +58,7 @@ def write_live_trial(path: Path, calibration: analysis.Calibration, rows: int = 
     truth = sensitivity(wavelength)
     meta = metadata(trial_id or path.stem, pixels=PIXELS, calibration=calibration, calibration_file="live-cal.h5")
     writer = TrialWriter(path, meta, flush_interval_s=0.05)
-    lamp = (50000.0 * np.exp(-0.5 * ((wavelength - 650.0) / 250.0) ** 2) + 3000.0)
+    lamp = 50000.0 * np.exp(-0.5 * ((wavelength - 650.0) / 250.0) ** 2) + 3000.0
     dark = (900.0 + rng.normal(0.0, 3.0, PIXELS)).astype(np.float32)
     reference = (dark + lamp).astype(np.float32)
     writer.append("dark", time=0.0, counts=dark, integration_time=0.02)
@@ -70,7 +77,7 @@ def write_live_trial(path: Path, calibration: analysis.Calibration, rows: int = 
             reference_index += 1
         progress = i / rows
         concentration = np.array([8.0 + 6.0 * progress, 2.5 * (1.0 - progress) + 0.05])
-        absorbance = concentration @ truth + 0.01 + 0.004 * x + 0.002 * x ** 2
+        absorbance = concentration @ truth + 0.01 + 0.004 * x + 0.002 * x**2
         light = (reference - dark) * 10.0 ** (-absorbance)
         counts = (dark + light + rng.normal(0.0, 1.0, PIXELS) * np.sqrt(light) * 0.5).astype(np.float32)
         flag = 0
@@ -81,17 +88,39 @@ def write_live_trial(path: Path, calibration: analysis.Calibration, rows: int = 
             counts[:] = np.nan
             flag = 1 | 4
         named_dark = dark_index + 1 if i >= rows - dangling_dark_rows else dark_index
-        writer.append("spectrometer", time=t, counts=counts, integration_time=0.02, averages=4,
-                      saturated_pixels=int(np.count_nonzero(counts >= FULL_SCALE)), dark_index=named_dark,
-                      reference_index=reference_index, flag=flag)
+        writer.append(
+            "spectrometer",
+            time=t,
+            counts=counts,
+            integration_time=0.02,
+            averages=4,
+            saturated_pixels=int(np.count_nonzero(counts >= FULL_SCALE)),
+            dark_index=named_dark,
+            reference_index=reference_index,
+            flag=flag,
+        )
         if flag & 1:
             nan_k = np.full(2, np.nan)
-            writer.append("analysis", time=t, concentration=nan_k, sigma=nan_k, purity=math.nan,
-                          purity_sigma=math.nan, residual_rms=math.nan)
+            writer.append(
+                "analysis",
+                time=t,
+                concentration=nan_k,
+                sigma=nan_k,
+                purity=math.nan,
+                purity_sigma=math.nan,
+                residual_rms=math.nan,
+            )
             continue
         live = analyse_counts(counts, dark, reference, calibration, "Nd", FULL_SCALE)
-        writer.append("analysis", time=t, concentration=live.concentration_g_per_L[0], sigma=live.sigma_g_per_L[0],
-                      purity=live.purity[0], purity_sigma=live.purity_sigma[0], residual_rms=live.residual_rms[0])
+        writer.append(
+            "analysis",
+            time=t,
+            concentration=live.concentration_g_per_L[0],
+            sigma=live.sigma_g_per_L[0],
+            purity=live.purity[0],
+            purity_sigma=live.purity_sigma[0],
+            residual_rms=live.residual_rms[0],
+        )
     if exit_status is not None:
         writer.close(exit_status)
     else:  # as a killed process leaves it: rows flushed, exit status "running", no writer lock held
@@ -117,24 +146,32 @@ def trials(tmp_path_factory, calibrations):
     """Two closed trials (one long enough for several row blocks) written with the live calibration."""
     folder = tmp_path_factory.mktemp("trials")
     live = analysis.Calibration.load(calibrations[0])
-    return [write_live_trial(folder / "T-long.h5", live, rows=2600, seed=1),
-            write_live_trial(folder / "T-short.h5", live, rows=300, seed=2)]
+    return [
+        write_live_trial(folder / "T-long.h5", live, rows=2600, seed=1),
+        write_live_trial(folder / "T-short.h5", live, rows=300, seed=2),
+    ]
 
 
 def live_analysis(path: Path) -> dict[str, np.ndarray]:
     with h5py.File(path, "r") as handle:
         group = handle["entry/analysis"]
-        return {name: group[name][()] for name in ("time", "concentration", "sigma", "purity", "purity_sigma",
-                                                   "residual_rms")}
+        return {
+            name: group[name][()]
+            for name in ("time", "concentration", "sigma", "purity", "purity_sigma", "residual_rms")
+        }
 
 
 def assert_reproduces_live(result, raw_path: Path, tolerance: float = 1e-9) -> None:
     live = live_analysis(raw_path)
     assert len(result.purity) == len(live["purity"])
     np.testing.assert_array_equal(result.time, live["time"])
-    for name, ours in (("purity", result.purity), ("purity_sigma", result.purity_sigma),
-                       ("concentration", result.concentration), ("sigma", result.sigma),
-                       ("residual_rms", result.residual_rms)):
+    for name, ours in (
+        ("purity", result.purity),
+        ("purity_sigma", result.purity_sigma),
+        ("concentration", result.concentration),
+        ("sigma", result.sigma),
+        ("residual_rms", result.residual_rms),
+    ):
         theirs = live[name]
         np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs), err_msg=f"{name}: NaN rows differ")
         finite = np.isfinite(theirs)
@@ -159,11 +196,12 @@ def test_same_calibration_reproduces_the_live_results_to_1e9(tmp_path, trials, c
 def test_a_dask_localcluster_gives_the_same_results_as_the_plain_loop(tmp_path, trials, calibrations):
     from distributed import Client, LocalCluster
 
-    plain = reanalyze(trials, calibrations[1], tmp_path / "plain", workers=0, progress=False)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        report = reanalyze(trials, calibrations[1], tmp_path / "dask", client=client, block_rows=1024,
-                           progress=False)
+    reanalyze(trials, calibrations[1], tmp_path / "plain", workers=0, progress=False)
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        report = reanalyze(trials, calibrations[1], tmp_path / "dask", client=client, block_rows=1024, progress=False)
         assert client.status == "running"  # a client we gave is left open
     assert report.exit_code == 0, [(o.status, o.message) for o in report.outcomes]
     assert report.executed_by.startswith("dask client of inproc://")
@@ -193,31 +231,55 @@ def test_a_new_calibration_changes_the_results_and_the_provenance_says_so(tmp_pa
 
 
 def test_result_file_is_nexus_with_units_and_provenance(tmp_path, trials, calibrations):
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     reanalyze(trials[1:], calibrations[1], tmp_path, workers=0, progress=False)
-    finished = datetime.now(timezone.utc)
+    finished = datetime.now(UTC)
     path = tmp_path / "T-short.reanalysis.h5"
     with h5py.File(path, "r") as handle:
         process = handle["entry/reanalysis"]
         assert handle["entry"].attrs["NX_class"] == "NXentry" and process.attrs["NX_class"] == "NXprocess"
-        for name in ("time", "concentration", "sigma", "purity", "purity_sigma", "residual_rms", "masked_pixels",
-                     "flag", "analytes", "program", "version", "date"):
+        for name in (
+            "time",
+            "concentration",
+            "sigma",
+            "purity",
+            "purity_sigma",
+            "residual_rms",
+            "masked_pixels",
+            "flag",
+            "analytes",
+            "program",
+            "version",
+            "date",
+        ):
             assert "units" in process[name].attrs, name
         assert process["purity"].attrs["units"] == "1" and process["concentration"].attrs["units"] == "g/L"
         assert process["residual_rms"].attrs["units"] == "absorbance" and process["time"].attrs["units"] == "s"
         assert handle["entry/purity"].attrs["signal"] == "purity"
         assert handle["entry/purity/purity"] == process["purity"]
         attrs = dict(process.attrs)
-    for key in ("raw_file", "raw_trial_id", "raw_sha256", "calibration_id", "calibration_file", "software_version",
-                "parameters", "created_utc", "target_element", "covered_elements"):
+    for key in (
+        "raw_file",
+        "raw_trial_id",
+        "raw_sha256",
+        "calibration_id",
+        "calibration_file",
+        "software_version",
+        "parameters",
+        "created_utc",
+        "target_element",
+        "covered_elements",
+    ):
         assert attrs[key] not in ("", None), key
     created = datetime.fromisoformat(attrs["created_utc"])
     assert created.utcoffset().total_seconds() == 0 and started <= created <= finished
     assert attrs["raw_sha256"] == raw_checksum(trials[1])
     assert '"saturation_counts": 65535.0' in attrs["parameters"]
     lines = (tmp_path / "summary.csv").read_text().splitlines()
-    assert lines[0] == ("trial,sample,final_purity,mean_purity,covered_elements,rows,status,trial_state,target,"
-                        "calibration_id,result_file,raw_file,message,final_lack_of_fit,model_mismatch_fraction")
+    assert lines[0] == (
+        "trial,sample,final_purity,mean_purity,covered_elements,rows,status,trial_state,target,"
+        "calibration_id,result_file,raw_file,message,final_lack_of_fit,model_mismatch_fraction"
+    )
     assert lines[1].startswith("T-short,NdPr lot 7,0.9") and ",Nd Pr,300,reanalysed,success,Nd," in lines[1]
 
 
@@ -234,8 +296,7 @@ def test_second_run_skips_what_is_done_and_force_redoes_it(tmp_path, trials, cal
     assert all(o.result_file.stat().st_mtime_ns != stamps[o.trial_id] for o in forced.outcomes)
     other_calibration = reanalyze(trials[1:], calibrations[0], out, workers=0, progress=False)
     assert other_calibration.outcomes[0].status == "reanalysed"
-    other_saturation = reanalyze(trials[1:], calibrations[0], out, workers=0, progress=False,
-                                 saturation_counts=60000.0)
+    other_saturation = reanalyze(trials[1:], calibrations[0], out, workers=0, progress=False, saturation_counts=60000.0)
     assert other_saturation.outcomes[0].status == "reanalysed"
 
 
@@ -249,8 +310,11 @@ def test_changed_raw_counts_are_not_taken_for_done(tmp_path, trials, calibration
         handle["entry/instrument/spectrometer/counts"][200, 30] += 1.0
     report = reanalyze([copy], calibrations[1], out, workers=0, progress=False)
     assert report.outcomes[0].status == "reanalysed"
-    assert read_result(out / "T-short.reanalysis.h5").provenance["raw_sha256"] == raw_checksum(copy) \
+    assert (
+        read_result(out / "T-short.reanalysis.h5").provenance["raw_sha256"]
+        == raw_checksum(copy)
         != raw_checksum(trials[1])
+    )
 
 
 def test_corrupt_missing_and_unsuitable_files_are_reported_while_the_others_succeed(tmp_path, trials, calibrations):
@@ -261,12 +325,27 @@ def test_corrupt_missing_and_unsuitable_files_are_reported_while_the_others_succ
     with h5py.File(other_instrument, "r+") as handle:
         handle["entry/instrument/spectrometer/wavelength"][0] = 300.0
     before = sha256_of(trials[1])
-    result = CliRunner().invoke(cli, ["reanalyze", str(bad), str(trials[1]), str(missing), str(other_instrument),
-                                      "--calibration", str(calibrations[1]), "--out", str(tmp_path / "out"),
-                                      "--workers", "0"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "reanalyze",
+            str(bad),
+            str(trials[1]),
+            str(missing),
+            str(other_instrument),
+            "--calibration",
+            str(calibrations[1]),
+            "--out",
+            str(tmp_path / "out"),
+            "--workers",
+            "0",
+        ],
+    )
     assert result.exit_code == 1, result.output
-    statuses = {line.split(",")[0]: line.split(",")[6]
-                for line in (tmp_path / "out" / "summary.csv").read_text().splitlines()[1:]}
+    statuses = {
+        line.split(",")[0]: line.split(",")[6]
+        for line in (tmp_path / "out" / "summary.csv").read_text().splitlines()[1:]
+    }
     assert statuses == {"bad": "failed", "T-short": "reanalysed", "missing": "failed", "other": "failed"}
     assert "bad.h5: damaged" in result.output
     assert "missing.h5: no such trial file" in result.output
@@ -297,8 +376,12 @@ def test_an_interrupted_trial_is_reanalysed_as_far_as_it_goes_and_marked(tmp_pat
     raw = write_live_trial(tmp_path / "cut.h5", live, rows=120, exit_status=None, dangling_dark_rows=2)
     report = reanalyze([raw], calibrations[0], tmp_path / "out", workers=0, progress=False)
     outcome = report.outcomes[0]
-    assert (outcome.status, outcome.trial_state, outcome.rows, report.exit_code) == \
-        ("reanalysed-partial", "interrupted", 120, 0)
+    assert (outcome.status, outcome.trial_state, outcome.rows, report.exit_code) == (
+        "reanalysed-partial",
+        "interrupted",
+        120,
+        0,
+    )
     result = read_result(outcome.result_file)
     assert result.provenance["raw_state"] == "interrupted" and result.provenance["raw_complete"] is False
     assert result.provenance["rows_without_dark_or_reference"] == 2
@@ -316,8 +399,9 @@ def test_ctrl_c_leaves_no_half_written_result_and_a_new_run_continues(tmp_path, 
 
     before = {p: sha256_of(p) for p in trials}
     with pytest.raises(KeyboardInterrupt):
-        reanalyze(trials[::-1], calibrations[1], out, workers=0, block_rows=1024, progress=False,
-                  on_block=interrupt_mid_trial)
+        reanalyze(
+            trials[::-1], calibrations[1], out, workers=0, block_rows=1024, progress=False, on_block=interrupt_mid_trial
+        )
     assert sorted(p.name for p in out.iterdir()) == ["T-short.reanalysis.h5", "summary.csv"]
     summary = (out / "summary.csv").read_text()
     assert ",reanalysed," in summary and ",not-done," in summary
@@ -356,8 +440,21 @@ def test_folders_expand_to_their_trial_files(tmp_path, trials):
 
 
 def test_cli_refuses_workers_with_scheduler_and_a_bad_calibration(tmp_path, trials):
-    both = CliRunner().invoke(cli, ["reanalyze", str(trials[1]), "--calibration", "x.h5", "--out", str(tmp_path),
-                                    "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"])
+    both = CliRunner().invoke(
+        cli,
+        [
+            "reanalyze",
+            str(trials[1]),
+            "--calibration",
+            "x.h5",
+            "--out",
+            str(tmp_path),
+            "--workers",
+            "2",
+            "--scheduler",
+            "tcp://127.0.0.1:1",
+        ],
+    )
     assert both.exit_code == 2 and "not both" in both.output
     from daq.cli import main
 
@@ -395,7 +492,10 @@ def test_reanalyze_refuses_at_once_in_a_child_that_is_importing_the_main_script(
     import multiprocessing
 
     monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
-    with pytest.raises(RuntimeError, match=r'^reanalyze was called while a child process .* put the call under '
-                                           r'`if __name__ == "__main__":`$'):
+    with pytest.raises(
+        RuntimeError,
+        match=r"^reanalyze was called while a child process .* put the call under "
+        r'`if __name__ == "__main__":`$',
+    ):
         reanalyze([tmp_path], tmp_path / "no-calibration.h5", tmp_path / "out", workers=0)
     assert not (tmp_path / "out").exists()

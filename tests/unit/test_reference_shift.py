@@ -14,13 +14,18 @@ from analysis import Calibration, absorbance, quantify, quantify_counts
 
 P = 2048
 WAVELENGTH_NM = np.linspace(350.0, 1000.0, P)
-BANDS = {"Nd": ((575.0, 4.2, 0.05), (740.0, 5.1, 0.03), (794.0, 4.2, 0.06)),
-         "Pr": ((444.0, 3.4, 0.07), (469.0, 2.5, 0.03), (589.0, 3.0, 0.015))}
+BANDS = {
+    "Nd": ((575.0, 4.2, 0.05), (740.0, 5.1, 0.03), (794.0, 4.2, 0.06)),
+    "Pr": ((444.0, 3.4, 0.07), (469.0, 2.5, 0.03), (589.0, 3.0, 0.015)),
+}
 
 
 def bands(wavelength_nm, concentration):
-    return sum(c * h * np.exp(-0.5 * ((wavelength_nm - centre) / sigma) ** 2)
-               for (name, c) in zip(BANDS, concentration) for centre, sigma, h in BANDS[name])
+    return sum(
+        c * h * np.exp(-0.5 * ((wavelength_nm - centre) / sigma) ** 2)
+        for (name, c) in zip(BANDS, concentration)
+        for centre, sigma, h in BANDS[name]
+    )
 
 
 def lamp(wavelength_nm):

@@ -14,10 +14,19 @@ from drivers.sim._furnace_plant import FurnaceModel
 from drivers.sim.furnace import RegisterBank, RtuResponder, crc16
 
 DESIGN_ADDRESSES = {
-    "process_value": 1, "target_setpoint": 2, "output_power": 3, "working_output": 4, "working_setpoint": 5,
+    "process_value": 1,
+    "target_setpoint": 2,
+    "output_power": 3,
+    "working_output": 4,
+    "working_setpoint": 5,
     "program_status": 23,
-    "remote_setpoint": 26, "setpoint_rate_limit": 35, "status_word": 75, "ident": 122, "instrument_mode": 199,
-    "auto_manual": 273, "decimal_places": 525,
+    "remote_setpoint": 26,
+    "setpoint_rate_limit": 35,
+    "status_word": 75,
+    "ident": 122,
+    "instrument_mode": 199,
+    "auto_manual": 273,
+    "decimal_places": 525,
 }
 
 
@@ -67,17 +76,20 @@ def _write_variant(tmp_path, old, new):
     return path
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ("[registers.ident]\naddress = 122", "[registers.ident]\naddress = 75", "share an address"),
-    ("[registers.ident]", "[registers.not_ident]", "required register 'ident'"),
-    ('live = "remote_setpoint"', 'live = "target_setpoint"', "EEPROM"),
-    ("tuning = 8", "tuning = 9", "distinct bit"),
-    ("program_end = 9\n", "", "lacks program_end"),
-    ('area = "integer"', 'area = "bcd"', "area"),
-    ('decimals = "display"', 'decimals = "lots"', "decimals"),
-    ("min = 0.0                         # heat-only output\n", "", "needs min and max"),
-    ("max = 100.0\ndescription = \"Output power", "max = -1.0\ndescription = \"Output power", "min <= max"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("[registers.ident]\naddress = 122", "[registers.ident]\naddress = 75", "share an address"),
+        ("[registers.ident]", "[registers.not_ident]", "required register 'ident'"),
+        ('live = "remote_setpoint"', 'live = "target_setpoint"', "EEPROM"),
+        ("tuning = 8", "tuning = 9", "distinct bit"),
+        ("program_end = 9\n", "", "lacks program_end"),
+        ('area = "integer"', 'area = "bcd"', "area"),
+        ('decimals = "display"', 'decimals = "lots"', "decimals"),
+        ("min = 0.0                         # heat-only output\n", "", "needs min and max"),
+        ('max = 100.0\ndescription = "Output power', 'max = -1.0\ndescription = "Output power', "min <= max"),
+    ],
+)
 def test_a_broken_map_is_refused_naming_the_file(tmp_path, old, new, message):
     path = _write_variant(tmp_path, old, new)
     with pytest.raises(ValueError, match=message) as error:
@@ -93,17 +105,28 @@ def _variant_error(tmp_path, old, new) -> MapError:
     return error.value
 
 
-@pytest.mark.parametrize("old, new, field, count", [
-    ("[registers.process_value]\naddress = 1", "[registers.process_value]\nadress = 1",
-     "registers.process_value.adress", 2),  # and registers.process_value.address: missing required key
-    ("[encoding]", "[encodeing]", "encodeing", 1),
-    ('maker = "Eurotherm"', 'maker = "Eurotherm"\nmakers = "Eurotherm"', "instrument.makers", 1),
-    ('units = "percent"', 'unit = "percent"', "registers.output_power.unit", 1),
-    ("sensor_break = 5", "sensor_brake = 5", "status_bits.sensor_brake", 1),
-    ("complete = 16", "completed = 16", "program_status.completed", 1),
-    ("float_base = 0x8000\n", 'float_base = 0x8000\ndisplay_decimals = "decimal_places"\n',
-     "encoding.display_decimals", 1),  # a key nothing read is gone from the format
-])
+@pytest.mark.parametrize(
+    "old, new, field, count",
+    [
+        (
+            "[registers.process_value]\naddress = 1",
+            "[registers.process_value]\nadress = 1",
+            "registers.process_value.adress",
+            2,
+        ),  # and registers.process_value.address: missing required key
+        ("[encoding]", "[encodeing]", "encodeing", 1),
+        ('maker = "Eurotherm"', 'maker = "Eurotherm"\nmakers = "Eurotherm"', "instrument.makers", 1),
+        ('units = "percent"', 'unit = "percent"', "registers.output_power.unit", 1),
+        ("sensor_break = 5", "sensor_brake = 5", "status_bits.sensor_brake", 1),
+        ("complete = 16", "completed = 16", "program_status.completed", 1),
+        (
+            "float_base = 0x8000\n",
+            'float_base = 0x8000\ndisplay_decimals = "decimal_places"\n',
+            "encoding.display_decimals",
+            1,
+        ),  # a key nothing read is gone from the format
+    ],
+)
 def test_a_map_with_a_misspelt_key_fails_to_load_with_file_field_unknown_key(tmp_path, old, new, field, count):
     path = _write_variant(tmp_path, old, new)
     with pytest.raises(MapError) as error:
@@ -121,36 +144,66 @@ def test_the_keys_nothing_read_are_refused_and_gone_from_the_shipped_maps(tmp_pa
     assert load_register_map("eurotherm-2400").maker == "Eurotherm"  # read: Eurotherm.ident names the maker
 
 
-@pytest.mark.parametrize("old, new, field, words", [
-    ("[registers.ident]\naddress = 122", "[registers.ident]\naddress = 65536", "registers.ident.address",
-     ["less than or equal to 65535"]),
-    ("[registers.ident]\naddress = 122", "[registers.ident]\naddress = -1", "registers.ident.address",
-     ["greater than or equal to 0"]),
-    ("[registers.ident]\naddress = 122", "[registers.ident]\naddress = 40000", "registers.ident.address",
-     ["below encoding.float_base 32768"]),
-    ("[registers.ident]\naddress = 122", "[registers.ident]\naddress = 122.0", "registers.ident.address",
-     ["valid integer"]),
-    ("[registers.ident]\naddress = 122", "[registers.ident]\naddress = true", "registers.ident.address",
-     ["not a boolean"]),
-    ("decimals = 1", "decimals = 5", "registers.output_power.decimals", ['0..4 or "display"']),
-    ("tuning = 8", "tuning = 16", "status_bits.tuning", ["less than or equal to 15"]),
-    ("single_write_function = 6", "single_write_function = 3", "encoding.single_write_function", ["6", "16"]),
-    ("float_base = 0x8000", "float_base = 0x10000", "encoding.float_base", ["65535"]),
-    ("high_C = 1372.0", "high_C = inf", "input_range.high_C", ["finite"]),
-    ("high_C = 1372.0", "high_C = -250.0", "input_range.high_C", ["above low_C"]),
-    ("min = 0\nmax = 1\n", "min = 0\nmax = 70000\n", "registers.auto_manual.max", ["integer 0..65535"]),
-    ("max = 100.0\ndescription = \"Output power", "max = 1e12\ndescription = \"Output power",
-     "registers.output_power.max", ["less than or equal to"]),
-    ('"0x2480" = "2408"', '"0x2480" = "2409"', "instrument.ident_codes.0x2480", ["not in instrument.models"]),
-    ('"0x2480" = "2408"', '"0x1_0000" = "2408"', "instrument.ident_codes.0x1_0000", ["65535"]),
-    ('models = ["2400", "2404", "2408", "2416"]', "models = []", "instrument.models", ["at least 1"]),
-    ('area = "integer"', 'area = "bcd"', "encoding.area", ["'integer' or 'float'"]),
-    ("eeprom = false", "eeprom = 0", "registers.remote_setpoint.eeprom", ["boolean"]),
-    ('[registers.instrument_mode]\naddress = 199\naccess = "r"\nkind = "word"',
-     '[registers.instrument_mode]\naddress = 199\naccess = "r"\nkind = "word"\ndecimals = 1',
-     "registers.instrument_mode.decimals", ["only for analog registers"]),
-    ('[registers.ident]', '[registers.Ident]', "registers.Ident", ["pattern"]),
-])
+@pytest.mark.parametrize(
+    "old, new, field, words",
+    [
+        (
+            "[registers.ident]\naddress = 122",
+            "[registers.ident]\naddress = 65536",
+            "registers.ident.address",
+            ["less than or equal to 65535"],
+        ),
+        (
+            "[registers.ident]\naddress = 122",
+            "[registers.ident]\naddress = -1",
+            "registers.ident.address",
+            ["greater than or equal to 0"],
+        ),
+        (
+            "[registers.ident]\naddress = 122",
+            "[registers.ident]\naddress = 40000",
+            "registers.ident.address",
+            ["below encoding.float_base 32768"],
+        ),
+        (
+            "[registers.ident]\naddress = 122",
+            "[registers.ident]\naddress = 122.0",
+            "registers.ident.address",
+            ["valid integer"],
+        ),
+        (
+            "[registers.ident]\naddress = 122",
+            "[registers.ident]\naddress = true",
+            "registers.ident.address",
+            ["not a boolean"],
+        ),
+        ("decimals = 1", "decimals = 5", "registers.output_power.decimals", ['0..4 or "display"']),
+        ("tuning = 8", "tuning = 16", "status_bits.tuning", ["less than or equal to 15"]),
+        ("single_write_function = 6", "single_write_function = 3", "encoding.single_write_function", ["6", "16"]),
+        ("float_base = 0x8000", "float_base = 0x10000", "encoding.float_base", ["65535"]),
+        ("high_C = 1372.0", "high_C = inf", "input_range.high_C", ["finite"]),
+        ("high_C = 1372.0", "high_C = -250.0", "input_range.high_C", ["above low_C"]),
+        ("min = 0\nmax = 1\n", "min = 0\nmax = 70000\n", "registers.auto_manual.max", ["integer 0..65535"]),
+        (
+            'max = 100.0\ndescription = "Output power',
+            'max = 1e12\ndescription = "Output power',
+            "registers.output_power.max",
+            ["less than or equal to"],
+        ),
+        ('"0x2480" = "2408"', '"0x2480" = "2409"', "instrument.ident_codes.0x2480", ["not in instrument.models"]),
+        ('"0x2480" = "2408"', '"0x1_0000" = "2408"', "instrument.ident_codes.0x1_0000", ["65535"]),
+        ('models = ["2400", "2404", "2408", "2416"]', "models = []", "instrument.models", ["at least 1"]),
+        ('area = "integer"', 'area = "bcd"', "encoding.area", ["'integer' or 'float'"]),
+        ("eeprom = false", "eeprom = 0", "registers.remote_setpoint.eeprom", ["boolean"]),
+        (
+            '[registers.instrument_mode]\naddress = 199\naccess = "r"\nkind = "word"',
+            '[registers.instrument_mode]\naddress = 199\naccess = "r"\nkind = "word"\ndecimals = 1',
+            "registers.instrument_mode.decimals",
+            ["only for analog registers"],
+        ),
+        ("[registers.ident]", "[registers.Ident]", "registers.Ident", ["pattern"]),
+    ],
+)
 def test_out_of_range_or_mistyped_values_are_refused_naming_file_and_field(tmp_path, old, new, field, words):
     error = _variant_error(tmp_path, old, new)
     message = str(error)
@@ -160,24 +213,28 @@ def test_out_of_range_or_mistyped_values_are_refused_naming_file_and_field(tmp_p
 
 
 def test_every_problem_of_a_map_file_is_reported_at_once_one_line_each(tmp_path):
-    path = _write_variant(tmp_path, "[registers.process_value]\naddress = 1",
-                          "[registers.process_value]\nadress = 1")
-    path.write_text(path.read_text().replace("tuning = 8", "tuning = 99").replace('area = "integer"', 'area = 5'))
+    path = _write_variant(tmp_path, "[registers.process_value]\naddress = 1", "[registers.process_value]\nadress = 1")
+    path.write_text(path.read_text().replace("tuning = 8", "tuning = 99").replace('area = "integer"', "area = 5"))
     with pytest.raises(MapError) as error:
         load_register_map(path)
     lines = str(error.value).splitlines()
     assert len(lines) == len(error.value.problems) == 4  # adress unknown, address missing, tuning, area
     assert all(line.startswith(f"{path}: ") for line in lines)
     fields = {problem.split(":", 1)[0] for problem in error.value.problems}
-    assert fields == {"registers.process_value.adress", "registers.process_value.address", "status_bits.tuning",
-                      "encoding.area"}
+    assert fields == {
+        "registers.process_value.adress",
+        "registers.process_value.address",
+        "status_bits.tuning",
+        "encoding.area",
+    }
 
 
 def test_a_file_that_is_not_a_register_map_gets_one_message():
     with pytest.raises(MapError) as error:
         load_register_map(find_map("scpi-spectrometer"))
-    assert error.value.problems == ("registers: missing table [registers]: not a register map (a register map has "
-                                    "one, or extends a map that has)",)
+    assert error.value.problems == (
+        "registers: missing table [registers]: not a register map (a register map has one, or extends a map that has)",
+    )
 
 
 # -- extends ----------------------------------------------------------------------------------
@@ -220,7 +277,11 @@ def test_a_child_states_only_what_differs_tables_merge_and_other_values_replace(
     (tmp_path / "acme-9000.toml").write_text(CHILD)
     parent, child = load_register_map(tmp_path / "eurotherm-2400.toml"), load_register_map(tmp_path / "acme-9000.toml")
     assert (child.name, child.family, child.models, dict(child.ident_codes)) == (
-        "acme-9000", "9000", ("9000", "9001"), {0x9001: "9001"})  # never inherited
+        "acme-9000",
+        "9000",
+        ("9000", "9001"),
+        {0x9001: "9001"},
+    )  # never inherited
     assert (child.maker, child.description, child.area) == (parent.maker, parent.description, parent.area)
     rate = child["setpoint_rate_limit"]
     assert rate == dataclasses.replace(parent["setpoint_rate_limit"], maximum=99.9)
@@ -235,8 +296,10 @@ def test_a_child_must_state_which_instruments_it_is_for(tmp_path):
     (tmp_path / "child.toml").write_text('extends = "eurotherm-2400"\n\n[encoding]\narea = "float"\n')
     with pytest.raises(MapError) as error:
         load_register_map(tmp_path / "child.toml")
-    assert set(error.value.problems) == {"instrument.family: missing required key",
-                                         "instrument.models: missing required key"}
+    assert set(error.value.problems) == {
+        "instrument.family: missing required key",
+        "instrument.models: missing required key",
+    }
 
 
 def test_a_child_is_checked_as_merged_and_its_own_misspelling_names_its_file(tmp_path):
@@ -259,15 +322,21 @@ def test_extends_by_path_relative_to_the_child_and_by_a_name_in_hardware_maps(tm
     assert load_register_map(tmp_path / "by-name.toml")["ident"].address == 122
 
 
-@pytest.mark.parametrize("files, load, words", [
-    ({"a": 'extends = "b"\n', "b": 'extends = "a"\n'}, "a", ["b.toml: extends: a cycle: a -> b -> a"]),
-    ({"a": 'extends = "a"\n'}, "a", ["a.toml: extends: a cycle: a -> a"]),
-    ({"a": 'extends = "b"\n', "b": 'extends = "c"\n', "c": 'extends = "b"\n'}, "a",
-     ["c.toml: extends: a cycle: a -> b -> c -> b"]),
-    ({"a": 'extends = "no-such-map"\n'}, "a", ["a.toml: extends: no register map 'no-such-map'", "known:"]),
-    ({"a": 'extends = "../../etc/passwd"\n'}, "a", ["a.toml: extends: no register map"]),
-    ({"a": "extends = 5\n"}, "a", ["a.toml: extends: must be the name or path of a register map (got 5)"]),
-])
+@pytest.mark.parametrize(
+    "files, load, words",
+    [
+        ({"a": 'extends = "b"\n', "b": 'extends = "a"\n'}, "a", ["b.toml: extends: a cycle: a -> b -> a"]),
+        ({"a": 'extends = "a"\n'}, "a", ["a.toml: extends: a cycle: a -> a"]),
+        (
+            {"a": 'extends = "b"\n', "b": 'extends = "c"\n', "c": 'extends = "b"\n'},
+            "a",
+            ["c.toml: extends: a cycle: a -> b -> c -> b"],
+        ),
+        ({"a": 'extends = "no-such-map"\n'}, "a", ["a.toml: extends: no register map 'no-such-map'", "known:"]),
+        ({"a": 'extends = "../../etc/passwd"\n'}, "a", ["a.toml: extends: no register map"]),
+        ({"a": "extends = 5\n"}, "a", ["a.toml: extends: must be the name or path of a register map (got 5)"]),
+    ],
+)
 def test_cycles_and_missing_parents_are_clear_errors(tmp_path, files, load, words):
     for stem, content in files.items():
         (tmp_path / f"{stem}.toml").write_text(content)
@@ -290,8 +359,10 @@ def test_a_broken_parent_is_reported_with_the_parent_file(tmp_path):
 def test_every_shipped_map_loads_and_says_which_models_it_covers():
     names = known_maps("registers")
     assert names == ["eurotherm-2400", "eurotherm-3200"]  # the 3200 map counts although it extends
-    assert register_map_models() == {"eurotherm-2400": ("2400", "2404", "2408", "2416"),
-                                     "eurotherm-3200": ("3200", "3204", "3208", "3216")}
+    assert register_map_models() == {
+        "eurotherm-2400": ("2400", "2404", "2408", "2416"),
+        "eurotherm-3200": ("3200", "3204", "3208", "3216"),
+    }
     for name in names:
         regmap = load_register_map(name)
         assert set(regmap.ident_codes.values()) <= set(regmap.models) and regmap.family in regmap.models
@@ -310,45 +381,161 @@ def test_the_3200_map_states_only_what_differs_from_the_2400_map():
 #: minimum, maximum, eeprom, description).
 PREVIOUS_REGISTERS = {
     "process_value": (1, "r", "analog", "display", "degC", -200.0, 1372.0, False, "PV: measured temperature"),
-    "target_setpoint": (2, "rw", "analog", "display", "degC", 0.0, 1200.0, True,
-                        "Target setpoint: reads the active setpoint (remote when comms SP is in use); a write goes "
-                        "to SP1 in EEPROM"),
-    "output_power": (3, "r", "analog", 1, "percent", 0.0, 100.0, False,
-                     "Output power, 0-100 % (writable on the instrument only in manual; not used)"),
-    "working_output": (4, "r", "analog", 1, "percent", 0.0, 100.0, False,
-                       "Working output, 0-100 % (read in the poll block 1-5; publicly listed address, verify)"),
-    "working_setpoint": (5, "r", "analog", "display", "degC", 0.0, 1200.0, False,
-                         "Working setpoint: the rate-limited setpoint the PID is using now"),
-    "alarm_1_setpoint": (13, "rw", "analog", "display", "degC", 0.0, 1300.0, True,
-                         "Alarm 1 threshold (configured as full-scale high)"),
-    "alarm_2_setpoint": (14, "rw", "analog", "display", "degC", 0.0, 500.0, True,
-                         "Alarm 2 threshold (configured as deviation high: PV - working SP)"),
+    "target_setpoint": (
+        2,
+        "rw",
+        "analog",
+        "display",
+        "degC",
+        0.0,
+        1200.0,
+        True,
+        "Target setpoint: reads the active setpoint (remote when comms SP is in use); a write goes to SP1 in EEPROM",
+    ),
+    "output_power": (
+        3,
+        "r",
+        "analog",
+        1,
+        "percent",
+        0.0,
+        100.0,
+        False,
+        "Output power, 0-100 % (writable on the instrument only in manual; not used)",
+    ),
+    "working_output": (
+        4,
+        "r",
+        "analog",
+        1,
+        "percent",
+        0.0,
+        100.0,
+        False,
+        "Working output, 0-100 % (read in the poll block 1-5; publicly listed address, verify)",
+    ),
+    "working_setpoint": (
+        5,
+        "r",
+        "analog",
+        "display",
+        "degC",
+        0.0,
+        1200.0,
+        False,
+        "Working setpoint: the rate-limited setpoint the PID is using now",
+    ),
+    "alarm_1_setpoint": (
+        13,
+        "rw",
+        "analog",
+        "display",
+        "degC",
+        0.0,
+        1300.0,
+        True,
+        "Alarm 1 threshold (configured as full-scale high)",
+    ),
+    "alarm_2_setpoint": (
+        14,
+        "rw",
+        "analog",
+        "display",
+        "degC",
+        0.0,
+        500.0,
+        True,
+        "Alarm 2 threshold (configured as deviation high: PV - working SP)",
+    ),
     "program_status": (23, "r", "word", None, "", None, None, False, "Programmer status, see [program_status]"),
     "setpoint_1": (24, "rw", "analog", "display", "degC", 0.0, 1200.0, True, "SP1, the local setpoint (EEPROM)"),
-    "remote_setpoint": (26, "rw", "analog", "display", "degC", 0.0, 1200.0, False,
-                        "Remote (comms) setpoint, RAM; active when remote SP is enabled in configuration"),
-    "setpoint_rate_limit": (35, "rw", "analog", "display", "degC/min", 0.0, 999.9, True,
-                            "Setpoint rate limit, 0 = off (units per minute as configured; verify rate units)"),
+    "remote_setpoint": (
+        26,
+        "rw",
+        "analog",
+        "display",
+        "degC",
+        0.0,
+        1200.0,
+        False,
+        "Remote (comms) setpoint, RAM; active when remote SP is enabled in configuration",
+    ),
+    "setpoint_rate_limit": (
+        35,
+        "rw",
+        "analog",
+        "display",
+        "degC/min",
+        0.0,
+        999.9,
+        True,
+        "Setpoint rate limit, 0 = off (units per minute as configured; verify rate units)",
+    ),
     "status_word": (75, "r", "word", None, "", None, None, False, "Summary status word, see [status_bits]"),
     "ident": (122, "r", "word", None, "", None, None, False, "Instrument ident, see [instrument.ident_codes]"),
-    "instrument_mode": (199, "r", "word", None, "", 0, 2, False,
-                        "Instrument mode: 0 operating, 1 standby, 2 configuration (read only here)"),
+    "instrument_mode": (
+        199,
+        "r",
+        "word",
+        None,
+        "",
+        0,
+        2,
+        False,
+        "Instrument mode: 0 operating, 1 standby, 2 configuration (read only here)",
+    ),
     "auto_manual": (273, "rw", "word", None, "", 0, 1, False, "0 auto, 1 manual"),
-    "decimal_places": (525, "r", "word", None, "", 0, 3, False,
-                       "Display decimal places = implied decimals of 'display' registers in the integer area"),
+    "decimal_places": (
+        525,
+        "r",
+        "word",
+        None,
+        "",
+        0,
+        3,
+        False,
+        "Display decimal places = implied decimals of 'display' registers in the integer area",
+    ),
 }
 _PREVIOUS_COMMON = dict(
-    float_base=0x8000, live_setpoint="remote_setpoint", target_setpoint="target_setpoint",
-    program_status={"reset": 1, "run": 2, "hold": 4, "holdback": 8, "complete": 16}, input_range_C=(-200.0, 1372.0))
-_BITS_2400 = {"alarm_1": 0, "alarm_2": 1, "alarm_3": 2, "alarm_4": 3, "manual": 4, "sensor_break": 5,
-              "loop_break": 6, "heater_fail": 7, "tuning": 8, "program_end": 9, "pv_out_of_range": 10}
+    float_base=0x8000,
+    live_setpoint="remote_setpoint",
+    target_setpoint="target_setpoint",
+    program_status={"reset": 1, "run": 2, "hold": 4, "holdback": 8, "complete": 16},
+    input_range_C=(-200.0, 1372.0),
+)
+_BITS_2400 = {
+    "alarm_1": 0,
+    "alarm_2": 1,
+    "alarm_3": 2,
+    "alarm_4": 3,
+    "manual": 4,
+    "sensor_break": 5,
+    "loop_break": 6,
+    "heater_fail": 7,
+    "tuning": 8,
+    "program_end": 9,
+    "pv_out_of_range": 10,
+}
 PREVIOUS = {
-    "eurotherm-2400": dict(_PREVIOUS_COMMON, name="eurotherm-2400", family="2400", area="integer",
-                           single_write_function=6, status_bits=_BITS_2400,
-                           ident_codes={0x2480: "2408", 0x2440: "2404", 0x2160: "2416"}),
-    "eurotherm-3200": dict(_PREVIOUS_COMMON, name="eurotherm-3200", family="3200", area="float",
-                           single_write_function=16, status_bits={**_BITS_2400, "tuning": 15},
-                           ident_codes={0x3216: "3216", 0x3208: "3208", 0x3204: "3204"}),
+    "eurotherm-2400": dict(
+        _PREVIOUS_COMMON,
+        name="eurotherm-2400",
+        family="2400",
+        area="integer",
+        single_write_function=6,
+        status_bits=_BITS_2400,
+        ident_codes={0x2480: "2408", 0x2440: "2404", 0x2160: "2416"},
+    ),
+    "eurotherm-3200": dict(
+        _PREVIOUS_COMMON,
+        name="eurotherm-3200",
+        family="3200",
+        area="float",
+        single_write_function=16,
+        status_bits={**_BITS_2400, "tuning": 15},
+        ident_codes={0x3216: "3216", 0x3208: "3208", 0x3204: "3204"},
+    ),
 }
 
 
@@ -362,8 +549,17 @@ def test_the_effective_map_equals_the_previous_one_field_by_field(name):
             assert list(actual) == list(expected), f"{field}: order"  # the simulator serves the first ident code
     assert list(regmap.registers) == list(PREVIOUS_REGISTERS)
     for register in regmap.registers.values():
-        fields = (register.address, register.access, register.kind, register.decimals, register.units,
-                  register.minimum, register.maximum, register.eeprom, register.description)
+        fields = (
+            register.address,
+            register.access,
+            register.kind,
+            register.decimals,
+            register.units,
+            register.minimum,
+            register.maximum,
+            register.eeprom,
+            register.description,
+        )
         assert fields == PREVIOUS_REGISTERS[register.name], register.name
 
 
@@ -373,8 +569,11 @@ def test_a_model_resolves_to_the_one_map_that_covers_it_and_is_checked_against_a
     assert resolve_register_map("3200").name == "eurotherm-3200"
     assert resolve_register_map("3216", "eurotherm-3200").name == "eurotherm-3200"
     assert resolve_register_map(None, "eurotherm-3200").name == "eurotherm-3200"  # no model: not checked
-    with pytest.raises(ModelNotCovered, match="no register map covers model '2500'; available maps: "
-                                              r"eurotherm-2400 \(2400, 2404, 2408, 2416\), eurotherm-3200 \(3200"):
+    with pytest.raises(
+        ModelNotCovered,
+        match="no register map covers model '2500'; available maps: "
+        r"eurotherm-2400 \(2400, 2404, 2408, 2416\), eurotherm-3200 \(3200",
+    ):
         resolve_register_map("2500")
     with pytest.raises(ModelNotCovered, match="'2400' is not one that register map eurotherm-3200 covers"):
         resolve_register_map("2400", "eurotherm-3200")
@@ -407,15 +606,18 @@ def test_responder_reads_integer_and_float_areas(responder):
     assert struct.unpack(">f", answer[3:7])[0] == 20.0
 
 
-@pytest.mark.parametrize("request_fields, fmt, code", [
-    ((1, 3, 6, 1), ">BBHH", 2),           # address 6 is not in the map
-    ((1, 3, 1, 6), ">BBHH", 2),           # block runs into unmapped 6
-    ((1, 3, 1, 0), ">BBHH", 3),           # count 0
-    ((1, 3, 0x8003, 2), ">BBHH", 2),      # float area, misaligned
-    ((1, 6, 1, 100), ">BBHH", 2),         # PV is read-only
-    ((1, 6, 26, 12001), ">BBHH", 3),      # 1200.1 C is above the comms SP max
-    ((1, 6, 273, 2), ">BBHH", 3),         # auto/manual is 0..1
-])
+@pytest.mark.parametrize(
+    "request_fields, fmt, code",
+    [
+        ((1, 3, 6, 1), ">BBHH", 2),  # address 6 is not in the map
+        ((1, 3, 1, 6), ">BBHH", 2),  # block runs into unmapped 6
+        ((1, 3, 1, 0), ">BBHH", 3),  # count 0
+        ((1, 3, 0x8003, 2), ">BBHH", 2),  # float area, misaligned
+        ((1, 6, 1, 100), ">BBHH", 2),  # PV is read-only
+        ((1, 6, 26, 12001), ">BBHH", 3),  # 1200.1 C is above the comms SP max
+        ((1, 6, 273, 2), ">BBHH", 3),  # auto/manual is 0..1
+    ],
+)
 def test_responder_exceptions_follow_the_map(responder, request_fields, fmt, code):
     function = request_fields[1]
     assert responder.feed(_request(*request_fields, fmt=fmt)) == [_request(1, function | 0x80, code, fmt=">BBB")]
@@ -439,7 +641,8 @@ def test_responder_writes_fc6_and_fc16(responder):
     assert responder.feed(write6) == [write6]
     high, low = struct.unpack(">HH", struct.pack(">f", 450.0))
     assert responder.feed(_request(1, 16, 0x8034, 2, 4, high, low, fmt=">BBHHBHH")) == [
-        _request(1, 16, 0x8034, 2, fmt=">BBHH")]
+        _request(1, 16, 0x8034, 2, fmt=">BBHH")
+    ]
     model = responder.bank.model
     assert (model.rate_limit_C_per_min, model.remote_setpoint_C) == (7.5, 450.0)
 

@@ -57,7 +57,10 @@ def test_counter_current_nd_to_pr_ratio_rises():
 
 
 def test_base_peaks_and_table_add_up(tmp_path):
-    scenario = load_scenario(write(tmp_path, """
+    scenario = load_scenario(
+        write(
+            tmp_path,
+            """
 name = "sum"
 [base]
 Nd = 1.0
@@ -71,7 +74,9 @@ height_g_per_L = 2.0
 time_s = [0, 200]
 Nd = [0.0, 4.0]
 Pr = [1.0, 1.0]
-"""))
+""",
+        )
+    )
     assert scenario.concentrations_at(100.0)["Nd"] == pytest.approx(1.0 + 2.0 + 2.0)
     # bi-Gaussian: the tail (after the centre) is wider than the front
     before = scenario.concentrations_at(80.0)["Nd"] - 1.0 - 1.6
@@ -83,28 +88,36 @@ Pr = [1.0, 1.0]
 
 
 def test_repeat_wraps_at_the_duration(tmp_path):
-    scenario = load_scenario(write(tmp_path, """
+    scenario = load_scenario(
+        write(
+            tmp_path,
+            """
 duration_s = 100
 repeat = true
 [table]
 time_s = [0, 100]
 Sm = [0.0, 10.0]
-"""))
+""",
+        )
+    )
     assert scenario.concentrations_at(125.0)["Sm"] == pytest.approx(2.5)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[base]\nXx = 1.0", "unknown element 'Xx'"),
-    ("[base]\nNd = -1.0", "must be >= 0"),
-    ("[base]\nNd = \"lots\"", "finite number"),
-    ("colour = 'blue'", "unknown keys"),
-    ("[table]\ntime_s = [0, 10]\nNd = [1.0]", "needs 2 values"),
-    ("[table]\ntime_s = [0, 0]\nNd = [1.0, 2.0]", "increase strictly"),
-    ("[table]\nNd = [1.0]", "time_s"),
-    ("[[peak]]\nelement = 'Nd'\ncenter_s = 1\nsigma_s = 0\nheight_g_per_L = 1", "sigma_s: must be > 0"),
-    ("repeat = true", "needs duration_s"),
-    ("name = ", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[base]\nXx = 1.0", "unknown element 'Xx'"),
+        ("[base]\nNd = -1.0", "must be >= 0"),
+        ('[base]\nNd = "lots"', "finite number"),
+        ("colour = 'blue'", "unknown keys"),
+        ("[table]\ntime_s = [0, 10]\nNd = [1.0]", "needs 2 values"),
+        ("[table]\ntime_s = [0, 0]\nNd = [1.0, 2.0]", "increase strictly"),
+        ("[table]\nNd = [1.0]", "time_s"),
+        ("[[peak]]\nelement = 'Nd'\ncenter_s = 1\nsigma_s = 0\nheight_g_per_L = 1", "sigma_s: must be > 0"),
+        ("repeat = true", "needs duration_s"),
+        ("name = ", "not valid TOML"),
+    ],
+)
 def test_bad_scenarios_raise_errors_naming_file_and_key(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(ScenarioError) as caught:
@@ -134,16 +147,23 @@ def test_bad_concentration_lists_are_refused(text):
 
 # -- issue 11: a scenario is untrusted input ---------------------------------------------------------
 
-@pytest.mark.parametrize("text, message", [
-    ("base = 5", "[base]: must be a table"),
-    ("peak = 5", "[[peak]]: must be an array of tables"),
-    ("table = 5", "[table]: must be a table"),
-    ("name = 5", "name: must be a string"),
-    ("[base]\nNd = true", "finite number"),
-    ("[base]\nNd = 5000.0", "at most 1000"),
-    ("[[peak]]\nelement = 'Nd'\ncenter_s = 1e300\nsigma_s = 1\nheight_g_per_L = 1", "center_s: must be at most 1e+09"),
-    ("name = " + "9" * 5000, "not valid TOML here"),
-])
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("base = 5", "[base]: must be a table"),
+        ("peak = 5", "[[peak]]: must be an array of tables"),
+        ("table = 5", "[table]: must be a table"),
+        ("name = 5", "name: must be a string"),
+        ("[base]\nNd = true", "finite number"),
+        ("[base]\nNd = 5000.0", "at most 1000"),
+        (
+            "[[peak]]\nelement = 'Nd'\ncenter_s = 1e300\nsigma_s = 1\nheight_g_per_L = 1",
+            "center_s: must be at most 1e+09",
+        ),
+        ("name = " + "9" * 5000, "not valid TOML here"),
+    ],
+)
 def test_malformed_scenarios_are_scenario_errors_naming_the_file(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(ScenarioError) as caught:
@@ -155,8 +175,11 @@ def test_malformed_scenarios_are_scenario_errors_naming_the_file(tmp_path, text,
 def test_a_pipe_device_or_folder_is_refused_at_once(tmp_path):
     fifo = tmp_path / "pipe.toml"
     os.mkfifo(fifo)
-    for path, kind in ((fifo, "a named pipe (FIFO)"), (Path("/dev/zero"), "a character device"),
-                       (tmp_path, "a folder")):
+    for path, kind in (
+        (fifo, "a named pipe (FIFO)"),
+        (Path("/dev/zero"), "a character device"),
+        (tmp_path, "a folder"),
+    ):
         with pytest.raises(ScenarioError, match=re.escape(f"is {kind}, not a regular file")):
             load_scenario(path)
 
@@ -175,6 +198,7 @@ def test_an_over_long_scenario_name_is_a_scenario_error_not_an_os_error():
 
 # -- issue 12: the bench around the cell ([lab], [solution], [drift]) ----------------------------------------
 
+
 def test_the_drift_scenarios_drive_lab_solution_and_switches():
     warm = load_scenario("lab-warms-4C")
     assert warm.duration_s == 86400
@@ -189,7 +213,11 @@ def test_the_drift_scenarios_drive_lab_solution_and_switches():
     assert hot.drift.bands is True and hot.drift.wavelength is None
     change = load_scenario("matrix-change")
     assert [change.solution_at(t, 20.0, held).matrix for t in (0.0, 7199.0, 7200.0, 14400.0)] == [
-        "nitrate", "nitrate", "chloride", "chloride"]
+        "nitrate",
+        "nitrate",
+        "chloride",
+        "chloride",
+    ]
     assert change.solution_at(9000.0, 20.0, held).acid_mol_per_L == 1.0
     for name in ("lab-warms-4C", "calibrated-20C-used-30C"):
         c = load_scenario(name).concentrations_at(1000.0)
@@ -207,8 +235,9 @@ def test_existing_scenarios_leave_the_bench_alone():
 def test_solution_keys_left_out_keep_what_the_bench_holds(tmp_path):
     scenario = load_scenario(write(tmp_path, "[solution]\nmatrix = 'CHL'\n"))
     assert scenario.solution_at(5.0, 30.0, Solution(27.0, "nitrate", 3.0)) == Solution(27.0, "chloride", 3.0)
-    ramp = load_scenario(write(tmp_path, "[solution]\ntime_s = [0, 100]\ntemperature_C = [20.0, 30.0]\n"
-                                         "acid_mol_per_L = [1.0, 3.0]\n"))
+    ramp = load_scenario(
+        write(tmp_path, "[solution]\ntime_s = [0, 100]\ntemperature_C = [20.0, 30.0]\nacid_mol_per_L = [1.0, 3.0]\n")
+    )
     assert ramp.solution_at(50.0, 0.0, Solution()) == Solution(25.0, "perchlorate", 2.0)
 
 
@@ -216,7 +245,10 @@ def test_a_daily_cycle_and_repeat_wrap_lab_and_replugs(tmp_path):
     cycle = load_scenario(write(tmp_path, "[lab]\ntemperature_C = 21.0\ncycle_amplitude_C = 2.0\n"))
     assert cycle.lab_temperature_at(50400.0) == pytest.approx(23.0)  # the maximum at 14:00 by default
     assert cycle.lab_temperature_at(50400.0 - 43200.0) == pytest.approx(19.0)
-    wrapped = load_scenario(write(tmp_path, """
+    wrapped = load_scenario(
+        write(
+            tmp_path,
+            """
 duration_s = 100
 repeat = true
 [lab]
@@ -225,51 +257,56 @@ temperature_C = [20.0, 24.0]
 [drift]
 replug_s = [50]
 replug_step_nm = [0.1]
-"""))
+""",
+        )
+    )
     assert wrapped.lab_temperature_at(150.0) == pytest.approx(22.0)
     assert wrapped.replug_offset_nm(40.0) == 0.0 and wrapped.replug_offset_nm(60.0) == pytest.approx(0.1)
     assert wrapped.replug_offset_nm(260.0) == pytest.approx(0.3)  # two whole cycles and this one's
 
 
-@pytest.mark.parametrize("text, message", [
-    ("lab = 5", "[lab]: must be a table"),
-    ("drift = [1, 2]", "[drift]: must be a table"),
-    ("[lab]\ncolour = 1\ntemperature_C = 20.0", "unknown keys ['colour']"),
-    ("[lab]\ntime_s = [0]", "needs temperature_C"),
-    ("[lab]\ntemperature_C = true", "temperature_C: expected a finite number, got True"),
-    ("[lab]\ntemperature_C = nan", "expected a finite number"),
-    ("[lab]\ntemperature_C = inf", "expected a finite number"),
-    ("[lab]\ntemperature_C = 2" + "0" * 400, "expected a finite number"),
-    ("[lab]\ntemperature_C = 70.0", "must be within 0 to 50 C"),
-    ("[lab]\ntemperature_C = [20.0, 24.0]", "a list needs time_s"),
-    ("[lab]\ntime_s = [0, 10]\ntemperature_C = [20.0]", "needs 2 values"),
-    ("[lab]\ntime_s = [0, 10]\ntemperature_C = [20.0, '21']", "temperature_C[1]: expected a finite number"),
-    ("[lab]\ntime_s = [10, 0]\ntemperature_C = 20.0", "must increase strictly"),
-    ("[lab]\ntime_s = []\ntemperature_C = 20.0", "non-empty list"),
-    ("[lab]\ntemperature_C = 45.0\ncycle_amplitude_C = 10.0", "must stay within 0 to 50 C"),
-    ("[lab]\ntemperature_C = 20.0\ncycle_period_s = 0", "cycle_period_s: must be within 60"),
-    ("[solution]", "gives none of"),
-    ("[solution]\nmatrix = 'sulphate'", "unknown matrix 'sulphate'"),
-    ("[solution]\nmatrix = 1", "unknown matrix 1"),
-    ("[solution]\ntemperature_C = 'hot'", "expected a finite number"),
-    ("[solution]\ntemperature_C = 120.0", "must be within 0 to 95 C"),
-    ("[solution]\nacid_mol_per_L = -1.0", "must be within 0 to 15 mol/L"),
-    ("[solution]\nacid_mol_per_L = false", "expected a finite number"),
-    ("[solution]\ntime_s = [0, 10]\nmatrix = ['nitrate']", "needs 2 values"),
-    ("[solution]\nmatrix = 'nitrate'\npH = 1", "unknown keys ['pH']"),
-    ("[drift]\nwavelength = 1", "wavelength: must be true or false"),
-    ("[drift]\nbands = 'yes'", "bands: must be true or false"),
-    ("[drift]\nk_T_nm_per_C = true", "expected a finite number"),
-    ("[drift]\nk_T_nm_per_C = 2.0", "must be within -0.5 to 0.5 nm/C"),
-    ("[drift]\ncalibration_temperature_C = -40.0", "must be within 0 to 50 C"),
-    ("[drift]\nspectrometer_lag_s = -1", "must be within 0 to 86400 s"),
-    ("[drift]\nreplug_s = [10]", "go together"),
-    ("[drift]\nreplug_s = [10, 20]\nreplug_step_nm = [0.1]", "needs 2 values"),
-    ("[drift]\nreplug_s = [10]\nreplug_step_nm = [5.0]", "must be within -2 to 2 nm"),
-    ("[drift]\nreplug_s = [-10]\nreplug_step_nm = [0.1]", "must be >= 0"),
-    ("[drift]\nshift_nm = 0.1", "unknown keys ['shift_nm']"),
-    ("[base]\nNd = 1" + "0" * 400, "expected a finite number"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("lab = 5", "[lab]: must be a table"),
+        ("drift = [1, 2]", "[drift]: must be a table"),
+        ("[lab]\ncolour = 1\ntemperature_C = 20.0", "unknown keys ['colour']"),
+        ("[lab]\ntime_s = [0]", "needs temperature_C"),
+        ("[lab]\ntemperature_C = true", "temperature_C: expected a finite number, got True"),
+        ("[lab]\ntemperature_C = nan", "expected a finite number"),
+        ("[lab]\ntemperature_C = inf", "expected a finite number"),
+        ("[lab]\ntemperature_C = 2" + "0" * 400, "expected a finite number"),
+        ("[lab]\ntemperature_C = 70.0", "must be within 0 to 50 C"),
+        ("[lab]\ntemperature_C = [20.0, 24.0]", "a list needs time_s"),
+        ("[lab]\ntime_s = [0, 10]\ntemperature_C = [20.0]", "needs 2 values"),
+        ("[lab]\ntime_s = [0, 10]\ntemperature_C = [20.0, '21']", "temperature_C[1]: expected a finite number"),
+        ("[lab]\ntime_s = [10, 0]\ntemperature_C = 20.0", "must increase strictly"),
+        ("[lab]\ntime_s = []\ntemperature_C = 20.0", "non-empty list"),
+        ("[lab]\ntemperature_C = 45.0\ncycle_amplitude_C = 10.0", "must stay within 0 to 50 C"),
+        ("[lab]\ntemperature_C = 20.0\ncycle_period_s = 0", "cycle_period_s: must be within 60"),
+        ("[solution]", "gives none of"),
+        ("[solution]\nmatrix = 'sulphate'", "unknown matrix 'sulphate'"),
+        ("[solution]\nmatrix = 1", "unknown matrix 1"),
+        ("[solution]\ntemperature_C = 'hot'", "expected a finite number"),
+        ("[solution]\ntemperature_C = 120.0", "must be within 0 to 95 C"),
+        ("[solution]\nacid_mol_per_L = -1.0", "must be within 0 to 15 mol/L"),
+        ("[solution]\nacid_mol_per_L = false", "expected a finite number"),
+        ("[solution]\ntime_s = [0, 10]\nmatrix = ['nitrate']", "needs 2 values"),
+        ("[solution]\nmatrix = 'nitrate'\npH = 1", "unknown keys ['pH']"),
+        ("[drift]\nwavelength = 1", "wavelength: must be true or false"),
+        ("[drift]\nbands = 'yes'", "bands: must be true or false"),
+        ("[drift]\nk_T_nm_per_C = true", "expected a finite number"),
+        ("[drift]\nk_T_nm_per_C = 2.0", "must be within -0.5 to 0.5 nm/C"),
+        ("[drift]\ncalibration_temperature_C = -40.0", "must be within 0 to 50 C"),
+        ("[drift]\nspectrometer_lag_s = -1", "must be within 0 to 86400 s"),
+        ("[drift]\nreplug_s = [10]", "go together"),
+        ("[drift]\nreplug_s = [10, 20]\nreplug_step_nm = [0.1]", "needs 2 values"),
+        ("[drift]\nreplug_s = [10]\nreplug_step_nm = [5.0]", "must be within -2 to 2 nm"),
+        ("[drift]\nreplug_s = [-10]\nreplug_step_nm = [0.1]", "must be >= 0"),
+        ("[drift]\nshift_nm = 0.1", "unknown keys ['shift_nm']"),
+        ("[base]\nNd = 1" + "0" * 400, "expected a finite number"),
+    ],
+)
 def test_bad_bench_sections_raise_errors_naming_file_and_key(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(ScenarioError) as caught:

@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
-from analysis import (decontamination_factor, distribution_ratio, extraction_percent, fenske_minimum_stages,
-                      recovery, separation_factor)
+from analysis import (
+    decontamination_factor,
+    distribution_ratio,
+    extraction_percent,
+    fenske_minimum_stages,
+    recovery,
+    separation_factor,
+)
 
 
 def test_distribution_ratio_and_separation_factor():
@@ -47,14 +53,19 @@ def test_fenske_minimum_stages():
     assert stages == pytest.approx(np.log(99.0**2) / np.log(2.0))
     assert stages == pytest.approx(13.26, abs=0.01)
     assert fenske_minimum_stages(1.0, 2.0, 1.0) == np.inf
-    assert np.allclose(fenske_minimum_stages(np.array([1.5, 3.0]), 10.0, 0.1),
-                       np.log(100.0) / np.log([1.5, 3.0]))
+    assert np.allclose(fenske_minimum_stages(np.array([1.5, 3.0]), 10.0, 0.1), np.log(100.0) / np.log([1.5, 3.0]))
     with pytest.raises(ValueError, match="separation factor must be > 0"):
         fenske_minimum_stages(0.0, 2.0, 1.0)
 
 
 def test_every_metric_has_a_docstring_with_its_formula_and_units():
-    for function in (distribution_ratio, separation_factor, extraction_percent, recovery,
-                     decontamination_factor, fenske_minimum_stages):
+    for function in (
+        distribution_ratio,
+        separation_factor,
+        extraction_percent,
+        recovery,
+        decontamination_factor,
+        fenske_minimum_stages,
+    ):
         doc = function.__doc__.lower()
         assert "=" in doc and any(unit in doc for unit in ("dimensionless", "fraction", "percent")), function

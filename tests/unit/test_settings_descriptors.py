@@ -44,8 +44,8 @@ from test_eurotherm_protocol import (  # noqa: E402  (the RTU replay line and it
 )
 
 from drivers import Eurotherm, LimitError, ProtocolError, ReadbackMismatch, ScpiSpectrometer  # noqa: E402
-from drivers._settings import ModbusParameter, ModbusValue, ScpiSetting, scpi_settings  # noqa: E402
 from drivers._scpi_dialect import REQUIRED_COMMANDS, load_dialect  # noqa: E402
+from drivers._settings import ModbusParameter, ModbusValue, ScpiSetting, scpi_settings  # noqa: E402
 from drivers.spectrometer import ScpiError  # noqa: E402
 
 # ================================================================================================
@@ -127,8 +127,15 @@ def connection(reapplied=(), clear_status=True, pixel_count=True):
     pairs = [("*CLS", None)] if clear_status else []
     pairs += [("*IDN?", "ACME,SPEC-16,0001,1.0")]
     pairs += [("SENS:DET:PIX?", str(PIXELS))] if pixel_count else []
-    pairs += [("CALC:WAV:COEF?", COEFFICIENTS), ("SOUR:SHUT OPEN", None), ("SYST:ERR?", NO_ERROR), *reapplied,
-              ("FORM:DATA REAL,32", None), ("FORM:BORD SWAP", None), ("SYST:ERR?", NO_ERROR)]
+    pairs += [
+        ("CALC:WAV:COEF?", COEFFICIENTS),
+        ("SOUR:SHUT OPEN", None),
+        ("SYST:ERR?", NO_ERROR),
+        *reapplied,
+        ("FORM:DATA REAL,32", None),
+        ("FORM:BORD SWAP", None),
+        ("SYST:ERR?", NO_ERROR),
+    ]
     return pairs
 
 
@@ -170,12 +177,15 @@ def test_reading_a_setting_is_one_query_each_time():
         assert spec._integration_time_s == 0.25 and spec._averages == 16  # what the deadline of a spectrum uses
 
 
-@pytest.mark.parametrize("attribute, command, answer, words", [
-    ("integration_time_s", "SENS:INT:TIME?", "1e308", "expected a finite number within 1e-06-3600 s"),
-    ("integration_time_s", "SENS:INT:TIME?", "0", "expected a finite number within 1e-06-3600 s"),
-    ("averages", "SENS:AVER:COUN?", "0", "expected an integer within 1-1000000"),
-    ("averages", "SENS:AVER:COUN?", "4.0", "expected an integer within 1-1000000"),
-])
+@pytest.mark.parametrize(
+    "attribute, command, answer, words",
+    [
+        ("integration_time_s", "SENS:INT:TIME?", "1e308", "expected a finite number within 1e-06-3600 s"),
+        ("integration_time_s", "SENS:INT:TIME?", "0", "expected a finite number within 1e-06-3600 s"),
+        ("averages", "SENS:AVER:COUN?", "0", "expected an integer within 1-1000000"),
+        ("averages", "SENS:AVER:COUN?", "4.0", "expected an integer within 1-1000000"),
+    ],
+)
 def test_an_absurd_answer_to_a_setting_query_is_a_protocol_error(attribute, command, answer, words):
     with spectrometer((command, answer)) as (spec, _):
         with pytest.raises(ProtocolError, match=words):
@@ -207,13 +217,24 @@ def test_a_read_back_within_the_tolerance_is_kept_as_the_instrument_says():
         spec.integration_time_s = 0.001
 
 
-@pytest.mark.parametrize("attribute, value, pairs, message", [
-    ("integration_time_s", 0.5, set_time("0.5", "0.5006"),
-     "integration time set to 0.5 s, instrument reads back 0.5006 s"),
-    ("integration_time_s", 0.001, set_time("0.001", "0.0010011"),
-     "integration time set to 0.001 s, instrument reads back 0.0010011 s"),
-    ("averages", 8, set_averages(8, "7"), "averages set to 8, instrument reads back 7"),
-])
+@pytest.mark.parametrize(
+    "attribute, value, pairs, message",
+    [
+        (
+            "integration_time_s",
+            0.5,
+            set_time("0.5", "0.5006"),
+            "integration time set to 0.5 s, instrument reads back 0.5006 s",
+        ),
+        (
+            "integration_time_s",
+            0.001,
+            set_time("0.001", "0.0010011"),
+            "integration time set to 0.001 s, instrument reads back 0.0010011 s",
+        ),
+        ("averages", 8, set_averages(8, "7"), "averages set to 8, instrument reads back 7"),
+    ],
+)
 def test_a_read_back_mismatch_is_an_error_and_the_value_is_not_remembered(attribute, value, pairs, message):
     with spectrometer(*pairs, *connection(), *settings_read()) as (spec, replay):
         with pytest.raises(ReadbackMismatch) as caught:
@@ -223,13 +244,23 @@ def test_a_read_back_mismatch_is_an_error_and_the_value_is_not_remembered(attrib
     assert replay.connections == 2
 
 
-@pytest.mark.parametrize("attribute, value, command", [
-    ("integration_time_s", 100.0, "SENS:INT:TIME 100"), ("averages", 500, "SENS:AVER:COUN 500"),
-])
+@pytest.mark.parametrize(
+    "attribute, value, command",
+    [
+        ("integration_time_s", 100.0, "SENS:INT:TIME 100"),
+        ("averages", 500, "SENS:AVER:COUN 500"),
+    ],
+)
 def test_an_error_in_the_queue_after_a_setting_is_a_scpi_error_before_any_read_back(attribute, value, command):
     errors = ('-222,"Data out of range"', '-221,"Settings conflict"', NO_ERROR)
-    with spectrometer((command, None), *[("SYST:ERR?", e) for e in errors], *connection(),
-                      *settings_read(), max_integration_time_s=120.0, max_averages=1000) as (spec, _):
+    with spectrometer(
+        (command, None),
+        *[("SYST:ERR?", e) for e in errors],
+        *connection(),
+        *settings_read(),
+        max_integration_time_s=120.0,
+        max_averages=1000,
+    ) as (spec, _):
         with pytest.raises(ScpiError) as caught:
             setattr(spec, attribute, value)
         assert caught.value.errors == [(-222, "Data out of range"), (-221, "Settings conflict")]
@@ -237,21 +268,39 @@ def test_an_error_in_the_queue_after_a_setting_is_a_scpi_error_before_any_read_b
         spec.reconnect()  # not re-applied
 
 
-@pytest.mark.parametrize("attribute, value, error, message", [
-    ("integration_time_s", 0.0005, LimitError, "integration time 0.0005 s outside the limits 0.001-60 s; nothing sent"),
-    ("integration_time_s", 61.0, LimitError, "integration time 61.0 s outside the limits 0.001-60 s; nothing sent"),
-    ("integration_time_s", -1, LimitError, "integration time -1 s outside the limits 0.001-60 s; nothing sent"),
-    ("integration_time_s", math.nan, LimitError, "integration time nan s outside the limits 0.001-60 s; nothing sent"),
-    ("integration_time_s", math.inf, LimitError, "integration time inf s outside the limits 0.001-60 s; nothing sent"),
-    ("integration_time_s", "0.1", TypeError, "integration_time_s must be a number, got '0.1'"),
-    ("integration_time_s", True, TypeError, "integration_time_s must be a number, got True"),
-    ("integration_time_s", None, TypeError, "integration_time_s must be a number, got None"),
-    ("averages", 0, LimitError, "averages must be within 1-100000, got 0; nothing sent"),
-    ("averages", 100_001, LimitError, "averages must be within 1-100000, got 100001; nothing sent"),
-    ("averages", -5, LimitError, "averages must be within 1-100000, got -5; nothing sent"),
-    ("averages", 2.0, TypeError, "averages must be an integer, got 2.0"),
-    ("averages", True, TypeError, "averages must be an integer, got True"),
-])
+@pytest.mark.parametrize(
+    "attribute, value, error, message",
+    [
+        (
+            "integration_time_s",
+            0.0005,
+            LimitError,
+            "integration time 0.0005 s outside the limits 0.001-60 s; nothing sent",
+        ),
+        ("integration_time_s", 61.0, LimitError, "integration time 61.0 s outside the limits 0.001-60 s; nothing sent"),
+        ("integration_time_s", -1, LimitError, "integration time -1 s outside the limits 0.001-60 s; nothing sent"),
+        (
+            "integration_time_s",
+            math.nan,
+            LimitError,
+            "integration time nan s outside the limits 0.001-60 s; nothing sent",
+        ),
+        (
+            "integration_time_s",
+            math.inf,
+            LimitError,
+            "integration time inf s outside the limits 0.001-60 s; nothing sent",
+        ),
+        ("integration_time_s", "0.1", TypeError, "integration_time_s must be a number, got '0.1'"),
+        ("integration_time_s", True, TypeError, "integration_time_s must be a number, got True"),
+        ("integration_time_s", None, TypeError, "integration_time_s must be a number, got None"),
+        ("averages", 0, LimitError, "averages must be within 1-100000, got 0; nothing sent"),
+        ("averages", 100_001, LimitError, "averages must be within 1-100000, got 100001; nothing sent"),
+        ("averages", -5, LimitError, "averages must be within 1-100000, got -5; nothing sent"),
+        ("averages", 2.0, TypeError, "averages must be an integer, got 2.0"),
+        ("averages", True, TypeError, "averages must be an integer, got True"),
+    ],
+)
 def test_a_refused_value_sends_nothing(attribute, value, error, message):
     with spectrometer() as (spec, replay):
         sent = list(replay.requests)
@@ -262,8 +311,13 @@ def test_a_refused_value_sends_nothing(attribute, value, error, message):
 
 
 def test_the_limits_are_the_instances_own():
-    with spectrometer(*set_time("2", "2"), *set_averages(50, "50"), min_integration_time_s=0.005,
-                      max_integration_time_s=2.0, max_averages=50) as (spec, replay):
+    with spectrometer(
+        *set_time("2", "2"),
+        *set_averages(50, "50"),
+        min_integration_time_s=0.005,
+        max_integration_time_s=2.0,
+        max_averages=50,
+    ) as (spec, replay):
         sent = len(replay.requests)
         for bad in (0.004, 2.001):
             with pytest.raises(LimitError, match="outside the limits 0.005-2 s"):
@@ -276,8 +330,12 @@ def test_the_limits_are_the_instances_own():
 
 
 def test_reconnect_re_applies_what_was_set_integration_time_first_then_averages():
-    pairs = [*set_averages(4, "4"), *set_time("0.02", "0.02"),
-             *connection(reapplied=[*set_time("0.02", "0.02"), *set_averages(4, "4")]), *settings_read("0.02", "4")]
+    pairs = [
+        *set_averages(4, "4"),
+        *set_time("0.02", "0.02"),
+        *connection(reapplied=[*set_time("0.02", "0.02"), *set_averages(4, "4")]),
+        *settings_read("0.02", "4"),
+    ]
     with spectrometer(*pairs) as (spec, replay):
         spec.averages = 4
         spec.integration_time_s = 0.02
@@ -288,7 +346,7 @@ def test_reconnect_re_applies_what_was_set_integration_time_first_then_averages(
 
 def test_the_commands_come_from_the_dialect(tmp_path):
     dialect = tmp_path / "acme.toml"
-    dialect.write_text('''
+    dialect.write_text("""
 [instrument]
 pixels = 16
 [commands]
@@ -303,11 +361,20 @@ shutter_open = "SOUR:SHUT OPEN"
 shutter_close = "SOUR:SHUT CLOS"
 setup = ["FORM:DATA REAL,32", "FORM:BORD SWAP"]
 measure = ["MEAS:SPEC?"]
-''')
-    replay = ScpiReplay([*connection(clear_status=False, pixel_count=False),
-                         *settings_read(get_time="EXP?", get_averages="AVG?"),
-                         ("EXP 0.250", None), ("SYST:ERR?", NO_ERROR), ("EXP?", "0.25"),
-                         ("AVG 12", None), ("SYST:ERR?", NO_ERROR), ("AVG?", "12"), ("AVG?", "12")])
+""")
+    replay = ScpiReplay(
+        [
+            *connection(clear_status=False, pixel_count=False),
+            *settings_read(get_time="EXP?", get_averages="AVG?"),
+            ("EXP 0.250", None),
+            ("SYST:ERR?", NO_ERROR),
+            ("EXP?", "0.25"),
+            ("AVG 12", None),
+            ("SYST:ERR?", NO_ERROR),
+            ("AVG?", "12"),
+            ("AVG?", "12"),
+        ]
+    )
     try:
         with ScpiSpectrometer(replay.address, timeout_s=2.0, dialect=dialect) as spec:
             spec.integration_time_s = 0.25
@@ -328,13 +395,31 @@ def test_the_spectrometers_settings_are_descriptors_in_reconnect_order_using_dia
         assert setting.set_key in load_dialect("scpi-spectrometer").commands
 
 
-@pytest.mark.parametrize("attribute, words", [
-    ("integration_time_s", ["Integration time (s) per scan",
-                            "``min_integration_time_s``..``max_integration_time_s`` (s)",
-                            "LimitError", "ReadbackMismatch", "ScpiError", "0.001 x the value or 1e-06 s"]),
-    ("averages", ["Number of scans the instrument averages", "an integer within 1..``max_averages``", "LimitError",
-                  "read back exactly"]),
-])
+@pytest.mark.parametrize(
+    "attribute, words",
+    [
+        (
+            "integration_time_s",
+            [
+                "Integration time (s) per scan",
+                "``min_integration_time_s``..``max_integration_time_s`` (s)",
+                "LimitError",
+                "ReadbackMismatch",
+                "ScpiError",
+                "0.001 x the value or 1e-06 s",
+            ],
+        ),
+        (
+            "averages",
+            [
+                "Number of scans the instrument averages",
+                "an integer within 1..``max_averages``",
+                "LimitError",
+                "read back exactly",
+            ],
+        ),
+    ],
+)
 def test_the_docstrings_name_units_limits_and_errors(attribute, words):
     doc = getattr(ScpiSpectrometer, attribute).__doc__
     for word in words:
@@ -347,9 +432,14 @@ def test_the_docstrings_name_units_limits_and_errors(attribute, words):
 WRITE_RATE_0 = "01 06 00 23 00 00 78 00"  # FC6 35 := 0
 
 
-@pytest.mark.parametrize("attribute, value", [
-    ("setpoint_C", 450.0), ("working_setpoint_C", 432.1), ("output_percent", 65.5),
-])
+@pytest.mark.parametrize(
+    "attribute, value",
+    [
+        ("setpoint_C", 450.0),
+        ("working_setpoint_C", 432.1),
+        ("output_percent", 65.5),
+    ],
+)
 def test_read_only_values_are_read_with_their_block(attribute, value):
     with furnace(DECIMALS + [(READ_BLOCK, BLOCK)]) as f:
         assert getattr(f, attribute) == value
@@ -369,27 +459,34 @@ def test_set_rate_limit_writes_and_reads_back_positional_or_by_keyword():
 
 def test_a_rate_limit_read_back_mismatch_is_an_error():
     with furnace(DECIMALS + [(WRITE_RATE_10, WRITE_RATE_10), (READ_RATE, WORD_50)]) as f:
-        with pytest.raises(ReadbackMismatch, match="wrote 10.0 to setpoint_rate_limit, setpoint_rate_limit reads "
-                                                   "back 5.0"):
+        with pytest.raises(
+            ReadbackMismatch, match="wrote 10.0 to setpoint_rate_limit, setpoint_rate_limit reads back 5.0"
+        ):
             f.set_rate_limit(10.0)
 
 
 def test_rate_limit_off_is_accepted_when_the_station_has_no_rate_limit():
-    with furnace(DECIMALS + [(WRITE_RATE_0, WRITE_RATE_0), (READ_RATE, WORD_0)], max_rate_C_per_min=math.inf,
-                 safe_rate_C_per_min=10.0) as f:
+    with furnace(
+        DECIMALS + [(WRITE_RATE_0, WRITE_RATE_0), (READ_RATE, WORD_0)],
+        max_rate_C_per_min=math.inf,
+        safe_rate_C_per_min=10.0,
+    ) as f:
         f.set_rate_limit(0.0)
 
 
-@pytest.mark.parametrize("call, value, message", [
-    ("set_rate_limit", 20.5, "rate limit 20.5 C/min is above the limit 20 C/min; nothing was sent"),
-    ("set_rate_limit", 0.0, "rate limit 0 (off) would allow ramps above 20 C/min; nothing was sent"),
-    ("set_rate_limit", -1.0, "rate limit -1.0 C/min is not a finite value >= 0; nothing was sent"),
-    ("set_rate_limit", math.nan, "rate limit nan C/min is not a finite value >= 0; nothing was sent"),
-    ("set_rate_limit", math.inf, "rate limit inf C/min is not a finite value >= 0; nothing was sent"),
-    ("set_setpoint", 1200.1, "setpoint 1200.1 C is outside 0..1200 C; nothing was sent"),
-    ("set_setpoint", -5.0, "setpoint -5.0 C is outside 0..1200 C; nothing was sent"),
-    ("set_setpoint", math.nan, "setpoint nan C is outside 0..1200 C; nothing was sent"),
-])
+@pytest.mark.parametrize(
+    "call, value, message",
+    [
+        ("set_rate_limit", 20.5, "rate limit 20.5 C/min is above the limit 20 C/min; nothing was sent"),
+        ("set_rate_limit", 0.0, "rate limit 0 (off) would allow ramps above 20 C/min; nothing was sent"),
+        ("set_rate_limit", -1.0, "rate limit -1.0 C/min is not a finite value >= 0; nothing was sent"),
+        ("set_rate_limit", math.nan, "rate limit nan C/min is not a finite value >= 0; nothing was sent"),
+        ("set_rate_limit", math.inf, "rate limit inf C/min is not a finite value >= 0; nothing was sent"),
+        ("set_setpoint", 1200.1, "setpoint 1200.1 C is outside 0..1200 C; nothing was sent"),
+        ("set_setpoint", -5.0, "setpoint -5.0 C is outside 0..1200 C; nothing was sent"),
+        ("set_setpoint", math.nan, "setpoint nan C is outside 0..1200 C; nothing was sent"),
+    ],
+)
 def test_a_refused_parameter_value_sends_nothing(call, value, message):
     line = RtuLine([])
     with furnace(line) as f:
@@ -408,15 +505,21 @@ def test_the_register_range_narrows_the_station_limit():
 
 
 def test_set_setpoint_writes_the_live_setpoint_through_its_parameter_and_reads_back_both():
-    pairs = DECIMALS + [(READ_RATE, WORD_50), (WRITE_REMOTE_450, WRITE_REMOTE_450),
-                        (READ_REMOTE, WORD_4500), (READ_BLOCK, BLOCK)]
+    pairs = DECIMALS + [
+        (READ_RATE, WORD_50),
+        (WRITE_REMOTE_450, WRITE_REMOTE_450),
+        (READ_REMOTE, WORD_4500),
+        (READ_BLOCK, BLOCK),
+    ]
     with furnace(pairs) as f:
         f.set_setpoint(450)
 
 
 def test_3200_set_rate_limit_writes_a_float_and_reads_it_back():
-    pairs = [("01 10 80 46 00 02 04 41 20 00 00 03 85", "01 10 80 46 00 02 89 DD"),  # rate @0x8046 := 10.0
-             ("01 03 80 46 00 02 0C 1E", "01 03 04 41 20 00 00 EF C5")]                # reads 10.0
+    pairs = [
+        ("01 10 80 46 00 02 04 41 20 00 00 03 85", "01 10 80 46 00 02 89 DD"),  # rate @0x8046 := 10.0
+        ("01 03 80 46 00 02 0C 1E", "01 03 04 41 20 00 00 EF C5"),
+    ]  # reads 10.0
     with furnace(pairs, model="3200") as f:
         f.set_rate_limit(10.0)
     mismatch = [pairs[0], ("01 03 80 46 00 02 0C 1E", "01 03 04 41 10 00 00 EF CA")]  # reads 9.0
@@ -425,9 +528,13 @@ def test_3200_set_rate_limit_writes_a_float_and_reads_it_back():
             f.set_rate_limit(10.0)
 
 
-@pytest.mark.parametrize("attribute, words", [
-    ("setpoint_C", "read-only"), ("rate_limit_C_per_min", "not set by assignment; call set_rate_limit()"),
-])
+@pytest.mark.parametrize(
+    "attribute, words",
+    [
+        ("setpoint_C", "read-only"),
+        ("rate_limit_C_per_min", "not set by assignment; call set_rate_limit()"),
+    ],
+)
 def test_assigning_a_parameter_is_an_error_and_sends_nothing(attribute, words):
     line = RtuLine([])
     with furnace(line) as f:
@@ -441,8 +548,14 @@ def test_the_modbus_declarations_and_their_docstrings():
     assert isinstance(vars(Eurotherm)["rate_limit_C_per_min"], ModbusParameter)
     rate = Eurotherm.rate_limit_C_per_min.__doc__
     assert rate.startswith("Setpoint rate limit, C/min; 0 = off.")
-    for words in ("``setpoint_rate_limit``", "at most ``max_rate_C_per_min`` C/min", "min..max in the map",
-                  "0 (off) only when ``max_rate_C_per_min`` is infinite", "LimitError", "ReadbackMismatch"):
+    for words in (
+        "``setpoint_rate_limit``",
+        "at most ``max_rate_C_per_min`` C/min",
+        "min..max in the map",
+        "0 (off) only when ``max_rate_C_per_min`` is infinite",
+        "LimitError",
+        "ReadbackMismatch",
+    ):
         assert words in rate
     setter = Eurotherm.set_rate_limit.__doc__
     assert setter.startswith("Set the rate limit, C/min") and "at any rate" in setter

@@ -51,8 +51,9 @@ def test_a_pixel_count_in_range_is_taken(answer, pixels):
     assert pixel_count_from(answer) == pixels
 
 
-@pytest.mark.parametrize("answer", ["0", "-1", "65537", "20000000", "99999999999", "9" * 5000, "2048.0", "2e3",
-                                    "", "abc", "1_024", "٢٠٤٨"])
+@pytest.mark.parametrize(
+    "answer", ["0", "-1", "65537", "20000000", "99999999999", "9" * 5000, "2048.0", "2e3", "", "abc", "1_024", "٢٠٤٨"]
+)
 def test_a_pixel_count_out_of_range_or_not_an_integer_is_refused_naming_both(answer):
     message = refused(pixel_count_from, answer)
     assert "pixel count" in message and "expected an integer within 1-65536" in message
@@ -60,14 +61,33 @@ def test_a_pixel_count_out_of_range_or_not_an_integer_is_refused_naming_both(ans
 
 
 # --- integration time ----------------------------------------------------------------------------
-@pytest.mark.parametrize("answer, seconds", [("0.1", 0.1), ("1e-06", 1e-6), ("3600", 3600.0), ("+2.5E-3", 0.0025),
-                                             (".5", 0.5)])
+@pytest.mark.parametrize(
+    "answer, seconds", [("0.1", 0.1), ("1e-06", 1e-6), ("3600", 3600.0), ("+2.5E-3", 0.0025), (".5", 0.5)]
+)
 def test_an_integration_time_in_range_is_taken(answer, seconds):
     assert integration_time_from(answer) == seconds
 
 
-@pytest.mark.parametrize("answer", ["1e308", "1e309", "-1", "0", "-0", "9.99e-7", "3600.001", "9.91E37", "nan",
-                                    "inf", "-inf", "", "0.1 s", "1_0", "0x10"])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "1e308",
+        "1e309",
+        "-1",
+        "0",
+        "-0",
+        "9.99e-7",
+        "3600.001",
+        "9.91E37",
+        "nan",
+        "inf",
+        "-inf",
+        "",
+        "0.1 s",
+        "1_0",
+        "0x10",
+    ],
+)
 def test_an_integration_time_not_finite_or_out_of_range_is_refused_naming_both(answer):
     message = refused(integration_time_from, answer)
     assert "integration time" in message and "expected a finite number within 1e-06-3600 s" in message
@@ -104,29 +124,34 @@ def test_a_single_pixel_axis_within_range_is_taken():
     assert wavelength_axis_from("500,0,0,0", 1)[1].tolist() == [500.0]
 
 
-@pytest.mark.parametrize("answer, expected", [
-    ("350,1e300,0,0", "expected all within 150-3000 nm"),
-    ("350,0.3,0,1e300", "non-finite wavelength axis"),
-    ("1e308,1e308,1e308,1e308", "non-finite wavelength axis"),
-    ("100,0.3,0,0", "expected all within 150-3000 nm"),  # starts below 150 nm
-    ("2900,0.3,0,0", "expected all within 150-3000 nm"),  # runs past 3000 nm
-    ("600,0.2,-0.0001,0", "turns or stalls between pixels 1000 and 1001"),  # peak at pixel 1000
-    ("600,0,0,0", "turns or stalls between pixels 0 and 1"),
-    ("350,nan,0,0", "expected 4 numbers"),
-    ("350,inf,0,0", "expected 4 numbers"),
-    ("350,0.3,0", "expected 4 numbers"),
-    ("350,0.3,0,0,0", "expected 4 numbers"),
-    ("350;0.3;0;0", "expected 4 numbers"),
-    ("", "expected 4 numbers"),
-])
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ("350,1e300,0,0", "expected all within 150-3000 nm"),
+        ("350,0.3,0,1e300", "non-finite wavelength axis"),
+        ("1e308,1e308,1e308,1e308", "non-finite wavelength axis"),
+        ("100,0.3,0,0", "expected all within 150-3000 nm"),  # starts below 150 nm
+        ("2900,0.3,0,0", "expected all within 150-3000 nm"),  # runs past 3000 nm
+        ("600,0.2,-0.0001,0", "turns or stalls between pixels 1000 and 1001"),  # peak at pixel 1000
+        ("600,0,0,0", "turns or stalls between pixels 0 and 1"),
+        ("350,nan,0,0", "expected 4 numbers"),
+        ("350,inf,0,0", "expected 4 numbers"),
+        ("350,0.3,0", "expected 4 numbers"),
+        ("350,0.3,0,0,0", "expected 4 numbers"),
+        ("350;0.3;0;0", "expected 4 numbers"),
+        ("", "expected 4 numbers"),
+    ],
+)
 def test_an_absurd_wavelength_polynomial_is_refused_naming_it(answer, expected):
     message = refused(wavelength_axis_from, answer, 2048)
     assert "wavelength coefficients" in message and repr(answer) in message and expected in message
 
 
 @settings(max_examples=300, deadline=None)
-@given(coefficients=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=4, max_size=4),
-       pixels=st.integers(1, 4096))
+@given(
+    coefficients=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=4, max_size=4),
+    pixels=st.integers(1, 4096),
+)
 def test_fuzz_an_axis_is_either_refused_or_finite_monotonic_and_in_range(coefficients, pixels):
     answer = ",".join(repr(c) for c in coefficients)
     try:
@@ -157,17 +182,20 @@ def test_counts_beyond_full_scale_or_below_zero_are_refused(bad):
 NOWHERE = "TCPIP0::127.0.0.1::9::SOCKET"  # never reached: these fail before connecting
 
 
-@pytest.mark.parametrize("arguments", [
-    dict(min_integration_time_s=1e-7),  # shorter than any instrument answer the driver would accept
-    dict(max_integration_time_s=7200.0),
-    dict(min_integration_time_s=2.0, max_integration_time_s=1.0),
-    dict(max_averages=0),
-    dict(max_averages=2_000_000),
-    dict(max_averages=True),
-    dict(max_averages=10.0),
-    dict(timeout_s=0.0),
-    dict(timeout_s=math.inf),
-])
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        dict(min_integration_time_s=1e-7),  # shorter than any instrument answer the driver would accept
+        dict(max_integration_time_s=7200.0),
+        dict(min_integration_time_s=2.0, max_integration_time_s=1.0),
+        dict(max_averages=0),
+        dict(max_averages=2_000_000),
+        dict(max_averages=True),
+        dict(max_averages=10.0),
+        dict(timeout_s=0.0),
+        dict(timeout_s=math.inf),
+    ],
+)
 def test_limits_outside_the_physical_ranges_are_refused_at_construction(arguments):
     with pytest.raises(ValueError):
         ScpiSpectrometer(NOWHERE, **arguments)

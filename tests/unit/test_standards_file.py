@@ -22,14 +22,26 @@ def test_shipped_standards_are_well_posed(path):
     assert np.linalg.matrix_rank(design) == len(standards.analytes) + 1  # analytes vary independently
 
 
-@pytest.mark.parametrize("edit, field, words", [
-    (('name = "Nd-20"\nconcentrations_g_per_L = { Nd = 20.0 }', 'name = "Nd-20"\nconcentrations_g_per_L = { Nd = -2.0 }'),
-     "standard[1].concentrations_g_per_L.Nd", ["greater than or equal to 0"]),
-    (('{ Nd = 20.0 }', '{ Fe = 20.0 }'), "standard[1].concentrations_g_per_L.Fe", ["'Nd'"]),
-    (("averages = 256", "averages = 0"), "standards.averages", ["greater than or equal to 1"]),
-    (('analytes = ["Nd", "Pr", "Sm", "Er", "Ho"]', 'analytes = ["Nd", "Pr", "Sm", "Er"]'),
-     "standards", ["'Ho'", "not among analytes"]),
-])
+@pytest.mark.parametrize(
+    "edit, field, words",
+    [
+        (
+            (
+                'name = "Nd-20"\nconcentrations_g_per_L = { Nd = 20.0 }',
+                'name = "Nd-20"\nconcentrations_g_per_L = { Nd = -2.0 }',
+            ),
+            "standard[1].concentrations_g_per_L.Nd",
+            ["greater than or equal to 0"],
+        ),
+        (("{ Nd = 20.0 }", "{ Fe = 20.0 }"), "standard[1].concentrations_g_per_L.Fe", ["'Nd'"]),
+        (("averages = 256", "averages = 0"), "standards.averages", ["greater than or equal to 1"]),
+        (
+            ('analytes = ["Nd", "Pr", "Sm", "Er", "Ho"]', 'analytes = ["Nd", "Pr", "Sm", "Er"]'),
+            "standards",
+            ["'Ho'", "not among analytes"],
+        ),
+    ],
+)
 def test_bad_standards_file_names_file_and_field(tmp_path, edit, field, words):
     old, new = edit
     text = SHIPPED[0].read_text()
@@ -46,25 +58,31 @@ def test_bad_standards_file_names_file_and_field(tmp_path, edit, field, words):
 
 def test_too_few_standards_for_the_analytes(tmp_path):
     path = tmp_path / "few.toml"
-    path.write_text('[standards]\nanalytes = ["Nd", "Pr"]\nintegration_time_s = 0.02\n'
-                    '[[standard]]\nname = "blank"\nconcentrations_g_per_L = {}\n')
+    path.write_text(
+        '[standards]\nanalytes = ["Nd", "Pr"]\nintegration_time_s = 0.02\n'
+        '[[standard]]\nname = "blank"\nconcentrations_g_per_L = {}\n'
+    )
     with pytest.raises(ConfigError, match="1 standards for 2 analytes: at least 3"):
         load_standards(path)
 
 
 # -- issue 11: every number has a type and a range; only small regular files are read ----------------
 
-@pytest.mark.parametrize("old, new, field, words", [
-    ("averages = 256", "averages = true", "standards.averages", ["not a boolean"]),
-    ("averages = 256", "averages = 1e6", "standards.averages", ["integer"]),
-    ("integration_time_s = 0.02", "integration_time_s = inf", "standards.integration_time_s", ["finite"]),
-    ("integration_time_s = 0.02", "integration_time_s = true", "standards.integration_time_s", ["not a boolean"]),
-    ("replicates = 2", "replicates = 2.0", "standards.replicates", ["integer"]),
-    ("{ Nd = 20.0 }", "{ Nd = 1e308 }", "standard[1].concentrations_g_per_L.Nd", ["less than or equal to 1000"]),
-    ("{ Nd = 20.0 }", "{ Nd = nan }", "standard[1].concentrations_g_per_L.Nd", ["finite"]),
-    ('quadratic = ["Nd"]', 'quadratic = ["Nd", "Nd"]', "standards.quadratic", ["repeats"]),
-    ('name = "Nd-20"', f'name = "{"n" * 5000}"', "standard[1].name", ["at most 200 characters"]),
-])
+
+@pytest.mark.parametrize(
+    "old, new, field, words",
+    [
+        ("averages = 256", "averages = true", "standards.averages", ["not a boolean"]),
+        ("averages = 256", "averages = 1e6", "standards.averages", ["integer"]),
+        ("integration_time_s = 0.02", "integration_time_s = inf", "standards.integration_time_s", ["finite"]),
+        ("integration_time_s = 0.02", "integration_time_s = true", "standards.integration_time_s", ["not a boolean"]),
+        ("replicates = 2", "replicates = 2.0", "standards.replicates", ["integer"]),
+        ("{ Nd = 20.0 }", "{ Nd = 1e308 }", "standard[1].concentrations_g_per_L.Nd", ["less than or equal to 1000"]),
+        ("{ Nd = 20.0 }", "{ Nd = nan }", "standard[1].concentrations_g_per_L.Nd", ["finite"]),
+        ('quadratic = ["Nd"]', 'quadratic = ["Nd", "Nd"]', "standards.quadratic", ["repeats"]),
+        ('name = "Nd-20"', f'name = "{"n" * 5000}"', "standard[1].name", ["at most 200 characters"]),
+    ],
+)
 def test_standards_numbers_are_typed_and_bounded(tmp_path, old, new, field, words):
     text = SHIPPED[0].read_text()
     assert old in text
@@ -81,8 +99,11 @@ def test_standards_numbers_are_typed_and_bounded(tmp_path, old, new, field, word
 def test_standards_outside_the_station_integration_range_are_refused_before_measuring(tmp_path):
     path = tmp_path / "standards.toml"
     path.write_text(SHIPPED[0].read_text().replace("integration_time_s = 0.02", "integration_time_s = 20", 1))
-    with pytest.raises(ConfigError, match=r"standards.integration_time_s: 20 s is outside the station's range "
-                                          r"0.001-10 s"):
+    with pytest.raises(
+        ConfigError,
+        match=r"standards.integration_time_s: 20 s is outside the station's range "
+        r"0.001-10 s",
+    ):
         check_standards_against_station(load_standards(path), load_station(ROOT / "hardware/stations/sim.toml"))
 
 
@@ -103,8 +124,11 @@ def test_a_recipe_asking_more_averages_than_the_spectrometer_can_do_is_refused(t
     assert "reference_averages = 512" in text
     recipe.write_text(text.replace("reference_averages = 512", "reference_averages = 5000"))
     station = load_station(ROOT / "hardware/stations/sim.toml")
-    with pytest.raises(ConfigError, match=r"spectrometer.reference_averages: 5000 is above the station's "
-                                          r"max_averages 1000"):
+    with pytest.raises(
+        ConfigError,
+        match=r"spectrometer.reference_averages: 5000 is above the station's "
+        r"max_averages 1000",
+    ):
         check_recipe_against_station(load_recipe(recipe), station)
 
 

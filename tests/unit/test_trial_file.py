@@ -19,21 +19,37 @@ PIXELS = 64
 
 
 def metadata(trial_id="T1"):
-    return TrialMetadata(trial_id=trial_id, title="test", sample="NdPr lot 1", operator="tester", target="Nd",
-                         analytes=("Nd", "Pr"), wavelength_nm=np.linspace(350, 1000, PIXELS),
-                         covered_elements=("Nd", "Pr"), calibration_id="cal-1",
-                         calibration_arrays={"sensitivity": (np.ones((2, PIXELS)), "absorbance per g/L")})
+    return TrialMetadata(
+        trial_id=trial_id,
+        title="test",
+        sample="NdPr lot 1",
+        operator="tester",
+        target="Nd",
+        analytes=("Nd", "Pr"),
+        wavelength_nm=np.linspace(350, 1000, PIXELS),
+        covered_elements=("Nd", "Pr"),
+        calibration_id="cal-1",
+        calibration_arrays={"sensitivity": (np.ones((2, PIXELS)), "absorbance per g/L")},
+    )
 
 
 def furnace_row(i):
-    return dict(time=float(i), temperature=20.0 + i, setpoint=100.0, working_setpoint=50.0, output=10.0,
-                status_word=0, flag=0)
+    return dict(
+        time=float(i), temperature=20.0 + i, setpoint=100.0, working_setpoint=50.0, output=10.0, status_word=0, flag=0
+    )
 
 
 def spectra_block(n, start=0):
-    return dict(time=np.arange(start, start + n, dtype=float), counts=np.full((n, PIXELS), 1000.0),
-                integration_time=np.full(n, 0.1), averages=np.ones(n), saturated_pixels=np.zeros(n),
-                dark_index=np.zeros(n), reference_index=np.zeros(n), flag=np.zeros(n))
+    return dict(
+        time=np.arange(start, start + n, dtype=float),
+        counts=np.full((n, PIXELS), 1000.0),
+        integration_time=np.full(n, 0.1),
+        averages=np.ones(n),
+        saturated_pixels=np.zeros(n),
+        dark_index=np.zeros(n),
+        reference_index=np.zeros(n),
+        flag=np.zeros(n),
+    )
 
 
 def wait_for_rows(reader, table, rows, timeout_s=10.0):
@@ -163,10 +179,19 @@ def test_reader_refuses_what_is_not_a_trial_file(tmp_path):
 
 def test_catalog_records_and_filters(tmp_path):
     catalog = Catalog(tmp_path)
-    for i, (sample, status, purity) in enumerate([("NdPr A", "success", 0.995), ("NdPr B", "aborted", 0.9),
-                                                  ("Sm C", "success", float("nan"))]):
-        catalog.record({"trial_id": f"T{i}", "file": str(tmp_path / f"trials/T{i}.h5"), "sample": sample,
-                        "start_time": f"2026-11-0{i + 1}T00:00:00+00:00", "state": status, "final_purity": purity})
+    for i, (sample, status, purity) in enumerate(
+        [("NdPr A", "success", 0.995), ("NdPr B", "aborted", 0.9), ("Sm C", "success", float("nan"))]
+    ):
+        catalog.record(
+            {
+                "trial_id": f"T{i}",
+                "file": str(tmp_path / f"trials/T{i}.h5"),
+                "sample": sample,
+                "start_time": f"2026-11-0{i + 1}T00:00:00+00:00",
+                "state": status,
+                "final_purity": purity,
+            }
+        )
     assert [e.trial_id for e in catalog.entries()] == ["T2", "T1", "T0"]
     assert [e.trial_id for e in catalog.entries(sample="NdPr")] == ["T1", "T0"]
     assert [e.trial_id for e in catalog.entries(status="success", min_purity=0.99)] == ["T0"]
@@ -233,6 +258,7 @@ def test_queue_is_bounded_in_bytes_so_a_slow_disk_holds_back_producers(tmp_path)
 
 # -- NeXus: the target element, links, the calibration (format 1.2) --------------------------------------------
 
+
 def test_the_target_element_is_not_nexus_s_link_attribute_and_links_name_their_original(tmp_path):
     from daq.layout import FILE_FORMAT, PURITY_LINKS
 
@@ -289,9 +315,16 @@ def test_a_file_of_format_1_1_with_the_target_in_its_target_attribute_reads_the_
         for i in range(5):
             writer.append("furnace", **furnace_row(i))
         writer.append("spectrometer", **spectra_block(3))
-        writer.append("analysis", time=np.arange(3.0), concentration=np.full((3, 2), 5.0), sigma=np.full((3, 2), 0.1),
-                      purity=np.full(3, 0.75), purity_sigma=np.full(3, 0.01), residual_rms=np.full(3, 1e-3),
-                      lack_of_fit=np.ones(3))
+        writer.append(
+            "analysis",
+            time=np.arange(3.0),
+            concentration=np.full((3, 2), 5.0),
+            sigma=np.full((3, 2), 0.1),
+            purity=np.full(3, 0.75),
+            purity_sigma=np.full(3, 0.01),
+            residual_rms=np.full(3, 1e-3),
+            lack_of_fit=np.ones(3),
+        )
         writer.close("success")
     as_format_1_1(old)
     with open_trial(new) as a, open_trial(old) as b:
@@ -300,16 +333,20 @@ def test_a_file_of_format_1_1_with_the_target_in_its_target_attribute_reads_the_
         assert a.analysis_attrs["target"] == b.analysis_attrs["target"] == "Nd"
         assert b.analysis_attrs["target_element"] == "Nd"
         ignore = {"file", "trial_id", "start_time", "end_time"}
-        assert {k: v for k, v in a.summary().items() if k not in ignore} == \
-            {k: v for k, v in b.summary().items() if k not in ignore}
+        assert {k: v for k, v in a.summary().items() if k not in ignore} == {
+            k: v for k, v in b.summary().items() if k not in ignore
+        }
         assert a.summary()["final_purity"] == 0.75
         assert a.calibration_arrays().keys() == b.calibration_arrays().keys()
     shown = {}
     for path in (new, old):
         result = CliRunner().invoke(cli, ["show", str(path)])
         assert result.exit_code == 0, result.output
-        shown[path.stem] = [line for line in result.output.splitlines()
-                            if not line.startswith(("file ", "trial_id ", "start_time ", "end_time "))]
+        shown[path.stem] = [
+            line
+            for line in result.output.splitlines()
+            if not line.startswith(("file ", "trial_id ", "start_time ", "end_time "))
+        ]
     assert shown["new"] == shown["old"] and any(line.split() == ["target", "Nd"] for line in shown["old"])
     entries = {e.trial_id: e for e in Catalog(tmp_path).rebuild()}
     assert entries["old"].target == entries["new"].target == "Nd"

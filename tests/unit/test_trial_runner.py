@@ -22,12 +22,18 @@ import threading
 
 import numpy as np
 import pytest
+from _fake_bench import (
+    BASE_INTEGRATION_S,
+    STREAM_G_PER_L,
+    fake_recipe,
+    fake_station,
+    journal_writer_close,
+    make_runner,
+    read_trial,
+)
 from pydantic import ValidationError
 
 from daq.runner import FLAG_ANALYSIS_FAILED, FLAG_LOST, FLAG_READ_FAILED, FLAG_SATURATED
-
-from _fake_bench import (BASE_INTEGRATION_S, STREAM_G_PER_L, fake_recipe, fake_station, journal_writer_close,
-                         make_runner, read_trial)
 
 LONG_DWELL = ((10.0, 60.0, 600.0),)  # one segment; only an abort ends it early (or the held furnace)
 
@@ -35,9 +41,11 @@ LONG_DWELL = ((10.0, 60.0, 600.0),)  # one segment; only an abort ends it early 
 @pytest.fixture
 def fake_runner(tmp_path, synthetic_calibration, fake_bench):
     """``fake_runner(recipe, station=None, **options)``: a TrialRunner on ``fake_bench``, not yet run."""
+
     def runner(recipe, station=None, **options):
-        return make_runner(recipe, station or fake_station(), fake_bench, tmp_path / "data", synthetic_calibration,
-                           **options)
+        return make_runner(
+            recipe, station or fake_station(), fake_bench, tmp_path / "data", synthetic_calibration, **options
+        )
 
     return runner
 
@@ -47,6 +55,7 @@ def furnace_journal(bench) -> list[str]:
 
 
 # -- the plain trial --------------------------------------------------------------------------------------------
+
 
 def test_a_trial_on_the_fake_bench_runs_to_its_end_and_records_everything(run_trial, fake_bench):
     fake_bench.hold_program_until_spectrum(5)
@@ -69,6 +78,7 @@ def test_a_trial_on_the_fake_bench_runs_to_its_end_and_records_everything(run_tr
 
 # -- interlocks -------------------------------------------------------------------------------------------------
 
+
 def test_furnace_above_the_interlock_aborts_and_ends_in_its_safe_state(run_trial, fake_bench):
     # the controller ramps 5 C a poll towards 110 C: the PV passes the recipe's 100 C limit on the way
     outcome, trial = run_trial(fake_recipe(segments=((10.0, 110.0, 5.0),), abort_above_C=100.0))
@@ -87,8 +97,9 @@ def test_furnace_above_the_interlock_aborts_and_ends_in_its_safe_state(run_trial
     assert temperature[-1] > 100.0 and np.all(temperature[:-1] <= 100.0)  # the tripping poll is kept
 
 
-@pytest.mark.parametrize("fault, reason", [("break_sensor", "interlock: furnace sensor break"),
-                                           ("raise_alarm", "interlock: furnace alarm")])
+@pytest.mark.parametrize(
+    "fault, reason", [("break_sensor", "interlock: furnace sensor break"), ("raise_alarm", "interlock: furnace alarm")]
+)
 def test_a_controller_fault_aborts_to_safe_state(run_trial, fake_bench, fault, reason):
     fake_bench.hold_program()
     fake_bench.furnace.at_poll(4, lambda furnace: getattr(furnace, fault)())
@@ -116,6 +127,7 @@ def test_the_wall_clock_limit_aborts(run_trial, fake_bench):
 
 # -- a lost instrument ------------------------------------------------------------------------------------------
 
+
 def test_a_spectrometer_lost_past_the_abort_time_aborts_with_the_reason(run_trial, fake_bench):
     fake_bench.hold_program()
     fake_bench.spectrometer.lose(3)  # never answers again
@@ -125,8 +137,11 @@ def test_a_spectrometer_lost_past_the_abort_time_aborts_with_the_reason(run_tria
     assert trial.exit_status == "aborted"
     lost = [m for m in trial.messages if m.startswith("spectrometer lost:")]
     assert len(lost) == 1  # one event when the gap opens, not one per retry
-    assert trial.index("spectrometer lost:") < trial.index("spectrometer lost for more than 0.05 s") \
+    assert (
+        trial.index("spectrometer lost:")
+        < trial.index("spectrometer lost for more than 0.05 s")
         < trial.index("furnace in safe state")
+    )
     assert trial.messages[-1] == "trial aborted: spectrometer lost for more than 0.05 s"
     assert not trial.has("spectrometer answers again")
     assert "reconnect: no answer" in fake_bench.journal.of("spectrometer")  # it tried to reconnect
@@ -182,6 +197,7 @@ def test_a_furnace_that_answers_again_before_the_abort_time_recovers(run_trial, 
 
 # -- saturation policy (recipe [spectrometer] on_saturation: "flag" or "adjust") --------------------------------
 
+
 def brighten_from(bench, n: int) -> None:
     """From trial spectrum ``n`` on, 1.5 times the light: at 0.02 s the brightest pixels clip, at 0.01 s none."""
     bench.spectrometer.at_spectrum(n, lambda spectrometer: setattr(spectrometer, "brightness", 1.5))
@@ -226,8 +242,10 @@ def test_adjust_halves_the_integration_time_takes_a_dark_and_scales_the_referenc
     assert np.all(spectra["reference_index"][3:] == 1) and np.all(spectra["dark_index"][3:] == 1)
     reference, dark = trial.tables["reference"], trial.tables["dark"]
     assert list(reference["integration_time"]) == [BASE_INTEGRATION_S, half] and len(dark["time"]) == 2
-    assert trial.has(f"{spectra['saturated_pixels'][2]} saturated pixels: integration time lowered to 0.01 s, "
-                     "new dark taken, reference scaled")
+    assert trial.has(
+        f"{spectra['saturated_pixels'][2]} saturated pixels: integration time lowered to 0.01 s, "
+        "new dark taken, reference scaled"
+    )
     truth = [STREAM_G_PER_L["Nd"], STREAM_G_PER_L["Pr"]]  # the analysis stays valid at the new time
     assert np.allclose(trial.tables["analysis"]["concentration"][3:], truth, rtol=0.05)
 
@@ -251,13 +269,15 @@ def test_adjust_at_the_shortest_integration_time_only_warns(run_trial, fake_benc
 
     assert outcome.exit_status == "success"
     assert fake_bench.spectrometer.integration_times == [BASE_INTEGRATION_S]
-    assert trial.has(f"{trial.tables['spectrometer']['saturated_pixels'][2]} saturated pixels at the shortest "
-                     "integration time")
+    assert trial.has(
+        f"{trial.tables['spectrometer']['saturated_pixels'][2]} saturated pixels at the shortest integration time"
+    )
     assert np.all(trial.tables["spectrometer"]["flag"][2:] == FLAG_SATURATED)
     assert len(trial.tables["reference"]["time"]) == 1
 
 
 # -- shutdown order ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("ending", ["success", "aborted"])
 def test_the_furnace_is_made_safe_before_the_file_is_closed(run_trial, fake_bench, monkeypatch, ending):
@@ -268,8 +288,11 @@ def test_the_furnace_is_made_safe_before_the_file_is_closed(run_trial, fake_benc
     assert outcome.exit_status == ending
     entries = fake_bench.journal.entries
     assert entries.count(("furnace", "safe state")) == 1
-    assert (fake_bench.journal.index("furnace", "safe state") < fake_bench.journal.index("furnace", "close")
-            < fake_bench.journal.index("file", f"close {ending}"))
+    assert (
+        fake_bench.journal.index("furnace", "safe state")
+        < fake_bench.journal.index("furnace", "close")
+        < fake_bench.journal.index("file", f"close {ending}")
+    )
     assert entries[-1] == ("file", f"close {ending}")  # closed once, last
     # the file says how it ended and why, after the safe state
     assert trial.exit_status == ending and trial.end_time
@@ -294,11 +317,15 @@ def test_a_stuck_spectrometer_does_not_delay_the_furnace_safe_state(run_trial, f
     assert (outcome.exit_status, outcome.reason) == ("aborted", "interlock: furnace over 1100 C")
     journal = fake_bench.journal
     # the furnace went safe while the spectrometer was still stuck; the file was closed after both
-    assert journal.index("furnace", "safe state") < journal.index("spectrometer", "released") \
+    assert (
+        journal.index("furnace", "safe state")
+        < journal.index("spectrometer", "released")
         < journal.index("file", "close aborted")
+    )
 
 
 # -- a stop request ---------------------------------------------------------------------------------------------
+
 
 def test_a_stop_request_ends_the_trial_as_aborted_keeping_everything_recorded(fake_runner, fake_bench):
     fake_bench.hold_program()

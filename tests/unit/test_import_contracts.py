@@ -31,8 +31,9 @@ def _copy_tree(tmp_path: Path) -> Path:
 
 def _lint_imports(tree: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(tree)}  # the copy is found before the installed packages
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=tree, env=env, capture_output=True, text=True,
-                          timeout=110)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"], cwd=tree, env=env, capture_output=True, text=True, timeout=110
+    )
 
 
 def test_the_tree_keeps_every_contract(tmp_path):
@@ -41,16 +42,36 @@ def test_the_tree_keeps_every_contract(tmp_path):
     assert "0 broken" in result.stdout
 
 
-@pytest.mark.parametrize("contract, module, line, reported", [
-    ("drivers imports nothing of the project", "drivers/_errors.py", "import analysis", "drivers._errors -> analysis"),
-    ("analysis imports nothing of the project", "analysis/elements.py", "import daq", "analysis.elements -> daq"),
-    ("daq and the app use only the packages' public names", "daq/check.py", "import analysis.quantify",
-     "daq.check -> analysis.quantify"),
-    ("daq and the app use only the packages' public names", "daq/runner.py", "import drivers.sim.launch",
-     "daq.runner -> drivers.sim.launch"),  # the simulated bench is reached through daq.bench alone
-    ("the app reads through daq and analysis only", "app_pages/_view.py", "import drivers",
-     "app_pages._view -> drivers"),
-])
+@pytest.mark.parametrize(
+    "contract, module, line, reported",
+    [
+        (
+            "drivers imports nothing of the project",
+            "drivers/_errors.py",
+            "import analysis",
+            "drivers._errors -> analysis",
+        ),
+        ("analysis imports nothing of the project", "analysis/elements.py", "import daq", "analysis.elements -> daq"),
+        (
+            "daq and the app use only the packages' public names",
+            "daq/check.py",
+            "import analysis.quantify",
+            "daq.check -> analysis.quantify",
+        ),
+        (
+            "daq and the app use only the packages' public names",
+            "daq/runner.py",
+            "import drivers.sim.launch",
+            "daq.runner -> drivers.sim.launch",
+        ),  # the simulated bench is reached through daq.bench alone
+        (
+            "the app reads through daq and analysis only",
+            "app_pages/_view.py",
+            "import drivers",
+            "app_pages._view -> drivers",
+        ),
+    ],
+)
 def test_a_forbidden_import_breaks_its_contract(tmp_path, contract, module, line, reported):
     tree = _copy_tree(tmp_path)
     path = tree / module

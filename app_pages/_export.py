@@ -36,7 +36,7 @@ def summary_row(reader: TrialReader, snapshot: Snapshot) -> dict:
             "software_version": snapshot.metadata.get("software_version", ""),
         }
     )
-    row["file"] = Path(row["file"]).name
+    row["file"] = Path(str(row["file"])).name
     for k, analyte in enumerate(snapshot.analytes):
         concentration = analysis.get("concentration")
         row[f"final_{analyte}_g_per_L"] = float(concentration[k]) if concentration is not None else math.nan

@@ -166,10 +166,10 @@ def purity_figure(snapshot: Snapshot) -> go.Figure:
     oxide = oxide_of(snapshot.target)
     covered = snapshot.analysis_attrs.get("covered_elements", "")
     title = f"{oxide} purity" + (f" (of {covered})" if covered else "")
-    if snapshot.purity is None or not snapshot.purity.rows:
+    band = snapshot.purity_band  # set together with the purity
+    if snapshot.purity is None or band is None or not snapshot.purity.rows:
         return _empty(snapshot.trial_id, title, "no analysed spectra yet")
     per, unit = time_unit(snapshot)
-    band = snapshot.purity_band
     x_band = compact(band.time_s / per)
     fig = go.Figure()
     # a mass fraction lies in [0, 1]: the band is drawn inside it (near a zero total its sigma is huge)
@@ -236,7 +236,8 @@ def fit_figure(snapshot: Snapshot) -> go.Figure:
             title,
             "not recorded: this file's format predates 1.1, which added the lack of fit and the wavelength shift",
         )
-    if snapshot.lack_of_fit is None or not snapshot.lack_of_fit.rows:
+    shift = snapshot.wavelength_shift  # set together with the lack of fit
+    if snapshot.lack_of_fit is None or shift is None or not snapshot.lack_of_fit.rows:
         return _empty(snapshot.trial_id, title, "no analysed spectra yet")
     per, unit = time_unit(snapshot)
     flagged = snapshot.mismatch_rows
@@ -273,13 +274,13 @@ def fit_figure(snapshot: Snapshot) -> go.Figure:
     fig.add_hline(
         y=LACK_OF_FIT_LIMIT,
         line=dict(color="#d62728", dash="dash", width=1),
-        row=1,
-        col=1,
+        row=1,  # pyright: ignore[reportArgumentType]  # plotly infers str from the "all" default; int is valid
+        col=1,  # pyright: ignore[reportArgumentType]  # plotly infers str from the "all" default; int is valid
         annotation_text=f"limit {LACK_OF_FIT_LIMIT:g}: model mismatch above",
         annotation_position="top left",
         annotation_font=dict(size=11, color="#d62728"),
     )
-    x, y = envelope(snapshot.wavelength_shift, per=per)
+    x, y = envelope(shift, per=per)
     fig.add_trace(
         go.Scatter(
             x=x,

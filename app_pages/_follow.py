@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 import warnings
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypedDict, cast
 
 import numpy as np
 
@@ -157,6 +158,18 @@ class SpectrumView:
     model_source: str = ""  # "live fit": rebuilt from the row's stored coefficients; "refit": baseline fitted here
 
 
+class LatestAnalysis(TypedDict, total=False):
+    """The latest analysis row (Python scalars; empty before the first) and its spectrum's flag."""
+
+    time: float
+    purity: float
+    purity_sigma: float
+    concentration: np.ndarray
+    residual_rms: float
+    lack_of_fit: float
+    flag: int
+
+
 @dataclass
 class Snapshot:
     """What a page draws after one update: state, latest values, decimated traces, events, spectrum."""
@@ -174,7 +187,7 @@ class Snapshot:
     purity_band: Trace | None  # minimum = lowest purity - 2 sigma, maximum = highest purity + 2 sigma
     concentration: dict[str, Trace]
     latest_furnace: dict[str, float]
-    latest_analysis: dict[str, object]
+    latest_analysis: LatestAnalysis
     events: list[dict]
     spectrum: SpectrumView | None
     rows_read: dict[str, int] = field(default_factory=dict)  # rows read by this update, per table
@@ -414,14 +427,17 @@ class TrialFollower:
             purity_band=self._band.trace() if rows["analysis"] else None,
             concentration={a: t.trace() for a, t in zip(self._analytes, self._concentration)},
             latest_furnace=self._latest("furnace", rows["furnace"], FURNACE_COLUMNS + ("time", "flag", "status_word")),
-            latest_analysis={
-                **self._latest(
-                    "analysis",
-                    rows["analysis"],
-                    ("time", "purity", "purity_sigma", "concentration", "residual_rms", "lack_of_fit"),
-                ),
-                **self._latest_analysed_flag(rows),
-            },
+            latest_analysis=cast(  # the row's columns as read: the reader's rows are untyped
+                LatestAnalysis,
+                {
+                    **self._latest(
+                        "analysis",
+                        rows["analysis"],
+                        ("time", "purity", "purity_sigma", "concentration", "residual_rms", "lack_of_fit"),
+                    ),
+                    **self._latest_analysed_flag(rows),
+                },
+            ),
             events=list(self._events),
             spectrum=self._latest_spectrum(rows),
             rows_read=rows_read,
@@ -432,7 +448,7 @@ class TrialFollower:
         return self.last_snapshot
 
     def _fit_traces(self) -> dict:
-        if not (self._fit_recorded and self.marks.get("fit")):
+        if not (self._fit_recorded and self.marks is not None and self.marks.get("fit")):
             return {}
         return {
             "lack_of_fit": self._lack_of_fit.trace(),
@@ -528,15 +544,15 @@ class TrialFollower:
 
     def _read_new(self, rows: dict[str, int]) -> dict[str, int]:
         """Later reads: only the rows after the marks."""
-        reader, read = self.reader, {}
-        new, self.marks["furnace"] = reader.read_new(
-            "furnace", self.marks["furnace"], columns=("time",) + FURNACE_COLUMNS
-        )
+        reader, read, marks = self.reader, {}, self.marks
+        if marks is None:
+            raise RuntimeError("read_new before the first read")  # update() seeds first
+        new, marks["furnace"] = reader.read_new("furnace", marks["furnace"], columns=("time",) + FURNACE_COLUMNS)
         for name in FURNACE_COLUMNS:
             self._furnace[name].extend(new["time"], new[name])
         read["furnace"] = len(new["time"])
-        new, self.marks["analysis"] = reader.read_new(
-            "analysis", self.marks["analysis"], columns=("time", "purity", "purity_sigma", "concentration")
+        new, marks["analysis"] = reader.read_new(
+            "analysis", marks["analysis"], columns=("time", "purity", "purity_sigma", "concentration")
         )
         self._purity.extend(new["time"], new["purity"])
         self._add_band(new)
@@ -544,10 +560,10 @@ class TrialFollower:
             trace.extend(new["time"], new["concentration"][:, k])
         read["analysis"] = len(new["time"])
         if self._fit_recorded:  # a spectrum's flag may be flushed after its analysis row: up to both
-            stop = min(self.marks["analysis"], rows["spectrometer"])
-            read["fit"] = self._add_fit(self.marks["fit"], stop)
-            self.marks["fit"] = max(self.marks["fit"], stop)
-        new, self.marks["events"] = reader.read_new("events", self.marks["events"])
+            stop = min(marks["analysis"], rows["spectrometer"])
+            read["fit"] = self._add_fit(marks["fit"], stop)
+            marks["fit"] = max(marks["fit"], stop)
+        new, marks["events"] = reader.read_new("events", marks["events"])
         self._add_events(new)
         read["events"] = len(new["time"])
         return read
@@ -599,7 +615,7 @@ class TrialFollower:
         counts = np.asarray(row["counts"][0], dtype=float)
         dark = self._table_row("dark", int(row["dark_index"][0]), rows["dark"])
         reference = self._table_row("reference", int(row["reference_index"][0]), rows["reference"])
-        view = dict(
+        view = SpectrumView(  # the raw counts; each return below adds to them
             index=index,
             time_s=float(row["time"][0]),
             wavelength_nm=self._wavelength,
@@ -608,15 +624,15 @@ class TrialFollower:
             reference=reference,
         )
         if dark is None or reference is None:
-            return SpectrumView(**view, note="raw counts: no dark or blank reference recorded for this spectrum")
+            return replace(view, note="raw counts: no dark or blank reference recorded for this spectrum")
         measured = analysis.absorbance(counts, dark, reference, self._full_scale)  # masked as the live fit did
         sensitivity = self._calibration.get("sensitivity")
         pixels, analytes = len(self._wavelength), len(self._analytes)
         if not analysed:
-            return SpectrumView(**view, absorbance=measured, note="not analysed yet: absorbance only")
+            return replace(view, absorbance=measured, note="not analysed yet: absorbance only")
         if sensitivity is None or np.shape(sensitivity) != (analytes, pixels):
-            return SpectrumView(
-                **view,
+            return replace(
+                view,
                 absorbance=measured,
                 note="absorbance only: the file holds no calibration sensitivity matching "
                 f"its {analytes} analytes x {pixels} pixels",
@@ -625,8 +641,8 @@ class TrialFollower:
         concentration = np.asarray(fit["concentration"][0], dtype=float)
         stored_rms = float(fit["residual_rms"][0])
         if not np.any(np.isfinite(concentration)):
-            return SpectrumView(
-                **view,
+            return replace(
+                view,
                 absorbance=measured,
                 stored_residual_rms=stored_rms,
                 note="absorbance only: the live analysis of this spectrum gave no concentrations "
@@ -657,8 +673,8 @@ class TrialFollower:
                     f"; without its curvature terms ({', '.join(stored.omitted)}: their spectra are only in "
                     "the calibration file), which the residual therefore includes"
                 )
-            return SpectrumView(
-                **view,
+            return replace(
+                view,
                 absorbance=measured,
                 model=stored.model,
                 baseline=stored.baseline,
@@ -680,8 +696,8 @@ class TrialFollower:
         model, baseline, residual, rms = fitted_spectrum(
             measured, np.nan_to_num(concentration), sensitivity, self._wavelength, order, weight
         )
-        return SpectrumView(
-            **view,
+        return replace(
+            view,
             absorbance=measured,
             model=model,
             baseline=baseline,

@@ -6,6 +6,7 @@ No Streamlit here: these functions are tested on their own and reused by every p
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,7 @@ class DataFolder:
         return self.path / CATALOG_FILE
 
 
-def resolve_data_folder(environ: dict[str, str] | None = None) -> DataFolder:
+def resolve_data_folder(environ: Mapping[str, str] | None = None) -> DataFolder:
     """The data folder, as the CLI finds it: $REMDAQ_DATA_DIR, else the $REMDAQ_STATION file's, else ./data.
 
     A relative station ``data_dir`` is taken from the working folder, as for ``remdaq``.

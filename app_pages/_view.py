@@ -267,7 +267,9 @@ def _age_s(iso: str) -> float | None:
     return max(0.0, (datetime.now(UTC) - then).total_seconds())
 
 
-def _flags_text(flag: object) -> str:
+def _flags_text(flag: float | None) -> str:
+    if flag is None:
+        return ""
     try:
         bits = int(flag)
     except (TypeError, ValueError):

@@ -31,7 +31,7 @@ def _filters() -> Filters:
     sample_col, status_col, dates_col, purity_col = st.columns(4)
     sample = sample_col.text_input("Sample contains", key="trials-filter-sample")
     status = status_col.selectbox("Status", [ANY, *STATUSES], key="trials-filter-status")
-    dates = dates_col.date_input("Started between", value=(), key="trials-filter-dates", format="YYYY-MM-DD")
+    dates = dates_col.date_input("Started between", value=[], key="trials-filter-dates", format="YYYY-MM-DD")
     min_percent = purity_col.number_input(
         "Final purity at least (%)", min_value=0.0, max_value=100.0, value=0.0, step=0.5, key="trials-filter-purity"
     )

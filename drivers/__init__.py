@@ -12,9 +12,23 @@ Knows nothing of trials, HDF5 or Streamlit. Public API:
 - SCPI dialects (hardware/maps): :func:`load_dialect`, :class:`ScpiDialect`
 """
 
+from typing import TYPE_CHECKING
+
 from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, ReadbackMismatch
 from ._text_file import UnreadableFileError, is_regular_file, read_small_toml_file, shorten
 from .maps import MapError
+
+if TYPE_CHECKING:  # imported on first use (__getattr__ below); named here for type checkers
+    from ._register_map import (
+        ModelNotCovered,
+        RegisterMap,
+        load_register_map,
+        register_map_models,
+        resolve_register_map,
+    )
+    from ._scpi_dialect import ScpiDialect, load_dialect
+    from .eurotherm import Eurotherm
+    from .spectrometer import ScpiError, ScpiSpectrometer
 
 __all__ = [
     "Eurotherm",

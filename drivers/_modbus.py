@@ -45,7 +45,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast, overload
 
 import minimalmodbus
 import serial
@@ -344,7 +344,10 @@ class ModbusLink:
                 on_answer_seen=self._answer_seen,
             )
             try:
-                instrument = minimalmodbus.Instrument(line, self.address, mode=minimalmodbus.MODE_RTU)
+                # RtuLine stands in for the serial.Serial minimalmodbus takes (the calls it makes, nothing more)
+                instrument = minimalmodbus.Instrument(
+                    cast(serial.Serial, line), self.address, mode=minimalmodbus.MODE_RTU
+                )
             except Exception:
                 _close_quietly(port)
                 raise
@@ -372,6 +375,14 @@ class ModbusLink:
             return total
 
     # -- transactions -----------------------------------------------------------
+    @overload
+    def read_registers(
+        self, address: int, count: int, what: str, check: None = None, *, fresh: bool = True
+    ) -> list[int]: ...
+    @overload
+    def read_registers(
+        self, address: int, count: int, what: str, check: Callable[[list[int]], T], *, fresh: bool = True
+    ) -> T: ...
     def read_registers(
         self, address: int, count: int, what: str, check: Callable[[list[int]], T] | None = None, *, fresh: bool = True
     ) -> T | list[int]:

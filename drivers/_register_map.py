@@ -21,11 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 
-from ._schema import StrictModel, field_error, name, problems, text
+from ._schema import NO_CONTROL_CHARACTERS, Description, Name, StrictModel, field_error, problems
 from .maps import MAX_EXTENDS_DEPTH, MapError, deep_merge, find_map, find_parent_map, known_maps, load_map
 
 __all__ = [
@@ -42,8 +42,8 @@ __all__ = [
     "resolve_register_map",
 ]
 
-#: Flags every map must place in the status word (FurnaceStatus fields).
-STATUS_FLAGS = (
+#: A flag of the status word (a FurnaceStatus field).
+StatusFlag = Literal[
     "alarm_1",
     "alarm_2",
     "alarm_3",
@@ -55,10 +55,14 @@ STATUS_FLAGS = (
     "tuning",
     "program_end",
     "pv_out_of_range",
-)
+]
+#: Flags every map must place in the status word (FurnaceStatus fields).
+STATUS_FLAGS: tuple[str, ...] = get_args(StatusFlag)
 
+#: A value of the programmer status register a map may name.
+ProgramState = Literal["reset", "run", "hold", "holdback", "complete"]
 #: Values of the programmer status register a map may name ([program_status]).
-PROGRAM_STATES = ("reset", "run", "hold", "holdback", "complete")
+PROGRAM_STATES: tuple[str, ...] = get_args(ProgramState)
 
 #: Keys of [instrument] a map never inherits from the map it extends: which instruments it is for.
 NOT_INHERITED = ("family", "models", "ident_codes")
@@ -158,12 +162,13 @@ class RegisterMap:
         wanted = sorted(self.registers[name].address for name in names)
         runs: list[tuple[Register, ...]] = []
         start = previous = wanted[0]
-        for address in wanted[1:] + [None]:
-            joined = address is not None and all(a in by_address for a in range(previous + 1, address))
+        for address in wanted[1:]:
+            joined = all(a in by_address for a in range(previous + 1, address))
             if not joined:
                 runs.append(tuple(by_address[a] for a in range(start, previous + 1)))
                 start = address
             previous = address
+        runs.append(tuple(by_address[a] for a in range(start, previous + 1)))
         return runs
 
 
@@ -175,6 +180,11 @@ _ANALOG_LIMIT = 1e9
 
 Address = Annotated[int, Field(ge=0, le=_WORD_MAX)]
 Bound = Annotated[float, Field(ge=-_ANALOG_LIMIT, le=_ANALOG_LIMIT)]
+# Text fields as :func:`~drivers._schema.text` builds them, written out so that a type checker reads them.
+_Units = Annotated[str, Field(min_length=0, max_length=40), NO_CONTROL_CHARACTERS]
+_Label40 = Annotated[str, Field(min_length=1, max_length=40), NO_CONTROL_CHARACTERS]
+_Label80 = Annotated[str, Field(min_length=1, max_length=80), NO_CONTROL_CHARACTERS]
+_MapReference = Annotated[str, Field(min_length=1, max_length=4096), NO_CONTROL_CHARACTERS]
 
 
 def _decimals(value: Any) -> Any:
@@ -207,11 +217,11 @@ class RegisterSpec(StrictModel):
     access: Literal["r", "rw"] = "r"
     kind: Literal["analog", "word"] = "analog"
     decimals: Annotated[Any, AfterValidator(_decimals)] = None
-    units: text(max_length=40) = ""
+    units: _Units = ""
     min: Bound | None = None
     max: Bound | None = None
     eeprom: bool = False
-    description: text(max_length=500) = ""
+    description: Description = ""
 
     @model_validator(mode="after")
     def _kind_rules(self):
@@ -238,13 +248,11 @@ class RegisterSpec(StrictModel):
 class InstrumentSpec(StrictModel):
     """``[instrument]``: which controllers the map is for."""
 
-    maker: text(min_length=1, max_length=80)
-    family: text(min_length=1, max_length=40)
-    models: Annotated[list[text(min_length=1, max_length=40)], Field(min_length=1, max_length=100)]
-    description: text(max_length=500) = ""
-    ident_codes: dict[
-        Annotated[int, BeforeValidator(_ident_code), Field(ge=0, le=_WORD_MAX)], text(min_length=1, max_length=40)
-    ] = {}
+    maker: _Label80
+    family: _Label40
+    models: Annotated[list[_Label40], Field(min_length=1, max_length=100)]
+    description: Description = ""
+    ident_codes: dict[Annotated[int, BeforeValidator(_ident_code), Field(ge=0, le=_WORD_MAX)], _Label40] = {}
 
 
 class EncodingSpec(StrictModel):
@@ -265,21 +273,21 @@ class InputRangeSpec(StrictModel):
 class SetpointSpec(StrictModel):
     """``[setpoint]``: which registers are the live (written) and the target (read) setpoint."""
 
-    live: name()
-    target: name()
+    live: Name
+    target: Name
 
 
 class MapDocument(StrictModel):
     """A register map file, with what it ``extends`` laid under it (:func:`_effective_document`)."""
 
-    extends: text(min_length=1, max_length=4096) | None = None
+    extends: _MapReference | None = None
     instrument: InstrumentSpec
     encoding: EncodingSpec = EncodingSpec()
     input_range: InputRangeSpec = InputRangeSpec()
     setpoint: SetpointSpec
-    registers: Annotated[dict[name(), RegisterSpec], Field(min_length=1, max_length=1000)]
-    status_bits: dict[Literal[STATUS_FLAGS], Annotated[int, Field(ge=0, le=15)]]
-    program_status: dict[Literal[PROGRAM_STATES], Annotated[int, Field(ge=0, le=_WORD_MAX)]] = {}
+    registers: Annotated[dict[Name, RegisterSpec], Field(min_length=1, max_length=1000)]
+    status_bits: dict[StatusFlag, Annotated[int, Field(ge=0, le=15)]]
+    program_status: dict[ProgramState, Annotated[int, Field(ge=0, le=_WORD_MAX)]] = {}
 
 
 def _rule_problems(doc: MapDocument) -> list[tuple[str, str]]:
@@ -429,9 +437,9 @@ def _register_map(path: Path, doc: MapDocument) -> RegisterMap:
         registers=MappingProxyType(registers),
         live_setpoint=doc.setpoint.live,
         target_setpoint=doc.setpoint.target,
-        status_bits=MappingProxyType(dict(doc.status_bits)),
+        status_bits=MappingProxyType({key: value for key, value in doc.status_bits.items()}),
         ident_codes=MappingProxyType(dict(instrument.ident_codes)),
-        program_status=MappingProxyType(dict(doc.program_status)),
+        program_status=MappingProxyType({key: value for key, value in doc.program_status.items()}),
         input_range_C=(float(doc.input_range.low_C), float(doc.input_range.high_C)),
         maker=instrument.maker,
         models=tuple(instrument.models),

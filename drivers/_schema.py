@@ -18,11 +18,21 @@ import typing
 from typing import Annotated, Any, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ._text_file import shorten
 
-__all__ = ["StrictModel", "text", "name", "field_error", "problems", "FIELD_ERROR"]
+__all__ = [
+    "StrictModel",
+    "text",
+    "name",
+    "Description",
+    "Name",
+    "NO_CONTROL_CHARACTERS",
+    "field_error",
+    "problems",
+    "FIELD_ERROR",
+]
 
 #: Pydantic error type of :func:`field_error`; ``ctx["field"]`` is the field path below the model raising it.
 FIELD_ERROR = "map_field"
@@ -43,14 +53,25 @@ def _no_control_characters(value: str) -> str:
     return value
 
 
+#: The check of :func:`text`, for a text type written out (``Annotated[str, Field(...), NO_CONTROL_CHARACTERS]``):
+#: a type checker reads a written-out ``Annotated`` as ``str``, never a call such as ``text(...)``.
+NO_CONTROL_CHARACTERS = AfterValidator(_no_control_characters)
+
+
 def text(*, max_length: int = 200, min_length: int = 0) -> Any:
     """A string of ``min_length..max_length`` characters without control characters."""
-    return Annotated[str, Field(min_length=min_length, max_length=max_length), AfterValidator(_no_control_characters)]
+    return Annotated[str, Field(min_length=min_length, max_length=max_length), NO_CONTROL_CHARACTERS]
 
 
 def name(*, max_length: int = 64) -> Any:
     """A name such as a register name: lower-case letters, digits and ``_``, starting with a letter."""
     return Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", min_length=1, max_length=max_length)]
+
+
+#: ``text(max_length=500)``: a description, documentation only.
+Description = Annotated[str, Field(min_length=0, max_length=500), NO_CONTROL_CHARACTERS]
+#: ``name()``: a name such as a register name.
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", min_length=1, max_length=64)]
 
 
 def field_error(field: tuple[str | int, ...], message: str) -> PydanticCustomError:
@@ -115,6 +136,14 @@ def _allowed(root: type[BaseModel], location: tuple) -> str:
     return f"; allowed: {', '.join(model.model_fields)}" if model is not None else ""
 
 
+def _context(item: ErrorDetails) -> dict[str, Any]:
+    """The ``ctx`` of an error whose type always has one (a KeyError, as indexing gives, if it has not)."""
+    context = item.get("ctx")
+    if context is None:
+        raise KeyError("ctx")
+    return context
+
+
 def problems(error: ValidationError, root: type[BaseModel]) -> list[tuple[str, str]]:
     """``(field, problem)`` for each error of validating a document as ``root``, in the words of the file."""
     found = []
@@ -124,11 +153,11 @@ def problems(error: ValidationError, root: type[BaseModel]) -> list[tuple[str, s
         message = item["msg"].removeprefix("Value error, ")
         value = item.get("input")
         if kind == FIELD_ERROR:
-            location += tuple(item["ctx"]["field"])
+            location += tuple(_context(item)["field"])
         elif kind == "extra_forbidden":
             message = f"unknown key (check the spelling{_allowed(root, location[:-1])})"
         elif kind == "literal_error" and location and location[-1] == "[key]":
-            message = f"unknown key (check the spelling; allowed: {item['ctx']['expected']})"
+            message = f"unknown key (check the spelling; allowed: {_context(item)['expected']})"
         elif kind == "missing":
             message = "missing required key"
         elif kind in ("model_type", "model_attributes_type", "dict_type"):

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from ._schema import StrictModel, field_error, problems, text
+from ._schema import Description, StrictModel, field_error, problems
 from .maps import MapError, find_map, load_map
 
 MAX_PIXELS = 65536
@@ -132,8 +132,28 @@ def template(*fields: str) -> Any:
     ]
 
 
+# The templates as :func:`template` builds them, written out so that a type checker reads them.
 #: One command without fields, sent as ``str.format`` leaves it (so a brace is written ``{{``).
-Command = template()
+Command = Annotated[
+    str,
+    Field(min_length=1, max_length=200),
+    AfterValidator(_printable_ascii),
+    AfterValidator(_template_checker(())),
+]
+#: ``template("seconds")``: the command setting the integration time.
+SecondsCommand = Annotated[
+    str,
+    Field(min_length=1, max_length=200),
+    AfterValidator(_printable_ascii),
+    AfterValidator(_template_checker(("seconds",))),
+]
+#: ``template("count")``: the command setting the number of averages.
+CountCommand = Annotated[
+    str,
+    Field(min_length=1, max_length=200),
+    AfterValidator(_printable_ascii),
+    AfterValidator(_template_checker(("count",))),
+]
 #: One command of ``setup`` or ``measure``, sent exactly as written (braces included).
 Verbatim = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable_ascii)]
 #: A line terminator: ASCII characters such as "\n" or "\r\n".
@@ -143,7 +163,7 @@ Termination = Annotated[str, Field(max_length=4), AfterValidator(_ascii)]
 class InstrumentTable(StrictModel):
     """``[instrument]``: what every answer is checked against."""
 
-    description: text(max_length=500) = ""
+    description: Description = ""
     full_scale_counts: Annotated[float, Field(gt=0, le=MAX_FULL_SCALE_COUNTS)] = 65535.0
     pixels: Annotated[int, Field(ge=1, le=MAX_PIXELS)] | None = None
 
@@ -163,9 +183,9 @@ class CommandsTable(StrictModel):
     next_error: Command
     pixel_count: Command | None = None
     wavelength_coefficients: Command
-    set_integration_time: template("seconds")
+    set_integration_time: SecondsCommand
     get_integration_time: Command
-    set_averages: template("count")
+    set_averages: CountCommand
     get_averages: Command
     shutter_open: Command
     shutter_close: Command

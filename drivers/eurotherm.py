@@ -316,8 +316,11 @@ class Eurotherm:
 
     def _decimals_of(self, register: Register) -> int:
         """Implied decimals of an integer-area register; "display" is read once per connection, twice."""
-        if register.decimals != "display":
-            return int(register.decimals)
+        decimals = register.decimals
+        if decimals != "display":
+            if decimals is None:  # a word register: as int(None) would, but saying why
+                raise TypeError(f"{register.name} is not an analog register: it has no decimals")
+            return int(decimals)
         if self._decimals is None:  # it scales everything: an answer that was not this register must not
             register = self.register_map["decimal_places"]
             self._decimals = self._read_twice(lambda: self._read_word(register), "decimal places")

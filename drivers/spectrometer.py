@@ -35,7 +35,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
 import pyvisa
@@ -46,6 +46,9 @@ from . import _ieee_block
 from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError
 from ._scpi_dialect import MAX_PIXELS, ScpiDialect, load_dialect
 from ._settings import ScpiSetting, scpi_settings
+
+if TYPE_CHECKING:
+    from pyvisa.resources import MessageBasedResource
 
 __all__ = [
     "ScpiSpectrometer",
@@ -252,7 +255,7 @@ class ScpiSpectrometer:
             )
         self._lock = threading.RLock()
         self._rm: pyvisa.ResourceManager | None = None
-        self._res = None
+        self._res: MessageBasedResource | None = None
         self._ident = ""
         self._pixels = 0
         self._coefficients: tuple[float, ...] = ()
@@ -395,12 +398,16 @@ class ScpiSpectrometer:
         try:
             if self._rm is None:
                 self._rm = pyvisa.ResourceManager(self.visa_library)
-            self._res = self._rm.open_resource(
-                self.resource,
-                read_termination=d.read_termination,
-                write_termination=d.write_termination,
-                timeout=self._ms(self.timeout_s),
-                open_timeout=self._ms(self.timeout_s),
+            # a SCPI instrument's session (TCPIP, USB INSTR, ASRL) is message-based: pyvisa types every one a Resource
+            self._res = cast(
+                "MessageBasedResource",
+                self._rm.open_resource(
+                    self.resource,
+                    read_termination=d.read_termination,
+                    write_termination=d.write_termination,
+                    timeout=self._ms(self.timeout_s),
+                    open_timeout=self._ms(self.timeout_s),
+                ),
             )
         except Exception as error:
             self._res = None
@@ -624,7 +631,7 @@ class ScpiSpectrometer:
         res = self._connected_resource()
         sock = self._socket()
         pending = self._pyvisa_pending(res) if sock is not None else None
-        if pending is None:
+        if sock is None or pending is None:
             return self._receive_through_visa(res, max_bytes, deadline)
         if pending:  # bytes pyvisa-py had already taken off the socket
             data = bytes(pending[:max_bytes])
@@ -704,8 +711,11 @@ class ScpiSpectrometer:
     def _socket(self) -> socket.socket | None:
         """The TCP socket under a pyvisa-py SOCKET session, or None (other backends, USB, serial)."""
         res = self._res
+        if res is None:  # not connected (as the AttributeError below would say)
+            return None
         try:
-            sock = getattr(res.visalib.sessions[res.session], "interface", None)
+            # sessions: pyvisa-py's table of open sessions, not in pyvisa's VisaLibraryBase (caught if absent)
+            sock = getattr(res.visalib.sessions[res.session], "interface", None)  # pyright: ignore[reportAttributeAccessIssue]
         except Exception:
             return None
         return sock if isinstance(sock, socket.socket) else None

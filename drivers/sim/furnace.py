@@ -172,7 +172,11 @@ class RegisterBank:
             self._set[register.name](value)
 
     def _decimals(self, register: Register) -> int:
-        return self.decimals if register.decimals == "display" else int(register.decimals)
+        if register.decimals == "display":
+            return self.decimals
+        if register.decimals is None:  # a word register: as int(None) would, but saying why
+            raise TypeError(f"{register.name} is not an analog register: it has no decimals")
+        return int(register.decimals)
 
 
 class RtuResponder:
@@ -249,6 +253,7 @@ class RtuResponder:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
+    assert __doc__ is not None  # this module has a docstring (python -OO drops it, and this check too)
     parser = argparse.ArgumentParser(prog="python -m drivers.sim.furnace", description=__doc__.split("\n")[0])
     parser.add_argument("--address", type=int, default=1, help="Modbus slave address (default 1)")
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")

@@ -88,6 +88,7 @@ def start_simulator(
         start_new_session=True,  # Ctrl-C at the terminal goes to our handler, not straight to the simulator
         preexec_fn=_die_with_parent,
     )
+    assert process.stdout is not None  # stdout=PIPE
     deadline = time.monotonic() + startup_timeout_s
     line = b""
     with selectors.DefaultSelector() as selector:

@@ -76,10 +76,14 @@ class LineFaultInjector:
         self, device: str, link: str | os.PathLike | None = None, *, seed: int = 0, keep_records: int = 100_000
     ) -> None:
         self.device = device
-        self._own_dir = None if link else tempfile.mkdtemp(prefix="remdaq-line-")
-        self.link = Path(link) if link else Path(self._own_dir) / "ttyFURNACE"
+        if link:
+            self._own_dir = None
+            self.link = Path(link)
+        else:
+            self._own_dir = tempfile.mkdtemp(prefix="remdaq-line-")
+            self.link = Path(self._own_dir) / "ttyFURNACE"
         self._rng = random.Random(seed)
-        self._rates = {d: dict.fromkeys(FAULT_KINDS, 0.0) for d in DIRECTIONS}
+        self._rates: dict[str, dict[str, float]] = {d: dict.fromkeys(FAULT_KINDS, 0.0) for d in DIRECTIONS}
         self.delay_s: float | tuple[float, float] = 0.05
         self._forced: dict[str, deque[str]] = {d: deque() for d in DIRECTIONS}
         self.faults: Counter = Counter()  # (direction, kind) -> frames affected
@@ -88,8 +92,10 @@ class LineFaultInjector:
         self.records: deque[FrameRecord] = deque(maxlen=keep_records)  # the relay's truth, frame by frame
         self._commands: queue.Queue = queue.Queue()
         self._selector = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = os.pipe()
-        self._pending: list = []  # heap of (due, seq, fd, data)
+        self._wake_r: int | None
+        self._wake_w: int | None
+        self._wake_r, self._wake_w = os.pipe()  # None once stopped
+        self._pending: list[tuple[float, int, int, FrameRecord]] = []  # heap of (due, seq, fd, record)
         self._seq = 0
         self._device_fd: int | None = None
         self._client_fds: tuple[int, int] | None = None  # (master, slave) of our pty
@@ -107,6 +113,7 @@ class LineFaultInjector:
         self._device_fd = os.open(self.device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         tty.setraw(self._device_fd)
         self._selector.register(self._device_fd, selectors.EVENT_READ, "device")
+        assert self._wake_r is not None, "a stopped LineFaultInjector cannot be started again"
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._plug()
         self._thread = threading.Thread(target=self._run, name=f"linefault {self.link}", daemon=True)
@@ -210,6 +217,7 @@ class LineFaultInjector:
         done = threading.Event()
         box: list = []
         self._commands.put((action, done, box, stop))
+        assert self._wake_w is not None  # open while the relay thread runs: stop() closes it after the thread
         os.write(self._wake_w, b"!")
         if not done.wait(5.0):
             raise TimeoutError("line-fault relay did not answer")
@@ -221,6 +229,7 @@ class LineFaultInjector:
             timeout = max(0.0, self._pending[0][0] - time.monotonic()) if self._pending else None
             for key, _ in self._selector.select(timeout):
                 if key.data == "wake":
+                    assert self._wake_r is not None  # stop() clears it after the thread has ended
                     os.read(self._wake_r, 512)
                     if self._run_commands():
                         return
@@ -262,7 +271,8 @@ class LineFaultInjector:
         self.records.append(record)
         if sent:
             target = self._device_fd if direction == "to_device" else self._client_fds[0]
-            heapq.heappush(self._pending, (record.due_at, self._seq, target, record))
+            assert target is not None  # the device is open while the relay runs (start() to stop())
+            heapq.heappush(self._pending, (received_at + delay_s, self._seq, target, record))
         self._seq += 1
 
     def _release_due(self) -> None:

@@ -64,6 +64,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar, overload
 
 import numpy as np
 
@@ -83,6 +84,8 @@ from ._bench_drift import (
     matrix_name,
 )
 from ._lanthanide_bands import KNOWN_ELEMENTS
+
+_T = TypeVar("_T")
 
 __all__ = [
     "Scenario",
@@ -143,6 +146,10 @@ class Scenario:
     solution: SolutionProfile | None = None
     drift: DriftSettings | None = None
 
+    @overload
+    def scenario_time(self, time_s: float) -> float: ...
+    @overload
+    def scenario_time(self, time_s: np.ndarray) -> np.ndarray: ...
     def scenario_time(self, time_s):
         """Scenario time as its profiles see it: wrapped at ``duration_s`` when ``repeat``."""
         if self.repeat and self.duration_s:
@@ -392,7 +399,7 @@ def _concentration(value: object, where: str) -> float:
     return _number(value, where, minimum=0.0, maximum=MAX_CONCENTRATION_G_PER_L)
 
 
-def _of_type(value: object, kind: type, where: str, what: str):
+def _of_type(value: object, kind: type[_T], where: str, what: str) -> _T:
     if not isinstance(value, kind):
         raise ScenarioError(f"{where}: must be {what}, not {shorten(repr(value))}")
     return value

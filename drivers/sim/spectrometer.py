@@ -181,10 +181,12 @@ class Cell:
 
     def _leave_scenario(self, now_s: float) -> None:
         """Freeze what the running scenario drove: the solution, the lab's temperature, its fibre replugs."""
+        scenario, start_s = self.scenario, self.scenario_start_s
+        assert scenario is not None and start_s is not None  # called only while a scenario runs
         self.solution = self.solution_at(now_s)
-        if self.scenario.lab is not None:
+        if scenario.lab is not None:
             self.drift.lab.hold(now_s, self.drift.lab_temperature_at(now_s))
-        self.drift.fibre_offset_nm += self.scenario.replug_offset_nm(now_s - self.scenario_start_s)
+        self.drift.fibre_offset_nm += scenario.replug_offset_nm(now_s - start_s)
 
     def concentrations_at(self, now_s: float) -> dict[str, float]:
         """Element concentrations (g/L) in the cell at simulated time ``now_s``."""
@@ -194,23 +196,23 @@ class Cell:
 
     def solution_at(self, now_s: float) -> Solution:
         """Temperature, matrix and acid of the solution in the cell at simulated time ``now_s``."""
-        if self.running and self.scenario.solution is not None:
-            return self.scenario.solution_at(
-                now_s - self.scenario_start_s, self.drift.lab_temperature_at(now_s), self.solution
-            )
+        scenario, start_s = self.scenario, self.scenario_start_s
+        if scenario is not None and start_s is not None and scenario.solution is not None:  # running
+            return scenario.solution_at(now_s - start_s, self.drift.lab_temperature_at(now_s), self.solution)
         return self.solution
 
     def scenario_fibre_nm(self, now_s: float) -> float:
         """Axis steps of the running scenario's fibre replugs so far (nm)."""
-        return self.scenario.replug_offset_nm(now_s - self.scenario_start_s) if self.running else 0.0
+        scenario, start_s = self.scenario, self.scenario_start_s
+        return scenario.replug_offset_nm(now_s - start_s) if scenario is not None and start_s is not None else 0.0
 
     @property
     def drives_lab(self) -> bool:
-        return self.running and self.scenario.lab is not None
+        return self.running and self.scenario is not None and self.scenario.lab is not None
 
     @property
     def drives_solution(self) -> bool:
-        return self.running and self.scenario.solution is not None
+        return self.running and self.scenario is not None and self.scenario.solution is not None
 
     def drift_state_at(self, now_s: float) -> DriftState:
         """The bench drifts at simulated time ``now_s`` (the truth of SIM:TRUT:DRIF?)."""
@@ -778,8 +780,9 @@ class SimControl:
         cell = self.cell
         if cell.scenario is None:
             return '"",0,0'
-        running = cell.scenario_start_s is not None
-        elapsed = self.clock.now_s() - cell.scenario_start_s if running else 0.0
+        start_s = cell.scenario_start_s
+        running = start_s is not None
+        elapsed = self.clock.now_s() - start_s if start_s is not None else 0.0
         return f'"{cell.scenario.name}",{int(running)},{elapsed:.3f}'
 
     def _noise(self, params: str) -> str:
@@ -974,6 +977,7 @@ def _shutdown(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: serve the simulated spectrometer until SIGTERM."""
+    assert __doc__ is not None  # this module has a docstring (python -OO drops it, and this check too)
     parser = argparse.ArgumentParser(prog="python -m drivers.sim.spectrometer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--pixels", type=int, default=2048, help="detector pixels (e.g. 2048, 3648)")

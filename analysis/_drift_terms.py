@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy.signal import savgol_coeffs, savgol_filter
 
 __all__ = ["DriftNoise", "drift_spectra", "drift_noise", "common_shift_nm", "reference_shift_spectrum"]
@@ -44,8 +45,8 @@ class DriftNoise:
     """
 
     shift_gain: float
-    width_centre: np.ndarray
-    width_gain: np.ndarray
+    width_centre: npt.NDArray[np.float64]
+    width_gain: npt.NDArray[np.float64]
 
 
 def _window(step_nm: float, n_pixels: int) -> int:
@@ -65,7 +66,8 @@ def _derivatives(wavelength_nm: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, 
     """Smoothed S, dS/dl and d2S/dl2 on the grid."""
     window, polyorder, _, dl = _filters(wavelength_nm)
     d2l = np.gradient(dl)
-    smooth = savgol_filter(S, window, polyorder, axis=1, mode="interp")
+    # np.asarray: scipy's annotations allow an array-API array; a numpy input gives this very ndarray back
+    smooth = np.asarray(savgol_filter(S, window, polyorder, axis=1, mode="interp"))
     first = savgol_filter(S, window, polyorder, deriv=1, axis=1, mode="interp")  # per pixel
     second = savgol_filter(S, window, polyorder, deriv=2, axis=1, mode="interp")
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -93,7 +95,7 @@ def _squared_band_widths(wavelength_nm: np.ndarray, smooth: np.ndarray, curvatur
     return out
 
 
-def drift_spectra(wavelength_nm: np.ndarray, sensitivity: np.ndarray) -> np.ndarray:
+def drift_spectra(wavelength_nm: npt.ArrayLike, sensitivity: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """(2K, P): each analyte's shift spectrum -dS/dl (per nm), then its width spectrum s^2 d2S/dl2.
 
     Rows follow ``sensitivity``'s analyte order, shift rows first. A calibration
@@ -109,7 +111,7 @@ def drift_spectra(wavelength_nm: np.ndarray, sensitivity: np.ndarray) -> np.ndar
     return np.ascontiguousarray(np.vstack([-slope, widths2 * curvature]))
 
 
-def drift_noise(wavelength_nm: np.ndarray, sensitivity: np.ndarray) -> DriftNoise:
+def drift_noise(wavelength_nm: npt.ArrayLike, sensitivity: npt.ArrayLike) -> DriftNoise:
     """The filter gains of :class:`DriftNoise` for a calibration's grid and sensitivities."""
     wavelength_nm = np.asarray(wavelength_nm, dtype=np.float64)
     S = np.asarray(sensitivity, dtype=np.float64)
@@ -129,8 +131,8 @@ def drift_noise(wavelength_nm: np.ndarray, sensitivity: np.ndarray) -> DriftNois
 
 
 def common_shift_nm(
-    concentration: np.ndarray, shift_coefficients: np.ndarray, shift_information: np.ndarray
-) -> np.ndarray:
+    concentration: npt.ArrayLike, shift_coefficients: npt.ArrayLike, shift_information: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
     """(N,) one wavelength shift per spectrum (nm) from the per-analyte shift coefficients (c dl).
 
     Each analyte k says dl_k = d_k / c_k with a precision proportional to
@@ -147,7 +149,7 @@ def common_shift_nm(
         return np.where(total > 0, numerator / total, np.nan)
 
 
-def reference_shift_spectrum(wavelength_nm: np.ndarray, net_reference: np.ndarray) -> np.ndarray:
+def reference_shift_spectrum(wavelength_nm: npt.ArrayLike, net_reference: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """(P,) -d log10(R - D)/dl (per nm): what the blank's own light adds to an absorbance whose sample
     was measured on a wavelength axis moved by 1 nm from the blank's.
 
@@ -167,6 +169,6 @@ def reference_shift_spectrum(wavelength_nm: np.ndarray, net_reference: np.ndarra
     step = float(np.median(np.abs(dl)))
     window = max(_MIN_WINDOW, int(round(_REFERENCE_WINDOW_NM / step)) | 1) if step > 0 else _MIN_WINDOW
     window = min(window, P if P % 2 else P - 1)
-    slope = savgol_filter(log_reference, window, min(3, window - 1), deriv=1, mode="interp")
+    slope = np.asarray(savgol_filter(log_reference, window, min(3, window - 1), deriv=1, mode="interp"))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.ascontiguousarray(np.where(dl != 0, -slope / dl, 0.0))

@@ -30,7 +30,11 @@ class _Model:
 
 
 def model_arrays(
-    X: np.ndarray, w: np.ndarray, G: np.ndarray, model_sigma=None, drift_gains: DriftNoise | None = None
+    X: np.ndarray,
+    w: np.ndarray,
+    G: np.ndarray,
+    model_sigma: np.ndarray | None = None,
+    drift_gains: DriftNoise | None = None,
 ) -> _Model:
     """Arrays the quantification kernels use for design ``X`` (P, n), weights ``w`` (P,) and G (K + Kq, K + Kq).
 
@@ -58,7 +62,7 @@ def model_arrays(
         n_baseline = X.shape[1] - n_calibrated - n_drift
         energy = max(n_used - n_baseline, 0) / w.sum()
         E_w[:n_calibrated, :n_calibrated] = energy * G
-        if n_drift:
+        if n_drift and drift_gains is not None:  # n_drift > 0 only with drift_gains
             _add_drift_noise(E_w, G, n_drift // 2, drift_gains, energy)
             unused = ~np.any(X != 0.0, axis=0)  # a drift spectrum set to zero carries no noise either
             E_w[unused, :] = 0.0

@@ -25,12 +25,23 @@ import functools
 import inspect
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numba
 from numba.core import config as _numba_config
 
 __all__ = ["cache_location", "njit_cached"]
+
+
+def _configured_cache_dir() -> str:
+    """numba's ``CACHE_DIR`` option (``""`` unless NUMBA_CACHE_DIR is set or a caller changed it)."""
+    # numba.core.config fills in its options through globals() at import: invisible to a type checker
+    return _numba_config.CACHE_DIR  # pyright: ignore[reportAttributeAccessIssue]  # set at run time by numba
+
+
+def _set_configured_cache_dir(directory: str) -> None:
+    _numba_config.CACHE_DIR = directory  # pyright: ignore[reportAttributeAccessIssue]  # set at run time by numba
 
 
 def _writable_dir(path: Path) -> bool:
@@ -61,8 +72,9 @@ def cache_location(source_file: str) -> tuple[str, str | None]:
     ``kind`` is one of ``"NUMBA_CACHE_DIR"``, ``"in-tree"``, ``"user"``,
     ``"temp"`` or ``"none"`` (no cache; ``directory`` is then ``None``).
     """
-    if _numba_config.CACHE_DIR:
-        return "NUMBA_CACHE_DIR", str(_numba_config.CACHE_DIR)
+    configured = _configured_cache_dir()
+    if configured:
+        return "NUMBA_CACHE_DIR", str(configured)
     in_tree = Path(source_file).resolve().parent / "__pycache__"
     if _writable_dir(in_tree):
         return "in-tree", str(in_tree)
@@ -79,13 +91,13 @@ def cache_location(source_file: str) -> tuple[str, str | None]:
 
 
 @contextlib.contextmanager
-def _numba_cache_dir(directory: str):
-    previous = _numba_config.CACHE_DIR
-    _numba_config.CACHE_DIR = directory
+def _numba_cache_dir(directory: str) -> Iterator[None]:
+    previous = _configured_cache_dir()
+    _set_configured_cache_dir(directory)
     try:
         yield
     finally:
-        _numba_config.CACHE_DIR = previous
+        _set_configured_cache_dir(previous)
 
 
 def njit_cached(**options):
@@ -93,7 +105,7 @@ def njit_cached(**options):
 
     def decorate(func):
         kind, directory = cache_location(inspect.getfile(func))
-        if kind == "none":
+        if kind == "none" or directory is None:  # cache_location gives no directory only for "none"
             return numba.njit(cache=False, **options)(func)
         if kind in ("NUMBA_CACHE_DIR", "in-tree"):
             return numba.njit(cache=True, **options)(func)

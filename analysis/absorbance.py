@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["absorbance"]
 
 
-def absorbance(counts, dark, reference, saturation_counts: float | None = None) -> np.ndarray:
+def absorbance(
+    counts: npt.ArrayLike, dark: npt.ArrayLike, reference: npt.ArrayLike, saturation_counts: float | None = None
+) -> npt.NDArray[np.float64]:
     """Absorbance ``A = -log10((S - D) / (R - D))`` of sample counts S against reference R and dark D.
 
     ``counts`` is one spectrum (P,) or a batch (N, P); ``dark`` and ``reference``
@@ -20,7 +23,7 @@ def absorbance(counts, dark, reference, saturation_counts: float | None = None) 
     if S.ndim not in (1, 2):
         raise ValueError(f"counts must be (P,) or (N, P); got shape {S.shape}")
     P = S.shape[-1]
-    arrays = {}
+    arrays: dict[str, npt.NDArray[np.float64]] = {}
     for name, value in (("dark", dark), ("reference", reference)):
         data = np.asarray(value, dtype=np.float64)
         if data.shape not in ((P,), S.shape):

@@ -28,16 +28,22 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
+import numpy.typing as npt
 
-from ._drift_terms import drift_noise, drift_spectra
+from ._drift_terms import DriftNoise, drift_noise, drift_spectra
 from ._model import _Model, model_arrays
 from .elements import UnknownElementError, element
 from .quantify import quantify
+
+if TYPE_CHECKING:  # h5py is imported where a file is read or written
+    import h5py
 
 __all__ = ["Calibration", "CalibrationQuality", "Standards", "baseline_basis", "calibrate"]
 
@@ -57,13 +63,13 @@ def _software_version() -> str:
         return "unknown"
 
 
-def _readonly(array, dtype=np.float64) -> np.ndarray:
+def _readonly(array: npt.ArrayLike, dtype: npt.DTypeLike = np.float64) -> np.ndarray:
     out = np.array(array, dtype=dtype, copy=True, order="C")
     out.setflags(write=False)
     return out
 
 
-def baseline_basis(wavelength_nm, order: int | None) -> np.ndarray:
+def baseline_basis(wavelength_nm: npt.ArrayLike, order: int | None) -> npt.NDArray[np.float64]:
     """Baseline columns (P, order+1): Legendre polynomials of wavelength scaled to [-1, 1].
 
     ``order=None`` gives (P, 0): no baseline.
@@ -73,7 +79,8 @@ def baseline_basis(wavelength_nm, order: int | None) -> np.ndarray:
         return np.zeros((wl.size, 0))
     span = wl.max() - wl.min()
     x = 2.0 * (wl - wl.min()) / span - 1.0 if span > 0 else np.zeros_like(wl)
-    return np.polynomial.legendre.legvander(x, order)
+    # float64 already (x is): asarray returns it as is, typed as such (numpy's stubs say floating)
+    return np.asarray(np.polynomial.legendre.legvander(x, order), dtype=np.float64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,8 +88,8 @@ class Standards:
     """The standards a calibration was made from (its provenance)."""
 
     names: tuple[str, ...]
-    concentration_g_per_L: np.ndarray  # (M, K)
-    absorbance: np.ndarray  # (M, P)
+    concentration_g_per_L: npt.NDArray[np.float64]  # (M, K)
+    absorbance: npt.NDArray[np.float64]  # (M, P)
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,19 +120,19 @@ class CalibrationQuality:
       have none.
     """
 
-    fit_residual_rms: np.ndarray
-    loo_error_g_per_L: np.ndarray
-    loo_rmse_g_per_L: np.ndarray
-    detection_limit_g_per_L: np.ndarray
-    calibrated_range_g_per_L: np.ndarray
-    noise_absorbance: np.ndarray
+    fit_residual_rms: npt.NDArray[np.float64]
+    loo_error_g_per_L: npt.NDArray[np.float64]
+    loo_rmse_g_per_L: npt.NDArray[np.float64]
+    detection_limit_g_per_L: npt.NDArray[np.float64]
+    calibrated_range_g_per_L: npt.NDArray[np.float64]
+    noise_absorbance: npt.NDArray[np.float64]
     noise_scale_absorbance: float
-    sensitivity_significance: np.ndarray
+    sensitivity_significance: npt.NDArray[np.float64]
     condition_number: float
     residual_dof: float
     warnings: tuple[str, ...] = ()
 
-    def summary(self, analytes) -> str:
+    def summary(self, analytes: Iterable[str]) -> str:
         """A short text table: one line per analyte, then the design warnings (if any)."""
         lines = ["analyte  range g/L          LOO RMSE g/L  LOD g/L   significance"]
         for k, symbol in enumerate(analytes):
@@ -159,21 +166,21 @@ class Calibration:
     """
 
     analytes: tuple[str, ...]
-    wavelength_nm: np.ndarray
-    sensitivity: np.ndarray
+    wavelength_nm: npt.NDArray[np.float64]
+    sensitivity: npt.NDArray[np.float64]
     baseline_order: int | None
-    pixel_weight: np.ndarray
-    sensitivity_variance_factor: np.ndarray
-    model_sigma_g_per_L: np.ndarray | None = None
+    pixel_weight: npt.NDArray[np.float64]
+    sensitivity_variance_factor: npt.NDArray[np.float64]
+    model_sigma_g_per_L: npt.NDArray[np.float64] | None = None
     quadratic_analytes: tuple[str, ...] = ()
-    quadratic_sensitivity: np.ndarray | None = None
+    quadratic_sensitivity: npt.NDArray[np.float64] | None = None
     quality: CalibrationQuality | None = None
     standards: Standards | None = None
     created_utc: str = ""
     software_version: str = ""
     calibration_id: str = field(init=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         analytes = _check_analytes(self.analytes)
         wl = _readonly(self.wavelength_nm)
         sens = _readonly(self.sensitivity)
@@ -231,7 +238,12 @@ class Calibration:
 
     @classmethod
     def from_sensitivity(
-        cls, wavelength_nm, sensitivity, analytes, baseline_order: int | None = 2, pixel_weight=None
+        cls,
+        wavelength_nm: npt.ArrayLike,
+        sensitivity: npt.ArrayLike,
+        analytes: Sequence[str],
+        baseline_order: int | None = 2,
+        pixel_weight: npt.ArrayLike | None = None,
     ) -> Calibration:
         """A calibration from known sensitivities (e.g. a reference library), without standards.
 
@@ -243,7 +255,7 @@ class Calibration:
         return cls(
             analytes=tuple(analytes),
             wavelength_nm=wl,
-            sensitivity=sensitivity,
+            sensitivity=cast("npt.NDArray[np.float64]", sensitivity),  # __post_init__ makes it a float64 array
             baseline_order=baseline_order,
             pixel_weight=weight,
             sensitivity_variance_factor=np.zeros((k, k)),
@@ -257,11 +269,11 @@ class Calibration:
     def n_pixels(self) -> int:
         return self.wavelength_nm.size
 
-    def baseline(self) -> np.ndarray:
+    def baseline(self) -> npt.NDArray[np.float64]:
         """The baseline columns B (P, L) of this calibration."""
         return baseline_basis(self.wavelength_nm, self.baseline_order)
 
-    def drift_spectra(self) -> np.ndarray:
+    def drift_spectra(self) -> npt.NDArray[np.float64]:
         """D (2K, P): each analyte's shift spectrum (-dS/dl), then its width spectrum (s^2 d2S/dl2).
 
         A drift spectrum that is mostly the noise S carries (a weak or very broad
@@ -275,14 +287,15 @@ class Calibration:
             self.baseline_order,
         )
 
-    def design_matrix(self) -> np.ndarray:
+    def design_matrix(self) -> npt.NDArray[np.float64]:
         """X = [S^T | Q^T | B | D^T] (P, K + Kq + L + 2K): analytes (>= 0), then free columns.
 
         The free columns are the curvature spectra, the baseline, and the drift
         spectra (wavelength shift and band width of each analyte, see
         :meth:`drift_spectra`), which are held at zero where they are degenerate.
         """
-        return _design(self.sensitivity, self.quadratic_sensitivity, self.drift_spectra(), self.baseline())
+        quadratic = cast("npt.NDArray[np.float64]", self.quadratic_sensitivity)  # (Kq, P) after __post_init__
+        return _design(self.sensitivity, quadratic, self.drift_spectra(), self.baseline())
 
     @cached_property
     def _model(self) -> _Model:
@@ -295,7 +308,7 @@ class Calibration:
         )
 
     @cached_property
-    def _drift_noise(self):
+    def _drift_noise(self) -> DriftNoise:
         """How S's noise passes into the drift spectra (computed once: quantify rebuilds models with it)."""
         return drift_noise(self.wavelength_nm, self.sensitivity)
 
@@ -317,12 +330,12 @@ class Calibration:
             digest.update(np.ascontiguousarray(array, dtype="<f8").tobytes())
         return "cal-" + digest.hexdigest()[:16]
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write this calibration to an HDF5 file (layout in docs/analysis.md); overwrites ``path``."""
         _write(self, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Calibration:
+    def load(cls, path: str | os.PathLike[str]) -> Calibration:
         """Read a calibration written by :meth:`save`; checks the format and the content hash."""
         return _read(cls, path)
 
@@ -331,7 +344,9 @@ MAX_DRIFT_NOISE_FRACTION = 0.25
 """A drift spectrum whose expected noise energy exceeds this share of its energy is not used."""
 
 
-def _usable_drift_spectra(wavelength_nm, S, w, G, baseline_order) -> np.ndarray:
+def _usable_drift_spectra(
+    wavelength_nm: np.ndarray, S: np.ndarray, w: np.ndarray, G: np.ndarray, baseline_order: int | None
+) -> np.ndarray:
     D = drift_spectra(wavelength_nm, S)
     K = S.shape[0]
     if not np.any(G):
@@ -347,6 +362,18 @@ def _usable_drift_spectra(wavelength_nm, S, w, G, baseline_order) -> np.ndarray:
     return D
 
 
+class _CalibrationArgs(TypedDict):
+    """The keyword arguments of :class:`Calibration` that a calibration and its leave-one-out folds share."""
+
+    analytes: tuple[str, ...]
+    wavelength_nm: npt.NDArray[np.float64]
+    baseline_order: int | None
+    pixel_weight: npt.NDArray[np.float64]
+    quadratic_analytes: tuple[str, ...]
+    created_utc: str
+    software_version: str
+
+
 def _design(S: np.ndarray, Q: np.ndarray, D: np.ndarray, B: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.hstack([S.T, Q.T, B, D.T]))
 
@@ -358,7 +385,7 @@ def _utc_now() -> str:
 # ---------------------------------------------------------------------- validation
 
 
-def _check_analytes(analytes) -> tuple[str, ...]:
+def _check_analytes(analytes: Iterable[str]) -> tuple[str, ...]:
     if isinstance(analytes, str):
         raise ValueError(f"analytes must be a sequence of element symbols, not the string {analytes!r}")
     symbols = tuple(analytes)
@@ -457,15 +484,15 @@ def _noise_variance(E, used, dof_per_pixel, scale):
 
 
 def calibrate(
-    wavelength_nm,
-    standards_absorbance,
-    standards_concentration_g_per_L,
-    analytes,
+    wavelength_nm: npt.ArrayLike,
+    standards_absorbance: npt.ArrayLike,
+    standards_concentration_g_per_L: npt.ArrayLike,
+    analytes: Iterable[str],
     baseline_order: int | None = 2,
-    standard_names=None,
+    standard_names: Iterable[str] | None = None,
     *,
     weighting: str = "noise",
-    quadratic=(),
+    quadratic: str | Iterable[str] = (),
 ) -> Calibration:
     """Calibrate the per-pixel sensitivity of each analyte from standards (classical least squares).
 
@@ -563,7 +590,7 @@ def calibrate(
     S = S_all[:K]
 
     s2 = float(np.sum(w * E * E) / dof_total)
-    gram_inverse = np.linalg.inv(Cx.T @ Cx)
+    gram_inverse = np.asarray(np.linalg.inv(Cx.T @ Cx), dtype=np.float64)  # as is: float64 in, float64 out
     model = model_arrays(np.hstack([S_all.T, B]), w, s2 * gram_inverse)  # the standards' own model
     _check_model_rank(model, symbols + tuple(f"{a}^2" for a in quad))
     significance = _sensitivity_significance(S, w, gram_inverse[:K, :K], s2)
@@ -598,17 +625,10 @@ def calibrate(
     n_inverse = np.linalg.pinv(measuring.N - measuring.w.sum() * measuring.E_w, rcond=1e-12, hermitian=True)
     detection = DETECTION_LIMIT_SIGMAS * np.sqrt(s2 * np.diag(n_inverse)[:K])
     fit_rms = np.sqrt(np.sum(w * E * E, axis=1) / w.sum())
-    quality_args = dict(
-        fit_residual_rms=fit_rms,
-        detection_limit_g_per_L=detection,
-        calibrated_range_g_per_L=np.stack([C.min(axis=0), C.max(axis=0)], axis=1),
-        noise_absorbance=noise,
-        noise_scale_absorbance=float(np.sqrt(s2)),
-        sensitivity_significance=significance,
-        condition_number=_scaled_condition_number(model.X * np.sqrt(w)[:, None]),
-        residual_dof=float(dof_total),
-    )
-    calibration_args = dict(
+    calibrated_range = np.stack([C.min(axis=0), C.max(axis=0)], axis=1)
+    noise_scale = float(np.sqrt(s2))
+    condition_number = _scaled_condition_number(model.X * np.sqrt(w)[:, None])
+    calibration_args = _CalibrationArgs(
         analytes=symbols,
         wavelength_nm=wl,
         baseline_order=order,
@@ -624,7 +644,14 @@ def calibrate(
         loo_rmse_g_per_L=_readonly(
             np.sqrt(np.nanmean(loo * loo, axis=0)) if np.any(np.isfinite(loo)) else np.full(K, np.nan)
         ),
-        **{k: (_readonly(v) if isinstance(v, np.ndarray) else v) for k, v in quality_args.items()},
+        fit_residual_rms=_readonly(fit_rms),
+        detection_limit_g_per_L=_readonly(detection),
+        calibrated_range_g_per_L=_readonly(calibrated_range),
+        noise_absorbance=_readonly(noise),
+        noise_scale_absorbance=noise_scale,
+        sensitivity_significance=_readonly(significance),
+        condition_number=condition_number,
+        residual_dof=float(dof_total),
     )
     standards = Standards(
         names=names, concentration_g_per_L=_readonly(C), absorbance=_readonly(np.where(used, A, np.nan))
@@ -648,7 +675,7 @@ MAX_CURVATURE_LEAK = 0.1
 """Share of an impurity's curvature (at its top standard) that may reach a pure curvature-analyte composition."""
 
 
-def _design_warnings(C: np.ndarray, symbols, quadratic) -> tuple[str, ...]:
+def _design_warnings(C: np.ndarray, symbols: tuple[str, ...], quadratic: tuple[str, ...]) -> tuple[str, ...]:
     """What the standards' design does not support, for each analyte with a curvature term (decision 0059).
 
     A curvature analyte k is what a product is made of (a strong band, a wide
@@ -706,7 +733,7 @@ def _design_warnings(C: np.ndarray, symbols, quadratic) -> tuple[str, ...]:
     return tuple(messages)
 
 
-def _standard_names(names, M: int) -> tuple[str, ...]:
+def _standard_names(names: Iterable[str] | None, M: int) -> tuple[str, ...]:
     if names is None:
         return tuple(f"standard {m + 1}" for m in range(M))
     names = tuple(str(n) for n in names)
@@ -755,7 +782,15 @@ def _model_sigma(loo_error, loo_sigma) -> np.ndarray:
     return np.sqrt(np.where(count > 0, np.maximum(excess, 0.0), 0.0))
 
 
-def _leave_one_out(A, C, Cx, B, w, s2, calibration_args) -> tuple[np.ndarray, np.ndarray]:
+def _leave_one_out(
+    A: np.ndarray,
+    C: np.ndarray,
+    Cx: np.ndarray,
+    B: np.ndarray,
+    w: np.ndarray,
+    s2: float,
+    calibration_args: _CalibrationArgs,
+) -> tuple[np.ndarray, np.ndarray]:
     """Predicted minus true concentrations of each standard when left out, and the sigma quoted for it.
 
     NaN where the remaining standards cannot calibrate every analyte.
@@ -798,7 +833,7 @@ _QUALITY_ARRAYS = {
 _QUALITY_SCALARS = ("noise_scale_absorbance", "condition_number", "residual_dof")
 
 
-def _write(cal: Calibration, path) -> None:
+def _write(cal: Calibration, path: str | os.PathLike[str]) -> None:
     import h5py
 
     strings = h5py.string_dtype()
@@ -843,11 +878,28 @@ def _write(cal: Calibration, path) -> None:
             group.create_dataset("warnings", data=np.array(cal.quality.warnings, dtype=object), dtype=strings)
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _read(cls, path) -> Calibration:
+# h5py annotates a group's member as Group | Dataset | Datatype and an attribute as a union of arrays and
+# Empty: what a file holds is known from its layout, not to the type checker (these read it as that layout)
+
+
+def _group(node: h5py.Group, name: str) -> h5py.Group:
+    return cast("h5py.Group", node[name])
+
+
+def _dataset(node: h5py.Group, name: str) -> Any:
+    """The whole content of dataset ``name`` (``node[name][()]``)."""
+    return cast("h5py.Dataset", node[name])[()]
+
+
+def _attribute(node: h5py.Group, name: str) -> Any:
+    return node.attrs[name]
+
+
+def _read(cls: type[Calibration], path: str | os.PathLike[str]) -> Calibration:
     import stat
 
     import h5py
@@ -857,38 +909,46 @@ def _read(cls, path) -> Calibration:
     with h5py.File(path, "r") as f:  # not SWMR: HDF5 checks the file's length and retries no checksum
         if _text(f.attrs.get("format", "")) != FILE_FORMAT:
             raise ValueError(f"{path}: not a rem-daq calibration file (format attribute missing or wrong)")
-        version = int(f.attrs["format_version"])
+        version = int(_attribute(f, "format_version"))
         if version > FILE_FORMAT_VERSION:
             raise ValueError(
                 f"{path}: calibration format version {version} is newer than this software "
                 f"reads ({FILE_FORMAT_VERSION})"
             )
-        order = int(f.attrs["baseline_order"])
+        order = int(_attribute(f, "baseline_order"))
         quality = standards = None
         if "quality" in f:
-            group = f["quality"]
-            quality = CalibrationQuality(
-                **{name: _readonly(group[name][()]) for name in _QUALITY_ARRAYS},
-                **{name: float(group.attrs[name]) for name in _QUALITY_SCALARS},
-                warnings=tuple(_text(t) for t in group["warnings"][()]) if "warnings" in group else (),
+            group = _group(f, "quality")
+            quality = CalibrationQuality(  # the members of _QUALITY_ARRAYS, then of _QUALITY_SCALARS
+                fit_residual_rms=_readonly(_dataset(group, "fit_residual_rms")),
+                loo_error_g_per_L=_readonly(_dataset(group, "loo_error_g_per_L")),
+                loo_rmse_g_per_L=_readonly(_dataset(group, "loo_rmse_g_per_L")),
+                detection_limit_g_per_L=_readonly(_dataset(group, "detection_limit_g_per_L")),
+                calibrated_range_g_per_L=_readonly(_dataset(group, "calibrated_range_g_per_L")),
+                noise_absorbance=_readonly(_dataset(group, "noise_absorbance")),
+                sensitivity_significance=_readonly(_dataset(group, "sensitivity_significance")),
+                noise_scale_absorbance=float(_attribute(group, "noise_scale_absorbance")),
+                condition_number=float(_attribute(group, "condition_number")),
+                residual_dof=float(_attribute(group, "residual_dof")),
+                warnings=tuple(_text(t) for t in _dataset(group, "warnings")) if "warnings" in group else (),
             )
         if "standards" in f:
-            group = f["standards"]
+            group = _group(f, "standards")
             standards = Standards(
-                names=tuple(_text(n) for n in group["names"][()]),
-                concentration_g_per_L=_readonly(group["concentration_g_per_L"][()]),
-                absorbance=_readonly(group["absorbance"][()]),
+                names=tuple(_text(n) for n in _dataset(group, "names")),
+                concentration_g_per_L=_readonly(_dataset(group, "concentration_g_per_L")),
+                absorbance=_readonly(_dataset(group, "absorbance")),
             )
         cal = cls(
-            analytes=tuple(_text(a) for a in f["analytes"][()]),
-            wavelength_nm=f["wavelength_nm"][()],
-            sensitivity=f["sensitivity"][()],
+            analytes=tuple(_text(a) for a in _dataset(f, "analytes")),
+            wavelength_nm=_dataset(f, "wavelength_nm"),
+            sensitivity=_dataset(f, "sensitivity"),
             baseline_order=None if order < 0 else order,
-            pixel_weight=f["pixel_weight"][()],
-            sensitivity_variance_factor=f["sensitivity_variance_factor"][()],
-            model_sigma_g_per_L=f["model_sigma_g_per_L"][()],
-            quadratic_analytes=tuple(_text(a) for a in f["quadratic_analytes"][()]),
-            quadratic_sensitivity=f["quadratic_sensitivity"][()],
+            pixel_weight=_dataset(f, "pixel_weight"),
+            sensitivity_variance_factor=_dataset(f, "sensitivity_variance_factor"),
+            model_sigma_g_per_L=_dataset(f, "model_sigma_g_per_L"),
+            quadratic_analytes=tuple(_text(a) for a in _dataset(f, "quadratic_analytes")),
+            quadratic_sensitivity=_dataset(f, "quadratic_sensitivity"),
             quality=quality,
             standards=standards,
             created_utc=_text(f.attrs["created_utc"]),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "Element",
@@ -28,13 +29,13 @@ __all__ = [
     "oxide_to_element_g_per_L",
 ]
 
-OXYGEN_ATOMIC_WEIGHT = 15.999  # IUPAC conventional value
+OXYGEN_ATOMIC_WEIGHT: float = 15.999  # IUPAC conventional value
 
 
 class UnknownElementError(KeyError):
     """A symbol that is not one of the rare-earth elements known here."""
 
-    def __init__(self, symbol: object):
+    def __init__(self, symbol: object) -> None:
         self.symbol = symbol
         super().__init__(symbol)
 
@@ -80,7 +81,7 @@ _TABLE = [
     ("Lu", "lutetium", 71, 174.96669, "Lu2O3"),
 ]
 
-ELEMENTS = MappingProxyType(
+ELEMENTS: MappingProxyType[str, Element] = MappingProxyType(
     {
         symbol: Element(symbol, name, z, weight, oxide, has_stable_isotope=(symbol != "Pm"))
         for symbol, name, z, weight, oxide in _TABLE
@@ -88,7 +89,7 @@ ELEMENTS = MappingProxyType(
 )
 """Symbol -> :class:`Element`, ordered Sc, Y, then La..Lu."""
 
-RARE_EARTHS = tuple(ELEMENTS)
+RARE_EARTHS: tuple[str, ...] = tuple(ELEMENTS)
 
 _FORMULA_TERM = re.compile(r"([A-Z][a-z]?)(\d*)")
 
@@ -128,21 +129,21 @@ def oxide_factor(symbol: str) -> float:
     return formula_mass(el.oxide) / metal_mass
 
 
-def g_per_L_to_mol_per_L(value_g_per_L, symbol: str):
+def g_per_L_to_mol_per_L(value_g_per_L: npt.ArrayLike, symbol: str) -> npt.NDArray[np.float64]:
     """Element mass concentration (g/L) to molar concentration (mol/L)."""
     return np.asarray(value_g_per_L, dtype=float) / element(symbol).atomic_weight
 
 
-def mol_per_L_to_g_per_L(value_mol_per_L, symbol: str):
+def mol_per_L_to_g_per_L(value_mol_per_L: npt.ArrayLike, symbol: str) -> npt.NDArray[np.float64]:
     """Molar concentration (mol/L) of an element to its mass concentration (g/L)."""
     return np.asarray(value_mol_per_L, dtype=float) * element(symbol).atomic_weight
 
 
-def element_to_oxide_g_per_L(value_g_per_L, symbol: str):
+def element_to_oxide_g_per_L(value_g_per_L: npt.ArrayLike, symbol: str) -> npt.NDArray[np.float64]:
     """Element g/L to g/L of its reported oxide (the oxide the element would calcine to)."""
     return np.asarray(value_g_per_L, dtype=float) * oxide_factor(symbol)
 
 
-def oxide_to_element_g_per_L(value_g_per_L, symbol: str):
+def oxide_to_element_g_per_L(value_g_per_L: npt.ArrayLike, symbol: str) -> npt.NDArray[np.float64]:
     """Reported-oxide g/L to element g/L."""
     return np.asarray(value_g_per_L, dtype=float) / oxide_factor(symbol)

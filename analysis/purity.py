@@ -24,9 +24,11 @@ mismatch (by quantify), not misreported as empty.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from .elements import UnknownElementError, element, oxide_factor
 
@@ -57,24 +59,24 @@ class PurityResult:
       ``purity``, its sigma and lower bound are NaN.
     """
 
-    purity: np.ndarray
-    purity_sigma: np.ndarray
+    purity: npt.NDArray[np.float64]
+    purity_sigma: npt.NDArray[np.float64]
     covered_elements: tuple[str, ...]
     target: str
     target_oxide: str
-    below_detection_limit: np.ndarray
-    purity_lower_bound: np.ndarray
-    total_oxide_g_per_L: np.ndarray
-    quantitation_limit_g_per_L: np.ndarray
-    below_quantitation_limit: np.ndarray
+    below_detection_limit: npt.NDArray[np.bool_]
+    purity_lower_bound: npt.NDArray[np.float64]
+    total_oxide_g_per_L: npt.NDArray[np.float64]
+    quantitation_limit_g_per_L: npt.NDArray[np.float64]
+    below_quantitation_limit: npt.NDArray[np.bool_]
 
     @property
-    def purity_percent(self) -> np.ndarray:
+    def purity_percent(self) -> npt.NDArray[np.float64]:
         """``purity`` in percent."""
         return 100.0 * self.purity
 
 
-def _batch(value, name: str, K: int) -> np.ndarray:
+def _batch(value: npt.ArrayLike, name: str, K: int) -> npt.NDArray[np.float64]:
     data = np.asarray(value, dtype=np.float64)
     if data.ndim == 1:
         data = data[None, :]
@@ -84,7 +86,11 @@ def _batch(value, name: str, K: int) -> np.ndarray:
 
 
 def oxide_purity(
-    concentration_g_per_L, analytes, target: str, sigma_g_per_L=None, detection_limit_g_per_L=None
+    concentration_g_per_L: npt.ArrayLike,
+    analytes: Iterable[str],
+    target: str,
+    sigma_g_per_L: npt.ArrayLike | None = None,
+    detection_limit_g_per_L: npt.ArrayLike | None = None,
 ) -> PurityResult:
     """Fraction of ``target``'s oxide in the total rare-earth oxide of ``analytes``, per spectrum.
 

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _nnls_kernel as _kernel
 from ._drift_terms import common_shift_nm, reference_shift_spectrum
-from ._model import model_arrays
+from ._model import _Model, model_arrays
 from .absorbance import absorbance
 
 if TYPE_CHECKING:  # calibration imports quantify (for its leave-one-out), never the other way round
@@ -38,7 +39,7 @@ KKT_TOLERANCE = 1e-10
 """Stop when no held-at-zero analyte's scaled gradient exceeds this times sqrt(y^T W y)."""
 PIVOT_TOLERANCE = 1e-12
 """A variable whose scaled Cholesky pivot falls below this is collinear with the free set."""
-LACK_OF_FIT_LIMIT = 2.0
+LACK_OF_FIT_LIMIT: float = 2.0
 """Above this lack of fit a spectrum is a model mismatch: the calibration cannot represent it."""
 
 
@@ -75,28 +76,30 @@ class Quantification:
     """
 
     analytes: tuple[str, ...]
-    concentration_g_per_L: np.ndarray
-    sigma_g_per_L: np.ndarray
-    residual_rms: np.ndarray
-    lack_of_fit: np.ndarray
-    baseline_coefficients: np.ndarray
-    quadratic_coefficients: np.ndarray
-    shift_coefficients: np.ndarray
-    width_coefficients: np.ndarray
-    wavelength_shift_nm: np.ndarray
-    reference_shift_nm: np.ndarray
-    n_masked_pixels: np.ndarray
-    status: np.ndarray
+    concentration_g_per_L: npt.NDArray[np.float64]
+    sigma_g_per_L: npt.NDArray[np.float64]
+    residual_rms: npt.NDArray[np.float64]
+    lack_of_fit: npt.NDArray[np.float64]
+    baseline_coefficients: npt.NDArray[np.float64]
+    quadratic_coefficients: npt.NDArray[np.float64]
+    shift_coefficients: npt.NDArray[np.float64]
+    width_coefficients: npt.NDArray[np.float64]
+    wavelength_shift_nm: npt.NDArray[np.float64]
+    reference_shift_nm: npt.NDArray[np.float64]
+    n_masked_pixels: npt.NDArray[np.int64]
+    status: npt.NDArray[np.int8]
     calibration_id: str
 
     @property
-    def free_coefficients(self) -> np.ndarray:
+    def free_coefficients(self) -> npt.NDArray[np.float64]:
         """(N, n - K) curvature, baseline, shift and width coefficients: the free columns of the design matrix."""
         return np.hstack(
             [self.quadratic_coefficients, self.baseline_coefficients, self.shift_coefficients, self.width_coefficients]
         )
 
-    def model_absorbance(self, calibration, reference=None) -> np.ndarray:
+    def model_absorbance(
+        self, calibration: Calibration, reference: npt.ArrayLike | None = None
+    ) -> npt.NDArray[np.float64]:
         """(N, P) the absorbance the fit describes (``design_matrix @ [c, free]``), NaN where the fit failed.
 
         ``reference``: the blank's net counts (R - D) the spectra were quantified with, if any.
@@ -109,7 +112,7 @@ class Quantification:
         return model
 
     @property
-    def model_mismatch(self) -> np.ndarray:
+    def model_mismatch(self) -> npt.NDArray[np.bool_]:
         """(N,) True where the lack of fit exceeds :data:`LACK_OF_FIT_LIMIT` (NaN counts as no verdict)."""
         with np.errstate(invalid="ignore"):
             return np.asarray(self.lack_of_fit > LACK_OF_FIT_LIMIT)
@@ -118,7 +121,7 @@ class Quantification:
         return self.concentration_g_per_L.shape[0]
 
 
-def _as_batch(array, name: str, n_pixels: int, dtype=np.float64) -> np.ndarray:
+def _as_batch(array: npt.ArrayLike, name: str, n_pixels: int, dtype: npt.DTypeLike = np.float64) -> np.ndarray:
     data = np.asarray(array)
     if data.ndim == 1:
         data = data[None, :]
@@ -132,17 +135,19 @@ def _as_batch(array, name: str, n_pixels: int, dtype=np.float64) -> np.ndarray:
     return data if data.flags.writeable else data.copy()
 
 
-def _check_calibration(calibration) -> None:
+def _check_calibration(calibration: object) -> None:
     """A clear TypeError for what is not a Calibration (checked by what quantify uses of it)."""
     if not all(hasattr(calibration, name) for name in ("_model", "analytes", "n_pixels", "design_matrix")):
         raise TypeError(f"calibration must be an analysis.Calibration, not {type(calibration).__name__}")
 
 
-_MODELS_WITH_REFERENCE: OrderedDict = OrderedDict()
+_MODELS_WITH_REFERENCE: OrderedDict[tuple[str, str], _Model] = OrderedDict()
 _MODELS_KEPT = 8
 
 
-def _model_for(calibration, net_reference, reference_ok):
+def _model_for(
+    calibration: Calibration, net_reference: np.ndarray | None, reference_ok: np.ndarray | None
+) -> tuple[_Model, int]:
     """The kernel arrays for this calibration: with pixels lost to the reference unweighted, and, with a
     reference, its shift column (free, optional) between the baseline and the drift columns."""
     base = calibration._model
@@ -169,7 +174,14 @@ def _model_for(calibration, net_reference, reference_ok):
     return model, 1
 
 
-def _run(kernel, leading_args, model, calibration, n_spectra: int, n_reference: int = 0) -> Quantification:
+def _run(
+    kernel,
+    leading_args: tuple[object, ...],
+    model: _Model,
+    calibration: Calibration,
+    n_spectra: int,
+    n_reference: int = 0,
+) -> Quantification:
     K = len(calibration.analytes)
     n = model.X.shape[1]
     conc = np.empty((n_spectra, K))
@@ -226,7 +238,9 @@ def _run(kernel, leading_args, model, calibration, n_spectra: int, n_reference: 
     )
 
 
-def quantify(absorbance, calibration: Calibration, reference=None) -> Quantification:
+def quantify(
+    absorbance: npt.ArrayLike, calibration: Calibration, reference: npt.ArrayLike | None = None
+) -> Quantification:
     """Concentrations (g/L) of the calibration's analytes in each absorbance spectrum.
 
     ``absorbance`` is (P,) or (N, P) on the calibration's wavelength grid; NaN or
@@ -251,7 +265,11 @@ def quantify(absorbance, calibration: Calibration, reference=None) -> Quantifica
 
 
 def quantify_counts(
-    counts, dark, reference, calibration: Calibration, saturation_counts: float | None = None
+    counts: npt.ArrayLike,
+    dark: npt.ArrayLike,
+    reference: npt.ArrayLike,
+    calibration: Calibration,
+    saturation_counts: float | None = None,
 ) -> Quantification:
     """Raw detector counts straight to concentrations: :func:`absorbance` fused into :func:`quantify`.
 

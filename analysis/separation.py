@@ -9,6 +9,7 @@ be computed at once.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "distribution_ratio",
@@ -20,16 +21,16 @@ __all__ = [
 ]
 
 
-def _f(x):
+def _f(x: npt.ArrayLike) -> npt.NDArray[np.float64]:
     return np.asarray(x, dtype=np.float64)
 
 
-def _ratio(numerator, denominator):
+def _ratio(numerator: npt.ArrayLike, denominator: npt.ArrayLike) -> npt.NDArray[np.float64]:
     with np.errstate(divide="ignore", invalid="ignore"):
         return _f(numerator) / _f(denominator)
 
 
-def distribution_ratio(organic_g_per_L, aqueous_g_per_L):
+def distribution_ratio(organic_g_per_L: npt.ArrayLike, aqueous_g_per_L: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Distribution ratio ``D = [M]org / [M]aq`` of one element at equilibrium (dimensionless).
 
     Both concentrations of the same element, in the same unit.
@@ -37,12 +38,16 @@ def distribution_ratio(organic_g_per_L, aqueous_g_per_L):
     return _ratio(organic_g_per_L, aqueous_g_per_L)
 
 
-def separation_factor(distribution_ratio_a, distribution_ratio_b):
+def separation_factor(
+    distribution_ratio_a: npt.ArrayLike, distribution_ratio_b: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
     """Separation factor ``beta_A/B = D_A / D_B`` (dimensionless; > 1 when A extracts better)."""
     return _ratio(distribution_ratio_a, distribution_ratio_b)
 
 
-def extraction_percent(distribution_ratio_value, organic_to_aqueous_volume_ratio=1.0):
+def extraction_percent(
+    distribution_ratio_value: npt.ArrayLike, organic_to_aqueous_volume_ratio: npt.ArrayLike = 1.0
+) -> npt.NDArray[np.float64]:
     """Percent of an element extracted in one contact: ``E = 100 D theta / (1 + D theta)``.
 
     ``theta = V_org / V_aq`` (dimensionless). Result in percent (0..100).
@@ -52,7 +57,12 @@ def extraction_percent(distribution_ratio_value, organic_to_aqueous_volume_ratio
         return np.where(np.isinf(d_theta), 100.0, 100.0 * d_theta / (1.0 + d_theta))
 
 
-def recovery(product_g_per_L, product_volume_L, feed_g_per_L, feed_volume_L):
+def recovery(
+    product_g_per_L: npt.ArrayLike,
+    product_volume_L: npt.ArrayLike,
+    feed_g_per_L: npt.ArrayLike,
+    feed_volume_L: npt.ArrayLike,
+) -> npt.NDArray[np.float64]:
     """Recovery of an element into a product stream: ``R = c_p V_p / (c_f V_f)`` (fraction, 0..1).
 
     Concentrations of the element in g/L, volumes in L (or flows in L/h for a
@@ -62,8 +72,11 @@ def recovery(product_g_per_L, product_volume_L, feed_g_per_L, feed_volume_L):
 
 
 def decontamination_factor(
-    feed_impurity_g_per_L, feed_target_g_per_L, product_impurity_g_per_L, product_target_g_per_L
-):
+    feed_impurity_g_per_L: npt.ArrayLike,
+    feed_target_g_per_L: npt.ArrayLike,
+    product_impurity_g_per_L: npt.ArrayLike,
+    product_target_g_per_L: npt.ArrayLike,
+) -> npt.NDArray[np.float64]:
     """Decontamination factor ``DF = (c_imp / c_target)_feed / (c_imp / c_target)_product`` (dimensionless).
 
     How many times the impurity-to-target ratio falls from feed to product;
@@ -74,7 +87,9 @@ def decontamination_factor(
     return _ratio(feed, product)
 
 
-def fenske_minimum_stages(separation_factor_value, extract_ratio, raffinate_ratio):
+def fenske_minimum_stages(
+    separation_factor_value: npt.ArrayLike, extract_ratio: npt.ArrayLike, raffinate_ratio: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
     """Fenske minimum number of ideal stages (total reflux): ``N = ln(r_E / r_R) / ln(beta)``.
 
     ``extract_ratio`` r_E and ``raffinate_ratio`` r_R are the ratios A/B (A = the

@@ -9,10 +9,17 @@ Public API (flat):
 - reanalysis: :func:`reanalyze` (imported on first use; needs the ``cluster`` extra for Dask)
 """
 
+from typing import TYPE_CHECKING
+
 from .catalog import Catalog, CatalogEntry
 from .config import ConfigError, Recipe, Station, check_recipe_against_station, load_recipe, load_station
 from .reader import Decimated, TrialFileError, TrialReader, open_trial
 from .store import StorageError, TrialMetadata, TrialWriter, writer_is_alive
+
+if TYPE_CHECKING:  # imported on first use (__getattr__ below); named here for type checkers
+    from .pipeline import analyse_counts
+    from .reanalysis import reanalyze
+    from .runner import RunOptions, TrialRunner
 
 __all__ = [
     "Catalog",

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from ._config_fields import count, field_error, number, text
 from .calibration_run import MAX_STANDARD_G_PER_L, Standard
-from .config import MAX_INTEGRATION_TIME_S, ConfigError, Element, Station, load_toml_model
+from .config import MAX_INTEGRATION_TIME_S, ConfigError, Element, SpectrometerConfig, Station, load_toml_model
 
 __all__ = [
     "CheckStandard",
@@ -39,6 +40,7 @@ __all__ = [
     "load_check_standard",
     "check_standard_against_station",
     "check_standard_against_calibration",
+    "station_spectrometer",
     "MAX_RELATIVE_UNCERTAINTY",
 ]
 
@@ -49,9 +51,9 @@ MAX_RELATIVE_UNCERTAINTY = 0.5
 class CheckStandard(Standard):
     """The check standard: its name, stated concentrations (g/L of element) and their uncertainty."""
 
-    uncertainty_g_per_L: dict[Element, number(ge=0, le=MAX_STANDARD_G_PER_L)] | None = None  # type: ignore[valid-type]
-    certified_relative_uncertainty: number(ge=0, le=MAX_RELATIVE_UNCERTAINTY) | None = None  # type: ignore[valid-type]
-    coverage_factor: number(ge=1, le=3) = 1.0  # type: ignore[valid-type]
+    uncertainty_g_per_L: dict[Element, Annotated[float, number(ge=0, le=MAX_STANDARD_G_PER_L)]] | None = None
+    certified_relative_uncertainty: Annotated[float, number(ge=0, le=MAX_RELATIVE_UNCERTAINTY)] | None = None
+    coverage_factor: Annotated[float, number(ge=1, le=3)] = 1.0
 
     @model_validator(mode="after")
     def _stated_and_uncertain(self):
@@ -113,10 +115,10 @@ class CheckStandardFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    title: text(max_length=200) = ""  # type: ignore[valid-type]
-    integration_time_s: number(gt=0, le=MAX_INTEGRATION_TIME_S)  # type: ignore[valid-type]
-    averages: count(ge=1, le=10000) = 1  # type: ignore[valid-type]
-    replicates: count(ge=1, le=100) = 3  # type: ignore[valid-type]
+    title: Annotated[str, text(max_length=200)] = ""
+    integration_time_s: Annotated[float, number(gt=0, le=MAX_INTEGRATION_TIME_S)]
+    averages: Annotated[int, count(ge=1, le=10000)] = 1
+    replicates: Annotated[int, count(ge=1, le=100)] = 3
     standard: CheckStandard
     source: Path = Path("<memory>")
 
@@ -128,11 +130,16 @@ def load_check_standard(path: str | os.PathLike) -> CheckStandardFile:
     )
 
 
-def check_standard_against_station(check: CheckStandardFile, station: Station) -> None:
-    """Refuse a check the station's spectrometer cannot measure (none; integration time or averages out of range)."""
+def station_spectrometer(station: Station) -> SpectrometerConfig:
+    """The station's spectrometer; :class:`ConfigError` if it has none to check a calibration on."""
     if station.spectrometer is None:
         raise ConfigError(station.source, ["spectrometer: the station has no spectrometer to check a calibration on"])
-    problems = station.spectrometer.setting_problems(
+    return station.spectrometer
+
+
+def check_standard_against_station(check: CheckStandardFile, station: Station) -> None:
+    """Refuse a check the station's spectrometer cannot measure (none; integration time or averages out of range)."""
+    problems = station_spectrometer(station).setting_problems(
         "check", check.integration_time_s, {"averages": check.averages}, station.source
     )
     if problems:

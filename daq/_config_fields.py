@@ -9,10 +9,13 @@ Cross-field rules report the field as written in the file with :func:`field_erro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
+from annotated_types import GroupedMetadata
 from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 __all__ = [
@@ -36,25 +39,40 @@ MAX_NAME_BYTES = 255
 FIELD_ERROR = "config_field"
 
 
-def number(*, le: float, gt: float | None = None, ge: float | None = None) -> Any:
-    """A finite float (an int is accepted, a boolean or string is not) with an upper bound ``le``."""
-    return Annotated[float, Field(strict=True, allow_inf_nan=False, gt=gt, ge=ge, le=le)]
+class _Constraints(GroupedMetadata):
+    """Several pieces of pydantic metadata given as one ``Annotated`` argument, applied in order."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, *parts: object):
+        self._parts = parts
+
+    def __iter__(self) -> Iterator[object]:
+        return iter(self._parts)
 
 
-def count(*, le: int, ge: int = 1) -> Any:
-    """An integer (not a boolean, not a float) in ``ge..le``."""
-    return Annotated[int, Field(strict=True, ge=ge, le=le)]
+def number(*, le: float, gt: float | None = None, ge: float | None = None) -> FieldInfo:
+    """A finite float (an int is accepted, a boolean or string is not) with an upper bound ``le``.
+
+    Use as ``Annotated[float, number(...)]``.
+    """
+    return Field(strict=True, allow_inf_nan=False, gt=gt, ge=ge, le=le)
 
 
-def one_of(*allowed: int) -> Any:
-    """An integer (not a boolean, not a float) that is one of ``allowed``."""
+def count(*, le: int, ge: int = 1) -> FieldInfo:
+    """An integer (not a boolean, not a float) in ``ge..le``; use as ``Annotated[int, count(...)]``."""
+    return Field(strict=True, ge=ge, le=le)
+
+
+def one_of(*allowed: int) -> GroupedMetadata:
+    """An integer (not a boolean, not a float) that is one of ``allowed``; use as ``Annotated[int, one_of(...)]``."""
 
     def check(value: int) -> int:
         if value not in allowed:
             raise ValueError(f"must be one of {', '.join(map(str, allowed))}")
         return value
 
-    return Annotated[int, Field(strict=True), AfterValidator(check)]
+    return _Constraints(Field(strict=True), AfterValidator(check))
 
 
 def _no_control_characters(allowed: str):
@@ -67,16 +85,15 @@ def _no_control_characters(allowed: str):
     return check
 
 
-def text(*, max_length: int = 200, min_length: int = 0, multiline: bool = False) -> Any:
+def text(*, max_length: int = 200, min_length: int = 0, multiline: bool = False) -> GroupedMetadata:
     """A string (not a number or boolean) of ``min_length..max_length`` characters, without control characters.
 
-    ``multiline`` text may also hold line breaks and tabs.
+    ``multiline`` text may also hold line breaks and tabs. Use as ``Annotated[str, text(...)]``.
     """
-    return Annotated[
-        str,
+    return _Constraints(
         Field(strict=True, min_length=min_length, max_length=max_length),
         AfterValidator(_no_control_characters("\n\t" if multiline else "")),
-    ]
+    )
 
 
 def _usable_path_text(value: str) -> str:

@@ -23,7 +23,7 @@ from drivers.sim.scenario import ScenarioError, find_scenario, load_scenario
 from .cell import Cell, OperatorCell, SimulatedCell
 
 if TYPE_CHECKING:
-    from .config import Station
+    from .config import FurnaceConfig, SpectrometerConfig, Station
 
 __all__ = ["Bench", "open_bench", "connect_furnace", "connect_spectrometer", "find_bench_scenario", "ScenarioError"]
 
@@ -82,9 +82,23 @@ class Bench:
         self.close()
 
 
+def _furnace_config(station: Station) -> FurnaceConfig:
+    if station.furnace is None:
+        raise ValueError(f"station {station.source} has no furnace")
+    return station.furnace
+
+
+def _spectrometer_config(station: Station) -> SpectrometerConfig:
+    if station.spectrometer is None:
+        raise ValueError(f"station {station.source} has no spectrometer")
+    return station.spectrometer
+
+
 def _furnace_address(station: Station, simulators: dict) -> str:
-    config = station.furnace
+    config = _furnace_config(station)
     if not config.simulated:
+        if not config.port:  # the station's validation requires a port for a real furnace
+            raise ValueError(f"station {station.source}: furnace.port is required for a real furnace")
         return config.port
     simulator = start_simulator(
         "drivers.sim.furnace",
@@ -100,8 +114,10 @@ def _furnace_address(station: Station, simulators: dict) -> str:
 
 
 def _spectrometer_address(station: Station, simulators: dict, scenario: Path | None) -> str:
-    config = station.spectrometer
+    config = _spectrometer_config(station)
     if not config.simulated:
+        if not config.resource:  # the station's validation requires a resource for a real spectrometer
+            raise ValueError(f"station {station.source}: spectrometer.resource is required for a real spectrometer")
         return config.resource
     args = ["--port", "0", "--pixels", str(config.pixels), "--speed", f"{station.simulation_speed:g}"]
     if scenario is not None:
@@ -113,7 +129,7 @@ def _spectrometer_address(station: Station, simulators: dict, scenario: Path | N
 
 def connect_furnace(station: Station, port: str) -> Eurotherm:
     """A furnace driver for the station's furnace on ``port``, with the station's limits."""
-    config = station.furnace
+    config = _furnace_config(station)
     return Eurotherm(
         port,
         address=config.address,
@@ -128,7 +144,7 @@ def connect_furnace(station: Station, port: str) -> Eurotherm:
 
 def connect_spectrometer(station: Station, resource: str) -> ScpiSpectrometer:
     """A spectrometer driver for the station's spectrometer at ``resource``, with its limits."""
-    config = station.spectrometer
+    config = _spectrometer_config(station)
     return ScpiSpectrometer(
         resource,
         visa_library=config.visa_library,

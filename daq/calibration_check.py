@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from ._check_standard import (
     check_standard_against_calibration,
     check_standard_against_station,
     load_check_standard,
+    station_spectrometer,
 )
 from .bench import ScenarioError, find_bench_scenario, open_bench
 from .config import ConfigError, Station
@@ -82,12 +84,17 @@ class AnalyteResult:
 
     @property
     def bias_g_per_L(self) -> float:
-        return self.measured_g_per_L - self.stated_g_per_L if self.stated else math.nan
+        stated = self.stated_g_per_L
+        return self.measured_g_per_L - stated if stated is not None else math.nan
 
     @property
     def combined_sigma_g_per_L(self) -> float:
         """sqrt(sigma_measured^2 + u_stated^2)."""
-        return math.hypot(self.sigma_g_per_L, self.stated_uncertainty_g_per_L) if self.stated else math.nan
+        if not self.stated:
+            return math.nan
+        if self.stated_uncertainty_g_per_L is None:
+            raise TypeError(f"{self.element}: a stated concentration needs its stated uncertainty")
+        return math.hypot(self.sigma_g_per_L, self.stated_uncertainty_g_per_L)
 
     @property
     def z(self) -> float:
@@ -191,7 +198,7 @@ def _load_calibration(path: Path) -> analysis.Calibration:
 def _resolve_scenario(station: Station, scenario: str | os.PathLike | None) -> Path | None:
     if scenario is None:
         return None
-    if not station.spectrometer.simulated:
+    if not station_spectrometer(station).simulated:
         raise ConfigError(
             station.source,
             ["--scenario: the station's spectrometer is not simulated; a scenario sets up the simulated bench only"],
@@ -370,16 +377,18 @@ def run_calibration_check(
     """
     station, check, calibration = plan.station, plan.check, plan.calibration
     standard = check.standard
-    base = dict(
+    base: dict[str, Any] = dict(
         standard_name=standard.name,
         standard_path=check.source,
         calibration_path=plan.calibration_path,
         calibration_id=calibration.calibration_id,
     )
-    simulated = station.spectrometer.simulated
+    simulated = station_spectrometer(station).simulated
     truth = None
     with open_bench(station, scenario=plan.scenario, instruments=("spectrometer",)) as bench:
         spectrometer = bench.spectrometer
+        if spectrometer is None:  # open_bench connects the station's spectrometer, checked above
+            raise RuntimeError(f"station {station.source}: no spectrometer connected")
         axis_problem = _axis_problem(calibration, np.asarray(spectrometer.wavelengths_nm, dtype=float))
         if axis_problem:
             return CalibrationCheck(

@@ -40,22 +40,22 @@ class _Strict(BaseModel):
 class Standard(_Strict):
     """One calibration standard: a name and its element concentrations in g/L."""
 
-    name: text(min_length=1, max_length=200)
-    concentrations_g_per_L: dict[Element, number(ge=0, le=MAX_STANDARD_G_PER_L)]  # type: ignore[valid-type]
+    name: Annotated[str, text(min_length=1, max_length=200)]
+    concentrations_g_per_L: dict[Element, Annotated[float, number(ge=0, le=MAX_STANDARD_G_PER_L)]]
 
 
 class StandardsSet(_Strict):
     """A set of standards and how to measure them."""
 
-    title: text(max_length=200) = ""
-    analytes: Annotated[list[Element], Field(min_length=1, max_length=len(analysis.RARE_EARTHS))]  # type: ignore[valid-type]
-    integration_time_s: number(gt=0, le=MAX_INTEGRATION_TIME_S)
-    averages: count(ge=1, le=10000) = 1
-    replicates: count(ge=1, le=100) = 1
-    baseline_order: count(ge=0, le=5) | None = 2
+    title: Annotated[str, text(max_length=200)] = ""
+    analytes: Annotated[list[Element], Field(min_length=1, max_length=len(analysis.RARE_EARTHS))]
+    integration_time_s: Annotated[float, number(gt=0, le=MAX_INTEGRATION_TIME_S)]
+    averages: Annotated[int, count(ge=1, le=10000)] = 1
+    replicates: Annotated[int, count(ge=1, le=100)] = 1
+    baseline_order: Annotated[int, count(ge=0, le=5)] | None = 2
     quadratic: Annotated[
         list[Element],
-        Field(  # type: ignore[valid-type]
+        Field(
             max_length=len(analysis.RARE_EARTHS),
             description="analytes whose strong bands need a curvature term (e.g. Nd)",
         ),

@@ -88,7 +88,8 @@ def check(station_path: Path, standard_path: Path | None, calibration_path: Path
     from .check import check_station
 
     plan = None
-    if standard_path is not None:  # every file is checked before any instrument is touched
+    if standard_path is not None and calibration_path is not None:  # (both or neither, see above)
+        # every file is checked before any instrument is touched
         plan = prepare_calibration_check(station, standard_path, calibration_path, scenario)
     results = check_station(station)
     for result in results:
@@ -138,6 +139,8 @@ def calibrate(standards_path: Path, station_path: Path, out: Path):
         click.echo(f"calibration FAILED, nothing written: {type(error).__name__}: {error}", err=True)
         sys.exit(1)
     click.echo(f"calibration written: {out}")
+    if calibration.quality is None:  # analysis.calibrate always reports the quality of what it fitted
+        raise RuntimeError(f"calibration {out} has no quality report")
     click.echo(calibration.quality.summary(calibration.analytes))
 
 
@@ -200,7 +203,7 @@ def _purity_note(data_dir: Path, entry) -> str:
     file = Path(entry.file) if Path(entry.file).is_absolute() else data_dir / entry.file
     try:
         with open_trial(file) as trial:
-            return trial.fit_summary()["final_purity_note"] or "-"
+            return str(trial.fit_summary()["final_purity_note"]) or "-"
     except (TrialFileError, OSError, KeyError):
         return "-"
 

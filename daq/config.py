@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 KNOWN_INSTRUMENTS = ("furnace", "spectrometer")
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 #: Physical upper bounds that hold whatever the station: the hottest tube furnace, the fastest ramp a
 #: tube survives, the longest trial (30 days), the longest wait between two spectra (1 day).
@@ -75,9 +77,9 @@ class FurnaceConfig(_Strict):
     driver: Literal["eurotherm"] = "eurotherm"
     simulated: StrictBool = False
     port: PathText | None = Field(None, description="serial port, e.g. /dev/serial/by-id/...; not for simulated")
-    address: count(ge=1, le=247) = 1
-    baudrate: one_of(1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200) = 9600
-    model: text(min_length=1, max_length=40) | None = Field(
+    address: Annotated[int, count(ge=1, le=247)] = 1
+    baudrate: Annotated[int, one_of(1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)] = 9600
+    model: Annotated[str, text(min_length=1, max_length=40)] | None = Field(
         None,
         description="controller model or family; one of the register map's models (default: 2400 without a "
         "map, any of the map's models with one)",
@@ -85,10 +87,10 @@ class FurnaceConfig(_Strict):
     map: PathText | None = Field(
         None, description="register map name in hardware/maps or a path (default: the map that covers model)"
     )
-    max_temperature_C: number(gt=0, le=MAX_FURNACE_C)
-    max_ramp_C_per_min: number(gt=0, le=MAX_RAMP_C_PER_MIN)
-    safe_temperature_C: number(ge=0, le=200) = 25.0
-    poll_interval_s: number(gt=0, le=60) = 1.0
+    max_temperature_C: Annotated[float, number(gt=0, le=MAX_FURNACE_C)]
+    max_ramp_C_per_min: Annotated[float, number(gt=0, le=MAX_RAMP_C_PER_MIN)]
+    safe_temperature_C: Annotated[float, number(ge=0, le=200)] = 25.0
+    poll_interval_s: Annotated[float, number(gt=0, le=60)] = 1.0
 
     @model_validator(mode="after")
     def _port_for_real_and_safe_below_max(self):
@@ -116,18 +118,18 @@ class SpectrometerConfig(_Strict):
 
     driver: Literal["scpi"] = "scpi"
     simulated: StrictBool = False
-    resource: text(min_length=1, max_length=1024) | None = Field(
+    resource: Annotated[str, text(min_length=1, max_length=1024)] | None = Field(
         None, description="VISA resource, e.g. TCPIP0::10.0.0.5::5000::SOCKET"
     )
     visa_library: PathText = "@py"
     dialect: PathText = "scpi-spectrometer"
-    pixels: count(ge=16, le=16384) = 2048
-    min_integration_time_s: number(gt=0, le=MAX_INTEGRATION_TIME_S) = 0.001
-    max_integration_time_s: number(gt=0, le=MAX_INTEGRATION_TIME_S) = 60.0
-    max_averages: count(ge=1, le=100000) = Field(
+    pixels: Annotated[int, count(ge=16, le=16384)] = 2048
+    min_integration_time_s: Annotated[float, number(gt=0, le=MAX_INTEGRATION_TIME_S)] = 0.001
+    max_integration_time_s: Annotated[float, number(gt=0, le=MAX_INTEGRATION_TIME_S)] = 60.0
+    max_averages: Annotated[int, count(ge=1, le=100000)] = Field(
         100000, description="most scans the spectrometer averages in one acquisition (the simulator: 1000)"
     )
-    timeout_s: number(gt=0, le=3600) = 10.0
+    timeout_s: Annotated[float, number(gt=0, le=3600)] = 10.0
 
     def setting_problems(
         self, section: str, integration_time_s: float, averages: dict[str, int | None], station_source: Path
@@ -167,10 +169,10 @@ class SpectrometerConfig(_Strict):
 class Station(_Strict):
     """A bench: its instruments, their limits and its data folder."""
 
-    name: text(min_length=1, max_length=200)
-    description: text(max_length=2000, multiline=True) = ""
+    name: Annotated[str, text(min_length=1, max_length=200)]
+    description: Annotated[str, text(max_length=2000, multiline=True)] = ""
     data_dir: FilePath = Path("data")
-    simulation_speed: number(gt=0, le=10000) = 1.0
+    simulation_speed: Annotated[float, number(gt=0, le=10000)] = 1.0
     furnace: FurnaceConfig | None = None
     spectrometer: SpectrometerConfig | None = None
     source: Path = Path("<memory>")
@@ -185,18 +187,18 @@ class Station(_Strict):
 class FurnaceSegment(_Strict):
     """One program segment: ramp at a rate to a target, then dwell."""
 
-    ramp_C_per_min: number(gt=0, le=MAX_RAMP_C_PER_MIN)
-    target_C: number(ge=0, le=MAX_FURNACE_C)
-    dwell_min: number(ge=0, le=MAX_TRIAL_MIN) = 0.0
+    ramp_C_per_min: Annotated[float, number(gt=0, le=MAX_RAMP_C_PER_MIN)]
+    target_C: Annotated[float, number(ge=0, le=MAX_FURNACE_C)]
+    dwell_min: Annotated[float, number(ge=0, le=MAX_TRIAL_MIN)] = 0.0
 
 
 class FurnaceProgram(_Strict):
     """The furnace part of a recipe: segments, the cool-down, the over-temperature interlock."""
 
     segments: Annotated[list[FurnaceSegment], Field(min_length=1, max_length=100)]
-    cool_to_C: number(ge=0, le=MAX_FURNACE_C) = 25.0
-    cool_rate_C_per_min: number(gt=0, le=MAX_RAMP_C_PER_MIN) = 5.0
-    abort_above_C: number(gt=0, le=MAX_FURNACE_C) | None = Field(
+    cool_to_C: Annotated[float, number(ge=0, le=MAX_FURNACE_C)] = 25.0
+    cool_rate_C_per_min: Annotated[float, number(gt=0, le=MAX_RAMP_C_PER_MIN)] = 5.0
+    abort_above_C: Annotated[float, number(gt=0, le=MAX_FURNACE_C)] | None = Field(
         None, description="interlock: abort if the furnace reads above this (default: the station's maximum)"
     )
 
@@ -204,37 +206,40 @@ class FurnaceProgram(_Strict):
 class SpectrometerSchedule(_Strict):
     """The spectrometer part of a recipe: integration, averaging, when spectra and darks are taken."""
 
-    integration_time_s: number(gt=0, le=MAX_INTEGRATION_TIME_S)
-    averages: count(ge=1, le=10000) = 1
-    reference_averages: count(ge=1, le=100000) | None = Field(
+    integration_time_s: Annotated[float, number(gt=0, le=MAX_INTEGRATION_TIME_S)]
+    averages: Annotated[int, count(ge=1, le=10000)] = 1
+    reference_averages: Annotated[int, count(ge=1, le=100000)] | None = Field(
         None,
         description="averages for the dark and blank reference (default: averages); more = less noise in every "
         "spectrum",
     )
-    interval_s: number(ge=0, le=MAX_INTERVAL_S) = 1.0
+    interval_s: Annotated[float, number(ge=0, le=MAX_INTERVAL_S)] = 1.0
     dark: Literal["start", "every"] = "start"
-    dark_every_n: count(ge=1, le=1_000_000) = 100
+    dark_every_n: Annotated[int, count(ge=1, le=1_000_000)] = 100
     reference: Literal["start"] = "start"
     on_saturation: Literal["flag", "adjust"] = "flag"
 
 
-Element = Literal[tuple(RARE_EARTHS)]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    Element = str  # a symbol of RARE_EARTHS: a Literal built at run time is no type a checker can evaluate
+else:
+    Element = Literal[tuple(RARE_EARTHS)]
 
 
 class Recipe(_Strict):
     """What one trial does: sample, furnace program, spectrometer schedule, analysis."""
 
-    title: text(min_length=1, max_length=200)
-    sample: text(min_length=1, max_length=200)
-    operator: text(min_length=1, max_length=200)
-    analytes: Annotated[list[Element], Field(min_length=1, max_length=len(RARE_EARTHS))]  # type: ignore[valid-type]
-    target: Element  # type: ignore[valid-type]
+    title: Annotated[str, text(min_length=1, max_length=200)]
+    sample: Annotated[str, text(min_length=1, max_length=200)]
+    operator: Annotated[str, text(min_length=1, max_length=200)]
+    analytes: Annotated[list[Element], Field(min_length=1, max_length=len(RARE_EARTHS))]
+    target: Element
     calibration: FilePath | None = None
-    wall_clock_limit_min: number(gt=0, le=MAX_TRIAL_MIN) = 24 * 60.0
-    duration_min: number(gt=0, le=MAX_TRIAL_MIN) | None = Field(
+    wall_clock_limit_min: Annotated[float, number(gt=0, le=MAX_TRIAL_MIN)] = 24 * 60.0
+    duration_min: Annotated[float, number(gt=0, le=MAX_TRIAL_MIN)] | None = Field(
         None, description="experiment time; needed without a furnace program"
     )
-    lost_instrument_abort_s: number(gt=0, le=24 * 3600.0) = 60.0
+    lost_instrument_abort_s: Annotated[float, number(gt=0, le=24 * 3600.0)] = 60.0
     furnace: FurnaceProgram | None = None
     spectrometer: SpectrometerSchedule | None = None
     scenario: FilePath | None = Field(None, description="simulated bench only: what flows through the cell")
@@ -287,7 +292,7 @@ def _problems(error: ValidationError) -> list[tuple[str, str]]:
         message = item["msg"].removeprefix("Value error, ")
         value = item.get("input")
         if item["type"] == FIELD_ERROR:
-            location += tuple(item["ctx"]["field"])
+            location += tuple(item.get("ctx", {})["field"])
         elif item["type"] == "extra_forbidden":
             message = "unknown field (check the spelling)"
         elif item["type"] == "missing":
@@ -308,12 +313,12 @@ def _problems(error: ValidationError) -> list[tuple[str, str]]:
 
 def load_toml_model(
     path: str | os.PathLike,
-    model: type[BaseModel],
+    model: type[_Model],
     main_table: str,
     main_hint: str,
     sub_tables: dict[str, str],
     unknown: str = "unknown table",
-):
+) -> _Model:
     """Read a TOML file made of one main table and named sub-tables, and validate it as ``model``.
 
     Fields of the main table become the model's fields; each sub-table goes into the
@@ -336,7 +341,7 @@ def load_toml_model(
             for name in main
             if name == "source" or name in sub_tables.values()
         ]
-    if problems:
+    if problems or not isinstance(main, dict):  # main is a table whenever there are no problems
         raise ConfigError(path, problems)
     try:
         return model.model_validate({**main, **{sub_tables[k]: v for k, v in raw.items()}, "source": path})

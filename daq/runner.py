@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 import numpy as np
 
@@ -38,6 +38,8 @@ from .layout import FLAG_MODEL_MISMATCH, FLAG_NO_RARE_EARTHS, ROW_FLAGS
 from .pipeline import analyse_counts, covered_elements, fit_coefficient_names, fit_coefficient_units
 from .program import FurnaceProgramRunner
 from .store import StorageError, TrialMetadata, TrialWriter
+
+_T = TypeVar("_T")
 
 __all__ = ["RunOptions", "TrialOutcome", "TrialRunner", "resolve_calibration", "new_trial_id"]
 
@@ -206,9 +208,10 @@ class TrialRunner:
         self.scenario_path = None
         if self.station.simulated and recipe.scenario is not None:
             try:
-                self.scenario_path = resolve_recipe_scenario(recipe).resolve()
+                scenario = resolve_recipe_scenario(recipe)
             except ScenarioError as error:
                 raise ConfigError(recipe.source, [f"recipe.scenario: {error}"]) from None
+            self.scenario_path = None if scenario is None else scenario.resolve()
         trials = self.options.data_dir / TRIALS_FOLDER
         try:
             trials.mkdir(parents=True, exist_ok=True)
@@ -287,11 +290,11 @@ class TrialRunner:
 
     def _startup(self, bench: Bench) -> None:
         recipe, station = self.recipe, self.station
-        spectrometer = bench.spectrometer if recipe.spectrometer is not None else None
+        schedule = recipe.spectrometer
+        spectrometer = bench.spectrometer if schedule is not None else None
         wavelength_nm = np.zeros(0)
         self._dark = self._reference = None
-        if spectrometer is not None:
-            schedule = recipe.spectrometer
+        if spectrometer is not None and schedule is not None:
             spectrometer.integration_time_s = schedule.integration_time_s
             spectrometer.averages = schedule.averages
             wavelength_nm = np.asarray(spectrometer.wavelengths_nm, dtype=float)
@@ -316,7 +319,8 @@ class TrialRunner:
             while (
                 schedule.on_saturation == "adjust"
                 and np.any(self._reference >= self._saturation)
-                and self._integration_time_s / 2 >= station.spectrometer.min_integration_time_s
+                and self._integration_time_s / 2
+                >= _checked(station.spectrometer, "station.spectrometer").min_integration_time_s
             ):
                 self._integration_time_s /= 2
                 spectrometer.integration_time_s = self._integration_time_s
@@ -338,7 +342,7 @@ class TrialRunner:
         self._event("info", "runner", f"trial {self.trial_id} started on station {station.name}")
         if bench.furnace is not None:
             self._event("info", "furnace", f"connected: {bench.furnace.ident}")
-        if spectrometer is not None:
+        if spectrometer is not None and schedule is not None:
             self._event("info", "spectrometer", f"connected: {spectrometer.ident}")
             if self._integration_time_s != schedule.integration_time_s:
                 self._event(
@@ -352,7 +356,7 @@ class TrialRunner:
                 "reference", time=self.clock.now_s(), counts=self._reference, integration_time=self._integration_time_s
             )
             self._reference_index = 0
-            saturated = int(np.count_nonzero(self._reference >= self._saturation))
+            saturated = int(np.count_nonzero(self._blank()[1] >= self._saturation))
             if saturated:
                 self._event(
                     "warning",
@@ -438,8 +442,8 @@ class TrialRunner:
                 if self._stop.is_set():
                     break
                 self._print_status()
-                if self._writer.failed:
-                    self._request_fail(f"trial file: {self._writer.error}")
+                if self._file.failed:
+                    self._request_fail(f"trial file: {self._file.error}")
                 elif time.monotonic() - started > wall_limit_s:
                     self._event("error", "runner", f"wall-clock limit {self.recipe.wall_clock_limit_min:g} min reached")
                     self.request_abort("wall-clock limit reached")
@@ -475,9 +479,11 @@ class TrialRunner:
             self._request_fail(f"{threading.current_thread().name}: {type(error).__name__}: {error}")
 
     def _furnace_loop(self, furnace) -> None:
-        program = FurnaceProgramRunner(self.recipe.furnace)
-        interval_s = self.station.furnace.poll_interval_s
-        limit_C = self.recipe.furnace.abort_above_C or self.station.furnace.max_temperature_C
+        recipe_program = _checked(self.recipe.furnace, "recipe.furnace")
+        station_furnace = _checked(self.station.furnace, "station.furnace")
+        program = FurnaceProgramRunner(recipe_program)
+        interval_s = station_furnace.poll_interval_s
+        limit_C = recipe_program.abort_above_C or station_furnace.max_temperature_C
         lost_since = None
         next_poll = time.monotonic()
         while not self._stop.is_set():
@@ -486,7 +492,7 @@ class TrialRunner:
                 reading = furnace.read_all()
             except InstrumentError as error:
                 lost_since = self._instrument_lost("furnace", error, lost_since, furnace)
-                self._writer.append(
+                self._file.append(
                     "furnace",
                     time=now_s,
                     temperature=math.nan,
@@ -500,7 +506,7 @@ class TrialRunner:
                 if lost_since is not None:
                     self._event("info", "furnace", f"furnace answers again after {time.monotonic() - lost_since:.1f} s")
                     lost_since = None
-                self._writer.append(
+                self._file.append(
                     "furnace",
                     time=now_s,
                     temperature=reading.temperature_C,
@@ -559,7 +565,7 @@ class TrialRunner:
         return lost_since
 
     def _spectrometer_loop(self, spectrometer) -> None:
-        schedule = self.recipe.spectrometer
+        schedule = _checked(self.recipe.spectrometer, "recipe.spectrometer")
         next_s = self.clock.now_s()
         spectra = 0
         lost_since = None
@@ -588,28 +594,27 @@ class TrialRunner:
 
     def _append_spectrum(self, counts, dark_index: int, flag: int, saturated: int = 0) -> None:
         now_s = self.clock.now_s()
-        pixels = len(self._reference)
+        dark, reference = self._blank()
+        pixels = len(reference)
         if counts is None:
             counts = np.full(pixels, np.nan)
             result = None
         else:
             try:
-                result = analyse_counts(
-                    counts, self._dark, self._reference, self.calibration, self.recipe.target, self._saturation
-                )
+                result = analyse_counts(counts, dark, reference, self.calibration, self.recipe.target, self._saturation)
             except (ValueError, FloatingPointError) as error:
                 self._event("error", "analysis", f"spectrum at {now_s:.1f} s not analysed: {error}")
                 result, flag = None, flag | FLAG_ANALYSIS_FAILED
         if result is not None:
-            flag |= (FLAG_MODEL_MISMATCH if result.model_mismatch[0] else 0) | (
-                FLAG_NO_RARE_EARTHS if result.below_quantitation_limit[0] else 0
+            flag |= (FLAG_MODEL_MISMATCH if _checked(result.model_mismatch, "model_mismatch")[0] else 0) | (
+                FLAG_NO_RARE_EARTHS if _checked(result.below_quantitation_limit, "below_quantitation_limit")[0] else 0
             )
-        self._writer.append(
+        self._file.append(
             "spectrometer",
             time=now_s,
             counts=counts,
             integration_time=self._integration_time_s,
-            averages=self.recipe.spectrometer.averages,
+            averages=_checked(self.recipe.spectrometer, "recipe.spectrometer").averages,
             saturated_pixels=saturated,
             dark_index=dark_index,
             reference_index=self._reference_index,
@@ -618,7 +623,7 @@ class TrialRunner:
         analytes = len(self.calibration.analytes)
         if result is None:
             nan_k = np.full(analytes, np.nan)
-            self._writer.append(
+            self._file.append(
                 "analysis",
                 time=now_s,
                 concentration=nan_k,
@@ -628,7 +633,7 @@ class TrialRunner:
                 residual_rms=math.nan,
             )  # fit columns: NaN
             return
-        self._writer.append(
+        self._file.append(
             "analysis",
             time=now_s,
             concentration=result.concentration_g_per_L[0],
@@ -636,9 +641,9 @@ class TrialRunner:
             purity=result.purity[0],
             purity_sigma=result.purity_sigma[0],
             residual_rms=result.residual_rms[0],
-            lack_of_fit=result.lack_of_fit[0],
-            wavelength_shift=result.wavelength_shift_nm[0],
-            fit_coefficients=result.free_coefficients[0],
+            lack_of_fit=_checked(result.lack_of_fit, "lack_of_fit")[0],
+            wavelength_shift=_checked(result.wavelength_shift_nm, "wavelength_shift_nm")[0],
+            fit_coefficients=_checked(result.free_coefficients, "free_coefficients")[0],
         )
         self._last["purity"] = float(result.purity[0])
         self._last["purity_sigma"] = float(result.purity_sigma[0])
@@ -687,26 +692,27 @@ class TrialRunner:
             )
 
     def _on_saturation(self, spectrometer, saturated: int, dark_index: int) -> int:
-        schedule = self.recipe.spectrometer
+        schedule = _checked(self.recipe.spectrometer, "recipe.spectrometer")
         if schedule.on_saturation == "flag":
             self._event("warning", "spectrometer", f"{saturated} saturated pixels (masked from the fit)")
             return dark_index
-        new_time_s = max(self.station.spectrometer.min_integration_time_s, self._integration_time_s / 2)
+        station_spectrometer = _checked(self.station.spectrometer, "station.spectrometer")
+        new_time_s = max(station_spectrometer.min_integration_time_s, self._integration_time_s / 2)
         if new_time_s == self._integration_time_s:
             self._event("warning", "spectrometer", f"{saturated} saturated pixels at the shortest integration time")
             return dark_index
         scale = new_time_s / self._integration_time_s
         spectrometer.integration_time_s = new_time_s
-        old_dark = self._dark
+        old_dark, reference = self._blank()
         self._dark = spectrometer.dark()
         # the blank cannot be re-measured mid-trial: scale its dark-corrected signal to the new time
         # rounded to what the file stores (float32), so reanalysis from the file reproduces the live numbers;
         # pixels where the blank itself clipped carry no information and stay masked (at full scale)
-        clipped = self._reference >= self._saturation
-        scaled = (self._reference - old_dark) * scale + self._dark
+        clipped = reference >= self._saturation
+        scaled = (reference - old_dark) * scale + self._dark
         self._reference = np.where(clipped, self._saturation, scaled).astype(np.float32).astype(float)
         self._integration_time_s = new_time_s
-        self._writer.append("reference", time=self.clock.now_s(), counts=self._reference, integration_time=new_time_s)
+        self._file.append("reference", time=self.clock.now_s(), counts=self._reference, integration_time=new_time_s)
         self._reference_index += 1
         self._event(
             "warning",
@@ -717,11 +723,20 @@ class TrialRunner:
         return self._write_dark(self._dark)
 
     def _write_dark(self, dark) -> int:
-        self._writer.append("dark", time=self.clock.now_s(), counts=dark, integration_time=self._integration_time_s)
+        self._file.append("dark", time=self.clock.now_s(), counts=dark, integration_time=self._integration_time_s)
         self._darks_written = getattr(self, "_darks_written", 0) + 1
         return self._darks_written - 1
 
     # -- shutdown -------------------------------------------------------------------------------
+
+    @property
+    def _file(self) -> TrialWriter:
+        """The trial file, open from the startup on."""
+        return _checked(self._writer, "the trial file")
+
+    def _blank(self) -> tuple[np.ndarray, np.ndarray]:
+        """The current dark and blank reference, taken in the startup."""
+        return _checked(self._dark, "the dark"), _checked(self._reference, "the blank reference")
 
     def _shutdown(self, bench: Bench | None, status: str, reason: str) -> tuple[str, str]:
         self._stop.set()
@@ -802,6 +817,14 @@ class TrialRunner:
             f"rows furnace {rows['furnace']} spectra {rows['spectrometer']}"
         )
         print(line, file=stream, flush=True)
+
+
+def _checked(value: _T | None, what: str) -> _T:
+    """``value``, which is never None here: the preflight (recipe against station), the startup or
+    :func:`daq.pipeline.analyse_counts` provide it."""
+    if value is None:
+        raise RuntimeError(f"{what} is missing")
+    return value
 
 
 def _read_text(path: Path) -> str:

@@ -19,7 +19,7 @@ import os
 from functools import lru_cache
 
 import h5py
-from h5py import h5f, h5p
+from h5py import h5f, h5p  # pyright: ignore[reportAttributeAccessIssue]  # compiled modules, no stubs
 
 __all__ = ["open_for_reading", "SWMR_READ_ATTEMPTS"]
 

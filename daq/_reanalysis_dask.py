@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 
-import dask
+import dask.config
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 
 from ._reanalysis_tasks import warm_up
@@ -57,7 +57,12 @@ def dask_client(client=None, workers: int | None = None, scheduler: str | None =
     # processes: numpy, h5py and hashing hold the GIL; NUMBA_NUM_THREADS shares the cores between workers
     with _workers_ignore_ctrl_c(), _worker_environment(numba_threads):
         cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            # None (no dashboard) is documented; the type comes from the default ":8787"
+            dashboard_address=None,  # pyright: ignore[reportArgumentType]
+            silence_logs=logging.ERROR,
         )
     with cluster, Client(cluster, set_as_default=False) as local:
         yield local, f"dask LocalCluster of {n} worker processes ({numba_threads} numba thread(s) each)"

@@ -25,6 +25,7 @@ import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import h5py
 import numpy as np
@@ -95,6 +96,20 @@ _COLUMNS = (  # name, dtype, units, long_name, per analyte
 )
 _ADDED_COLUMNS = ("lack_of_fit", "wavelength_shift")
 """Columns a result file written before they existed lacks; read back as NaN."""
+
+
+_Node = TypeVar("_Node", h5py.Group, h5py.Dataset)
+
+
+def _member(path: Path, parent: h5py.Group, name: str, kind: type[_Node]) -> _Node:
+    """``parent[name]``, which the result layout says is a ``kind``; ValueError (not a result file) if it is not."""
+    node = parent[name]
+    if not isinstance(node, kind):
+        raise ValueError(
+            f"{path}: not a rem-daq reanalysis result: {(parent.name or '').rstrip('/')}/{name.lstrip('/')} "
+            f"is not an HDF5 {kind.__name__.lower()}"
+        )
+    return node
 
 
 def _is_result(handle: h5py.File) -> bool:
@@ -223,15 +238,15 @@ class ResultWriter:
 
     def write_block(self, block: BlockResult) -> None:
         """Write one block's results at its rows."""
-        process = self._file["entry/reanalysis"]
+        process = _member(self.temp_path, self._file, "entry/reanalysis", h5py.Group)
         rows = slice(block.start, block.stop)
         for name, *_ in _COLUMNS:
-            process[name][rows] = getattr(block, name)
+            _member(self.temp_path, process, name, h5py.Dataset)[rows] = getattr(block, name)
         self.rows_written += block.rows
 
     def finish(self, attrs: dict[str, object], date: str) -> Path:
         """Add the last provenance attributes and the date (ISO 8601 UTC), close, fsync, rename; return the path."""
-        process = self._file["entry/reanalysis"]
+        process = _member(self.temp_path, self._file, "entry/reanalysis", h5py.Group)
         process.attrs.update(_nexus_attrs(attrs))
         process.create_dataset("date", data=date, dtype=h5py.string_dtype()).attrs["units"] = ""
         if self.rows_written != self.rows:
@@ -349,19 +364,21 @@ def read_result(path: str | os.PathLike) -> ReanalysisResult:
             raise ValueError(
                 f"{path}: not a rem-daq reanalysis result (file_format is not {RESULT_FORMAT!r} or an earlier 1.x)"
             )
-        entry = handle["entry"]
-        process = entry["reanalysis"]
-        arrays = {name: process[name][()] for name, *_ in _COLUMNS if name in process}
+        entry = _member(path, handle, "entry", h5py.Group)
+        process = _member(path, entry, "reanalysis", h5py.Group)
+        arrays = {name: _member(path, process, name, h5py.Dataset)[()] for name, *_ in _COLUMNS if name in process}
         for name in _ADDED_COLUMNS:
             arrays.setdefault(name, np.full(len(arrays["time"]), np.nan))
-        provenance = {key: _attr_value(value) for key, value in process.attrs.items() if key != "NX_class"}
+        provenance: dict[str, object] = {
+            key: _attr_value(value) for key, value in process.attrs.items() if key != "NX_class"
+        }
         # the target element under both names: "target_element" as stored since 1.1, "target" as before
         provenance[TARGET_ELEMENT_ATTR] = provenance[LEGACY_TARGET_ATTR] = target_element(process.attrs)
         return ReanalysisResult(
             path=path,
             trial_id=_text(entry.attrs["trial_id"]),
             sample=_text(entry.attrs.get("sample", "")),
-            analytes=tuple(_text(a) for a in process["analytes"][()]),
+            analytes=tuple(_text(a) for a in _member(path, process, "analytes", h5py.Dataset)[()]),
             provenance=provenance,
             **arrays,
         )

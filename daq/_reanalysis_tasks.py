@@ -366,10 +366,15 @@ def _analyse(
             out["lack_of_fit"][a:b] = result.lack_of_fit
             out["wavelength_shift"][a:b] = result.wavelength_shift_nm
             out["flag"][a:b] |= (
-                np.where(result.model_mismatch, FLAG_MODEL_MISMATCH, 0)
-                | np.where(result.below_quantitation_limit, FLAG_NO_RARE_EARTHS, 0)
+                np.where(_flagged(result.model_mismatch), FLAG_MODEL_MISMATCH, 0)
+                | np.where(_flagged(result.below_quantitation_limit), FLAG_NO_RARE_EARTHS, 0)
             ).astype(np.uint8)
     return out
+
+
+def _flagged(condition: np.ndarray | None) -> np.ndarray | bool:
+    """A condition of a result for np.where: None (a result built without it) is False, as np.where takes it."""
+    return False if condition is None else condition
 
 
 def _rows_of(trial: TrialReader, table: str, indices: np.ndarray) -> dict[int, np.ndarray]:

@@ -106,7 +106,7 @@ class Column:
     dtype: str
     units: str
     long_name: str
-    row_shape: tuple = ()  # entries are ints or "pixels" / "analytes" / "coefficients"
+    row_shape: tuple[int | str, ...] = ()  # entries are ints or "pixels" / "analytes" / "coefficients"
     since: tuple[int, int] = (1, 0)
     """The file format version that added this column. A column added after 1.0 is *optional*: a file of an
     older version has no such dataset and a reader gives NaN for it (see docs/trial-file.md, "Versions"), and a
@@ -119,7 +119,7 @@ class Column:
 
     def shape(self, pixels: int, analytes: int, coefficients: int = 0) -> tuple[int, ...]:
         sizes = {"pixels": pixels, "analytes": analytes, "coefficients": coefficients}
-        return tuple(sizes.get(d, d) for d in self.row_shape)
+        return tuple(sizes[d] if isinstance(d, str) else d for d in self.row_shape)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import h5py
 import numpy as np
@@ -54,6 +55,9 @@ _LIVE_EOF_WAIT_S = 2.0
 
 class TrialFileError(OSError):
     """Not a readable rem-daq trial file (missing, damaged, still being created, or another format)."""
+
+
+_Node = TypeVar("_Node", h5py.Group, h5py.Dataset)
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,17 @@ def check_file(path: str | os.PathLike) -> FileIntegrity:
                 f"{superblock.stored_eof} bytes its superblock records (truncated)"
             )
         time.sleep(0.05)  # a live writer is between extending the file and writing the superblock
+
+
+def _member(path: Path, parent: h5py.Group, name: str, kind: type[_Node]) -> _Node:
+    """``parent[name]``, which the trial layout says is a ``kind``; :class:`TrialFileError` if it is not."""
+    node = parent[name]
+    if not isinstance(node, kind):
+        raise TrialFileError(
+            f"{path}: damaged or not a rem-daq trial file: {(parent.name or '').rstrip('/')}/{name.lstrip('/')} "
+            f"is not an HDF5 {kind.__name__.lower()}"
+        )
+    return node
 
 
 def _walk_metadata(handle: h5py.File) -> None:
@@ -162,7 +177,8 @@ class TrialReader:
         try:
             if not self.integrity.writer_alive:
                 _walk_metadata(self._file)
-            if "entry" not in self._file or "exit_status" not in self._file["entry"]:
+            entry = self._file["entry"] if "entry" in self._file else None
+            if not isinstance(entry, h5py.Group) or "exit_status" not in entry:
                 raise TrialFileError(f"{self.path}: not a rem-daq trial file (no /entry/exit_status)")
             self.format_version = file_format_version(_text(self._file["entry"].attrs.get("file_format", "")))
             """(major, minor) of the file's format; a column added after it reads as NaN."""
@@ -170,13 +186,13 @@ class TrialReader:
                 (spec.name, c.name)
                 for spec in TABLES
                 for c in spec.columns
-                if c.optional and c.name not in self._file[spec.group]
+                if c.optional and c.name not in self._group(spec.group)
             }
             missing = [
                 f"{spec.group}/{c.name}"
                 for spec in TABLES
                 for c in spec.columns
-                if not c.optional and c.name not in self._file[spec.group]
+                if not c.optional and c.name not in self._group(spec.group)
             ]
             if missing:
                 raise TrialFileError(f"{self.path}: damaged or incomplete trial file: no {', '.join(missing)}")
@@ -187,6 +203,14 @@ class TrialReader:
         except (KeyError, OSError, RuntimeError) as error:
             self._file.close()
             raise TrialFileError(f"{self.path}: damaged or incomplete trial file: {error}") from None
+
+    def _group(self, name: str) -> h5py.Group:
+        """The group at ``name`` (a path from the file's root); :class:`TrialFileError` if it is something else."""
+        return _member(self.path, self._file, name, h5py.Group)
+
+    def _dataset(self, name: str) -> h5py.Dataset:
+        """The dataset at ``name`` (a path from the file's root); :class:`TrialFileError` if it is something else."""
+        return _member(self.path, self._file, name, h5py.Dataset)
 
     # -- lifetime -------------------------------------------------------------------
 
@@ -205,12 +229,13 @@ class TrialReader:
         if not self._file.swmr_mode:
             return  # a closed file does not grow
         for spec in TABLES:
-            group = self._file[spec.group]
+            group = self._group(spec.group)
             for column in spec.columns:
                 if (spec.name, column.name) not in self._absent:
-                    group[column.name].refresh()
+                    _member(self.path, group, column.name, h5py.Dataset).refresh()
+        entry = self._group("entry")
         for name in ("exit_status", "end_time", "heartbeat_time"):
-            self._file["entry"][name].refresh()
+            _member(self.path, entry, name, h5py.Dataset).refresh()
 
     # -- metadata and state -----------------------------------------------------------
 
@@ -225,15 +250,15 @@ class TrialReader:
     @property
     def exit_status(self) -> str:
         """As written: running, success, aborted or failed."""
-        return _text(self._file["entry/exit_status"][()])
+        return _text(self._dataset("entry/exit_status")[()])
 
     @property
     def end_time(self) -> str:
-        return _text(self._file["entry/end_time"][()])
+        return _text(self._dataset("entry/end_time")[()])
 
     @property
     def heartbeat_time(self) -> str:
-        return _text(self._file["entry/heartbeat_time"][()])
+        return _text(self._dataset("entry/heartbeat_time")[()])
 
     @property
     def state(self) -> str:
@@ -245,12 +270,14 @@ class TrialReader:
 
     @property
     def wavelength_nm(self) -> np.ndarray:
-        return self._file["entry/instrument/spectrometer/wavelength"][()]
+        return self._dataset("entry/instrument/spectrometer/wavelength")[()]
 
     @property
     def full_scale_counts(self) -> float | None:
         """The detector's saturation level the file records (None: not recorded)."""
         value = self._file["entry/instrument/spectrometer"].attrs.get("full_scale_counts")
+        if value is None:
+            return None
         try:
             value = float(value)
         except (TypeError, ValueError):
@@ -259,7 +286,7 @@ class TrialReader:
 
     @property
     def analytes(self) -> tuple[str, ...]:
-        return tuple(_text(a) for a in self._file["entry/analysis/analytes"][()])
+        return tuple(_text(a) for a in self._dataset("entry/analysis/analytes")[()])
 
     @property
     def target_element(self) -> str:
@@ -297,8 +324,8 @@ class TrialReader:
     @_damage_reported
     def calibration_arrays(self) -> dict[str, np.ndarray]:
         """The copy of the calibration used live, as stored in /entry/analysis/calibration."""
-        group = self._file["entry/analysis/calibration"]
-        return {name: group[name][()] for name in group}
+        group = self._group("entry/analysis/calibration")
+        return {name: _member(self.path, group, name, h5py.Dataset)[()] for name in group.keys()}
 
     # -- rows -----------------------------------------------------------------------
 
@@ -306,8 +333,12 @@ class TrialReader:
     def rows(self, table_name: str) -> int:
         """Rows of a table that every column already holds (columns grow one after another)."""
         spec = table(table_name)
-        group = self._file[spec.group]
-        return min(group[c.name].shape[0] for c in spec.columns if (spec.name, c.name) not in self._absent)
+        group = self._group(spec.group)
+        return min(
+            _member(self.path, group, c.name, h5py.Dataset).shape[0]
+            for c in spec.columns
+            if (spec.name, c.name) not in self._absent
+        )
 
     def dataset(self, table_name: str, column: str) -> h5py.Dataset:
         """The h5py dataset of one column, for slicing it yourself (KeyError: the file does not record it)."""
@@ -319,7 +350,7 @@ class TrialReader:
                 f"{'.'.join(map(str, self.format_version))} predates it (added in "
                 f"{'.'.join(map(str, declared.since))})"
             )
-        return self._file[spec.group][column]
+        return _member(self.path, self._group(spec.group), column, h5py.Dataset)
 
     @_damage_reported
     def read(
@@ -334,14 +365,14 @@ class TrialReader:
         stop = available if stop is None else min(stop, available)
         start = min(max(start, 0), stop)
         names = columns or tuple(c.name for c in spec.columns)
-        group = self._file[spec.group]
+        group = self._group(spec.group)
         out = {}
         for name in names:
             column = spec.column(name)
             if (table_name, name) in self._absent:
                 out[name] = np.full((stop - start, *column.shape(0, len(self.analytes), 0)), np.nan)
                 continue
-            values = group[name][start:stop]
+            values = _member(self.path, group, name, h5py.Dataset)[start:stop]
             if values.dtype.kind == "S":
                 values = np.array([_text(v) for v in values], dtype=object)
             out[name] = values
@@ -373,11 +404,12 @@ class TrialReader:
         stop = total if stop is None else min(stop, total)
         start = min(max(start, 0), stop)
         count = stop - start
-        group = self._file[table(table_name).group]
+        group = self._group(table(table_name).group)
         if count == 0 or (table_name, column) in self._absent:
             empty = np.empty(0)
             return Decimated(empty, empty, empty, 0)
-        values_ds, time_ds = group[column], group["time"]
+        values_ds = _member(self.path, group, column, h5py.Dataset)
+        time_ds = _member(self.path, group, "time", h5py.Dataset)
         bucket = max(1, -(-count // max_points))
         buckets = -(-count // bucket)
         minimum = np.empty(buckets)

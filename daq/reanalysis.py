@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -66,6 +67,9 @@ from ._reanalysis_tasks import (
     inspect_trial_task,
 )
 from .config import ConfigError
+
+if TYPE_CHECKING:
+    from tqdm.std import tqdm
 
 __all__ = [
     "DEFAULT_SATURATION_COUNTS",
@@ -364,7 +368,7 @@ class _Run:
         self._tasks: dict[str, tuple[_Trial, str]] = {}
         self._result_paths: dict[Path, _Trial] = {}
         self._calibration_ref = None
-        self._bar = None
+        self._bar: tqdm | None = None  # made by run()
         self._done = 0
 
     # -- driving ----------------------------------------------------------------------------
@@ -405,8 +409,14 @@ class _Run:
             self._bar.close()
         return [t.outcome for t in self.trials]
 
+    @property
+    def _progress_bar(self) -> tqdm:
+        """The progress bar; tasks are submitted and handled only inside :meth:`run`, which makes it first."""
+        assert self._bar is not None
+        return self._bar
+
     def _postfix(self) -> None:
-        self._bar.set_postfix_str(f"{self._done}/{len(self.trials)} trials", refresh=False)
+        self._progress_bar.set_postfix_str(f"{self._done}/{len(self.trials)} trials", refresh=False)
 
     def _submit(self, trial: _Trial, kind: str, function, *args) -> None:
         stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in trial.path.stem)[:48]
@@ -512,6 +522,7 @@ class _Run:
         """Whether an existing result may be up to date (same calibration, parameters, raw shape and header);
         the raw rows' checksum decides."""
         info = trial.info
+        assert info is not None  # set by _plan, which calls this
         return (
             existing.get("calibration_id") == self.calibration.calibration_id
             and existing.get("parameters") == parameters_json(self._parameters(trial))
@@ -522,6 +533,7 @@ class _Run:
 
     def _submit_blocks(self, trial: _Trial, kind: str) -> None:
         info = trial.info
+        assert info is not None  # blocks are submitted once the trial is inspected
         trial.phase = kind
         trial.leaves = {}
         rows = _block_rows(self.block_rows, info.pixels)
@@ -542,15 +554,17 @@ class _Run:
                 info.reference_rows,
                 kind == "analyse",
             )
-        self._bar.total += info.rows
-        self._bar.refresh()
+        self._progress_bar.total += info.rows
+        self._progress_bar.refresh()
 
     def _checked(self, trial: _Trial, block: BlockResult) -> None:
         trial.leaves[block.start] = block.leaves
         trial.blocks_left -= 1
-        self._bar.update(block.rows)
+        self._progress_bar.update(block.rows)
         if trial.blocks_left:
             return
+        # a "check" block is of a trial that _plan found an existing result for
+        assert trial.info is not None and trial.existing is not None and trial.final_path is not None
         checksum = combine_checksum(trial.info, self._ordered_leaves(trial))
         if checksum != trial.existing.get("raw_sha256"):
             return self._submit_blocks(trial, "analyse")
@@ -564,19 +578,23 @@ class _Run:
 
     def _analysed(self, trial: _Trial, block: BlockResult) -> None:
         info = trial.info
+        assert info is not None and trial.final_path is not None  # set by _plan before any block is submitted
         if trial.writer is None:
             trial.writer = ResultWriter(trial.final_path, info, self.calibration, self._initial_attrs(trial))
-        trial.writer.write_block(block)
+        writer = trial.writer
+        writer.write_block(block)
         trial.leaves[block.start] = block.leaves
-        finite = np.flatnonzero(np.isfinite(block.purity))
+        purity, lack_of_fit, flag = block.purity, block.lack_of_fit, block.flag
+        assert purity is not None and lack_of_fit is not None and flag is not None  # an "analyse" block has results
+        finite = np.flatnonzero(np.isfinite(purity))
         if finite.size:
             if block.start + finite[-1] > trial.last_finite[0]:
-                trial.last_finite = (block.start + int(finite[-1]), float(block.purity[finite[-1]]))
-            trial.purity_sum += float(block.purity[finite].sum())
+                trial.last_finite = (block.start + int(finite[-1]), float(purity[finite[-1]]))
+            trial.purity_sum += float(purity[finite].sum())
             trial.purity_count += int(finite.size)
-        fitted = np.flatnonzero(np.isfinite(block.lack_of_fit))
+        fitted = np.flatnonzero(np.isfinite(lack_of_fit))
         if fitted.size and block.start + fitted[-1] > trial.last_lack_of_fit[0]:
-            trial.last_lack_of_fit = (block.start + int(fitted[-1]), float(block.lack_of_fit[fitted[-1]]))
+            trial.last_lack_of_fit = (block.start + int(fitted[-1]), float(lack_of_fit[fitted[-1]]))
         for name, bit in (
             ("rows_read_failed_live", FLAG_READ_FAILED),
             ("rows_failed", FLAG_ANALYSIS_FAILED),
@@ -584,16 +602,16 @@ class _Run:
             ("rows_model_mismatch", FLAG_MODEL_MISMATCH),
             ("rows_no_rare_earths", FLAG_NO_RARE_EARTHS),
         ):
-            trial.row_counts[name] = trial.row_counts.get(name, 0) + int(np.count_nonzero(block.flag & bit))
+            trial.row_counts[name] = trial.row_counts.get(name, 0) + int(np.count_nonzero(flag & bit))
         trial.blocks_left -= 1
-        self._bar.update(block.rows)
+        self._progress_bar.update(block.rows)
         if self.on_block is not None:
-            self.on_block(info.trial_id, trial.writer.rows_written, info.rows)
+            self.on_block(info.trial_id, writer.rows_written, info.rows)
         if trial.blocks_left:
             return
         checksum = combine_checksum(info, self._ordered_leaves(trial))
         now = _utc_now()
-        trial.outcome.result_file = trial.writer.finish(
+        trial.outcome.result_file = writer.finish(
             {"raw_sha256": checksum, "created_utc": now, "rows_analysed": trial.purity_count, **trial.row_counts},
             date=now,
         )
@@ -618,6 +636,7 @@ class _Run:
         import analysis
 
         info, calibration = trial.info, self.calibration
+        assert info is not None and trial.saturation_counts is not None  # both set by _plan
         return {
             "raw_file": str(trial.path),
             "raw_trial_id": info.trial_id,
@@ -670,7 +689,7 @@ class _Run:
         trial.outcome.message = message
         self._done += 1
         self._postfix()
-        self._bar.refresh()
+        self._progress_bar.refresh()
         if self.on_outcome is not None:
             self.on_outcome(trial.outcome)
 
@@ -714,9 +733,9 @@ def _spawned_workers_skip_main_script():
     """
     main = sys.modules.get("__main__")
     saved = {name: getattr(main, name) for name in ("__file__", "__spec__") if getattr(main, name, None) is not None}
-    if "__file__" in saved:
+    if main is not None and "__file__" in saved:  # saved is empty without a __main__ module
         del main.__file__
-    if "__spec__" in saved:
+    if main is not None and "__spec__" in saved:
         main.__spec__ = None
     try:
         yield
@@ -786,7 +805,7 @@ def reanalyze(
     except OSError as error:
         raise ConfigError(out_dir, [f"output folder cannot be created: {error}"]) from None
     remove_stale_partials(out_dir)
-    options = dict(
+    options: dict[str, Any] = dict(  # the keyword arguments of _Run, each of its declared type
         force=force,
         saturation_counts=saturation_counts,
         target=target,

@@ -20,7 +20,7 @@ import h5py
 
 from ._superblock import clear_writer_flags
 from .layout import INTERRUPTED_STATUS, TABLES
-from .reader import check_file, open_trial
+from .reader import TrialFileError, check_file, open_trial
 from .store import utc_now_iso, writer_is_alive, writer_lock_path
 
 __all__ = ["RecoveryError", "RecoveryResult", "recover_trial"]
@@ -65,9 +65,17 @@ def recover_trial(path: str | os.PathLike) -> RecoveryResult:
     try:
         with h5py.File(path, "r+") as handle:
             entry = handle["entry"]
+            if not isinstance(entry, h5py.Group):
+                raise TrialFileError(f"{path}: damaged or not a rem-daq trial file: /entry is not an HDF5 group")
             if status == "running":
-                entry["exit_status"][()] = INTERRUPTED_STATUS.encode()
-                entry["end_time"][()] = heartbeat.encode()  # the writer's last sign of life
+                # end_time: the writer's last sign of life
+                for name, text in (("exit_status", INTERRUPTED_STATUS), ("end_time", heartbeat)):
+                    dataset = entry[name]
+                    if not isinstance(dataset, h5py.Dataset):
+                        raise TrialFileError(
+                            f"{path}: damaged or not a rem-daq trial file: /entry/{name} is not an HDF5 dataset"
+                        )
+                    dataset[()] = text.encode()
             entry.attrs["recovered_time"] = utc_now_iso()
             entry.attrs["recovery"] = (
                 f"remdaq recover {version('rem-daq')}: the writer had died (its lock was free) leaving the file "

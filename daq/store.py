@@ -125,6 +125,22 @@ def writer_is_alive(path: Path) -> bool:
     return False
 
 
+def _group(parent: h5py.Group, name: str) -> h5py.Group:
+    """``parent[name]``, a group the writer created; :class:`StorageError` if the file holds something else there."""
+    node = parent[name]
+    if not isinstance(node, h5py.Group):
+        raise StorageError(f"{parent.file.filename}: {name} is not an HDF5 group, unlike the trial layout")
+    return node
+
+
+def _dataset(parent: h5py.Group, name: str) -> h5py.Dataset:
+    """``parent[name]``, a dataset the writer created; :class:`StorageError` if the file holds something else there."""
+    node = parent[name]
+    if not isinstance(node, h5py.Dataset):
+        raise StorageError(f"{parent.file.filename}: {name} is not an HDF5 dataset, unlike the trial layout")
+    return node
+
+
 def nexus_calibration_group(parent: h5py.Group, arrays: dict[str, tuple[np.ndarray, str]]) -> h5py.Group:
     """Create ``parent/calibration``: the calibration's arrays, as a NeXus NXdata group (since trial format 1.2).
 
@@ -143,8 +159,12 @@ def nexus_calibration_group(parent: h5py.Group, arrays: dict[str, tuple[np.ndarr
         }.get(name, name)
     if "sensitivity" in group:
         group.attrs["signal"] = "sensitivity"
-        sensitivity = group["sensitivity"]
-        if "wavelength" in group and sensitivity.ndim >= 1 and group["wavelength"].shape == sensitivity.shape[-1:]:
+        sensitivity = _dataset(group, "sensitivity")
+        if (
+            "wavelength" in group
+            and sensitivity.ndim >= 1
+            and _dataset(group, "wavelength").shape == sensitivity.shape[-1:]
+        ):
             group.attrs["wavelength_indices"] = np.int32(sensitivity.ndim - 1)
     return group
 
@@ -265,11 +285,11 @@ class TrialWriter:
         instrument.attrs["NX_class"] = "NXinstrument"
         for table in TABLES:
             self._create_table(handle, table)
-        spectrometer = handle["/entry/instrument/spectrometer"]
+        spectrometer = _group(handle, "/entry/instrument/spectrometer")
         wavelength = spectrometer.create_dataset("wavelength", data=np.asarray(metadata.wavelength_nm, dtype="f8"))
         wavelength.attrs.update({"units": "nm", "long_name": "wavelength of each pixel"})
         spectrometer.attrs["full_scale_counts"] = float(metadata.full_scale_counts)
-        analysis = handle["/entry/analysis"]
+        analysis = _group(handle, "/entry/analysis")
         analysis.attrs.update(
             {
                 TARGET_ELEMENT_ATTR: metadata.target,
@@ -394,7 +414,7 @@ class TrialWriter:
                 try:
                     self._check_free_space(buffered_rows)
                     self._write(buffers)
-                    self._file["/entry/heartbeat_time"][()] = utc_now_iso().encode()
+                    _dataset(self._file, "/entry/heartbeat_time")[()] = utc_now_iso().encode()
                     self._file.flush()
                     if now >= next_fsync:
                         self._fsync_wanted.set()  # the disk sync runs beside us: it can take a second
@@ -443,12 +463,12 @@ class TrialWriter:
             if not rows:
                 continue
             spec = self._tables[name]
-            group = self._file[spec.group]
+            group = _group(self._file, spec.group)
             for column in spec.columns:
                 row_ndim = len(column.row_shape)
                 parts = [np.asarray(row[column.name], dtype=column.dtype) for row in rows]
                 block = np.concatenate([p[np.newaxis] if p.ndim == row_ndim else p for p in parts])
-                dataset = group[column.name]
+                dataset = _dataset(group, column.name)
                 start = dataset.shape[0]
                 dataset.resize(start + len(block), axis=0)
                 dataset[start:] = block
@@ -484,11 +504,12 @@ class TrialWriter:
             self._queue.put(_STOP)
             self._thread.join()
         self._fsync_wanted.set()
-        self._fsync_thread.join()
+        if self._fsync_thread is not None:  # set in __init__: a writer that exists has one
+            self._fsync_thread.join()
         try:
             # after a write error the file still says how it ended, if the disk lets us
-            self._file["/entry/end_time"][()] = utc_now_iso().encode()
-            self._file["/entry/exit_status"][()] = (exit_status if self.error is None else "failed").encode()
+            _dataset(self._file, "/entry/end_time")[()] = utc_now_iso().encode()
+            _dataset(self._file, "/entry/exit_status")[()] = (exit_status if self.error is None else "failed").encode()
             self._fsync()
         except Exception as error:  # noqa: BLE001 - the disk may refuse even this
             self.error = self.error or error

@@ -36,10 +36,12 @@ system-deps:
 test: $(STAMP) system-deps lint
 	$(PY) -m pytest
 
-# ruff (lint, and the format is as ruff writes it) and the import contracts of pyproject.toml
+# ruff (lint, and the format is as ruff writes it), pyright (basic mode) and the import contracts,
+# all configured in pyproject.toml
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pyright
 	$(VENV)/bin/lint-imports
 
 # The unit tests only (tests/unit: no simulators, no browser), without the few marked slow

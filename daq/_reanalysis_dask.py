@@ -62,7 +62,9 @@ def dask_client(client=None, workers: int | None = None, scheduler: str | None =
             processes=True,
             # None (no dashboard) is documented; the type comes from the default ":8787"
             dashboard_address=None,  # pyright: ignore[reportArgumentType]
-            silence_logs=logging.ERROR,
+            # a worker's failure reaches the client as its task's exception; what the cluster logs besides
+            # (e.g. a heartbeat that finds the scheduler gone while Ctrl-C closes it) is not for the terminal
+            silence_logs=logging.CRITICAL,
         )
     with cluster, Client(cluster, set_as_default=False) as local:
         yield local, f"dask LocalCluster of {n} worker processes ({numba_threads} numba thread(s) each)"

@@ -16,12 +16,26 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Callable
 from functools import lru_cache
+from typing import TypeVar
 
 import h5py
 from h5py import h5f, h5p  # pyright: ignore[reportAttributeAccessIssue]  # compiled modules, no stubs
 
-__all__ = ["open_for_reading", "SWMR_READ_ATTEMPTS"]
+__all__ = ["open_for_reading", "SWMR_READ_ATTEMPTS", "checked_member"]
+
+_Node = TypeVar("_Node", h5py.Group, h5py.Dataset)
+
+
+def checked_member(parent: h5py.Group, name: str, kind: type[_Node], problem: Callable[[str], Exception]) -> _Node:
+    """``parent[name]``, which a layout says is a ``kind``; raises ``problem("/path is not an HDF5 kind")`` if not."""
+    node = parent[name]
+    if not isinstance(node, kind):
+        where = f"{(parent.name or '').rstrip('/')}/{name.lstrip('/')}"
+        raise problem(f"{where} is not an HDF5 {kind.__name__.lower()}")
+    return node
+
 
 SWMR_READ_ATTEMPTS = 12
 """Metadata read attempts of a SWMR reader (HDF5's default is 100, hours of back-off on a damaged file)."""

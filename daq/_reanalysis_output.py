@@ -30,6 +30,7 @@ from typing import TypeVar
 import h5py
 import numpy as np
 
+from ._bounded_hdf5 import checked_member
 from ._reanalysis_tasks import HASH_ROWS, BlockResult, TrialInfo
 from .layout import LEGACY_TARGET_ATTR, TARGET_ELEMENT_ATTR, target_element
 from .store import nexus_calibration_group, nexus_links
@@ -103,13 +104,9 @@ _Node = TypeVar("_Node", h5py.Group, h5py.Dataset)
 
 def _member(path: Path, parent: h5py.Group, name: str, kind: type[_Node]) -> _Node:
     """``parent[name]``, which the result layout says is a ``kind``; ValueError (not a result file) if it is not."""
-    node = parent[name]
-    if not isinstance(node, kind):
-        raise ValueError(
-            f"{path}: not a rem-daq reanalysis result: {(parent.name or '').rstrip('/')}/{name.lstrip('/')} "
-            f"is not an HDF5 {kind.__name__.lower()}"
-        )
-    return node
+    return checked_member(
+        parent, name, kind, lambda problem: ValueError(f"{path}: not a rem-daq reanalysis result: {problem}")
+    )
 
 
 def _is_result(handle: h5py.File) -> bool:

@@ -19,7 +19,7 @@ from typing import TypeVar
 import h5py
 import numpy as np
 
-from ._bounded_hdf5 import open_for_reading
+from ._bounded_hdf5 import checked_member, open_for_reading
 from ._superblock import SuperblockError, read_superblock
 from .layout import (
     FLAG_MODEL_MISMATCH,
@@ -107,13 +107,9 @@ def check_file(path: str | os.PathLike) -> FileIntegrity:
 
 def _member(path: Path, parent: h5py.Group, name: str, kind: type[_Node]) -> _Node:
     """``parent[name]``, which the trial layout says is a ``kind``; :class:`TrialFileError` if it is not."""
-    node = parent[name]
-    if not isinstance(node, kind):
-        raise TrialFileError(
-            f"{path}: damaged or not a rem-daq trial file: {(parent.name or '').rstrip('/')}/{name.lstrip('/')} "
-            f"is not an HDF5 {kind.__name__.lower()}"
-        )
-    return node
+    return checked_member(
+        parent, name, kind, lambda problem: TrialFileError(f"{path}: damaged or not a rem-daq trial file: {problem}")
+    )
 
 
 def _walk_metadata(handle: h5py.File) -> None:

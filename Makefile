@@ -41,7 +41,7 @@ test: $(STAMP) system-deps lint
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pyright
+	$(VENV)/bin/pyright --project pyproject.toml
 	$(VENV)/bin/lint-imports
 
 # The unit tests only (tests/unit: no simulators, no browser), without the few marked slow

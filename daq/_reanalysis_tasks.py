@@ -15,6 +15,7 @@ rows (a *leaf*), one over the wavelength, dark and reference tables (the
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import os
 import threading
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .layout import RowFlag
 from .reader import TrialFileError, TrialReader
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "FLAG_NO_DARK_OR_REFERENCE",
     "FLAG_NO_RARE_EARTHS",
     "RAW_FLAGS_KEPT",
+    "ResultFlag",
     "BlockResult",
     "FileProblem",
     "TrialInfo",
@@ -47,18 +50,30 @@ HASH_ROWS = 1024
 """Spectrometer rows per checksum leaf; row blocks are whole multiples of it."""
 CHECKSUM_METHOD = "rem-daq raw sha256 tree v1"
 
-RAW_FLAGS_KEPT = 1 | 2 | 4
-"""Row flags copied from the raw file: 1 read failed, 2 saturated pixels, 4 instrument lost."""
-FLAG_ANALYSIS_FAILED = 8
-"""The reanalysis of this row raised (values NaN)."""
-FLAG_NO_DARK_OR_REFERENCE = 16
-"""The dark or reference row this spectrum names is not in the file (an interrupted trial); values NaN."""
-FLAG_READ_FAILED = 1
-FLAG_NO_RARE_EARTHS = 32
-"""Total oxide below its quantitation limit: no rare earths in the cell, purity NaN (as bit 32 of a trial file)."""
-FLAG_MODEL_MISMATCH = 64
-"""Lack of fit above the limit: the calibration cannot represent this spectrum (bit 16 of a trial file; 16 is
-taken here by FLAG_NO_DARK_OR_REFERENCE)."""
+
+class ResultFlag(enum.IntFlag):
+    """Bits of a reanalysis result's ``flag`` column (docs/reanalysis.md); the first three are the raw row's."""
+
+    READ_FAILED = int(RowFlag.READ_FAILED)
+    SATURATED = int(RowFlag.SATURATED)
+    LOST = int(RowFlag.LOST)
+    ANALYSIS_FAILED = 8
+    """The reanalysis of this row raised (values NaN)."""
+    NO_DARK_OR_REFERENCE = 16
+    """The dark or reference row this spectrum names is not in the file (an interrupted trial); values NaN."""
+    NO_RARE_EARTHS = 32
+    """Total oxide below its quantitation limit: no rare earths in the cell, purity NaN (as bit 32 of a trial file)."""
+    MODEL_MISMATCH = 64
+    """Lack of fit above the limit (bit 16 of a trial file; 16 is taken here by NO_DARK_OR_REFERENCE)."""
+
+
+RAW_FLAGS_KEPT = int(ResultFlag.READ_FAILED | ResultFlag.SATURATED | ResultFlag.LOST)
+"""Row flags copied from the raw file: read failed, saturated pixels, instrument lost."""
+FLAG_READ_FAILED = int(ResultFlag.READ_FAILED)  # a plain int for numpy (NEP 50)
+FLAG_ANALYSIS_FAILED = int(ResultFlag.ANALYSIS_FAILED)  # a plain int for numpy (NEP 50)
+FLAG_NO_DARK_OR_REFERENCE = int(ResultFlag.NO_DARK_OR_REFERENCE)  # a plain int for numpy (NEP 50)
+FLAG_NO_RARE_EARTHS = int(ResultFlag.NO_RARE_EARTHS)  # a plain int for numpy (NEP 50)
+FLAG_MODEL_MISMATCH = int(ResultFlag.MODEL_MISMATCH)  # a plain int for numpy (NEP 50)
 
 _HEADER_READ_ROWS = 256
 _ANALYSIS_ERRORS = (ValueError, FloatingPointError)  # what the live runner catches around analyse_counts

@@ -6,8 +6,10 @@ datasets that grow together along their first axis (one row per reading).
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 __all__ = [
     "Column",
@@ -15,8 +17,15 @@ __all__ = [
     "TABLES",
     "STATUS_TEXT_BYTES",
     "EXIT_STATUSES",
+    "ExitStatus",
+    "FinalStatus",
     "INTERRUPTED_STATUS",
     "ROW_FLAGS",
+    "RowFlag",
+    "FLAG_READ_FAILED",
+    "FLAG_SATURATED",
+    "FLAG_LOST",
+    "FLAG_ANALYSIS_FAILED",
     "FILE_FORMAT",
     "FILE_FORMAT_VERSION",
     "FLAG_MODEL_MISMATCH",
@@ -37,25 +46,49 @@ FILE_FORMAT = "rem-daq trial {}.{}".format(*FILE_FORMAT_VERSION)
 """The value of /entry@file_format this code writes."""
 
 STATUS_TEXT_BYTES = 32
-EXIT_STATUSES = ("running", "success", "aborted", "failed")
+ExitStatus = Literal["running", "success", "aborted", "failed"]
+"""What a writer sets /entry/exit_status to."""
+FinalStatus = Literal["success", "aborted", "failed"]
+"""How a trial ended, as its writer closes it."""
+EXIT_STATUSES: tuple[ExitStatus, ...] = get_args(ExitStatus)
 """Values of /entry/exit_status a writer sets. "running" in a file nobody writes any more means interrupted."""
 
 INTERRUPTED_STATUS = "interrupted"
 """The /entry/exit_status that `remdaq recover` writes into an interrupted trial (never a writer)."""
 
+
+class RowFlag(enum.IntFlag):
+    """Bits of the ``flag`` column of furnace and spectrometer rows (16 and 32: spectrometer rows, since 1.1)."""
+
+    READ_FAILED = 1
+    SATURATED = 2
+    LOST = 4
+    ANALYSIS_FAILED = 8
+    MODEL_MISMATCH = 16
+    NO_RARE_EARTHS = 32
+
+
 ROW_FLAGS = {
     0: "ok",
-    1: "read failed (values are NaN)",
-    2: "saturated pixels (masked in the analysis)",
-    4: "instrument lost (gap)",
-    8: "analysis failed (values are NaN)",
-    16: "model mismatch: the calibration cannot represent this spectrum (lack of fit above the limit)",
-    32: "no rare earths in the cell (total oxide below the quantitation limit: no purity)",
+    RowFlag.READ_FAILED: "read failed (values are NaN)",
+    RowFlag.SATURATED: "saturated pixels (masked in the analysis)",
+    RowFlag.LOST: "instrument lost (gap)",
+    RowFlag.ANALYSIS_FAILED: "analysis failed (values are NaN)",
+    RowFlag.MODEL_MISMATCH: "model mismatch: the calibration cannot represent this spectrum (lack of fit above the "
+    "limit)",
+    RowFlag.NO_RARE_EARTHS: "no rare earths in the cell (total oxide below the quantitation limit: no purity)",
 }
-"""Bits of the ``flag`` column of furnace and spectrometer rows (16 and 32: spectrometer rows, since 1.1)."""
+"""What each bit of :class:`RowFlag` means, in words (as the file's ``flag`` column attributes say)."""
 
-FLAG_MODEL_MISMATCH = 16
-FLAG_NO_RARE_EARTHS = 32
+# The bits as plain ints, for numpy: an IntFlag is not a Python int to numpy's casting rules (NEP 50), so
+# `uint8_array |= RowFlag.X` would not stay uint8.
+
+FLAG_READ_FAILED = int(RowFlag.READ_FAILED)
+FLAG_SATURATED = int(RowFlag.SATURATED)
+FLAG_LOST = int(RowFlag.LOST)
+FLAG_ANALYSIS_FAILED = int(RowFlag.ANALYSIS_FAILED)
+FLAG_MODEL_MISMATCH = int(RowFlag.MODEL_MISMATCH)
+FLAG_NO_RARE_EARTHS = int(RowFlag.NO_RARE_EARTHS)
 
 TARGET_ELEMENT_ATTR = "target_element"
 """The /entry/analysis attribute naming the element whose oxide purity is computed (e.g. "Nd"), since 1.2."""

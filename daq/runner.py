@@ -34,7 +34,15 @@ from .bench import Bench, ScenarioError, open_bench
 from .catalog import TRIALS_FOLDER, Catalog, CatalogError
 from .clock import ExperimentClock
 from .config import ConfigError, Recipe, Station, check_recipe_against_station
-from .layout import FLAG_MODEL_MISMATCH, FLAG_NO_RARE_EARTHS, ROW_FLAGS
+from .layout import (
+    FLAG_ANALYSIS_FAILED,
+    FLAG_LOST,
+    FLAG_MODEL_MISMATCH,
+    FLAG_NO_RARE_EARTHS,
+    FLAG_READ_FAILED,
+    FLAG_SATURATED,
+    FinalStatus,
+)
 from .pipeline import analyse_counts, covered_elements, fit_coefficient_names, fit_coefficient_units
 from .program import FurnaceProgramRunner
 from .store import StorageError, TrialMetadata, TrialWriter
@@ -43,12 +51,6 @@ _T = TypeVar("_T")
 
 __all__ = ["RunOptions", "TrialOutcome", "TrialRunner", "resolve_calibration", "new_trial_id"]
 
-FLAG_READ_FAILED = 1
-FLAG_SATURATED = 2
-FLAG_LOST = 4
-FLAG_ANALYSIS_FAILED = 8
-assert ROW_FLAGS[FLAG_READ_FAILED] and ROW_FLAGS[FLAG_SATURATED] and ROW_FLAGS[FLAG_LOST]
-assert ROW_FLAGS[FLAG_MODEL_MISMATCH] and ROW_FLAGS[FLAG_NO_RARE_EARTHS]
 
 EPISODE_END_SPECTRA = 3
 """Spectra in a row that must disagree with a condition (model mismatch, rare earths present) before its end
@@ -103,7 +105,7 @@ class TrialOutcome:
 
     path: Path
     trial_id: str
-    exit_status: str  # success, aborted, failed
+    exit_status: FinalStatus
     reason: str = ""
     rows: dict[str, int] = field(default_factory=dict)
 
@@ -231,7 +233,8 @@ class TrialRunner:
         """Run the trial to its end; the file is closed with its exit status whatever happens."""
         previous_handlers = self._install_signal_handlers()
         bench: Bench | None = None
-        status, reason = "failed", ""
+        status: FinalStatus = "failed"
+        reason = ""
         try:
             bench = (self._bench_factory or open_bench)(self.station, scenario=self.scenario_path)
             self._startup(bench)
@@ -411,7 +414,7 @@ class TrialRunner:
 
     # -- execution ------------------------------------------------------------------------------
 
-    def _execute(self, bench: Bench) -> tuple[str, str]:
+    def _execute(self, bench: Bench) -> tuple[FinalStatus, str]:
         threads = []
         if bench.furnace is not None and self.recipe.furnace is not None:
             threads.append(
@@ -738,7 +741,7 @@ class TrialRunner:
         """The current dark and blank reference, taken in the startup."""
         return _checked(self._dark, "the dark"), _checked(self._reference, "the blank reference")
 
-    def _shutdown(self, bench: Bench | None, status: str, reason: str) -> tuple[str, str]:
+    def _shutdown(self, bench: Bench | None, status: FinalStatus, reason: str) -> tuple[FinalStatus, str]:
         self._stop.set()
         error = self._furnace_safe(bench)
         if error is not None:

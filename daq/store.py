@@ -32,6 +32,7 @@ from .layout import (
     STATUS_TEXT_BYTES,
     TABLES,
     TARGET_ELEMENT_ATTR,
+    FinalStatus,
     Table,
 )
 
@@ -493,7 +494,7 @@ class TrialWriter:
 
     # -- closing --------------------------------------------------------------------
 
-    def close(self, exit_status: str) -> None:
+    def close(self, exit_status: FinalStatus) -> None:
         """Write what is buffered, mark the clean end with ``exit_status``, and close the file."""
         if exit_status not in EXIT_STATUSES[1:]:
             raise ValueError(f"exit status {exit_status!r}; allowed: {', '.join(EXIT_STATUSES[1:])}")

@@ -33,7 +33,7 @@ from daq import check_recipe_against_station, load_recipe, load_station, open_tr
 from daq.layout import FLAG_NO_RARE_EARTHS
 from drivers.sim.scenario import load_scenario
 
-ALL_BUT_NO_RARE_EARTHS = 0xFF & ~FLAG_NO_RARE_EARTHS  # a blank cell at the start is not a fault
+ALL_BUT_NO_RARE_EARTHS = 0xFF & ~int(FLAG_NO_RARE_EARTHS)  # a blank cell at the start is not a fault
 
 pytestmark = pytest.mark.system
 

@@ -337,3 +337,20 @@ def test_reanalysis_masks_at_the_full_scale_the_file_records(tmp_path):
     )
     again = read_result(given.outcomes[0].result_file)
     assert np.all(again.masked_pixels == 0) and "given" in again.provenance["saturation_counts_source"]
+
+
+def test_row_flags_are_one_enumeration_with_a_description_per_bit():
+    from daq import runner
+    from daq.layout import ROW_FLAGS, RowFlag
+
+    assert set(ROW_FLAGS) == {0, *(int(bit) for bit in RowFlag)}
+    assert all(ROW_FLAGS[bit] for bit in RowFlag)
+    assert (runner.FLAG_READ_FAILED, runner.FLAG_SATURATED, runner.FLAG_LOST, runner.FLAG_ANALYSIS_FAILED) == (
+        1,
+        2,
+        4,
+        8,
+    )
+    flags = np.zeros(3, dtype=np.uint8)
+    flags[1] |= FLAG_MODEL_MISMATCH  # plain ints: numpy keeps the column's uint8
+    assert flags.dtype == np.uint8 and list(flags) == [0, int(RowFlag.MODEL_MISMATCH), 0]

@@ -11,6 +11,8 @@ STATION ?= hardware/stations/sim.toml
 DEMO_RECIPE ?= seeds/recipes/quick.toml
 DEMO_STANDARDS ?= seeds/standards/nd-pr-5.toml
 PORT ?= 8501
+# one demo calibration per station: an Ocean bench's axis is not the SCPI bench's
+DEMO_CALIBRATION = $(DATA_DIR)/calibrations/demo-$(basename $(notdir $(STATION))).h5
 
 .PHONY: test test-fast lint demo system-deps clean
 
@@ -50,14 +52,16 @@ lint: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest tests/unit -m "not slow" --ignore=tests/unit/test_config_mutations.py -q
 
-# The simulated bench end to end: check it, calibrate it (once), then serve the
+# The simulated bench end to end: check it, calibrate it (once per station), then serve the
 # live app on 127.0.0.1 while a demo trial runs; Ctrl-C stops the app.
+# `make demo STATION=hardware/stations/sim-ocean.toml` runs it on the simulated Ocean HDX.
 demo: $(STAMP)
 	$(PY) -m daq check --station $(STATION)
-	test -f $(DATA_DIR)/calibrations/demo.h5 || \
-	  $(PY) -m daq calibrate $(DEMO_STANDARDS) --station $(STATION) --out $(DATA_DIR)/calibrations/demo.h5
+	test -f $(DEMO_CALIBRATION) || \
+	  $(PY) -m daq calibrate $(DEMO_STANDARDS) --station $(STATION) --out $(DEMO_CALIBRATION)
 	@echo "live app: http://127.0.0.1:$(PORT)  (the demo trial starts in a few seconds; Ctrl-C to stop)"
-	( $(PY) -m daq run $(DEMO_RECIPE) --station $(STATION) --data-dir $(DATA_DIR) > $(DATA_DIR)/demo-run.log 2>&1 & \
+	( $(PY) -m daq run $(DEMO_RECIPE) --station $(STATION) --data-dir $(DATA_DIR) \
+	    --calibration $(DEMO_CALIBRATION) > $(DATA_DIR)/demo-run.log 2>&1 & \
 	  REMDAQ_DATA_DIR=$(DATA_DIR) $(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) )
 
 clean:

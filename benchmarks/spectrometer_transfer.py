@@ -1,10 +1,17 @@
-"""Spectra per second through ScpiSpectrometer vs a bare socket client, on the same simulator.
+"""Spectra per second through each spectrometer driver vs a bare client of the same wire, on the same simulator.
 
 Run: ``.venv/bin/python benchmarks/spectrometer_transfer.py [--seconds 3] [--pixels 2048]``.
-The simulator runs with a huge clock speed factor and 1 ms integration, so
-exposure time is negligible and what is measured is the round trip: command,
-simulated read-out, block transfer, parsing. The ratio driver/bare is the cost
-of pyvisa-py plus the driver's strict checks. A script that prints, not a test.
+The simulators run with a huge clock speed factor and the shortest integration,
+so exposure time is negligible and what is measured is the round trip: command,
+simulated read-out, transfer, parsing. Two pairs:
+
+- SCPI: ScpiSpectrometer vs a bare socket client (the cost of pyvisa-py plus the
+  driver's strict checks);
+- Ocean HDX (OBP over TCP): OceanSpectrometer vs bare python-seabreeze
+  (``get_intensities`` on a device from ``SeaBreezeAPI``): the cost of the
+  bounded transport, the whole-frame checks and the nonlinearity correction.
+
+Ratios driver/bare are printed (target >= 0.8 for the Ocean path). A script that prints, not a test.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from drivers import ScpiSpectrometer  # noqa: E402
+from drivers import OceanSpectrometer, ScpiSpectrometer  # noqa: E402
 from drivers.sim.launch import start_simulator  # noqa: E402
 
 
@@ -69,6 +76,46 @@ def through_bare_socket(address: str, seconds: float, pixels: int) -> float:
         return count / elapsed
 
 
+HDX_SHORTEST_INTEGRATION_US = 6000
+
+
+def through_ocean_driver(address: str, seconds: float) -> tuple[float, int]:
+    """Spectra/s with OceanSpectrometer.acquire() (one scan each, nonlinearity corrected)."""
+    with OceanSpectrometer(address, model="HDX", dark_method="lamp") as spec:
+        spec.integration_time_s = HDX_SHORTEST_INTEGRATION_US * 1e-6
+        spec.averages = 1
+        spec.acquire()  # warm up (and the lamp on)
+        count, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            spec.acquire()
+            count += 1
+        return count / elapsed, spec.pixels
+
+
+def through_bare_seabreeze(address: str, seconds: float) -> float:
+    """Spectra/s with python-seabreeze alone: its own IPv4 transport, get_intensities() in a loop."""
+    from seabreeze.pyseabreeze.api import SeaBreezeAPI
+    from seabreeze.pyseabreeze.transport import IPv4Transport
+
+    host, port = address.removeprefix("tcp://").split(":")
+    api = SeaBreezeAPI(initialize=False)
+    if (host, int(port)) not in IPv4Transport.devices_ip_port:
+        api.add_ipv4_device_location("HDX", host, int(port))
+    device = next(d for d in api.list_devices() if d.model == "HDX")
+    device.open()
+    try:
+        feature = device.f.spectrometer
+        feature.set_integration_time_micros(HDX_SHORTEST_INTEGRATION_US)
+        feature.get_intensities()
+        count, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            feature.get_intensities()
+            count += 1
+        return count / elapsed
+    finally:
+        device.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per client")
@@ -81,6 +128,13 @@ def main() -> None:
     print(f"  driver (pyvisa-py + strict checks): {driver_rate:8.0f} spectra/s  ({1e6 / driver_rate:7.1f} us each)")
     print(f"  bare socket client:                 {bare_rate:8.0f} spectra/s  ({1e6 / bare_rate:7.1f} us each)")
     print(f"  ratio driver/bare: {driver_rate / bare_rate:.2f}")
+    with start_simulator("drivers.sim.ocean", "--speed", "1000000") as sim:
+        ocean_rate, ocean_pixels = through_ocean_driver(sim.address, args.seconds)
+        seabreeze_rate = through_bare_seabreeze(sim.address, args.seconds)
+    print(f"Ocean HDX transfer, {ocean_pixels} px uint16 OBP frames, simulator on 127.0.0.1")
+    for label, rate in (("driver (bounded transport + checks)", ocean_rate), ("bare python-seabreeze", seabreeze_rate)):
+        print(f"  {label + ':':37s} {rate:8.0f} spectra/s ({1e6 / rate:7.1f} us each)")
+    print(f"  ratio driver/bare: {ocean_rate / seabreeze_rate:.2f} (target >= 0.8)")
 
 
 if __name__ == "__main__":

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import select
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +30,7 @@ from ._check_standard import (
     station_spectrometer,
 )
 from .bench import ScenarioError, find_bench_scenario, open_bench
+from .cell import OPERATOR_TIMEOUT_S, operator_prompt
 from .config import ConfigError, Station
 
 __all__ = [
@@ -61,7 +59,6 @@ SHIFT_LIMIT_NM = 0.25
 #: The calibration's wavelength axis must match the spectrometer's within this (nm), as for a trial.
 AXIS_TOLERANCE_NM = 0.05
 #: Longest wait for the operator to fill the cell on a real bench (s).
-OPERATOR_TIMEOUT_S = 900.0
 
 HOLDS = "calibration holds"
 RECALIBRATE = "recalibrate"
@@ -230,48 +227,6 @@ def prepare_calibration_check(
     return CalibrationCheckPlan(station, check, calibration, calibration_path, _resolve_scenario(station, scenario))
 
 
-def operator_prompt(timeout_s: float = OPERATOR_TIMEOUT_S, stdin=None, out=None) -> Callable[[str], str]:
-    """An ``ask`` for :class:`OperatorCell` that waits at most ``timeout_s`` for the operator's Enter.
-
-    Raises :class:`TimeoutError` when nobody answers in time and :class:`RuntimeError`
-    when standard input is closed (no operator at the bench).
-    """
-
-    def ask(prompt: str) -> str:
-        stream_in = stdin if stdin is not None else sys.stdin
-        stream_out = out if out is not None else sys.stderr
-        stream_out.write(prompt)
-        stream_out.flush()
-        if stream_in is None:
-            raise RuntimeError(
-                "no standard input: the calibration check on a real bench needs an operator to fill the cell"
-            )
-        try:
-            fd = stream_in.fileno()
-        except (OSError, ValueError):
-            raise RuntimeError(
-                "standard input is not a terminal or a pipe: the calibration check on a real bench "
-                "needs an operator to fill the cell"
-            ) from None
-        deadline = time.monotonic() + timeout_s
-        answer = b""
-        while not answer.endswith(b"\n"):
-            remaining = deadline - time.monotonic()
-            ready = select.select([fd], [], [], max(0.0, remaining))[0] if remaining > 0 else []
-            if not ready:
-                raise TimeoutError(f"no answer from the operator within {timeout_s:g} s: calibration check abandoned")
-            chunk = os.read(fd, 1)
-            if not chunk:
-                raise RuntimeError(
-                    "standard input closed before the operator answered: the calibration check on a "
-                    "real bench needs an operator to fill the cell"
-                )
-            answer += chunk
-        return answer.decode(errors="replace").strip()
-
-    return ask
-
-
 def _mean_spectrum(measure: Callable[[], np.ndarray], n: int) -> np.ndarray:
     return np.mean([np.asarray(measure(), dtype=float) for _ in range(n)], axis=0)
 
@@ -418,7 +373,7 @@ def run_calibration_check(
         cell.load_standard(standard.name, standard.concentrations_g_per_L)
         counts = np.array([spectrometer.acquire() for _ in range(check.replicates)])
         if simulated:
-            truth = _simulator_truth(spectrometer)
+            truth = _simulator_truth(bench.sim_control)
     spectra = np.vstack([counts.mean(axis=0), counts]).astype(np.float32)  # the mean first, then each replicate
     q = analysis.quantify_counts(
         spectra, dark.astype(np.float32), reference.astype(np.float32), calibration, saturation_counts=saturation

@@ -7,10 +7,17 @@ namespace, which is not part of the instrument's dialect).
 
 from __future__ import annotations
 
+import os
+import select
+import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-__all__ = ["Cell", "OperatorCell", "SimulatedCell"]
+__all__ = ["Cell", "OperatorCell", "SimulatedCell", "operator_prompt", "OPERATOR_TIMEOUT_S"]
+
+#: The longest the program waits for the operator's Enter (15 min) before it gives up.
+OPERATOR_TIMEOUT_S = 900.0
 
 
 class Cell(Protocol):
@@ -54,3 +61,42 @@ class SimulatedCell:
     def start_process_stream(self) -> None:
         if self._scenario_loaded:
             self._spectrometer.write("SIM:SCEN:STAR")
+
+
+def operator_prompt(timeout_s: float = OPERATOR_TIMEOUT_S, stdin=None, out=None) -> Callable[[str], str]:
+    """An ``ask`` for :class:`OperatorCell` that waits at most ``timeout_s`` for the operator's Enter.
+
+    Raises :class:`TimeoutError` when nobody answers in time and :class:`RuntimeError`
+    when standard input is closed (no operator at the bench).
+    """
+
+    def ask(prompt: str) -> str:
+        stream_in = stdin if stdin is not None else sys.stdin
+        stream_out = out if out is not None else sys.stderr
+        stream_out.write(prompt)
+        stream_out.flush()
+        if stream_in is None:
+            raise RuntimeError("no standard input: on a real bench an operator must answer at the terminal")
+        try:
+            fd = stream_in.fileno()
+        except (OSError, ValueError):
+            raise RuntimeError(
+                "standard input is not a terminal or a pipe: on a real bench an operator must answer at the terminal"
+            ) from None
+        deadline = time.monotonic() + timeout_s
+        answer = b""
+        while not answer.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            ready = select.select([fd], [], [], max(0.0, remaining))[0] if remaining > 0 else []
+            if not ready:
+                raise TimeoutError(f"no answer from the operator within {timeout_s:g} s: given up")
+            chunk = os.read(fd, 1)
+            if not chunk:
+                raise RuntimeError(
+                    "standard input closed before the operator answered: on a real bench an operator must "
+                    "answer at the terminal"
+                )
+            answer += chunk
+        return answer.decode(errors="replace").strip()
+
+    return ask

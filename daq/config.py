@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from analysis import RARE_EARTHS
-from drivers import UnreadableFileError, read_small_toml_file, shorten
+from drivers import UnreadableFileError, parse_ocean_resource, read_small_toml_file, shorten
 
 from ._config_fields import FIELD_ERROR, FilePath, PathText, count, field_error, number, one_of, text
 from ._config_references import recipe_reference_problems, station_reference_problems
@@ -114,15 +114,31 @@ class FurnaceConfig(_Strict):
 
 
 class SpectrometerConfig(_Strict):
-    """The spectrometer of a station."""
+    """The spectrometer of a station: a SCPI instrument over VISA, or an Ocean Insight one over python-seabreeze."""
 
-    driver: Literal["scpi"] = "scpi"
+    driver: Literal["scpi", "ocean"] = "scpi"
     simulated: StrictBool = False
     resource: Annotated[str, text(min_length=1, max_length=1024)] | None = Field(
-        None, description="VISA resource, e.g. TCPIP0::10.0.0.5::5000::SOCKET"
+        None,
+        description="scpi: VISA resource, e.g. TCPIP0::10.0.0.5::5000::SOCKET; "
+        "ocean: usb, usb:SERIAL or tcp://HOST:PORT",
     )
     visa_library: PathText = "@py"
     dialect: PathText = "scpi-spectrometer"
+    model: Annotated[str, text(min_length=1, max_length=40)] | None = Field(
+        None, description="ocean: the model (HDX or FX over TCP; on USB, checked against the device when given)"
+    )
+    dark: Literal["shutter", "lamp", "prompt"] | None = Field(
+        None,
+        description="how a dark is taken: shutter (scpi default), lamp (the lamp's TTL line on the spectrometer; "
+        "ocean default), prompt (the operator blocks the light path)",
+    )
+    light_settle_s: Annotated[float, number(ge=0, le=60)] = Field(
+        0.0, description="ocean: wait after switching the lamp or shutter before the next scan"
+    )
+    nonlinearity_correction: StrictBool = Field(
+        True, description="ocean: apply the device's nonlinearity polynomial to each scan"
+    )
     pixels: Annotated[int, count(ge=16, le=16384)] = 2048
     min_integration_time_s: Annotated[float, number(gt=0, le=MAX_INTEGRATION_TIME_S)] = 0.001
     max_integration_time_s: Annotated[float, number(gt=0, le=MAX_INTEGRATION_TIME_S)] = 60.0
@@ -130,6 +146,11 @@ class SpectrometerConfig(_Strict):
         100000, description="most scans the spectrometer averages in one acquisition (the simulator: 1000)"
     )
     timeout_s: Annotated[float, number(gt=0, le=3600)] = 10.0
+
+    @property
+    def dark_method(self) -> Literal["shutter", "lamp", "prompt"]:
+        """How this spectrometer takes a dark: ``dark``, or the driver's default."""
+        return self.dark or ("lamp" if self.driver == "ocean" else "shutter")
 
     def setting_problems(
         self, section: str, integration_time_s: float, averages: dict[str, int | None], station_source: Path
@@ -157,6 +178,15 @@ class SpectrometerConfig(_Strict):
                 "resource is required for a real spectrometer (spectrometer.simulated "
                 "is false; set simulated = true for the simulator)",
             )
+        if self.driver == "scpi" and self.dark not in (None, "shutter"):
+            raise field_error(("dark",), f"{self.dark!r}: a SCPI spectrometer takes its darks with its shutter")
+        if self.driver == "ocean" and self.dark == "prompt" and self.simulated:
+            raise field_error(("dark",), "'prompt': the simulated bench has no operator; use 'lamp'")
+        if self.driver == "ocean" and self.resource and not self.simulated:
+            try:
+                parse_ocean_resource(self.resource, self.model)
+            except ValueError as error:
+                raise field_error(("resource",), str(error)) from None
         if self.min_integration_time_s >= self.max_integration_time_s:
             raise field_error(
                 ("min_integration_time_s",),

@@ -396,6 +396,7 @@ class TrialRunner:
             software_version=version("rem-daq"),
             clock_speed=self.clock.speed,
             full_scale_counts=getattr(self, "_saturation", 65535.0),
+            spectrometer_attributes=dict(bench.spectrometer.recorded_attributes) if bench.spectrometer else {},
             covered_elements=covered_elements(calibration),
             calibration_id=calibration.calibration_id,
             calibration_file=str(self.calibration_path.resolve()),

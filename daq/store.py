@@ -74,6 +74,7 @@ class TrialMetadata:
     software_version: str = ""
     clock_speed: float = 1.0
     full_scale_counts: float = 65535.0  # the spectrometer's saturation level
+    spectrometer_attributes: dict[str, str | float | int] = field(default_factory=dict)  # how its counts were made
     covered_elements: tuple[str, ...] = ()
     calibration_id: str = ""
     calibration_file: str = ""
@@ -290,6 +291,8 @@ class TrialWriter:
         wavelength = spectrometer.create_dataset("wavelength", data=np.asarray(metadata.wavelength_nm, dtype="f8"))
         wavelength.attrs.update({"units": "nm", "long_name": "wavelength of each pixel"})
         spectrometer.attrs["full_scale_counts"] = float(metadata.full_scale_counts)
+        for key, value in metadata.spectrometer_attributes.items():
+            spectrometer.attrs[key] = value
         analysis = _group(handle, "/entry/analysis")
         analysis.attrs.update(
             {

@@ -4,6 +4,9 @@ Knows nothing of trials, HDF5 or Streamlit. Public API:
 
 - :class:`Eurotherm` - furnace controller over Modbus RTU (pyserial + minimalmodbus)
 - :class:`ScpiSpectrometer` - spectrometer over SCPI/VISA (pyvisa + pyvisa-py)
+- :class:`OceanSpectrometer` - Ocean Insight spectrometer over python-seabreeze (USB, or OBP over TCP);
+  :class:`DarkNotDark` when a dark still shows the light; :func:`parse_ocean_resource` checks a location
+- :class:`Spectrometer` - the interface both spectrometer drivers offer (a Protocol)
 - errors: :class:`InstrumentError` and its subclasses
 - untrusted small files (station, recipe, map, dialect, scenario): :func:`read_small_toml_file`,
   :func:`is_regular_file`, :class:`UnreadableFileError`
@@ -15,6 +18,7 @@ Knows nothing of trials, HDF5 or Streamlit. Public API:
 from typing import TYPE_CHECKING
 
 from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, ReadbackMismatch
+from ._spectrometer_interface import Spectrometer
 from ._text_file import UnreadableFileError, is_regular_file, read_small_toml_file, shorten
 from .maps import MapError
 
@@ -28,12 +32,17 @@ if TYPE_CHECKING:  # imported on first use (__getattr__ below); named here for t
     )
     from ._scpi_dialect import ScpiDialect, load_dialect
     from .eurotherm import Eurotherm
+    from .ocean import DarkNotDark, OceanSpectrometer, parse_ocean_resource
     from .spectrometer import ScpiError, ScpiSpectrometer
 
 __all__ = [
     "Eurotherm",
     "ScpiSpectrometer",
     "ScpiError",
+    "OceanSpectrometer",
+    "DarkNotDark",
+    "parse_ocean_resource",
+    "Spectrometer",
     "InstrumentError",
     "LimitError",
     "NotConnected",
@@ -78,6 +87,10 @@ def __getattr__(name):
         from . import _scpi_dialect
 
         return getattr(_scpi_dialect, name)
+    if name in ("OceanSpectrometer", "DarkNotDark", "parse_ocean_resource"):
+        from . import ocean
+
+        return getattr(ocean, name)
     if name in ("ScpiSpectrometer", "ScpiError"):
         from . import spectrometer
 

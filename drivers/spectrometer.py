@@ -299,30 +299,52 @@ class ScpiSpectrometer:
         return self._dialect.full_scale_counts
 
     @property
+    def recorded_attributes(self) -> dict[str, str | float | int]:
+        """What the trial file records about how these counts were made."""
+        return {
+            "driver": "scpi",
+            "dialect": self._dialect.name,
+            "averaging": "in the instrument",
+            "dark_method": "shutter",
+            "wavelength_coefficients": ", ".join(f"{c:.12g}" for c in self._coefficients),
+        }
+
+    @property
     def connected(self) -> bool:
         """True while a session is open (False after a NotConnected, until reconnect())."""
         return self._res is not None
 
-    integration_time_s = ScpiSetting(
-        "integration_time",
-        "seconds",
-        integration_time_from,
-        unit="s",
-        low="min_integration_time_s",
-        high="max_integration_time_s",
-        relative_tolerance=1e-3,
-        absolute_tolerance=1e-6,
-        doc="Integration time (s) per scan, as the instrument reports it.",
-    )
-    averages = ScpiSetting(
-        "averages",
-        "count",
-        averages_from,
-        integer=True,
-        low=AVERAGES_RANGE[0],
-        high="max_averages",
-        doc="Number of scans the instrument averages into one spectrum.",
-    )
+    if TYPE_CHECKING:  # what the two declarative settings offer, as a type checker matches them to Spectrometer
+
+        @property
+        def integration_time_s(self) -> float: ...
+        @integration_time_s.setter
+        def integration_time_s(self, value: float) -> None: ...
+        @property
+        def averages(self) -> int: ...
+        @averages.setter
+        def averages(self, value: int) -> None: ...
+    else:
+        integration_time_s = ScpiSetting(
+            "integration_time",
+            "seconds",
+            integration_time_from,
+            unit="s",
+            low="min_integration_time_s",
+            high="max_integration_time_s",
+            relative_tolerance=1e-3,
+            absolute_tolerance=1e-6,
+            doc="Integration time (s) per scan, as the instrument reports it.",
+        )
+        averages = ScpiSetting(
+            "averages",
+            "count",
+            averages_from,
+            integer=True,
+            low=AVERAGES_RANGE[0],
+            high="max_averages",
+            doc="Number of scans the instrument averages into one spectrum.",
+        )
 
     def acquire(self) -> np.ndarray:
         """One spectrum with the shutter open: raw counts (float64, one per pixel), averaged as set."""

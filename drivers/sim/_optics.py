@@ -7,7 +7,17 @@ function, 1.5 nm FWHM, applied to the *intensity* on a fine wavelength grid, as 
 real instrument does) -> detector (silicon response, photo-response
 non-uniformity, spectrally flat stray light) -> read-out (bias, dark current
 proportional to integration time, shot and read noise, 16-bit ADC that clips at
-65535 in each scan before averaging).
+65535 in each scan before averaging). The detector can be made nonlinear, as a real
+CCD is (:meth:`Optics.read_out` ``nonlinear=True``): its response droops towards
+full scale, m = L (1 - a L) in each scan before the ADC, with a = 4 % / 65535 by
+default (:attr:`OpticsConfig.nonlinearity_at_full_scale`); its correction, in
+Ocean Insight's convention, is :meth:`Optics.nonlinearity_coefficients`. The SCPI
+simulator's detector stays linear.
+
+The wavelength axis is a polynomial of any order over the pixel index
+(:attr:`OpticsConfig.wavelength_coefficients`; by default the cubic of
+:func:`wavelength_coefficients`): the coefficients an instrument stores *are* its
+nominal axis (:func:`fit_wavelength_coefficients` fits one of another order).
 
 Numbers are meant to look like a small fibre spectrometer (Flame/USB2000+ class)
 on a lamp and flow cell: a water blank peaks at about 40 000 counts at 100 ms.
@@ -29,7 +39,15 @@ import numpy as np
 
 from ._lanthanide_bands import absorbance_per_cm
 
-__all__ = ["OpticsConfig", "Optics", "wavelength_coefficients", "MAX_WAVELENGTH_SHIFT_NM"]
+__all__ = [
+    "OpticsConfig",
+    "Optics",
+    "wavelength_coefficients",
+    "fit_wavelength_coefficients",
+    "polynomial_nm",
+    "MAX_WAVELENGTH_SHIFT_NM",
+    "MAX_NONLINEARITY_AT_FULL_SCALE",
+]
 
 # Base wavelength polynomial for a 2048-px detector: lambda(i) = c0 + c1 i + c2 i^2 + c3 i^3.
 _C0_NM, _C2_NM, _C3_NM = 350.0, -1.5e-5, 2.0e-10
@@ -40,6 +58,10 @@ _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 #: Largest axis shift the optics model holds (nm): the fine grid extends this far beyond the pixels
 #: with the slit's full width to spare. A bench drift is clipped to it (and says so in its truth).
 MAX_WAVELENGTH_SHIFT_NM = 3.0
+#: Largest droop of the detector's response at full scale the model accepts (the response must stay monotonic).
+MAX_NONLINEARITY_AT_FULL_SCALE = 0.2
+#: Catalan numbers C_0..C_7: sqrt(1 - 4x) = 1 - 2 sum_k C_(k-1) x^k (the nonlinearity correction's series).
+_CATALAN = (1, 1, 2, 5, 14, 42, 132, 429)
 
 
 def wavelength_coefficients(pixels: int) -> tuple[float, float, float, float]:
@@ -50,11 +72,33 @@ def wavelength_coefficients(pixels: int) -> tuple[float, float, float, float]:
     return (_C0_NM, _C1_NM * scale, _C2_NM * scale**2, _C3_NM * scale**3)
 
 
+def polynomial_nm(coefficients: tuple[float, ...], index: np.ndarray) -> np.ndarray:
+    """Wavelength (nm) of each pixel ``index`` on the axis sum_k c_k i^k (``coefficients`` c_0 first), by Horner."""
+    if not coefficients:
+        raise ValueError("a wavelength polynomial needs at least one coefficient")
+    acc = np.full(index.shape, float(coefficients[-1]))
+    for c in reversed(coefficients[:-1]):
+        acc = acc * index + c
+    return acc
+
+
+def fit_wavelength_coefficients(wavelength_nm: np.ndarray, order: int) -> tuple[float, ...]:
+    """Least-squares polynomial of ``order`` over pixel index through ``wavelength_nm`` (c_0 first, power basis)."""
+    if not 1 <= order <= 10:
+        raise ValueError(f"wavelength polynomial order must be 1-10, got {order}")
+    index = np.arange(len(wavelength_nm), dtype=float)
+    fit = np.polynomial.Polynomial.fit(index, np.asarray(wavelength_nm, dtype=float), order)
+    coefficients = fit.convert().coef  # power basis in the raw pixel index
+    return tuple(float(c) for c in np.pad(coefficients, (0, order + 1 - len(coefficients))))
+
+
 @dataclass(frozen=True)
 class OpticsConfig:
     """Every physical constant of the simulated bench in one place."""
 
     pixels: int = 2048
+    #: The nominal axis sum_k c_k i^k (nm; c_0 first, any order); ``None``: the cubic of wavelength_coefficients().
+    wavelength_coefficients: tuple[float, ...] | None = None
     lamp_temperature_K: float = 3000.0
     blank_peak_rate_counts_per_s: float = 4.0e5  # water blank, brightest pixel, lamp at nominal temperature
     path_length_cm: float = 1.0
@@ -68,6 +112,8 @@ class OpticsConfig:
     electrons_per_count: float = 2.0
     prnu_fraction: float = 0.005
     full_scale_counts: float = 65535.0
+    #: Fraction by which the response droops at full scale when the detector is nonlinear (read_out(nonlinear=True)).
+    nonlinearity_at_full_scale: float = 0.04
     lamp_drift_K: float = 4.0
     lamp_drift_period_s: float = 5400.0
     intensity_drift_fraction: float = 0.002
@@ -100,10 +146,22 @@ class Optics:
 
     def __post_init__(self) -> None:
         cfg = self.config
-        self.coefficients = wavelength_coefficients(cfg.pixels)
+        if cfg.pixels < 16:
+            raise ValueError(f"a detector needs at least 16 pixels, not {cfg.pixels}")
+        if not 0.0 <= cfg.nonlinearity_at_full_scale <= MAX_NONLINEARITY_AT_FULL_SCALE:
+            raise ValueError(
+                f"nonlinearity at full scale must be 0-{MAX_NONLINEARITY_AT_FULL_SCALE:g}, "
+                f"got {cfg.nonlinearity_at_full_scale!r}"
+            )
+        self.coefficients: tuple[float, ...] = (
+            tuple(float(c) for c in cfg.wavelength_coefficients)
+            if cfg.wavelength_coefficients is not None
+            else wavelength_coefficients(cfg.pixels)
+        )
         index = np.arange(cfg.pixels, dtype=float)
-        c0, c1, c2, c3 = self.coefficients
-        self.wavelengths_nm = c0 + index * (c1 + index * (c2 + index * c3))
+        self.wavelengths_nm = polynomial_nm(self.coefficients, index)
+        if not (np.all(np.isfinite(self.wavelengths_nm)) and np.all(np.diff(self.wavelengths_nm) > 0)):
+            raise ValueError("the wavelength polynomial must rise monotonically over the pixels")
         sigma_nm = cfg.slit_fwhm_nm * _FWHM_TO_SIGMA
         margin_nm = 6.0 * sigma_nm + 2.0
         self._fine_nm = np.arange(
@@ -177,6 +235,35 @@ class Optics:
         light = self._light_at_pixels(sample, temperature_K, intensity, wavelength_shift_nm)
         return light * self._rate_scale * self._prnu
 
+    # --- detector response ---------------------------------------------------------------
+    def nonlinear_counts(self, linear_counts: np.ndarray) -> np.ndarray:
+        """Counts the nonlinear detector gives where a linear one would give ``linear_counts`` (before the ADC).
+
+        m = L (1 - a L) with a = droop / full scale: a few per cent low towards full
+        scale, monotonic; from the L at which m reaches full scale on, the output stays
+        there (the ADC clips it).
+        """
+        cfg = self.config
+        a = cfg.nonlinearity_at_full_scale / cfg.full_scale_counts
+        if a == 0.0:
+            return np.array(linear_counts, dtype=float)
+        saturating_counts = (1.0 - math.sqrt(1.0 - 4.0 * a * cfg.full_scale_counts)) / (2.0 * a)
+        linear = np.minimum(linear_counts, saturating_counts)
+        return linear * (1.0 - a * linear)
+
+    def nonlinearity_coefficients(self, order: int = 7) -> tuple[float, ...]:
+        """Correction polynomial of the nonlinear detector, c_0 first, in Ocean Insight's convention.
+
+        ``linear = m / sum_k c_k m^k`` on raw counts m (python-seabreeze's
+        ``Spectrometer.intensities(correct_nonlinearity=True)``). For m = L (1 - a L) the
+        exact divisor is (1 + sqrt(1 - 4 a m)) / 2 = 1 - sum_k C_(k-1) (a m)^k (C: Catalan
+        numbers); at order 7 the remainder is below 1e-8 over the 16-bit range.
+        """
+        if not 1 <= order <= len(_CATALAN):
+            raise ValueError(f"nonlinearity order must be 1-{len(_CATALAN)}, got {order}")
+        a = self.config.nonlinearity_at_full_scale / self.config.full_scale_counts
+        return (1.0, *(-_CATALAN[k - 1] * a**k for k in range(1, order + 1)))
+
     # --- read-out ------------------------------------------------------------------------
     def mean_counts(self, signal_rate: np.ndarray | None, integration_time_s: float) -> np.ndarray:
         """Expected counts of one scan (bias + dark + signal, before clipping); ``None`` = shutter closed."""
@@ -194,9 +281,19 @@ class Optics:
         return electrons_counts / cfg.electrons_per_count + cfg.read_noise_counts**2 + 1.0 / 12.0
 
     def read_out(
-        self, signal_rate: np.ndarray | None, integration_time_s: float, averages: int, rng: np.random.Generator
+        self,
+        signal_rate: np.ndarray | None,
+        integration_time_s: float,
+        averages: int,
+        rng: np.random.Generator,
+        *,
+        nonlinear: bool = False,
     ) -> np.ndarray:
-        """Average of ``averages`` scans, each digitised and clipped to the 16-bit range."""
+        """Average of ``averages`` scans, each digitised and clipped to the 16-bit range.
+
+        ``nonlinear``: each scan goes through the detector's drooping response
+        (:meth:`nonlinear_counts`) before the ADC; off, the detector is linear.
+        """
         cfg = self.config
         mean = self.mean_counts(signal_rate, integration_time_s)
         std = np.sqrt(self.scan_variance(signal_rate, integration_time_s))
@@ -205,6 +302,8 @@ class Optics:
         while remaining > 0:
             n = min(remaining, cfg.scans_per_chunk)
             scans = mean + std * rng.standard_normal((n, cfg.pixels))
+            if nonlinear:
+                scans = self.nonlinear_counts(scans)
             np.rint(scans, out=scans)
             np.clip(scans, 0.0, cfg.full_scale_counts, out=scans)
             total += scans.sum(axis=0)

@@ -1,9 +1,11 @@
 """Start a simulator process and learn where it listens.
 
-Every simulator prints the address a client should open (a pty path or a VISA
-resource string) alone on the first line of its standard output, then serves
-until SIGTERM. This module is how tests, benchmarks and the simulated bench
-start one and stop it again.
+Every simulator prints the address a client should open (a pty path, a VISA
+resource string, ``tcp://host:port``) on the first line of its standard output,
+then serves until SIGTERM. A simulator whose protocol has no room for the bench's
+``SIM:`` commands (the Ocean OBP one) prints a second token on that line, after a
+space: the VISA resource of its text control port. This module is how tests,
+benchmarks and the simulated bench start one and stop it again.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ class SimulatorStartError(RuntimeError):
 
 @dataclass
 class SimulatorProcess:
-    """A running simulator: its client address and its process."""
+    """A running simulator: its client address, its control port (if it has one) and its process."""
 
     module: str
+    #: What the instrument's client opens (the first token the simulator printed).
     address: str
     process: subprocess.Popen = field(repr=False)
+    #: The VISA resource of the separate SIM: control port (the second token), ``None`` for one-port simulators.
+    control: str | None = None
 
     @property
     def pid(self) -> int:
@@ -74,7 +79,7 @@ def _die_with_parent() -> None:
 def start_simulator(
     module: str, *args: str, startup_timeout_s: float = 30.0, env: dict[str, str] | None = None
 ) -> SimulatorProcess:
-    """Start ``python -m MODULE ARGS...`` and return it once it has printed its address.
+    """Start ``python -m MODULE ARGS...`` and return it once it has printed its address (and control port).
 
     Raises :class:`SimulatorStartError` with the process's stderr if it exits or
     prints nothing within ``startup_timeout_s``.
@@ -102,12 +107,14 @@ def start_simulator(
                 if not chunk:
                     break
                 line += chunk
-    address = line.decode(errors="replace").strip()
-    if not address:
+    tokens = line.decode(errors="replace").split()
+    if not tokens:
         process.kill()
         _, stderr = process.communicate()
         raise SimulatorStartError(
             f"simulator {module} printed no address within {startup_timeout_s:g} s "
             f"(exit code {process.returncode}); stderr:\n{stderr.decode(errors='replace')[-2000:]}"
         )
-    return SimulatorProcess(module=module, address=address, process=process)
+    return SimulatorProcess(
+        module=module, address=tokens[0], process=process, control=tokens[1] if len(tokens) > 1 else None
+    )

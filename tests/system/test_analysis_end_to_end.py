@@ -1,10 +1,15 @@
 """End-to-end accuracy of the analysis against the simulated spectrometer, through its wire protocol only.
 
 The simulator runs as its own process; this test talks to it with the real
-driver (SCPI over TCP, pyvisa-py) and the simulator's bench commands sent on the
-same line: ``SIM:STAN Nd=2.0,Pr=0.5`` fills the cell, ``SIM:TRUT?`` tells what is
-really in it. The analysis learns the instrument only from standards measured
-here, as a lab does; nothing of the simulator's physics is imported.
+driver and the simulator's bench commands: ``SIM:STAN Nd=2.0,Pr=0.5`` fills the
+cell, ``SIM:TRUT?`` tells what is really in it. The analysis learns the
+instrument only from standards measured here, as a lab does; nothing of the
+simulator's physics is imported. Every test runs on both benches, with the same
+thresholds: the SCPI spectrometer (SCPI over TCP, pyvisa-py; bench commands on
+the same line) and the Ocean HDX (OBP over TCP through python-seabreeze, averages
+taken in software, nonlinearity corrected, darks with the lamp off; bench
+commands on the simulator's control port) — one physics, two wire protocols,
+the same accuracy.
 
 Measurement plan (what a careful lab does):
 - dark and water-blank reference with 1000 averages;
@@ -35,23 +40,25 @@ import pytest
 from _bench import format_concentrations, parse_concentrations
 
 import analysis
-from drivers import ScpiSpectrometer
+from daq.bench import SimulatorControl
+from drivers import OceanSpectrometer, ScpiSpectrometer, Spectrometer
 from drivers.sim.launch import start_simulator
 
 pytestmark = pytest.mark.system
 
 ANALYTES = ("Nd", "Pr", "Sm", "Er", "Ho")
 RANGE_G_PER_L = np.array([15.0, 3.0, 3.0, 3.0, 3.0])
-SPEED = 200.0  # simulated seconds per wall second
+SPEED = {"scpi": 200.0, "ocean": 2000.0}  # simulated seconds per wall second (Ocean: one request per scan)
 INTEGRATION_TIME_S = 0.12  # water blank peaks near 48 000 of 65 535 counts
 BASELINE_ORDER = 3
 
 
 class Bench:
-    """The spectrometer, its dark and reference, and the cell commands of the simulator."""
+    """The spectrometer, its dark and reference, and the cell commands of the simulator (``control``)."""
 
-    def __init__(self, spectrometer: ScpiSpectrometer):
+    def __init__(self, spectrometer: Spectrometer, control: ScpiSpectrometer | SimulatorControl):
         self.spec = spectrometer
+        self.control = control
         self.spec.integration_time_s = INTEGRATION_TIME_S
         self.rereference()
         self.wavelength_nm = self.spec.wavelengths_nm
@@ -59,15 +66,15 @@ class Bench:
 
     def rereference(self) -> None:
         """Water blank in the cell, then a fresh dark and reference (1000 averages), as before a release."""
-        self.spec.write("SIM:STAN")
+        self.control.write("SIM:STAN")
         self.spec.averages = 1000
         self.dark = self.spec.dark()
         self.reference = self.spec.acquire()
 
     def measure(self, concentration_g_per_L, averages: int) -> tuple[np.ndarray, np.ndarray]:
         """Fill the cell, return (absorbance, true concentrations as the simulator reports them)."""
-        self.spec.write(f"SIM:STAN {format_concentrations(ANALYTES, concentration_g_per_L)}".rstrip())
-        truth = parse_concentrations(ANALYTES, self.spec.query("SIM:TRUT?"))
+        self.control.write(f"SIM:STAN {format_concentrations(ANALYTES, concentration_g_per_L)}".rstrip())
+        truth = parse_concentrations(ANALYTES, self.control.query("SIM:TRUT?"))
         self.spec.averages = averages
         counts = self.spec.acquire()
         return analysis.absorbance(counts, self.dark, self.reference, saturation_counts=self.saturation), truth
@@ -87,11 +94,22 @@ def latin_hypercube(rng, n: int) -> np.ndarray:
     return (strata + rng.random((n, len(ANALYTES)))) / n * RANGE_G_PER_L
 
 
-@pytest.fixture(scope="module")
-def bench():
-    with start_simulator("drivers.sim.spectrometer", "--port", "0", "--seed", "21", "--speed", str(SPEED)) as sim:
-        with ScpiSpectrometer(sim.address, timeout_s=30.0) as spectrometer:
-            yield Bench(spectrometer)
+@pytest.fixture(scope="module", params=["scpi", "ocean"])
+def bench(request):
+    driver = request.param
+    module = {"scpi": "drivers.sim.spectrometer", "ocean": "drivers.sim.ocean"}[driver]
+    with start_simulator(module, "--port", "0", "--seed", "21", "--speed", str(SPEED[driver])) as sim:
+        if driver == "scpi":
+            with ScpiSpectrometer(sim.address, timeout_s=30.0) as spectrometer:
+                yield Bench(spectrometer, spectrometer)
+        else:
+            assert sim.control is not None
+            control = SimulatorControl(sim.control)
+            try:
+                with OceanSpectrometer(sim.address, model="HDX", timeout_s=30.0, max_averages=1000) as spectrometer:
+                    yield Bench(spectrometer, control)
+            finally:
+                control.close()
 
 
 @pytest.fixture(scope="module")

@@ -210,6 +210,7 @@ class FakeSpectrometer(_Scripted):
     """A flow-cell spectrometer with the runner's view of :class:`drivers.ScpiSpectrometer`."""
 
     ident = "FAKE,UV-VIS-NIR,0,in-process"
+    recorded_attributes = {"driver": "fake", "dark_method": "shutter"}
 
     def __init__(
         self,
@@ -343,7 +344,13 @@ class FakeBench:
 
     def __call__(self, station: Station, *, scenario: Path | None = None) -> Bench:
         self.opened.append(station)
-        return Bench(station, furnace=self.furnace, spectrometer=self.spectrometer, scenario=scenario)
+        return Bench(
+            station,
+            furnace=self.furnace,
+            spectrometer=self.spectrometer,
+            scenario=scenario,
+            sim_control=self.spectrometer,
+        )
 
     def hold_program_until_spectrum(self, n: int) -> None:
         """The furnace stays where it is (the program waits in its first ramp) until trial spectrum ``n``.

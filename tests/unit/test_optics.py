@@ -159,3 +159,72 @@ def test_an_axis_drift_moves_the_bands_the_other_way_on_the_reported_axis(optics
 
     assert peak_nm(shift_nm) - peak_nm(0.0) == pytest.approx(-shift_nm, abs=0.02)
     assert optics.coefficients == wavelength_coefficients(optics.config.pixels)  # the stored axis never moves
+
+
+# --- an axis polynomial of any order (the Ocean HDX stores its own) ------------------------------------------
+def test_the_default_axis_is_the_cubic_evaluated_as_before():
+    from drivers.sim._optics import Optics, OpticsConfig
+
+    optics = Optics(OpticsConfig(pixels=2048), seed=7)
+    c0, c1, c2, c3 = wavelength_coefficients(2048)
+    index = np.arange(2048, dtype=float)
+    assert np.array_equal(optics.wavelengths_nm, c0 + index * (c1 + index * (c2 + index * c3)))  # bit for bit
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4, 5, 7])
+def test_the_optics_take_a_stored_polynomial_of_any_order_as_their_axis(order):
+    from drivers.sim._optics import Optics, OpticsConfig, fit_wavelength_coefficients
+
+    pixels = 2068
+    cubic_nm = Optics(OpticsConfig(pixels=pixels)).wavelengths_nm
+    stored = tuple(float(np.float32(c)) for c in fit_wavelength_coefficients(cubic_nm, order))  # as a device keeps them
+    optics = Optics(OpticsConfig(pixels=pixels, wavelength_coefficients=stored), seed=7)
+    index = np.arange(pixels, dtype=float)
+    client_nm = sum(c * index**k for k, c in enumerate(stored))  # what python-seabreeze computes from them
+    assert len(optics.coefficients) == order + 1
+    np.testing.assert_allclose(optics.wavelengths_nm, client_nm, rtol=1e-12)
+    if order >= 3:
+        assert np.max(np.abs(optics.wavelengths_nm - cubic_nm)) < 0.01
+    rate = optics.signal_rate({"Nd": 10.0}, 0.0)
+    assert rate.shape == (pixels,) and np.all(np.isfinite(rate)) and rate.max() > 1e5
+
+
+def test_a_wavelength_polynomial_that_does_not_rise_is_refused():
+    from drivers.sim._optics import Optics, OpticsConfig
+
+    for coefficients in ((1000.0, -0.3), (500.0,), (350.0, 0.3, -1e-3)):
+        with pytest.raises(ValueError, match="monotonically"):
+            Optics(OpticsConfig(pixels=2068, wavelength_coefficients=coefficients))
+
+
+# --- a nonlinear detector and its correction (Ocean's convention) ------------------------------------------------
+def test_the_nonlinear_detector_droops_by_a_few_percent_towards_full_scale(optics):
+    linear = np.array([1000.0, 10000.0, 32768.0, 60000.0, 65535.0])
+    measured = optics.nonlinear_counts(linear)
+    droop = 1.0 - measured / linear
+    assert np.all(np.diff(droop) > 0) and droop[0] < 0.001
+    assert droop[-1] == pytest.approx(0.04, rel=1e-9)  # the default: 4 % at full scale
+    assert np.all(np.diff(optics.nonlinear_counts(np.linspace(-10.0, 1e7, 10001))) >= 0)  # monotonic
+    assert optics.nonlinear_counts(np.array([1e7]))[0] >= optics.config.full_scale_counts  # saturates, never folds
+
+
+def test_the_stored_7th_order_coefficients_correct_the_response_to_0_1_percent(optics):
+    coefficients = np.array([np.float32(c) for c in optics.nonlinearity_coefficients(7)], dtype=float)
+    assert len(coefficients) == 8
+    linear = np.linspace(1000.0, 60000.0, 2000)
+    measured = np.rint(optics.nonlinear_counts(linear))  # whole counts, as the ADC gives them
+    corrected = measured / np.polyval(coefficients[::-1], measured)  # python-seabreeze's Spectrometer.intensities
+    assert np.max(np.abs(corrected / linear - 1.0)) < 1e-3
+    assert np.max(np.abs(measured / linear - 1.0)) > 0.03  # and without the correction it is far off
+
+
+def test_read_out_is_linear_unless_asked_and_nonlinear_scans_clip_at_full_scale(optics):
+    blank = optics.signal_rate({}, 0.0)
+    linear = optics.read_out(blank, 0.1, 1, np.random.default_rng(5))
+    again = optics.read_out(blank, 0.1, 1, np.random.default_rng(5), nonlinear=False)
+    drooped = optics.read_out(blank, 0.1, 1, np.random.default_rng(5), nonlinear=True)
+    assert np.array_equal(linear, again)
+    peak = int(np.argmax(linear))
+    assert drooped[peak] / linear[peak] == pytest.approx(1.0 - 0.04 * linear[peak] / 65535, abs=2e-4)
+    saturated = optics.read_out(blank, 1.0, 1, np.random.default_rng(5), nonlinear=True)
+    assert saturated.max() == 65535.0

@@ -572,3 +572,13 @@ def test_scpi_setting_is_a_descriptor_with_its_own_doc():
 
     assert Owner.exposure_s is setting and setting.cache == "_exposure_s" and setting.wanted == "_wanted_exposure_s"
     assert "a number within 0.1..2 (s)" in setting.__doc__
+
+
+def test_the_scpi_driver_offers_the_spectrometer_interface_and_records_how_it_counts():
+    from drivers._spectrometer_interface import spectrometer_members
+
+    assert {"acquire", "dark", "integration_time_s", "recorded_attributes"} <= set(spectrometer_members())
+    assert [name for name in spectrometer_members() if not hasattr(ScpiSpectrometer, name)] == []
+    with spectrometer() as (spec, _):
+        assert spec.recorded_attributes["driver"] == "scpi"
+        assert spec.recorded_attributes["dark_method"] == "shutter"

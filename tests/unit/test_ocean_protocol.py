@@ -322,3 +322,18 @@ def test_the_driver_leaves_no_address_in_python_seabreezes_process_wide_registry
         with open_driver(peer):
             assert dict(IPv4Transport.devices_ip_port) == before  # its discovery would open every address in it
         peer.assert_done()
+
+
+def test_a_shutter_dark_closes_and_opens_the_shutter():
+    script = [
+        *opening(),
+        command(0x00110610, u8(1)),  # open for the lit reference
+        query(0x00101000, spectrum(lit_scan())),
+        command(0x00110610, u8(0)),  # closed for the dark
+        query(0x00101000, spectrum(np.full(PIXELS, 1000))),
+        command(0x00110610, u8(1)),
+    ]
+    with expected_obp(script) as peer:
+        with open_driver(peer, dark_method="shutter") as spectrometer:
+            assert spectrometer.dark().max() == pytest.approx(1000 / (1 + float(np.float32(NONLINEARITY[1])) * 1000))
+        peer.assert_done()

@@ -27,7 +27,7 @@ import numpy as np
 
 import analysis
 from analysis import LACK_OF_FIT_LIMIT
-from drivers import InstrumentError
+from drivers import DarkNotDark, InstrumentError
 
 from ._config_references import resolve_recipe_scenario
 from .bench import Bench, ScenarioError, open_bench
@@ -578,8 +578,11 @@ class TrialRunner:
             next_s += schedule.interval_s
             try:
                 if schedule.dark == "every" and spectra and spectra % schedule.dark_every_n == 0:
-                    self._dark = spectrometer.dark()
-                    dark_index = self._write_dark(self._dark)
+                    try:
+                        self._dark = spectrometer.dark()
+                        dark_index = self._write_dark(self._dark)
+                    except DarkNotDark as refused:  # the light was not blocked: the last good dark stays in use
+                        self._event("warning", "spectrometer", f"dark refused, the previous one stays: {refused}")
                 counts = spectrometer.acquire()
             except InstrumentError as error:
                 lost_since = self._instrument_lost("spectrometer", error, lost_since, spectrometer)

@@ -43,7 +43,7 @@ from daq.bench import Bench
 from daq.config import Recipe, Station
 from daq.runner import RunOptions, TrialRunner
 from daq.store import TrialWriter
-from drivers import LimitError, NotConnected
+from drivers import DarkNotDark, LimitError, NotConnected
 from drivers.eurotherm import FurnaceReading, FurnaceStatus
 
 __all__ = [
@@ -231,6 +231,7 @@ class FakeSpectrometer(_Scripted):
         self.stream_g_per_L = dict(STREAM_G_PER_L if stream_g_per_L is None else stream_g_per_L)
         self.brightness = 1.0
         self.lost = False
+        self.light_not_blocked = False  # True: every dark is refused (a lamp whose TTL line is not wired)
         self.in_cell = "nothing"
         self.commands: list[str] = []
         self.integration_times: list[float] = []  # every value set, in order
@@ -295,6 +296,9 @@ class FakeSpectrometer(_Scripted):
 
     def dark(self) -> np.ndarray:
         self._answer("dark")
+        if self.light_not_blocked:
+            self.journal.add("spectrometer", "dark refused")
+            raise DarkNotDark("fake spectrometer: the dark still shows the light; the dark was not kept")
         self.journal.add("spectrometer", "dark")
         noise = self._rng.normal(0.0, 2.0, self.pixels)
         return (self._model.dark + noise).astype(float)

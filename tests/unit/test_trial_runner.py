@@ -358,3 +358,17 @@ def test_ctrl_c_stops_the_trial_as_aborted_and_restores_the_signal_handler(fake_
     assert read_trial(outcome.path).exit_status == "aborted"
     assert fake_bench.furnace.in_safe_state
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_refused_dark_mid_trial_keeps_the_last_good_dark_and_the_trial_goes_on(run_trial, fake_bench):
+    fake_bench.hold_program_until_spectrum(8)
+    fake_bench.spectrometer.at_spectrum(3, lambda s: setattr(s, "light_not_blocked", True))
+    outcome, trial = run_trial(fake_recipe(spectrometer={"dark": "every", "dark_every_n": 2}))
+
+    assert (outcome.exit_status, outcome.reason) == ("success", "program complete")
+    refused = [m for m in trial.messages if m.startswith("dark refused, the previous one stays")]
+    assert refused and "still shows the light" in refused[0]
+    darks = fake_bench.journal.of("spectrometer").count("dark")
+    assert len(trial.tables["dark"]["time"]) == darks  # only darks that were taken are stored
+    flag = trial.tables["spectrometer"]["flag"]
+    assert np.all(flag & (FLAG_READ_FAILED | FLAG_LOST) == 0)  # no spectrum lost to a refused dark

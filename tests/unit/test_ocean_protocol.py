@@ -337,3 +337,20 @@ def test_a_shutter_dark_closes_and_opens_the_shutter():
         with open_driver(peer, dark_method="shutter") as spectrometer:
             assert spectrometer.dark().max() == pytest.approx(1000 / (1 + float(np.float32(NONLINEARITY[1])) * 1000))
         peer.assert_done()
+
+
+def test_with_electric_dark_pixels_their_mean_is_taken_off_before_the_correction_and_put_back():
+    # The HDX has none; USB models (e.g. the USB4000's pixels 5-17) do. The driver reads them from
+    # python-seabreeze's device table at connection; here the table is given the indices after opening.
+    scan = np.linspace(2000, 50_000, PIXELS).astype(int)
+    scan[:4] = 1500  # the masked pixels: bias and dark current only
+    script = [*opening(), command(0x00110410, u8(1)), query(0x00101000, spectrum(scan))]
+    with expected_obp(script) as peer:
+        with open_driver(peer) as spectrometer:
+            spectrometer._electric_dark = (0, 1, 2, 3)
+            counts = spectrometer.acquire()
+            assert spectrometer.recorded_attributes["electric_dark_pixels"] == "0, 1, 2, 3"
+        peer.assert_done()
+    k = float(np.float32(NONLINEARITY[1]))
+    signal = scan - 1500.0
+    np.testing.assert_allclose(counts, signal / (1.0 + k * signal) + 1500.0, rtol=1e-12)

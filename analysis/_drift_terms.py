@@ -16,6 +16,16 @@ s^2(l) is the squared width of the band nearest to l, read off S itself
 (-S/S'' at each band's peak), so bands of different widths broaden in
 proportion. The derivatives are taken from the calibrated S with a
 Savitzky-Golay filter, on the calibration's own (possibly non-uniform) grid.
+
+The width column is exact for Gaussian (inhomogeneous) broadening: S'' is the
+generator of convolution with a Gaussian. Bands with Lorentzian wings broaden
+differently: for a Voigt band (a Gaussian convolved with a Lorentzian of half
+width g) a change of g adds ``dg * (-|d/dl|) S`` exactly, -|d/dl| being the
+generator of convolution with a Lorentzian (the Cauchy semigroup; in Fourier
+space multiplication by -|k|). Like S'', it needs neither the band centres nor
+the band shape, and it commutes with the slit. :func:`lorentzian_width_spectra`
+gives it per analyte, scaled per band by s(l) like the width spectrum;
+quantify adds it for an analyte whose width change the first fit shows (decision 0069).
 """
 
 from __future__ import annotations
@@ -26,7 +36,14 @@ import numpy as np
 import numpy.typing as npt
 from scipy.signal import savgol_coeffs, savgol_filter
 
-__all__ = ["DriftNoise", "drift_spectra", "drift_noise", "common_shift_nm", "reference_shift_spectrum"]
+__all__ = [
+    "DriftNoise",
+    "drift_spectra",
+    "drift_noise",
+    "lorentzian_width_spectra",
+    "common_shift_nm",
+    "reference_shift_spectrum",
+]
 
 _WINDOW_NM = 4.0  # smoothing window of the derivative filter: narrower than any f-f band
 _MIN_WINDOW = 5
@@ -41,12 +58,19 @@ class DriftNoise:
     ``shift_gain``: |shift filter|^2 (per nm^2); ``width_centre`` (K,): the width
     filter's middle coefficient times the mean squared band width of each analyte
     (its correlation with S's own noise); ``width_gain`` (K, K): |width filter|^2
-    times the mean product of two analytes' squared band widths.
+    times the mean product of two analytes' squared band widths. The same for the
+    Lorentzian width filter (:func:`lorentzian_width_spectra`): ``lorentzian_centre`` (K,),
+    ``lorentzian_gain`` (K, K), and ``width_lorentzian_gain`` (K, K), the two even
+    filters' product (width spectrum of the row analyte, Lorentzian of the column one).
+    The shift filter is odd: it correlates with neither S nor the even filters.
     """
 
     shift_gain: float
     width_centre: npt.NDArray[np.float64]
     width_gain: npt.NDArray[np.float64]
+    lorentzian_centre: npt.NDArray[np.float64]
+    lorentzian_gain: npt.NDArray[np.float64]
+    width_lorentzian_gain: npt.NDArray[np.float64]
 
 
 def _window(step_nm: float, n_pixels: int) -> int:
@@ -111,22 +135,75 @@ def drift_spectra(wavelength_nm: npt.ArrayLike, sensitivity: npt.ArrayLike) -> n
     return np.ascontiguousarray(np.vstack([-slope, widths2 * curvature]))
 
 
+def _minus_abs_derivative(F: np.ndarray) -> np.ndarray:
+    """-|d/du| of each row of F (per pixel), by FFT: the line through the end points taken out, zero padded.
+
+    The line's own -|d/du| is zero; the padding (at least P zeros) keeps the 1/u^2 tails of the
+    operator from wrapping around.
+    """
+    P = F.shape[-1]
+    u = np.arange(P) / max(P - 1, 1)
+    detrended = F - F[..., :1] - (F[..., -1:] - F[..., :1]) * u
+    n = 1 << int(np.ceil(np.log2(2 * P)))
+    k = 2.0 * np.pi * np.fft.rfftfreq(n)  # radians per pixel
+    return np.fft.irfft(-k * np.fft.rfft(detrended, n, axis=-1), n, axis=-1)[..., :P]
+
+
+def lorentzian_width_spectra(wavelength_nm: npt.ArrayLike, sensitivity: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """(K, P): each analyte's Lorentzian width spectrum s(l) (-|d/dl|) S, in absorbance per g/L.
+
+    What a relative change of the bands' Lorentzian widths adds (module docstring), with
+    s(l) the width (nm) of the band nearest to l as for the width spectrum. Taken from
+    the same smoothed S as the derivatives; zero for fewer than five pixels.
+    """
+    wavelength_nm = np.asarray(wavelength_nm, dtype=np.float64)
+    S = np.asarray(sensitivity, dtype=np.float64)
+    K, P = S.shape
+    if P < _MIN_WINDOW:
+        return np.zeros((K, P))
+    smooth, _, curvature = _derivatives(wavelength_nm, S)
+    widths2 = _squared_band_widths(wavelength_nm, smooth, curvature)
+    dl = np.gradient(wavelength_nm)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_nm = np.where(dl != 0, _minus_abs_derivative(smooth) / np.abs(dl), 0.0)
+    return np.ascontiguousarray(np.sqrt(widths2) * per_nm)
+
+
+def _lorentzian_impulse_response(window: int, polyorder: int, step: float) -> np.ndarray:
+    """The Lorentzian width filter (smoothing, then -|d/dl|) on a uniform grid of ``step`` nm, per nm,
+    as an odd-length array centred on its middle element."""
+    half = 4 * window  # the tails fall as 1/u^2: beyond a few windows they carry no energy to speak of
+    impulse = np.zeros(2 * half + 1)
+    impulse[half] = 1.0
+    smooth = np.asarray(savgol_filter(impulse, window, polyorder, mode="constant"))
+    return _minus_abs_derivative(smooth[None, :])[0] / step
+
+
 def drift_noise(wavelength_nm: npt.ArrayLike, sensitivity: npt.ArrayLike) -> DriftNoise:
     """The filter gains of :class:`DriftNoise` for a calibration's grid and sensitivities."""
     wavelength_nm = np.asarray(wavelength_nm, dtype=np.float64)
     S = np.asarray(sensitivity, dtype=np.float64)
     K, P = S.shape
     if P < _MIN_WINDOW:
-        return DriftNoise(0.0, np.zeros(K), np.zeros((K, K)))
+        zero = np.zeros((K, K))
+        return DriftNoise(0.0, np.zeros(K), zero, np.zeros(K), zero, zero)
     window, polyorder, step, _ = _filters(wavelength_nm)
     first = savgol_coeffs(window, polyorder, deriv=1, use="dot") / step
     second = savgol_coeffs(window, polyorder, deriv=2, use="dot") / step**2
+    lorentzian = _lorentzian_impulse_response(window, polyorder, step)
+    middle = lorentzian.size // 2
+    # the even filters' product: the width filter (symmetric) against the middle of the Lorentzian one
+    overlap = float(second @ lorentzian[middle - window // 2 : middle + window // 2 + 1])
     smooth, _, curvature = _derivatives(wavelength_nm, S)
     widths2 = _squared_band_widths(wavelength_nm, smooth, curvature)
+    widths = np.sqrt(widths2)
     return DriftNoise(
         shift_gain=float(first @ first),
         width_centre=float(second[window // 2]) * widths2.mean(axis=1),
         width_gain=float(second @ second) * (widths2 @ widths2.T) / P,
+        lorentzian_centre=float(lorentzian[middle]) * widths.mean(axis=1),
+        lorentzian_gain=float(lorentzian @ lorentzian) * (widths @ widths.T) / P,
+        width_lorentzian_gain=overlap * (widths2 @ widths.T) / P,
     )
 
 

@@ -18,7 +18,7 @@ __all__ = ["_Model", "model_arrays"]
 
 @dataclass(frozen=True)
 class _Model:
-    X: np.ndarray  # (P, n) = [S^T | Q^T | B | D^T]
+    X: np.ndarray  # (P, n) = [S^T | Q^T | B | D^T], D: shift, width (and Lorentzian width) spectra
     XWt: np.ndarray  # (n, P) = (W X)^T
     Xs: np.ndarray  # (P, n) = sqrt(W) X
     w: np.ndarray  # (P,)
@@ -35,6 +35,7 @@ def model_arrays(
     G: np.ndarray,
     model_sigma: np.ndarray | None = None,
     drift_gains: DriftNoise | None = None,
+    lorentzian: bool = False,
 ) -> _Model:
     """Arrays the quantification kernels use for design ``X`` (P, n), weights ``w`` (P,) and G (K + Kq, K + Kq).
 
@@ -42,9 +43,10 @@ def model_arrays(
     units); its expected energy over the used pixels, ``(P_used - L) * G``, is
     what noise in S adds to ``S W S^T``; ``E_w`` is that per unit pixel weight.
     With ``drift_gains`` (:func:`analysis._drift_terms.drift_noise`) the
-    last 2K columns of X are the analytes' drift spectra, derived from S: they
-    carry S's noise through the derivative filters, and their share of that
-    energy is part of ``E_w`` too.
+    last 2K columns of X are the analytes' drift spectra, derived from S (the last
+    3K with ``lorentzian``: shift, width and Lorentzian width spectra): they carry
+    S's noise through the derivative filters, and their share of that energy is
+    part of ``E_w`` too.
     """
     # fresh writable C arrays: numba compiles a kernel per array type, read-only included
     X = np.array(X, dtype=np.float64, order="C")
@@ -52,7 +54,7 @@ def model_arrays(
     G = np.array(G, dtype=np.float64, order="C")
     n_calibrated = G.shape[0]  # analytes and curvature terms: the columns calibrated from the standards
     n_model_sigma = n_calibrated if model_sigma is None else len(model_sigma)
-    n_drift = 0 if drift_gains is None else 2 * n_model_sigma
+    n_drift = 0 if drift_gains is None else (3 if lorentzian else 2) * n_model_sigma
     XW = X * w[:, None]
     N = X.T @ XW
     N = 0.5 * (N + N.T)
@@ -63,7 +65,7 @@ def model_arrays(
         energy = max(n_used - n_baseline, 0) / w.sum()
         E_w[:n_calibrated, :n_calibrated] = energy * G
         if n_drift and drift_gains is not None:  # n_drift > 0 only with drift_gains
-            _add_drift_noise(E_w, G, n_drift // 2, drift_gains, energy)
+            _add_drift_noise(E_w, G, n_model_sigma, drift_gains, energy, lorentzian)
             unused = ~np.any(X != 0.0, axis=0)  # a drift spectrum set to zero carries no noise either
             E_w[unused, :] = 0.0
             E_w[:, unused] = 0.0
@@ -83,19 +85,32 @@ def model_arrays(
     )
 
 
-def _add_drift_noise(E_w: np.ndarray, G: np.ndarray, K: int, gains: DriftNoise, energy: float) -> None:
-    """The drift columns' share of the noise energy: S's noise through the shift and width filters.
+def _add_drift_noise(
+    E_w: np.ndarray, G: np.ndarray, K: int, gains: DriftNoise, energy: float, lorentzian: bool = False
+) -> None:
+    """The drift columns' share of the noise energy: S's noise through the shift and width filters (and the Lorentzian).
 
     The shift filter is odd (no correlation with S's own noise, nor with the
-    width filter's); the width filter is even and correlates with S through its
-    middle coefficient.
+    even filters'); the width and Lorentzian width filters are even and correlate
+    with S through their middle coefficients, and with each other.
     """
     n = E_w.shape[0]
-    calibrated = G.shape[0]
-    shift = np.arange(n - 2 * K, n - K)
-    width = np.arange(n - K, n)
-    E_w[np.ix_(shift, shift)] = energy * gains.shift_gain * G[:K, :K]
-    E_w[np.ix_(width, width)] = energy * gains.width_gain * G[:K, :K]
-    cross = energy * G[:calibrated, :K] * gains.width_centre[None, :]  # calibrated columns x width columns
-    E_w[np.ix_(np.arange(calibrated), width)] = cross
-    E_w[np.ix_(width, np.arange(calibrated))] = cross.T
+    calibrated = np.arange(G.shape[0])
+    first = n - (3 if lorentzian else 2) * K
+    shift = np.arange(first, first + K)
+    width = np.arange(first + K, first + 2 * K)
+    G_K = G[:K, :K]
+    E_w[np.ix_(shift, shift)] = energy * gains.shift_gain * G_K
+    E_w[np.ix_(width, width)] = energy * gains.width_gain * G_K
+    cross = energy * G[:, :K] * gains.width_centre[None, :]  # calibrated columns x width columns
+    E_w[np.ix_(calibrated, width)] = cross
+    E_w[np.ix_(width, calibrated)] = cross.T
+    if lorentzian:
+        wide = np.arange(first + 2 * K, n)
+        E_w[np.ix_(wide, wide)] = energy * gains.lorentzian_gain * G_K
+        cross = energy * G[:, :K] * gains.lorentzian_centre[None, :]
+        E_w[np.ix_(calibrated, wide)] = cross
+        E_w[np.ix_(wide, calibrated)] = cross.T
+        both = energy * gains.width_lorentzian_gain * G_K  # width of row analyte x Lorentzian of column one
+        E_w[np.ix_(width, wide)] = both
+        E_w[np.ix_(wide, width)] = both.T

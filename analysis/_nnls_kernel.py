@@ -22,7 +22,16 @@ squares. Per spectrum:
 5. uncertainty from the residual: ``(s^2 max(1, lack_of_fit) + v^T G v) * inv(N_FF)``
    for the free set F; an analyte held at zero gets the variance it would have if
    freed alone (inverse Schur complement); the calibration's model variance
-   ``model_var`` (K,) is added.
+   ``model_var`` (K,) is added. The same scale times the width columns' diagonal of
+   ``inv(N_FF)`` (from ``first_width`` on, K of them) gives the width coefficients'
+   sigmas (``out_width_sigma``; NaN for an analyte held at zero), from which
+   :func:`analysis.quantify` decides which spectra its second fit takes.
+
+``column_off`` (N, n), or (0, n) for none, switches optional columns off per
+spectrum (nonzero: held at zero): the second fit uses it to give each spectrum
+only the Lorentzian width columns of the analytes found broadened. A spectrum
+with a column switched off builds its own normal matrix, as one with masked
+pixels does.
 
 A calibration made from noisy standards has noise in S; it inflates
 ``S W S^T`` by its expected energy and biases every estimate low
@@ -319,17 +328,23 @@ def _group_residual_energies(buf, vbuf, w, sqrt_w, Xs, theta, resid, valid, rss,
 
 
 @njit_cached(error_model="numpy")
-def _finish_spectrum(i, rss, diff_energy, pairs, dof, q, wsum, K, model_var, out_sigma, out_rms, out_lof):
-    """Row ``i``'s lack of fit, rms residual and sigmas, from its residual energies.
+def _finish_spectrum(
+    i, rss, diff_energy, pairs, dof, q, wsum, K, model_var, out_sigma, out_rms, out_lof, out_width_sigma
+):
+    """Row ``i``'s lack of fit, rms residual and sigmas (of the analytes and the width coefficients).
 
     On entry ``out_sigma[i]`` holds each analyte's variance factor in physical
     units (inf: not separable, NaN: not usable), as :func:`_solve_spectrum` left it.
+    ``out_width_sigma[i]`` holds the width coefficients' variance factors in the same way and
+    receives their sigmas.
     """
     s2 = rss / dof if dof > 0 else np.nan
     noise2 = diff_energy / (2.0 * pairs) if pairs >= _MIN_NOISE_PAIRS else 0.0
     lof = s2 / noise2 if noise2 > 0.0 else np.nan
     out_lof[i] = lof
     s2_covered = s2 * lof if lof > 1.0 else s2  # Birge ratio: a misfit widens sigma as far as it exceeds noise
+    for k in range(K):
+        out_width_sigma[i, k] = math.sqrt((s2_covered + q) * out_width_sigma[i, k])
     for k in range(K):
         factor = out_sigma[i, k]
         if factor < math.inf:
@@ -338,8 +353,9 @@ def _finish_spectrum(i, rss, diff_energy, pairs, dof, q, wsum, K, model_var, out
 
 
 @njit_cached(error_model="numpy")
-def _write_nan(i, K, n, out_conc, out_sigma, out_base, out_rms, out_lof):
+def _write_nan(i, K, n, out_conc, out_sigma, out_base, out_rms, out_lof, out_width_sigma):
     for k in range(K):
+        out_width_sigma[i, k] = np.nan
         out_conc[i, k] = np.nan
         out_sigma[i, k] = np.nan
     for j in range(n - K):
@@ -407,6 +423,43 @@ def _reduce_rhs(rs, K, nb, forder, Lf, T, rred, tfree):
 
 
 @njit_cached(error_model="numpy")
+def _width_projections(K, first_width, nb, forder, Lf, T, g, U):
+    """What the width coefficients' variances need, independent of the active set.
+
+    For analyte k, with ``a`` the position of its width column (``first_width + k``) among
+    the kept free columns: ``g = Lf^-1 e_a``, ``U[k, :K] = T^T g`` and ``U[k, K] = |g|^2``;
+    ``U[k, K + 1]`` is 1, or 0 when that column is not kept. The free block of the inverse
+    normal matrix is ``F^-1 + F^-1 B^T inv(S_PP) B F^-1``: at column a, ``|g|^2 + u_P^T inv(S_PP) u_P``.
+    """
+    for k in range(K):
+        j = first_width + k
+        a = -1
+        for b in range(nb):
+            if forder[b] == j:
+                a = b
+        U[k, K + 1] = 0.0
+        if a < 0:
+            continue
+        for b in range(a):
+            g[b] = 0.0
+        g[a] = 1.0 / Lf[a, a]
+        norm2 = g[a] * g[a]
+        for b in range(a + 1, nb):
+            acc = 0.0
+            for c in range(a, b):
+                acc -= Lf[b, c] * g[c]
+            g[b] = acc / Lf[b, b]
+            norm2 += g[b] * g[b]
+        for kk in range(K):
+            acc = 0.0
+            for b in range(a, nb):
+                acc += T[b, kk] * g[b]
+            U[k, kk] = acc
+        U[k, K] = norm2
+        U[k, K + 1] = 1.0
+
+
+@njit_cached(error_model="numpy")
 def _solve_spectrum(
     i,
     r,
@@ -421,6 +474,8 @@ def _solve_spectrum(
     E_w,
     K,
     first_optional,
+    column_off,
+    first_width,
     tol_rel,
     tau,
     G,
@@ -440,6 +495,7 @@ def _solve_spectrum(
     out_base,
     out_rms,
     out_lof,
+    out_width_sigma,
     out_status,
 ):
     """Solve one spectrum from its ``r = X^T W y`` and write row ``i`` of the outputs but its residual's.
@@ -452,6 +508,8 @@ def _solve_spectrum(
 
     ``cache_*`` hold the scaled, reduced normal matrix of a spectrum without masked
     pixels (``cache_state[0]``: -2 not yet computed, else its ``nb``), shared by all such spectra.
+    ``column_off`` (N, n) or (0, n): optional columns held at zero in row ``i`` (nonzero = off);
+    such a spectrum builds its own normal matrix, as one with masked pixels does.
     """
     n = X.shape[1]
     Nu = ws_mat[0]
@@ -460,12 +518,14 @@ def _solve_spectrum(
     Lf = ws_mat[3]
     T = ws_mat[4]
     Nred = ws_mat[5]
+    U = ws_mat[6]
     d = ws_vec[0]
     rs = ws_vec[1]
     x = ws_vec[2]
     s = ws_vec[3]
     tmp = ws_vec[4]
     var = ws_vec[5]
+    g = ws_vec[6]
     rred = ws_vec[7]
     tfree = ws_vec[8]
     order = ws_int[0]
@@ -475,13 +535,20 @@ def _solve_spectrum(
     blocked = ws_bool[2]
     nan = np.nan
     if nvalid < first_optional:  # fewer pixels than required terms (optional drift terms are dropped instead)
-        _write_nan(i, K, n, out_conc, out_sigma, out_base, out_rms, out_lof)
+        _write_nan(i, K, n, out_conc, out_sigma, out_base, out_rms, out_lof, out_width_sigma)
         out_status[i] = STATUS_TOO_FEW_PIXELS
         return
-    if nmask == 0 and cache_state[0] != -2:
+    switched = False
+    if column_off.shape[0] > 0:
+        for j in range(first_optional, n):
+            if column_off[i, j] != 0:
+                switched = True
+    shared = nmask == 0 and not switched  # the batch normal matrix, reduced once for all such spectra
+    if shared and cache_state[0] != -2:
         Lf = cache_mat[0]
         T = cache_mat[1]
         Nred = cache_mat[2]
+        U = cache_mat[3]
         d = cache_vec
         usable = cache_bool
         forder = cache_int
@@ -492,6 +559,8 @@ def _solve_spectrum(
         for j in range(n):
             diag = Nu[j, j] - wsum * E_w[j, j]
             usable[j] = diag > 1e-9 * N_full[j, j] and diag > 0.0
+            if switched and j >= first_optional and column_off[i, j] != 0:
+                usable[j] = False
             d[j] = 1.0 / math.sqrt(diag) if usable[j] else 0.0
         for a in range(n):
             for b in range(n):
@@ -502,7 +571,9 @@ def _solve_spectrum(
         # T = Lf^-1 B and t = Lf^-1 r_free, the analytes solve a K-dimensional NNLS on the Schur
         # complement A - T^T T with right-hand side r_a - T^T t; then free = Lf^-T (t - T c).
         nb = _eliminate_free(Ns, K, first_optional, n, usable, tau, forder, Lf, T, Nred)
-        if nmask == 0:
+        if nb >= 0:
+            _width_projections(K, first_width, nb, forder, Lf, T, g, U)
+        if shared:
             for a in range(n):
                 cache_vec[a] = d[a]
                 cache_bool[a] = usable[a]
@@ -511,9 +582,10 @@ def _solve_spectrum(
                     cache_mat[0, a, b] = Lf[a, b]
                     cache_mat[1, a, b] = T[a, b]
                     cache_mat[2, a, b] = Nred[a, b]
+                    cache_mat[3, a, b] = U[a, b]
             cache_state[0] = nb
     if nb < 0:
-        _write_nan(i, K, n, out_conc, out_sigma, out_base, out_rms, out_lof)
+        _write_nan(i, K, n, out_conc, out_sigma, out_base, out_rms, out_lof, out_width_sigma)
         out_status[i] = STATUS_DEGENERATE
         return
     for a in range(n):
@@ -567,6 +639,21 @@ def _solve_spectrum(
                 norm2 += tmp[a] * tmp[a]
             schur = Nred[k, k] - norm2
             var[k] = 1.0 / schur if schur > tau else math.inf
+    # Variance factors of the width coefficients: |g|^2 + |L^-1 u_P|^2 (see _width_projections);
+    # NaN for an analyte held at zero (no width change to look for) or a width column not kept.
+    for k in range(K):
+        if U[k, K + 1] == 0.0 or not inp[k]:
+            out_width_sigma[i, k] = nan
+            continue
+        total = U[k, K]
+        for a in range(m):
+            acc = U[k, order[a]]
+            for c in range(a):
+                acc -= L[a, c] * rred[c]
+            rred[a] = acc / L[a, a]
+            total += rred[a] * rred[a]
+        scale = d[first_width + k]
+        out_width_sigma[i, k] = total * scale * scale
     # Back to physical units; calibration term c^T G c.
     q = 0.0
     for a in range(G.shape[0]):  # analytes and curvature terms: the columns calibrated from standards
@@ -596,11 +683,11 @@ def _solve_spectrum(
 def _solver_workspace(n, P):
     """Scratch arrays of :func:`_solve_group` for one work item, and its cache for unmasked spectra."""
     return (
-        np.empty((6, n, n)),
+        np.empty((7, n, n)),
         np.empty((9, n)),
         np.empty((2, n), np.int64),
         np.empty((3, n), np.bool_),
-        np.zeros((3, n, n)),
+        np.zeros((4, n, n)),
         np.zeros(n),
         np.zeros(n, np.int64),
         np.zeros(n, np.bool_),
@@ -688,6 +775,8 @@ def _solve_group(
     E_w,
     K,
     first_optional,
+    column_off,
+    first_width,
     tol_rel,
     tau,
     G,
@@ -698,6 +787,7 @@ def _solve_group(
     out_base,
     out_rms,
     out_lof,
+    out_width_sigma,
     out_nmask,
     out_status,
 ):
@@ -741,6 +831,8 @@ def _solve_group(
                 E_w,
                 K,
                 first_optional,
+                column_off,
+                first_width,
                 tol_rel,
                 tau,
                 G,
@@ -760,6 +852,7 @@ def _solve_group(
                 out_base,
                 out_rms,
                 out_lof,
+                out_width_sigma,
                 out_status,
             )
     # The weighted residual e = sqrt(w) (y - X v), pixel by pixel: its sum of squares, and the
@@ -781,6 +874,7 @@ def _solve_group(
                 out_sigma,
                 out_rms,
                 out_lof,
+                out_width_sigma,
             )
 
 
@@ -797,6 +891,8 @@ def _absorbance_block(
     E_w,
     K,
     first_optional,
+    column_off,
+    first_width,
     tol_rel,
     tau,
     G,
@@ -806,6 +902,7 @@ def _absorbance_block(
     out_base,
     out_rms,
     out_lof,
+    out_width_sigma,
     out_nmask,
     out_status,
 ):
@@ -868,6 +965,8 @@ def _absorbance_block(
             E_w,
             K,
             first_optional,
+            column_off,
+            first_width,
             tol_rel,
             tau,
             G,
@@ -878,6 +977,7 @@ def _absorbance_block(
             out_base,
             out_rms,
             out_lof,
+            out_width_sigma,
             out_nmask,
             out_status,
         )
@@ -895,6 +995,8 @@ def quantify_absorbance_batch(
     E_w,
     K,
     first_optional,
+    column_off,
+    first_width,
     tol_rel,
     tau,
     G,
@@ -904,6 +1006,7 @@ def quantify_absorbance_batch(
     out_base,
     out_rms,
     out_lof,
+    out_width_sigma,
     out_nmask,
     out_status,
 ):
@@ -924,6 +1027,8 @@ def quantify_absorbance_batch(
             E_w,
             K,
             first_optional,
+            column_off,
+            first_width,
             tol_rel,
             tau,
             G,
@@ -933,6 +1038,7 @@ def quantify_absorbance_batch(
             out_base,
             out_rms,
             out_lof,
+            out_width_sigma,
             out_nmask,
             out_status,
         )
@@ -959,6 +1065,8 @@ def _counts_block(
     E_w,
     K,
     first_optional,
+    column_off,
+    first_width,
     tol_rel,
     tau,
     G,
@@ -968,6 +1076,7 @@ def _counts_block(
     out_base,
     out_rms,
     out_lof,
+    out_width_sigma,
     out_nmask,
     out_status,
 ):
@@ -1065,6 +1174,8 @@ def _counts_block(
             E_w,
             K,
             first_optional,
+            column_off,
+            first_width,
             tol_rel,
             tau,
             G,
@@ -1075,6 +1186,7 @@ def _counts_block(
             out_base,
             out_rms,
             out_lof,
+            out_width_sigma,
             out_nmask,
             out_status,
         )
@@ -1095,6 +1207,8 @@ def quantify_counts_batch(
     E_w,
     K,
     first_optional,
+    column_off,
+    first_width,
     tol_rel,
     tau,
     G,
@@ -1104,6 +1218,7 @@ def quantify_counts_batch(
     out_base,
     out_rms,
     out_lof,
+    out_width_sigma,
     out_nmask,
     out_status,
 ):
@@ -1133,6 +1248,8 @@ def quantify_counts_batch(
             E_w,
             K,
             first_optional,
+            column_off,
+            first_width,
             tol_rel,
             tau,
             G,
@@ -1142,6 +1259,7 @@ def quantify_counts_batch(
             out_base,
             out_rms,
             out_lof,
+            out_width_sigma,
             out_nmask,
             out_status,
         )

@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Any, TypedDict, cast
 import numpy as np
 import numpy.typing as npt
 
-from ._drift_terms import DriftNoise, drift_noise, drift_spectra
+from ._drift_terms import DriftNoise, drift_noise, drift_spectra, lorentzian_width_spectra
 from ._model import _Model, model_arrays
 from .elements import UnknownElementError, element
-from .quantify import quantify
+from .quantify import _first_fit
 
 if TYPE_CHECKING:  # h5py is imported where a file is read or written
     import h5py
@@ -287,6 +287,24 @@ class Calibration:
             self.baseline_order,
         )
 
+    def lorentzian_width_spectra(self) -> npt.NDArray[np.float64]:
+        """H (K, P): each analyte's Lorentzian width spectrum, s(l) (-|d/dl|) S (decision 0069).
+
+        What a change of the bands' Lorentzian (homogeneous) widths adds, which the
+        width spectrum (exact for Gaussian bands) does not represent. quantify fits it,
+        as a free column after the drift spectra, only for an analyte whose width
+        coefficient the first fit finds significant. Zero for an analyte whose width
+        spectrum is zero, or where it would be mostly the noise S carries.
+        """
+        return _usable_lorentzian_spectra(
+            self.wavelength_nm,
+            self.sensitivity,
+            self.pixel_weight,
+            self.sensitivity_variance_factor,
+            self.baseline_order,
+            self.drift_spectra(),
+        )
+
     def design_matrix(self) -> npt.NDArray[np.float64]:
         """X = [S^T | Q^T | B | D^T] (P, K + Kq + L + 2K): analytes (>= 0), then free columns.
 
@@ -306,6 +324,24 @@ class Calibration:
             self.model_sigma_g_per_L,
             self._drift_noise,
         )
+
+    @cached_property
+    def _lorentzian_model(self) -> _Model:
+        """The design matrix with the Lorentzian width spectra appended: the model of quantify's second fit."""
+        return model_arrays(
+            np.hstack([self.design_matrix(), self.lorentzian_width_spectra().T]),
+            self.pixel_weight,
+            self.sensitivity_variance_factor,
+            self.model_sigma_g_per_L,
+            self._drift_noise,
+            lorentzian=True,
+        )
+
+    @cached_property
+    def _lorentzian_usable(self) -> np.ndarray:
+        """(K,) which analytes have a (nonzero) Lorentzian width spectrum."""
+        K = len(self.analytes)
+        return np.any(self._lorentzian_model.X[:, -K:] != 0, axis=0)
 
     @cached_property
     def _drift_noise(self) -> DriftNoise:
@@ -360,6 +396,28 @@ def _usable_drift_spectra(
     noisy = noise > MAX_DRIFT_NOISE_FRACTION * energy
     D[noisy] = 0.0
     return D
+
+
+def _usable_lorentzian_spectra(
+    wavelength_nm: np.ndarray,
+    S: np.ndarray,
+    w: np.ndarray,
+    G: np.ndarray,
+    baseline_order: int | None,
+    drift: np.ndarray,
+) -> np.ndarray:
+    """Lorentzian width spectra, zero for an analyte without a usable width spectrum or where noise dominates."""
+    L = lorentzian_width_spectra(wavelength_nm, S)
+    K = S.shape[0]
+    L[~np.any(drift[K:] != 0, axis=1)] = 0.0  # no width term, no width change to find
+    if not np.any(G):
+        return L
+    gains = drift_noise(wavelength_nm, S)
+    n_used = int(np.count_nonzero(w))
+    n_baseline = 0 if baseline_order is None else baseline_order + 1
+    noise = np.diag(G)[:K] * max(n_used - n_baseline, 0) * np.diag(gains.lorentzian_gain)
+    L[noise > MAX_DRIFT_NOISE_FRACTION * np.sum(w * L * L, axis=1)] = 0.0
+    return L
 
 
 class _CalibrationArgs(TypedDict):
@@ -813,7 +871,7 @@ def _leave_one_out(
             sensitivity_variance_factor=s2 * np.linalg.inv(Ck.T @ Ck),
             **calibration_args,
         )
-        result = quantify(A[m][None, :], fold)
+        result = _first_fit(A[m][None, :], fold)  # a standard's band widths are the calibration's
         errors[m] = result.concentration_g_per_L[0] - C[m]
         sigmas[m] = result.sigma_g_per_L[0]
     return errors, sigmas

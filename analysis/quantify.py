@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,10 @@ PIVOT_TOLERANCE = 1e-12
 """A variable whose scaled Cholesky pivot falls below this is collinear with the free set."""
 LACK_OF_FIT_LIMIT: float = 2.0
 """Above this lack of fit a spectrum is a model mismatch: the calibration cannot represent it."""
+LORENTZIAN_TRIGGER_SIGMAS = 4.0
+"""An analyte whose width coefficient is this many sigmas from zero is refitted with its Lorentzian width term."""
+LORENTZIAN_TRIGGER_RELATIVE = 1e-6
+"""A width coefficient below this share of its analyte's concentration calls for no refit (round-off, noise-free)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +72,12 @@ class Quantification:
       the drift spectra (c times the band shift in nm; c times half the relative
       change of the bands' squared widths); ``wavelength_shift_nm`` (N,) the
       common shift they imply (NaN without analytes).
+    - ``lorentzian_width_coefficients`` (N, K): coefficients of the Lorentzian width
+      spectra (``Calibration.lorentzian_width_spectra``; about c times the relative
+      change of the bands' Lorentzian widths), fitted in a second fit of the spectra
+      whose width coefficient of that analyte is significant (decision 0069); 0 where
+      the term was not used. Not part of ``free_coefficients``, which follow
+      ``Calibration.design_matrix``.
     - ``reference_shift_nm`` (N,): how far the sample's wavelength axis had moved from
       the blank's (nm), from the blank's own light (a free column made from the
       reference; NaN when quantified without a reference).
@@ -84,6 +95,7 @@ class Quantification:
     quadratic_coefficients: npt.NDArray[np.float64]
     shift_coefficients: npt.NDArray[np.float64]
     width_coefficients: npt.NDArray[np.float64]
+    lorentzian_width_coefficients: npt.NDArray[np.float64]
     wavelength_shift_nm: npt.NDArray[np.float64]
     reference_shift_nm: npt.NDArray[np.float64]
     n_masked_pixels: npt.NDArray[np.int64]
@@ -100,12 +112,15 @@ class Quantification:
     def model_absorbance(
         self, calibration: Calibration, reference: npt.ArrayLike | None = None
     ) -> npt.NDArray[np.float64]:
-        """(N, P) the absorbance the fit describes (``design_matrix @ [c, free]``), NaN where the fit failed.
+        """(N, P) the absorbance the fit describes (``design_matrix @ [c, free]`` plus the Lorentzian width
+        terms), NaN where the fit failed.
 
         ``reference``: the blank's net counts (R - D) the spectra were quantified with, if any.
         """
         coefficients = np.hstack([self.concentration_g_per_L, self.free_coefficients])
         model = coefficients @ calibration.design_matrix().T
+        if np.any(self.lorentzian_width_coefficients):
+            model = model + self.lorentzian_width_coefficients @ calibration.lorentzian_width_spectra()
         if reference is not None:
             column = reference_shift_spectrum(calibration.wavelength_nm, reference)
             model = model + np.nan_to_num(self.reference_shift_nm)[:, None] * column[None, :]
@@ -141,60 +156,86 @@ def _check_calibration(calibration: object) -> None:
         raise TypeError(f"calibration must be an analysis.Calibration, not {type(calibration).__name__}")
 
 
-_MODELS_WITH_REFERENCE: OrderedDict[tuple[str, str], _Model] = OrderedDict()
-_MODELS_KEPT = 8
+_MODELS_WITH_REFERENCE: OrderedDict[tuple[str, str, bool], _Model] = OrderedDict()
+_MODELS_KEPT = 16  # a first and a second fit's model for each of the last eight blanks
 
 
 def _model_for(
-    calibration: Calibration, net_reference: np.ndarray | None, reference_ok: np.ndarray | None
-) -> tuple[_Model, int]:
+    calibration: Calibration,
+    net_reference: np.ndarray | None,
+    reference_ok: np.ndarray | None,
+    lorentzian: bool = False,
+) -> _Model:
     """The kernel arrays for this calibration: with pixels lost to the reference unweighted, and, with a
-    reference, its shift column (free, optional) between the baseline and the drift columns."""
-    base = calibration._model
+    reference, its shift column (free, optional) between the baseline and the drift columns.
+
+    ``lorentzian``: the second fit's model, with the Lorentzian width spectra after the drift spectra.
+    """
+    base = calibration._lorentzian_model if lorentzian else calibration._model
     weights = base.w if reference_ok is None else np.where(reference_ok, base.w, 0.0)
     gains = calibration._drift_noise
     if net_reference is None:
         if reference_ok is None or reference_ok.all():
-            return base, 0
-        return model_arrays(base.X, weights, base.G, calibration.model_sigma_g_per_L, gains), 0
+            return base
+        return model_arrays(base.X, weights, base.G, calibration.model_sigma_g_per_L, gains, lorentzian)
     net_reference = np.ascontiguousarray(net_reference, dtype=np.float64)
-    key = (calibration.calibration_id, hashlib.sha1(net_reference.tobytes() + weights.tobytes()).hexdigest())
+    digest = hashlib.sha1(net_reference.tobytes() + weights.tobytes()).hexdigest()
+    key = (calibration.calibration_id, digest, lorentzian)
     model = _MODELS_WITH_REFERENCE.get(key)
     if model is None:  # the same blank for a whole trial: its shift column is computed once
         column = reference_shift_spectrum(calibration.wavelength_nm, net_reference)
         K = len(calibration.analytes)
-        at = base.X.shape[1] - 2 * K
+        at = base.X.shape[1] - (3 if lorentzian else 2) * K
         X = np.hstack([base.X[:, :at], column[:, None], base.X[:, at:]])
-        model = model_arrays(X, weights, base.G, calibration.model_sigma_g_per_L, gains)
+        model = model_arrays(X, weights, base.G, calibration.model_sigma_g_per_L, gains, lorentzian)
         _MODELS_WITH_REFERENCE[key] = model
         while len(_MODELS_WITH_REFERENCE) > _MODELS_KEPT:
             _MODELS_WITH_REFERENCE.popitem(last=False)
     else:
         _MODELS_WITH_REFERENCE.move_to_end(key)
-    return model, 1
+    return model
 
 
-def _run(
+@dataclass
+class _Fit:
+    """What one kernel call leaves: rows of the batch it was given."""
+
+    conc: np.ndarray
+    sigma: np.ndarray
+    free: np.ndarray
+    rms: np.ndarray
+    lof: np.ndarray
+    width_sigma: np.ndarray
+    nmask: np.ndarray
+    status: np.ndarray
+
+
+def _call_kernel(
     kernel,
-    leading_args: tuple[object, ...],
+    batch: np.ndarray,
+    extra_args: tuple[object, ...],
     model: _Model,
-    calibration: Calibration,
-    n_spectra: int,
-    n_reference: int = 0,
-) -> Quantification:
-    K = len(calibration.analytes)
+    K: int,
+    n_optional: int,
+    first_width: int,
+    column_off: np.ndarray,
+) -> _Fit:
+    n_spectra = batch.shape[0]
     n = model.X.shape[1]
-    conc = np.empty((n_spectra, K))
-    sigma = np.empty((n_spectra, K))
-    free = np.empty((n_spectra, n - K))
-    rms = np.empty(n_spectra)
-    lof = np.empty(n_spectra)
-    nmask = np.empty(n_spectra, np.int64)
-    status = np.empty(n_spectra, np.int8)
-    first_optional = n - 2 * K - n_reference  # the reference column and the drift columns are optional
+    fit = _Fit(
+        conc=np.empty((n_spectra, K)),
+        sigma=np.empty((n_spectra, K)),
+        free=np.empty((n_spectra, n - K)),
+        rms=np.empty(n_spectra),
+        lof=np.empty(n_spectra),
+        width_sigma=np.empty((n_spectra, K)),
+        nmask=np.empty(n_spectra, np.int64),
+        status=np.empty(n_spectra, np.int8),
+    )
     if n_spectra:
         kernel(
-            *leading_args,
+            batch,
+            *extra_args,
             model.X,
             model.XWt,
             model.Xs,
@@ -203,37 +244,97 @@ def _run(
             model.N,
             model.E_w,
             K,
-            first_optional,
+            n - n_optional,  # first optional column: the reference shift and the drift columns are optional
+            column_off,
+            first_width,
             KKT_TOLERANCE,
             PIVOT_TOLERANCE,
             model.G,
             model.model_variance,
-            conc,
-            sigma,
-            free,
-            rms,
-            lof,
-            nmask,
-            status,
+            fit.conc,
+            fit.sigma,
+            fit.free,
+            fit.rms,
+            fit.lof,
+            fit.width_sigma,
+            fit.nmask,
+            fit.status,
         )
+    return fit
+
+
+def _lorentzian_needed(fit: _Fit, K: int, usable: np.ndarray) -> np.ndarray:
+    """(N, K) which analytes' width change the first fit shows at LORENTZIAN_TRIGGER_SIGMAS or more.
+
+    The width coefficient against its own sigma (the kernel's, like the analytes':
+    from the fit's covariance, widened by the lack of fit); only present analytes
+    (c > 0) with a usable Lorentzian width spectrum count.
+    """
+    width = fit.free[:, -K:]  # the first fit's last free columns are the width spectra
+    with np.errstate(invalid="ignore"):
+        found = np.abs(width) > LORENTZIAN_TRIGGER_SIGMAS * fit.width_sigma
+        material = np.abs(width) > LORENTZIAN_TRIGGER_RELATIVE * fit.conc
+        return found & material & (fit.conc > 0) & usable[None, :]
+
+
+def _run(
+    kernel,
+    batch: np.ndarray,
+    extra_args: tuple[object, ...],
+    models: Callable[[bool], _Model],
+    calibration: Calibration,
+    n_reference: int = 0,
+    second_fit: bool = True,
+) -> Quantification:
+    """Fit the batch; refit the spectra whose width change needs the Lorentzian width terms (decision 0069).
+
+    ``models(lorentzian)`` gives the kernel arrays of the first (False) and the second (True) fit;
+    ``second_fit=False`` keeps every spectrum's first fit.
+    """
+    K = len(calibration.analytes)
+    model = models(False)
+    n = model.X.shape[1]
+    n_spectra = batch.shape[0]
+    fit = _call_kernel(kernel, batch, extra_args, model, K, 2 * K + n_reference, n - K, np.zeros((0, n), np.uint8))
+    lorentzian = np.zeros((n_spectra, K))
+    usable = calibration._lorentzian_usable
+    refit = second_fit and n_spectra > 0 and bool(usable.any())
+    needed = _lorentzian_needed(fit, K, usable) if refit else np.zeros((0, K), bool)
+    rows = np.flatnonzero(needed.any(axis=1)) if needed.size else np.zeros(0, np.int64)
+    if rows.size:
+        wide = models(True)
+        column_off = np.zeros((rows.size, n + K), np.uint8)
+        column_off[:, n:] = ~needed[rows]  # the Lorentzian width column of every analyte not found broadened
+        subset = batch if rows.size == n_spectra else np.ascontiguousarray(batch[rows])  # no copy when all are
+        second = _call_kernel(kernel, subset, extra_args, wide, K, 3 * K + n_reference, n - K, column_off)
+        solved = (second.status == STATUS_OK) | (second.status == STATUS_MAX_ITER)
+        rows, keep = rows[solved], np.flatnonzero(solved)
+        fit.conc[rows] = second.conc[keep]
+        fit.sigma[rows] = second.sigma[keep]
+        fit.free[rows] = second.free[keep, : n - K]
+        lorentzian[rows] = second.free[keep, n - K :]
+        fit.rms[rows] = second.rms[keep]
+        fit.lof[rows] = second.lof[keep]
+        fit.status[rows] = second.status[keep]
     Kq = len(calibration.quadratic_analytes)
     drift = n - 3 * K  # position of the first drift coefficient among the free ones
-    shift, width = free[:, drift : drift + K], free[:, drift + K :]
-    reference_shift = free[:, drift - 1].copy() if n_reference else np.full(n_spectra, np.nan)
+    shift, width = fit.free[:, drift : drift + K], fit.free[:, drift + K :]
+    reference_shift = fit.free[:, drift - 1].copy() if n_reference else np.full(n_spectra, np.nan)
     return Quantification(
         analytes=calibration.analytes,
-        concentration_g_per_L=conc,
-        sigma_g_per_L=sigma,
-        residual_rms=rms,
-        lack_of_fit=lof,
-        baseline_coefficients=free[:, Kq : drift - n_reference],
-        quadratic_coefficients=free[:, :Kq],
+        concentration_g_per_L=fit.conc,
+        sigma_g_per_L=fit.sigma,
+        residual_rms=fit.rms,
+        lack_of_fit=fit.lof,
+        baseline_coefficients=fit.free[:, Kq : drift - n_reference],
+        quadratic_coefficients=fit.free[:, :Kq],
         shift_coefficients=shift,
         width_coefficients=width,
-        wavelength_shift_nm=common_shift_nm(conc, shift, np.diag(model.N)[n - 2 * K : n - K]),
+        lorentzian_width_coefficients=lorentzian,
+        wavelength_shift_nm=common_shift_nm(fit.conc, shift, np.diag(model.N)[n - 2 * K : n - K]),
         reference_shift_nm=reference_shift,
-        n_masked_pixels=nmask,
-        status=status,
+        n_masked_pixels=fit.nmask,
+        status=fit.status,
         calibration_id=calibration.calibration_id,
     )
 
@@ -247,8 +348,11 @@ def quantify(
     inf pixels (masked by :func:`analysis.absorbance`) are left out of that
     spectrum's fit. Fits ``y = S^T c + Q^T u + D^T d + B b`` by weighted least
     squares with ``c >= 0`` and the curvature ``u``, drift ``d`` (wavelength shift
-    and band width per analyte) and baseline ``b`` free. A spectrum with no usable
-    pixel gives NaN, never zeros. ``reference`` (P,), the blank's net counts (R - D)
+    and band width per analyte) and baseline ``b`` free; a spectrum in which an
+    analyte's width coefficient is significant (``LORENTZIAN_TRIGGER_SIGMAS``) is
+    fitted again with that analyte's Lorentzian width spectrum as one more free
+    column (``lorentzian_width_coefficients``; decision 0069). A spectrum with no
+    usable pixel gives NaN, never zeros. ``reference`` (P,), the blank's net counts (R - D)
     the absorbance was computed against, adds the blank's shift column: a sample
     measured on a wavelength axis that moved since the blank then still fits
     (``reference_shift_nm``).
@@ -260,8 +364,30 @@ def quantify(
         net = np.asarray(reference, dtype=np.float64)
         if net.shape != (calibration.n_pixels,):
             raise ValueError(f"reference has shape {net.shape}; expected ({calibration.n_pixels},)")
-    model, n_reference = _model_for(calibration, net, None)
-    return _run(_kernel.quantify_absorbance_batch, (Y,), model, calibration, Y.shape[0], n_reference)
+    n_reference = 0 if net is None else 1
+    return _run(
+        _kernel.quantify_absorbance_batch,
+        Y,
+        (),
+        lambda lorentzian: _model_for(calibration, net, None, lorentzian),
+        calibration,
+        n_reference,
+    )
+
+
+def _first_fit(absorbance: np.ndarray, calibration: Calibration) -> Quantification:
+    """:func:`quantify` without the second fit: the model of the standards themselves, whose band widths
+    are the calibration's by definition (its leave-one-out, :func:`analysis.calibrate`)."""
+    Y = _as_batch(absorbance, "absorbance", calibration.n_pixels)
+    return _run(
+        _kernel.quantify_absorbance_batch,
+        Y,
+        (),
+        lambda lorentzian: _model_for(calibration, None, None, lorentzian),
+        calibration,
+        0,
+        second_fit=False,
+    )
 
 
 def quantify_counts(
@@ -303,14 +429,13 @@ def quantify_counts(
     data = _as_batch(raw, "counts", P, dtype=np.float32)
     ln_reference = np.zeros(P)
     ln_reference[ref_ok] = np.log(ref_signal[ref_ok])
-    model, n_reference = _model_for(calibration, net_reference, ref_ok)
     result = _run(
         _kernel.quantify_counts_batch,
-        (data, D, ln_reference, saturation),
-        model,
+        data,
+        (D, ln_reference, saturation),
+        lambda lorentzian: _model_for(calibration, net_reference, ref_ok, lorentzian),
         calibration,
-        data.shape[0],
-        n_reference,
+        1,
     )
     # Pixels lost to the reference are masked in every spectrum: count them as absorbance() would.
     result.n_masked_pixels[:] += int(np.count_nonzero(~ref_ok & (calibration.pixel_weight > 0)))

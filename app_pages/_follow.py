@@ -25,7 +25,7 @@ import analysis
 from analysis import LACK_OF_FIT_LIMIT
 from daq import TrialReader, open_trial
 from daq.layout import FLAG_MODEL_MISMATCH
-from daq.pipeline import fit_coefficient_names
+from daq.pipeline import LORENTZIAN_WIDTH, fit_coefficient_names
 
 __all__ = [
     "MAX_POINTS",
@@ -289,13 +289,25 @@ def fit_design(
     names, analytes = tuple(names), tuple(analytes)
     if names.count(AXIS_SHIFT) != 1:
         return None
+    # files before the second fit (decision 0069) store no Lorentzian width coefficients: the design is the same
+    # without those columns
+    lorentzian = tuple(f"{LORENTZIAN_WIDTH}{a}" for a in analytes)
+    with_lorentzian = names[-len(lorentzian) :] == lorentzian if lorentzian else False
+
+    def stored(model_names: tuple[str, ...]) -> tuple[str, ...]:
+        return model_names if with_lorentzian else tuple(n for n in model_names if not n.startswith(LORENTZIAN_WIDTH))
+
+    def with_columns(calibration_: analysis.Calibration) -> np.ndarray:
+        matrix_ = calibration_.design_matrix()
+        return np.hstack([matrix_, calibration_.lorentzian_width_spectra().T]) if with_lorentzian else matrix_
+
     if (
         calibration is not None
         and tuple(calibration.analytes) == analytes
-        and fit_coefficient_names(calibration) == names
+        and stored(fit_coefficient_names(calibration)) == names
         and np.shape(calibration.wavelength_nm) == np.shape(wavelength_nm)
     ):
-        matrix, first, omitted = calibration.design_matrix(), 0, ()
+        matrix, first, omitted = with_columns(calibration), 0, ()
         order = calibration.baseline_order
         source = f"the design matrix of calibration {calibration.calibration_id}"
     else:
@@ -305,9 +317,9 @@ def fit_design(
         except (ValueError, TypeError):
             return None
         curvature = tuple(name for name in names if name.endswith("^2") and name[:-2] in analytes)
-        if names[: len(curvature)] != curvature or names[len(curvature) :] != fit_coefficient_names(rebuilt):
+        if names[: len(curvature)] != curvature or names[len(curvature) :] != stored(fit_coefficient_names(rebuilt)):
             return None
-        matrix, first, omitted = rebuilt.design_matrix(), len(curvature), curvature
+        matrix, first, omitted = with_columns(rebuilt), len(curvature), curvature
         source = "the trial's copy of the sensitivity (the calibration file is not at hand)"
     axis = names.index(AXIS_SHIFT)
     used = tuple(i for i in range(first, len(names)) if i != axis)

@@ -58,12 +58,15 @@ range); purity error of the product (mean |error| and mean error, percentage
 points) and its median sigma; 2-sigma coverage of concentrations (unknowns,
 analytes pooled) and of the purity (products), counting only spectra *not*
 flagged ``model_mismatch``; the share of all spectra flagged; median
-``lack_of_fit`` of unknowns and of products.
+``lack_of_fit`` of unknowns and of products; the share of all spectra that
+quantify's second fit took (a significant width change: the Lorentzian width
+terms, decision 0069).
 
 The same spectra are then quantified with the drift terms switched off
 (:class:`WithoutDriftTerms`: the same calibration whose drift spectra are zero,
-so the kernel drops those columns as degenerate; everything else, including the
-lack-of-fit sigma inflation, is the current model).
+so the kernel drops those columns as degenerate and no width change calls for
+the second fit; everything else, including the lack-of-fit sigma inflation, is
+the current model).
 """
 
 from __future__ import annotations
@@ -404,6 +407,15 @@ def _figures(cal, unknown_A, unknown_c, product_A, product_c) -> dict:
             )
         ),
         "flagged_pct": float(100.0 * np.mean(np.r_[flag_u, flag_p])),
+        "second_fit_pct": float(
+            100.0
+            * np.mean(
+                np.r_[
+                    np.any(qu.lorentzian_width_coefficients != 0, axis=1),
+                    np.any(qp.lorentzian_width_coefficients != 0, axis=1),
+                ]
+            )
+        ),
         "lack_of_fit_median_unknowns": float(np.nanmedian(qu.lack_of_fit)),
         "lack_of_fit_median_products": float(np.nanmedian(qp.lack_of_fit)),
         "wavelength_shift_nm_median": float(np.nanmedian(np.r_[qu.wavelength_shift_nm, qp.wavelength_shift_nm])),
@@ -458,7 +470,7 @@ def run(args) -> list[dict]:
 HEADER = (
     "| generator | shift nm | width | RMSEP worst, % of range | purity error pp, mean abs (mean) "
     "| purity sigma pp, median | 2-sigma coverage conc. % | 2-sigma coverage purity % | flagged % "
-    "| purity withheld % | lack_of_fit median, unknowns / product |"
+    "| purity withheld % | lack_of_fit median, unknowns / product | second fit % |"
 )
 
 
@@ -477,7 +489,8 @@ def table(rows, drift: str) -> str:
             f"| {_number(r['purity_sigma_pp_median'], 3)} | {_number(r['coverage_concentration_pct'], 1)} "
             f"| {_number(r['coverage_purity_pct'], 0)} | {_number(r['flagged_pct'], 1)} "
             f"| {_number(r['purity_withheld_pct'], 0)} "
-            f"| {_number(r['lack_of_fit_median_unknowns'], 2)} / {_number(r['lack_of_fit_median_products'], 2)} |"
+            f"| {_number(r['lack_of_fit_median_unknowns'], 2)} / {_number(r['lack_of_fit_median_products'], 2)} "
+            f"| {_number(r['second_fit_pct'], 0)} |"
         )
     return "\n".join(lines)
 

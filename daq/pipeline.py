@@ -12,7 +12,17 @@ import numpy as np
 
 import analysis
 
-__all__ = ["SpectraResult", "analyse_counts", "covered_elements", "fit_coefficient_names", "fit_coefficient_units"]
+#: The name prefix of the second fit's Lorentzian width coefficients (the last K of the stored ones).
+LORENTZIAN_WIDTH = "lorentzian width "
+
+__all__ = [
+    "LORENTZIAN_WIDTH",
+    "SpectraResult",
+    "analyse_counts",
+    "covered_elements",
+    "fit_coefficient_names",
+    "fit_coefficient_units",
+]
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,8 @@ def fit_coefficient_names(calibration) -> tuple[str, ...]:
     Curvature of each quadratic analyte ("Nd^2"), the Legendre baseline terms
     ("P0".."P<order>"), how far the wavelength axis had moved since the blank
     ("axis shift since blank", nm), the shift of each analyte ("shift Nd"), its
-    width ("width Nd").
+    width ("width Nd"), and its Lorentzian width ("lorentzian width Nd": the second
+    fit's term, 0 where a spectrum needed none; decision 0069).
     """
     order = calibration.baseline_order
     return (
@@ -53,12 +64,13 @@ def fit_coefficient_names(calibration) -> tuple[str, ...]:
         + ("axis shift since blank",)
         + tuple(f"shift {a}" for a in calibration.analytes)
         + tuple(f"width {a}" for a in calibration.analytes)
+        + tuple(f"{LORENTZIAN_WIDTH}{a}" for a in calibration.analytes)
     )
 
 
 def fit_coefficient_units(calibration) -> tuple[str, ...]:
     """Units of the free coefficients, in the order of :func:`fit_coefficient_names`."""
-    units = {"^": "(g/L)^2", "P": "absorbance", "a": "nm", "s": "g/L nm", "w": "g/L"}
+    units = {"^": "(g/L)^2", "P": "absorbance", "a": "nm", "s": "g/L nm", "w": "g/L", "l": "g/L"}
     return tuple(units["^" if "^" in name else name[0]] for name in fit_coefficient_names(calibration))
 
 
@@ -106,6 +118,7 @@ def analyse_counts(counts, dark, reference, calibration, target: str, saturation
                 result.reference_shift_nm[:, None],
                 result.shift_coefficients,
                 result.width_coefficients,
+                result.lorentzian_width_coefficients,
             ]
         ),
         below_quantitation_limit=np.asarray(purity.below_quantitation_limit, dtype=bool),

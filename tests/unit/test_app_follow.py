@@ -23,7 +23,7 @@ from app_pages._figures import FIT_TITLE, envelope, fit_figure, trial_figures
 from app_pages._follow import StreamingMinMax, TrialFollower
 from daq import TrialWriter, open_trial
 from daq.layout import FLAG_MODEL_MISMATCH, TABLES
-from daq.pipeline import analyse_counts
+from daq.pipeline import analyse_counts, fit_coefficient_names
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -251,8 +251,24 @@ def _shifted_counts(bench: SyntheticBench, counts: np.ndarray, shift_nm: float) 
     return np.array([np.interp(wl + shift_nm, wl, row) for row in counts], dtype=np.float32)
 
 
+def _broadened_counts(bench: SyntheticBench, counts: np.ndarray, half_width_px: float) -> np.ndarray:
+    """The spectra with every band's absorbance broadened by a Lorentzian of ``half_width_px`` pixels."""
+    net = bench.reference.astype(float) - bench.dark
+    absorbance = -np.log10((counts.astype(float) - bench.dark) / net)
+    offsets = np.arange(-30, 31)
+    kernel = 1.0 / (1.0 + (offsets / half_width_px) ** 2)
+    broadened = np.array([np.convolve(row, kernel / kernel.sum(), mode="same") for row in absorbance])
+    return (bench.dark + net * 10.0**-broadened).astype(np.float32)
+
+
 def _live_analysed_trial(
-    path: Path, calibration: analysis.Calibration, *, calibration_file="", shift_nm=0.3, spectra: int = 6
+    path: Path,
+    calibration: analysis.Calibration,
+    *,
+    calibration_file="",
+    shift_nm=0.3,
+    spectra: int = 6,
+    lorentzian_px: float | None = None,
 ):
     """A trial whose analysis rows are what the runner stores (daq.pipeline.analyse_counts of its spectra).
 
@@ -262,6 +278,8 @@ def _live_analysed_trial(
     times = np.arange(spectra) * 10.0
     spectrometer, _ = bench.spectra(times)
     spectrometer["counts"] = _shifted_counts(bench, spectrometer["counts"], shift_nm)
+    if lorentzian_px is not None:
+        spectrometer["counts"] = _broadened_counts(bench, spectrometer["counts"], lorentzian_px)
     result = analyse_counts(spectrometer["counts"], bench.dark, bench.reference, calibration, "Nd", FULL_SCALE)
     writer = TrialWriter(
         path, metadata(path.stem, calibration=calibration, calibration_file=calibration_file), flush_interval_s=0.05
@@ -325,6 +343,56 @@ def test_the_spectrum_model_is_the_live_fit_rebuilt_from_its_stored_coefficients
     assert spectrum.residual_rms == pytest.approx(spectrum.stored_residual_rms, rel=1e-9)
     assert "refit" not in trial_figures(snapshot)["spectrum"].layout.title.text
     follower.close()
+
+
+@pytest.mark.parametrize("calibration_at_hand", [True, False], ids=["calibration-file", "trial-copy"])
+def test_a_spectrum_refitted_with_lorentzian_widths_is_drawn_with_that_term(tmp_path, calibration_at_hand):
+    """The second fit's Lorentzian width coefficients are stored with the others, and the drawn model has them."""
+    calibration = write_calibration(tmp_path / "calibrations" / "c.h5")
+    path, live_model, result = _live_analysed_trial(trials_folder(tmp_path) / "t.h5", calibration, lorentzian_px=1.0)
+    names = fit_coefficient_names(calibration)
+    lorentzian = [i for i, name in enumerate(names) if name.startswith("lorentzian width ")]
+    assert len(lorentzian) == len(calibration.analytes)
+    assert np.any(result.free_coefficients[-1, lorentzian] != 0)  # this spectrum needed the second fit
+    loader = (lambda attrs: calibration) if calibration_at_hand else None
+    follower = TrialFollower(path, calibration_loader=loader) if loader else TrialFollower(path)
+    spectrum = follower.update().spectrum
+    assert spectrum.model_source == "live fit"
+    np.testing.assert_allclose(spectrum.model, live_model, rtol=0, atol=1e-12 * np.max(np.abs(live_model)))
+    follower.close()
+
+
+def _drop_lorentzian_columns(path: Path, K: int) -> None:
+    """Make ``path`` look like a file from before the second fit: no Lorentzian width coefficients stored."""
+    import h5py
+
+    with h5py.File(path, "r+") as handle:
+        old = handle["/entry/analysis/fit_coefficients"]
+        data, attrs = old[:, :-K], dict(old.attrs)
+        del handle["/entry/analysis/fit_coefficients"]
+        new = handle["/entry/analysis"].create_dataset("fit_coefficients", data=data)
+        for key, value in attrs.items():
+            if key in ("column_names", "column_units"):  # ", "-joined, one per column
+                text = value.decode() if isinstance(value, bytes) else str(value)
+                value = ", ".join(text.split(", ")[:-K])
+            new.attrs[key] = value
+
+
+def test_a_file_from_before_the_second_fit_is_still_drawn_with_its_live_model(tmp_path):
+    """Trial files written before decision 0069 store no Lorentzian width coefficients: the same design without
+    those columns draws them exactly."""
+    calibration = write_calibration(tmp_path / "calibrations" / "c.h5")
+    path, live_model, result = _live_analysed_trial(trials_folder(tmp_path) / "old.h5", calibration, shift_nm=0.05)
+    assert not np.any(result.free_coefficients[:, -len(calibration.analytes) :])  # no second fit was needed
+    _drop_lorentzian_columns(path, len(calibration.analytes))
+    with open_trial(path) as trial:
+        names = tuple(trial.fit_coefficient_names)
+    assert names and not any(name.startswith("lorentzian width ") for name in names)
+    for follower in (TrialFollower(path, calibration_loader=lambda attrs: calibration), TrialFollower(path)):
+        spectrum = follower.update().spectrum
+        assert spectrum.model_source == "live fit"
+        np.testing.assert_allclose(spectrum.model, live_model, rtol=0, atol=1e-12 * np.max(np.abs(live_model)))
+        follower.close()
 
 
 def test_without_the_calibration_file_the_model_comes_from_the_trials_copy_of_the_sensitivity(tmp_path):

@@ -157,6 +157,66 @@ def test_noisy_standards_do_not_bias_predictions_and_sigma_stays_honest():
     assert 0.88 <= inside.mean() <= 0.995
 
 
+def test_lorentzian_width_spectrum_is_what_broadening_a_lorentzian_band_adds():
+    """For a Lorentzian band the Lorentzian width spectrum is s (-|d/dl|) S = (s / g) dS/de, e the relative
+    change of the half width g with the area kept: its shape exactly, its scale s / g about 1 / sqrt(2)
+    (what -S/S'' at the peak gives, read off the smoothed S)."""
+    wavelength_nm = np.linspace(300.0, 900.0, 3001)
+    centre, half_width = 600.0, 8.0
+
+    def band(g):
+        return (half_width / g) / (1.0 + ((wavelength_nm - centre) / g) ** 2)
+
+    S = np.vstack([band(half_width), 0.5 * band(half_width)])  # two analytes: the scale follows S
+    step = 1e-4
+    derivative = (band(half_width * (1 + step)) - band(half_width * (1 - step))) / (2 * step)
+    spectra = Calibration.from_sensitivity(wavelength_nm, S, ("Nd", "Pr")).lorentzian_width_spectra()
+    middle = np.abs(wavelength_nm - centre) < 60.0
+    scale = (spectra[0, middle] @ derivative[middle]) / (derivative[middle] @ derivative[middle])
+    assert scale == pytest.approx(1.0 / np.sqrt(2.0), rel=0.05)
+    assert np.max(np.abs(spectra[0, middle] - scale * derivative[middle])) < 0.005 * np.max(np.abs(derivative))
+    assert np.allclose(spectra[1], 0.5 * spectra[0], rtol=1e-9, atol=1e-12)
+
+
+def test_noise_gains_of_the_lorentzian_width_filter_match_monte_carlo():
+    """What noise in S puts into the Lorentzian width spectra, into its correlation with S and with the width
+    spectra: the gains the errors-in-variables correction uses, against simulated noise passed through the
+    same filters (the band widths that scale them read off the noise-free S, as the gains assume)."""
+    from analysis._drift_terms import _derivatives, _minus_abs_derivative, _squared_band_widths, drift_noise
+
+    rng = np.random.default_rng(3)
+    wavelength_nm = np.linspace(350.0, 1000.0, 1200)
+    S = np.vstack(
+        [
+            sum(np.exp(-0.5 * ((wavelength_nm - c) / 4.0) ** 2) for c in (450.0, 520.0, 700.0)),
+            sum(np.exp(-0.5 * ((wavelength_nm - c) / 6.0) ** 2) for c in (600.0, 800.0)),
+        ]
+    )
+    gains = drift_noise(wavelength_nm, S)
+    smooth, _, curvature = _derivatives(wavelength_nm, S)
+    widths2 = _squared_band_widths(wavelength_nm, smooth, curvature)
+    step = np.gradient(wavelength_nm)
+
+    def filtered(noise):
+        smoothed, _, second = _derivatives(wavelength_nm, noise)
+        return widths2 * second, np.sqrt(widths2) * _minus_abs_derivative(smoothed) / step
+
+    inner = slice(100, -100)
+    n_inner = wavelength_nm[inner].size
+    sums = np.zeros((3, 2))  # Lorentzian energy, its product with S's noise, with the width spectrum's
+    trials, sd = 200, 1e-3
+    for _ in range(trials):
+        noise = sd * rng.standard_normal(S.shape)
+        width, lorentzian = filtered(noise)
+        sums[0] += np.sum(lorentzian[:, inner] ** 2, axis=1)
+        sums[1] += np.sum(lorentzian[:, inner] * noise[:, inner], axis=1)
+        sums[2] += np.sum(lorentzian[:, inner] * width[:, inner], axis=1)
+    measured = sums / (trials * sd**2 * n_inner)
+    assert np.allclose(measured[0], np.diag(gains.lorentzian_gain), rtol=0.05)
+    assert np.allclose(measured[1], gains.lorentzian_centre, rtol=0.05)
+    assert np.allclose(measured[2], np.diag(gains.width_lorentzian_gain), rtol=0.05)
+
+
 def test_nan_pixels_in_a_standard_are_not_used():
     lab = Lab(seed=5)
     C = design(5)

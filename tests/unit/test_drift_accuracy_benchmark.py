@@ -72,6 +72,13 @@ def test_numbers_are_finite_where_they_must_be(result):
             assert math.isfinite(row[key]), (key, row)
 
 
+def test_the_second_fit_is_reported_and_never_taken_without_drift_terms(result):
+    for row in result["rows"]:
+        assert 0.0 <= row["second_fit_pct"] <= 100.0, row
+        if row["drift_terms"] == "off":  # no width spectra, no width change to refit
+            assert row["second_fit_pct"] == 0.0, row
+
+
 def test_markdown_tables_have_the_columns(bench, result):
     text = result["markdown"]
     header_columns = [c.strip() for c in bench.HEADER.strip("|").split("|")]
@@ -86,6 +93,7 @@ def test_markdown_tables_have_the_columns(bench, result):
         "2-sigma coverage purity %",
         "flagged %",
         "lack_of_fit median, unknowns / product",
+        "second fit %",
     ):
         assert column in header_columns
     lines = [line for line in text.splitlines() if line.startswith("| ")]

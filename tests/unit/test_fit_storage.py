@@ -115,7 +115,10 @@ def test_flags_are_on_exactly_the_rows_the_model_cannot_vouch_for(live_trial):
     assert (
         names
         == fit_coefficient_names(calibration)
-        == ("P0", "P1", "P2", "axis shift since blank", "shift Nd", "shift Pr", "width Nd", "width Pr")
+        == (
+            *("P0", "P1", "P2", "axis shift since blank", "shift Nd", "shift Pr", "width Nd", "width Pr"),
+            *("lorentzian width Nd", "lorentzian width Pr"),
+        )
     )
     assert rows["fit_coefficients"].shape == (len(PLAN), len(names))
     assert np.all(np.abs(rows["wavelength_shift"][4:]) < 0.2)  # no shift in these spectra
@@ -130,7 +133,9 @@ def test_stored_fit_reproduces_the_measured_absorbance(live_trial):
         dark, reference = trial.read("dark")["counts"][0], trial.read("reference")["counts"][0]
     fit = rows["fit_coefficients"]
     axis = fit_coefficient_names(calibration).index("axis shift since blank")
-    model = np.hstack([rows["concentration"], np.delete(fit, axis, axis=1)]) @ calibration.design_matrix().T
+    # docs/trial-file.md: the Lorentzian width columns follow the design matrix's free columns
+    design = np.hstack([calibration.design_matrix(), calibration.lorentzian_width_spectra().T])
+    model = np.hstack([rows["concentration"], np.delete(fit, axis, axis=1)]) @ design.T
     model += fit[:, [axis]] * analysis.reference_shift_spectrum(calibration.wavelength_nm, reference - dark)
     measured = -np.log10((counts - dark) / (reference - dark))
     assert np.sqrt(np.mean((model - measured) ** 2)) < 3 * rows["residual_rms"][0] + 1e-3

@@ -20,7 +20,7 @@ import streamlit as st
 from analysis import LACK_OF_FIT_LIMIT
 from daq import TrialFileError
 from daq.layout import FLAG_MODEL_MISMATCH, FLAG_NO_RARE_EARTHS, ROW_FLAGS
-from daq.store import writer_is_alive
+from daq.store import utc_now, writer_is_alive
 
 from ._calibration import calibration_loader
 from ._figures import FigureCache, oxide_of, time_unit, trial_figures
@@ -264,7 +264,7 @@ def _age_s(iso: str) -> float | None:
         return None
     if then.tzinfo is None:
         then = then.replace(tzinfo=UTC)
-    return max(0.0, (datetime.now(UTC) - then).total_seconds())
+    return max(0.0, (utc_now() - then).total_seconds())
 
 
 def _flags_text(flag: float | None) -> str:

@@ -27,13 +27,11 @@ import json
 import os
 import platform
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
@@ -42,18 +40,10 @@ from _report import write_section
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from _bench import CHROMIUM, CHROMIUM_ARGS, serve_app  # noqa: E402 - tests/ is on the path from here on
+
 OPEN_TARGET_S = 2.0
 RSS_TARGET_MB = 500.0
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def generate(path: Path, hours: float) -> dict:
@@ -132,51 +122,13 @@ def measure_in_child(path: Path) -> dict:
     return result
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def served(data_dir: Path) -> dict:
     """Serve the data folder with `streamlit run`, open the Live page in headless Chromium, measure."""
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.exists():
         return {"served": f"skipped: {CHROMIUM} missing"}
-    port = _free_port()
-    env = {**os.environ, "REMDAQ_DATA_DIR": str(data_dir)}
-    env.pop("REMDAQ_STATION", None)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app.py"),
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("streamlit did not start") from None
-                threading.Event().wait(0.1)
+    with serve_app(data_dir) as (url, server):
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1500})
@@ -194,12 +146,6 @@ def served(data_dir: Path) -> dict:
             "served_second_load_s": timings[1],
             "served_server_rss_MB": rss / 1e6,
         }
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def report(figures: dict, hours: float) -> str:

@@ -69,8 +69,10 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _bench import stop_process  # noqa: E402
 from _synthetic_source import ANALYTES, TARGET, SyntheticSource  # noqa: E402
 
 TARGET_RATE = 10_000.0
@@ -564,10 +566,11 @@ def run_trial(
     elapsed = time.perf_counter() - started
     machine_busy, process_cpu = _busy_seconds() - machine_busy0, _cpu_seconds(process) - process_cpu0
     if state["error"] is not None:
-        reader.kill()
+        stop_process(reader, timeout_s=5)
         raise state["error"]
     reader_out = parent_end.recv() if parent_end.poll(120) else {"error": "reader sent nothing in 120 s"}
-    reader.join(30)
+    reader.join(30)  # it ends by itself once it has seen the closed file and sent its figures
+    stop_process(reader, timeout_s=5)  # one that has not is not left behind
     stop_sampling.set()
     sampler.join()
     out = {

@@ -11,9 +11,10 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterator
 
 import dask.config
-from distributed import Client, LocalCluster, WorkerPlugin, as_completed
+from distributed import Client, Future, LocalCluster, WorkerPlugin, as_completed
 
 from ._reanalysis_tasks import warm_up
 
@@ -120,7 +121,11 @@ def _workers_ignore_ctrl_c():
 
 
 class DaskExecutor:
-    """Submits reanalysis tasks to a Dask client and hands back their futures as they complete."""
+    """Submits reanalysis tasks to a Dask client and hands back their futures as they complete.
+
+    The interface of the in-process executor of :mod:`daq.reanalysis` (whose futures are
+    :class:`concurrent.futures.Future`): ``start``, ``submit``, ``completed``, ``cancel``, ``close``.
+    """
 
     def __init__(self, client, description: str):
         self.client = client
@@ -139,8 +144,9 @@ class DaskExecutor:
         self._completed.add(future)
         return future
 
-    def completed(self, stop=lambda: False):
-        """Futures as they finish (in completion order), including those submitted while iterating.
+    def completed(self, stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[str, Future]]:
+        """``(key, future)`` of each task as it finishes (in completion order), including those submitted
+        while iterating.
 
         Raises KeyboardInterrupt as soon as ``stop()`` is true (checked at least every 0.1 s while waiting).
         """
@@ -149,7 +155,8 @@ class DaskExecutor:
             if stop():
                 raise KeyboardInterrupt
             if pending.has_ready():
-                yield from pending.next_batch(block=False)
+                for future in pending.next_batch(block=False):
+                    yield future.key, future
             elif pending.is_empty():
                 return
             else:

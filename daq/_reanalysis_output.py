@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 
 from ._bounded_hdf5 import checked_member
+from ._common import hdf5_text
 from ._reanalysis_tasks import HASH_ROWS, BlockResult, TrialInfo
 from .layout import LEGACY_TARGET_ATTR, TARGET_ELEMENT_ATTR, target_element
 from .store import nexus_calibration_group, nexus_links
@@ -111,7 +112,7 @@ def _member(path: Path, parent: h5py.Group, name: str, kind: type[_Node]) -> _No
 
 def _is_result(handle: h5py.File) -> bool:
     return "entry" in handle and bool(
-        _RESULT_FORMAT_PATTERN.fullmatch(_text(handle["entry"].attrs.get("file_format", "")).strip())
+        _RESULT_FORMAT_PATTERN.fullmatch(hdf5_text(handle["entry"].attrs.get("file_format", "")).strip())
     )
 
 
@@ -155,14 +156,6 @@ def remove_stale_partials(out_dir: Path) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
-
-
-def _text(value) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return _text(value[()])
-    return str(value)
 
 
 class ResultWriter:
@@ -345,7 +338,7 @@ class ReanalysisResult:
 
 def _attr_value(value):
     if isinstance(value, (bytes, np.bytes_)):
-        return _text(value)
+        return hdf5_text(value)
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, np.generic):
@@ -373,9 +366,9 @@ def read_result(path: str | os.PathLike) -> ReanalysisResult:
         provenance[TARGET_ELEMENT_ATTR] = provenance[LEGACY_TARGET_ATTR] = target_element(process.attrs)
         return ReanalysisResult(
             path=path,
-            trial_id=_text(entry.attrs["trial_id"]),
-            sample=_text(entry.attrs.get("sample", "")),
-            analytes=tuple(_text(a) for a in _member(path, process, "analytes", h5py.Dataset)[()]),
+            trial_id=hdf5_text(entry.attrs["trial_id"]),
+            sample=hdf5_text(entry.attrs.get("sample", "")),
+            analytes=tuple(hdf5_text(a) for a in _member(path, process, "analytes", h5py.Dataset)[()]),
             provenance=provenance,
             **arrays,
         )

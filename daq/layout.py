@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from ._common import hdf5_text
+
 __all__ = [
     "Column",
     "Table",
@@ -37,6 +39,7 @@ __all__ = [
     "PURITY_LINKS",
     "NEXUS_LINK_ATTR",
     "target_element",
+    "DEFAULT_FULL_SCALE_COUNTS",
 ]
 
 FILE_FORMAT_VERSION = (1, 2)
@@ -55,6 +58,10 @@ EXIT_STATUSES: tuple[ExitStatus, ...] = get_args(ExitStatus)
 
 INTERRUPTED_STATUS = "interrupted"
 """The /entry/exit_status that `remdaq recover` writes into an interrupted trial (never a writer)."""
+
+DEFAULT_FULL_SCALE_COUNTS = 65535.0
+"""Full scale of a 16-bit detector: /entry/instrument/spectrometer@full_scale_counts when nothing else is known
+(a spectrometer's own value is recorded; a file without the attribute is taken to have this one)."""
 
 
 class RowFlag(enum.IntFlag):
@@ -109,11 +116,7 @@ def target_element(attrs) -> str:
     absolute HDF5 path is a NeXus link attribute, never an element.
     """
 
-    def text(value) -> str:
-        if isinstance(value, bytes):
-            return value.rstrip(b"\0").decode("utf-8", errors="replace")
-        return str(value)
-
+    text = hdf5_text
     if TARGET_ELEMENT_ATTR in attrs:
         return text(attrs[TARGET_ELEMENT_ATTR]).strip()
     legacy = text(attrs.get(LEGACY_TARGET_ATTR, "")).strip()

@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 
 from ._bounded_hdf5 import checked_member, open_for_reading
+from ._common import hdf5_text
 from ._superblock import SuperblockError, read_superblock
 from .layout import (
     FLAG_MODEL_MISMATCH,
@@ -149,12 +150,7 @@ class Decimated:
     rows: int  # rows the trace had
 
 
-def _text(value) -> str:
-    if isinstance(value, bytes):
-        return value.rstrip(b"\0").decode("utf-8", errors="replace")
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return _text(value[()])
-    return str(value)
+_text = hdf5_text
 
 
 class TrialReader:

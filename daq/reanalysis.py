@@ -20,6 +20,7 @@ without Dask (the plain loop of benchmarks/reanalysis.py).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import multiprocessing
 import os
@@ -28,15 +29,15 @@ import sys
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ._common import software_version, utc_now_iso
 from ._reanalysis_output import (
     NO_RARE_EARTHS,
     RESULT_SUFFIX,
@@ -67,6 +68,7 @@ from ._reanalysis_tasks import (
     inspect_trial_task,
 )
 from .config import ConfigError
+from .layout import DEFAULT_FULL_SCALE_COUNTS
 
 if TYPE_CHECKING:
     from tqdm.std import tqdm
@@ -77,13 +79,14 @@ __all__ = [
     "ReanalysisOutcome",
     "ReanalysisReport",
     "ReanalysisResult",
+    "ReanalysisStatus",
     "find_trial_files",
     "raw_checksum",
     "read_result",
     "reanalyze",
 ]
 
-DEFAULT_SATURATION_COUNTS = 65535.0
+DEFAULT_SATURATION_COUNTS = DEFAULT_FULL_SCALE_COUNTS
 """Full scale of a 16-bit detector: used only for a trial file that does not record its spectrometer's
 (``/entry/instrument/spectrometer@full_scale_counts``) when no saturation level is given."""
 SATURATION_FROM_FILE = "trial file (/entry/instrument/spectrometer@full_scale_counts)"
@@ -94,7 +97,14 @@ DEFAULT_BLOCK_BYTES = 32 * 2**20
 WAVELENGTH_TOLERANCE_NM = 0.05
 """Largest difference between the calibration's and the trial's wavelength of a pixel (as the runner checks)."""
 
-STATUSES = {
+ReanalysisStatus = Literal[
+    "reanalysed", "reanalysed-partial", "up-to-date", "skipped-running", "skipped-empty", "failed", "not-done"
+]
+"""What happened to one trial file of a run: ``ReanalysisOutcome.status``, the status column of summary.csv."""
+_TaskKind = Literal["inspect", "check", "analyse"]
+"""A task of a run: look at a trial file, checksum its rows (is the existing result up to date?), or analyse them."""
+
+STATUSES: dict[ReanalysisStatus, str] = {
     "reanalysed": "result written",
     "reanalysed-partial": "result written for an interrupted trial: the rows up to its last flush",
     "up-to-date": "an existing result has the same raw checksum, calibration and parameters: skipped",
@@ -103,18 +113,7 @@ STATUSES = {
     "failed": "unreadable or unsuitable file, or a task failed: see message",
     "not-done": "the run was stopped (Ctrl-C) before this trial was done",
 }
-"""Values of ``ReanalysisOutcome.status`` (and of the status column of summary.csv)."""
-
-
-def _software_version() -> str:
-    try:
-        return version("rem-daq")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).isoformat()
+"""Each :data:`ReanalysisStatus` and what it means."""
 
 
 @dataclass
@@ -122,7 +121,7 @@ class ReanalysisOutcome:
     """What happened to one trial file of a run (one row of summary.csv)."""
 
     raw_file: Path
-    status: str = "not-done"
+    status: ReanalysisStatus = "not-done"
     trial_id: str = ""
     sample: str = ""
     trial_state: str = ""  # success, aborted, failed, interrupted, running (of the raw trial)
@@ -167,7 +166,7 @@ class ReanalysisReport:
         """0 when no trial failed, 1 otherwise (what ``remdaq reanalyze`` exits with)."""
         return 1 if self.failed else 0
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[ReanalysisStatus, int]:
         """How many trials ended in each status."""
         present = [o.status for o in self.outcomes]
         return {status: present.count(status) for status in STATUSES if status in present}
@@ -219,57 +218,49 @@ def _block_rows(block_rows: int | None, pixels: int) -> int:
 # ---------------------------------------------------------------------------- executors
 
 
-class _Deferred:
-    """A task of the in-process executor, run when its turn comes; quacks like a Dask future."""
-
-    def __init__(self, key: str, function, args, kwargs):
-        self.key = key
-        self._call = (function, args, kwargs)
-        self._value = self._error = None
-
-    def run(self) -> None:
-        function, args, kwargs = self._call
-        try:
-            self._value = function(*args, **kwargs)
-        except Exception as error:  # noqa: BLE001 - handed to the caller by result(), as Dask does
-            self._error = error
-
-    def result(self):
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
 class _InProcessExecutor:
-    """Runs the reanalysis tasks one after another in this process (``workers=0``: no Dask)."""
+    """Runs the reanalysis tasks in this process, one after another as the run asks for them (``workers=0``: no Dask).
+
+    A task is a :class:`concurrent.futures.Future`, run when :meth:`completed` reaches it (never in a thread:
+    a Ctrl-C is seen between two tasks, as with Dask); a cancelled one is passed over. The same interface as
+    :class:`daq._reanalysis_dask.DaskExecutor`, whose futures are Dask's.
+    """
 
     description = "this process (no Dask)"
 
     def __init__(self):
-        self._queue: deque[_Deferred] = deque()
+        self._queue: deque[tuple[str, Future, Callable[[], object]]] = deque()
 
     def start(self, calibration):
         return calibration
 
-    def submit(self, function, *args, key: str, **kwargs) -> _Deferred:
-        task = _Deferred(key, function, args, kwargs)
-        self._queue.append(task)
-        return task
+    def submit(self, function, *args, key: str, **kwargs) -> Future:
+        future: Future = Future()
+        self._queue.append((key, future, functools.partial(function, *args, **kwargs)))
+        return future
 
-    def completed(self, stop=lambda: False):
+    def completed(self, stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[str, Future]]:
+        """``(key, future)`` of each task once it has run, in submission order, including those submitted
+        while iterating. Raises KeyboardInterrupt as soon as ``stop()`` is true (checked before each task)."""
         while self._queue:
             if stop():
                 raise KeyboardInterrupt
-            task = self._queue.popleft()
-            task.run()
-            yield task
+            key, future, call = self._queue.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled
+            try:
+                future.set_result(call())
+            except Exception as error:  # noqa: BLE001 - handed to the caller by result(), as Dask does
+                future.set_exception(error)
+            yield key, future
 
     def cancel(self, futures) -> None:
-        doomed = set(id(f) for f in futures)
-        self._queue = deque(t for t in self._queue if id(t) not in doomed)
+        for future in futures:
+            future.cancel()
 
     def close(self, cancel=()) -> None:
         self.cancel(cancel)
+        self._queue.clear()
 
 
 # ---------------------------------------------------------------------------- one run
@@ -308,7 +299,7 @@ class _Trial:
     path: Path
     outcome: ReanalysisOutcome
     info: TrialInfo | None = None
-    phase: str = "inspect"  # inspect, check, analyse, done
+    phase: _TaskKind | Literal["done"] = "inspect"  # the kind of task it waits for
     target: str = ""
     final_path: Path | None = None
     existing: dict | None = None
@@ -365,7 +356,7 @@ class _Run:
         self.progress = progress
         self.on_outcome = on_outcome
         self.on_block = on_block
-        self._tasks: dict[str, tuple[_Trial, str]] = {}
+        self._tasks: dict[str, tuple[_Trial, _TaskKind]] = {}
         self._result_paths: dict[Path, _Trial] = {}
         self._calibration_ref = None
         self._bar: tqdm | None = None  # made by run()
@@ -391,8 +382,8 @@ class _Run:
                 self._calibration_ref = self.executor.start(self.calibration)
                 for trial in self.trials:
                     self._submit(trial, "inspect", inspect_trial_task, str(trial.path))
-                for future in self.executor.completed(stop=interrupted):
-                    self._handle(future)
+                for key, future in self.executor.completed(stop=interrupted):
+                    self._handle(key, future)
         except BaseException:  # Ctrl-C (KeyboardInterrupt), or a bug: leave nothing half-written
             pending = [f for t in self.trials for f in t.futures.values()]
             self.executor.close(cancel=pending)
@@ -418,18 +409,18 @@ class _Run:
     def _postfix(self) -> None:
         self._progress_bar.set_postfix_str(f"{self._done}/{len(self.trials)} trials", refresh=False)
 
-    def _submit(self, trial: _Trial, kind: str, function, *args) -> None:
+    def _submit(self, trial: _Trial, kind: _TaskKind, function, *args) -> None:
         stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in trial.path.stem)[:48]
         key = f"rem-daq-{kind}-{stem}-{uuid.uuid4().hex[:12]}"
         future = self.executor.submit(function, *args, key=key)
         trial.futures[key] = future
         self._tasks[key] = (trial, kind)
 
-    def _handle(self, future) -> None:
-        trial, kind = self._tasks.pop(future.key, (None, None))
+    def _handle(self, key: str, future) -> None:
+        trial, kind = self._tasks.pop(key, (None, None))
         if trial is None:
             return
-        trial.futures.pop(future.key, None)
+        trial.futures.pop(key, None)
         if trial.phase == "done":  # a leftover of a trial that already failed
             return
         try:
@@ -531,7 +522,7 @@ class _Run:
             and existing.get("raw_trial_id") == info.trial_id
         )
 
-    def _submit_blocks(self, trial: _Trial, kind: str) -> None:
+    def _submit_blocks(self, trial: _Trial, kind: Literal["check", "analyse"]) -> None:
         info = trial.info
         assert info is not None  # blocks are submitted once the trial is inspected
         trial.phase = kind
@@ -610,7 +601,7 @@ class _Run:
         if trial.blocks_left:
             return
         checksum = combine_checksum(info, self._ordered_leaves(trial))
-        now = _utc_now()
+        now = utc_now_iso()
         trial.outcome.result_file = writer.finish(
             {"raw_sha256": checksum, "created_utc": now, "rows_analysed": trial.purity_count, **trial.row_counts},
             date=now,
@@ -658,7 +649,7 @@ class _Run:
             "target": trial.target,
             "target_oxide": analysis.element(trial.target).oxide,
             "covered_elements": ", ".join(calibration.analytes),
-            "software_version": _software_version(),
+            "software_version": software_version(),
             "parameters": parameters_json(self._parameters(trial)),
             "saturation_counts": float(trial.saturation_counts),
             "saturation_counts_source": trial.saturation_source,
@@ -683,7 +674,7 @@ class _Run:
             problem = str(problem) if isinstance(problem, OSError) else f"{type(problem).__name__}: {problem}"
         self._finish(trial, "failed", problem)
 
-    def _finish(self, trial: _Trial, status: str, message: str) -> None:
+    def _finish(self, trial: _Trial, status: ReanalysisStatus, message: str) -> None:
         trial.phase = "done"
         trial.outcome.status = status
         trial.outcome.message = message

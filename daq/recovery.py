@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 
 import h5py
 
+from ._common import software_version
 from ._superblock import clear_writer_flags
 from .layout import INTERRUPTED_STATUS, TABLES
 from .reader import TrialFileError, check_file, open_trial
@@ -78,7 +78,7 @@ def recover_trial(path: str | os.PathLike) -> RecoveryResult:
                     dataset[()] = text.encode()
             entry.attrs["recovered_time"] = utc_now_iso()
             entry.attrs["recovery"] = (
-                f"remdaq recover {version('rem-daq')}: the writer had died (its lock was free) leaving the file "
+                f"remdaq recover {software_version()}: the writer had died (its lock was free) leaving the file "
                 f"marked open for writing with exit status {status!r}; the mark was cleared and the raw "
                 f"datasets left as last flushed ({', '.join(f'{k} {v}' for k, v in rows.items())} rows)"
             )

@@ -18,8 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib.metadata import version
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO, TypeVar
 
@@ -29,12 +28,14 @@ import analysis
 from analysis import LACK_OF_FIT_LIMIT
 from drivers import DarkNotDark, InstrumentError
 
+from ._common import software_version, utc_now, utc_now_iso
 from ._config_references import resolve_recipe_scenario
 from .bench import Bench, ScenarioError, open_bench
 from .catalog import TRIALS_FOLDER, Catalog, CatalogError
 from .clock import ExperimentClock
 from .config import ConfigError, Recipe, Station, check_recipe_against_station
 from .layout import (
+    DEFAULT_FULL_SCALE_COUNTS,
     FLAG_ANALYSIS_FAILED,
     FLAG_LOST,
     FLAG_MODEL_MISMATCH,
@@ -112,7 +113,7 @@ class TrialOutcome:
 
 def new_trial_id(title: str, now: datetime | None = None) -> str:
     """A sortable, readable trial id: UTC start time and a slug of the title."""
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:32] or "trial"
     return f"{now:%Y%m%dT%H%M%SZ}-{slug}"
 
@@ -393,9 +394,9 @@ class TrialRunner:
             wavelength_nm=wavelength_nm,
             recipe_text=_read_text(recipe.source),
             station_text=_read_text(self.station.source),
-            software_version=version("rem-daq"),
+            software_version=software_version(),
             clock_speed=self.clock.speed,
-            full_scale_counts=getattr(self, "_saturation", 65535.0),
+            full_scale_counts=getattr(self, "_saturation", DEFAULT_FULL_SCALE_COUNTS),
             spectrometer_attributes=dict(bench.spectrometer.recorded_attributes) if bench.spectrometer else {},
             covered_elements=covered_elements(calibration),
             calibration_id=calibration.calibration_id,
@@ -789,7 +790,7 @@ class TrialRunner:
             "sample": self.recipe.sample,
             "operator": self.recipe.operator,
             "start_time": self._start_time,
-            "end_time": "" if state == "running" else _now_iso(),
+            "end_time": "" if state == "running" else utc_now_iso(),
             "state": state,
             "final_purity": self._last["purity"],
             "target": self.recipe.target,
@@ -839,7 +840,3 @@ def _read_text(path: Path) -> str:
         return Path(path).read_text()
     except OSError:
         return ""
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()

@@ -18,13 +18,14 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from ._common import utc_now, utc_now_iso
 from .layout import (
+    DEFAULT_FULL_SCALE_COUNTS,
     EXIT_STATUSES,
     FILE_FORMAT,
     NEXUS_LINK_ATTR,
@@ -40,6 +41,7 @@ __all__ = [
     "TrialMetadata",
     "TrialWriter",
     "StorageError",
+    "utc_now",
     "utc_now_iso",
     "writer_lock_path",
     "writer_is_alive",
@@ -50,11 +52,6 @@ __all__ = [
 
 class StorageError(OSError):
     """The trial file could not be written (full disk, lost folder...); rows up to the last flush are kept."""
-
-
-def utc_now_iso() -> str:
-    """Current UTC time, ISO 8601 with offset, to the microsecond."""
-    return datetime.now(UTC).isoformat()
 
 
 @dataclass
@@ -73,7 +70,7 @@ class TrialMetadata:
     station_text: str = ""
     software_version: str = ""
     clock_speed: float = 1.0
-    full_scale_counts: float = 65535.0  # the spectrometer's saturation level
+    full_scale_counts: float = DEFAULT_FULL_SCALE_COUNTS  # the spectrometer's saturation level
     spectrometer_attributes: dict[str, str | float | int] = field(default_factory=dict)  # how its counts were made
     covered_elements: tuple[str, ...] = ()
     calibration_id: str = ""

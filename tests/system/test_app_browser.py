@@ -7,16 +7,10 @@ Without /usr/bin/chromium the test is skipped, except in CI, where it fails.
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import threading
-import time
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _bench import CHROMIUM, CHROMIUM_ARGS, ROOT, serve_app
 from _trial_factory import (
     FULL_SCALE,
     LiveTrial,
@@ -30,18 +24,6 @@ from _trial_factory import (
 from daq.layout import FLAG_MODEL_MISMATCH  # noqa: E402
 from daq.pipeline import analyse_counts  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = ROOT / "test-artifacts"
 TIMEOUT_MS = 30_000
 
@@ -85,73 +67,16 @@ def require_chromium() -> None:
     pytest.skip(message)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_serving(url: str, server: subprocess.Popen, timeout_s: float = 60.0) -> None:
-    """Poll the server's health endpoint until it answers (a deadline, not a fixed sleep)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if server.poll() is not None:
-            raise AssertionError(f"streamlit exited with {server.returncode} before serving")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"streamlit did not serve {url} within {timeout_s} s")
-        threading.Event().wait(0.1)  # poll interval of a condition with a deadline
-
-
 @pytest.fixture
 def served_app(tmp_path):
     """`streamlit run app.py` on a free port of 127.0.0.1 over a data folder; yields (url, data folder)."""
     require_chromium()
     data = tmp_path / "data"
     trials_folder(data)
-    port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / "app-browser-server.log"
-    env = {**os.environ, "REMDAQ_DATA_DIR": str(data)}
-    env.pop("REMDAQ_STATION", None)
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(ROOT / "app.py"),
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--server.headless",
-                "true",
-                "--browser.gatherUsageStats",
-                "false",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_until_serving(url, server)
-            yield url, data
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+    with open(log_path, "wb") as log, serve_app(data, log=log) as (url, _):
+        yield url, data
     assert "Traceback" not in log_path.read_text(errors="replace"), f"the app logged a traceback: {log_path}"
 
 

@@ -7,11 +7,8 @@ command and the instrument's answer, and no calibration file is written.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
-from _bench import ROOT, SIM_STATION
+from _bench import SIM_STATION, STANDARDS, run_remdaq
 
 pytestmark = pytest.mark.system
 
@@ -26,17 +23,11 @@ def test_a_setting_the_instrument_refuses_ends_the_calibration_with_its_answer_a
         )
     )
     standards = tmp_path / "standards.toml"
-    shipped = (ROOT / "seeds/standards/nd-pr-5.toml").read_text()
+    shipped = STANDARDS.read_text()
     assert "averages = 256" in shipped
     standards.write_text(shipped.replace("averages = 256", "averages = 4000", 1))
     out = tmp_path / "cal.h5"
-    result = subprocess.run(
-        [sys.executable, "-m", "daq", "calibrate", str(standards), "--station", str(station), "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_remdaq("calibrate", standards, "--station", station, "--out", out)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "calibration FAILED, nothing written" in result.stderr

@@ -31,14 +31,12 @@ clock decides; nothing here sleeps or measures wall time.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _bench import ROOT, SIM_STATION
+from _bench import ROOT, run_remdaq, sim_station
 
 import analysis
 from analysis.quantify import LACK_OF_FIT_LIMIT
@@ -55,14 +53,6 @@ STANDARDS = ROOT / "seeds/standards/nd-product.toml"
 SCENARIOS = ROOT / "seeds/scenarios"
 PURITY_TOLERANCE = 0.001  # 0.1 percentage point
 NO_RARE_EARTHS = "no rare earths in the cell"
-
-
-def remdaq(*args, timeout_s: float = 300) -> tuple[int, str, str]:
-    """`python -m daq ARGS` (the remdaq command) from the project root, run to its end."""
-    done = subprocess.run(
-        [sys.executable, "-m", "daq", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout_s
-    )
-    return done.returncode, done.stdout, done.stderr
 
 
 def scenario_toml(name: str) -> dict:
@@ -85,16 +75,6 @@ def trial_recipe(folder: Path, name: str, scenario: str, dwell_min: float, inter
     return path
 
 
-def station(folder: Path, speed: float) -> Path:
-    """A copy of the simulated station with the clock at ``speed``."""
-    path = folder / f"station-{speed:g}.toml"
-    if not path.exists():
-        text = SIM_STATION.read_text()
-        assert "simulation_speed = 300.0" in text
-        path.write_text(text.replace("simulation_speed = 300.0", f"simulation_speed = {speed:g}"))
-    return path
-
-
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory) -> Path:
     """The module's folder: station copies, calibrations, recipes, data folders."""
@@ -105,9 +85,11 @@ def bench(tmp_path_factory) -> Path:
 def calibration(bench) -> Path:
     """`remdaq calibrate` with the product standards (the simulator's default matrix: perchlorate)."""
     out = bench / "nd-product.h5"
-    code, stdout, stderr = remdaq("calibrate", STANDARDS, "--station", station(bench, DAY_SPEED), "--out", out)
-    assert code == 0, stderr
-    assert "calibration written" in stdout
+    done = run_remdaq(
+        "calibrate", STANDARDS, "--station", sim_station(bench, speed=DAY_SPEED), "--out", out, timeout_s=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "calibration written" in done.stdout
     return out
 
 
@@ -124,7 +106,7 @@ def nitrate_calibration(bench) -> Path:
     from daq.config import load_station
 
     standards = load_standards(STANDARDS)
-    with open_bench(load_station(station(bench, DAY_SPEED)), instruments=("spectrometer",)) as connected:
+    with open_bench(load_station(sim_station(bench, speed=DAY_SPEED)), instruments=("spectrometer",)) as connected:
         spectrometer = connected.spectrometer
         spectrometer.write("SIM:DRIF:MATR ON")
         spectrometer.write("SIM:SOL:MATR NITR,1")
@@ -145,11 +127,19 @@ def nitrate_calibration(bench) -> Path:
 
 
 def run_trial(bench: Path, speed: float, recipe: Path, calibration: Path, data_dir: Path) -> Path:
-    code, stdout, stderr = remdaq(
-        "run", recipe, "--station", station(bench, speed), "--data-dir", data_dir, "--calibration", calibration
+    done = run_remdaq(
+        "run",
+        recipe,
+        "--station",
+        sim_station(bench, speed=speed),
+        "--data-dir",
+        data_dir,
+        "--calibration",
+        calibration,
+        timeout_s=300,
     )
-    assert code == 0, stderr
-    path = Path(stdout.strip().splitlines()[-1])
+    assert done.returncode == 0, done.stderr
+    path = Path(done.stdout.strip().splitlines()[-1])
     assert path.is_file()
     return path
 
@@ -306,11 +296,11 @@ def test_an_elution_shows_no_purity_while_no_rare_earths_are_in_the_cell(elution
     assert messages[0].startswith(NO_RARE_EARTHS) and messages[-1].startswith(NO_RARE_EARTHS), messages
     assert any(m.startswith("rare earths in the cell") for m in messages)
     # what the operator reads
-    code, stdout, _ = remdaq("show", trial.path, timeout_s=60)
-    assert code == 0
-    final = [line for line in stdout.splitlines() if line.startswith("final_purity")]
-    assert len(final) == 1 and NO_RARE_EARTHS in final[0], stdout
-    code, stdout, _ = remdaq("ls", "--data-dir", trial.path.parent.parent, timeout_s=60)
-    assert code == 0
-    listed = [line for line in stdout.splitlines() if trial.path.stem in line]
-    assert len(listed) == 1 and NO_RARE_EARTHS in listed[0], stdout
+    shown = run_remdaq("show", trial.path, timeout_s=60)
+    assert shown.returncode == 0
+    final = [line for line in shown.stdout.splitlines() if line.startswith("final_purity")]
+    assert len(final) == 1 and NO_RARE_EARTHS in final[0], shown.stdout
+    listed = run_remdaq("ls", "--data-dir", trial.path.parent.parent, timeout_s=60)
+    assert listed.returncode == 0
+    lines = [line for line in listed.stdout.splitlines() if trial.path.stem in line]
+    assert len(lines) == 1 and NO_RARE_EARTHS in lines[0], listed.stdout

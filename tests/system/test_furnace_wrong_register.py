@@ -1,4 +1,4 @@
-"""No answer is taken for the wrong register (issue 11): 20,000 polls through a hostile line, checked against the truth.
+"""No answer is taken for the wrong register (issue 11): 12,000 polls through a hostile line, checked against the truth.
 
 Each link is a furnace simulator process (``--truth FILE``: every register as
 it read at every request it answered), the line-fault injector (a pty relay)
@@ -18,7 +18,16 @@ may fail with an error after its retries; those are counted, reported and
 must be few.
 
 The links run in parallel, one process each: what takes time is the line
-(timeouts, and waiting out answers still owed), not the CPU.
+(timeouts, and waiting out answers still owed) and, on two cores, starting
+the links and their simulators.
+
+Why 12,000 polls are enough (issue 11 ran 20,000): the driver before the fix
+gave 3 bad readings in 5,000 polls under these faults (2 values of another
+register and a false sensor break), 6e-4 a poll. A driver as bad would pass
+12,000 polls without one with probability exp(-12000 * 6e-4) = 0.07 % (0.8 %
+counting only the 2 wrong values). Each link still makes 400 polls, with its
+thermocouple breaking twice, as with 20,000 polls on 50 links; the line's
+hostility is checked per poll (faults, late answers).
 """
 
 import bisect
@@ -41,8 +50,8 @@ from drivers.sim.linefault import LineFaultInjector
 
 pytestmark = pytest.mark.system
 
-POLLS = 20_000
-LINKS = 50  # sharing the polls: each takes the next one until all are taken
+POLLS = 12_000  # see the module's docstring for why this many
+LINKS = 30  # sharing the polls: each takes the next one until all are taken (about 400 each)
 MODELS = ("2400", "3200")  # alternating: the integer and the float area
 SPEED = 60.0  # simulated seconds per wall second
 RATE_C_PER_MIN, TARGET_C = 20.0, 1000.0  # the working setpoint ramps all the time
@@ -212,11 +221,11 @@ def links(tmp_path_factory):
     return results, wall_s
 
 
-def test_20000_polls_through_a_line_with_late_answers_give_no_wrong_value(links):
+def test_12000_polls_through_a_line_with_late_answers_give_no_wrong_value(links):
     results, _ = links
     wrong = [f"link {i} ({r['model']}): {w}" for i, r in enumerate(results) for w in r["wrong"]]
     assert wrong == [], f"{len(wrong)} wrong values, e.g.\n" + "\n".join(wrong[:20])
-    assert sum(r["polls"] for r in results) == POLLS == 20_000
+    assert sum(r["polls"] for r in results) == POLLS == 12_000
 
 
 def test_failed_polls_are_few_and_say_why(links):
@@ -228,9 +237,11 @@ def test_failed_polls_are_few_and_say_why(links):
 
 def test_the_line_was_as_hostile_as_claimed(links):
     results, _ = links
+    polls = sum(r["polls"] for r in results)
     faults = sum((Counter(r["faults"]) for r in results), Counter())
     frames_faulted = sum(faults.values())
-    assert frames_faulted >= 0.02 * 6 * sum(r["polls"] for r in results), faults  # >= 6 frames a poll, 3 % faulted
+    assert frames_faulted >= 0.02 * 6 * polls, faults  # >= 6 frames a poll, 3 % faulted
     assert {kind.split()[1] for kind in faults} == {"drop", "truncate", "corrupt", "delay"}
-    assert sum(r["late_answers"] for r in results) >= 500  # answers arriving while a later one was awaited
+    # answers arriving while a later one was awaited: at least one poll in 40 (about one in 20 happen)
+    assert sum(r["late_answers"] for r in results) >= 0.025 * polls
     assert sum(r["breaks_seen"] > 0 for r in results) >= LINKS / 2  # the status and NaN paths were exercised

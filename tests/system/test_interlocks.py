@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from _bench import QUICK_RECIPE, ROOT, SIM_STATION
+from _bench import QUICK_RECIPE, SIM_STATION, start_remdaq, stop_process
 
 from daq import check_recipe_against_station, load_recipe, load_station, open_trial
 from daq.layout import FLAG_NO_RARE_EARTHS
@@ -140,25 +139,17 @@ class RemdaqRun:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._stdout = (data_dir / "remdaq.stdout").open("w+")
         self._stderr = (data_dir / "remdaq.stderr").open("w+")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daq",
-                "run",
-                str(recipe),
-                "--station",
-                str(station),
-                "--data-dir",
-                str(data_dir),
-                "--calibration",
-                str(calibration),
-            ],
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
+        self.process = start_remdaq(
+            "run",
+            recipe,
+            "--station",
+            station,
+            "--data-dir",
+            data_dir,
+            "--calibration",
+            calibration,
             stdout=self._stdout,
             stderr=self._stderr,
-            text=True,
         )
         self._signalled: list[psutil.Process] = []
         self._path: Path | None = None
@@ -266,9 +257,7 @@ class RemdaqRun:
                     child.send_signal(signal.SIGCONT)
             except psutil.NoSuchProcess:
                 pass
-        if self.process.poll() is None:
-            self.process.kill()  # its simulators get SIGTERM from the kernel (PR_SET_PDEATHSIG)
-            self.process.wait()
+        stop_process(self.process)  # it takes its simulators down (and the kernel does, if it must be killed)
         self._stdout.close()
         self._stderr.close()
 
@@ -490,16 +479,16 @@ def saturated_trials(sim_calibration, tmp_path_factory) -> dict[str, tuple[int, 
             integration_time_s=BORDERLINE_INTEGRATION_S, on_saturation="adjust", scenario=None, averages=1
         ),
     }
-    trials = {}
-    for name, options in recipes.items():
-        folder = tmp_path_factory.mktemp(f"saturation-{name}")
-        run = RemdaqRun(short_recipe(folder, f"saturation-{name}", **options), folder / "data", sim_calibration)
-        try:
-            code = run.finish()
-            trials[name] = (code, read_trial(run.path), run.stderr())
-        finally:
+    runs = {}
+    try:
+        for name, options in recipes.items():  # all at once: each waits mostly for its simulated clock
+            folder = tmp_path_factory.mktemp(f"saturation-{name}")
+            recipe = short_recipe(folder, f"saturation-{name}", **options)
+            runs[name] = RemdaqRun(recipe, folder / "data", sim_calibration)
+        return {name: (run.finish(), read_trial(run.path), run.stderr()) for name, run in runs.items()}
+    finally:
+        for run in runs.values():
             run.close()
-    return trials
 
 
 def test_saturation_flag_marks_rows_and_warns(saturated_trials):

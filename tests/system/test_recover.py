@@ -7,20 +7,16 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import h5py
 import pytest
+from _bench import ROOT, run_remdaq
+from _damaged_files import table_digests
+from _trial_factory import LiveTrial, trials_folder, wait_for_rows
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from _damaged_files import table_digests  # noqa: E402
-from _trial_factory import LiveTrial, trials_folder, wait_for_rows  # noqa: E402
-
-from daq import Catalog, open_trial  # noqa: E402
-from daq.reader import check_file  # noqa: E402
-from daq.recovery import RecoveryError, recover_trial  # noqa: E402
+from daq import Catalog, open_trial
+from daq.reader import check_file
+from daq.recovery import RecoveryError, recover_trial
 
 pytestmark = pytest.mark.system
 
@@ -43,10 +39,6 @@ def h5dump() -> str:
     if os.environ.get("CI") == "true":
         pytest.fail("h5dump is missing: `.ci/run` installs hdf5-tools")
     pytest.skip("h5dump is missing (apt-get install hdf5-tools)")
-
-
-def remdaq(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daq", *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
 @pytest.fixture
@@ -78,9 +70,9 @@ def test_a_killed_trial_is_refused_by_h5dump_then_recovered_with_its_raw_data_un
         rows_before = trial.rows("analysis")
     before = table_digests(path)
     assert Catalog(data).rebuild()[0].needs_recovery
-    assert "needs `remdaq recover`" in remdaq("ls", "--data-dir", str(data)).stdout
+    assert "needs `remdaq recover`" in run_remdaq("ls", "--data-dir", str(data)).stdout
 
-    result = remdaq("recover", str(path))
+    result = run_remdaq("recover", str(path))
     assert result.returncode == 0, result.stderr
     assert "recovered" in result.stdout
 
@@ -98,7 +90,7 @@ def test_a_killed_trial_is_refused_by_h5dump_then_recovered_with_its_raw_data_un
     entry = Catalog(data).entries()[0]  # the command updated the catalog of the file's data folder
     assert entry.status == "interrupted" and not entry.needs_recovery
 
-    again = remdaq("recover", str(path))
+    again = run_remdaq("recover", str(path))
     assert again.returncode == 0 and "nothing to do" in again.stdout
     assert table_digests(path) == before
 
@@ -118,7 +110,7 @@ def test_recover_refuses_a_damaged_file_and_leaves_it_as_it_was(tmp_path):
     path = tmp_path / "not-a-trial.h5"
     path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
     before = path.read_bytes()
-    result = remdaq("recover", str(path))
+    result = run_remdaq("recover", str(path))
     assert result.returncode == 1
     assert "not recovered" in result.stderr and "damaged" in result.stderr
     assert "Traceback" not in result.stderr

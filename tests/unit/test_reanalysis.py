@@ -13,6 +13,7 @@ import math
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import get_args
 
 import h5py
 import numpy as np
@@ -24,7 +25,7 @@ import analysis
 from daq import TrialWriter
 from daq.cli import cli
 from daq.pipeline import analyse_counts
-from daq.reanalysis import STATUSES, find_trial_files, raw_checksum, read_result, reanalyze
+from daq.reanalysis import STATUSES, ReanalysisStatus, find_trial_files, raw_checksum, read_result, reanalyze
 
 PIXELS = 64
 FULL_SCALE = 65535.0
@@ -464,6 +465,7 @@ def test_cli_refuses_workers_with_scheduler_and_a_bad_calibration(tmp_path, tria
 
 
 def test_every_status_is_documented():
+    assert tuple(STATUSES) == get_args(ReanalysisStatus)  # each status of the type is described, in its order
     text = (Path(__file__).resolve().parents[2] / "docs" / "reanalysis.md").read_text()
     for status in STATUSES:
         assert f"`{status}`" in text, status

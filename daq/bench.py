@@ -225,6 +225,7 @@ def connect_furnace(station: Station, port: str) -> Eurotherm:
         max_temperature_C=config.max_temperature_C,
         max_rate_C_per_min=config.max_ramp_C_per_min,
         safe_setpoint_C=config.safe_temperature_C,
+        watchdog_s=config.watchdog_or_default_s,
     )
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from analysis import RARE_EARTHS
-from drivers import UnreadableFileError, parse_ocean_resource, read_small_toml_file, shorten
+from drivers import UnreadableFileError, parse_ocean_resource, parse_tcp_port, read_small_toml_file, shorten
 
 from ._config_fields import FIELD_ERROR, FilePath, PathText, count, field_error, number, one_of, text
 from ._config_references import recipe_reference_problems, station_reference_problems
@@ -76,7 +76,11 @@ class FurnaceConfig(_Strict):
 
     driver: Literal["eurotherm"] = "eurotherm"
     simulated: StrictBool = False
-    port: PathText | None = Field(None, description="serial port, e.g. /dev/serial/by-id/...; not for simulated")
+    port: PathText | None = Field(
+        None,
+        description="serial port (Modbus RTU), e.g. /dev/serial/by-id/..., or tcp://HOST[:PORT] (Modbus TCP, port "
+        "502 when omitted; address is then the unit id); not for simulated",
+    )
     address: Annotated[int, count(ge=1, le=247)] = 1
     baudrate: Annotated[int, one_of(1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)] = 9600
     model: Annotated[str, text(min_length=1, max_length=40)] | None = Field(
@@ -91,6 +95,12 @@ class FurnaceConfig(_Strict):
     max_ramp_C_per_min: Annotated[float, number(gt=0, le=MAX_RAMP_C_PER_MIN)]
     safe_temperature_C: Annotated[float, number(ge=0, le=200)] = 25.0
     poll_interval_s: Annotated[float, number(gt=0, le=60)] = 1.0
+    watchdog_s: Annotated[float, number(ge=1, le=3600)] | None = Field(
+        None,
+        description="comms watchdog timeout, where the controller has one (EPC3000): with no request for this "
+        "long it goes to its fallback (safe) setpoint by itself; at least 3 poll intervals (default: 10 s or 5 "
+        "poll intervals, whichever is longer)",
+    )
 
     @model_validator(mode="after")
     def _port_for_real_and_safe_below_max(self):
@@ -100,12 +110,28 @@ class FurnaceConfig(_Strict):
                 "port is required for a real furnace (furnace.simulated is false; "
                 "set simulated = true for the simulator)",
             )
+        if self.port and self.port.startswith("tcp://"):
+            try:
+                parse_tcp_port(self.port)
+            except ValueError as error:
+                raise field_error(("port",), str(error)) from None
+        if self.watchdog_s is not None and self.watchdog_s < 3 * self.poll_interval_s:
+            raise field_error(
+                ("watchdog_s",),
+                f"{self.watchdog_s:g} s is less than 3 poll intervals ({3 * self.poll_interval_s:g} s): the "
+                "controller would leave the program between polls",
+            )
         if self.safe_temperature_C >= self.max_temperature_C:
             raise field_error(
                 ("safe_temperature_C",),
                 f"{self.safe_temperature_C:g} C must be below furnace.max_temperature_C {self.max_temperature_C:g} C",
             )
         return self
+
+    @property
+    def watchdog_or_default_s(self) -> float:
+        """The comms watchdog timeout the driver arms: ``watchdog_s``, else 10 s or 5 poll intervals."""
+        return self.watchdog_s if self.watchdog_s is not None else min(3600.0, max(10.0, 5 * self.poll_interval_s))
 
     @property
     def model_or_default(self) -> str | None:
@@ -179,7 +205,11 @@ class SpectrometerConfig(_Strict):
                 "is false; set simulated = true for the simulator)",
             )
         if self.driver == "scpi" and self.dark not in (None, "shutter"):
-            raise field_error(("dark",), f"{self.dark!r}: a SCPI spectrometer takes its darks with its shutter")
+            raise field_error(
+                ("dark",),
+                f"{self.dark!r} is for spectrometer.driver = 'ocean'; a SCPI spectrometer (spectrometer.driver = "
+                f"{self.driver!r}) takes its darks with its shutter",
+            )
         if self.driver == "ocean" and self.dark == "prompt" and self.simulated:
             raise field_error(("dark",), "'prompt': the simulated bench has no operator; use 'lamp'")
         if self.driver == "ocean" and self.resource and not self.simulated:

@@ -2,7 +2,9 @@
 
 Knows nothing of trials, HDF5 or Streamlit. Public API:
 
-- :class:`Eurotherm` - furnace controller over Modbus RTU (pyserial + minimalmodbus)
+- :class:`Eurotherm` - furnace controller over Modbus RTU (pyserial + minimalmodbus) or Modbus TCP
+  (pymodbus); :func:`parse_tcp_port` checks a ``tcp://HOST[:PORT]`` port; :class:`NotConfigured` when the
+  controller lacks a commissioning step; :class:`ProgramSegment` for a program its own programmer runs
 - :class:`ScpiSpectrometer` - spectrometer over SCPI/VISA (pyvisa + pyvisa-py)
 - :class:`OceanSpectrometer` - Ocean Insight spectrometer over python-seabreeze (USB, or OBP over TCP);
   :class:`DarkNotDark` when a dark still shows the light; :func:`parse_ocean_resource` checks a location
@@ -18,6 +20,7 @@ Knows nothing of trials, HDF5 or Streamlit. Public API:
 from typing import TYPE_CHECKING
 
 from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, ReadbackMismatch
+from ._modbus_address import parse_tcp_port
 from ._spectrometer_interface import Spectrometer
 from ._text_file import UnreadableFileError, is_regular_file, read_small_toml_file, shorten
 from .maps import MapError
@@ -31,12 +34,15 @@ if TYPE_CHECKING:  # imported on first use (__getattr__ below); named here for t
         resolve_register_map,
     )
     from ._scpi_dialect import ScpiDialect, load_dialect
-    from .eurotherm import Eurotherm
+    from .eurotherm import Eurotherm, NotConfigured, ProgramSegment
     from .ocean import DarkNotDark, OceanSpectrometer, parse_ocean_resource
     from .spectrometer import ScpiError, ScpiSpectrometer
 
 __all__ = [
     "Eurotherm",
+    "NotConfigured",
+    "ProgramSegment",
+    "parse_tcp_port",
     "ScpiSpectrometer",
     "ScpiError",
     "OceanSpectrometer",
@@ -75,10 +81,10 @@ _REGISTER_MAP_NAMES = (
 def __getattr__(name):
     # Drivers are imported on first use so that `import drivers` stays cheap and a
     # missing optional stack (e.g. pyvisa) only matters to whoever uses that driver.
-    if name == "Eurotherm":
-        from .eurotherm import Eurotherm
+    if name in ("Eurotherm", "NotConfigured", "ProgramSegment"):
+        from . import eurotherm
 
-        return Eurotherm
+        return getattr(eurotherm, name)
     if name in _REGISTER_MAP_NAMES:
         from . import _register_map
 

@@ -1,4 +1,7 @@
-"""Modbus RTU link: minimalmodbus over pyserial, with the RTU line discipline and a bounded-retry policy.
+"""The Modbus protocol layer: one transaction policy (:class:`LinkBase`) over RTU (here) and TCP (``_modbus_tcp``).
+
+Modbus RTU is minimalmodbus over pyserial, with the RTU line discipline (decision 0077 says why RTU stays on
+minimalmodbus while TCP is pymodbus).
 
 minimalmodbus builds each request and checks each answer: CRC, slave address,
 function code, byte count (= what was asked), the echo of a write. RTU answers
@@ -50,9 +53,25 @@ from typing import TypeVar, cast, overload
 import minimalmodbus
 import serial
 
+from . import _modbus_bus
 from ._errors import NotConnected, ProtocolError
+from ._modbus_address import DEFAULT_TCP_PORT, is_tcp_port, parse_tcp_port
 
-__all__ = ["InvalidAnswer", "ModbusLink", "RtuLine", "rtu_silence_s"]
+__all__ = [
+    "Garbled",
+    "InvalidAnswer",
+    "LinkBase",
+    "ModbusLink",
+    "NoAnswer",
+    "PortLost",
+    "Refused",
+    "RtuLine",
+    "DEFAULT_TCP_PORT",
+    "is_tcp_port",
+    "parse_tcp_port",
+    "open_link",
+    "rtu_silence_s",
+]
 
 T = TypeVar("T")
 
@@ -274,13 +293,258 @@ def _frames(data: bytes | bytearray, address: int) -> list[bytes]:
     return frames
 
 
-class ModbusLink:
-    """One Modbus RTU slave on one serial port; thread-safe, one transaction at a time.
+# -- the protocol layer: one transaction policy for every transport ------------------------------
 
-    ``answer_guard_s`` is the silence that must follow an answer before it is
-    used (default: the RTU silence, 3.5 characters, at least 1.75 ms).
-    ``late_answer_s`` is how late an answer may still come after its request
-    (default two timeouts): set it above the latest answer the line gives.
+
+class NoAnswer(Exception):
+    """An attempt got no answer within the timeout (a transport's outcome, told to the policy)."""
+
+
+class Garbled(Exception):
+    """An attempt got an answer that cannot be used: damaged, ambiguous, not its own, or refused by ``check``.
+
+    ``owed``: its own answer may still come (later than this one). ``refused``:
+    a whole, well-formed answer that ``check`` refused (counted as ``refused_answers``).
+    """
+
+    def __init__(self, message: str, *, owed: bool, refused: bool = False) -> None:
+        super().__init__(message)
+        self.owed, self.refused = owed, refused
+
+
+class Refused(Exception):
+    """The instrument answered with a Modbus exception: it refuses the request."""
+
+
+class PortLost(Exception):
+    """The port or connection itself is gone (unplugged adapter, closed pty, connection refused or reset)."""
+
+
+class LinkBase:
+    """The transaction policy of every Modbus transport; the driver sees only this interface.
+
+    A transport (:class:`ModbusLink` for RTU, :class:`drivers._modbus_tcp.TcpLink`)
+    makes one attempt at a time (:meth:`_attempt`, which tells its outcome as
+    :class:`NoAnswer`, :class:`Garbled`, :class:`Refused` or :class:`PortLost`),
+    drains its line (:meth:`_drain`) and keeps the port. This class owns what
+    is the same on every transport (decision 0012, 0039, 0077):
+
+    - a read is tried ``1 + retries`` times on no answer or a garbled or
+      refused answer; a write only when the caller says it is idempotent;
+    - after a failed attempt, and after a success that needed a retry, the
+      line is drained until the frame in progress has ended;
+    - answers still owed are waited out before the next read of their shape
+      (on RTU; a TCP answer carries its transaction id, so it has none);
+    - after a failed transaction the port is closed and reopened before the
+      next one (the adapter may have been swapped, the gateway restarted);
+    - the error: ``NotConnected`` (port lost, or no answer within the budget),
+      ``ProtocolError`` (the instrument refused, or only garbled answers). A
+      failed transaction never yields a value.
+
+    Units on one bus or gateway share the bus's ``lock`` (:mod:`drivers._modbus_bus`).
+    """
+
+    port: str
+    address: int
+    retries: int
+    lock: threading.RLock
+    counters: Counter
+    on_reopen: Callable[[], None] | None
+
+    # -- what a transport provides ---------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        raise NotImplementedError
+
+    def open(self) -> None:
+        """(Re)open the port for every unit on it; ``NotConnected`` if it cannot be opened."""
+        raise NotImplementedError
+
+    def connect(self) -> None:
+        """Use the bus's open port, or open it."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Leave the port (the last unit on it closes it); the next transaction opens it again."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def line_counters(self) -> Counter:
+        """What the line rules discarded or refused so far."""
+        raise NotImplementedError
+
+    def _ensure_open(self) -> None:
+        raise NotImplementedError
+
+    def _attempt(self, operation: Callable[[], T], answer_length: int | None) -> T:
+        raise NotImplementedError
+
+    def _drain(self) -> None:
+        raise NotImplementedError
+
+    def _drop(self) -> None:
+        """Close the port after a failed transaction: every unit on it reopens before its next one."""
+        raise NotImplementedError
+
+    def _wait_out_owed(self, answer_length: int) -> None:
+        """Before a fresh read: wait out answers of its shape still owed (a transport without them: nothing)."""
+
+    def _note_owed(self, answer_length: int, owed: int, last_sent: float) -> None:
+        """After a read: ``owed`` answers of its shape may still come until ``late_answer_s`` after ``last_sent``."""
+
+    # -- the transactions the driver makes -------------------------------------------------------
+    @overload
+    def read_registers(
+        self, address: int, count: int, what: str, check: None = None, *, fresh: bool = True
+    ) -> list[int]: ...
+    @overload
+    def read_registers(
+        self, address: int, count: int, what: str, check: Callable[[list[int]], T], *, fresh: bool = True
+    ) -> T: ...
+    def read_registers(
+        self, address: int, count: int, what: str, check: Callable[[list[int]], T] | None = None, *, fresh: bool = True
+    ) -> T | list[int]:
+        """Read ``count`` holding registers (FC3); return ``check(words)``, or the words.
+
+        ``check`` may raise :class:`InvalidAnswer`: that answer is refused and
+        the read retried like one that came back garbled. ``fresh``: first wait
+        out any answer of this length still owed to an unanswered read.
+        """
+
+        def read():
+            words = self._read_words(address, count)
+            return words if check is None else check(words)
+
+        return self._transact(read, what, retry=True, answer_length=5 + 2 * count, fresh=fresh)
+
+    def write_register(
+        self, address: int, word: int, what: str, *, functioncode: int = 6, idempotent: bool = True
+    ) -> None:
+        """Write one 16-bit word (FC6, or FC16 with one register)."""
+        if functioncode == 16:
+            self.write_registers(address, [word], what, idempotent=idempotent)
+            return
+        self._transact(lambda: self._write_word(address, word), what, retry=idempotent)
+
+    def write_registers(self, address: int, words: list[int], what: str, *, idempotent: bool = True) -> None:
+        """Write consecutive 16-bit words with FC16."""
+        self._transact(lambda: self._write_words(address, list(words)), what, retry=idempotent)
+
+    def _read_words(self, address: int, count: int) -> list[int]:
+        raise NotImplementedError
+
+    def _write_word(self, address: int, word: int) -> None:
+        raise NotImplementedError
+
+    def _write_words(self, address: int, words: list[int]) -> None:
+        raise NotImplementedError
+
+    def _transact(
+        self,
+        operation: Callable[[], T],
+        what: str,
+        *,
+        retry: bool,
+        answer_length: int | None = None,
+        fresh: bool = False,
+    ) -> T:
+        with self.lock:
+            self._ensure_open()  # lazily after a loss: NotConnected if the port is still gone
+            if fresh and answer_length is not None:
+                self._wait_out_owed(answer_length)
+            attempts = 1 + (self.retries if retry else 0)
+            silent = garbled = owed = 0
+            last: Exception | None = None
+            last_sent = time.monotonic()
+            try:
+                for _ in range(attempts):
+                    last_sent = time.monotonic()
+                    try:
+                        result = self._attempt(operation, answer_length)
+                    except NoAnswer as error:
+                        silent, owed, last = silent + 1, owed + 1, error
+                    except Garbled as error:
+                        garbled, owed, last = garbled + 1, owed + error.owed, error
+                        if error.refused:
+                            self.counters["refused_answers"] += 1
+                    except Refused as error:
+                        raise ProtocolError(f"{what}: instrument refused the request: {error}") from error
+                    except ProtocolError:
+                        self._drop()  # raised by the line: it never went quiet
+                        raise
+                    except PortLost as error:
+                        self._drop()
+                        raise NotConnected(f"{what}: port {self.port} lost: {error}") from error
+                    else:
+                        if silent or garbled:
+                            self._drain()  # a retry was answered: a second answer may be on its way
+                        return result
+                    self._drain()  # before the next attempt: swallow a late answer to this one
+            finally:
+                if answer_length is not None and owed:
+                    self._note_owed(answer_length, owed, last_sent)
+            self._drop()  # reopen before the next transaction: the adapter may have been swapped
+            if garbled:
+                raise ProtocolError(
+                    f"{what}: no valid answer from address {self.address} on {self.port} "
+                    f"in {attempts} attempts ({garbled} garbled or refused, {silent} silent): "
+                    f"{last}"
+                )
+            raise NotConnected(f"{what}: no answer from address {self.address} on {self.port} in {attempts} attempts")
+
+
+def open_link(
+    port: str,
+    address: int,
+    baudrate: int,
+    timeout_s: float,
+    retries: int,
+    serial_factory: Callable[..., serial.Serial] | None = None,
+    *,
+    answer_guard_s: float | None = None,
+    late_answer_s: float | None = None,
+) -> LinkBase:
+    """The link to unit ``address`` at ``port``: Modbus TCP for ``tcp://HOST[:PORT]``, else RTU on a serial port.
+
+    Opened (``NotConnected`` if the port cannot be opened). Units at the same
+    port share one bus (its port and its lock).
+    """
+    if is_tcp_port(port):
+        if serial_factory is not None:
+            raise ValueError(f"{port}: serial_factory is for a serial port, not for Modbus TCP")
+        from ._modbus_tcp import TcpLink  # pymodbus only for whoever uses TCP
+
+        link: LinkBase = TcpLink(port, address, timeout_s, retries, answer_guard_s=answer_guard_s)
+    else:
+        link = ModbusLink(
+            port,
+            address,
+            baudrate,
+            timeout_s,
+            retries,
+            serial_factory,
+            answer_guard_s=answer_guard_s,
+            late_answer_s=late_answer_s,
+        )
+    try:
+        link.connect()
+    except BaseException:
+        link.release()
+        raise
+    return link
+
+
+class ModbusLink(LinkBase):
+    """One Modbus RTU slave on one serial port; thread-safe, one transaction at a time on the whole bus.
+
+    Slaves on one RS-485 port share the port and its lock (:mod:`drivers._modbus_bus`):
+    their frames never interleave. ``answer_guard_s`` is the silence that must
+    follow an answer before it is used (default: the RTU silence, 3.5
+    characters, at least 1.75 ms). ``late_answer_s`` is how late an answer may
+    still come after its request (default two timeouts): set it above the
+    latest answer the line gives.
     """
 
     def __init__(
@@ -308,62 +572,110 @@ class ModbusLink:
             raise ValueError("late_answer_s must be >= 0")
         self._owed: dict[int, list[float]] = {}  # answer length -> until when each unanswered read's may come
         self._factory = serial_factory or serial.Serial
-        self.lock = threading.RLock()  # held for one transaction or a read-back sequence
+        self._bus_key = ("rtu", port, self._factory)
+        self._bus_settings = {"baudrate": baudrate}  # the port's; each unit keeps its own timeouts
+        self._bus: _modbus_bus.Bus | None = None
+        self._attach()
         self._line: RtuLine | None = None
         self._instrument: minimalmodbus.Instrument | None = None
+        self._generation = -1  # of the bus handle the line is built on
         self.on_reopen: Callable[[], None] | None = None  # told when a new port was opened
         self.counters: Counter = Counter()  # what the line rules discarded, over every port opened
+
+    def _attach(self) -> _modbus_bus.Bus:
+        if self._bus is None:
+            self._bus = _modbus_bus.attach(self._bus_key, self.address, self._bus_settings)
+            self.lock = self._bus.lock  # held for one transaction or a read-back sequence, by every unit on the bus
+        return self._bus
 
     # -- port -----------------------------------------------------------------
     @property
     def is_open(self) -> bool:
-        return self._instrument is not None
+        return self._instrument is not None and self._bus is not None and self._generation == self._bus.generation
 
     def open(self) -> None:
-        """Open the serial port (8N1); ``NotConnected`` if it cannot be opened."""
+        """(Re)open the serial port (8N1) for every unit on it; ``NotConnected`` if it cannot be opened."""
+        bus = self._attach()
         with self.lock:
-            self.close()
+            self._forget_line()
             try:
-                port = self._factory(
-                    port=self.port,
-                    baudrate=self.baudrate,
-                    bytesize=8,
-                    parity="N",
-                    stopbits=1,
-                    timeout=self.silence_s,
-                    write_timeout=max(1.0, self.timeout_s),
-                )
+                bus.replace(self._open_port, _close_quietly)
             except (serial.SerialException, OSError, ValueError) as error:
                 raise NotConnected(f"cannot open {self.port}: {error}") from error
-            line = RtuLine(
-                port,
-                address=self.address,
-                silence_s=self.silence_s,
-                timeout_s=self.timeout_s,
-                answer_guard_s=self.answer_guard_s,
-                on_answer_seen=self._answer_seen,
-            )
-            try:
-                # RtuLine stands in for the serial.Serial minimalmodbus takes (the calls it makes, nothing more)
-                instrument = minimalmodbus.Instrument(
-                    cast(serial.Serial, line), self.address, mode=minimalmodbus.MODE_RTU
-                )
-            except Exception:
-                _close_quietly(port)
-                raise
-            instrument.clear_buffers_before_each_transaction = False  # RtuLine drains, and counts what it drops
-            instrument.precalculate_read_size = True
-            self._line, self._instrument = line, instrument
-            if self.on_reopen is not None:
-                self.on_reopen()
+            self._build_line()
+
+    def connect(self) -> None:
+        """Use the bus's open port, or open it; ``NotConnected`` if it cannot be opened."""
+        bus = self._attach()
+        with self.lock:
+            if bus.handle is None:
+                self.open()
+            elif not self.is_open:
+                self._forget_line()
+                self._build_line()
+
+    def _open_port(self):
+        return self._factory(
+            port=self.port,
+            baudrate=self.baudrate,
+            bytesize=8,
+            parity="N",
+            stopbits=1,
+            timeout=self.silence_s,
+            write_timeout=max(1.0, self.timeout_s),
+        )
+
+    def _build_line(self) -> None:
+        bus = self._attach()
+        line = RtuLine(
+            bus.handle,
+            address=self.address,
+            silence_s=self.silence_s,
+            timeout_s=self.timeout_s,
+            answer_guard_s=self.answer_guard_s,
+            on_answer_seen=self._answer_seen,
+        )
+        # RtuLine stands in for the serial.Serial minimalmodbus takes (the calls it makes, nothing more)
+        instrument = minimalmodbus.Instrument(cast(serial.Serial, line), self.address, mode=minimalmodbus.MODE_RTU)
+        instrument.clear_buffers_before_each_transaction = False  # RtuLine drains, and counts what it drops
+        instrument.precalculate_read_size = True
+        self._line, self._instrument, self._generation = line, instrument, bus.generation
+        if self.on_reopen is not None:
+            self.on_reopen()
+
+    def _forget_line(self) -> None:
+        line, self._line, self._instrument = self._line, None, None
+        if line is not None:
+            self.counters.update(line.counters)
 
     def close(self) -> None:
-        """Close the port; safe to call twice and on a port that is already gone."""
+        """Close the port; safe to call twice and on a port that is already gone.
+
+        Alone on the bus, the port is closed; with other units on it, this unit
+        leaves it (the last one out closes it). The next transaction opens it again.
+        """
+        self.release()
+
+    def release(self) -> None:
+        """Leave the bus (the last unit out closes the port)."""
+        bus = self._bus
+        if bus is None:
+            return
+        with bus.lock:
+            self._forget_line()
+            self._bus = None
+        _modbus_bus.detach(bus, self.address, _close_quietly)
+
+    def _drop(self) -> None:
+        bus = self._bus
         with self.lock:
-            line, self._line, self._instrument = self._line, None, None
-            if line is not None:
-                self.counters.update(line.counters)
-                _close_quietly(line)
+            self._forget_line()
+            if bus is not None:
+                bus.drop(_close_quietly)
+
+    def _ensure_open(self) -> None:
+        if not self.is_open:
+            self.connect()
 
     def line_counters(self) -> Counter:
         """What the line rules did so far: ``stale_bytes``, ``ambiguous_answers``, ``refused_answers``,
@@ -374,98 +686,43 @@ class ModbusLink:
                 total.update(self._line.counters)
             return total
 
-    # -- transactions -----------------------------------------------------------
-    @overload
-    def read_registers(
-        self, address: int, count: int, what: str, check: None = None, *, fresh: bool = True
-    ) -> list[int]: ...
-    @overload
-    def read_registers(
-        self, address: int, count: int, what: str, check: Callable[[list[int]], T], *, fresh: bool = True
-    ) -> T: ...
-    def read_registers(
-        self, address: int, count: int, what: str, check: Callable[[list[int]], T] | None = None, *, fresh: bool = True
-    ) -> T | list[int]:
-        """Read ``count`` holding registers (FC3); return ``check(words)``, or the words.
+    # -- one attempt ----------------------------------------------------------------
+    def _read_words(self, address: int, count: int) -> list[int]:
+        assert self._instrument is not None  # _transact opened it
+        return self._instrument.read_registers(address, count, functioncode=3)
 
-        ``check`` may raise :class:`InvalidAnswer`: that answer is refused and
-        the read retried like one that came back garbled. ``fresh``: first wait
-        out any answer of this length still owed to an unanswered read.
-        """
+    def _write_word(self, address: int, word: int) -> None:
+        assert self._instrument is not None
+        self._instrument.write_register(address, word, 0, functioncode=6, signed=False)
 
-        def read(instrument):
-            words = instrument.read_registers(address, count, functioncode=3)
-            return words if check is None else check(words)
+    def _write_words(self, address: int, words: list[int]) -> None:
+        assert self._instrument is not None
+        self._instrument.write_registers(address, words)
 
-        return self._transact(read, what, retry=True, answer_length=5 + 2 * count, fresh=fresh)
+    def _attempt(self, operation: Callable[[], T], answer_length: int | None) -> T:
+        try:
+            return operation()
+        except minimalmodbus.NoResponseError as error:
+            raise NoAnswer(str(error)) from error
+        except AmbiguousAnswer as error:
+            raise Garbled(str(error), owed=False) from error  # its answer came, next to another one
+        except InvalidAnswer as error:
+            raise Garbled(str(error), owed=True, refused=True) from error  # a whole answer, not its own
+        except _GARBLED as error:  # its answer damaged, unless it began as another's
+            owed = answer_length is not None and not self._began_as_own(answer_length)
+            raise Garbled(str(error), owed=owed) from error
+        except minimalmodbus.SlaveReportedException as error:
+            raise Refused(str(error)) from error
+        except ProtocolError:
+            raise
+        except _PORT_ERRORS as error:
+            raise PortLost(str(error)) from error
 
-    def write_register(
-        self, address: int, word: int, what: str, *, functioncode: int = 6, idempotent: bool = True
-    ) -> None:
-        """Write one 16-bit word (FC6, or FC16 with one register)."""
-        if functioncode == 16:
-            self.write_registers(address, [word], what, idempotent=idempotent)
-            return
-        self._transact(
-            lambda inst: inst.write_register(address, word, 0, functioncode=6, signed=False), what, retry=idempotent
-        )
-
-    def write_registers(self, address: int, words: list[int], what: str, *, idempotent: bool = True) -> None:
-        """Write consecutive 16-bit words with FC16."""
-        self._transact(lambda inst: inst.write_registers(address, list(words)), what, retry=idempotent)
-
-    def _transact(self, operation, what: str, *, retry: bool, answer_length: int | None = None, fresh: bool = False):
-        with self.lock:
-            if self._instrument is None:
-                self.open()  # lazily after a loss: NotConnected if the port is still gone
-            if fresh and answer_length is not None:
-                self._wait_out_owed(answer_length)
-            attempts = 1 + (self.retries if retry else 0)
-            silent = garbled = owed = 0
-            last: Exception | None = None
-            last_sent = time.monotonic()
-            try:
-                for _ in range(attempts):
-                    last_sent = time.monotonic()
-                    try:
-                        result = operation(self._instrument)
-                    except minimalmodbus.NoResponseError as error:
-                        silent, owed, last = silent + 1, owed + 1, error
-                    except AmbiguousAnswer as error:
-                        garbled, last = garbled + 1, error  # its answer came, next to another one
-                    except InvalidAnswer as error:
-                        garbled, owed, last = garbled + 1, owed + 1, error  # a whole answer, not its own
-                        self.counters["refused_answers"] += 1
-                    except _GARBLED as error:
-                        garbled, last = garbled + 1, error  # its answer damaged, unless it began as another's
-                        owed += answer_length is not None and not self._began_as_own(answer_length)
-                    except minimalmodbus.SlaveReportedException as error:
-                        raise ProtocolError(f"{what}: instrument refused the request: {error}") from error
-                    except ProtocolError:
-                        self.close()  # raised by the line: it never went quiet
-                        raise
-                    except _PORT_ERRORS as error:
-                        self.close()
-                        raise NotConnected(f"{what}: port {self.port} lost: {error}") from error
-                    else:
-                        if silent or garbled:
-                            self._drain()  # a retry was answered: a second answer may be on its way
-                        return result
-                    self._drain()  # before the next attempt: swallow a late answer to this one
-            finally:
-                if answer_length is not None and owed:
-                    # Which of its requests the answers still owed belong to is unknown: any may come
-                    # until late_answer_s after the last one.
-                    self._still_owed(answer_length)  # forget those that can no longer come
-                    self._owed.setdefault(answer_length, []).extend([last_sent + self.late_answer_s] * owed)
-            self.close()  # reopen before the next transaction: the adapter may have been swapped
-            if garbled:
-                raise ProtocolError(
-                    f"{what}: no valid answer from address {self.address} on {self.port} "
-                    f"in {attempts} attempts ({garbled} garbled or refused, {silent} silent): "
-                    f"{last}"
-                )
-            raise NotConnected(f"{what}: no answer from address {self.address} on {self.port} in {attempts} attempts")
+    def _note_owed(self, answer_length: int, owed: int, last_sent: float) -> None:
+        # Which of its requests the answers still owed belong to is unknown: any may come
+        # until late_answer_s after the last one.
+        self._still_owed(answer_length)  # forget those that can no longer come
+        self._owed.setdefault(answer_length, []).extend([last_sent + self.late_answer_s] * owed)
 
     def _began_as_own(self, answer_length: int) -> bool:
         """Whether the last bytes read begin as this read's answer would (address, function 3, byte count)."""
@@ -493,10 +750,10 @@ class ModbusLink:
         try:
             self._line.wait_out(remaining_s, lambda: self._still_owed(answer_length))
         except ProtocolError:
-            self.close()
+            self._drop()
             raise
         except _PORT_ERRORS as error:
-            self.close()
+            self._drop()
             raise NotConnected(f"port {self.port} lost: {error}") from error
 
     def _drain(self) -> None:
@@ -507,10 +764,10 @@ class ModbusLink:
         try:
             line.drain(self.answer_guard_s)
         except ProtocolError:
-            self.close()
+            self._drop()
             raise
         except _PORT_ERRORS as error:
-            self.close()
+            self._drop()
             raise NotConnected(f"port {self.port} lost: {error}") from error
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, get_args
@@ -34,7 +34,10 @@ __all__ = [
     "MapDocument",
     "ModelNotCovered",
     "STATUS_FLAGS",
+    "OPTIONAL_STATUS_FLAGS",
     "PROGRAM_STATES",
+    "ProgrammerLayout",
+    "WatchdogSpec",
     "REQUIRED_REGISTERS",
     "NOT_INHERITED",
     "load_register_map",
@@ -55,9 +58,17 @@ StatusFlag = Literal[
     "tuning",
     "program_end",
     "pv_out_of_range",
+    "dc_module_fault",
+    "segment_sync",
+    "remote_input_break",
+    "new_alarm",
+    "ramp_running",
+    "remote_sp_fail",
 ]
 #: Flags every map must place in the status word (FurnaceStatus fields).
-STATUS_FLAGS: tuple[str, ...] = get_args(StatusFlag)
+STATUS_FLAGS: tuple[str, ...] = get_args(StatusFlag)[:11]
+#: Flags a map may place too (the 2400's bits 11-13, the 3200's 12-14); False where a map has none.
+OPTIONAL_STATUS_FLAGS: tuple[str, ...] = get_args(StatusFlag)[11:]
 
 #: A value of the programmer status register a map may name.
 ProgramState = Literal["reset", "run", "hold", "holdback", "complete"]
@@ -67,18 +78,16 @@ PROGRAM_STATES: tuple[str, ...] = get_args(ProgramState)
 #: Keys of [instrument] a map never inherits from the map it extends: which instruments it is for.
 NOT_INHERITED = ("family", "models", "ident_codes")
 
-#: Registers the driver uses by name.
+#: Registers the driver uses by name (``status_word`` unless the map has ``[status_registers]``;
+#: ``decimal_places`` where a register has ``decimals = "display"``).
 REQUIRED_REGISTERS = (
     "process_value",
     "target_setpoint",
     "output_power",
     "working_setpoint",
     "setpoint_rate_limit",
-    "status_word",
     "ident",
     "auto_manual",
-    "decimal_places",
-    "program_status",
 )
 
 
@@ -138,9 +147,21 @@ class RegisterMap:
     maker: str = ""
     models: tuple[str, ...] = ()
     description: str = ""
+    #: ``[setpoint] select``: the register that selects the remote (live) setpoint, and the value selecting it.
+    remote_select: tuple[str, int] | None = None
+    #: ``[status_registers]``: flag -> word register (nonzero = set), for a controller without a status word.
+    status_registers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: ``[configuration]``: settings the driver checks before it relies on them.
+    configuration: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    watchdog: WatchdogSpec | None = None
+    programmer: ProgrammerLayout | None = None
 
     def __getitem__(self, name: str) -> Register:
         return self.registers[name]
+
+    def get(self, name: str) -> Register | None:
+        """The register ``name``, or None if this map has none."""
+        return self.registers.get(name)
 
     def float_address(self, register: Register) -> int:
         """First Modbus address of ``register`` in the IEEE float area."""
@@ -154,22 +175,69 @@ class RegisterMap:
         """The registers ``names`` as runs of adjacent mapped addresses, each one read request.
 
         Two wanted registers share a run when every address between them is in
-        the map (those in between are read too, and not used). On both Eurotherm
-        maps the poll's PV, target SP, output and working SP (1, 2, 3, 5) are
-        one run 1-5.
+        the map (those in between are read too, and not used); in the float
+        area only analog registers (a word register is not in the float area).
+        On the Eurotherm 2400/3200/EPC3000 maps the poll's PV, target SP,
+        output and working SP (1, 2, 3 or 4, 5) are one run 1-5.
         """
         by_address = self.by_address()
+        in_run = (
+            (lambda a: a in by_address and by_address[a].kind == "analog")
+            if self.area == "float"
+            else (lambda a: a in by_address)
+        )
         wanted = sorted(self.registers[name].address for name in names)
         runs: list[tuple[Register, ...]] = []
         start = previous = wanted[0]
         for address in wanted[1:]:
-            joined = all(a in by_address for a in range(previous + 1, address))
+            joined = all(in_run(a) for a in range(previous + 1, address)) and in_run(address) == in_run(previous)
             if not joined:
                 runs.append(tuple(by_address[a] for a in range(start, previous + 1)))
                 start = address
             previous = address
         runs.append(tuple(by_address[a] for a in range(start, previous + 1)))
         return runs
+
+
+@dataclass(frozen=True)
+class WatchdogSpec:
+    """``[watchdog]``: the controller's comms watchdog (register names): on comms loss it goes to a fallback SP."""
+
+    timeout: str  # word register: seconds without comms before the watchdog trips (0 = off)
+    flag: str  # word register: nonzero once tripped
+    fallback_setpoint: str  # analog register: the setpoint the controller goes to when it trips
+    rate_down: str | None = None  # analog register: the down-ramp rate limit it falls back at (if separate)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ProgrammerLayout:
+    """``[programmer]``: the controller's own setpoint programmer, one program of ``segments`` segments.
+
+    Segment ``n`` (1-based) field ``f`` is register ``segment_<n>_<f>`` at
+    ``first_segment + (n - 1) * segment_stride + offset``; the loader adds
+    those registers to the map. ``control`` is written ``run`` / ``reset``;
+    ``status`` reads the map's ``[program_status]`` values.
+    """
+
+    control: str
+    run: int
+    reset: int
+    status: str
+    first_segment: int
+    segment_stride: int
+    segments: int
+    fields: tuple[str, ...]
+    segment_types: Mapping[str, int]
+    end_dwell: int  # value of end_type: stay at the last setpoint
+    segment_number: str | None = None
+    ramp_units: str | None = None  # register: 0 per second, 1 per minute, 2 per hour (must read per minute)
+    dwell_units: str | None = None  # register: the unit of dwell times (must read minutes)
+    minutes: int = 1  # the value of ramp_units / dwell_units meaning minutes
+    description: str = ""
+
+    def segment_register(self, number: int, field: str) -> str:
+        return f"segment_{number}_{field}"
 
 
 # -- the schema ---------------------------------------------------------------------------------
@@ -271,10 +339,76 @@ class InputRangeSpec(StrictModel):
 
 
 class SetpointSpec(StrictModel):
-    """``[setpoint]``: which registers are the live (written) and the target (read) setpoint."""
+    """``[setpoint]``: which registers are the live (written) and the target (read) setpoint.
+
+    ``select``: the register that makes the live (remote) setpoint the active one,
+    and ``select_remote`` the value that does (the driver writes it and reads it back).
+    """
 
     live: Name
     target: Name
+    select: Name | None = None
+    select_remote: Annotated[int, Field(ge=0, le=_WORD_MAX)] = 1
+
+
+class ConfigurationSpec(StrictModel):
+    """``[configuration]``: controller settings the driver reads and refuses to work without.
+
+    ``rate_units`` (a register) must read ``rate_units_per_minute``; ``rate_disable``
+    (a register) nonzero means the rate limit is off whatever its value;
+    ``comms_resolution`` (a register, integer area) reading ``integer_resolution``
+    means values go over comms as whole units (no implied decimals).
+    """
+
+    rate_units: Name | None = None
+    rate_units_per_minute: Annotated[int, Field(ge=0, le=_WORD_MAX)] = 1
+    rate_disable: Name | None = None
+    comms_resolution: Name | None = None
+    integer_resolution: Annotated[int, Field(ge=0, le=_WORD_MAX)] = 1
+    description: Description = ""
+
+
+class WatchdogTable(StrictModel):
+    """``[watchdog]``: the controller's comms watchdog (names of registers of this map)."""
+
+    timeout: Name
+    flag: Name
+    fallback_setpoint: Name
+    rate_down: Name | None = None
+    description: Description = ""
+
+
+class SegmentFieldSpec(StrictModel):
+    """``[programmer.fields.<name>]``: one register of every segment, at ``offset`` within the segment."""
+
+    offset: Annotated[int, Field(ge=0, le=63)]
+    access: Literal["r", "rw"] = "rw"
+    kind: Literal["analog", "word"] = "word"
+    decimals: Annotated[Any, AfterValidator(_decimals)] = None
+    units: _Units = ""
+    min: Bound | None = None
+    max: Bound | None = None
+    description: Description = ""
+
+
+class ProgrammerTable(StrictModel):
+    """``[programmer]``: the controller's own setpoint programmer (one program)."""
+
+    control: Name
+    run: Annotated[int, Field(ge=0, le=_WORD_MAX)]
+    reset: Annotated[int, Field(ge=0, le=_WORD_MAX)]
+    status: Name
+    segment_number: Name | None = None
+    ramp_units: Name | None = None
+    dwell_units: Name | None = None
+    minutes: Annotated[int, Field(ge=0, le=_WORD_MAX)] = 1
+    first_segment: Address
+    segment_stride: Annotated[int, Field(ge=1, le=64)]
+    segments: Annotated[int, Field(ge=2, le=100)]
+    fields: dict[Literal["type", "target", "time_or_rate", "end_type"], SegmentFieldSpec]
+    segment_types: dict[Literal["end", "rate", "dwell"], Annotated[int, Field(ge=0, le=_WORD_MAX)]]
+    end_dwell: Annotated[int, Field(ge=0, le=_WORD_MAX)] = 0
+    description: Description = ""
 
 
 class MapDocument(StrictModel):
@@ -286,21 +420,120 @@ class MapDocument(StrictModel):
     input_range: InputRangeSpec = InputRangeSpec()
     setpoint: SetpointSpec
     registers: Annotated[dict[Name, RegisterSpec], Field(min_length=1, max_length=1000)]
-    status_bits: dict[StatusFlag, Annotated[int, Field(ge=0, le=15)]]
+    status_bits: dict[StatusFlag, Annotated[int, Field(ge=0, le=15)]] = {}
+    status_registers: dict[StatusFlag, Name] = {}
     program_status: dict[ProgramState, Annotated[int, Field(ge=0, le=_WORD_MAX)]] = {}
+    configuration: ConfigurationSpec = ConfigurationSpec()
+    watchdog: WatchdogTable | None = None
+    programmer: ProgrammerTable | None = None
+
+
+def _segment_specs(doc: MapDocument) -> list[tuple[str, RegisterSpec, int]]:
+    """The registers of the programmer's segments: (name, spec, segment number) each."""
+    table = doc.programmer
+    if table is None:
+        return []
+    found = []
+    for number in range(1, table.segments + 1):
+        start = table.first_segment + (number - 1) * table.segment_stride
+        for field_name, spec in table.fields.items():
+            address = start + spec.offset
+            if address > _WORD_MAX:
+                continue  # reported with the layout
+            values = spec.model_dump(exclude={"offset"})
+            values["min"], values["max"] = spec.min, spec.max
+            found.append(
+                (f"segment_{number}_{field_name}", RegisterSpec.model_construct(address=address, **values), number)
+            )
+    return found
+
+
+def _reference_problems(doc: MapDocument) -> list[tuple[str, str]]:
+    """Names of registers in [setpoint], [configuration], [watchdog], [programmer], [status_registers]."""
+    registers = doc.registers
+    found: list[tuple[str, str]] = []
+
+    def check(where: str, name: str | None, kind: str | None = None, writable: bool = False) -> None:
+        if name is None:
+            return
+        register = registers.get(name)
+        if register is None:
+            found.append((where, f"{name!r} is not a register of this map"))
+        elif kind is not None and register.kind != kind:
+            found.append((where, f"{name!r} must be a{'n' if kind == 'analog' else ''} {kind} register"))
+        elif writable and register.access != "rw":
+            found.append((where, f'{name!r} must be writable (access = "rw"): the driver writes it'))
+
+    check("setpoint.select", doc.setpoint.select, "word", writable=True)
+    configuration = doc.configuration
+    check("configuration.rate_units", configuration.rate_units, "word")
+    check("configuration.rate_disable", configuration.rate_disable, "word")
+    check("configuration.comms_resolution", configuration.comms_resolution, "word")
+    if configuration.comms_resolution is not None and doc.encoding.area != "integer":
+        found.append(("configuration.comms_resolution", "only for the integer area (the float area has no scaling)"))
+    if doc.status_registers:
+        for flag, name in doc.status_registers.items():
+            check(f"status_registers.{flag}", name, "word")
+        if "sensor_break" not in doc.status_registers:
+            found.append(
+                ("status_registers", "lacks sensor_break (a PV is only used when the controller says it is valid)")
+            )
+    watchdog = doc.watchdog
+    if watchdog is not None:
+        check("watchdog.timeout", watchdog.timeout, "word", writable=True)
+        check("watchdog.flag", watchdog.flag, "word")
+        check("watchdog.fallback_setpoint", watchdog.fallback_setpoint, "analog", writable=True)
+        check("watchdog.rate_down", watchdog.rate_down, "analog", writable=True)
+    table = doc.programmer
+    if table is not None:
+        check("programmer.control", table.control, "word", writable=True)
+        check("programmer.status", table.status, "word")
+        check("programmer.segment_number", table.segment_number, "word")
+        check("programmer.ramp_units", table.ramp_units, "word", writable=True)
+        check("programmer.dwell_units", table.dwell_units, "word", writable=True)
+        for needed in ("type", "target", "time_or_rate"):
+            if needed not in table.fields:
+                found.append(("programmer.fields", f"lacks {needed}"))
+        for needed in ("end", "rate", "dwell"):
+            if needed not in table.segment_types:
+                found.append(("programmer.segment_types", f"lacks {needed}"))
+        for state in ("reset", "run", "complete"):
+            if state not in doc.program_status:
+                found.append(("program_status", f"lacks {state} (the programmer's status register reads it)"))
+        for field_name, spec in table.fields.items():
+            if spec.kind == "analog" and (spec.decimals is None or spec.min is None or spec.max is None):
+                found.append((f"programmer.fields.{field_name}", "an analog field needs decimals, min and max"))
+            if spec.offset >= table.segment_stride:
+                found.append(
+                    (
+                        f"programmer.fields.{field_name}.offset",
+                        f"{spec.offset} is not within a segment of {table.segment_stride}",
+                    )
+                )
+        last = table.first_segment + table.segments * table.segment_stride - 1
+        if last > _WORD_MAX:
+            found.append(("programmer.segments", f"the last segment ends at {last}, beyond 65535"))
+    return found
 
 
 def _rule_problems(doc: MapDocument) -> list[tuple[str, str]]:
     """The rules between fields of a document whose every field is valid: (field, problem) each."""
     found: list[tuple[str, str]] = []
     registers = doc.registers
-    for required in REQUIRED_REGISTERS:
-        if required not in registers:
-            found.append(("registers", f"required register {required!r} is missing"))
+    required: list[str] = list(REQUIRED_REGISTERS)
+    if not doc.status_registers:
+        required.append("status_word")
+    if doc.encoding.area == "integer" and any(r.decimals == "display" for r in registers.values()):
+        required.append("decimal_places")
+    for name in required:
+        if name not in registers:
+            found.append(("registers", f"required register {name!r} is missing"))
+    found += _reference_problems(doc)
     owner: dict[int, str] = {}
     base = doc.encoding.float_base
-    for reg_name, register in registers.items():
-        where = f"registers.{reg_name}.address"
+    every = {**registers, **{name: spec for name, spec, _ in _segment_specs(doc)}}
+    for reg_name, register in every.items():
+        where = f"registers.{reg_name}.address" if reg_name in registers else f"programmer.fields ({reg_name})"
         if register.address in owner:
             found.append(
                 (
@@ -329,7 +562,10 @@ def _rule_problems(doc: MapDocument) -> list[tuple[str, str]]:
             )
         )
     missing = [flag for flag in STATUS_FLAGS if flag not in doc.status_bits]
-    if missing:
+    if doc.status_registers:
+        if doc.status_bits:
+            found.append(("status_bits", "give status_bits (a status word) or status_registers, not both"))
+    elif missing:
         found.append(("status_bits", f"lacks {', '.join(missing)}"))
     by_bit: dict[int, str] = {}
     for flag, bit in doc.status_bits.items():
@@ -426,7 +662,21 @@ def _register_map(path: Path, doc: MapDocument) -> RegisterMap:
         )
         for reg_name, spec in doc.registers.items()
     }
+    for reg_name, spec, number in _segment_specs(doc):
+        registers[reg_name] = Register(
+            name=reg_name,
+            address=spec.address,
+            access=spec.access,
+            kind=spec.kind,
+            decimals=spec.decimals if spec.kind == "analog" else None,
+            units=spec.units,
+            minimum=spec.min,
+            maximum=spec.max,
+            description=f"programmer segment {number}: {spec.description}".rstrip(": "),
+        )
     instrument = doc.instrument
+    watchdog = doc.watchdog
+    table = doc.programmer
     return RegisterMap(
         name=path.stem,
         path=path,
@@ -444,6 +694,33 @@ def _register_map(path: Path, doc: MapDocument) -> RegisterMap:
         maker=instrument.maker,
         models=tuple(instrument.models),
         description=instrument.description,
+        remote_select=(doc.setpoint.select, doc.setpoint.select_remote) if doc.setpoint.select else None,
+        status_registers=MappingProxyType({str(flag): name for flag, name in doc.status_registers.items()}),
+        configuration=MappingProxyType(doc.configuration.model_dump(exclude={"description"})),
+        watchdog=None
+        if watchdog is None
+        else WatchdogSpec(
+            watchdog.timeout, watchdog.flag, watchdog.fallback_setpoint, watchdog.rate_down, watchdog.description
+        ),
+        programmer=None
+        if table is None
+        else ProgrammerLayout(
+            control=table.control,
+            run=table.run,
+            reset=table.reset,
+            status=table.status,
+            first_segment=table.first_segment,
+            segment_stride=table.segment_stride,
+            segments=table.segments,
+            fields=tuple(table.fields),
+            segment_types=MappingProxyType({str(kind): code for kind, code in table.segment_types.items()}),
+            end_dwell=table.end_dwell,
+            segment_number=table.segment_number,
+            ramp_units=table.ramp_units,
+            dwell_units=table.dwell_units,
+            minutes=table.minutes,
+            description=table.description,
+        ),
     )
 
 

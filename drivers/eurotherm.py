@@ -1,4 +1,4 @@
-"""Eurotherm 2400/3200-family furnace controller over Modbus RTU.
+"""Eurotherm 2400/3200/EPC3000/nanodac furnace controller over Modbus RTU or Modbus TCP.
 
 One declarative line per property over :mod:`drivers._modbus`; register
 addresses, encoding and status bits come from a map in ``hardware/maps``.
@@ -28,17 +28,30 @@ from pathlib import Path
 from typing import TypeVar
 
 from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, ReadbackMismatch
-from ._modbus import InvalidAnswer, ModbusLink
+from ._modbus import InvalidAnswer, open_link
 from ._register_map import Register, resolve_register_map
 from ._settings import ModbusParameter, ModbusValue
 
-__all__ = ["Eurotherm", "FurnaceReading", "FurnaceStatus", "SensorFault"]
+__all__ = ["Eurotherm", "FurnaceReading", "FurnaceStatus", "NotConfigured", "ProgramSegment", "SensorFault"]
 
 T = TypeVar("T")
 
 
 class SensorFault(InstrumentError):
     """The controller reports sensor break or PV out of range: its PV is not a temperature."""
+
+
+class NotConfigured(InstrumentError):
+    """The controller is not configured the way the driver needs (a commissioning step); nothing was written."""
+
+
+@dataclass(frozen=True)
+class ProgramSegment:
+    """One segment of a furnace program as the controller's programmer runs it: ramp, then dwell."""
+
+    ramp_C_per_min: float
+    target_C: float
+    dwell_min: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,12 @@ class FurnaceStatus:
     tuning: bool = False
     program_end: bool = False
     pv_out_of_range: bool = False
+    dc_module_fault: bool = False
+    segment_sync: bool = False
+    remote_input_break: bool = False
+    new_alarm: bool = False
+    ramp_running: bool = False
+    remote_sp_fail: bool = False
 
     @classmethod
     def from_word(cls, raw: int, bits: dict[str, int]) -> FurnaceStatus:
@@ -76,11 +95,16 @@ class FurnaceStatus:
                 self.loop_break,
                 self.heater_fail,
                 self.pv_out_of_range,
+                self.dc_module_fault,
+                self.remote_input_break,
+                self.remote_sp_fail,  # the controller runs on its local SP: ours is not in use
             )
         )
 
 
 _STATUS_FIELDS = {f.name for f in fields(FurnaceStatus)} - {"raw"}
+#: Bit of each flag in the status word made up from a map's [status_registers] (its ``raw``).
+_COMPOSED_BITS = {name: bit for bit, name in enumerate(f.name for f in fields(FurnaceStatus) if f.name != "raw")}
 
 
 @dataclass(frozen=True)
@@ -96,10 +120,13 @@ class FurnaceReading:
 
 #: The registers of one poll besides the status word (the map names the target setpoint).
 _POLL_REGISTERS = ("process_value", "output_power", "working_setpoint")
+#: Rate limits: written and read only once the controller's rate units are checked (per minute).
+_RATE_REGISTERS = ("setpoint_rate_limit", "setpoint_rate_limit_down")
 
 
 class Eurotherm:
-    """A Eurotherm-compatible furnace controller on a serial port (Modbus RTU, 8N1).
+    """A Eurotherm-compatible furnace controller on a serial port (Modbus RTU, 8N1) or at ``tcp://HOST[:PORT]``
+    (Modbus TCP; ``address`` is the unit id). Controllers on one port share its link (decision 0078).
 
     ``register_map`` (a name in ``hardware/maps`` or a path) says how it speaks;
     without one, the map whose ``models`` list ``model`` is used (default model
@@ -108,7 +135,8 @@ class Eurotherm:
     ``safe_setpoint_C`` and ``safe_rate_C_per_min`` (default: the max rate)
     define :meth:`safe_state`. ``late_answer_s`` is how late an answer may
     still come after its request (default two timeouts; set it above the
-    latest answer the line gives, decision 0039). ``answer_guard_s`` is the
+    latest answer the line gives, decision 0039). ``watchdog_s`` is the comms
+    watchdog's timeout :meth:`arm_watchdog` writes (decision 0079). ``answer_guard_s`` is the
     silence an answer must be followed by before it is used (default 3.5
     characters, at least 1.75 ms). ``serial_factory`` replaces
     ``serial.Serial`` (tests use a scripted port).
@@ -155,6 +183,7 @@ class Eurotherm:
         safe_rate_C_per_min: float | None = None,
         late_answer_s: float | None = None,
         answer_guard_s: float | None = None,
+        watchdog_s: float = 10.0,
         serial_factory=None,
     ) -> None:
         if model is None and register_map is None:
@@ -170,11 +199,16 @@ class Eurotherm:
             raise ValueError("safe_rate_C_per_min must be finite and > 0 (give it when max_rate_C_per_min is inf)")
         if not min_setpoint_C <= safe_setpoint_C <= max_temperature_C:
             raise ValueError(f"safe_setpoint_C {safe_setpoint_C} is outside {min_setpoint_C}..{max_temperature_C}")
+        if not 1.0 <= watchdog_s <= 3600.0:
+            raise ValueError(f"watchdog_s must be 1..3600 s, not {watchdog_s!r}")
+        self.watchdog_s = watchdog_s
         self._decimals: int | None = None
+        self._whole_units: bool | None = None  # integer area, comms resolution integer: no implied decimals
+        self._checked: set[str] = set()  # configuration checked on this connection
         poll = (*_POLL_REGISTERS, self.register_map.target_setpoint)
         self._poll_blocks = self.register_map.blocks(poll)
         self._block_of = {register.name: block for block in self._poll_blocks for register in block}
-        self._link = ModbusLink(
+        self._link = open_link(
             port,
             address,
             baudrate,
@@ -185,7 +219,6 @@ class Eurotherm:
             late_answer_s=late_answer_s,
         )
         self._link.on_reopen = self._forget_scaling
-        self._link.open()
 
     # -- plain reads --------------------------------------------------------------
     @property
@@ -271,11 +304,20 @@ class Eurotherm:
         On a dead line it raises :class:`NotConnected` (and stops trying).
         """
         errors: list[InstrumentError] = []
-        steps = (
-            lambda: self._write_analog(self.register_map["setpoint_rate_limit"], self.safe_rate_C_per_min),
-            lambda: self._write_setpoint(self.register_map[self.register_map.live_setpoint], self.safe_setpoint_C),
+        m = self.register_map
+        live = m[m.live_setpoint]
+        steps: list[Callable[[], object]] = [
+            lambda: self._write_analog(m["setpoint_rate_limit"], self.safe_rate_C_per_min),
+            lambda: self._write_setpoint(live, self.safe_setpoint_C),
             self._ensure_auto,
-        )
+        ]
+        if m.programmer is not None:
+            # the live SP made safe first (a running program's SP is the target until then), then the programmer
+            # reset hands over to it, then the target is checked
+            steps[1:2] = [
+                lambda: (self._select_remote_setpoint(), self._write_analog(live, self.safe_setpoint_C)),
+                self._reset_program_for_safe_state,
+            ]
         with self._link.lock:
             for step in steps:
                 try:
@@ -286,6 +328,14 @@ class Eurotherm:
                     errors.append(error)
         if errors:
             raise errors[0]
+
+    def _reset_program_for_safe_state(self) -> None:
+        self.reset_program()
+        self._expect(
+            self.register_map[self.register_map.target_setpoint],
+            self._quantize(self.register_map[self.register_map.live_setpoint], self.safe_setpoint_C),
+            self.register_map[self.register_map.live_setpoint],
+        )
 
     @property
     def line_counters(self) -> dict[str, int]:
@@ -313,9 +363,18 @@ class Eurotherm:
     # -- encoding ---------------------------------------------------------------------
     def _forget_scaling(self) -> None:
         self._decimals = None  # a reopened port may lead to another instrument
+        self._whole_units = None
+        self._checked = set()
 
     def _decimals_of(self, register: Register) -> int:
-        """Implied decimals of an integer-area register; "display" is read once per connection, twice."""
+        """Implied decimals of an integer-area register; "display" is read once per connection, twice.
+
+        With the map's comms resolution register reading integer, every value
+        goes over comms in whole units: no implied decimals (read once per
+        connection, twice, before anything is scaled).
+        """
+        if register.decimals is not None and self._integer_resolution():
+            return 0
         decimals = register.decimals
         if decimals != "display":
             if decimals is None:  # a word register: as int(None) would, but saying why
@@ -325,6 +384,16 @@ class Eurotherm:
             register = self.register_map["decimal_places"]
             self._decimals = self._read_twice(lambda: self._read_word(register), "decimal places")
         return self._decimals
+
+    def _integer_resolution(self) -> bool:
+        name = self.register_map.configuration.get("comms_resolution")
+        if name is None or self.register_map.area != "integer":
+            return False
+        if self._whole_units is None:
+            register = self.register_map[name]
+            value = self._read_twice(lambda: self._read_word(register), "comms resolution")
+            self._whole_units = value == self.register_map.configuration["integer_resolution"]
+        return bool(self._whole_units)
 
     def _read_twice(self, read: Callable[[], T], what: str) -> T:
         """``read()`` until two reads in a row agree (``1 + retries`` pairs at most, then ``ProtocolError``)."""
@@ -346,13 +415,23 @@ class Eurotherm:
         return self._link.read_registers(register.address, 1, f"read {register.name}", check, fresh=fresh)
 
     def _read_status(self) -> FurnaceStatus:
-        """One read of the status word; callers read it twice and compare instead of waiting out late answers."""
-        return FurnaceStatus.from_word(
-            self._read_word(self.register_map["status_word"], fresh=False), dict(self.register_map.status_bits)
-        )
+        """One read of the status word; callers read it twice and compare instead of waiting out late answers.
+
+        A map with ``[status_registers]`` (no status word) reads each flag's
+        register; ``raw`` is then a word made up of those flags (bit = the
+        flag's place among the FurnaceStatus fields).
+        """
+        m = self.register_map
+        if m.status_registers:
+            flags = {flag: self._read_word(m[name], fresh=False) != 0 for flag, name in m.status_registers.items()}
+            raw = sum(1 << _COMPOSED_BITS[flag] for flag, on in flags.items() if on)
+            return FurnaceStatus(raw=raw, **flags)
+        return FurnaceStatus.from_word(self._read_word(m["status_word"], fresh=False), dict(m.status_bits))
 
     def _read_analog(self, register: Register) -> float:
         """One analog value: with its poll block if it has one (an answer of a shape no other request gets)."""
+        if register.name in _RATE_REGISTERS:
+            self._check_rate_units()
         return self._read_block(self._block_of.get(register.name, (register,)))[register.name]
 
     def _read_block(self, block: tuple[Register, ...]) -> dict[str, float]:
@@ -400,7 +479,19 @@ class Eurotherm:
         return round(value * 10**decimals) / 10**decimals
 
     def _write_analog(self, register: Register, value: float) -> None:
-        """Write one analog register and read it back."""
+        """Write one analog register and read it back.
+
+        A rate limit is written only in the units the driver means (per
+        minute, checked first), and a rate limit written is switched on (the
+        map's rate-disable flag cleared and read back).
+        """
+        if register.name in _RATE_REGISTERS:
+            self._check_rate_units()
+        self._write_value(register, value)
+        if register.name == "setpoint_rate_limit" and value > 0:
+            self._enable_rate_limit()
+
+    def _write_value(self, register: Register, value: float) -> None:
         what = f"write {register.name}"
         if self.register_map.area == "float":
             words = list(struct.unpack(">HH", struct.pack(">f", value)))
@@ -419,10 +510,218 @@ class Eurotherm:
         if abs(actual - expected) > 1e-6 * max(1.0, abs(expected)):
             raise ReadbackMismatch(f"wrote {expected!r} to {written.name}, {register.name} reads back {actual!r}")
 
+    def _write_word(self, register: Register, word: int) -> None:
+        """Write one word register and read it back."""
+        if not register.in_range(word):
+            raise LimitError(f"{register.name} := {word}: outside {register.valid_range}; nothing was sent")
+        self._link.write_register(
+            register.address, word, f"write {register.name}", functioncode=self.register_map.single_write_function
+        )
+        actual = self._read_word(register)
+        if actual != word:
+            raise ReadbackMismatch(f"wrote {word} to {register.name}, it reads back {actual}")
+
+    # -- configuration the driver relies on --------------------------------------------
+    def _check_rate_units(self) -> None:
+        """The rate limit is per minute, as every rate the driver writes: else :class:`NotConfigured`."""
+        name = self.register_map.configuration.get("rate_units")
+        if name is None or "rate_units" in self._checked:
+            return
+        register = self.register_map[name]
+        units = self._read_twice(lambda: self._read_word(register), "rate units")
+        wanted = self.register_map.configuration["rate_units_per_minute"]
+        if units != wanted:
+            raise NotConfigured(
+                f"the controller's setpoint rate units ({name}, register {register.address}) read {units}, "
+                f"not {wanted} (per minute): configure the SP rate units to per minute; no rate was written"
+            )
+        self._checked.add("rate_units")
+
+    def _rate_limit_disabled(self) -> bool:
+        name = self.register_map.configuration.get("rate_disable")
+        return name is not None and self._read_word(self.register_map[name]) != 0
+
+    def _enable_rate_limit(self) -> None:
+        name = self.register_map.configuration.get("rate_disable")
+        if name is not None and self._rate_limit_disabled():
+            self._write_word(self.register_map[name], 0)
+
+    def _select_remote_setpoint(self) -> None:
+        """Make the live (remote) setpoint the active one, once per connection; :class:`NotConfigured` if the
+        controller does not take it (a commissioning step)."""
+        select = self.register_map.remote_select
+        if select is None or "remote_select" in self._checked:
+            return
+        name, value = select
+        register = self.register_map[name]
+        if self._read_word(register) != value:
+            try:
+                self._write_word(register, value)
+            except (ProtocolError, ReadbackMismatch) as error:
+                raise NotConfigured(
+                    f"cannot select the remote setpoint ({name} := {value}, register {register.address}): {error}; "
+                    f"configure the remote/comms setpoint ({self.register_map.live_setpoint}) in the controller "
+                    "(commissioning) so that it can be selected; no setpoint was written"
+                ) from None
+        self._checked.add("remote_select")
+
+    def prepare(self) -> None:
+        """Check, before a program's first segment, what the driver relies on: rate units per minute, comms
+        resolution read, remote setpoint selected. :class:`NotConfigured` says what to configure."""
+        with self._link.lock:
+            self._check_rate_units()
+            self._integer_resolution()
+            self._select_remote_setpoint()
+
+    # -- safe without the PC -------------------------------------------------------------
+    @property
+    def safety(self) -> str:
+        """How this controller ends safe when the PC dies: ``"watchdog"`` (its comms watchdog goes to a
+        fallback setpoint), ``"programmer"`` (it runs the program itself, ending at the safe setpoint) or
+        ``"none"`` (it holds the last target; docs/instruments/furnace.md)."""
+        m = self.register_map
+        return "watchdog" if m.watchdog else "programmer" if m.programmer else "none"
+
+    def arm_watchdog(self) -> None:
+        """Set the comms watchdog: fallback setpoint := ``safe_setpoint_C``, its down rate := the safe rate,
+        timeout := ``watchdog_s``; each read back. With no request for that long the controller goes to the
+        fallback setpoint by itself."""
+        watchdog = self.register_map.watchdog
+        if watchdog is None:
+            raise NotConfigured(f"map {self.register_map.name} has no [watchdog]: this controller has none")
+        m = self.register_map
+        with self._link.lock:
+            self._write_analog(m[watchdog.fallback_setpoint], self.safe_setpoint_C)
+            if watchdog.rate_down is not None:
+                self._write_analog(m[watchdog.rate_down], self.safe_rate_C_per_min)
+            self._write_word(m[watchdog.timeout], max(1, math.ceil(self.watchdog_s)))
+
+    @property
+    def watchdog_tripped(self) -> bool:
+        """Whether the comms watchdog has tripped (the controller went to its fallback setpoint)."""
+        watchdog = self.register_map.watchdog
+        return watchdog is not None and self._read_word(self.register_map[watchdog.flag]) != 0
+
+    def load_program(self, segments: list[ProgramSegment], end_rate_C_per_min: float | None = None) -> None:
+        """Write ``segments`` into program 1 of the controller's programmer, then a last ramp to
+        ``safe_setpoint_C`` at ``end_rate_C_per_min`` (default the safe rate) and an end segment that dwells
+        there. Limits are checked for every segment before anything is written (:class:`LimitError`); the
+        program is reset first (a running program cannot be edited); every register is read back."""
+        layout = self.register_map.programmer
+        if layout is None:
+            raise NotConfigured(f"map {self.register_map.name} has no [programmer]: this controller has none")
+        end_rate = self.safe_rate_C_per_min if end_rate_C_per_min is None else end_rate_C_per_min
+        plan = self._program_plan(list(segments), end_rate)
+        m = self.register_map
+        with self._link.lock:
+            self.reset_program()
+            for name, value in (("program_number", 1), ("program_cycles", 1)):
+                if name in m.registers:
+                    self._write_word(m[name], value)
+            for name in (layout.ramp_units, layout.dwell_units):
+                if name is not None:
+                    self._write_word(m[name], layout.minutes)
+            for number, (kind, target, value) in enumerate(plan, start=1):
+                self._write_word(m[layout.segment_register(number, "type")], layout.segment_types[kind])
+                if kind == "end":
+                    if "end_type" in layout.fields:
+                        self._write_word(m[layout.segment_register(number, "end_type")], layout.end_dwell)
+                    continue
+                if kind == "rate":
+                    self._write_analog(m[layout.segment_register(number, "target")], target)
+                self._write_analog(m[layout.segment_register(number, "time_or_rate")], value)
+
+    def _program_plan(self, segments: list[ProgramSegment], end_rate: float) -> list[tuple[str, float, float]]:
+        """(kind, target, rate or minutes) per controller segment; LimitError before anything is sent."""
+        layout = self.register_map.programmer
+        assert layout is not None
+        plan: list[tuple[str, float, float]] = []
+        for number, segment in enumerate(segments, start=1):
+            if not 0 < segment.ramp_C_per_min <= self.max_rate_C_per_min:
+                raise LimitError(
+                    f"program segment {number}: ramp {segment.ramp_C_per_min:g} C/min is outside "
+                    f"0..{self.max_rate_C_per_min:g} C/min (0 would step); nothing was written"
+                )
+            if not self.min_setpoint_C <= segment.target_C <= self.max_temperature_C:
+                raise LimitError(
+                    f"program segment {number}: target {segment.target_C:g} C is outside "
+                    f"{self.min_setpoint_C:g}..{self.max_temperature_C:g} C; nothing was written"
+                )
+            plan.append(("rate", segment.target_C, segment.ramp_C_per_min))
+            if segment.dwell_min > 0:
+                plan.append(("dwell", segment.target_C, segment.dwell_min))
+        if not 0 < end_rate <= self.max_rate_C_per_min:
+            raise LimitError(f"program end: ramp {end_rate:g} C/min is outside 0..{self.max_rate_C_per_min:g} C/min")
+        plan += [("rate", self.safe_setpoint_C, end_rate), ("end", self.safe_setpoint_C, 0.0)]
+        if len(plan) > layout.segments:
+            raise LimitError(
+                f"the program needs {len(plan)} controller segments (a ramp per segment, a dwell where it has one, "
+                f"the ramp to the safe setpoint and the end), the programmer holds {layout.segments}; "
+                "nothing was written"
+            )
+        for number, (kind, _, value) in enumerate(plan, start=1):
+            register = self.register_map[layout.segment_register(number, "time_or_rate")]
+            if kind != "end" and not register.in_range(value):
+                raise LimitError(
+                    f"program segment {number} ({kind}): {value:g} is outside {register.valid_range}; "
+                    "nothing was written"
+                )
+        return plan
+
+    def run_program(self) -> None:
+        """Start the loaded program; the status must then read run (else :class:`ReadbackMismatch`)."""
+        layout = self._programmer()
+        with self._link.lock:
+            register = self.register_map[layout.control]
+            self._link.write_register(
+                register.address, layout.run, "run program", functioncode=self.register_map.single_write_function
+            )
+            state, _ = self.program_state()
+            if state not in ("run", "holdback", "complete"):
+                raise ReadbackMismatch(f"wrote run ({layout.run}) to {layout.control}; the programmer reads {state}")
+
+    def reset_program(self) -> None:
+        """Reset the programmer (the controller returns to its local/remote setpoint); read back."""
+        layout = self._programmer()
+        with self._link.lock:
+            if self.program_state()[0] == "reset":
+                return
+            register = self.register_map[layout.control]
+            self._link.write_register(
+                register.address, layout.reset, "reset program", functioncode=self.register_map.single_write_function
+            )
+            state, _ = self.program_state()
+            if state != "reset":
+                raise ReadbackMismatch(
+                    f"wrote reset ({layout.reset}) to {layout.control}; the programmer reads {state}"
+                )
+
+    def program_state(self) -> tuple[str, int]:
+        """The programmer's state (a name of the map's [program_status], or ``"unknown <n>"``) and segment."""
+        layout = self._programmer()
+        m = self.register_map
+        with self._link.lock:
+            code = self._read_word(m[layout.status])
+            segment = self._read_word(m[layout.segment_number]) if layout.segment_number else 0
+        names = {value: name for name, value in m.program_status.items()}
+        return names.get(code, f"unknown {code}"), segment
+
+    def _programmer(self):
+        layout = self.register_map.programmer
+        if layout is None:
+            raise NotConfigured(f"map {self.register_map.name} has no [programmer]: this controller has none")
+        return layout
+
     # -- safety helpers -------------------------------------------------------------
     def _require_rate_limit(self) -> None:
         if not math.isfinite(self.max_rate_C_per_min):
             return
+        if self._rate_limit_disabled():
+            name = self.register_map.configuration["rate_disable"]
+            raise LimitError(
+                f"controller rate limit is disabled ({name}, register {self.register_map[name].address}); "
+                "call set_rate_limit (it enables it); no setpoint was written"
+            )
         rate = self.rate_limit_C_per_min
         if not 0 < rate <= self.max_rate_C_per_min:
             raise LimitError(
@@ -432,7 +731,9 @@ class Eurotherm:
             )
 
     def _write_setpoint(self, live: Register, value_C: float) -> None:
-        """Write the live setpoint, read it back, and check the controller uses it."""
+        """Select the remote setpoint (once per connection), write the live setpoint, read it back, and check
+        the controller uses it."""
+        self._select_remote_setpoint()
         self._write_analog(live, value_C)
         target = self.register_map[self.register_map.target_setpoint]
         try:

@@ -5,9 +5,15 @@
 - controller: PID (proportional band in C, integral and derivative times in s)
   with output limits and anti-windup, manual mode (bumpless), a fixed output on
   sensor break;
-- setpoints: local SP1 (EEPROM, counted) and remote (comms) SP; the remote SP
-  is the active one once received; the working SP follows the active SP at the
-  SP rate limit (0 = off: steps);
+- setpoints: local SP1 (EEPROM, counted), SP2 and remote (comms) SP; the remote
+  SP is the active one once received while remote is selected
+  (``remote_selected``; a map with a select register starts in local); the
+  working SP follows the active SP at the SP rate limit (0 = off, or
+  ``rate_disabled``: steps), downwards at ``rate_down_C_per_min`` where the
+  controller has a separate down rate;
+- its own programmer and comms watchdog (:mod:`._furnace_programmer`): a
+  running program's setpoint is the active one; a tripped watchdog sends the
+  controller to its fallback setpoint (SP2), out of remote;
 - programmer status: the rate-limited ramp is the simulator's one-segment
   program: ``reset`` with the limit off, ``run`` while ramping, ``complete``
   when the working SP has arrived (status bit program_end);
@@ -22,6 +28,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+
+from ._furnace_programmer import Programmer, Watchdog
 
 __all__ = ["FurnaceModel", "PidParams", "PlantParams"]
 
@@ -80,6 +88,13 @@ class FurnaceModel:
         self.alarm_2_setpoint_C = 50.0
         self.program = "reset"
         self.eeprom_writes = 0
+        self.remote_selected = True
+        self.rate_disabled = False
+        self.rate_down_C_per_min: float | None = None  # None: the rate limit applies both ways
+        self.setpoint_2_C = ambient
+        self.sp2_selected = False
+        self.programmer = Programmer(types={"end": 0, "rate": 1, "dwell": 3})
+        self.watchdog = Watchdog()
         self._alarms = {"alarm_1": False, "alarm_2": False}
         self._integral = 0.0
         self._previous_pv = ambient
@@ -90,8 +105,17 @@ class FurnaceModel:
     # -- what the instrument shows ---------------------------------------------------
     @property
     def target_setpoint_C(self) -> float:
-        """The active setpoint: the remote (comms) SP once received, else SP1."""
-        return self.local_setpoint_C if self.remote_setpoint_C is None else self.remote_setpoint_C
+        """The active setpoint: a tripped watchdog's fallback (SP2), a running program's setpoint, SP2 when
+        selected, the remote (comms) SP once received while remote is selected, else SP1."""
+        if self.watchdog.tripped:
+            return self.setpoint_2_C
+        if self.programmer.active:
+            return self.programmer.setpoint_C
+        if self.sp2_selected:
+            return self.setpoint_2_C
+        if self.remote_selected and self.remote_setpoint_C is not None:
+            return self.remote_setpoint_C
+        return self.local_setpoint_C
 
     @property
     def pv_C(self) -> float:
@@ -111,7 +135,8 @@ class FurnaceModel:
             "loop_break": self.loop_break,
             "heater_fail": self.heater_failed and self.output_percent > 0.0,
             "tuning": False,
-            "program_end": self.program == "complete",
+            "program_end": self.program == "complete" or self.programmer.state == "complete",
+            "ramp_running": self.program == "run" or self.programmer.state == "run",
             "pv_out_of_range": not low <= self.pv_C <= high,
         }
 
@@ -128,6 +153,32 @@ class FurnaceModel:
     def set_rate_limit(self, value_C_per_min: float) -> None:
         self.rate_limit_C_per_min = value_C_per_min
         self._target_changed()
+
+    def set_setpoint_2(self, value_C: float) -> None:
+        self.setpoint_2_C = value_C
+        self.eeprom_writes += 1
+        self._target_changed()
+
+    def select_remote(self, remote: bool) -> None:
+        self.remote_selected = remote
+        self._target_changed()
+
+    def run_program(self) -> None:
+        self.programmer.run(self.working_setpoint_C)
+
+    def reset_program(self) -> None:
+        self.programmer.reset()
+        self._target_changed()
+
+    def comms_request(self, wall_s: float) -> None:
+        """A request reached the controller at wall-clock ``wall_s`` (the watchdog's clock)."""
+        self.watchdog.request(wall_s)
+
+    def watch_comms(self, wall_s: float) -> None:
+        """Trip the watchdog after its timeout without a request: out of remote, to the fallback SP2."""
+        if self.watchdog.check(wall_s):
+            self.remote_selected, self.sp2_selected = False, True
+            self._target_changed()
 
     def set_manual(self, manual: bool) -> None:
         if manual and not self.manual:
@@ -155,7 +206,16 @@ class FurnaceModel:
         self._update_alarms()
 
     def _ramp_working_setpoint(self, dt: float) -> None:
+        if self.programmer.state == "run":
+            self.programmer.advance(dt)
+        if self.programmer.active:
+            self.working_setpoint_C = self.programmer.setpoint_C  # the programmer ramps
+            return
         target, rate = self.target_setpoint_C, self.rate_limit_C_per_min
+        if target < self.working_setpoint_C and self.rate_down_C_per_min is not None:
+            rate = self.rate_down_C_per_min
+        if self.rate_disabled:
+            rate = 0.0
         if rate > 0:
             room = rate / 60.0 * dt
             gap = target - self.working_setpoint_C

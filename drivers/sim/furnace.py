@@ -1,8 +1,11 @@
 """Simulated Eurotherm furnace controller: Modbus RTU on a pseudo-terminal.
 
-    python -m drivers.sim.furnace [--address 1] [--speed FACTOR] [--model 2416] [--map PATH] [--truth FILE]
+    python -m drivers.sim.furnace [--address 1[,2,...]] [--speed FACTOR] [--model 2416] [--map PATH] [--truth FILE]
+                                  [--tcp [--host 127.0.0.1] [--port 0]]
 
-Prints the client's port path alone on the first line of stdout, then serves
+Prints the client's port alone on the first line of stdout (the pty path, or
+``tcp://127.0.0.1:PORT`` with ``--tcp``; with ``--tcp --pty`` the pty path of the
+controller's fixed RS-485 port follows after a space), then serves
 until SIGTERM (exit code 0). Like an RTU slave it answers no sooner than 3.5
 characters (1.75 ms) after a request. It answers FC 3, 4, 6 and 16 exactly as the
 register map says (integer and float areas); exception 01 for other function
@@ -35,7 +38,7 @@ import tty
 from .._register_map import Register, RegisterMap, resolve_register_map
 from ._furnace_plant import FurnaceModel
 
-__all__ = ["RegisterBank", "RtuResponder", "ModbusError", "crc16", "main"]
+__all__ = ["RegisterBank", "RtuResponder", "ModbusError", "answer_pdu", "crc16", "main"]
 
 DISPLAY_DECIMALS = 1
 INTER_FRAME_GAP_S = 0.02  # a partial frame older than this is line noise
@@ -67,33 +70,82 @@ class RegisterBank:
         self.map, self.model, self.decimals = register_map, model, decimals
         self._by_address = register_map.by_address()
         m = model
+        m.remote_selected = register_map.remote_select is None  # with a select register: local until selected
+        if register_map.get("setpoint_rate_limit_down") is not None:
+            m.rate_down_C_per_min = 0.0
+        layout = register_map.programmer
+        if layout is not None:
+            m.programmer.types, m.programmer.end_dwell = dict(layout.segment_types), layout.end_dwell
+        self.stored: dict[str, float] = {}  # registers that only hold what is written (units, program number)
+        codes = register_map.program_status
         self._get = {
             "process_value": lambda: m.pv_C,
             "target_setpoint": lambda: m.target_setpoint_C,
             "output_power": lambda: m.output_percent,
             "working_output": lambda: m.output_percent,
+            "manual_output": lambda: m.manual_output_percent,
             "working_setpoint": lambda: m.working_setpoint_C,
             "alarm_1_setpoint": lambda: m.alarm_1_setpoint_C,
             "alarm_2_setpoint": lambda: m.alarm_2_setpoint_C,
-            "program_status": lambda: register_map.program_status.get(m.program, 0),
+            "program_status": lambda: codes.get(m.programmer.state if layout else m.program, 0),
+            "timer_status": lambda: 0,
             "setpoint_1": lambda: m.local_setpoint_C,
-            "remote_setpoint": lambda: m.target_setpoint_C,
+            "setpoint_2": lambda: m.setpoint_2_C,
+            "setpoint_select": lambda: int(m.sp2_selected),
+            "remote_setpoint": lambda: (
+                m.target_setpoint_C
+                if register_map.remote_select is None
+                else (m.remote_setpoint_C if m.remote_setpoint_C is not None else m.local_setpoint_C)
+            ),
+            "remote_local_select": lambda: int(m.remote_selected),
             "setpoint_rate_limit": lambda: m.rate_limit_C_per_min,
+            "setpoint_rate_limit_down": lambda: m.rate_down_C_per_min or 0.0,
+            "rate_limit_disable": lambda: int(m.rate_disabled),
+            "setpoint_rate_units": lambda: self.stored.get("setpoint_rate_units", 1),
+            "comms_resolution": lambda: self.stored.get("comms_resolution", 0),
             "status_word": self._status_word,
+            "loop_sensor_break": lambda: int(m.sensor_break),
+            "loop_break_alarm": lambda: int(m.loop_break),
             "ident": lambda: next(iter(register_map.ident_codes), 0),
             "instrument_mode": lambda: 0,
             "auto_manual": lambda: int(m.manual),
             "decimal_places": lambda: decimals,
+            "program_number": lambda: self.stored.get("program_number", 1),
+            "program_segment": lambda: m.programmer.segment if m.programmer.state == "run" else 0,
+            "program_ramp_units": lambda: self.stored.get("program_ramp_units", 1),
+            "program_dwell_units": lambda: self.stored.get("program_dwell_units", 1),
+            "program_cycles": lambda: self.stored.get("program_cycles", 1),
+            "watchdog_timeout": lambda: m.watchdog.timeout_s,
+            "watchdog_flag": lambda: int(m.watchdog.tripped),
         }
         self._set = {
             "target_setpoint": m.set_local_setpoint,
             "setpoint_1": m.set_local_setpoint,
+            "setpoint_2": m.set_setpoint_2,
+            "setpoint_select": lambda v: setattr(m, "sp2_selected", bool(v)),
             "remote_setpoint": m.set_remote_setpoint,
+            "remote_local_select": lambda v: m.select_remote(bool(v)),
             "setpoint_rate_limit": m.set_rate_limit,
+            "setpoint_rate_limit_down": lambda v: setattr(m, "rate_down_C_per_min", v),
+            "rate_limit_disable": lambda v: setattr(m, "rate_disabled", bool(v)),
             "alarm_1_setpoint": lambda v: setattr(m, "alarm_1_setpoint_C", v),
             "alarm_2_setpoint": lambda v: setattr(m, "alarm_2_setpoint_C", v),
             "auto_manual": lambda v: m.set_manual(bool(v)),
+            "program_status": self._program_control,
+            "watchdog_timeout": lambda v: m.watchdog.arm(float(v), time.monotonic()),
+            **{
+                name: (lambda v, name=name: self.stored.__setitem__(name, v))
+                for name in ("program_number", "program_ramp_units", "program_dwell_units", "program_cycles")
+            },
         }
+        if layout is not None:
+            for number in range(1, layout.segments + 1):
+                for field_name in layout.fields:
+                    name = layout.segment_register(number, field_name)
+                    self._get[name] = lambda n=number, f=field_name: m.programmer.field(n, f)
+                    self._set[name] = lambda v, n=number, f=field_name: m.programmer.set_field(n, f, v)
+            if layout.control != "program_status":
+                self._set[layout.control] = self._program_control
         unknown = [
             r.name
             for r in register_map.registers.values()
@@ -101,6 +153,17 @@ class RegisterBank:
         ]
         if unknown:
             raise ValueError(f"{register_map.path}: the simulator does not model {', '.join(unknown)}")
+
+    def _program_control(self, value: float) -> None:
+        layout = self.map.programmer
+        if layout is None:
+            raise ModbusError(2)
+        if value == layout.run:
+            self.model.run_program()
+        elif value == layout.reset:
+            self.model.reset_program()
+        else:
+            raise ModbusError(3)
 
     def served_values(self) -> dict[str, float | int]:
         """Every register as a read would give it now, in engineering units (the simulator's truth)."""
@@ -179,11 +242,49 @@ class RegisterBank:
         return int(register.decimals)
 
 
-class RtuResponder:
-    """Turns a byte stream of requests into response frames for one slave address."""
+def answer_pdu(bank: RegisterBank, pdu: bytes) -> bytes:
+    """The response PDU (function code first) to a request PDU, as this instrument answers it.
 
-    def __init__(self, bank: RegisterBank, address: int) -> None:
-        self.bank, self.address = bank, address
+    Shared by the RTU responder (address + PDU + CRC) and the TCP one (MBAP
+    header + unit id + PDU): one instrument, two framings.
+    """
+    function = pdu[0]
+    try:
+        if len(pdu) < 5:
+            raise ModbusError(3)
+        start, count_or_value = struct.unpack(">HH", pdu[1:5])
+        if function in (3, 4):
+            words = bank.read(start, count_or_value)
+            return bytes((function, 2 * len(words))) + struct.pack(f">{len(words)}H", *words)
+        if function == 6:
+            bank.write(start, [count_or_value])
+            return pdu[:5]
+        if function != 16:
+            raise ModbusError(1)
+        count = count_or_value
+        byte_count = pdu[5] if len(pdu) > 5 else -1
+        if byte_count != 2 * count or len(pdu) != 6 + byte_count or not 1 <= count <= 123:
+            raise ModbusError(3)
+        bank.write(start, list(struct.unpack(f">{count}H", pdu[6:])))
+        return pdu[:5]
+    except ModbusError as error:
+        return bytes((function | 0x80, error.code))
+
+
+class RtuResponder:
+    """Turns a byte stream of requests into response frames for the slave addresses it serves.
+
+    ``bank`` is one instrument at ``address``, or ``{address: bank}`` for several
+    controllers on one RS-485 line (each answers only its own address).
+    """
+
+    def __init__(self, bank: RegisterBank | dict[int, RegisterBank], address: int | None = None) -> None:
+        if isinstance(bank, RegisterBank):
+            if address is None:
+                raise ValueError("RtuResponder: give the slave address of the bank")
+            bank = {address: bank}
+        self.banks = dict(bank)
+        self.bank, self.address = next(iter(self.banks.values())), next(iter(self.banks))
         self.buffer = bytearray()
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -197,7 +298,7 @@ class RtuResponder:
             if length is not None and self._valid_at(0):
                 request = bytes(self.buffer[:length])
                 del self.buffer[:length]
-                if request[0] == self.address:
+                if request[0] in self.banks:
                     responses.append(self._answer(request[:-2]))
                 continue
             if length is None and not any(self._valid_at(i) for i in range(1, len(self.buffer) - 1)):
@@ -215,8 +316,8 @@ class RtuResponder:
     def gap(self) -> list[bytes]:
         """The line went quiet: a whole valid frame of unknown function gets exception 01; rest is noise."""
         request, self.buffer = bytes(self.buffer), bytearray()
-        if len(request) >= 4 and crc16(request[:-2]) == request[-2:] and request[0] == self.address:
-            return [self._frame(bytes((self.address, request[1] | 0x80, 1)))]
+        if len(request) >= 4 and crc16(request[:-2]) == request[-2:] and request[0] in self.banks:
+            return [self._frame(bytes((request[0], request[1] | 0x80, 1)))]
         return []
 
     def _frame_length(self, offset: int) -> int | None:
@@ -230,32 +331,35 @@ class RtuResponder:
         return None  # unknown function: its length is only known at the next silence
 
     def _answer(self, pdu: bytes) -> bytes:
-        address, function = pdu[0], pdu[1]
-        try:
-            start, count_or_value = struct.unpack(">HH", pdu[2:6])
-            if function in (3, 4):
-                words = self.bank.read(start, count_or_value)
-                return self._frame(bytes((address, function, 2 * len(words))) + struct.pack(f">{len(words)}H", *words))
-            if function == 6:
-                self.bank.write(start, [count_or_value])
-                return self._frame(pdu)
-            count, byte_count = count_or_value, pdu[6]
-            if byte_count != 2 * count or len(pdu) != 7 + byte_count or not 1 <= count <= 123:
-                raise ModbusError(3)
-            self.bank.write(start, list(struct.unpack(f">{count}H", pdu[7:])))
-            return self._frame(pdu[:6])
-        except ModbusError as error:
-            return self._frame(bytes((address, function | 0x80, error.code)))
+        address = pdu[0]
+        self.banks[address].model.comms_request(time.monotonic())  # the watchdog's clock is the wall clock
+        return self._frame(bytes((address,)) + answer_pdu(self.banks[address], pdu[1:]))
 
     @staticmethod
     def _frame(pdu: bytes) -> bytes:
         return pdu + crc16(pdu)
 
 
+def _addresses(text: str) -> list[int]:
+    """``"1"`` or ``"1,2,3"``: the slave addresses (unit ids) served, each 1..247, no repeats."""
+    try:
+        addresses = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give addresses 1..247 separated by commas, e.g. 1,2,3") from None
+    if not all(1 <= a <= 247 for a in addresses) or len(set(addresses)) != len(addresses):
+        raise argparse.ArgumentTypeError(f"{text!r}: each address must be 1..247 and given once")
+    return addresses
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     assert __doc__ is not None  # this module has a docstring (python -OO drops it, and this check too)
     parser = argparse.ArgumentParser(prog="python -m drivers.sim.furnace", description=__doc__.split("\n")[0])
-    parser.add_argument("--address", type=int, default=1, help="Modbus slave address (default 1)")
+    parser.add_argument(
+        "--address",
+        type=_addresses,
+        default=[1],
+        help="Modbus slave address(es) or unit id(s): 1, or 1,2,3 for several controllers on one line (default 1)",
+    )
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")
     parser.add_argument(
         "--model",
@@ -271,32 +375,169 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         metavar="FILE",
         help="append the truth (every register) as a JSON line per answered request",
     )
+    parser.add_argument(
+        "--tcp", action="store_true", help="serve Modbus TCP on --host:--port instead of RTU on a pseudo-terminal"
+    )
+    parser.add_argument(
+        "--pty",
+        action="store_true",
+        help="--tcp: serve RTU on a pseudo-terminal too (the controller's fixed RS-485 port beside its Ethernet "
+        "option; its path is the second token of the address line); the comms watchdog watches TCP only",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="--tcp: address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="--tcp: TCP port (default 0: any free port)")
     args = parser.parse_args(argv)
-    if not 1 <= args.address <= 247 or args.speed < 0:
-        parser.error("--address must be 1..247 and --speed >= 0")
+    if args.speed < 0:
+        parser.error("--speed must be >= 0")
+    if not 0 <= args.port <= 65535:
+        parser.error("--port must be 0..65535")
+    if not args.tcp and (args.port or args.host != "127.0.0.1" or args.pty):
+        parser.error("--host, --port and --pty are for --tcp")
     return args
 
 
+def _write_truth(truth, now: float, banks: dict[int, RegisterBank]) -> None:
+    first = next(iter(banks.values()))
+    record: dict = {"t": now, "sim_s": first.model.time_s, "values": first.served_values()}
+    if len(banks) > 1:
+        record["units"] = {str(address): bank.served_values() for address, bank in banks.items()}
+    truth.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Serve one simulated controller until SIGTERM or SIGINT."""
+    """Serve the simulated controller(s) until SIGTERM or SIGINT."""
     args = _parse(argv)
     register_map = resolve_register_map(args.model or (None if args.map else "2400"), args.map)
-    model = FurnaceModel(input_range_C=register_map.input_range_C)
-    bank = RegisterBank(register_map, model)
-    responder = RtuResponder(bank, args.address)
+    banks = {
+        address: RegisterBank(register_map, FurnaceModel(input_range_C=register_map.input_range_C))
+        for address in args.address
+    }
+    models = [bank.model for bank in banks.values()]
     truth = open(args.truth, "a", encoding="utf-8") if args.truth else None
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     signal.signal(signal.SIGINT, lambda *_: stop.append(True))
-    signal.signal(signal.SIGUSR1, lambda *_: setattr(model, "sensor_break", True))
-    signal.signal(signal.SIGUSR2, lambda *_: setattr(model, "sensor_break", False))
+    signal.signal(signal.SIGUSR1, lambda *_: [setattr(m, "sensor_break", True) for m in models])
+    signal.signal(signal.SIGUSR2, lambda *_: [setattr(m, "sensor_break", False) for m in models])
+    started = time.monotonic()
 
+    def advance(now: float) -> None:
+        for model in models:
+            model.watch_comms(now)
+            model.advance((now - started) * args.speed)
+
+    try:
+        if args.tcp:
+            _serve_tcp(args, banks, advance, truth, stop)
+        else:
+            _serve_pty(banks, advance, truth, stop)
+    finally:
+        if truth is not None:
+            truth.close()
+    return 0
+
+
+def _serve_tcp(args, banks: dict[int, RegisterBank], advance, truth, stop: list) -> None:
+    from ._furnace_tcp import MbapServer
+
+    def answer(unit: int, pdu: bytes) -> bytes | None:
+        advance(time.monotonic())
+        bank = banks.get(unit)
+        if bank is None:
+            return None
+        bank.model.comms_request(time.monotonic())
+        return answer_pdu(bank, pdu)
+
+    with selectors.DefaultSelector() as selector:
+        server = MbapServer(selector, args.host, args.port, answer)
+        fixed = _FixedPort(selector, banks) if args.pty else None
+        print(server.address + (f" {fixed.path}" if fixed else ""), flush=True)
+        try:
+            while not stop:
+                wait_s = fixed.wait_s() if fixed else 0.05
+                events = selector.select(wait_s)
+                now = time.monotonic()
+                advance(now)
+                answered = False
+                for key, _ in events:
+                    answered |= key.data(key.fileobj)
+                if fixed is not None:
+                    answered |= fixed.tick(now)
+                if truth is not None and answered:
+                    _write_truth(truth, now, banks)
+        finally:
+            server.close()
+            if fixed is not None:
+                fixed.close()
+
+
+class _FixedPort:
+    """The controller's fixed RS-485 port beside the TCP one: RTU on a pty, not watched by the comms watchdog."""
+
+    def __init__(self, selector: selectors.BaseSelector, banks: dict[int, RegisterBank]) -> None:
+        self.responder = _UnwatchedResponder(banks)
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        os.set_blocking(self.master, False)
+        self.path = os.ttyname(self.slave)
+        self.last_byte = time.monotonic()
+        self.outgoing: list[tuple[float, bytes]] = []
+        self.selector = selector
+        selector.register(self.master, selectors.EVENT_READ, self._read)
+
+    def wait_s(self) -> float:
+        wait_s = INTER_FRAME_GAP_S if self.responder.buffer else 0.05
+        if self.outgoing:
+            wait_s = max(0.0, min(wait_s, self.outgoing[0][0] - time.monotonic()))
+        return wait_s
+
+    def _read(self, _fd) -> bool:
+        try:
+            data = os.read(self.master, 4096)
+        except (BlockingIOError, InterruptedError, OSError):
+            return False
+        if not data:
+            return False
+        now = time.monotonic()
+        self.last_byte = now
+        responses = self.responder.feed(data)
+        self.outgoing.extend((now + TURNAROUND_S, response) for response in responses)
+        return bool(responses)
+
+    def tick(self, now: float) -> bool:
+        answered = False
+        if self.responder.buffer and now - self.last_byte >= INTER_FRAME_GAP_S:
+            responses = self.responder.gap()
+            self.outgoing.extend((now + TURNAROUND_S, response) for response in responses)
+            answered = bool(responses)
+        while self.outgoing and self.outgoing[0][0] <= time.monotonic():
+            try:
+                os.write(self.master, self.outgoing.pop(0)[1])
+            except BlockingIOError:
+                pass
+        return answered
+
+    def close(self) -> None:
+        self.selector.unregister(self.master)
+        os.close(self.master)
+        os.close(self.slave)
+
+
+class _UnwatchedResponder(RtuResponder):
+    """An RTU responder whose requests do not feed the comms watchdog (another port of the controller)."""
+
+    def _answer(self, pdu: bytes) -> bytes:
+        address = pdu[0]
+        return self._frame(bytes((address,)) + answer_pdu(self.banks[address], pdu[1:]))
+
+
+def _serve_pty(banks: dict[int, RegisterBank], advance, truth, stop: list) -> None:
+    responder = RtuResponder(banks)
     master, slave = os.openpty()
     tty.setraw(slave)  # no echo, no line discipline, before any client opens it
     os.set_blocking(master, False)
     print(os.ttyname(slave), flush=True)
-    started = time.monotonic()
-    last_byte = started
+    last_byte = time.monotonic()
     outgoing: list[tuple[float, bytes]] = []  # (when it may go, response), in order
     with selectors.DefaultSelector() as selector:
         selector.register(master, selectors.EVENT_READ)
@@ -306,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
                 wait_s = max(0.0, min(wait_s, outgoing[0][0] - time.monotonic()))
             events = selector.select(wait_s)
             now = time.monotonic()
-            model.advance((now - started) * args.speed)
+            advance(now)
             responses = []
             if events:
                 try:
@@ -319,10 +560,7 @@ def main(argv: list[str] | None = None) -> int:
             elif responder.buffer and now - last_byte >= INTER_FRAME_GAP_S:
                 responses = responder.gap()
             if truth is not None and responses:
-                truth.write(
-                    json.dumps({"t": now, "sim_s": model.time_s, "values": bank.served_values()}, separators=(",", ":"))
-                    + "\n"
-                )
+                _write_truth(truth, now, banks)
             outgoing.extend((now + TURNAROUND_S, response) for response in responses)
             while outgoing and outgoing[0][0] <= time.monotonic():
                 try:
@@ -331,9 +569,6 @@ def main(argv: list[str] | None = None) -> int:
                     pass  # nobody reads the line: the answer is lost, as on a real bus
     os.close(master)
     os.close(slave)
-    if truth is not None:
-        truth.close()
-    return 0
 
 
 if __name__ == "__main__":

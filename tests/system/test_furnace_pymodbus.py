@@ -8,80 +8,21 @@ implementation of the protocol.
 
 import asyncio
 import shutil
-import struct
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from _bench import stop_process
+from _map_server import device_from_map
 from pymodbus import FramerType
 from pymodbus.server import ModbusSerialServer
-from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers import Eurotherm, ProtocolError
 from drivers._register_map import load_register_map
 
 pytestmark = pytest.mark.system
-
-VALUES = {  # what the independent server holds, in engineering units
-    "process_value": 851.3,
-    "target_setpoint": 850.0,
-    "output_power": 42.5,
-    "working_output": 42.5,
-    "working_setpoint": 849.5,
-    "alarm_1_setpoint": 1150.0,
-    "alarm_2_setpoint": 50.0,
-    "program_status": 2,
-    "setpoint_1": 850.0,
-    "remote_setpoint": 850.0,
-    "setpoint_rate_limit": 5.0,
-    "status_word": 0x0201,
-    "instrument_mode": 0,
-    "auto_manual": 0,
-    "decimal_places": 1,
-}
-
-
-def _words(regmap, register, value) -> list[int]:
-    if register.kind == "word":
-        return [int(value)]
-    if regmap.area == "float":
-        return list(struct.unpack(">HH", struct.pack(">f", value)))
-    decimals = 1 if register.decimals == "display" else register.decimals
-    return [round(value * 10**decimals) & 0xFFFF]
-
-
-def _device(regmap) -> SimDevice:
-    """The map's registers as pymodbus holding registers; the comms SP is the active SP."""
-    blocks = []
-    for register in regmap.registers.values():
-        value = next(iter(regmap.ident_codes)) if register.name == "ident" else VALUES[register.name]
-        address = (
-            regmap.float_address(register) if regmap.area == "float" and register.kind == "analog" else register.address
-        )
-        blocks.append(
-            SimData(
-                address,
-                values=_words(regmap, register, value),
-                datatype=DataType.REGISTERS,
-                readonly=not register.writable,
-            )
-        )
-    live = regmap[regmap.live_setpoint]
-    target = regmap[regmap.target_setpoint]
-    live_at, target_at = (
-        (regmap.float_address(live), regmap.float_address(target))
-        if regmap.area == "float"
-        else (live.address, target.address)
-    )
-
-    async def remote_sp_is_active(function_code, start, address, count, registers, values):
-        if values and address == live_at:  # a real controller's target SP reads the remote SP in use
-            registers[target_at - start : target_at - start + len(values)] = values
-        return None
-
-    return SimDevice(1, simdata=blocks, action=remote_sp_is_active)
 
 
 @pytest.fixture
@@ -98,15 +39,14 @@ def pty_pair(tmp_path):
         assert socat.poll() is None and time.monotonic() < deadline, "socat did not create the pty pair"
         time.sleep(0.01)  # polling for a condition, with a deadline
     yield str(client), str(server)
-    socat.terminate()
-    socat.wait(5)
+    stop_process(socat, timeout_s=5)
 
 
 @pytest.fixture(params=["eurotherm-2400", "eurotherm-3200"])
 def independent_server(request, pty_pair):
     regmap = load_register_map(request.param)
     client, server_port = pty_pair
-    device = _device(regmap)
+    device = device_from_map(regmap)
     loop = asyncio.new_event_loop()
     started: list = []
     listening = threading.Event()

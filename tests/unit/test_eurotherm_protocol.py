@@ -95,6 +95,12 @@ class RtuPort(ExpectedPort):
 
 # Requests
 READ_DECIMALS = "01 03 02 0D 00 01 14 71"  # FC3 525 x1
+READ_RESOLUTION = "01 03 31 06 00 01 6A F7"  # FC3 12550 x1: comms resolution (0 full, 1 integer)
+READ_RATE_UNITS = "01 03 02 13 00 01 74 77"  # FC3 531 x1: SP rate units (1 = per minute)
+READ_RATE_DISABLE = "01 03 00 4E 00 01 E4 1D"  # FC3 78 x1: SP rate limit disable
+READ_SELECT = "01 03 01 14 00 01 C5 F2"  # FC3 276 x1: local/remote SP select
+READ_PROGRAM_STATUS = "01 03 00 17 00 01 34 0E"  # FC3 23 x1
+READ_PROGRAM_SEGMENT = "01 03 00 38 00 01 05 C7"  # FC3 56 x1
 READ_BLOCK = "01 03 00 01 00 05 D4 09"  # FC3 1 x5: PV, target SP, output, working output, working SP
 READ_REMOTE = "01 03 00 1A 00 01 A5 CD"  # FC3 26 x1
 READ_RATE = "01 03 00 23 00 01 75 C0"  # FC3 35 x1
@@ -109,6 +115,7 @@ WRITE_AUTO = "01 06 01 11 00 00 D8 33"  # FC6 273 := 0
 # Responses: one word
 WORD_0 = "01 03 02 00 00 B8 44"
 WORD_1 = "01 03 02 00 01 79 84"
+WORD_2 = "01 03 02 00 02 39 85"
 WORD_5 = "01 03 02 00 05 78 47"
 WORD_50 = "01 03 02 00 32 39 91"
 WORD_100 = "01 03 02 00 64 B9 AF"
@@ -129,7 +136,13 @@ BLOCK_EARLIER = "01 03 0A 11 30 11 94 02 BC 02 BC 10 CC A8 1E"  # 440.0, 450.0, 
 BLOCK_UPSCALE = "01 03 0A 35 98 11 94 00 00 00 00 10 E1 27 1E"  # PV 1372.0 (sensor broken), output 0
 BLOCK_PV_OUT_OF_SPAN = "01 03 0A 36 B0 11 94 00 00 00 00 10 E1 29 10"  # PV 1400.0: outside -200..1372
 ILLEGAL_ADDRESS = "01 83 02 C0 F1"  # exception 02 to FC3
-DECIMALS = [(READ_DECIMALS, WORD_1)] * 2  # read twice: both reads must agree
+RESOLUTION = [(READ_RESOLUTION, WORD_0)] * 2  # full resolution, read twice: both reads must agree
+DECIMALS = RESOLUTION + [(READ_DECIMALS, WORD_1)] * 2  # read twice: both reads must agree
+RATE_UNITS = [(READ_RATE_UNITS, WORD_1)] * 2  # per minute, read twice, before the first rate read or write
+RATE_DECIMALS = RATE_UNITS + DECIMALS
+RATE_ENABLED = [(READ_RATE_DISABLE, WORD_0)]  # after a rate write: the rate limit is not disabled
+REMOTE_SELECTED = [(READ_SELECT, WORD_1)]  # before the first setpoint: remote SP selected
+PROGRAM_RESET = [(READ_PROGRAM_STATUS, WORD_1), (READ_PROGRAM_SEGMENT, WORD_0)]  # the programmer is in reset
 
 
 def furnace(pairs, **kwargs):
@@ -161,8 +174,9 @@ def test_decimals_are_read_twice_once_per_connection():
 
 def test_decimals_that_read_differently_are_read_again():
     pairs = (
-        [(READ_STATUS, WORD_0), (READ_DECIMALS, WORD_0), (READ_DECIMALS, WORD_1)]
-        + DECIMALS
+        [(READ_STATUS, WORD_0)]
+        + RESOLUTION
+        + [(READ_DECIMALS, WORD_0), (READ_DECIMALS, WORD_1), (READ_DECIMALS, WORD_1), (READ_DECIMALS, WORD_1)]
         + [(READ_BLOCK, BLOCK), (READ_STATUS, WORD_0)]
     )
     with furnace(pairs) as f:
@@ -191,7 +205,7 @@ def test_properties_of_the_poll_block_are_read_with_their_block(attribute, value
 
 
 def test_rate_limit_is_one_register_scaled_by_the_display_decimals():
-    with furnace(DECIMALS + [(READ_RATE, WORD_50)]) as f:
+    with furnace(RATE_DECIMALS + [(READ_RATE, WORD_50)]) as f:
         assert f.rate_limit_C_per_min == 5.0
 
 
@@ -253,37 +267,39 @@ def test_a_pv_outside_the_sensor_span_counts_only_when_the_controller_says_so():
 
 # -- writes -----------------------------------------------------------------------------
 def test_set_setpoint_checks_rate_writes_comms_sp_and_reads_back_both():
-    pairs = DECIMALS + [
-        (READ_RATE, WORD_50),
-        (WRITE_REMOTE_450, WRITE_REMOTE_450),
-        (READ_REMOTE, WORD_4500),
-        (READ_BLOCK, BLOCK),
-    ]
+    pairs = (
+        RATE_ENABLED
+        + RATE_DECIMALS
+        + [(READ_RATE, WORD_50)]
+        + REMOTE_SELECTED
+        + [
+            (WRITE_REMOTE_450, WRITE_REMOTE_450),
+            (READ_REMOTE, WORD_4500),
+            (READ_BLOCK, BLOCK),
+        ]
+    )
     with furnace(pairs) as f:
         f.set_setpoint(450.0)
 
 
 def test_set_setpoint_readback_mismatch():
-    pairs = DECIMALS + [(READ_RATE, WORD_50), (WRITE_REMOTE_450, WRITE_REMOTE_450), (READ_REMOTE, WORD_4499)]
+    pairs = RATE_ENABLED + RATE_DECIMALS + [(READ_RATE, WORD_50)] + REMOTE_SELECTED
+    pairs += [(WRITE_REMOTE_450, WRITE_REMOTE_450), (READ_REMOTE, WORD_4499)]
     with furnace(pairs) as f:
         with pytest.raises(ReadbackMismatch):
             f.set_setpoint(450.0)
 
 
 def test_set_setpoint_detects_comms_sp_not_in_use():
-    pairs = DECIMALS + [
-        (READ_RATE, WORD_50),
-        (WRITE_REMOTE_450, WRITE_REMOTE_450),
-        (READ_REMOTE, WORD_4500),
-        (READ_BLOCK, BLOCK_TARGET_20),
-    ]
+    pairs = RATE_ENABLED + RATE_DECIMALS + [(READ_RATE, WORD_50)] + REMOTE_SELECTED
+    pairs += [(WRITE_REMOTE_450, WRITE_REMOTE_450), (READ_REMOTE, WORD_4500), (READ_BLOCK, BLOCK_TARGET_20)]
     with furnace(pairs) as f:
         with pytest.raises(ReadbackMismatch, match="remote"):
             f.set_setpoint(450.0)
 
 
 def test_set_setpoint_refused_while_controller_rate_limit_is_off():
-    line = RtuLine(DECIMALS + [(READ_RATE, WORD_0)])
+    line = RtuLine(RATE_ENABLED + RATE_DECIMALS + [(READ_RATE, WORD_0)])
     with furnace(line) as f:
         with pytest.raises(LimitError):
             f.set_setpoint(450.0)
@@ -291,7 +307,7 @@ def test_set_setpoint_refused_while_controller_rate_limit_is_off():
 
 
 def test_set_rate_limit_writes_and_reads_back():
-    with furnace(DECIMALS + [(WRITE_RATE_10, WRITE_RATE_10), (READ_RATE, WORD_100)]) as f:
+    with furnace(RATE_DECIMALS + [(WRITE_RATE_10, WRITE_RATE_10), (READ_RATE, WORD_100)] + RATE_ENABLED) as f:
         f.set_rate_limit(10.0)
 
 
@@ -324,13 +340,11 @@ def test_station_limit_below_instrument_limit_wins():
     assert bytes(line.written) == b""
 
 
-def test_safe_state_sets_rate_then_setpoint_then_auto():
-    pairs = DECIMALS + [
-        (WRITE_RATE_20, WRITE_RATE_20),
-        (READ_RATE, WORD_200),
-        (WRITE_REMOTE_20, WRITE_REMOTE_20),
-        (READ_REMOTE, WORD_200),
-        (READ_BLOCK, BLOCK_TARGET_20),
+def test_safe_state_sets_rate_then_setpoint_then_resets_the_programmer_then_auto():
+    pairs = RATE_DECIMALS + [(WRITE_RATE_20, WRITE_RATE_20), (READ_RATE, WORD_200)] + RATE_ENABLED
+    pairs += REMOTE_SELECTED + [(WRITE_REMOTE_20, WRITE_REMOTE_20), (READ_REMOTE, WORD_200)]
+    pairs += PROGRAM_RESET + [(READ_BLOCK, BLOCK_TARGET_20)]  # in reset already: the live SP is the target
+    pairs += [
         (READ_AUTO_MANUAL, WORD_1),
         (WRITE_AUTO, WRITE_AUTO),
         (READ_AUTO_MANUAL, WORD_0),
@@ -340,7 +354,7 @@ def test_safe_state_sets_rate_then_setpoint_then_auto():
 
 
 def test_safe_state_on_a_dead_line_raises_not_connected():
-    with furnace(DECIMALS + [(WRITE_RATE_20, None)] * 4) as f:
+    with furnace(RATE_DECIMALS + [(WRITE_RATE_20, None)] * 4) as f:
         with pytest.raises(NotConnected):
             f.safe_state()
 
@@ -357,7 +371,7 @@ def test_safe_state_on_a_dead_line_raises_not_connected():
     ],
 )
 def test_a_bad_answer_is_retried_and_never_returned(bad_response):
-    with furnace(DECIMALS + [(READ_RATE, bad_response), (READ_RATE, WORD_50)]) as f:
+    with furnace(RATE_DECIMALS + [(READ_RATE, bad_response), (READ_RATE, WORD_50)]) as f:
         assert f.rate_limit_C_per_min == 5.0
 
 
@@ -383,7 +397,8 @@ def test_exception_response_is_a_protocol_error_without_retry():
 
 
 def test_write_retried_when_its_answer_is_lost_because_it_is_idempotent():
-    pairs = DECIMALS + [(WRITE_RATE_10, None), (WRITE_RATE_10, WRITE_RATE_10), (READ_RATE, WORD_100)]
+    pairs = RATE_DECIMALS + [(WRITE_RATE_10, None), (WRITE_RATE_10, WRITE_RATE_10), (READ_RATE, WORD_100)]
+    pairs += RATE_ENABLED
     with furnace(pairs) as f:
         f.set_rate_limit(10.0)
 
@@ -414,14 +429,14 @@ def test_a_stale_frame_on_the_line_before_the_request_is_discarded():
 
 
 def test_a_frame_arriving_while_the_request_is_sent_is_discarded():
-    pairs = DECIMALS + [(READ_RATE, Arrivals(WORD_50, during=WORD_4500))]
+    pairs = RATE_DECIMALS + [(READ_RATE, Arrivals(WORD_50, during=WORD_4500))]
     with furnace(pairs) as f:
         assert f.rate_limit_C_per_min == 5.0  # not 450.0, the setpoint's value
         assert f.line_counters["stale_bytes"] == 7
 
 
 def test_a_frame_right_behind_the_answer_makes_it_ambiguous_and_it_is_read_again():
-    pairs = DECIMALS + [(READ_RATE, Arrivals(WORD_4500, after=WORD_50)), (READ_RATE, WORD_50)]
+    pairs = RATE_DECIMALS + [(READ_RATE, Arrivals(WORD_4500, after=WORD_50)), (READ_RATE, WORD_50)]
     with furnace(pairs) as f:
         assert f.rate_limit_C_per_min == 5.0
         assert f.line_counters["ambiguous_answers"] == 1
@@ -438,7 +453,7 @@ def test_a_frame_right_behind_the_answer_makes_it_ambiguous_and_it_is_read_again
     ],
 )
 def test_an_answer_of_another_address_function_or_byte_count_is_refused(wrong, why):
-    with furnace(DECIMALS + [(READ_RATE, wrong), (READ_RATE, WORD_50)]) as f:
+    with furnace(RATE_DECIMALS + [(READ_RATE, wrong), (READ_RATE, WORD_50)]) as f:
         assert f.rate_limit_C_per_min == 5.0, why
 
 
@@ -458,6 +473,7 @@ def test_a_word_outside_its_range_is_refused():
     with furnace(
         [
             (READ_STATUS, WORD_0),
+            *RESOLUTION,
             (READ_DECIMALS, WORD_5),
             (READ_DECIMALS, WORD_1),
             (READ_DECIMALS, WORD_1),
@@ -488,7 +504,9 @@ def test_3200_reads_and_writes_in_the_float_area():
         (READ_STATUS, WORD_0),
         ("01 03 80 02 00 0A 4D CD", float_block),  # block @0x8002 x10
         (READ_STATUS, WORD_0),
+        *RATE_UNITS,  # per minute (531, a word: the integer area)
         ("01 03 80 46 00 02 0C 1E", "01 03 04 40 A0 00 00 EF D1"),  # rate @0x8046 = 5.0
+        *REMOTE_SELECTED,  # 276, the alternative SP select
         ("01 10 80 34 00 02 04 43 E1 20 00 CC FC", "01 10 80 34 00 02 29 C6"),  # comms SP := 450.25
         ("01 03 80 34 00 02 AC 05", "01 03 04 43 E1 20 00 A6 41"),  # read back 450.25
         ("01 03 80 02 00 0A 4D CD", float_block),  # target 450.25, in its block

@@ -120,3 +120,68 @@ def test_working_setpoint_never_moves_faster_than_the_rate(rate, target, minutes
     expected = min(target, 20.0 + rate * minutes)
     assert model.working_setpoint_C == pytest.approx(expected, rel=1e-9, abs=1e-6)
     assert math.isfinite(model.temperature_C)
+
+
+# -- the controller's own programmer and comms watchdog (issue 15) ------------------------------------
+def _program(model: FurnaceModel, *segments: dict) -> None:
+    for number, fields in enumerate(segments, start=1):
+        for name, value in fields.items():
+            model.programmer.set_field(number, name, value)
+
+
+def test_the_programmer_runs_ramp_dwell_and_a_last_ramp_to_the_safe_setpoint_then_dwells_there():
+    model = FurnaceModel()
+    rate, dwell, end = 1, 3, 0  # the 2400 map's segment types
+    _program(
+        model,
+        {"type": rate, "target": 200.0, "time_or_rate": 10.0},
+        {"type": dwell, "time_or_rate": 30.0},
+        {"type": rate, "target": 25.0, "time_or_rate": 5.0},
+        {"type": end, "end_type": 0},
+    )
+    model.run_program()
+    model.advance(60.0 * 10)  # 10 min at 10 C/min from 20 C
+    assert model.programmer.segment == 1 and model.working_setpoint_C == pytest.approx(120.0)
+    model.advance(60.0 * (18 + 30))  # to 200 C, then the dwell
+    assert model.programmer.segment == 3
+    model.advance(60.0 * (18 + 30 + 40))  # 175 C down at 5 C/min: 35 min
+    assert model.programmer.state == "complete" and model.target_setpoint_C == 25.0
+    assert model.working_setpoint_C == 25.0 and model.flags()["program_end"]
+    model.advance(60.0 * 600)  # and it stays there
+    assert model.working_setpoint_C == 25.0
+
+
+def test_a_reset_programmer_hands_back_to_the_remote_setpoint():
+    model = FurnaceModel()
+    model.set_remote_setpoint(30.0)
+    _program(model, {"type": 1, "target": 500.0, "time_or_rate": 10.0}, {"type": 0, "end_type": 0})
+    model.run_program()
+    model.advance(600.0)
+    assert model.target_setpoint_C == pytest.approx(120.0)
+    model.reset_program()
+    assert model.programmer.state == "reset" and model.target_setpoint_C == 30.0
+
+
+def test_the_watchdog_trips_after_its_timeout_without_requests_and_falls_back_to_sp2():
+    model = FurnaceModel()
+    model.remote_selected = True
+    model.set_remote_setpoint(900.0)
+    model.set_setpoint_2(25.0)
+    model.watchdog.arm(10.0, now_s=100.0)
+    model.comms_request(105.0)
+    model.watch_comms(114.0)  # 9 s after the last request
+    assert not model.watchdog.tripped and model.target_setpoint_C == 900.0
+    model.watch_comms(115.0)
+    assert model.watchdog.tripped and not model.remote_selected and model.target_setpoint_C == 25.0
+    model.comms_request(116.0)  # comms back: it stays on the fallback until re-armed
+    assert model.target_setpoint_C == 25.0
+
+
+def test_the_fallback_ramps_down_at_the_down_rate_where_the_controller_has_one():
+    model = FurnaceModel()
+    model.working_setpoint_C = 500.0
+    model.rate_down_C_per_min, model.rate_limit_C_per_min = 10.0, 2.0
+    model.set_setpoint_2(25.0)
+    model.sp2_selected = True
+    model.advance(60.0)
+    assert model.working_setpoint_C == pytest.approx(490.0)  # 10 C/min down, not the 2 C/min up rate

@@ -13,21 +13,20 @@ from drivers.maps import find_map, known_maps
 from drivers.sim._furnace_plant import FurnaceModel
 from drivers.sim.furnace import RegisterBank, RtuResponder, crc16
 
-DESIGN_ADDRESSES = {
+DESIGN_ADDRESSES = {  # the addresses both families share (2000-series addresses)
     "process_value": 1,
     "target_setpoint": 2,
-    "output_power": 3,
-    "working_output": 4,
     "working_setpoint": 5,
-    "program_status": 23,
     "remote_setpoint": 26,
     "setpoint_rate_limit": 35,
     "status_word": 75,
     "ident": 122,
     "instrument_mode": 199,
     "auto_manual": 273,
-    "decimal_places": 525,
+    "remote_local_select": 276,
+    "setpoint_rate_units": 531,
 }
+SHIPPED = ["eurotherm-2400", "eurotherm-3200", "eurotherm-epc3000", "eurotherm-nanodac"]
 
 
 @pytest.mark.parametrize("name", ["eurotherm-2400", "eurotherm-3200"])
@@ -39,9 +38,10 @@ def test_maps_load_with_the_design_addresses(name):
     assert live.name == "remote_setpoint" and live.writable and not live.eeprom
     assert regmap[regmap.target_setpoint].eeprom
     assert regmap.float_address(regmap["process_value"]) == 0x8002
+    assert regmap.remote_select == ("remote_local_select", 1)
 
 
-@pytest.mark.parametrize("name", ["eurotherm-2400", "eurotherm-3200"])
+@pytest.mark.parametrize("name", SHIPPED)
 def test_every_analog_register_has_a_valid_range_and_the_poll_is_one_block(name):
     regmap = load_register_map(name)
     for register in regmap.registers.values():
@@ -50,9 +50,65 @@ def test_every_analog_register_has_a_valid_range_and_the_poll_is_one_block(name)
     assert (regmap["process_value"].minimum, regmap["process_value"].maximum) == regmap.input_range_C
     assert (regmap["output_power"].minimum, regmap["output_power"].maximum) == (0.0, 100.0)
     poll = ["process_value", "target_setpoint", "output_power", "working_setpoint"]
-    (block,) = regmap.blocks(poll)
-    assert [register.address for register in block] == [1, 2, 3, 4, 5]
-    assert regmap.blocks(["process_value", "status_word"]) == [(regmap["process_value"],), (regmap["status_word"],)]
+    blocks = [[register.address for register in block] for block in regmap.blocks(poll)]
+    if name == "eurotherm-nanodac":  # auto/manual (513, a word) sits in the loop's block: not in the float area
+        assert blocks == [[512], [514, 515, 516]]
+    else:
+        assert blocks == [[1, 2, 3, 4, 5]]
+    if not regmap.status_registers:
+        assert regmap.blocks(["process_value", "status_word"]) == [(regmap["process_value"],), (regmap["status_word"],)]
+
+
+def test_the_corrections_of_issue_15_are_in_the_maps():
+    e2400, e3200 = load_register_map("eurotherm-2400"), load_register_map("eurotherm-3200")
+    # the 2400 ident decodes as 2 / range / size / type: a 2416 PID reads 0x2460, VP variants end in 2
+    assert e2400.ident_codes[0x2460] == "2416" and 0x2160 not in e2400.ident_codes
+    assert {e2400.ident_codes[c] for c in (0x2442, 0x2482, 0x2462)} == {"2404VP", "2408VP", "2416VP"}
+    # the 3200's working output is register 4 (3 is the manual output value); 23 is its timer status
+    assert (e3200["output_power"].address, e3200["manual_output"].address) == (4, 3)
+    assert e3200["timer_status"].address == 23 and "program_status" not in e3200.registers
+    # rate units (531), ramp disable (78), comms resolution (12550) are read by the driver
+    assert dict(e2400.configuration) == {
+        "rate_units": "setpoint_rate_units",
+        "rate_units_per_minute": 1,
+        "rate_disable": "rate_limit_disable",
+        "comms_resolution": "comms_resolution",
+        "integer_resolution": 1,
+    }
+    assert (e2400["rate_limit_disable"].address, e2400["comms_resolution"].address) == (78, 12550)
+    assert "comms_resolution" not in e3200.registers  # 12550 is the comms delay on a 3216
+    # the 3200 status bits 12-14 are decoded, remote SP fail among them
+    assert {f: e3200.status_bits[f] for f in ("new_alarm", "ramp_running", "remote_sp_fail")} == {
+        "new_alarm": 12,
+        "ramp_running": 13,
+        "remote_sp_fail": 14,
+    }
+    assert {f: e2400.status_bits[f] for f in ("dc_module_fault", "segment_sync", "remote_input_break")} == {
+        "dc_module_fault": 11,
+        "segment_sync": 12,
+        "remote_input_break": 13,
+    }
+
+
+def test_the_epc3000_and_nanodac_maps():
+    epc, nanodac = load_register_map("eurotherm-epc3000"), load_register_map("eurotherm-nanodac")
+    assert epc.watchdog is not None and (epc[epc.watchdog.timeout].address, epc[epc.watchdog.flag].address) == (
+        1233,
+        1236,
+    )
+    assert epc[epc.watchdog.fallback_setpoint].address == 25 and epc["setpoint_rate_limit_down"].address == 1667
+    assert (epc["remote_setpoint"].address, epc["output_power"].address, epc.area) == (277, 4, "float")
+    assert nanodac["process_value"].address == 512 and nanodac.status_registers["sensor_break"] == "loop_sensor_break"
+    assert (nanodac.watchdog, nanodac.programmer, epc.programmer) == (None, None, None)
+
+
+def test_the_2400_programmer_layout_makes_its_segment_registers():
+    layout = load_register_map("eurotherm-2400").programmer
+    regmap = load_register_map("eurotherm-2400")
+    assert layout is not None and layout.segments == 16
+    assert regmap["segment_1_type"].address == 8336 and regmap["segment_2_target"].address == 8345
+    assert regmap["segment_16_end_type"].address == 8336 + 15 * 8 + 3
+    assert regmap["segment_3_target"].decimals == "display" and regmap["segment_3_time_or_rate"].decimals == 1
 
 
 def test_valid_range_reads_as_text():
@@ -64,6 +120,7 @@ def test_valid_range_reads_as_text():
 def test_the_two_families_differ_where_documented():
     e2400, e3200 = load_register_map("eurotherm-2400"), load_register_map("eurotherm-3200")
     assert (e2400.status_bits["tuning"], e3200.status_bits["tuning"]) == (8, 15)
+    assert (e2400["output_power"].address, e3200["output_power"].address) == (3, 4)
     assert (e2400.area, e3200.area) == ("integer", "float")
     assert not set(e2400.ident_codes) & set(e3200.ident_codes)
 
@@ -183,7 +240,12 @@ def test_the_keys_nothing_read_are_refused_and_gone_from_the_shipped_maps(tmp_pa
         ("float_base = 0x8000", "float_base = 0x10000", "encoding.float_base", ["65535"]),
         ("high_C = 1372.0", "high_C = inf", "input_range.high_C", ["finite"]),
         ("high_C = 1372.0", "high_C = -250.0", "input_range.high_C", ["above low_C"]),
-        ("min = 0\nmax = 1\n", "min = 0\nmax = 70000\n", "registers.auto_manual.max", ["integer 0..65535"]),
+        (
+            'address = 273\naccess = "rw"\nkind = "word"\nmin = 0\nmax = 1\n',
+            'address = 273\naccess = "rw"\nkind = "word"\nmin = 0\nmax = 70000\n',
+            "registers.auto_manual.max",
+            ["integer 0..65535"],
+        ),
         (
             'max = 100.0\ndescription = "Output power',
             'max = 1e12\ndescription = "Output power',
@@ -192,7 +254,12 @@ def test_the_keys_nothing_read_are_refused_and_gone_from_the_shipped_maps(tmp_pa
         ),
         ('"0x2480" = "2408"', '"0x2480" = "2409"', "instrument.ident_codes.0x2480", ["not in instrument.models"]),
         ('"0x2480" = "2408"', '"0x1_0000" = "2408"', "instrument.ident_codes.0x1_0000", ["65535"]),
-        ('models = ["2400", "2404", "2408", "2416"]', "models = []", "instrument.models", ["at least 1"]),
+        (
+            'models = ["2400", "2404", "2408", "2416", "2404VP", "2408VP", "2416VP"]',
+            "models = []",
+            "instrument.models",
+            ["at least 1"],
+        ),
         ('area = "integer"', 'area = "bcd"', "encoding.area", ["'integer' or 'float'"]),
         ("eeprom = false", "eeprom = 0", "registers.remote_setpoint.eeprom", ["boolean"]),
         (
@@ -268,7 +335,7 @@ max = 1300.0
 eeprom = true
 
 [status_bits]
-tuning = 12
+tuning = 14
 """
 
 
@@ -287,7 +354,7 @@ def test_a_child_states_only_what_differs_tables_merge_and_other_values_replace(
     assert rate == dataclasses.replace(parent["setpoint_rate_limit"], maximum=99.9)
     assert child["alarm_3_setpoint"].address == 15 and child["alarm_3_setpoint"].kind == "analog"  # default kind
     assert set(child.registers) == set(parent.registers) | {"alarm_3_setpoint"}
-    assert dict(child.status_bits) == {**parent.status_bits, "tuning": 12}
+    assert dict(child.status_bits) == {**parent.status_bits, "tuning": 14}
     assert (child.program_status, child.input_range_C) == (parent.program_status, parent.input_range_C)
 
 
@@ -305,11 +372,11 @@ def test_a_child_must_state_which_instruments_it_is_for(tmp_path):
 def test_a_child_is_checked_as_merged_and_its_own_misspelling_names_its_file(tmp_path):
     _copy_2400(tmp_path)
     path = tmp_path / "child.toml"
-    path.write_text(CHILD.replace("max = 99.9 ", "maxi = 99.9").replace("tuning = 12", "tuning = 9"))
+    path.write_text(CHILD.replace("max = 99.9 ", "maxi = 99.9").replace("tuning = 14", "tuning = 9"))
     with pytest.raises(MapError) as error:
         load_register_map(path)
     assert f"{path}: registers.setpoint_rate_limit.maxi: unknown key" in str(error.value)
-    path.write_text(CHILD.replace("tuning = 12", "tuning = 9"))  # program_end is bit 9 in the parent
+    path.write_text(CHILD.replace("tuning = 14", "tuning = 9"))  # program_end is bit 9 in the parent
     with pytest.raises(MapError, match=r"child.toml: status_bits.(tuning|program_end): bit 9 is also"):
         load_register_map(path)
 
@@ -358,209 +425,31 @@ def test_a_broken_parent_is_reported_with_the_parent_file(tmp_path):
 # -- the shipped maps ---------------------------------------------------------------------------
 def test_every_shipped_map_loads_and_says_which_models_it_covers():
     names = known_maps("registers")
-    assert names == ["eurotherm-2400", "eurotherm-3200"]  # the 3200 map counts although it extends
+    assert names == SHIPPED
     assert register_map_models() == {
-        "eurotherm-2400": ("2400", "2404", "2408", "2416"),
+        "eurotherm-2400": ("2400", "2404", "2408", "2416", "2404VP", "2408VP", "2416VP"),
         "eurotherm-3200": ("3200", "3204", "3208", "3216"),
+        "eurotherm-epc3000": ("EPC3000", "EPC3016", "EPC3008", "EPC3004"),
+        "eurotherm-nanodac": ("nanodac",),
     }
     for name in names:
         regmap = load_register_map(name)
         assert set(regmap.ident_codes.values()) <= set(regmap.models) and regmap.family in regmap.models
 
 
-def test_the_3200_map_states_only_what_differs_from_the_2400_map():
+def test_the_3200_map_is_a_whole_map_because_a_derived_one_cannot_remove_what_differs():
     raw = tomllib.loads(find_map("eurotherm-3200").read_text())
-    assert raw["extends"] == "eurotherm-2400"
-    assert set(raw) == {"extends", "instrument", "encoding", "status_bits"}  # no registers, setpoint, ranges
-    assert raw["status_bits"] == {"tuning": 15}
-    assert set(raw["encoding"]) == {"area", "single_write_function"}
+    assert "extends" not in raw
+    parent = tomllib.loads(find_map("eurotherm-2400").read_text())
+    # what the 2400 has at the addresses where the 3200 has something else, or nothing
+    assert {"program_status", "comms_resolution", "rate_limit_disable"} <= set(parent["registers"])
+    assert not {"program_status", "comms_resolution", "rate_limit_disable"} & set(raw["registers"])
 
 
-#: Both maps as the loader before decision 0058 loaded them (all fields but path; the keys nothing read
-#: are not fields). The registers were the same in both maps: (address, access, kind, decimals, units,
-#: minimum, maximum, eeprom, description).
-PREVIOUS_REGISTERS = {
-    "process_value": (1, "r", "analog", "display", "degC", -200.0, 1372.0, False, "PV: measured temperature"),
-    "target_setpoint": (
-        2,
-        "rw",
-        "analog",
-        "display",
-        "degC",
-        0.0,
-        1200.0,
-        True,
-        "Target setpoint: reads the active setpoint (remote when comms SP is in use); a write goes to SP1 in EEPROM",
-    ),
-    "output_power": (
-        3,
-        "r",
-        "analog",
-        1,
-        "percent",
-        0.0,
-        100.0,
-        False,
-        "Output power, 0-100 % (writable on the instrument only in manual; not used)",
-    ),
-    "working_output": (
-        4,
-        "r",
-        "analog",
-        1,
-        "percent",
-        0.0,
-        100.0,
-        False,
-        "Working output, 0-100 % (read in the poll block 1-5; publicly listed address, verify)",
-    ),
-    "working_setpoint": (
-        5,
-        "r",
-        "analog",
-        "display",
-        "degC",
-        0.0,
-        1200.0,
-        False,
-        "Working setpoint: the rate-limited setpoint the PID is using now",
-    ),
-    "alarm_1_setpoint": (
-        13,
-        "rw",
-        "analog",
-        "display",
-        "degC",
-        0.0,
-        1300.0,
-        True,
-        "Alarm 1 threshold (configured as full-scale high)",
-    ),
-    "alarm_2_setpoint": (
-        14,
-        "rw",
-        "analog",
-        "display",
-        "degC",
-        0.0,
-        500.0,
-        True,
-        "Alarm 2 threshold (configured as deviation high: PV - working SP)",
-    ),
-    "program_status": (23, "r", "word", None, "", None, None, False, "Programmer status, see [program_status]"),
-    "setpoint_1": (24, "rw", "analog", "display", "degC", 0.0, 1200.0, True, "SP1, the local setpoint (EEPROM)"),
-    "remote_setpoint": (
-        26,
-        "rw",
-        "analog",
-        "display",
-        "degC",
-        0.0,
-        1200.0,
-        False,
-        "Remote (comms) setpoint, RAM; active when remote SP is enabled in configuration",
-    ),
-    "setpoint_rate_limit": (
-        35,
-        "rw",
-        "analog",
-        "display",
-        "degC/min",
-        0.0,
-        999.9,
-        True,
-        "Setpoint rate limit, 0 = off (units per minute as configured; verify rate units)",
-    ),
-    "status_word": (75, "r", "word", None, "", None, None, False, "Summary status word, see [status_bits]"),
-    "ident": (122, "r", "word", None, "", None, None, False, "Instrument ident, see [instrument.ident_codes]"),
-    "instrument_mode": (
-        199,
-        "r",
-        "word",
-        None,
-        "",
-        0,
-        2,
-        False,
-        "Instrument mode: 0 operating, 1 standby, 2 configuration (read only here)",
-    ),
-    "auto_manual": (273, "rw", "word", None, "", 0, 1, False, "0 auto, 1 manual"),
-    "decimal_places": (
-        525,
-        "r",
-        "word",
-        None,
-        "",
-        0,
-        3,
-        False,
-        "Display decimal places = implied decimals of 'display' registers in the integer area",
-    ),
-}
-_PREVIOUS_COMMON = dict(
-    float_base=0x8000,
-    live_setpoint="remote_setpoint",
-    target_setpoint="target_setpoint",
-    program_status={"reset": 1, "run": 2, "hold": 4, "holdback": 8, "complete": 16},
-    input_range_C=(-200.0, 1372.0),
-)
-_BITS_2400 = {
-    "alarm_1": 0,
-    "alarm_2": 1,
-    "alarm_3": 2,
-    "alarm_4": 3,
-    "manual": 4,
-    "sensor_break": 5,
-    "loop_break": 6,
-    "heater_fail": 7,
-    "tuning": 8,
-    "program_end": 9,
-    "pv_out_of_range": 10,
-}
-PREVIOUS = {
-    "eurotherm-2400": dict(
-        _PREVIOUS_COMMON,
-        name="eurotherm-2400",
-        family="2400",
-        area="integer",
-        single_write_function=6,
-        status_bits=_BITS_2400,
-        ident_codes={0x2480: "2408", 0x2440: "2404", 0x2160: "2416"},
-    ),
-    "eurotherm-3200": dict(
-        _PREVIOUS_COMMON,
-        name="eurotherm-3200",
-        family="3200",
-        area="float",
-        single_write_function=16,
-        status_bits={**_BITS_2400, "tuning": 15},
-        ident_codes={0x3216: "3216", 0x3208: "3208", 0x3204: "3204"},
-    ),
-}
-
-
-@pytest.mark.parametrize("name", ["eurotherm-2400", "eurotherm-3200"])
-def test_the_effective_map_equals_the_previous_one_field_by_field(name):
-    regmap = load_register_map(name)
-    for field, expected in PREVIOUS[name].items():
-        actual = getattr(regmap, field)
-        assert (dict(actual) if hasattr(actual, "items") else actual) == expected, field
-        if hasattr(actual, "items"):
-            assert list(actual) == list(expected), f"{field}: order"  # the simulator serves the first ident code
-    assert list(regmap.registers) == list(PREVIOUS_REGISTERS)
-    for register in regmap.registers.values():
-        fields = (
-            register.address,
-            register.access,
-            register.kind,
-            register.decimals,
-            register.units,
-            register.minimum,
-            register.maximum,
-            register.eeprom,
-            register.description,
-        )
-        assert fields == PREVIOUS_REGISTERS[register.name], register.name
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_simulator_serves_every_shipped_map(name):
+    bank = RegisterBank(load_register_map(name), FurnaceModel())
+    assert set(bank.served_values()) == set(load_register_map(name).registers)
 
 
 # -- which map a model means ------------------------------------------------------------------------
@@ -572,7 +461,7 @@ def test_a_model_resolves_to_the_one_map_that_covers_it_and_is_checked_against_a
     with pytest.raises(
         ModelNotCovered,
         match="no register map covers model '2500'; available maps: "
-        r"eurotherm-2400 \(2400, 2404, 2408, 2416\), eurotherm-3200 \(3200",
+        r"eurotherm-2400 \(2400, 2404, 2408, 2416, 2404VP, 2408VP, 2416VP\), eurotherm-3200 \(3200",
     ):
         resolve_register_map("2500")
     with pytest.raises(ModelNotCovered, match="'2400' is not one that register map eurotherm-3200 covers"):

@@ -30,9 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_eurotherm_protocol import (  # noqa: E402  (the RTU replay line and its literal frames)
     BLOCK,
     DECIMALS,
+    RATE_DECIMALS,
+    RATE_ENABLED,
+    RATE_UNITS,
     READ_BLOCK,
     READ_RATE,
     READ_REMOTE,
+    REMOTE_SELECTED,
     WORD_0,
     WORD_50,
     WORD_100,
@@ -446,19 +450,19 @@ def test_read_only_values_are_read_with_their_block(attribute, value):
 
 
 def test_the_rate_limit_is_read_from_its_register():
-    with furnace(DECIMALS + [(READ_RATE, WORD_50)]) as f:
+    with furnace(RATE_DECIMALS + [(READ_RATE, WORD_50)]) as f:
         assert f.rate_limit_C_per_min == 5.0
 
 
 def test_set_rate_limit_writes_and_reads_back_positional_or_by_keyword():
-    pairs = DECIMALS + [(WRITE_RATE_10, WRITE_RATE_10), (READ_RATE, WORD_100)] * 2
+    pairs = RATE_DECIMALS + ([(WRITE_RATE_10, WRITE_RATE_10), (READ_RATE, WORD_100)] + RATE_ENABLED) * 2
     with furnace(pairs) as f:
         f.set_rate_limit(10.0)
         f.set_rate_limit(value_C_per_min=10)
 
 
 def test_a_rate_limit_read_back_mismatch_is_an_error():
-    with furnace(DECIMALS + [(WRITE_RATE_10, WRITE_RATE_10), (READ_RATE, WORD_50)]) as f:
+    with furnace(RATE_DECIMALS + [(WRITE_RATE_10, WRITE_RATE_10), (READ_RATE, WORD_50)]) as f:
         with pytest.raises(
             ReadbackMismatch, match="wrote 10.0 to setpoint_rate_limit, setpoint_rate_limit reads back 5.0"
         ):
@@ -467,7 +471,7 @@ def test_a_rate_limit_read_back_mismatch_is_an_error():
 
 def test_rate_limit_off_is_accepted_when_the_station_has_no_rate_limit():
     with furnace(
-        DECIMALS + [(WRITE_RATE_0, WRITE_RATE_0), (READ_RATE, WORD_0)],
+        RATE_DECIMALS + [(WRITE_RATE_0, WRITE_RATE_0), (READ_RATE, WORD_0)],
         max_rate_C_per_min=math.inf,
         safe_rate_C_per_min=10.0,
     ) as f:
@@ -505,8 +509,8 @@ def test_the_register_range_narrows_the_station_limit():
 
 
 def test_set_setpoint_writes_the_live_setpoint_through_its_parameter_and_reads_back_both():
-    pairs = DECIMALS + [
-        (READ_RATE, WORD_50),
+    pairs = RATE_ENABLED + RATE_DECIMALS + [(READ_RATE, WORD_50)] + REMOTE_SELECTED
+    pairs += [
         (WRITE_REMOTE_450, WRITE_REMOTE_450),
         (READ_REMOTE, WORD_4500),
         (READ_BLOCK, BLOCK),
@@ -516,13 +520,11 @@ def test_set_setpoint_writes_the_live_setpoint_through_its_parameter_and_reads_b
 
 
 def test_3200_set_rate_limit_writes_a_float_and_reads_it_back():
-    pairs = [
-        ("01 10 80 46 00 02 04 41 20 00 00 03 85", "01 10 80 46 00 02 89 DD"),  # rate @0x8046 := 10.0
-        ("01 03 80 46 00 02 0C 1E", "01 03 04 41 20 00 00 EF C5"),
-    ]  # reads 10.0
+    write = ("01 10 80 46 00 02 04 41 20 00 00 03 85", "01 10 80 46 00 02 89 DD")  # rate @0x8046 := 10.0
+    pairs = RATE_UNITS + [write, ("01 03 80 46 00 02 0C 1E", "01 03 04 41 20 00 00 EF C5")]  # reads 10.0
     with furnace(pairs, model="3200") as f:
         f.set_rate_limit(10.0)
-    mismatch = [pairs[0], ("01 03 80 46 00 02 0C 1E", "01 03 04 41 10 00 00 EF CA")]  # reads 9.0
+    mismatch = RATE_UNITS + [write, ("01 03 80 46 00 02 0C 1E", "01 03 04 41 10 00 00 EF CA")]  # reads 9.0
     with furnace(mismatch, model="3200") as f:
         with pytest.raises(ReadbackMismatch):
             f.set_rate_limit(10.0)

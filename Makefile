@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-SYSTEM_TOOLS := h5dump chromium socat
-SYSTEM_PACKAGES := hdf5-tools chromium socat
+SYSTEM_TOOLS := h5dump chromium socat pdftoppm
+SYSTEM_PACKAGES := hdf5-tools chromium socat poppler-utils
 
 DATA_DIR ?= data
 STATION ?= hardware/stations/sim.toml

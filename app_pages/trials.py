@@ -1,16 +1,20 @@
-"""Trials: the catalog as a table with filters; a trial opened with the Live page's plots; its summary as CSV."""
+"""Trials: the catalog as a table with filters; a trial opened with the Live page's plots; its summary as CSV;
+its report (PDF, HTML) with its certified results; the live - ICP bias of the certified trials as a control chart."""
 
 import sqlite3
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages._catalog import STATUSES, Filters, entry_path, file_summary, trial_table
 from app_pages._export import analysis_csv, summary_csv
 from app_pages._paths import OutsideDataFolder, confine, relative_name
 from app_pages._view import REFRESH_S, data_folder, follower, guarded, live_updates, show_trial, trial_from_query
+from daq import Catalog
+from daq.product import AGREEMENT_SIGMAS, bias_chart
 from daq.store import writer_is_alive
 
 ANY = "any"
@@ -43,6 +47,12 @@ def _filters() -> Filters:
         until=dates[-1] if dates else None,
         min_purity=min_percent / 100.0 if min_percent > 0 else None,
     )
+
+
+def _certified_percent(entry) -> float | None:
+    """Target oxide / TREO of the trial's product file, %, as the catalog records it (None: not certified)."""
+    purity = getattr(entry, "certified_purity", None)
+    return None if purity is None else round(100 * purity, 4)
 
 
 def _table(folder, filters):
@@ -84,6 +94,7 @@ def _table(folder, filters):
                 "final purity %": [
                     None if e.final_purity is None else round(100 * e.final_purity, 3) for e in table.entries
                 ],
+                "certified purity % (ICP)": [_certified_percent(e) for e in table.entries],
                 "target": [e.target for e in table.entries],
                 "operator": [e.operator for e in table.entries],
             }
@@ -95,6 +106,49 @@ def _table(folder, filters):
     return openable
 
 
+def _bias_chart(folder) -> None:
+    """The live - ICP purity bias of the certified trials, as an individuals control chart (docs/results.md)."""
+    if not folder.catalog.is_file():
+        return
+    points = [
+        (p.trial_id, p.start_time or p.created_utc, p.bias, p.combined_sigma or 0.0, bool(p.consistent))
+        for p in Catalog(folder.path).products()
+        if p.bias is not None
+    ]
+    if not points:
+        return
+    chart = bias_chart(points)
+    figure = go.Figure(
+        go.Scatter(
+            x=list(chart.trial_ids),
+            y=100 * chart.bias,
+            mode="markers",
+            error_y={"array": 100 * AGREEMENT_SIGMAS * chart.combined_sigma, "visible": True},
+            marker={"color": ["#1f77b4" if ok else "#d62728" for ok in chart.consistent], "size": 9},
+            name="live - ICP",
+        )
+    )
+    figure.add_hline(y=100 * chart.centre, line_color="#2ca02c", annotation_text="centre")
+    if chart.sigma == chart.sigma:  # limits need three trials (NaN otherwise)
+        for limit in (chart.lower_limit, chart.upper_limit):
+            figure.add_hline(y=100 * limit, line_dash="dash", line_color="#d62728")
+    figure.update_layout(
+        title="Live UV-Vis - ICP purity across certified trials (bars: 2 combined sigma; dashed: 3 sigma limits)",
+        yaxis_title="bias (pp)",
+        height=340,
+        margin={"t": 50, "b": 40},
+    )
+    with st.expander(f"Bias control chart: {len(points)} certified trial(s)", expanded=False):
+        st.plotly_chart(figure, key="trials-bias-chart", config={"displaylogo": False})
+
+
+def _report(path: Path, kind: str) -> bytes:
+    """The trial's report (daq.report, imported on first use: it loads matplotlib), made in memory."""
+    from daq.report import report_bytes
+
+    return report_bytes(path, kind)
+
+
 @guarded("The Trials page")
 def trials_page() -> None:
     """Filters, the table, and the trial opened from it (or from ``?trial=``)."""
@@ -102,6 +156,7 @@ def trials_page() -> None:
     if folder is None:
         return
     openable = _table(folder, _filters())
+    _bias_chart(folder)
     pinned = trial_from_query(folder)
     names = list(openable)
     pinned_name = relative_name(folder, pinned) if pinned is not None else None
@@ -164,6 +219,24 @@ def trials_page() -> None:
             on_click="ignore",
             key="trials-analysis-csv",
         )
+        if not running:  # a report is of an ended trial (its raw checksum is final)
+            pdf_column, html_column = st.columns(2)
+            pdf_column.download_button(
+                "Download report (PDF)",
+                lambda: _report(path, "pdf"),
+                file_name=f"{snapshot.trial_id}-report.pdf",
+                mime="application/pdf",
+                on_click="ignore",
+                key="trials-report-pdf",
+            )
+            html_column.download_button(
+                "Download report (HTML)",
+                lambda: _report(path, "html"),
+                file_name=f"{snapshot.trial_id}-report.html",
+                mime="text/html",
+                on_click="ignore",
+                key="trials-report-html",
+            )
 
     opened_trial()
 

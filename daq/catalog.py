@@ -2,7 +2,9 @@
 
 The runner records a trial at its start and at its end; `remdaq catalog rebuild`
 recreates the catalog from the files themselves (the files are the truth, the
-catalog is an index). Only files inside the data folder are catalogued: a link in
+catalog is an index). Product files (``<trial>.product.json`` beside a trial file, :mod:`daq.product`) are
+indexed too, in a table of their own: :attr:`CatalogEntry.certified_purity` says which trials have
+certified results. Only files inside the data folder are catalogued: a link in
 ``trials/`` to a file elsewhere is listed as refused, not read. A catalog that
 cannot be written (a full disk) raises :class:`CatalogError`, a message, never a
 database traceback.
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from .reader import TrialFileError, open_trial
 
-__all__ = ["Catalog", "CatalogEntry", "CatalogError", "TRIALS_FOLDER", "CATALOG_FILE"]
+__all__ = ["Catalog", "CatalogEntry", "CatalogError", "ProductEntry", "TRIALS_FOLDER", "CATALOG_FILE"]
 
 TRIALS_FOLDER = "trials"
 CATALOG_FILE = "catalog.sqlite"
@@ -52,6 +54,35 @@ CREATE TABLE IF NOT EXISTS trials (
 """
 
 
+_PRODUCT_COLUMNS = (
+    "trial_id",
+    "file",
+    "created_utc",
+    "icp_purity",
+    "icp_purity_sigma",
+    "live_purity",
+    "bias",
+    "combined_sigma",
+    "consistent",
+    "raw_sha256",
+)
+
+_PRODUCT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS products (
+    trial_id TEXT PRIMARY KEY,      -- the trial the product file certifies
+    file TEXT NOT NULL,             -- the product file, relative to the data folder
+    created_utc TEXT,               -- UTC, ISO 8601
+    icp_purity REAL,                -- target oxide / TREO by ICP (mass fraction)
+    icp_purity_sigma REAL,
+    live_purity REAL,               -- live UV-Vis purity at the end of the trial
+    bias REAL,                      -- live - ICP over the same elements
+    combined_sigma REAL,
+    consistent INTEGER,             -- 1: |bias| <= 2 combined sigma
+    raw_sha256 TEXT                 -- the raw trial file's checksum the product links
+)
+"""
+
+
 class CatalogError(OSError):
     """The catalog database cannot be read or written (full disk, read-only folder, damaged database)."""
 
@@ -71,6 +102,25 @@ class CatalogEntry:
     final_purity: float | None
     target: str
     needs_recovery: bool = False
+    certified_purity: float | None = None
+    """Target oxide / TREO of the trial's product file (ICP), None when the trial has no certified results."""
+
+
+@dataclass(frozen=True)
+class ProductEntry:
+    """A product file as the catalog knows it (one per trial)."""
+
+    trial_id: str
+    file: str
+    created_utc: str
+    icp_purity: float | None
+    icp_purity_sigma: float | None
+    live_purity: float | None
+    bias: float | None
+    combined_sigma: float | None
+    consistent: bool | None
+    raw_sha256: str
+    start_time: str = ""  # the trial's, when the catalog knows the trial
 
 
 class Catalog:
@@ -85,6 +135,7 @@ class Catalog:
             raise CatalogError(f"{self.data_dir}: cannot create the data folder: {error.strerror or error}") from None
         with self._database() as db:
             db.execute(_SCHEMA)
+            db.execute(_PRODUCT_SCHEMA)
             known = {row[1] for row in db.execute("PRAGMA table_info(trials)")}
             if "needs_recovery" not in known:  # a catalog made before the column existed
                 db.execute("ALTER TABLE trials ADD COLUMN needs_recovery INTEGER NOT NULL DEFAULT 0")
@@ -172,9 +223,61 @@ class Catalog:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._database() as db:
             rows = db.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM trials {where} ORDER BY start_time DESC", values
+                f"SELECT {', '.join('trials.' + c for c in _COLUMNS)}, products.icp_purity FROM trials "
+                f"LEFT JOIN products ON products.trial_id = trials.trial_id {where} ORDER BY start_time DESC",
+                values,
             ).fetchall()
-        return [CatalogEntry(*row[:-1], needs_recovery=bool(row[-1])) for row in rows]
+        return [CatalogEntry(*row[:-2], needs_recovery=bool(row[-2]), certified_purity=row[-1]) for row in rows]
+
+    def record_product(self, product) -> None:
+        """Insert or update the product file of a trial (a :class:`daq.product.Product`)."""
+        with self._database() as db:
+            self._insert_product(db, product)
+
+    def _insert_product(self, db: sqlite3.Connection, product) -> None:
+        agreement = product.agreement or {}
+
+        def number(value) -> float | None:
+            return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+        row = {
+            "trial_id": product.trial_id,
+            "file": self._relative(product.path),
+            "created_utc": str(product.data.get("created_utc", "")),
+            "icp_purity": number(product.purity),
+            "icp_purity_sigma": number(product.purity_sigma),
+            "live_purity": number(agreement.get("live_purity")),
+            "bias": number(agreement.get("difference")),
+            "combined_sigma": number(agreement.get("combined_sigma")),
+            "consistent": None if "consistent" not in agreement else int(bool(agreement["consistent"])),
+            "raw_sha256": product.raw_sha256,
+        }
+        db.execute(
+            f"INSERT OR REPLACE INTO products ({', '.join(_PRODUCT_COLUMNS)}) "
+            f"VALUES ({', '.join(':' + c for c in _PRODUCT_COLUMNS)})",
+            row,
+        )
+
+    def products(self) -> list[ProductEntry]:
+        """Every catalogued product file, oldest trial first (the order of a control chart)."""
+        with self._database() as db:
+            rows = db.execute(
+                f"SELECT {', '.join('products.' + c for c in _PRODUCT_COLUMNS)}, COALESCE(trials.start_time, '') "
+                "FROM products LEFT JOIN trials ON trials.trial_id = products.trial_id "
+                "ORDER BY COALESCE(trials.start_time, products.created_utc)"
+            ).fetchall()
+        return [
+            ProductEntry(
+                *row[:8], consistent=None if row[8] is None else bool(row[8]), raw_sha256=row[9], start_time=row[10]
+            )
+            for row in rows
+        ]
+
+    def product_files(self) -> list[Path]:
+        """Every product file under the data folder's trials/ folder."""
+        from .product import PRODUCT_SUFFIX
+
+        return sorted(p for p in (self.data_dir / TRIALS_FOLDER).rglob(f"*{PRODUCT_SUFFIX}") if self._inside(p))
 
     def trial_files(self) -> list[Path]:
         """Every trial file under the data folder's trials/ folder (links included; see :meth:`rebuild`)."""
@@ -215,13 +318,24 @@ class Catalog:
         ``progress(path)``, if given, is called after each file is read. The old
         catalog stays as it was until every file has been scanned.
         """
+        from .product import ProductError, read_product
+
         rows = []
         for path in self.trial_files():
             rows.append(self._scan(path))
             if progress is not None:
                 progress(path)
+        products = []
+        for path in self.product_files():
+            try:
+                products.append(read_product(path))
+            except ProductError:
+                continue  # not indexed: `remdaq results add --replace` writes it again
         with self._database() as db:
             db.execute("DELETE FROM trials")
             for row in rows:
                 self._insert(db, row)
+            db.execute("DELETE FROM products")
+            for product in products:
+                self._insert_product(db, product)
         return self.entries()

@@ -1,4 +1,4 @@
-"""The `remdaq` command line: check, calibrate, run, ls, show, recover, catalog rebuild, reanalyze."""
+"""The `remdaq` command line: check, calibrate, run, ls, show, recover, catalog rebuild, reanalyze, results, report."""
 
 from __future__ import annotations
 
@@ -190,6 +190,8 @@ def list_trials(data_dir: Path | None, sample: str | None, status: str | None):
     for e in entries:
         purity = f"{100 * e.final_purity:.2f}%" if e.final_purity is not None else _purity_note(folder, e)
         note = "  (needs `remdaq recover`)" if e.needs_recovery else ""
+        if e.certified_purity is not None:
+            note += f"  certified {100 * e.certified_purity:.3f}% (ICP)"
         click.echo(f"{e.trial_id:45s} {e.status:11s} {e.start_time[:19]:19s} {purity:>8s}  {e.sample}{note}")
 
 
@@ -399,6 +401,129 @@ def reanalyze_command(
     counts = ", ".join(f"{n} {status}" for status, n in result.counts().items()) or "no trial files"
     click.echo(f"{counts}; calibration {result.calibration_id}; summary: {result.summary_path}")
     sys.exit(result.exit_code)
+
+
+def _trial_file(trial: str, data_dir: Path | None) -> Path:
+    """A trial given as a file, or as a trial id in the data folder's trials/."""
+    given = Path(trial)
+    if given.suffix == ".h5" or given.exists():
+        return given
+    from .catalog import TRIALS_FOLDER
+
+    candidate = resolve_data_dir(data_dir) / TRIALS_FOLDER / f"{trial}.h5"
+    if not candidate.exists():
+        raise click.BadParameter(
+            f"no trial file {given} and no trial {trial!r} in {candidate.parent}", param_hint="TRIAL"
+        )
+    return candidate
+
+
+def _bad_input(error: Exception) -> None:
+    click.echo(f"error: {error}", err=True)
+    sys.exit(2)
+
+
+@cli.group()
+def results():
+    """Certified results of a trial's product: ICP, loss on ignition (docs/results.md)."""
+
+
+@results.command("add")
+@click.argument("trial", metavar="TRIAL")
+@click.argument("results_path", metavar="RESULTS", type=click.Path(path_type=Path))
+@_DATA_DIR_OPTION
+@click.option("--replace", is_flag=True, help="replace the trial's product file if it has one")
+def results_add(trial: str, results_path: Path, data_dir: Path | None, replace: bool):
+    """Certify a trial (a file, or a trial id in the data folder) with a results file (TOML).
+
+    Writes <trial>.product.json beside the trial file (the raw file is only read) and records it in the
+    catalog. Exit status 2 for a bad results or ICP file: nothing is written then.
+    """
+    from .catalog import TRIALS_FOLDER, Catalog, CatalogError
+    from .icp import IcpFileError
+    from .product import ProductError, write_product
+
+    path = _trial_file(trial, data_dir)
+    try:
+        product = write_product(path, results_path, replace=replace, progress=lambda m: click.echo(m, err=True))
+    except (IcpFileError, ProductError) as error:
+        _bad_input(error)
+        return
+    d = product.data
+    click.echo(f"product file written: {product.path}")
+    click.echo(f"{d['target_oxide']} / TREO  {100 * product.purity:.4f} %  (u {100 * product.purity_sigma:.4f} %)")
+    click.echo(f"TREO           {d['treo']['mg_per_kg'] / 1e4:.3f} % of the solid")
+    if d.get("loi"):
+        click.echo(f"LOI            {d['loi']['percent']:.3f} %  (u {d['loi']['sigma_percent']:.3f} %)")
+    if product.agreement:
+        click.echo(f"agreement      {product.agreement['verdict']}")
+    else:
+        click.echo(f"agreement      none: {d.get('agreement_note', '')}")
+    resolved = path.resolve()
+    if resolved.parent.name == TRIALS_FOLDER and (resolved.parent.parent / "catalog.sqlite").is_file():
+        try:
+            Catalog(resolved.parent.parent).record_product(product)
+        except CatalogError as error:
+            click.echo(f"  catalog not updated: {error}", err=True)
+
+
+@results.command("check")
+@click.argument("results_path", metavar="RESULTS", type=click.Path(path_type=Path))
+@click.option("--target", default="Nd", show_default=True, help="element whose oxide purity is computed")
+def results_check(results_path: Path, target: str):
+    """Validate a results file and its ICP file and print the certificate; writes nothing."""
+    from .icp import IcpFileError, read_icp_csv
+    from .product import ProductError, certificate, load_results
+
+    results_file = load_results(results_path)
+    try:
+        icp = read_icp_csv(
+            results_file.resolve(results_file.icp_file),
+            mapping=results_file.resolve(results_file.mapping) if results_file.mapping else None,
+            sample_id=results_file.sample_id,
+            digestion=results_file.digestion,
+        )
+        cert = certificate(icp, target, results_file.loi)
+    except (IcpFileError, ProductError) as error:
+        _bad_input(error)
+        return
+    click.echo(f"{icp.source}: {len(icp.rows)} rows, samples {', '.join(icp.samples)}; product {icp.sample_id}")
+    for e in icp.elements:
+        if e.below_detection_limit:
+            value, oxide = f"< {e.detection_limit_mg_per_kg:g}", f"< {e.oxide_detection_limit_mg_per_kg:.3g}"
+        else:
+            value, oxide = f"{e.value_mg_per_kg:.6g}", f"{e.oxide_mg_per_kg:.6g}"
+        click.echo(f"  {e.element:3s} {value:>12s} mg/kg  {e.oxide:7s} {oxide:>12s} mg/kg")
+    click.echo(f"{cert.target_oxide} / TREO  {100 * cert.purity:.4f} %  (u {100 * cert.purity_sigma:.4f} %)")
+    click.echo(f"TREO           {cert.treo_percent:.3f} % of the solid")
+    if cert.loi is not None:
+        click.echo(f"LOI            {cert.loi.percent:.3f} %  (u {cert.loi.sigma_percent:.3f} %)")
+
+
+@cli.command("report")
+@click.argument("trial", metavar="TRIAL")
+@click.option(
+    "--results",
+    "results_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="a product file (.json) or results file (.toml); default: the trial's own product file, if any",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="report file to write (.pdf or .html)")
+@_DATA_DIR_OPTION
+def report_command(trial: str, results_path: Path | None, out: Path, data_dir: Path | None):
+    """Write a trial's report (PDF or HTML): furnace, purity, events, calibration, ICP, LOI, agreement."""
+    from .icp import IcpFileError
+    from .product import ProductError
+    from .report import ReportError, write_report
+
+    path = _trial_file(trial, data_dir)
+    try:
+        pages = write_report(path, out, results=results_path, progress=lambda m: click.echo(m, err=True))
+    except (IcpFileError, ProductError, ReportError) as error:
+        _bad_input(error)
+        return
+    click.echo(f"report written: {out}" + (f" ({len(pages)} pages)" if pages else ""))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -127,7 +127,12 @@ def test_opening_a_trial_draws_it_and_offers_its_summary(three_trials):
     assert figures["trials-chart-spectrum"]["data"][1]["name"] == "model"  # the live fit's, not a refit
     assert "Ended: success" in messages(at)
     labels = [b.label for b in at.download_button]
-    assert labels == ["Download summary (CSV)", "Download per-spectrum results (CSV)"]
+    assert labels == [
+        "Download summary (CSV)",
+        "Download per-spectrum results (CSV)",
+        "Download report (PDF)",
+        "Download report (HTML)",
+    ]
 
 
 def test_summary_and_results_csv(three_trials):

@@ -15,19 +15,16 @@ of real time.
 
 from __future__ import annotations
 
-import math
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from _bench import QUICK_RECIPE, ROOT, STANDARDS
+from _bench import QUICK_RECIPE, ROOT, STANDARDS, run_remdaq
+from _trial_checks import assert_purity_follows_the_elution
 
-import analysis
 from daq import open_trial
-from drivers.sim.scenario import load_scenario
 
 pytestmark = pytest.mark.system
 
@@ -35,10 +32,8 @@ OCEAN_STATION = ROOT / "hardware/stations/sim-ocean.toml"
 
 
 def remdaq(*args, timeout_s: float = 300) -> tuple[int, str, str]:
-    """`python -m daq ARGS` (the remdaq command) from the project root, run to its end."""
-    done = subprocess.run(
-        [sys.executable, "-m", "daq", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout_s
-    )
+    """`remdaq ARGS` from the project root, run to its end: (exit code, stdout, stderr)."""
+    done = run_remdaq(*args, timeout_s=timeout_s)
     return done.returncode, done.stdout, done.stderr
 
 
@@ -94,27 +89,7 @@ def test_the_trial_succeeds_and_its_file_says_how_the_counts_were_made(ocean_tri
 
 def test_purity_follows_the_scenario_truth_as_on_the_scpi_bench(ocean_trial, ocean_calibration):
     """The criteria of tests/system/test_trial_run.py::test_purity_follows_the_scenario_truth."""
-    calibration = analysis.Calibration.load(ocean_calibration)
-    scenario = load_scenario(ROOT / "seeds/scenarios/pr-nd-elution.toml")
-    with open_trial(ocean_trial) as trial:
-        events = trial.events()
-        started = [t for t, m in zip(events["time"], events["message"]) if "process stream started" in m]
-        rows = trial.read("analysis")
-        analytes = trial.analytes
-    time_s = rows["time"] - started[0]
-    truth = np.array([[scenario.concentrations_at(t).get(a, 0.0) for a in analytes] for t in time_s])
-    measured = rows["concentration"]
-    for k, analyte in enumerate(analytes):
-        low, high = calibration.quality.calibrated_range_g_per_L[k]
-        rmse = math.sqrt(np.mean((measured[:, k] - truth[:, k]) ** 2))
-        assert rmse <= 0.02 * (high - low), f"{analyte}: RMSE {rmse:.4f} g/L"
-    oxide = truth * np.array([analysis.oxide_factor(a) for a in analytes])
-    visible = oxide.sum(axis=1) > 1.0
-    true_purity = oxide[:, analytes.index("Nd")] / oxide.sum(axis=1)
-    error = np.abs(rows["purity"][visible] - true_purity[visible])
-    assert visible.sum() > 20
-    assert np.median(error) < 0.01
-    assert np.mean(error <= 2 * rows["purity_sigma"][visible] + 0.002) >= 0.9
+    assert_purity_follows_the_elution(ocean_trial, ocean_calibration)
 
 
 def test_show_reads_the_ocean_trial(ocean_trial):

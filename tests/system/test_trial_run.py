@@ -6,7 +6,6 @@ a faster simulated clock (``fast_station``: the quick recipe in about 9 s instea
 of 37); the signal tests run on the shipped station as it is.
 """
 
-import math
 import os
 import random
 import signal
@@ -19,13 +18,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from _bench import QUICK_RECIPE, ROOT, SIM_STATION, fast_sim_station, run_remdaq, start_remdaq
+from _bench import QUICK_RECIPE, SIM_STATION, fast_sim_station, run_remdaq, start_remdaq
+from _trial_checks import assert_purity_follows_the_elution
 from click.testing import CliRunner
 
 from daq import Catalog, open_trial
 from daq.cli import cli
 from daq.layout import TABLES
-from drivers.sim.scenario import load_scenario
 
 pytestmark = pytest.mark.system
 
@@ -113,31 +112,8 @@ def test_trial_file_opens_in_h5dump_and_every_dataset_has_units(quick_trial):
 
 
 def test_purity_follows_the_scenario_truth(quick_trial, sim_calibration):
-    import analysis
-
     path, _ = quick_trial
-    calibration = analysis.Calibration.load(sim_calibration)
-    scenario = load_scenario(ROOT / "seeds/scenarios/pr-nd-elution.toml")
-    with open_trial(path) as trial:
-        events = trial.events()
-        started = [t for t, m in zip(events["time"], events["message"]) if "process stream started" in m]
-        rows = trial.read("analysis")
-        analytes = trial.analytes
-    time_s = rows["time"] - started[0]
-    truth = np.array([[scenario.concentrations_at(t).get(a, 0.0) for a in analytes] for t in time_s])
-    measured = rows["concentration"]
-    for k, analyte in enumerate(analytes):
-        low, high = calibration.quality.calibrated_range_g_per_L[k]
-        calibrated_range = high - low
-        rmse = math.sqrt(np.mean((measured[:, k] - truth[:, k]) ** 2))
-        assert rmse <= 0.02 * calibrated_range, f"{analyte}: RMSE {rmse:.4f} g/L"
-    oxide = truth * np.array([analysis.oxide_factor(a) for a in analytes])
-    visible = oxide.sum(axis=1) > 1.0  # where there is enough rare earth in the cell to speak of purity
-    true_purity = oxide[:, analytes.index("Nd")] / oxide.sum(axis=1)
-    error = np.abs(rows["purity"][visible] - true_purity[visible])
-    assert visible.sum() > 20
-    assert np.median(error) < 0.01
-    assert np.mean(error <= 2 * rows["purity_sigma"][visible] + 0.002) >= 0.9
+    assert_purity_follows_the_elution(path, sim_calibration)
 
 
 def test_live_trial_stores_the_whole_fit_and_the_calibration_fits_the_simulator(quick_trial, sim_calibration):

@@ -361,7 +361,19 @@ class LinkBase:
         raise NotImplementedError
 
     def connect(self) -> None:
-        """Use the bus's open port, or open it."""
+        """Use the bus's open port (this unit's view of it rebuilt if it had none), or open it."""
+        bus = self._attach()
+        with self.lock:
+            if bus.handle is None:
+                self.open()
+            elif not self.is_open:
+                self._use_open_port()
+
+    def _attach(self) -> _modbus_bus.Bus:
+        raise NotImplementedError
+
+    def _use_open_port(self) -> None:
+        """Take the bus's port, opened by another unit on it, for this unit's transactions."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -604,15 +616,9 @@ class ModbusLink(LinkBase):
                 raise NotConnected(f"cannot open {self.port}: {error}") from error
             self._build_line()
 
-    def connect(self) -> None:
-        """Use the bus's open port, or open it; ``NotConnected`` if it cannot be opened."""
-        bus = self._attach()
-        with self.lock:
-            if bus.handle is None:
-                self.open()
-            elif not self.is_open:
-                self._forget_line()
-                self._build_line()
+    def _use_open_port(self) -> None:
+        self._forget_line()
+        self._build_line()
 
     def _open_port(self):
         return self._factory(

@@ -109,14 +109,8 @@ class TcpLink(LinkBase):
                 raise NotConnected(f"cannot connect to {self.port}: {error}") from None
             self._adopt()
 
-    def connect(self) -> None:
-        """Use the bus's connection, or open it."""
-        bus = self._attach()
-        with self.lock:
-            if bus.handle is None:
-                self.open()
-            elif not self.is_open:
-                self._adopt()
+    def _use_open_port(self) -> None:
+        self._adopt()
 
     def _adopt(self) -> None:
         assert self._bus is not None

@@ -11,7 +11,8 @@ sit over the same physics (:mod:`._optics`, :mod:`._bench_drift`,
   the parameter parsers (:func:`parse_number` ...), :class:`ScpiFault`,
   :class:`ErrorQueue` and :class:`Device` (program message in, answers out);
 - :class:`SimControl`: the ``SIM:`` namespace (standards, scenarios, truth,
-  noise figure, line faults, absurd answers, clock speed, bench drifts).
+  noise figure, line faults, absurd answers, clock speed, bench drifts, the
+  cascade's sampling point and its truth).
 
 The instrument and its line faults stay with each simulator: :class:`SimControl`
 asks of them only what :class:`BenchInstrument` and :class:`FaultLine` say.
@@ -43,6 +44,7 @@ from ._bench_drift import (
 from ._optics import Optics
 from .scenario import (
     MAX_SCENARIO_TIME_S,
+    SAMPLING_POINTS,
     Scenario,
     ScenarioError,
     format_concentrations,
@@ -138,9 +140,16 @@ class Cell:
     while it runs). The cell also carries the bench's drifts (:attr:`drift`),
     because a running scenario drives the lab's temperature and replugs the fibre:
     when it stops, what it drove is frozen as it is, like the concentrations.
+
+    ``sampling_point`` (``"feed"``, ``"raffinate"``, ``"strip"``, or ``None``): where the cell
+    is plumbed into a scenario's ``[cascade]``; a running scenario with one fills the cell with
+    that point's solution (``Scenario.concentrations_at(t, sampling_point)``).
     """
 
-    def __init__(self, drift: BenchDrift | None = None) -> None:
+    def __init__(self, drift: BenchDrift | None = None, sampling_point: str | None = None) -> None:
+        if sampling_point is not None and sampling_point not in SAMPLING_POINTS:
+            raise ValueError(f"sampling point must be one of {', '.join(SAMPLING_POINTS)}, got {sampling_point!r}")
+        self.sampling_point = sampling_point
         self.standard: dict[str, float] = {}
         self.scenario: Scenario | None = None
         self.scenario_start_s: float | None = None
@@ -189,7 +198,7 @@ class Cell:
     def concentrations_at(self, now_s: float) -> dict[str, float]:
         """Element concentrations (g/L) in the cell at simulated time ``now_s``."""
         if self.scenario is not None and self.scenario_start_s is not None:
-            return self.scenario.concentrations_at(now_s - self.scenario_start_s)
+            return self.scenario.concentrations_at(now_s - self.scenario_start_s, self.sampling_point)
         return dict(self.standard)
 
     def solution_at(self, now_s: float) -> Solution:
@@ -461,6 +470,47 @@ class SimControl:
             query=True,
         )
         table.add("SIM:TRUTh:DRIFt", lambda p: self.cell.drift_state_at(self.clock.now_s()).format(), query=True)
+        table.add("SIM:SAMPling", self._set_sampling_point)
+        table.add("SIM:SAMPling", lambda p: (self.cell.sampling_point or "none").upper(), query=True)
+        table.add("SIM:TRUTh:CASCade", self._cascade_truth, query=True)
+
+    # --- the cascade's sampling point (drivers/sim/_cascade.py) ---------------------------------------
+    def _set_sampling_point(self, params: str) -> None:
+        """``FEED``, ``RAFFinate``, ``STRip`` (or the full names) or ``NONE``: where the cell is plumbed."""
+        choices = {"NONE": ""}
+        for point in SAMPLING_POINTS:
+            choices[point.upper()] = point
+        choices.update({"RAFF": "raffinate", "STR": "strip"})
+        word = params.strip().upper()
+        if word and word not in choices:
+            raise ScpiFault(-224, f"Illegal parameter value;{params.strip()} (FEED, RAFF, STR or NONE)")
+        self.cell.sampling_point = parse_keyword(params, choices) or None
+
+    def _cascade_truth(self, params: str) -> str:
+        """The cascade's truth now (the running scenario), or at scenario time ``<s>`` (the loaded one).
+
+        ``POINT=<point>,CASCADE=0`` when the loaded scenario has none; keys in docs/instruments/spectrometer.md.
+        """
+        cell = self.cell
+        head = f"POINT={(cell.sampling_point or 'none').upper()}"
+        scenario = cell.scenario
+        if scenario is None or scenario.cascade is None:
+            return f"{head},CASCADE=0"
+        if params.strip():
+            time_s = parse_ranged(params, (-MAX_SCENARIO_TIME_S, MAX_SCENARIO_TIME_S), "scenario time", "s")
+        elif cell.scenario_start_s is not None:
+            time_s = self.clock.now_s() - cell.scenario_start_s
+        else:
+            raise ScpiFault(-221, "Settings conflict;no scenario running (SIM:TRUT:CASC? <s>: at scenario time s)")
+        truth = scenario.cascade_truth_at(time_s)
+        items: list[tuple[str, float | int]] = [("CASCADE", 1), ("SCENARIO_S", time_s), ("PH", truth.pH)]
+        elements = list(scenario.cascade.feed_g_per_L)
+        items += [(f"D_{el.upper()}", truth.distribution_ratio[el]) for el in elements]
+        if "Nd" in elements and "Pr" in elements:
+            items += [("BETA_ND_PR", truth.beta("Nd", "Pr")), ("SEPARATION_ND_PR", truth.separation_factor())]
+        for point in SAMPLING_POINTS:
+            items += [(f"{point.upper()}_{el.upper()}", truth.concentrations[point].get(el, 0.0)) for el in elements]
+        return ",".join([head, *(f"{k}={v:.9g}" if isinstance(v, float) else f"{k}={v}" for k, v in items)])
 
     def _start_scenario(self, params: str) -> None:
         elapsed_s = parse_ranged(params, (0.0, MAX_SCENARIO_TIME_S), "scenario time", "s") if params.strip() else 0.0

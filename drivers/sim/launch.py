@@ -81,6 +81,9 @@ def start_simulator(
 ) -> SimulatorProcess:
     """Start ``python -m MODULE ARGS...`` and return it once it has printed its address (and control port).
 
+    ``args`` go to the simulator unchanged, e.g. ``"--scenario", "pr-nd-cascade", "--sampling-point",
+    "strip"`` for a spectrometer simulator at the strip liquor of a scenario's ``[cascade]``.
+
     Raises :class:`SimulatorStartError` with the process's stderr if it exits or
     prints nothing within ``startup_timeout_s``.
     """

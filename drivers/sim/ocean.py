@@ -1,7 +1,9 @@
 """Simulated Ocean Insight HDX spectrometer speaking Ocean Binary Protocol (OBP) over TCP on 127.0.0.1.
 
 Run as ``python -m drivers.sim.ocean [--port 0] [--control-port 0] [--speed FACTOR]
-[--seed N] [--scenario PATH] [--wavelength-order 3]``. Prints one line on standard
+[--seed N] [--scenario PATH] [--sampling-point NAME] [--wavelength-order 3]``
+(``--sampling-point feed|raffinate|strip``: the point of a scenario's ``[cascade]``
+whose solution flows through the cell, as for the SCPI simulator). Prints one line on standard
 output, ``tcp://127.0.0.1:OBPPORT TCPIP0::127.0.0.1::CONTROLPORT::SOCKET`` (the OBP
 address, a space, the VISA resource of the control port), then serves until SIGTERM
 (exit code 0). Any number of clients on either port at once.
@@ -98,7 +100,7 @@ from ._obp_frames import (
     response,
 )
 from ._optics import Optics, OpticsConfig, fit_wavelength_coefficients, wavelength_coefficients
-from .scenario import ScenarioError, load_scenario
+from .scenario import SAMPLING_POINTS, ScenarioError, load_scenario
 
 __all__ = [
     "HdxInstrument",
@@ -365,13 +367,18 @@ class HdxInstrument:
         return tuple(values)
 
 
-def build_instrument(seed: int, speed: float, wavelength_order: int, scenario: str | None) -> HdxInstrument:
-    """The HDX of ``seed`` (its detector's fixed patterns, noise and serial) on a fresh bench."""
+def build_instrument(
+    seed: int, speed: float, wavelength_order: int, scenario: str | None, sampling_point: str | None = None
+) -> HdxInstrument:
+    """The HDX of ``seed`` (its detector's fixed patterns, noise and serial) on a fresh bench.
+
+    ``sampling_point``: the point of the scenario's ``[cascade]`` whose solution is in the cell.
+    """
     if not 1 <= wavelength_order <= MAX_WAVELENGTH_ORDER:
         raise ValueError(f"--wavelength-order must be 1-{MAX_WAVELENGTH_ORDER}, got {wavelength_order}")
     seeds = np.random.SeedSequence(seed).spawn(3)
     clock = SimClock(speed)
-    cell = Cell(BenchDrift(np.random.default_rng(seeds[2])))
+    cell = Cell(BenchDrift(np.random.default_rng(seeds[2])), sampling_point=sampling_point)
     if scenario:
         cell.scenario = load_scenario(scenario)
         cell.start_scenario(clock.now_s())
@@ -846,6 +853,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the detector's fixed pattern, noise and serial")
     parser.add_argument("--scenario", help="scenario file or bundled name to start at once")
     parser.add_argument(
+        "--sampling-point",
+        choices=SAMPLING_POINTS,
+        help="the point of the scenario's [cascade] whose solution flows through the cell",
+    )
+    parser.add_argument(
         "--wavelength-order",
         type=int,
         default=3,
@@ -853,7 +865,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        instrument = build_instrument(args.seed, args.speed, args.wavelength_order, args.scenario)
+        instrument = build_instrument(
+            args.seed, args.speed, args.wavelength_order, args.scenario, sampling_point=args.sampling_point
+        )
         faults = ObpFaults()
         obp = ObpServer(instrument, faults, args.port)
         control = ControlServer(

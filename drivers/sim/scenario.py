@@ -52,6 +52,52 @@ Three more optional sections describe the bench around the cell (its drifts,
     replug_s = [30000]          # fibre replugs at these scenario times,
     replug_step_nm = [0.12]     #   each stepping the axis by this much
 
+One more optional section gives the process quantities that sensors beside the
+cell read (a simulated pH, conductivity, flow or mass sensor reports them;
+:meth:`Scenario.process_at`)::
+
+    [process]                   # piecewise-linear, holding the first/last value outside time_s
+    time_s = [0, 7200, 7260]    # needed when a value below is a list
+    pH = [1.5, 1.5, 1.8]        # a quantity name (letters, digits, _) = a number or one per time_s
+    flow_L_per_h = 12.0
+
+One more optional section puts the flow cell at a sampling point of a Pr/Nd
+counter-current solvent-extraction cascade (:mod:`drivers.sim._cascade`: P507
+in kerosene against a chloride feed, Nd loads the organic, the strip liquor is
+Nd-rich and the raffinate Pr-rich; docs/instruments/spectrometer.md)::
+
+    [cascade]                   # needs [process] pH: the feed's pH, the one a pH sensor reads
+    reference_pH = 1.5          # the pH at which the distribution ratios below hold (-2 to 14)
+    stages = 8                  # ideal counter-current extraction stages (1-100)
+    organic_to_aqueous_flow = 1.0   # theta, organic over aqueous flow in the extraction section
+    strip_to_feed_flow = 0.5    # the strip liquor's flow over the feed's
+    residence_time_s = 1200     # first-order lag of the points after a pH change (0: at once)
+
+    [cascade.feed_g_per_L]      # the feed, g/L of element (default Pr 6, Nd 18)
+    Pr = 6.0
+    Nd = 18.0
+
+    [cascade.reference_distribution_ratio]  # D at reference_pH (default Pr 0.80, Nd 1.20)
+    Pr = 0.80
+    Nd = 1.20
+
+Keys left out take these defaults (those of ``CascadeChemistry``); the feed and
+the distribution ratios name the same elements. Each ion exchanges three
+protons, so ``D = D_ref 10**(3 (pH - reference_pH))`` and ``beta = D_Nd / D_Pr``
+does not depend on pH. With a ``[cascade]``,
+``concentrations_at(t, sampling_point)`` (``"feed"``, ``"raffinate"``,
+``"strip"``) is the cascade's concentrations at that point, lagging behind the
+pH history that :meth:`Scenario.process_at` gives (``[process] pH``, the same
+numbers a simulated pH sensor reports), plus ``[base]``, ``[[peak]]`` and
+``[table]``; the cascade starts settled at the pH of scenario time 0 and, with
+``repeat = true``, starts so again each cycle. The lag is integrated from t = 0
+on a fixed grid (``CascadeHistory``), so the value at a time is a function of
+that time alone: simulators of the same scenario in separate processes agree
+exactly. Without a sampling point ``concentrations_at`` ignores the cascade. The
+truth to compare with: :meth:`Scenario.cascade_truth_at` (pH, distribution
+ratios, beta, every point's concentrations), :meth:`Scenario.distribution_ratios_at`,
+:meth:`Scenario.separation_factor_at` (``(Nd/Pr in strip) / (Nd/Pr in raffinate)``).
+
 A solution key left out keeps what the bench holds (``SIM:SOL:...``). Every
 value is checked: true/false where a switch is meant (a boolean is never a
 number), finite numbers within the ranges of :mod:`drivers.sim._bench_drift`,
@@ -62,6 +108,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar, overload
@@ -83,11 +130,14 @@ from ._bench_drift import (
     SolutionProfile,
     matrix_name,
 )
+from ._cascade import SAMPLING_POINTS, CascadeChemistry, CascadeHistory
 from ._lanthanide_bands import KNOWN_ELEMENTS
 
 _T = TypeVar("_T")
 
 __all__ = [
+    "CascadeTruth",
+    "SAMPLING_POINTS",
     "Scenario",
     "ScenarioError",
     "Peak",
@@ -107,6 +157,12 @@ class ScenarioError(ValueError):
 MAX_CONCENTRATION_G_PER_L = 1000.0
 #: Largest scenario time or width, s (about 30 years).
 MAX_SCENARIO_TIME_S = 1e9
+#: The pH a cascade's feed and reference may have (``[cascade]``, ``[process] pH``).
+CASCADE_PH_RANGE = (-2.0, 14.0)
+#: Most ideal stages a ``[cascade]`` may have.
+MAX_CASCADE_STAGES = 100
+#: Largest distribution ratio at the reference pH, and largest flow ratio, of a ``[cascade]``.
+MAX_CASCADE_RATIO = 1e6
 
 
 def scenarios_dir() -> Path:
@@ -131,6 +187,39 @@ class Peak:
 
 
 @dataclass(frozen=True)
+class CascadeTruth:
+    """What the cascade of a scenario is at one scenario time: the numbers a test or the app compares with."""
+
+    time_s: float
+    #: The feed's pH (``[process] pH``, as :meth:`Scenario.process_at` gives it).
+    pH: float
+    #: D of each element at that pH.
+    distribution_ratio: dict[str, float]
+    #: What is in the cell at each sampling point (cascade plus base, peaks, table), g/L of element.
+    concentrations: dict[str, dict[str, float]]
+
+    def beta(self, a: str = "Nd", b: str = "Pr") -> float:
+        """The separation factor ``D_a / D_b`` (the same at every pH)."""
+        return self.distribution_ratio[a] / self.distribution_ratio[b]
+
+    def separation_factor(
+        self, enriched: str = "strip", depleted: str = "raffinate", a: str = "Nd", b: str = "Pr"
+    ) -> float:
+        """``(a/b at enriched) / (a/b at depleted)``; inf where the depleted point holds no ``a``."""
+        high, low = self.concentrations[_point(enriched)], self.concentrations[_point(depleted)]
+        numerator, denominator = high.get(a, 0.0) * low.get(b, 0.0), high.get(b, 0.0) * low.get(a, 0.0)
+        if denominator == 0.0:
+            return math.inf if numerator > 0.0 else math.nan
+        return numerator / denominator
+
+
+def _point(name: str) -> str:
+    if name not in SAMPLING_POINTS:
+        raise ScenarioError(f"unknown sampling point {shorten(repr(name))} (known: {', '.join(SAMPLING_POINTS)})")
+    return name
+
+
+@dataclass(frozen=True)
 class Scenario:
     """Concentrations in the cell as a function of scenario time (s since the scenario started)."""
 
@@ -145,6 +234,17 @@ class Scenario:
     lab: LabProfile | None = None
     solution: SolutionProfile | None = None
     drift: DriftSettings | None = None
+    process_time_s: tuple[float, ...] = (0.0,)
+    process: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    cascade: CascadeChemistry | None = None
+    _history: CascadeHistory | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.cascade is not None:
+            if "pH" not in self.process:
+                raise ScenarioError(f"scenario {self.name!r}: a cascade needs the [process] quantity pH")
+            history = CascadeHistory(self.cascade, lambda t: self.process_at("pH", t), self.process_time_s)
+            object.__setattr__(self, "_history", history)
 
     @overload
     def scenario_time(self, time_s: float) -> float: ...
@@ -175,17 +275,37 @@ class Scenario:
         cycles = int(time_s // self.duration_s) if self.repeat and self.duration_s else 0
         return self.drift.replug_offset_nm(self.scenario_time(time_s), cycles)
 
+    def process_at(self, quantity: str, time_s: float) -> float:
+        """The value of a ``[process]`` quantity (e.g. ``"pH"``) at scenario time ``time_s``."""
+        if quantity not in self.process:
+            known = ", ".join(self.process) or "none"
+            raise ScenarioError(f"scenario {self.name!r} has no process quantity {quantity!r} (it has: {known})")
+        values = self.process[quantity]
+        if len(values) == 1:
+            return values[0]
+        return float(np.interp(self.scenario_time(time_s), self.process_time_s, values))
+
     @property
     def elements(self) -> tuple[str, ...]:
         """Every element the scenario ever puts in the cell, in periodic-table order."""
         present = set(self.base) | {p.element for p in self.peaks} | set(self.table)
         return tuple(el for el in KNOWN_ELEMENTS if el in present)
 
-    def concentrations_at(self, time_s: float) -> dict[str, float]:
-        """Element concentrations (g/L) at scenario time ``time_s``; never negative."""
+    def concentrations_at(self, time_s: float, sampling_point: str | None = None) -> dict[str, float]:
+        """Element concentrations (g/L) at scenario time ``time_s``; never negative.
+
+        ``sampling_point`` (``"feed"``, ``"raffinate"``, ``"strip"``): with a ``[cascade]``, that
+        point's concentrations are added (none without one); ``None``: the cascade is left out.
+        """
         if self.repeat and self.duration_s:
             time_s = time_s % self.duration_s
         result = {el: 0.0 for el in self.elements}
+        if sampling_point is not None:
+            point = _point(sampling_point)
+            if self._history is not None:
+                for el, value in self._history.at(time_s)[point].items():
+                    result[el] = result.get(el, 0.0) + value
+                result = {el: result[el] for el in KNOWN_ELEMENTS if el in result}
         for el, value in self.base.items():
             result[el] += value
         for peak in self.peaks:
@@ -194,6 +314,39 @@ class Scenario:
             for el, values in self.table.items():
                 result[el] += float(np.interp(time_s, self.table_time_s, values))
         return {el: max(value, 0.0) for el, value in result.items()}
+
+    # --- the cascade's truth ---------------------------------------------------------------------
+    def _need_cascade(self) -> CascadeChemistry:
+        if self.cascade is None:
+            raise ScenarioError(f"scenario {self.name!r} has no [cascade] section")
+        return self.cascade
+
+    def distribution_ratios_at(self, time_s: float) -> dict[str, float]:
+        """D of each element of the cascade at the feed's pH at scenario time ``time_s``."""
+        cascade = self._need_cascade()
+        pH = self.process_at("pH", time_s)
+        return {el: cascade.distribution_ratio(el, pH) for el in cascade.feed_g_per_L}
+
+    def cascade_truth_at(self, time_s: float) -> CascadeTruth:
+        """pH, distribution ratios and every sampling point's concentrations at scenario time ``time_s``."""
+        cascade = self._need_cascade()
+        pH = self.process_at("pH", time_s)
+        return CascadeTruth(
+            time_s=float(time_s),
+            pH=pH,
+            distribution_ratio={el: cascade.distribution_ratio(el, pH) for el in cascade.feed_g_per_L},
+            concentrations={point: self.concentrations_at(time_s, point) for point in SAMPLING_POINTS},
+        )
+
+    def separation_factor_at(
+        self, time_s: float, enriched: str = "strip", depleted: str = "raffinate", a: str = "Nd", b: str = "Pr"
+    ) -> float:
+        """``(a/b at enriched) / (a/b at depleted)`` at scenario time ``time_s`` (default: Nd/Pr, strip/raffinate).
+
+        What a separation factor drawn from two sampling points' concentrations should show; the
+        one-stage ``beta`` is :meth:`CascadeTruth.beta`.
+        """
+        return self.cascade_truth_at(time_s).separation_factor(enriched, depleted, a, b)
 
 
 def find_scenario(name_or_path: str | os.PathLike) -> Path:
@@ -406,7 +559,20 @@ def _of_type(value: object, kind: type[_T], where: str, what: str) -> _T:
 
 
 def _parse(data: dict, where: str) -> Scenario:
-    allowed = {"name", "description", "duration_s", "repeat", "base", "peak", "table", "lab", "solution", "drift"}
+    allowed = {
+        "name",
+        "description",
+        "duration_s",
+        "repeat",
+        "base",
+        "peak",
+        "table",
+        "lab",
+        "solution",
+        "drift",
+        "process",
+        "cascade",
+    }
     unknown = set(data) - allowed
     if unknown:
         raise ScenarioError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
@@ -451,6 +617,8 @@ def _parse(data: dict, where: str) -> Scenario:
         raise ScenarioError(f"{where}: repeat must be true or false")
     if repeat and duration is None:
         raise ScenarioError(f"{where}: repeat = true needs duration_s")
+    process = _parse_process(data.get("process", {}), where)
+    cascade = _parse_cascade(data["cascade"], process["process"], where) if "cascade" in data else None
     return Scenario(
         name=str(data.get("name", Path(where).stem)),
         description=str(data.get("description", "")),
@@ -463,6 +631,94 @@ def _parse(data: dict, where: str) -> Scenario:
         lab=_parse_lab(data["lab"], where) if "lab" in data else None,
         solution=_parse_solution(data["solution"], where) if "solution" in data else None,
         drift=_parse_drift(data["drift"], where) if "drift" in data else None,
+        **process,
+        cascade=cascade,
+    )
+
+
+_QUANTITY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+
+def _parse_process(raw: object, where: str) -> dict:
+    """The ``[process]`` section: ``process_time_s`` and ``process`` (quantity -> values) for :class:`Scenario`."""
+    at = f"{where} [process]"
+    raw = dict(_of_type(raw, dict, at, "a table"))
+    times = _times(raw.pop("time_s"), f"{at} time_s") if "time_s" in raw else None
+    process = {}
+    for name, value in raw.items():
+        if not _QUANTITY_NAME.fullmatch(name):
+            raise ScenarioError(f"{at}: {shorten(repr(name))} is no quantity name (letters, digits and _)")
+        process[name] = _series(value, f"{at} {name}", times, _finite)
+    return {"process_time_s": times or (0.0,), "process": process}
+
+
+def _parse_cascade(raw: object, process: dict[str, tuple[float, ...]], where: str) -> CascadeChemistry:
+    """The ``[cascade]`` section (its pH is ``[process] pH``, already read into ``process``)."""
+    at = f"{where} [cascade]"
+    raw = _of_type(raw, dict, at, "a table")
+    defaults = CascadeChemistry()
+    _check_keys(
+        raw,
+        {
+            "feed_g_per_L",
+            "reference_distribution_ratio",
+            "reference_pH",
+            "stages",
+            "organic_to_aqueous_flow",
+            "strip_to_feed_flow",
+            "residence_time_s",
+        },
+        at,
+    )
+
+    def per_element(key: str, read, default) -> dict[str, float]:
+        if key not in raw:
+            return dict(default)
+        table = _of_type(raw[key], dict, f"{at} {key}", "a table of element = number")
+        if not table:
+            raise ScenarioError(f"{at} {key}: names no element")
+        return {_element(el, f"{at} {key}"): read(v, f"{at} {key} {el}") for el, v in table.items()}
+
+    feed = per_element("feed_g_per_L", _concentration, defaults.feed_g_per_L)
+    ratios = per_element(
+        "reference_distribution_ratio",
+        lambda v, w: _number(v, w, positive=True, maximum=MAX_CASCADE_RATIO),
+        defaults.reference_distribution_ratio,
+    )
+    if set(feed) != set(ratios):
+        raise ScenarioError(
+            f"{at}: feed_g_per_L and reference_distribution_ratio must name the same elements "
+            f"(feed: {', '.join(sorted(feed))}; ratios: {', '.join(sorted(ratios))})"
+        )
+    stages = raw.get("stages", defaults.stages)
+    if isinstance(stages, bool) or not isinstance(stages, int) or not 1 <= stages <= MAX_CASCADE_STAGES:
+        raise ScenarioError(
+            f"{at} stages: must be a whole number 1 to {MAX_CASCADE_STAGES}, got {shorten(repr(stages))}"
+        )
+    flows = {
+        key: _number(raw.get(key, getattr(defaults, key)), f"{at} {key}", positive=True, maximum=MAX_CASCADE_RATIO)
+        for key in ("organic_to_aqueous_flow", "strip_to_feed_flow")
+    }
+    residence = _number(raw.get("residence_time_s", defaults.residence_time_s), f"{at} residence_time_s", minimum=0.0)
+    reference_pH = _in_range(
+        raw.get("reference_pH", defaults.reference_pH), f"{at} reference_pH", CASCADE_PH_RANGE, "(pH)"
+    )
+    if "pH" not in process:
+        raise ScenarioError(f"{at}: needs [process] pH, the feed's pH (a number, or one per [process] time_s)")
+    low, high = CASCADE_PH_RANGE
+    for value in process["pH"]:
+        if not low <= value <= high:
+            raise ScenarioError(
+                f"{at}: [process] pH must stay within {low:g} to {high:g} for the cascade, got {value!r}"
+            )
+    return CascadeChemistry(
+        feed_g_per_L=feed,
+        reference_distribution_ratio=ratios,
+        reference_pH=reference_pH,
+        stages=stages,
+        organic_to_aqueous_flow=flows["organic_to_aqueous_flow"],
+        strip_to_feed_flow=flows["strip_to_feed_flow"],
+        residence_time_s=residence,
     )
 
 

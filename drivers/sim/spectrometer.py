@@ -1,7 +1,9 @@
 """Simulated UV-Vis-NIR array spectrometer speaking SCPI over TCP on 127.0.0.1.
 
 Run as ``python -m drivers.sim.spectrometer [--port 0] [--pixels 2048]
-[--speed FACTOR] [--seed N] [--scenario PATH]``. Prints the VISA resource
+[--speed FACTOR] [--seed N] [--scenario PATH] [--sampling-point NAME]``.
+``--sampling-point feed|raffinate|strip`` plumbs the flow cell into that point
+of a scenario's ``[cascade]`` (``SIM:SAMP``, ``SIM:TRUT:CASC?``). Prints the VISA resource
 string ``TCPIP0::127.0.0.1::PORT::SOCKET`` alone on the first line of standard
 output, then serves clients one at a time until SIGTERM (exit code 0).
 
@@ -60,7 +62,7 @@ from ._bench_control import parse_keyword as _keyword
 from ._bench_control import parse_number as _number
 from ._bench_drift import BenchDrift
 from ._optics import Optics, OpticsConfig
-from .scenario import ScenarioError, load_scenario
+from .scenario import SAMPLING_POINTS, ScenarioError, load_scenario
 
 __all__ = ["Instrument", "SimControl", "LineFaults", "Server", "SimClock", "Cell", "ABSURD_QUANTITIES", "main"]
 
@@ -489,13 +491,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
     parser.add_argument("--seed", type=int, default=0, help="seed of the detector's fixed pattern and noise")
     parser.add_argument("--scenario", help="scenario file or bundled name to start at once")
+    parser.add_argument(
+        "--sampling-point",
+        choices=SAMPLING_POINTS,
+        help="the point of the scenario's [cascade] whose solution flows through the cell",
+    )
     args = parser.parse_args(argv)
     seeds = np.random.SeedSequence(args.seed).spawn(3)
     try:
         if not 16 <= args.pixels <= 16384:
             raise ValueError(f"--pixels must be 16-16384, got {args.pixels}")
         clock = SimClock(args.speed)
-        cell = Cell(BenchDrift(np.random.default_rng(seeds[2])))
+        cell = Cell(BenchDrift(np.random.default_rng(seeds[2])), sampling_point=args.sampling_point)
         if args.scenario:
             cell.scenario = load_scenario(args.scenario)
             cell.start_scenario(clock.now_s())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import analysis
-from drivers.sim._cascade import CascadeChemistry, CascadeState
+from drivers.sim._cascade import CascadeChemistry, CascadeHistory, CascadeState
 
 
 @pytest.fixture
@@ -91,3 +91,115 @@ def test_bad_chemistry_is_refused():
         CascadeChemistry(feed_g_per_L={"Nd": 1.0}, reference_distribution_ratio={"Nd": 1.0, "Pr": 1.0})
     with pytest.raises(ValueError, match="stages"):
         CascadeChemistry(stages=0)
+
+
+@pytest.mark.parametrize("pH", [-2.0, 0.0, 1.5 + 1e-13, 3.0, 14.0])
+def test_kremser_stays_a_fraction_at_extreme_and_near_unit_extraction(pH):
+    """No overflow at E of 1e50 or underflow at 1e-50, and no cancellation where E is nearly 1."""
+    chemistry = CascadeChemistry(reference_distribution_ratio={"Pr": 1.0, "Nd": 1e6}, stages=100)
+    for element in ("Pr", "Nd"):
+        fraction = chemistry.raffinate_fraction(element, pH)
+        assert 0.0 <= fraction <= 1.0 and math.isfinite(fraction)
+    near = CascadeChemistry(reference_distribution_ratio={"Pr": 1.0 + 1e-9, "Nd": 1.0 - 1e-9})
+    assert near.raffinate_fraction("Pr", 1.5) == pytest.approx(1.0 / 9.0, rel=1e-7)
+    assert near.raffinate_fraction("Nd", 1.5) == pytest.approx(1.0 / 9.0, rel=1e-7)
+
+
+def test_the_history_is_the_exact_lag_while_the_ph_holds_and_a_function_of_time_alone(chemistry):
+    def pH_at(t: float) -> float:
+        return float(np.interp(t, [0.0, 600.0, 660.0], [1.5, 1.5, 1.8]))
+
+    history = CascadeHistory(chemistry, pH_at, [0.0, 600.0, 660.0])
+    assert history.at(-50.0) == history.at(0.0) == chemistry.steady_state(1.5)
+    assert history.at(599.0)["strip"] == pytest.approx(chemistry.steady_state(1.5)["strip"], rel=1e-12)
+    tau, target = chemistry.residence_time_s, chemistry.steady_state(1.8)
+    at_end = history.at(660.0)
+    later = history.at(660.0 + tau)
+    for point in ("raffinate", "strip"):
+        for element in ("Pr", "Nd"):
+            moved = (later[point][element] - target[point][element]) / (at_end[point][element] - target[point][element])
+            assert moved == pytest.approx(math.exp(-1.0), rel=1e-10)
+    fresh = CascadeHistory(chemistry, pH_at, [0.0, 600.0, 660.0])
+    assert fresh.at(630.123) == CascadeHistory(chemistry, pH_at, [660.0, 600.0]).at(630.123)  # bends in any order
+    assert [fresh.at(t) for t in (5000.0, 630.123, 10.0)] == [history.at(t) for t in (5000.0, 630.123, 10.0)]
+
+
+# --- the SIM: commands of a simulated spectrometer at a sampling point (drivers/sim/_bench_control.py) -----------
+class StillClock:
+    """Simulated time that moves only when the test says so."""
+
+    speed = 1e6
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def now_s(self) -> float:
+        return self.t
+
+
+def answer(device, command: str) -> str:
+    answers = device.handle(command)
+    error = device.handle("SYST:ERR?")[0].data.decode().strip()
+    assert error == '0,"No error"', (command, error)
+    return answers[0].data.decode().strip() if answers else ""
+
+
+def error_of(device, command: str) -> str:
+    assert device.handle(command) == []
+    return device.handle("SYST:ERR?")[0].data.decode().strip()
+
+
+def test_sim_commands_name_the_sampling_point_and_tell_the_cascades_truth():
+    from drivers.sim._bench_control import Cell, Device, SimControl
+    from drivers.sim._optics import Optics, OpticsConfig
+    from drivers.sim.scenario import load_scenario
+    from drivers.sim.spectrometer import Instrument, LineFaults
+
+    clock = StillClock()
+    cell = Cell(sampling_point="raffinate")
+    instrument = Instrument(Optics(OpticsConfig(pixels=64)), clock, cell, np.random.default_rng(0), serial="X")  # type: ignore[arg-type]
+    device = Device(instrument, SimControl(instrument, LineFaults(np.random.default_rng(1))))
+    assert answer(device, "SIM:SAMP?") == "RAFFINATE"
+    assert answer(device, "SIM:TRUT:CASC?") == "POINT=RAFFINATE,CASCADE=0"  # nothing loaded
+    answer(device, "SIM:SCEN pr-nd-cascade")
+    assert error_of(device, "SIM:TRUT:CASC?").startswith("-221,")  # loaded, not running: say when
+    scenario = load_scenario("pr-nd-cascade")
+    at_4860 = answer(device, "SIM:TRUT:CASC? 4860")
+    truth = dict(item.split("=") for item in at_4860.split(","))
+    expected = scenario.cascade_truth_at(4860.0)
+    assert (truth["POINT"], truth["CASCADE"], truth["SCENARIO_S"], truth["PH"]) == ("RAFFINATE", "1", "4860", "1.55")
+    assert float(truth["D_ND"]) == pytest.approx(expected.distribution_ratio["Nd"], rel=1e-8)
+    assert float(truth["BETA_ND_PR"]) == pytest.approx(1.5, rel=1e-8)
+    assert float(truth["SEPARATION_ND_PR"]) == pytest.approx(expected.separation_factor(), rel=1e-8)
+    for point in ("feed", "raffinate", "strip"):
+        for element in ("Pr", "Nd"):
+            value = float(truth[f"{point.upper()}_{element.upper()}"])
+            assert value == pytest.approx(expected.concentrations[point][element], rel=1e-8)
+    answer(device, "SIM:SCEN:STAR 4860")
+    assert answer(device, "SIM:TRUT:CASC?") == at_4860  # running: now is scenario time 4860
+    assert answer(device, "SIM:TRUT?") == "Pr=0.791571,Nd=0.881288"
+    answer(device, "SIM:SAMP STR")
+    assert answer(device, "SIM:TRUT?") == "Pr=4.27791,Nd=14.8249"
+    assert answer(device, "SIM:TRUT:CASC?").startswith("POINT=STRIP,CASCADE=1,SCENARIO_S=4860,")
+    answer(device, "SIM:SAMP NONE")
+    assert answer(device, "SIM:SAMP?") == "NONE" and answer(device, "SIM:TRUT?") == ""  # as without a cascade
+    assert error_of(device, "SIM:SAMP tank").startswith("-224,")
+    assert error_of(device, "SIM:SAMP").startswith("-109,")
+    answer(device, "SIM:SAMP feed")
+    assert answer(device, "SIM:TRUT?") == "Pr=4,Nd=12"
+    clock.t += 600.0
+    answer(device, "SIM:SCEN:STOP")  # frozen as it is, like any scenario
+    answer(device, "SIM:SAMP raffinate")
+    assert answer(device, "SIM:TRUT?") == "Pr=4,Nd=12"
+    with pytest.raises(ValueError, match="sampling point must be one of feed, raffinate, strip"):
+        Cell(sampling_point="tank")
+
+
+@pytest.mark.parametrize("module", ["drivers.sim.spectrometer", "drivers.sim.ocean"])
+def test_an_unknown_sampling_point_on_the_command_line_is_refused(module, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as caught:
+        importlib.import_module(module).main(["--sampling-point", "tank", "--scenario", "pr-nd-cascade"])
+    assert caught.value.code == 2
+    assert "invalid choice: 'tank' (choose from 'feed', 'raffinate', 'strip')" in capsys.readouterr().err

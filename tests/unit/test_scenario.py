@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from analysis.elements import oxide_factor
 from drivers.sim._bench_drift import Solution
+from drivers.sim._cascade import CascadeState
 from drivers.sim.scenario import (
     ScenarioError,
     format_concentrations,
@@ -103,6 +105,18 @@ Sm = [0.0, 10.0]
     assert scenario.concentrations_at(125.0)["Sm"] == pytest.approx(2.5)
 
 
+def test_process_quantities_are_piecewise_linear_and_hold_their_ends(tmp_path):
+    scenario = load_scenario(
+        write(tmp_path, "[process]\ntime_s = [0, 100, 200]\npH = [1.5, 1.5, 2.5]\nflow_L_per_h = 12.0\n")
+    )
+    assert scenario.process_at("pH", 150.0) == pytest.approx(2.0)
+    assert scenario.process_at("pH", -10.0) == pytest.approx(1.5)
+    assert scenario.process_at("pH", 1e6) == pytest.approx(2.5)
+    assert scenario.process_at("flow_L_per_h", 77.0) == pytest.approx(12.0)
+    with pytest.raises(ScenarioError, match="no process quantity 'mass_kg' .it has: pH, flow_L_per_h"):
+        scenario.process_at("mass_kg", 0.0)
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
@@ -116,6 +130,11 @@ Sm = [0.0, 10.0]
         ("[[peak]]\nelement = 'Nd'\ncenter_s = 1\nsigma_s = 0\nheight_g_per_L = 1", "sigma_s: must be > 0"),
         ("repeat = true", "needs duration_s"),
         ("name = ", "not valid TOML"),
+        ("[process]\npH = [1.5, 2.0]", "[process] pH: a list needs time_s"),
+        ("[process]\ntime_s = [0, 10]\npH = [1.5]", "[process] pH: needs 2 values"),
+        ("[process]\ntime_s = [10, 0]\npH = [1.5, 2.0]", "[process] time_s: must increase strictly"),
+        ("[process]\npH = true", "[process] pH: expected a finite number"),
+        ("[process]\n'flow rate' = 1.0", "is no quantity name"),
     ],
 )
 def test_bad_scenarios_raise_errors_naming_file_and_key(tmp_path, text, message):
@@ -308,6 +327,214 @@ replug_step_nm = [0.1]
     ],
 )
 def test_bad_bench_sections_raise_errors_naming_file_and_key(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert message in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+# -- issue 16: the sampling points of a Pr/Nd solvent-extraction cascade ([cascade]) -----------------------
+
+CASCADE_STEP = """
+name = "step"
+[process]
+time_s = [0, 1000, 1001]
+pH = [1.5, 1.5, 1.7]
+[cascade]
+residence_time_s = 1200
+"""
+
+
+def test_the_cascade_scenario_states_its_chemistry_and_moves_with_the_ph():
+    scenario = load_scenario("pr-nd-cascade")
+    cascade = scenario.cascade
+    assert cascade is not None and scenario.duration_s == 14400
+    assert dict(cascade.feed_g_per_L) == {"Pr": 4.0, "Nd": 12.0}
+    assert dict(cascade.reference_distribution_ratio) == {"Pr": 0.8, "Nd": 1.2}
+    assert (cascade.reference_pH, cascade.stages, cascade.organic_to_aqueous_flow) == (1.5, 8, 1.0)
+    assert (cascade.strip_to_feed_flow, cascade.residence_time_s) == (0.75, 1200.0)
+    assert [scenario.process_at("pH", t) for t in (0.0, 3599.0, 3660.0, 8999.0, 9060.0)] == [
+        1.45,
+        1.45,
+        1.55,
+        1.55,
+        1.5,
+    ]
+    feed_ratio = 12.0 / 4.0
+    before, after = scenario.cascade_truth_at(3500.0), scenario.cascade_truth_at(8900.0)
+    for truth in (before, after, scenario.cascade_truth_at(14400.0)):
+        strip, raffinate = truth.concentrations["strip"], truth.concentrations["raffinate"]
+        assert strip["Nd"] / strip["Pr"] > feed_ratio > raffinate["Nd"] / raffinate["Pr"]  # Nd loads the organic
+        assert truth.concentrations["feed"] == {"Pr": 4.0, "Nd": 12.0}
+        assert truth.beta() == pytest.approx(1.5, rel=1e-12)
+        assert max(strip.values()) < 17.0  # within the optics' range (nd-product-995 has Nd 20 g/L)
+    assert after.distribution_ratio["Nd"] / before.distribution_ratio["Nd"] == pytest.approx(10 ** (3 * 0.1))
+    assert after.concentrations["raffinate"]["Nd"] < 0.1 * before.concentrations["raffinate"]["Nd"]
+    assert after.concentrations["strip"]["Pr"] > 1.5 * before.concentrations["strip"]["Pr"]
+    assert scenario.separation_factor_at(8900.0) == pytest.approx(after.separation_factor())
+    assert after.separation_factor() > 2 * before.separation_factor() > 2 * 1.5  # a cascade multiplies beta
+
+
+def test_two_loads_of_a_cascade_scenario_agree_exactly_whatever_was_asked_before():
+    """Two simulator processes of one scenario load it separately and are asked at different times."""
+    first, second = load_scenario("pr-nd-cascade"), load_scenario("pr-nd-cascade")
+    times = [float(t) for t in np.linspace(-100.0, 16000.0, 397)] + [3600.5, 3630.25, 9059.999]
+    points = ("feed", "raffinate", "strip")
+    forward = {(t, p): first.concentrations_at(t, p) for t in times for p in points}
+    second.concentrations_at(12345.678, "strip")  # a late time first: the grid is laid in another order
+    backward = {(t, p): second.concentrations_at(t, p) for t in reversed(times) for p in reversed(points)}
+    assert forward == backward  # exactly, not approximately
+    assert first.cascade_truth_at(4321.0) == second.cascade_truth_at(4321.0)
+
+
+def test_at_steady_state_the_cascade_balances_its_mass():
+    scenario = load_scenario("pr-nd-cascade")
+    cascade = scenario.cascade
+    assert cascade is not None
+    for time_s, pH in ((100.0, 1.45), (3599.0, 1.45), (1e6, 1.50)):  # settled: from the start, long after the end
+        points = {p: scenario.concentrations_at(time_s, p) for p in ("feed", "raffinate", "strip")}
+        expected = cascade.steady_state(pH)
+        for element, feed in points["feed"].items():
+            balance = points["raffinate"][element] + points["strip"][element] * cascade.strip_to_feed_flow
+            assert balance == pytest.approx(feed, rel=1e-12)
+            for point in ("raffinate", "strip"):
+                assert points[point][element] == pytest.approx(expected[point][element], rel=1e-12)
+
+
+def test_after_a_ph_step_the_points_lag_with_the_residence_time(tmp_path):
+    scenario = load_scenario(write(tmp_path, CASCADE_STEP))
+    cascade = scenario.cascade
+    assert cascade is not None
+    tau = cascade.residence_time_s
+    start, target = cascade.steady_state(1.5), cascade.steady_state(1.7)
+    at_step = scenario.cascade_truth_at(1001.0).concentrations
+    for point in ("raffinate", "strip"):
+        for element in ("Pr", "Nd"):
+            step = start[point][element] - target[point][element]
+            assert at_step[point][element] == pytest.approx(start[point][element], abs=1e-3 * abs(step))  # 1 s of 1200
+            for elapsed in (tau, 3 * tau):
+                now = scenario.concentrations_at(1001.0 + elapsed, point)[element]
+                left = (now - target[point][element]) / (at_step[point][element] - target[point][element])
+                assert left == pytest.approx(math.exp(-elapsed / tau), rel=1e-9)
+    # the whole trajectory against the lag stepped by hand (drivers.sim._cascade.CascadeState, 0.01 s steps on the ramp)
+    state = CascadeState(cascade, pH=1.5)
+    state.advance(1000.0, 1.5)
+    for t in np.arange(1000.01, 1001.0001, 0.01):
+        state.advance(float(t), scenario.process_at("pH", float(t)))
+    for t in (1500.0, 2400.0, 6000.0):
+        by_hand = state.advance(t, 1.7)
+        for point in ("raffinate", "strip"):
+            for element in ("Pr", "Nd"):
+                assert scenario.concentrations_at(t, point)[element] == pytest.approx(by_hand[point][element], rel=1e-5)
+    at_once = load_scenario(write(tmp_path, CASCADE_STEP.replace("residence_time_s = 1200", "residence_time_s = 0")))
+    assert at_once.concentrations_at(1001.0, "raffinate") == pytest.approx(target["raffinate"], rel=1e-12)
+
+
+def test_beta_does_not_depend_on_ph_while_the_distribution_ratios_move():
+    scenario = load_scenario("pr-nd-cascade")
+    d_nd = []
+    for t in np.linspace(0.0, 14400.0, 97):
+        ratios = scenario.distribution_ratios_at(float(t))
+        assert ratios["Nd"] / ratios["Pr"] == pytest.approx(1.5, rel=1e-12)
+        assert scenario.cascade_truth_at(float(t)).beta() == pytest.approx(1.5, rel=1e-12)
+        d_nd.append(ratios["Nd"])
+    assert max(d_nd) / min(d_nd) == pytest.approx(10 ** (3 * 0.1), rel=1e-9)
+
+
+def test_without_a_sampling_point_a_scenario_is_what_it_was(tmp_path):
+    plain = """
+[base]
+Nd = 1.0
+La = 0.5
+[[peak]]
+element = "Sm"
+center_s = 500
+sigma_s = 100
+height_g_per_L = 2.0
+[table]
+time_s = [0, 2000]
+Pr = [0.0, 2.0]
+[process]
+time_s = [0, 1000, 1060]
+pH = [1.4, 1.4, 1.6]
+"""
+    without = load_scenario(write(tmp_path, plain))
+    with_cascade = load_scenario(write(tmp_path, plain + "[cascade]\nstages = 6\n"))
+    for t in np.linspace(-50.0, 5000.0, 41):
+        t = float(t)
+        assert with_cascade.concentrations_at(t) == without.concentrations_at(t)
+        strip = with_cascade.concentrations_at(t, "strip")
+        assert list(strip) == ["La", "Pr", "Nd", "Sm"]  # periodic-table order
+        cascade = with_cascade.cascade_truth_at(t)
+        point = cascade.concentrations["strip"]
+        assert point == strip
+        base = without.concentrations_at(t)
+        history = with_cascade.concentrations_at(t, "strip")
+        assert history["La"] == base["La"] and history["Sm"] == base["Sm"]
+        assert history["Nd"] > base["Nd"] and history["Pr"] > base["Pr"]
+        assert without.concentrations_at(t, "strip") == base  # a point of a scenario without a cascade: its solution
+    assert load_scenario("pr-nd-cascade").concentrations_at(100.0) == {}
+    for name in ("nd-product-995", "pr-nd-elution", "pr-nd-countercurrent"):
+        assert load_scenario(name).cascade is None
+
+
+def test_sampling_points_and_cascade_truths_are_checked(tmp_path):
+    scenario = load_scenario("pr-nd-cascade")
+    with pytest.raises(ScenarioError, match="unknown sampling point 'tank' .known: feed, raffinate, strip"):
+        scenario.concentrations_at(0.0, "tank")
+    with pytest.raises(ScenarioError, match="unknown sampling point"):
+        scenario.separation_factor_at(0.0, enriched="organic")
+    plain = load_scenario("nd-product-995")
+    for ask in (plain.cascade_truth_at, plain.distribution_ratios_at, plain.separation_factor_at):
+        with pytest.raises(ScenarioError, match="has no .cascade. section"):
+            ask(0.0)
+
+
+def test_a_repeating_cascade_starts_settled_again_each_cycle(tmp_path):
+    scenario = load_scenario(write(tmp_path, "duration_s = 5000\nrepeat = true\n" + CASCADE_STEP))
+    for point in ("raffinate", "strip"):
+        assert scenario.concentrations_at(5000.0 + 2500.0, point) == scenario.concentrations_at(2500.0, point)
+        assert scenario.concentrations_at(5000.0 + 10.0, point) == scenario.concentrations_at(10.0, point)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[cascade]\nstages = 8", "[cascade]: needs [process] pH"),
+        ("[process]\nflow_L_per_h = 1.0\n[cascade]\nstages = 8", "[cascade]: needs [process] pH"),
+        ("cascade = 5\n[process]\npH = 1.5", "[cascade]: must be a table"),
+        ("[process]\npH = 1.5\n[cascade]\ncolour = 1", "[cascade]: unknown keys ['colour']"),
+        ("[process]\npH = 1.5\n[cascade]\nstages = 0", "[cascade] stages: must be a whole number 1 to 100, got 0"),
+        ("[process]\npH = 1.5\n[cascade]\nstages = 2.5", "stages: must be a whole number 1 to 100, got 2.5"),
+        ("[process]\npH = 1.5\n[cascade]\nstages = true", "stages: must be a whole number 1 to 100, got True"),
+        ("[process]\npH = 1.5\n[cascade]\nstages = 101", "stages: must be a whole number 1 to 100"),
+        ("[process]\npH = 1.5\n[cascade]\nfeed_g_per_L = 5", "[cascade] feed_g_per_L: must be a table"),
+        ("[process]\npH = 1.5\n[cascade.feed_g_per_L]\n", "[cascade] feed_g_per_L: names no element"),
+        ("[process]\npH = 1.5\n[cascade.feed_g_per_L]\nXx = 1.0", "[cascade] feed_g_per_L: unknown element 'Xx'"),
+        ("[process]\npH = 1.5\n[cascade.feed_g_per_L]\nNd = -1.0\nPr = 1.0", "feed_g_per_L Nd: must be >= 0"),
+        ("[process]\npH = 1.5\n[cascade.feed_g_per_L]\nNd = 'lots'\nPr = 1.0", "Nd: expected a finite number"),
+        (
+            "[process]\npH = 1.5\n[cascade.reference_distribution_ratio]\nNd = 0.0\nPr = 1.0",
+            "reference_distribution_ratio Nd: must be > 0",
+        ),
+        (
+            "[process]\npH = 1.5\n[cascade.feed_g_per_L]\nNd = 10.0",
+            "must name the same elements (feed: Nd; ratios: Nd, Pr)",
+        ),
+        ("[process]\npH = 1.5\n[cascade]\nstrip_to_feed_flow = 0", "strip_to_feed_flow: must be > 0"),
+        ("[process]\npH = 1.5\n[cascade]\norganic_to_aqueous_flow = true", "expected a finite number"),
+        ("[process]\npH = 1.5\n[cascade]\norganic_to_aqueous_flow = 1e9", "must be at most 1e+06"),
+        ("[process]\npH = 1.5\n[cascade]\nresidence_time_s = -1", "residence_time_s: must be >= 0"),
+        ("[process]\npH = 1.5\n[cascade]\nreference_pH = 20", "reference_pH: must be within -2 to 14"),
+        ("[process]\npH = 1.5\n[cascade]\nreference_pH = nan", "reference_pH: expected a finite number"),
+        (
+            "[process]\ntime_s = [0, 10]\npH = [1.5, 20.0]\n[cascade]\nstages = 8",
+            "[cascade]: [process] pH must stay within -2 to 14 for the cascade, got 20.0",
+        ),
+    ],
+)
+def test_bad_cascade_sections_raise_errors_naming_file_and_key(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(ScenarioError) as caught:
         load_scenario(path)

@@ -4,12 +4,15 @@ The controller ramps by itself (decision 0042). How the program's safe end is
 made independent of the PC depends on the controller (decision 0079;
 ``furnace.safety``, from its register map):
 
-- ``"programmer"`` (2400): the whole program is loaded into the controller's
-  own programmer, with a last ramp to the safe setpoint and an end segment
-  that dwells there, and the controller runs it. The PC watches: each poll
-  reads the programmer's state and segment, and the program is done when the
-  controller has begun the ramp to the safe setpoint. Killed PC, pulled cable:
-  the controller finishes the program and ends at the safe setpoint by itself.
+- ``"programmer"`` (2400, 3216P): the whole program is loaded into the
+  controller's own programmer, with a last ramp to the safe setpoint and an
+  end that dwells there, and the controller runs it. How the program is laid
+  into its segments is the map's (``[programmer] style``, decision 0087): the
+  driver's ``load_program`` returns the controller segment that ramps to the
+  safe setpoint. The PC watches: each poll reads the programmer's state and
+  segment, and the program is done when the controller has begun that ramp.
+  Killed PC, pulled cable: the controller finishes the program and ends at
+  the safe setpoint by itself.
 - ``"watchdog"`` (EPC3000): the comms watchdog is armed (fallback setpoint :=
   safe setpoint) before the first segment; then for each segment we write the
   rate limit and the target once, watch the working setpoint reach the target,
@@ -136,10 +139,13 @@ class FurnaceProgramRunner:
 
     def _load_into_controller(self, furnace) -> ProgramStep:
         segments = [ProgramSegment(s.ramp_C_per_min, s.target_C, s.dwell_min) for s in self.program.segments]
-        furnace.load_program(segments, end_rate_C_per_min=self.program.cool_rate_C_per_min)
+        cool = furnace.load_program(segments, end_rate_C_per_min=self.program.cool_rate_C_per_min)
         furnace.run_program()
-        used = sum(1 + (s.dwell_min > 0) for s in self.program.segments)
-        self._cool_segment = used + 1  # 1-based: after every ramp and dwell of the recipe
+        if isinstance(cool, int) and not isinstance(cool, bool) and cool >= 1:
+            self._cool_segment = cool  # the driver's: the segment that ramps to the safe setpoint (1-based)
+        else:  # a furnace that does not say (a test double): a segment per ramp and per dwell, as the 2400's
+            self._cool_segment = sum(1 + (s.dwell_min > 0) for s in self.program.segments) + 1
+        used = self._cool_segment - 1
         self.mode, self.phase, self._controller_segment = "controller", "controller", 1
         return ProgramStep(
             f"program loaded into the controller's programmer ({used} segments, then a ramp at "

@@ -15,6 +15,9 @@ Knows nothing of trials, HDF5 or Streamlit. Public API:
 - register maps (hardware/maps): :func:`load_register_map`, :func:`resolve_register_map`,
   :func:`register_map_models`, :class:`RegisterMap`, :class:`MapError`, :class:`ModelNotCovered`
 - SCPI dialects (hardware/maps): :func:`load_dialect`, :class:`ScpiDialect`
+- :class:`ModbusSensor` - a Modbus sensor (pH, conductivity, flow, mass) described by a sensor map
+  (hardware/sensors): :func:`load_sensor_map`, :func:`resolve_sensor_map`, :class:`SensorMap`; a read is a
+  :class:`SensorReading` of :class:`ChannelReading` (value, units, state)
 """
 
 from typing import TYPE_CHECKING
@@ -34,8 +37,10 @@ if TYPE_CHECKING:  # imported on first use (__getattr__ below); named here for t
         resolve_register_map,
     )
     from ._scpi_dialect import ScpiDialect, load_dialect
+    from ._sensor_map import SensorMap, load_sensor_map, resolve_sensor_map
     from .eurotherm import Eurotherm, NotConfigured, ProgramSegment
     from .ocean import DarkNotDark, OceanSpectrometer, parse_ocean_resource
+    from .sensor import ChannelReading, ModbusSensor, SensorReading
     from .spectrometer import ScpiError, ScpiSpectrometer
 
 __all__ = [
@@ -66,6 +71,12 @@ __all__ = [
     "resolve_register_map",
     "load_dialect",
     "ScpiDialect",
+    "ModbusSensor",
+    "SensorReading",
+    "ChannelReading",
+    "SensorMap",
+    "load_sensor_map",
+    "resolve_sensor_map",
 ]
 
 #: Names imported on first use (the register map schema imports pydantic).
@@ -89,6 +100,14 @@ def __getattr__(name):
         from . import _register_map
 
         return getattr(_register_map, name)
+    if name in ("ModbusSensor", "SensorReading", "ChannelReading"):
+        from . import sensor
+
+        return getattr(sensor, name)
+    if name in ("SensorMap", "load_sensor_map", "resolve_sensor_map"):
+        from . import _sensor_map
+
+        return getattr(_sensor_map, name)
     if name in ("load_dialect", "ScpiDialect"):
         from . import _scpi_dialect
 

@@ -37,6 +37,7 @@ __all__ = [
     "OPTIONAL_STATUS_FLAGS",
     "PROGRAM_STATES",
     "ProgrammerLayout",
+    "SEGMENT_FIELDS",
     "WatchdogSpec",
     "REQUIRED_REGISTERS",
     "NOT_INHERITED",
@@ -98,7 +99,7 @@ class Register:
     name: str
     address: int
     access: str  # "r" or "rw"
-    kind: str  # "analog" (scaled value in units) or "word" (raw 16-bit)
+    kind: str  # "analog" (scaled value in units), "word" (raw 16-bit) or "time" (a duration, minutes; see below)
     decimals: int | str | None  # analog in the integer area: int, or "display"
     units: str = ""
     minimum: float | None = None
@@ -109,6 +110,12 @@ class Register:
     @property
     def writable(self) -> bool:
         return self.access == "rw"
+
+    @property
+    def is_time(self) -> bool:
+        """A duration (programmer dwell): minutes to the driver; in the float area a 32-bit signed integer count
+        of milliseconds, most significant word first (decision 0087)."""
+        return self.kind == "time"
 
     def in_range(self, value: float) -> bool:
         """Whether ``value`` is in this register's ``[min, max]``: accepted on a write, valid on a read."""
@@ -218,6 +225,17 @@ class ProgrammerLayout:
     ``first_segment + (n - 1) * segment_stride + offset``; the loader adds
     those registers to the map. ``control`` is written ``run`` / ``reset``;
     ``status`` reads the map's ``[program_status]`` values.
+
+    ``style`` says what a segment is (decision 0087):
+
+    - ``"typed"`` (the 2400): each segment has a ``type`` (``segment_types``:
+      end, rate, dwell) and ``target``, ``time_or_rate``, ``end_type``; a
+      program ends in its end segment, whose ``end_type`` ``end_dwell`` dwells
+      at the last setpoint;
+    - ``"ramp_dwell"`` (the 3216P): every segment ramps to its ``target`` at
+      its ``rate``, then dwells ``dwell``; the programmer runs all
+      ``segments`` of them, then does what the program-wide register
+      ``end_register`` says (``end_dwell``: stay at the last setpoint).
     """
 
     control: str
@@ -235,6 +253,8 @@ class ProgrammerLayout:
     dwell_units: str | None = None  # register: the unit of dwell times (must read minutes)
     minutes: int = 1  # the value of ramp_units / dwell_units meaning minutes
     description: str = ""
+    style: str = "typed"  # "typed" or "ramp_dwell"
+    end_register: str | None = None  # ramp_dwell: the program's end type (word register), written end_dwell
 
     def segment_register(self, number: int, field: str) -> str:
         return f"segment_{number}_{field}"
@@ -383,7 +403,7 @@ class SegmentFieldSpec(StrictModel):
 
     offset: Annotated[int, Field(ge=0, le=63)]
     access: Literal["r", "rw"] = "rw"
-    kind: Literal["analog", "word"] = "word"
+    kind: Literal["analog", "word", "time"] = "word"
     decimals: Annotated[Any, AfterValidator(_decimals)] = None
     units: _Units = ""
     min: Bound | None = None
@@ -391,9 +411,18 @@ class SegmentFieldSpec(StrictModel):
     description: Description = ""
 
 
+#: The fields of a segment, by ``[programmer] style``: required ones, and the kinds each may have.
+SEGMENT_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "typed": {"type": ("word",), "target": ("analog",), "time_or_rate": ("analog",), "end_type": ("word",)},
+    "ramp_dwell": {"target": ("analog",), "rate": ("analog",), "dwell": ("analog", "time")},
+}
+_REQUIRED_FIELDS = {"typed": ("type", "target", "time_or_rate"), "ramp_dwell": ("target", "rate", "dwell")}
+
+
 class ProgrammerTable(StrictModel):
     """``[programmer]``: the controller's own setpoint programmer (one program)."""
 
+    style: Literal["typed", "ramp_dwell"] = "typed"
     control: Name
     run: Annotated[int, Field(ge=0, le=_WORD_MAX)]
     reset: Annotated[int, Field(ge=0, le=_WORD_MAX)]
@@ -405,9 +434,10 @@ class ProgrammerTable(StrictModel):
     first_segment: Address
     segment_stride: Annotated[int, Field(ge=1, le=64)]
     segments: Annotated[int, Field(ge=2, le=100)]
-    fields: dict[Literal["type", "target", "time_or_rate", "end_type"], SegmentFieldSpec]
-    segment_types: dict[Literal["end", "rate", "dwell"], Annotated[int, Field(ge=0, le=_WORD_MAX)]]
+    fields: dict[Literal["type", "target", "time_or_rate", "end_type", "rate", "dwell"], SegmentFieldSpec]
+    segment_types: dict[Literal["end", "rate", "dwell"], Annotated[int, Field(ge=0, le=_WORD_MAX)]] = {}
     end_dwell: Annotated[int, Field(ge=0, le=_WORD_MAX)] = 0
+    end_register: Name | None = None
     description: Description = ""
 
 
@@ -491,12 +521,37 @@ def _reference_problems(doc: MapDocument) -> list[tuple[str, str]]:
         check("programmer.segment_number", table.segment_number, "word")
         check("programmer.ramp_units", table.ramp_units, "word", writable=True)
         check("programmer.dwell_units", table.dwell_units, "word", writable=True)
-        for needed in ("type", "target", "time_or_rate"):
+        style = table.style
+        for needed in _REQUIRED_FIELDS[style]:
             if needed not in table.fields:
-                found.append(("programmer.fields", f"lacks {needed}"))
-        for needed in ("end", "rate", "dwell"):
-            if needed not in table.segment_types:
-                found.append(("programmer.segment_types", f"lacks {needed}"))
+                found.append(("programmer.fields", f"lacks {needed} (a {style} segment has it)"))
+        allowed = SEGMENT_FIELDS[style]
+        for field_name, spec in table.fields.items():
+            where = f"programmer.fields.{field_name}"
+            if field_name not in allowed:
+                found.append((where, f"not a field of a {style} segment (its fields: {', '.join(allowed)})"))
+            elif spec.kind not in allowed[field_name]:
+                found.append((f"{where}.kind", f"{spec.kind!r}: must be {' or '.join(map(repr, allowed[field_name]))}"))
+            if spec.kind == "time" and doc.encoding.area != "float":
+                found.append((f"{where}.kind", '"time" is a duration in the float area (encoding.area = "float")'))
+            if spec.kind != "analog" and spec.decimals is not None:
+                found.append((f"{where}.decimals", "only for analog fields"))
+            if spec.kind == "time" and (spec.min is None or spec.max is None):
+                found.append((where, "a time field needs min and max (minutes)"))
+        if style == "typed":
+            for needed in ("end", "rate", "dwell"):
+                if needed not in table.segment_types:
+                    found.append(("programmer.segment_types", f"lacks {needed}"))
+            if table.end_register is not None:
+                found.append(
+                    ("programmer.end_register", "only for style ramp_dwell (a typed program ends in its end segment)")
+                )
+        else:
+            if table.segment_types:
+                found.append(("programmer.segment_types", "only for style typed (a ramp_dwell segment has no type)"))
+            if table.end_register is None:
+                found.append(("programmer.end_register", "missing: a ramp_dwell program ends as this register says"))
+            check("programmer.end_register", table.end_register, "word", writable=True)
         for state in ("reset", "run", "complete"):
             if state not in doc.program_status:
                 found.append(("program_status", f"lacks {state} (the programmer's status register reads it)"))
@@ -715,6 +770,8 @@ def _register_map(path: Path, doc: MapDocument) -> RegisterMap:
             fields=tuple(table.fields),
             segment_types=MappingProxyType({str(kind): code for kind, code in table.segment_types.items()}),
             end_dwell=table.end_dwell,
+            style=table.style,
+            end_register=table.end_register,
             segment_number=table.segment_number,
             ramp_units=table.ramp_units,
             dwell_units=table.dwell_units,

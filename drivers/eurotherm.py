@@ -29,7 +29,7 @@ from typing import TypeVar
 
 from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, ReadbackMismatch
 from ._modbus import InvalidAnswer, open_link
-from ._register_map import Register, resolve_register_map
+from ._register_map import ProgrammerLayout, Register, resolve_register_map
 from ._settings import ModbusParameter, ModbusValue
 
 __all__ = ["Eurotherm", "FurnaceReading", "FurnaceStatus", "NotConfigured", "ProgramSegment", "SensorFault"]
@@ -122,6 +122,25 @@ class FurnaceReading:
 _POLL_REGISTERS = ("process_value", "output_power", "working_setpoint")
 #: Rate limits: written and read only once the controller's rate units are checked (per minute).
 _RATE_REGISTERS = ("setpoint_rate_limit", "setpoint_rate_limit_down")
+#: A time register (``kind = "time"``) is minutes to the driver, milliseconds on the wire (decision 0087).
+_MS_PER_MIN = 60_000
+
+
+def _to_float_area(register: Register, value: float) -> list[int]:
+    """The two words of ``value`` in the float area: IEEE-754 float32, or for a time an int32 of milliseconds."""
+    if register.is_time:
+        milliseconds = round(value * _MS_PER_MIN)
+        if not -(2**31) <= milliseconds < 2**31:
+            raise LimitError(f"write {register.name}: {value!r} min does not fit 32 bits of milliseconds")
+        return list(struct.unpack(">HH", struct.pack(">i", milliseconds)))
+    return list(struct.unpack(">HH", struct.pack(">f", value)))
+
+
+def _from_float_area(register: Register, high: int, low: int) -> float:
+    """The value of two float-area words (most significant first), in the register's units."""
+    if register.is_time:
+        return struct.unpack(">i", struct.pack(">HH", high, low))[0] / _MS_PER_MIN
+    return struct.unpack(">f", struct.pack(">HH", high, low))[0]
 
 
 class Eurotherm:
@@ -447,8 +466,8 @@ class Eurotherm:
             address, count = m.float_address(first), 2 * len(block)
 
             def decode(words: list[int]) -> list[float]:
-                pairs = zip(words[0::2], words[1::2])
-                return [struct.unpack(">f", struct.pack(">HH", high, low))[0] for high, low in pairs]
+                pairs = zip(block, words[0::2], words[1::2])
+                return [_from_float_area(register, high, low) for register, high, low in pairs]
         else:
             address, count = first.address, len(block)
             scales = [10 ** self._decimals_of(register) for register in block]
@@ -473,6 +492,8 @@ class Eurotherm:
 
     def _quantize(self, register: Register, value: float) -> float:
         """The value as the instrument will store it (its resolution)."""
+        if register.is_time:
+            return round(value * _MS_PER_MIN) / _MS_PER_MIN
         if self.register_map.area == "float":
             return struct.unpack(">f", struct.pack(">f", value))[0]
         decimals = self._decimals_of(register)
@@ -494,7 +515,7 @@ class Eurotherm:
     def _write_value(self, register: Register, value: float) -> None:
         what = f"write {register.name}"
         if self.register_map.area == "float":
-            words = list(struct.unpack(">HH", struct.pack(">f", value)))
+            words = _to_float_area(register, value)
             self._link.write_registers(self.register_map.float_address(register), words, what)
         else:
             raw = round(value * 10 ** self._decimals_of(register))
@@ -602,26 +623,47 @@ class Eurotherm:
         watchdog = self.register_map.watchdog
         return watchdog is not None and self._read_word(self.register_map[watchdog.flag]) != 0
 
-    def load_program(self, segments: list[ProgramSegment], end_rate_C_per_min: float | None = None) -> None:
-        """Write ``segments`` into program 1 of the controller's programmer, then a last ramp to
-        ``safe_setpoint_C`` at ``end_rate_C_per_min`` (default the safe rate) and an end segment that dwells
-        there. Limits are checked for every segment before anything is written (:class:`LimitError`); the
-        program is reset first (a running program cannot be edited); every register is read back."""
-        layout = self.register_map.programmer
-        if layout is None:
-            raise NotConfigured(f"map {self.register_map.name} has no [programmer]: this controller has none")
+    def load_program(self, segments: list[ProgramSegment], end_rate_C_per_min: float | None = None) -> int:
+        """Write ``segments`` into the controller's programmer, then a last ramp to ``safe_setpoint_C`` at
+        ``end_rate_C_per_min`` (default the safe rate) and an end that dwells there; return the number
+        (1-based) of the controller segment that ramps to the safe setpoint: the trial's program is over when
+        the programmer reaches it.
+
+        The map's ``[programmer] style`` says how (decision 0087): ``typed`` (2400) writes a rate segment per
+        recipe segment, a dwell segment where it has a dwell, the ramp to the safe setpoint and an end segment
+        whose end type dwells; ``ramp_dwell`` (3216P) writes a ramp-then-dwell segment per recipe segment,
+        the ramp to the safe setpoint, every remaining segment at the safe setpoint (the programmer runs them
+        all), and the program's end type := dwell. Limits are checked for every segment before anything is
+        written (:class:`LimitError`); the program is reset first (a running program cannot be edited); every
+        register is read back. A programmer without ramp units of its own ramps in the setpoint rate units,
+        which are checked first (per minute)."""
+        layout = self._programmer()
         end_rate = self.safe_rate_C_per_min if end_rate_C_per_min is None else end_rate_C_per_min
-        plan = self._program_plan(list(segments), end_rate)
         m = self.register_map
+        if layout.style == "ramp_dwell":
+            plan = self._ramp_dwell_plan(list(segments), end_rate)
+            cool = len(segments) + 1
+        else:
+            typed = self._program_plan(list(segments), end_rate)
+            cool = len(typed) - 1
         with self._link.lock:
             self.reset_program()
+            if layout.ramp_units is None:
+                self._check_rate_units()
             for name, value in (("program_number", 1), ("program_cycles", 1)):
                 if name in m.registers:
                     self._write_word(m[name], value)
             for name in (layout.ramp_units, layout.dwell_units):
                 if name is not None:
                     self._write_word(m[name], layout.minutes)
-            for number, (kind, target, value) in enumerate(plan, start=1):
+            if layout.style == "ramp_dwell":
+                for number, values in enumerate(plan, start=1):
+                    for field_name in ("target", "rate", "dwell"):
+                        self._write_analog(m[layout.segment_register(number, field_name)], values[field_name])
+                assert layout.end_register is not None  # the schema requires it for ramp_dwell
+                self._write_word(m[layout.end_register], layout.end_dwell)
+                return cool
+            for number, (kind, target, value) in enumerate(typed, start=1):
                 self._write_word(m[layout.segment_register(number, "type")], layout.segment_types[kind])
                 if kind == "end":
                     if "end_type" in layout.fields:
@@ -630,28 +672,60 @@ class Eurotherm:
                 if kind == "rate":
                     self._write_analog(m[layout.segment_register(number, "target")], target)
                 self._write_analog(m[layout.segment_register(number, "time_or_rate")], value)
+        return cool
+
+    def _check_program_segment(self, number: int, segment: ProgramSegment) -> None:
+        if not 0 < segment.ramp_C_per_min <= self.max_rate_C_per_min:
+            raise LimitError(
+                f"program segment {number}: ramp {segment.ramp_C_per_min:g} C/min is outside "
+                f"0..{self.max_rate_C_per_min:g} C/min (0 would step); nothing was written"
+            )
+        if not self.min_setpoint_C <= segment.target_C <= self.max_temperature_C:
+            raise LimitError(
+                f"program segment {number}: target {segment.target_C:g} C is outside "
+                f"{self.min_setpoint_C:g}..{self.max_temperature_C:g} C; nothing was written"
+            )
+
+    def _check_end_rate(self, end_rate: float) -> None:
+        if not 0 < end_rate <= self.max_rate_C_per_min:
+            raise LimitError(f"program end: ramp {end_rate:g} C/min is outside 0..{self.max_rate_C_per_min:g} C/min")
+
+    def _ramp_dwell_plan(self, segments: list[ProgramSegment], end_rate: float) -> list[dict[str, float]]:
+        """{target, rate, dwell} per controller segment of a ramp_dwell programmer, all of them; LimitError
+        before anything is sent."""
+        layout = self._programmer()
+        for number, segment in enumerate(segments, start=1):
+            self._check_program_segment(number, segment)
+        self._check_end_rate(end_rate)
+        if len(segments) + 1 > layout.segments:
+            raise LimitError(
+                f"the program needs {len(segments) + 1} controller segments (a ramp and dwell per segment, then "
+                f"the ramp to the safe setpoint), the programmer holds {layout.segments}; nothing was written"
+            )
+        plan = [{"target": s.target_C, "rate": s.ramp_C_per_min, "dwell": s.dwell_min} for s in segments]
+        # the ramp to the safe setpoint, then every remaining segment stays there (the programmer runs them all)
+        plan += [{"target": self.safe_setpoint_C, "rate": end_rate, "dwell": 0.0}] * (layout.segments - len(plan))
+        for number, values in enumerate(plan, start=1):
+            for field_name, value in values.items():
+                register = self.register_map[layout.segment_register(number, field_name)]
+                if not register.in_range(value):
+                    raise LimitError(
+                        f"program segment {number} ({field_name}): {value:g} is outside {register.valid_range}; "
+                        "nothing was written"
+                    )
+        return plan
 
     def _program_plan(self, segments: list[ProgramSegment], end_rate: float) -> list[tuple[str, float, float]]:
-        """(kind, target, rate or minutes) per controller segment; LimitError before anything is sent."""
-        layout = self.register_map.programmer
-        assert layout is not None
+        """(kind, target, rate or minutes) per controller segment of a typed programmer; LimitError before
+        anything is sent."""
+        layout = self._programmer()
         plan: list[tuple[str, float, float]] = []
         for number, segment in enumerate(segments, start=1):
-            if not 0 < segment.ramp_C_per_min <= self.max_rate_C_per_min:
-                raise LimitError(
-                    f"program segment {number}: ramp {segment.ramp_C_per_min:g} C/min is outside "
-                    f"0..{self.max_rate_C_per_min:g} C/min (0 would step); nothing was written"
-                )
-            if not self.min_setpoint_C <= segment.target_C <= self.max_temperature_C:
-                raise LimitError(
-                    f"program segment {number}: target {segment.target_C:g} C is outside "
-                    f"{self.min_setpoint_C:g}..{self.max_temperature_C:g} C; nothing was written"
-                )
+            self._check_program_segment(number, segment)
             plan.append(("rate", segment.target_C, segment.ramp_C_per_min))
             if segment.dwell_min > 0:
                 plan.append(("dwell", segment.target_C, segment.dwell_min))
-        if not 0 < end_rate <= self.max_rate_C_per_min:
-            raise LimitError(f"program end: ramp {end_rate:g} C/min is outside 0..{self.max_rate_C_per_min:g} C/min")
+        self._check_end_rate(end_rate)
         plan += [("rate", self.safe_setpoint_C, end_rate), ("end", self.safe_setpoint_C, 0.0)]
         if len(plan) > layout.segments:
             raise LimitError(
@@ -706,7 +780,7 @@ class Eurotherm:
         names = {value: name for name, value in m.program_status.items()}
         return names.get(code, f"unknown {code}"), segment
 
-    def _programmer(self):
+    def _programmer(self) -> ProgrammerLayout:
         layout = self.register_map.programmer
         if layout is None:
             raise NotConfigured(f"map {self.register_map.name} has no [programmer]: this controller has none")

@@ -43,6 +43,7 @@ __all__ = ["RegisterBank", "RtuResponder", "ModbusError", "answer_pdu", "crc16",
 DISPLAY_DECIMALS = 1
 INTER_FRAME_GAP_S = 0.02  # a partial frame older than this is line noise
 TURNAROUND_S = 0.00175  # an RTU slave answers after 3.5 characters of silence, at least 1.75 ms
+_MS_PER_MIN = 60_000  # a time register (kind "time", float area): int32 milliseconds on the wire, minutes here
 
 
 def crc16(data: bytes) -> bytes:
@@ -76,6 +77,7 @@ class RegisterBank:
         layout = register_map.programmer
         if layout is not None:
             m.programmer.types, m.programmer.end_dwell = dict(layout.segment_types), layout.end_dwell
+            m.programmer.style, m.programmer.count = layout.style, layout.segments
         self.stored: dict[str, float] = {}  # registers that only hold what is written (units, program number)
         codes = register_map.program_status
         self._get = {
@@ -146,6 +148,10 @@ class RegisterBank:
                     self._set[name] = lambda v, n=number, f=field_name: m.programmer.set_field(n, f, v)
             if layout.control != "program_status":
                 self._set[layout.control] = self._program_control
+            self._get[layout.status] = lambda: codes.get(m.programmer.state, 0)
+            if layout.end_register is not None:  # ramp_dwell: the program's end type
+                self._get[layout.end_register] = lambda: m.programmer.end_type
+                self._set[layout.end_register] = lambda v: setattr(m.programmer, "end_type", int(v))
         unknown = [
             r.name
             for r in register_map.registers.values()
@@ -170,7 +176,9 @@ class RegisterBank:
         values: dict[str, float | int] = {}
         for register in self.map.registers.values():
             value = self._get[register.name]()
-            if register.kind != "analog":
+            if register.is_time:  # minutes, as milliseconds on the wire give them
+                values[register.name] = round(value * _MS_PER_MIN) / _MS_PER_MIN
+            elif register.kind != "analog":
                 values[register.name] = int(value) & 0xFFFF
             elif self.map.area == "float":
                 values[register.name] = struct.unpack(">f", struct.pack(">f", value))[0]
@@ -206,7 +214,11 @@ class RegisterBank:
         words: list[int] = []
         for register in registers:
             value = self._get[register.name]()
-            if is_float:
+            if register.is_time and not is_float:
+                raise ModbusError(2)  # a map describes a time in the float area only
+            if register.is_time:
+                words.extend(struct.unpack(">HH", struct.pack(">i", round(value * _MS_PER_MIN))))
+            elif is_float:
                 words.extend(struct.unpack(">HH", struct.pack(">f", value)))
             elif register.kind == "analog":
                 scaled = round(value * 10 ** self._decimals(register))
@@ -220,9 +232,11 @@ class RegisterBank:
         registers, is_float = self._locate(address, len(words))
         values = []
         for i, register in enumerate(registers):
-            if not register.writable:
+            if not register.writable or (register.is_time and not is_float):
                 raise ModbusError(2)
-            if is_float:
+            if register.is_time:  # int32 milliseconds -> minutes
+                value = struct.unpack(">i", struct.pack(">HH", words[2 * i], words[2 * i + 1]))[0] / _MS_PER_MIN
+            elif is_float:
                 value = struct.unpack(">f", struct.pack(">HH", words[2 * i], words[2 * i + 1]))[0]
             else:
                 word = words[i]
@@ -357,8 +371,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--address",
         type=_addresses,
-        default=[1],
-        help="Modbus slave address(es) or unit id(s): 1, or 1,2,3 for several controllers on one line (default 1)",
+        default=None,
+        help="Modbus slave address(es) or unit id(s) of the controllers: 1, or 1,2,3 for several on one line "
+        "(default 1, or none if a --sensor is at 1)",
     )
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")
     parser.add_argument(
@@ -386,6 +401,30 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1", help="--tcp: address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="--tcp: TCP port (default 0: any free port)")
+    parser.add_argument(
+        "--sensor",
+        type=_sensor_option,
+        action="append",
+        default=[],
+        metavar="ADDRESS:MAP",
+        help="a Modbus sensor on the same line or gateway, answering as its sensor map (hardware/sensors, or a path) "
+        "says, e.g. 2:ph-transmitter (repeatable)",
+    )
+    parser.add_argument(
+        "--scenario",
+        default=None,
+        metavar="NAME_OR_PATH",
+        help="--sensor: the scenario whose [process] quantities the sensors' channels read (by channel name)",
+    )
+    parser.add_argument(
+        "--sensor-fault",
+        type=_sensor_fault_option,
+        action="append",
+        default=[],
+        metavar="ADDRESS:CHANNEL:KIND[=RATE]@START_S[-END_S]",
+        help="a sensor fault in simulated time: stuck, drift=UNITS_PER_HOUR, out_of_range or probe_fault, "
+        "e.g. 2:pH:drift=0.5@600 (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.speed < 0:
         parser.error("--speed must be >= 0")
@@ -393,7 +432,34 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--port must be 0..65535")
     if not args.tcp and (args.port or args.host != "127.0.0.1" or args.pty):
         parser.error("--host, --port and --pty are for --tcp")
+    sensors = [address for address, _ in args.sensor]
+    if len(set(sensors)) != len(sensors):
+        parser.error("--sensor: each address must be given once")
+    if args.address is None:
+        args.address = [] if 1 in sensors else [1]
+    if set(args.address) & set(sensors):
+        parser.error(f"--address and --sensor share address(es) {sorted(set(args.address) & set(sensors))}")
+    if (args.scenario or args.sensor_fault) and not args.sensor:
+        parser.error("--scenario and --sensor-fault are for --sensor")
     return args
+
+
+def _sensor_option(text: str) -> tuple[int, str]:
+    from ._sensor_bank import parse_sensor
+
+    try:
+        return parse_sensor(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _sensor_fault_option(text: str):
+    from ._sensor_bank import parse_sensor_fault
+
+    try:
+        return parse_sensor_fault(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _write_truth(truth, now: float, banks: dict[int, RegisterBank]) -> None:
@@ -412,7 +478,20 @@ def main(argv: list[str] | None = None) -> int:
         address: RegisterBank(register_map, FurnaceModel(input_range_C=register_map.input_range_C))
         for address in args.address
     }
-    models = [bank.model for bank in banks.values()]
+    models = [bank.model for bank in banks.values()]  # the thermocouple signals break and mend these
+    if args.sensor:  # sensors on the same line or gateway, served by the same responders
+        from ..maps import MapError
+        from ._sensor_bank import sensor_banks
+        from .scenario import ScenarioError, load_scenario
+
+        try:
+            scenario = load_scenario(args.scenario) if args.scenario else None
+            sensors = sensor_banks(args.sensor, scenario, args.sensor_fault, ModbusError)
+        except (MapError, ScenarioError, ValueError) as error:
+            raise SystemExit(f"python -m drivers.sim.furnace: error: {error}") from None
+        for address, sensor in sorted(sensors.items()):
+            banks[address] = sensor  # type: ignore[assignment]  # a SensorBank answers as a RegisterBank does
+    clocks = [bank.model for bank in banks.values()]
     truth = open(args.truth, "a", encoding="utf-8") if args.truth else None
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
@@ -422,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     def advance(now: float) -> None:
-        for model in models:
+        for model in clocks:
             model.watch_comms(now)
             model.advance((now - started) * args.speed)
 

@@ -392,12 +392,14 @@ def check_toml(block: Block, tmp_path: Path) -> None:
     from daq._check_standard import load_check_standard
     from daq.calibration_run import load_standards
     from daq.config import load_recipe, load_station
+    from drivers import load_sensor_map
 
     loaders = {
         "check": load_check_standard,
         "standards": load_standards,
         "recipe": load_recipe,
         "station": load_station,
+        "sensor": load_sensor_map,  # a sensor map (docs/instruments/sensors.md)
     }
     first = next(iter(tomllib.loads(block.code)), None)
     assert first in loaders, f"{block.where}: a toml block whose first table is {first!r}: which file is it?"

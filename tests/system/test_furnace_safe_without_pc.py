@@ -11,8 +11,9 @@ within the stated bound".
 
 - EPC3000 (watchdog): safe within ``watchdog_s + (working SP - safe SP) / safe rate`` (docs); the safe rate
   is the station's maximum ramp (the driver's default).
-- 2400 (its own programmer): safe within the rest of the program, at most the whole program: every ramp and
-  dwell, then the ramp to the safe setpoint at the recipe's cool rate.
+- 2400 and 3216P (their own programmer): safe within the rest of the program, at most the whole program:
+  every ramp and dwell, then the ramp to the safe setpoint at the recipe's cool rate (the 3216P's remaining
+  segments are already at the safe setpoint and take no time).
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def wait_for(condition, what: str, deadline_s: float, run: subprocess.Popen | No
         if value:
             return value
         if run is not None and run.poll() is not None:
-            raise AssertionError(f"remdaq run exited ({run.returncode}) before {what}:\n{log.read_text()[-3000:]}")
+            tail = log.read_text()[-3000:] if log else ""
+            raise AssertionError(f"remdaq run exited ({run.returncode}) before {what}:\n{tail}")
         assert time.monotonic() < deadline, f"not {what} within {deadline_s:g} s" + (
             f":\n{log.read_text()[-3000:]}" if log else ""
         )
@@ -147,6 +149,7 @@ def kill_mid_ramp(run: subprocess.Popen, truth: Path, log: Path, running) -> dic
 
 def rtu_client(port: str) -> minimalmodbus.Instrument:
     client = minimalmodbus.Instrument(port, 1)
+    assert client.serial is not None
     client.serial.timeout = 0.5
     return client
 
@@ -232,6 +235,47 @@ def test_a_killed_run_leaves_the_2400_running_the_program_in_its_own_programmer(
         elapsed_s = time.monotonic() - killed
         assert wsp == SAFE_C
         assert client.read_register(regmap["target_setpoint"].address, 1) == SAFE_C  # and it stays there
+        assert elapsed_s <= bound_s + MARGIN_S
+    finally:
+        sim.stop()
+
+
+def test_a_killed_run_leaves_the_3216p_running_the_program_in_its_own_ramp_dwell_programmer(tmp_path, sim_calibration):
+    truth = tmp_path / "truth.jsonl"
+    sim = start_simulator("drivers.sim.furnace", "--model", "3216P", "--speed", f"{SPEED:g}", "--truth", str(truth))
+    try:
+        path = station(tmp_path, sim.address, "3216P", "eurotherm-3216p")
+        run = start_run(tmp_path, path, sim_calibration)
+        regmap = load_register_map("eurotherm-3216p")
+        layout = regmap.programmer
+        assert layout is not None and layout.style == "ramp_dwell" and layout.end_register is not None
+        status = regmap[layout.status]  # T.STAT (23)
+        running, complete = regmap.program_status["run"], regmap.program_status["complete"]
+        try:
+            at_kill = kill_mid_ramp(run, truth, tmp_path / "remdaq.out", lambda v: v[status.name] == running)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+        killed = time.monotonic()
+        assert at_kill[layout.end_register] == layout.end_dwell  # the run had set the end: dwell at the last SP
+        # the docs' bound: the rest of the program, at most all of it, ending with the ramp to the safe setpoint
+        program_min = (TARGET_C - 20.0) / RAMP + DWELL_MIN + (TARGET_C - SAFE_C) / COOL_RATE
+        bound_s = program_min * 60.0 / SPEED
+        client = rtu_client(sim.address)  # the run's port is free again: the controller is ours to read
+        wsp_at = regmap.float_address(regmap["working_setpoint"])
+
+        def safe():
+            wsp = observed(lambda: client.read_float(wsp_at))
+            state = observed(lambda: client.read_register(status.address))
+            return wsp is not None and state == complete and wsp <= SAFE_C + 0.01 and wsp
+
+        wsp = wait_for(safe, f"the 3216P at its safe setpoint {SAFE_C:g} C by itself", bound_s + MARGIN_S)
+        elapsed_s = time.monotonic() - killed
+        assert struct.pack(">f", wsp) == struct.pack(">f", SAFE_C)
+        target_at = regmap.float_address(regmap["target_setpoint"])
+        assert struct.pack(">f", client.read_float(target_at)) == struct.pack(">f", SAFE_C)  # and it stays there
+        assert client.read_register(regmap[layout.end_register].address) == layout.end_dwell
         assert elapsed_s <= bound_s + MARGIN_S
     finally:
         sim.stop()

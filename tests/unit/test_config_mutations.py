@@ -557,7 +557,7 @@ def probed_remdaq(tmp_path: Path, *args) -> tuple[subprocess.CompletedProcess, P
             'map = "eurotherm-2400"',
             'map = "foo"',
             "furnace.map: no register map 'foo' "
-            "(known: eurotherm-2400, eurotherm-3200, eurotherm-epc3000, eurotherm-nanodac)",
+            "(known: eurotherm-2400, eurotherm-3200, eurotherm-3216p, eurotherm-epc3000, eurotherm-nanodac)",
         ),
         (
             'dialect = "scpi-spectrometer"',

@@ -87,7 +87,38 @@ EPC_WRITE_TIMEOUT_10 = "01 10 04 D1 00 01 02 00 0A 71 D6"  # WDTimeout (1233) :=
 EPC_WRITE_TIMEOUT_ACK = "01 10 04 D1 00 01 50 C0"
 EPC_READ_TIMEOUT = "01 03 04 D1 00 01 D5 03"
 EPC_READ_FLAG = "01 03 04 D4 00 01 C5 02"  # WDFlag (1236)
+# Requests (3216P: float area, FC16; segment n at 1280 + 3(n-1): dwell, target SP, ramp rate)
+P_READ_STATUS = "01 03 00 17 00 01 34 0E"  # FC3 23 x1: T.STAT, the programmer's status
+P_READ_SEGMENT = "01 03 01 4A 00 01 A4 20"  # FC3 330 x1: the segment it is in
+P_WRITE_SEG1_TARGET_200 = "01 10 8A 02 00 02 04 43 48 00 00 F8 82"  # target 1 (1281) @0x8A02 := 200.0
+P_WRITE_SEG1_TARGET_ACK = "01 10 8A 02 00 02 CA 10"
+P_READ_SEG1_TARGET = "01 03 8A 02 00 02 4F D3"
+P_WRITE_SEG1_RATE_20 = "01 10 8A 04 00 02 04 41 A0 00 00 F9 24"  # ramp 1 (1282) @0x8A04 := 20.0
+P_WRITE_SEG1_RATE_ACK = "01 10 8A 04 00 02 2A 11"
+P_READ_SEG1_RATE = "01 03 8A 04 00 02 AF D2"
+P_WRITE_SEG1_DWELL_5 = "01 10 8A 00 00 02 04 00 04 93 E0 C0 70"  # dwell 1 (1280) @0x8A00 := 300000 ms (5 min)
+P_WRITE_SEG1_DWELL_ACK = "01 10 8A 00 00 02 6B D0"
+P_READ_SEG1_DWELL = "01 03 8A 00 00 02 EE 13"
+P_WRITE_SEG2_TARGET_20 = "01 10 8A 08 00 02 04 41 A0 00 00 F9 71"  # target 2 (1284) := 20.0 (the safe setpoint)
+P_WRITE_SEG2_TARGET_ACK = "01 10 8A 08 00 02 EA 12"
+P_READ_SEG2_TARGET = "01 03 8A 08 00 02 6F D1"
+P_WRITE_SEG2_RATE_20 = "01 10 8A 0A 00 02 04 41 A0 00 00 78 A8"  # ramp 2 (1285) := 20.0 (the cool rate)
+P_WRITE_SEG2_RATE_ACK = "01 10 8A 0A 00 02 4B D2"
+P_READ_SEG2_RATE = "01 03 8A 0A 00 02 CE 11"
+P_WRITE_SEG2_DWELL_0 = "01 10 8A 06 00 02 04 00 00 00 00 6C E3"  # dwell 2 (1283) := 0 ms
+P_WRITE_SEG2_DWELL_ACK = "01 10 8A 06 00 02 8B D1"
+P_READ_SEG2_DWELL = "01 03 8A 06 00 02 0E 12"
+P_WRITE_END_DWELL = "01 10 01 48 00 01 02 00 01 78 D8"  # FC16 328 := 1 (end type: dwell at the last SP)
+P_WRITE_END_ACK = "01 10 01 48 00 01 80 23"
+P_READ_END = "01 03 01 48 00 01 05 E0"
+P_WRITE_RUN = "01 10 00 17 00 01 02 00 01 64 B7"  # FC16 23 := 1 (run)
+P_WRITE_RUN_ACK = "01 10 00 17 00 01 B1 CD"
 # Responses
+FLOAT_200 = "01 03 04 43 48 00 00 6F A1"
+TIME_5_MIN = "01 03 04 00 04 93 E0 D6 8A"  # 300000 ms
+TIME_0 = "01 03 04 00 00 00 00 FA 33"
+WORD_3 = "01 03 02 00 03 F8 45"
+WORD_8 = "01 03 02 00 08 B9 82"
 WORD_0x2460 = "01 03 02 24 60 A3 6C"
 WORD_0x2482 = "01 03 02 24 82 23 25"
 WORD_0x4000 = "01 03 02 40 00 89 84"
@@ -261,3 +292,59 @@ def test_arming_the_epc3000_watchdog_writes_fallback_setpoint_down_rate_and_time
         f.arm_watchdog()
         assert not f.watchdog_tripped
         assert f.watchdog_tripped
+
+
+# -- the 3216P's own programmer: 8 ramp-dwell segments from 1280, the end type in 328 ---------------------
+def _rtu(pdu: bytes) -> str:
+    """``pdu`` framed for address 1 with pymodbus's CRC (for the six identical filler segments)."""
+    from pymodbus.framer.rtu import FramerRTU
+
+    frame = b"\x01" + pdu
+    return (frame + FramerRTU.compute_CRC(frame).to_bytes(2, "big")).hex(" ")
+
+
+def _float_write_pairs(address: int, data: bytes) -> list[tuple[str, str]]:
+    """Write two words at float address ``address`` (FC16), its ack, the read back and its answer."""
+    head = address.to_bytes(2, "big") + b"\x00\x02"
+    return [
+        (_rtu(b"\x10" + head + b"\x04" + data), _rtu(b"\x10" + head)),
+        (_rtu(b"\x03" + head), _rtu(b"\x03\x04" + data)),
+    ]
+
+
+def test_a_program_is_loaded_into_the_3216p_ramp_dwell_segments_every_one_ending_at_the_safe_setpoint():
+    pairs = [(P_READ_STATUS, WORD_0), (P_READ_SEGMENT, WORD_0)]  # in reset: a program can be edited
+    pairs += RATE_UNITS  # no ramp units of its own: the SP rate units (531), per minute, read twice
+    pairs += [(P_WRITE_SEG1_TARGET_200, P_WRITE_SEG1_TARGET_ACK), (P_READ_SEG1_TARGET, FLOAT_200)]
+    pairs += [(P_WRITE_SEG1_RATE_20, P_WRITE_SEG1_RATE_ACK), (P_READ_SEG1_RATE, FLOAT_20)]
+    pairs += [(P_WRITE_SEG1_DWELL_5, P_WRITE_SEG1_DWELL_ACK), (P_READ_SEG1_DWELL, TIME_5_MIN)]
+    pairs += [(P_WRITE_SEG2_TARGET_20, P_WRITE_SEG2_TARGET_ACK), (P_READ_SEG2_TARGET, FLOAT_20)]
+    pairs += [(P_WRITE_SEG2_RATE_20, P_WRITE_SEG2_RATE_ACK), (P_READ_SEG2_RATE, FLOAT_20)]
+    pairs += [(P_WRITE_SEG2_DWELL_0, P_WRITE_SEG2_DWELL_ACK), (P_READ_SEG2_DWELL, TIME_0)]
+    for number in range(3, 9):  # the rest stay at the safe setpoint: the programmer runs all eight
+        first = 0x8000 + 2 * (1280 + 3 * (number - 1))
+        pairs += _float_write_pairs(first + 2, bytes.fromhex("41 A0 00 00"))  # target 20.0
+        pairs += _float_write_pairs(first + 4, bytes.fromhex("41 A0 00 00"))  # ramp 20.0
+        pairs += _float_write_pairs(first, bytes(4))  # dwell 0 ms
+    pairs += [(P_WRITE_END_DWELL, P_WRITE_END_ACK), (P_READ_END, WORD_1)]
+    pairs += [(P_WRITE_RUN, P_WRITE_RUN_ACK), (P_READ_STATUS, WORD_1), (P_READ_SEGMENT, WORD_1)]
+    with furnace(pairs, model="3216P") as f:
+        assert f.safety == "programmer"
+        assert f.load_program([ProgramSegment(20.0, 200.0, 5.0)], end_rate_C_per_min=20.0) == 2  # the cool ramp
+        f.run_program()  # T.STAT must then read run
+
+
+def test_the_3216p_program_state_reads_t_stat_and_its_segment_register():
+    pairs = [(P_READ_STATUS, WORD_3), (P_READ_SEGMENT, WORD_8)]
+    with furnace(pairs, model="3216P") as f:
+        assert f.program_state() == ("complete", 8)  # T.STAT 3: end (dwelling at the safe setpoint)
+
+
+def test_a_program_the_3216p_cannot_hold_is_refused_with_the_line_silent():
+    line = RtuLine([])
+    with furnace(line, model="3216P") as f:
+        with pytest.raises(LimitError, match="needs 9 controller segments .* holds 8"):
+            f.load_program([ProgramSegment(5.0, 100.0 + 10 * n, 1.0) for n in range(8)])
+        with pytest.raises(LimitError, match=r"segment 1 \(dwell\): 6000 is outside 0..5999 min"):
+            f.load_program([ProgramSegment(5.0, 100.0, 6000.0)])
+    assert bytes(line.written) == b""

@@ -40,7 +40,7 @@ def test_the_first_poll_sends_the_first_segment_rate_first(furnace):
 
     step = runner.step(furnace, 25.0, 0.0)
 
-    assert step.message == "segment 1: ramp 10 C/min to 110 C"
+    assert step is not None and step.message == "segment 1: ramp 10 C/min to 110 C"
     assert writes(furnace) == ["rate limit 10", "setpoint 110"]
     assert runner.describe() == "segment 1/2 ramp to 110 C"
 
@@ -54,7 +54,7 @@ def test_the_controller_ramps_alone_and_the_dwell_starts_when_its_working_setpoi
 
     step = runner.step(furnace, 110.0 - RAMP_DONE_TOLERANCE_C, 300.0)
 
-    assert step.message == "segment 1: reached 110 C, dwell 10 min"
+    assert step is not None and step.message == "segment 1: reached 110 C, dwell 10 min"
     assert runner.describe() == "segment 1/2 dwell to 110 C"
     assert runner.step(furnace, 110.0, 300.0 + 599.0) is None  # the dwell is 600 s from arrival
     assert writes(furnace) == ["rate limit 10", "setpoint 110"]
@@ -97,7 +97,8 @@ def test_a_failed_write_leaves_the_segment_unstarted_and_the_next_poll_sends_it_
     assert runner.phase == "start"
     furnace.lost = False
 
-    assert runner.step(furnace, 25.0, 1.0).message == "segment 1: ramp 10 C/min to 110 C"
+    step = runner.step(furnace, 25.0, 1.0)
+    assert step is not None and step.message == "segment 1: ramp 10 C/min to 110 C"
     assert writes(furnace) == ["set_rate_limit: no answer", "rate limit 10", "setpoint 110"]
 
 
@@ -165,3 +166,48 @@ def test_a_segment_beyond_the_station_limits_is_refused_before_any_instrument_is
             fake_recipe(segments=(segment,)), fake_station(), fake_bench, tmp_path / "data", synthetic_calibration
         )
     assert fake_bench.opened == [] and fake_bench.journal.entries == []
+
+
+# -- a controller's own programmer: the driver says which segment ends the trial's program ------------------------
+
+
+class ProgrammerFurnace:
+    """A furnace whose programmer lays a recipe out as a ramp-dwell one does (the 3216P): a segment per recipe
+    segment, then the ramp to the safe setpoint, whose number ``load_program`` returns."""
+
+    safety, safe_setpoint_C = "programmer", 25.0
+
+    def __init__(self) -> None:
+        self.state: tuple[str, int] = ("reset", 0)
+        self.loaded: list = []
+
+    def prepare(self) -> None:
+        pass
+
+    def load_program(self, segments, end_rate_C_per_min):
+        self.loaded = [(s.ramp_C_per_min, s.target_C, s.dwell_min) for s in segments]
+        return len(segments) + 1
+
+    def run_program(self) -> None:
+        self.state = ("run", 1)
+
+    def program_state(self) -> tuple[str, int]:
+        return self.state
+
+
+def test_the_program_ends_when_the_controller_begins_the_segment_the_driver_names_not_a_2400_count():
+    furnace = ProgrammerFurnace()
+    runner = FurnaceProgramRunner(program((10.0, 110.0, 10.0), (5.0, 450.0, 30.0)))
+
+    step = runner.step(furnace, 20.0, 0.0)
+
+    assert furnace.loaded == [(10.0, 110.0, 10.0), (5.0, 450.0, 30.0)]
+    assert step is not None
+    assert step.message.startswith("program loaded into the controller's programmer (2 segments, then a ramp")
+    furnace.state = ("run", 2)  # the recipe's second segment (a 2400 would count it as its third)
+    step = runner.step(furnace, 300.0, 60.0)
+    assert step is not None and step.message == "controller programmer: segment 2 of 4 (run)"
+    assert not runner.done
+    furnace.state = ("run", 3)  # the ramp to the safe setpoint: the trial's program is over
+    step = runner.step(furnace, 450.0, 120.0)
+    assert step is not None and step.message == "program complete" and runner.done

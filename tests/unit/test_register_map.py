@@ -26,7 +26,7 @@ DESIGN_ADDRESSES = {  # the addresses both families share (2000-series addresses
     "remote_local_select": 276,
     "setpoint_rate_units": 531,
 }
-SHIPPED = ["eurotherm-2400", "eurotherm-3200", "eurotherm-epc3000", "eurotherm-nanodac"]
+SHIPPED = ["eurotherm-2400", "eurotherm-3200", "eurotherm-3216p", "eurotherm-epc3000", "eurotherm-nanodac"]
 
 
 @pytest.mark.parametrize("name", ["eurotherm-2400", "eurotherm-3200"])
@@ -429,6 +429,7 @@ def test_every_shipped_map_loads_and_says_which_models_it_covers():
     assert register_map_models() == {
         "eurotherm-2400": ("2400", "2404", "2408", "2416", "2404VP", "2408VP", "2416VP"),
         "eurotherm-3200": ("3200", "3204", "3208", "3216"),
+        "eurotherm-3216p": ("3216P",),
         "eurotherm-epc3000": ("EPC3000", "EPC3016", "EPC3008", "EPC3004"),
         "eurotherm-nanodac": ("nanodac",),
     }
@@ -547,3 +548,189 @@ def test_responder_ignores_bad_crc_and_other_slaves_and_resynchronises(responder
 def test_responder_answers_unknown_function_with_exception_01_at_the_gap(responder):
     assert responder.feed(_request(1, 1, 0, 8, fmt=">BBHH")) == []
     assert responder.gap() == [_request(1, 0x81, 1, fmt=">BBB")]
+
+
+# -- the 3216P: a ramp_dwell programmer laid over the 3200 map (decision 0087) --------------------------------
+def test_the_3216p_map_extends_the_3200_with_eight_ramp_dwell_segments_from_1280():
+    regmap, parent = load_register_map("eurotherm-3216p"), load_register_map("eurotherm-3200")
+    layout = regmap.programmer
+    assert layout is not None and parent.programmer is None  # the plain 3200 still has none
+    assert (layout.style, layout.segments, layout.end_register, layout.end_dwell) == (
+        "ramp_dwell",
+        8,
+        "program_end_type",
+        1,
+    )
+    assert (layout.control, layout.status, regmap["timer_status"].address, regmap["timer_status"].writable) == (
+        "timer_status",
+        "timer_status",
+        23,
+        True,
+    )
+    assert [regmap[f"segment_1_{f}"].address for f in ("dwell", "target", "rate")] == [1280, 1281, 1282]
+    assert [regmap[f"segment_8_{f}"].address for f in ("dwell", "target", "rate")] == [1301, 1302, 1303]
+    assert regmap["segment_3_dwell"].is_time and regmap["segment_3_dwell"].units == "min"
+    assert regmap["program_end_type"].address == 328 and regmap["program_segment"].address == 330
+    assert dict(regmap.program_status) == {"reset": 0, "run": 1, "hold": 2, "complete": 3}
+    assert regmap.float_address(regmap["segment_1_dwell"]) == 0x8A00
+    assert regmap.area == parent.area == "float" and regmap["output_power"].address == 4  # the 3200's
+    assert resolve_register_map("3216P").name == "eurotherm-3216p"
+
+
+def _write_3216p_variant(tmp_path, old: str, new: str, parent: str = "eurotherm-3216p") -> Path:
+    text = find_map(parent).read_text()
+    assert old in text, old
+    path = tmp_path / "variant.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize(
+    "old, new, field, words",
+    [
+        ('style = "ramp_dwell"', 'style = "ramps"', "programmer.style", ["'typed' or 'ramp_dwell'"]),
+        (
+            'end_register = "program_end_type"',
+            'end_regster = "program_end_type"',
+            "programmer.end_regster",
+            ["unknown key"],
+        ),
+        ('end_register = "program_end_type"', "", "programmer.end_register", ["missing: a ramp_dwell program ends"]),
+        (
+            'end_register = "program_end_type"',
+            'end_register = "program_segment"',
+            "programmer.end_register",
+            ["writable"],
+        ),
+        (
+            'end_register = "program_end_type"',
+            'end_register = "nothing"',
+            "programmer.end_register",
+            ["not a register"],
+        ),
+        ('kind = "time"', 'kind = "word"', "programmer.fields.dwell.kind", ["'word': must be 'analog' or 'time'"]),
+        ('kind = "time"', 'kind = "duration"', "programmer.fields.dwell.kind", ["'analog', 'word' or 'time'"]),
+        ("[programmer.fields.rate]", "[programmer.fields.ramp]", "programmer.fields.ramp", ["'rate'"]),
+        ("[programmer.fields.rate]", "[programmer.fields.type]", "programmer.fields", ["lacks rate (a ramp_dwell"]),
+        (
+            "[programmer.fields.rate]",
+            "[programmer.fields.type]",
+            "programmer.fields.type",
+            ["not a field of a ramp_dwell"],
+        ),
+        (
+            "[programmer.fields.dwell]",
+            "[programmer.segment_types]\nend = 0\n\n[programmer.fields.dwell]",
+            "programmer.segment_types",
+            ["only for style typed"],
+        ),
+        ("max = 5999.0 ", "", "programmer.fields.dwell", ["a time field needs min and max"]),
+        ('units = "min"\n', 'units = "min"\ndecimals = 1\n', "programmer.fields.dwell.decimals", ["only for analog"]),
+    ],
+)
+def test_the_ramp_dwell_layout_is_checked_naming_file_and_field(tmp_path, old, new, field, words):
+    path = _write_3216p_variant(tmp_path, old, new)
+    with pytest.raises(MapError) as error:
+        load_register_map(path)
+    matching = [p for p in error.value.problems if p.startswith(f"{field}: ")]
+    assert matching, error.value.problems
+    for word in words:
+        assert any(word in p for p in matching), (word, matching)
+
+
+def test_a_typed_programmer_refuses_the_ramp_dwell_keys_and_a_time_needs_the_float_area(tmp_path):
+    path = _write_variant(tmp_path, "end_dwell = 0 ", 'end_register = "program_number"\nend_dwell = 0 ')
+    with pytest.raises(MapError, match="programmer.end_register: only for style ramp_dwell"):
+        load_register_map(path)
+    path = _write_variant(
+        tmp_path,
+        "[programmer.fields.end_type]",
+        "[programmer.fields.dwell]\noffset = 4\n\n[programmer.fields.end_type]",
+    )
+    with pytest.raises(MapError, match="programmer.fields.dwell: not a field of a typed segment"):
+        load_register_map(path)
+    path = _write_3216p_variant(tmp_path, "[programmer]", '[encoding]\narea = "integer"\n\n[programmer]')
+    with pytest.raises(MapError) as error:
+        load_register_map(path)
+    assert 'programmer.fields.dwell.kind: "time" is a duration in the float area (encoding.area = "float")' in (
+        error.value.problems
+    )
+
+
+class SimulatorPort:
+    """A serial port wired to the simulator's RTU responder in this process: an answer arrives when read."""
+
+    def __init__(self, responder: RtuResponder, **settings) -> None:
+        self.responder, self.port = responder, settings.get("port")
+        self.baudrate, self.timeout, self.is_open = settings.get("baudrate", 9600), settings.get("timeout"), True
+        self._answers: list[bytes] = []
+        self._received = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._answers += self.responder.feed(bytes(data))
+        return len(data)
+
+    def read(self, size: int = 1) -> bytes:
+        if not self._received and self._answers:
+            self._received += self._answers.pop(0)
+        chunk = bytes(self._received[:size])
+        del self._received[:size]
+        return chunk
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self._received)
+
+    def reset_input_buffer(self) -> None:
+        self._received.clear()
+
+    def reset_output_buffer(self) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def open(self) -> None:
+        self.is_open = True
+
+    def close(self) -> None:
+        self.is_open = False
+
+
+def test_the_simulated_3216p_runs_a_loaded_program_to_its_safe_end_by_itself():
+    from drivers import Eurotherm, ProgramSegment
+
+    regmap = load_register_map("eurotherm-3216p")
+    model = FurnaceModel(input_range_C=regmap.input_range_C)
+    bank = RegisterBank(regmap, model)
+    responder = RtuResponder(bank, address=1)
+    furnace = Eurotherm(
+        "sim://3216p",
+        model="3216P",
+        max_temperature_C=1100.0,
+        max_rate_C_per_min=20.0,
+        safe_setpoint_C=25.0,
+        serial_factory=lambda **settings: SimulatorPort(responder, **settings),
+    )
+    with furnace:
+        furnace.prepare()  # rate units, remote SP selected
+        cool = furnace.load_program([ProgramSegment(10.0, 300.0, 5.0)], end_rate_C_per_min=20.0)
+        assert cool == 2
+        assert bank.served_values()["program_end_type"] == 1  # dwell at the last setpoint
+        assert model.programmer.segments[1] == {"target": 300.0, "rate": 10.0, "dwell": 5.0}
+        assert all(model.programmer.segments[n] == {"target": 25.0, "rate": 20.0, "dwell": 0.0} for n in range(2, 9))
+        furnace.run_program()
+        seen = []
+        for minute in range(1, 60):  # the PC goes away: the controller runs on, in simulated time
+            model.advance(60.0 * minute)
+            seen.append((model.programmer.state, model.programmer.segment, round(model.working_setpoint_C, 3)))
+        ramp_done = next(i for i, (_, _, wsp) in enumerate(seen, start=1) if wsp == 300.0)
+        assert ramp_done == 28  # 20 C to 300 C at 10 C/min
+        assert seen[ramp_done + 3][:2] == ("run", 1) and seen[ramp_done + 4][1] == 2  # the 5 min dwell, then on
+        assert ("run", 2) in {s[:2] for s in seen}  # the ramp down to the safe setpoint
+        state, segment, wsp = seen[-1]
+        assert (state, wsp) == ("complete", 25.0)  # 275 C at 20 C/min, then the fillers: safe, by itself
+        assert furnace.program_state() == ("complete", 0)
+        assert bank.served_values()["timer_status"] == regmap.program_status["complete"]
+        assert furnace.read_all().working_setpoint_C == 25.0
+        assert model.target_setpoint_C == 25.0  # and it stays there (end type dwell)

@@ -35,8 +35,11 @@ system-deps:
 	  else echo "missing system tools:$$missing (install: apt-get install $(SYSTEM_PACKAGES))"; fi; \
 	fi
 
+# Two worker processes, each taking whole test files (module fixtures, such as the docs' sh runs, start once):
+# most system tests wait on simulated instruments, so two workers on two cores about halve the suite's time.
+TEST_WORKERS ?= 2
 test: $(STAMP) system-deps lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # ruff (lint, and the format is as ruff writes it), pyright (basic mode) and the import contracts,
 # all configured in pyproject.toml

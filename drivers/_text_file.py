@@ -46,7 +46,7 @@ class UnreadableFileError(ValueError):
     def __init__(self, path: str | os.PathLike, problem: str):
         self.path = path
         self.problem = problem
-        super().__init__(f"{shorten(os.fspath(path))}: {problem}")
+        super().__init__(f"{shorten(os.fspath(path), 512)}: {problem}")
 
 
 def shorten(text: str, limit: int = 80) -> str:

@@ -82,11 +82,14 @@ def test_quick_trial_succeeds_and_reports_progress(quick_trial):
     with open_trial(path) as trial:
         summary = trial.summary()
         assert trial.state == "success"
-        assert summary["spectra"] > 50 and summary["furnace_rows"] > 50
+        # a spectrum every 60 s of the recipe's 2.5 h; the furnace polled throughout (how often depends on the
+        # machine's load: each poll is wall time on the simulated serial line), from the start to the cool-down
+        assert summary["spectra"] > 50 and summary["furnace_rows"] > 10
         assert trial.rows("analysis") == trial.rows("spectrometer")
         assert trial.rows("dark") >= 1 and trial.rows("reference") >= 1
         furnace = trial.read("furnace")
         assert np.nanmax(furnace["temperature"]) > 400  # the 450 C hold was reached
+        assert furnace["time"][0] < 600 and furnace["time"][-1] > 2 * 3600  # polled from the start to the 450 C hold
         messages = list(trial.events()["message"])
         assert "program complete" in messages and "furnace in safe state" in messages
 

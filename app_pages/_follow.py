@@ -13,7 +13,6 @@ code path.
 from __future__ import annotations
 
 import math
-import warnings
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +25,9 @@ from analysis import LACK_OF_FIT_LIMIT
 from daq import TrialReader, open_trial
 from daq.layout import FLAG_MODEL_MISMATCH
 from daq.pipeline import LORENTZIAN_WIDTH, fit_coefficient_names
+
+from ._instruments import InstrumentsFollower, InstrumentsView, has_several_instruments
+from ._traces import MAX_POINTS, StreamingMinMax, Trace, seed_traces
 
 __all__ = [
     "MAX_POINTS",
@@ -42,100 +44,11 @@ __all__ = [
     "AXIS_SHIFT",
 ]
 
-MAX_POINTS = 2000
-"""Buckets per trace (each drawn as its min and max, so at most twice as many points)."""
 FURNACE_COLUMNS = ("temperature", "setpoint", "working_setpoint", "output")
 DEFAULT_BASELINE_ORDER = 2
 AXIS_SHIFT = "axis shift since blank"
 """The fit coefficient whose column is made from the blank's own light, not from the calibration."""
 _SEED_BLOCK_ROWS = 1 << 16
-
-
-@dataclass(frozen=True)
-class Trace:
-    """A decimated trace: bucket start times, min and max per bucket, rows per bucket, rows in all."""
-
-    time_s: np.ndarray
-    minimum: np.ndarray
-    maximum: np.ndarray
-    bucket: int
-    rows: int
-
-
-class StreamingMinMax:
-    """Min/max per bucket of a growing trace, fed only new rows, at most ``max_points`` buckets."""
-
-    def __init__(self, max_points: int = MAX_POINTS):
-        self.max_points = max(2, int(max_points))
-        self.bucket = 1
-        self.rows = 0
-        self._t = np.empty(0)
-        self._lo = np.empty(0)
-        self._hi = np.empty(0)
-        self._pending_t = np.empty(0)
-        self._pending_lo = np.empty(0)
-        self._pending_hi = np.empty(0)
-
-    def seed(self, time_s: np.ndarray, minimum: np.ndarray, maximum: np.ndarray, bucket: int, rows: int) -> None:
-        """Start from buckets already computed (a :class:`daq.Decimated` of whole buckets of ``bucket`` rows)."""
-        self.bucket = max(1, int(bucket))
-        self._t = np.asarray(time_s, dtype=float)
-        self._lo = np.asarray(minimum, dtype=float)
-        self._hi = np.asarray(maximum, dtype=float)
-        self.rows = int(rows)
-        while len(self._t) > self.max_points:
-            self._coarsen()
-
-    def extend(self, time_s, low, high=None) -> None:
-        """Add rows (their times, and the values whose min and max are kept; ``high`` defaults to ``low``)."""
-        time_s = np.asarray(time_s, dtype=float)
-        if not len(time_s):
-            return
-        low = np.asarray(low, dtype=float)
-        high = low if high is None else np.asarray(high, dtype=float)
-        self.rows += len(time_s)
-        t = np.concatenate([self._pending_t, time_s])
-        lo = np.concatenate([self._pending_lo, low])
-        hi = np.concatenate([self._pending_hi, high])
-        full = len(t) // self.bucket * self.bucket
-        if full:
-            shape = (full // self.bucket, self.bucket)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN bucket is NaN
-                new_lo = np.nanmin(lo[:full].reshape(shape), axis=1)
-                new_hi = np.nanmax(hi[:full].reshape(shape), axis=1)
-            self._t = np.concatenate([self._t, t[: full : self.bucket]])
-            self._lo = np.concatenate([self._lo, new_lo])
-            self._hi = np.concatenate([self._hi, new_hi])
-        self._pending_t, self._pending_lo, self._pending_hi = t[full:], lo[full:], hi[full:]
-        while len(self._t) > self.max_points:
-            self._coarsen()
-
-    def _coarsen(self) -> None:
-        """Merge neighbouring buckets pairwise (the bucket size doubles; extremes are kept)."""
-        even = len(self._t) // 2 * 2
-        t = self._t[:even:2]
-        lo = np.fmin(self._lo[:even:2], self._lo[1:even:2])
-        hi = np.fmax(self._hi[:even:2], self._hi[1:even:2])
-        if len(self._t) % 2:  # the odd last bucket stays as it is
-            t, lo, hi = (np.append(t, self._t[-1]), np.append(lo, self._lo[-1]), np.append(hi, self._hi[-1]))
-        self._t, self._lo, self._hi = t, lo, hi
-        self.bucket *= 2
-
-    def trace(self) -> Trace:
-        """The buckets so far, the partly filled last bucket included."""
-        if not len(self._pending_t):
-            return Trace(self._t, self._lo, self._hi, self.bucket, self.rows)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lo, hi = np.nanmin(self._pending_lo), np.nanmax(self._pending_hi)
-        return Trace(
-            np.append(self._t, self._pending_t[0]),
-            np.append(self._lo, lo),
-            np.append(self._hi, hi),
-            self.bucket,
-            self.rows,
-        )
 
 
 @dataclass(frozen=True)
@@ -196,6 +109,7 @@ class Snapshot:
     wavelength_shift: Trace | None = None  # nm, the common shift the drift terms imply
     mismatch: Trace | None = None  # lack of fit of the rows flagged model mismatch (NaN in buckets without one)
     mismatch_rows: int = 0  # spectra flagged model mismatch (flag bit 16) so far
+    instruments: InstrumentsView | None = None  # every zone, sensor and stream (None: one furnace, one stream)
 
     @property
     def target(self) -> str:
@@ -386,6 +300,11 @@ class TrialFollower:
             self._fit_recorded = self.reader.has_column("analysis", "lack_of_fit")
             self._coefficient_names = self.reader.fit_coefficient_names
             self._format = ".".join(map(str, self.reader.format_version))
+            self.instruments: InstrumentsFollower | None = (
+                InstrumentsFollower(self.reader, max_points)
+                if has_several_instruments(self.reader.instruments(), self.reader.streams())
+                else None
+            )
         except BaseException:
             self.reader.close()
             raise
@@ -423,12 +342,14 @@ class TrialFollower:
             rows_read = self._seed(rows)
         else:
             rows_read = self._read_new(rows)
+        state = reader.state
+        instruments = self.instruments.update(final=state != "running") if self.instruments is not None else None
         self.updates += 1
         self.last_read = rows_read
         self.last_snapshot = Snapshot(
             path=self.path,
             metadata=self._metadata,
-            state=reader.state,
+            state=state,
             end_time=reader.end_time,
             heartbeat_time=reader.heartbeat_time,
             analytes=self._analytes,
@@ -455,6 +376,7 @@ class TrialFollower:
             rows_read=rows_read,
             fit_recorded=self._fit_recorded,
             mismatch_rows=self._mismatch_rows,
+            instruments=instruments,
             **self._fit_traces(),
         )
         return self.last_snapshot
@@ -494,24 +416,7 @@ class TrialFollower:
 
     def _seed_table(self, table: str, stop: int, traces: list) -> int:
         """Seed several traces of one table; returns the rows it took to do so (decimated rows count once)."""
-        if stop == 0:
-            return 0
-        bucket = max(1, -(-stop // self.max_points))
-        whole = stop // bucket * bucket
-        if whole:
-            for trace, column, component in traces:
-                decimated = self.reader.decimated(
-                    table, column, max_points=whole // bucket, stop=whole, component=component
-                )
-                trace.seed(decimated.time_s, decimated.minimum, decimated.maximum, bucket, decimated.rows)
-        if whole < stop:
-            columns = tuple(dict.fromkeys(["time"] + [column for _, column, _ in traces]))
-            tail = self.reader.read(table, whole, stop, columns=columns)
-            for trace, column, component in traces:
-                values = tail[column] if component is None else tail[column][:, component]
-                trace.bucket = bucket
-                trace.extend(tail["time"], values)
-        return stop
+        return seed_traces(self.reader, table, stop, traces, self.max_points)
 
     def _seed_band(self, stop: int) -> None:
         """Seed the purity +- 2 sigma band, computed row by row in bounded blocks (exact, not from min/max)."""

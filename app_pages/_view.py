@@ -25,6 +25,7 @@ from daq.store import utc_now, writer_is_alive
 from ._calibration import calibration_loader
 from ._figures import FigureCache, oxide_of, time_unit, trial_figures
 from ._follow import Snapshot, TrialFollower
+from ._instruments import InstrumentsView
 from ._paths import (
     DataFolder,
     DataFolderError,
@@ -278,8 +279,8 @@ def _flags_text(flag: float | None) -> str:
 
 
 def render_snapshot(folder: DataFolder, snapshot: Snapshot, key: str, frozen: bool = False) -> None:
-    """The trial view: identity, state, latest values, furnace, purity, concentrations, lack of fit, spectrum,
-    events."""
+    """The trial view: identity, state, latest values, (a trial of several instruments: every instrument, the
+    cascade view, every zone and sensor), furnace, purity, concentrations, lack of fit, spectrum, events."""
     meta = snapshot.metadata
     st.subheader(str(meta.get("title") or snapshot.trial_id))
     st.caption(
@@ -350,7 +351,16 @@ def render_snapshot(folder: DataFolder, snapshot: Snapshot, key: str, frozen: bo
         )
 
     caches = st.session_state.setdefault(_FIGURES, {})
-    figures = trial_figures(snapshot, caches.setdefault(key, FigureCache()))
+    cache = caches.setdefault(key, FigureCache())
+    if snapshot.instruments is not None:
+        _every_instrument(snapshot, key, cache)
+    figures = trial_figures(snapshot, cache)
+    if snapshot.instruments is not None:
+        zones, streams = snapshot.instruments.zones, snapshot.instruments.streams
+        st.markdown(
+            f"**Primary instruments** · furnace `{zones[0].name if zones else '?'}`, first stream "
+            f"`{streams[0].name if streams else '?'}`: its purity, concentrations, fit and latest spectrum"
+        )
     left, right = st.columns(2)
     left.plotly_chart(figures["furnace"], key=f"{key}-chart-furnace", config={"displaylogo": False})
     right.plotly_chart(figures["purity"], key=f"{key}-chart-purity", config={"displaylogo": False})
@@ -380,3 +390,136 @@ def _events(snapshot: Snapshot, per: float, unit: str) -> None:
         }
     )
     st.dataframe(table, hide_index=True, height=min(38 + 35 * len(table), 260), width="stretch")
+
+
+# -- every instrument of a trial of several, and the cascade ------------------------------------------------
+
+_KIND_NAMES = {"temperature_controller": "temperature controller", "spectrometer": "spectrometer", "sensor": "sensor"}
+_CHANNEL_STATES = {0: "", 1: "out of range", 2: "probe fault"}
+
+
+def _purity_text(latest: dict) -> str:
+    """A stream's latest purity for a table or metric: percent, or "no rare earths" (flag 32)."""
+    if int(latest.get("flag") or 0) & FLAG_NO_RARE_EARTHS:
+        return "no rare earths"
+    purity = latest.get("purity")
+    return fmt(purity * 100 if purity is not None else None, ".2f", " %")
+
+
+def _instrument_rows(view: InstrumentsView) -> pd.DataFrame:
+    """One row per instrument, in the station's order: its kind, latest values (with units), rows, flags."""
+    zones = {zone.name: zone for zone in view.zones}
+    sensors = {sensor.name: sensor for sensor in view.sensors}
+    streams = {stream.name: stream for stream in view.streams}
+    rows = []
+    for name, kind in view.instruments:
+        latest, count, flags = "", 0, ""
+        if name in zones:
+            zone = zones[name]
+            get = zone.latest.get
+            latest = (
+                f"{fmt(get('temperature'), '.1f', ' °C')} (setpoint {fmt(get('setpoint'), '.1f', ' °C')}), "
+                f"output {fmt(get('output'), '.1f', ' %')}"
+            )
+            count, flags = zone.rows, _flags_text(zone.latest.get("flag"))
+        elif name in sensors:
+            sensor = sensors[name]
+            parts = []
+            for channel, units, _ in sensor.channels:
+                state = _CHANNEL_STATES.get(int(sensor.latest.get(f"{channel}_state") or 0), "state?")
+                value = fmt(sensor.latest.get(channel), ".4g", "" if units in ("", "1") else f" {units}")
+                parts.append(f"{channel} {value}" + (f" ({state})" if state else ""))
+            latest = " · ".join(parts)
+            count, flags = sensor.rows, _flags_text(sensor.latest.get("flag"))
+        elif name in streams:
+            stream = streams[name]
+            latest = f"purity {oxide_of(stream.target)} {_purity_text(stream.latest)}"
+            count = view.spectra.get(name, stream.rows)
+            flags = _flags_text(stream.latest.get("flag"))
+        elif kind == "spectrometer":
+            latest, count = "not analysed", view.spectra.get(name, 0)
+        rows.append(
+            {
+                "instrument": name,
+                "kind": _KIND_NAMES.get(kind, kind),
+                "latest": latest,
+                "rows": count,
+                "latest row flagged": flags,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _pair_choice(view: InstrumentsView, key: str) -> tuple[str, str] | None:
+    """The two streams whose separation factor is drawn: the user's choice, else the data's default.
+
+    The default (the Nd-richest over the Pr-richest stream so far) is followed until the user picks a pair.
+    """
+    pairs = list(view.separations)
+    if not pairs:
+        return None
+    labels = [f"{a} / {b}" for a, b in pairs]
+    default = view.default_pair()
+    default_label = labels[pairs.index(default)] if default in pairs else labels[0]
+    widget, automatic = f"{key}-separation-pair", f"{key}-separation-pair-default"
+    state = st.session_state
+    if state.get(widget) not in labels or state.get(widget) == state.get(automatic):
+        state[widget] = state[automatic] = default_label
+    a, b = view.ratio
+    choice = st.selectbox(
+        "Separation factor between (enriched / depleted)",
+        labels,
+        key=widget,
+        help=f"({a}/{b} at the first) / ({a}/{b} at the second), from the measured concentrations of each "
+        "spectrum of the first stream and the second stream's spectrum nearest in time. Default: the stream "
+        f"richest in {a} over the one richest in {b}.",
+    )
+    return pairs[labels.index(choice)] if choice in labels else None
+
+
+def _every_instrument(snapshot: Snapshot, key: str, cache: FigureCache) -> None:
+    """Every instrument's latest values, the cascade view (more than one stream), every zone and sensor."""
+    view = snapshot.instruments
+    if view is None:
+        return
+    st.markdown(f"**Every instrument** · {len(view.instruments)} in this trial")
+    table = _instrument_rows(view)
+    st.dataframe(table, hide_index=True, width="stretch", height=38 + 35 * len(table), key=f"{key}-instruments")
+    pair = None
+    if view.cascade:
+        a, b = view.ratio
+        st.markdown(f"**Cascade** · purity and {a}/{b} per sampling point, separation factor between two points")
+        columns = st.columns(len(view.streams) + 1)
+        for column, stream in zip(columns, view.streams):
+            column.metric(
+                f"Purity {oxide_of(stream.target)} · {stream.name}",
+                _purity_text(stream.latest),
+                help=f"{stream.name}: mass fraction of {oxide_of(stream.target)} in the measured rare-earth oxide "
+                f"of {stream.covered_elements or 'the covered elements'} ({stream.rows:,} analysed spectra)",
+            )
+        pair = _pair_choice(view, key)
+        separation = view.separations.get(pair) if pair is not None else None
+        if separation is not None:
+            columns[-1].metric(
+                f"Separation factor {separation.enriched} / {separation.depleted}",
+                fmt(separation.latest, ".3f"),
+                help=f"({a}/{b})_{separation.enriched} / ({a}/{b})_{separation.depleted}, the latest pair "
+                "of spectra not flagged",
+            )
+    figures = cache.instrument_figures(snapshot, pair)
+    config = {"displaylogo": False}
+    if view.cascade:
+        left, right = st.columns(2)
+        left.plotly_chart(figures["cascade-purity"], key=f"{key}-chart-cascade-purity", config=config)
+        right.plotly_chart(figures["cascade-ratio"], key=f"{key}-chart-cascade-ratio", config=config)
+        st.plotly_chart(figures["separation"], key=f"{key}-chart-separation", config=config)
+        st.caption(
+            "Rows whose concentrations make no ratio (NaN or not positive, no rare earths in the cell, analysis "
+            "failed) are flagged (×) and not drawn. Separation factor by `analysis.separation_factor` from the "
+            "measured concentrations."
+        )
+    others = [name for name in figures if name == "zones" or name.startswith("sensor:")]
+    for start in range(0, len(others), 2):
+        for column, name in zip(st.columns(2), others[start : start + 2]):
+            chart = "zones" if name == "zones" else "sensor-" + name.split(":", 1)[1]
+            column.plotly_chart(figures[name], key=f"{key}-chart-{chart}", config=config)

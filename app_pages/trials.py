@@ -1,5 +1,6 @@
-"""Trials: the catalog as a table with filters; a trial opened with the Live page's plots; its summary as CSV;
-its report (PDF, HTML) with its certified results; the live - ICP bias of the certified trials as a control chart."""
+"""Trials: the catalog as a table with filters; the purity curves of several trials overlaid; a trial opened with
+the Live page's plots; its summary as CSV; its report (PDF, HTML) with its certified results; the live - ICP bias
+of the certified trials as a control chart."""
 
 import sqlite3
 from datetime import date
@@ -10,14 +11,18 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages._catalog import STATUSES, Filters, entry_path, file_summary, trial_table
+from app_pages._compare import FIRST_STREAM, purity_curve, trial_streams
 from app_pages._export import analysis_csv, summary_csv
+from app_pages._figures import comparison_figure
 from app_pages._paths import OutsideDataFolder, confine, relative_name
 from app_pages._view import REFRESH_S, data_folder, follower, guarded, live_updates, show_trial, trial_from_query
-from daq import Catalog
+from daq import Catalog, TrialFileError
 from daq.product import AGREEMENT_SIGMAS, bias_chart
 from daq.store import writer_is_alive
 
 ANY = "any"
+EACH_FIRST_STREAM = "each trial's first stream"
+_READ_ERRORS = (TrialFileError, OSError, KeyError, ValueError, RuntimeError)
 
 
 @st.cache_data(max_entries=4096, show_spinner=False)
@@ -29,6 +34,76 @@ def _cached_summary(path: str, mtime_ns: int, size: int) -> dict:
 def _summary(path: Path) -> dict:
     stat = path.stat()
     return _cached_summary(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@st.cache_data(max_entries=1024, show_spinner=False)
+def _cached_curve(path: str, mtime_ns: int, size: int, stream: str):
+    """One trial's purity curve, read again only when the file changed."""
+    return purity_curve(Path(path), stream)
+
+
+@st.cache_data(max_entries=4096, show_spinner=False)
+def _cached_streams(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    return trial_streams(Path(path))
+
+
+def _stat(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path), stat.st_mtime_ns, stat.st_size
+
+
+def _comparison(folder, openable: dict) -> None:
+    """Several trials chosen from the table, their purity curves overlaid (time since each one's start)."""
+    if not openable:
+        return
+    choose, which = st.columns([3, 1])
+    chosen = choose.multiselect(
+        "Compare the purity of trials",
+        list(openable),
+        key="trials-compare",
+        placeholder="choose trials to overlay their purity curves",
+        format_func=lambda name: f"{openable[name].trial_id} · {openable[name].sample}",
+    )
+    if not chosen:
+        return
+    paths, unreadable = {}, []
+    for name in chosen:
+        try:
+            paths[name] = confine(folder, name)  # the names came from the data folder; checked again all the same
+        except OutsideDataFolder:
+            unreadable.append(name)
+    streams: dict[str, None] = {}
+    for name, path in list(paths.items()):
+        try:
+            streams.update(dict.fromkeys(_cached_streams(*_stat(path))))
+        except _READ_ERRORS:
+            unreadable.append(name)
+            del paths[name]
+    stream = which.selectbox(
+        "Stream",
+        [EACH_FIRST_STREAM, *streams],
+        key="trials-compare-stream",
+        help="the analysed stream (spectrometer) whose purity is drawn; a trial of one spectrometer has one stream",
+    )
+    curves, without = [], []
+    for name, path in paths.items():
+        try:
+            curve = _cached_curve(*_stat(path), FIRST_STREAM if stream == EACH_FIRST_STREAM else stream)
+        except _READ_ERRORS:
+            unreadable.append(name)
+            continue
+        if curve is None:
+            without.append(openable[name].trial_id)
+        else:
+            curves.append(curve)
+    title = f"Purity of {len(curves)} trial(s), " + (
+        "each trial's first stream" if stream == EACH_FIRST_STREAM else f"stream {stream}"
+    )
+    st.plotly_chart(comparison_figure(curves, title), key="trials-chart-compare", config={"displaylogo": False})
+    if without:
+        st.caption(f"Without a stream `{stream}`: {', '.join(without)}.")
+    if unreadable:
+        st.warning(f"Cannot be read as trial files, left out: {', '.join(unreadable)}.")
 
 
 def _filters() -> Filters:
@@ -157,6 +232,7 @@ def trials_page() -> None:
         return
     openable = _table(folder, _filters())
     _bias_chart(folder)
+    _comparison(folder, openable)
     pinned = trial_from_query(folder)
     names = list(openable)
     pinned_name = relative_name(folder, pinned) if pinned is not None else None

@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/ingest.py --spectra 1000000    # the 1M-spectrum trial of the targets (~8.4 GB)
     .venv/bin/python benchmarks/ingest.py --spectra 50000 --stages-only
     .venv/bin/python benchmarks/ingest.py --analysis fused --max-queued-MB 64
+    .venv/bin/python benchmarks/ingest.py --no-stages --streams 3 --controllers 3 --sensors 3   # a cascade station
 
 What runs (2048-px float32 spectra, 7 analytes, target Nd; benchmarks/_synthetic_source.py):
 
@@ -30,6 +31,19 @@ What runs (2048-px float32 spectra, 7 analytes, target Nd; benchmarks/_synthetic
 4. checks: rows written == rows produced for both tables (after close and re-open), time
    strictly increasing and equal in both tables, the sum of purities read back equals the
    sum produced, and the last block's counts read back bit for bit.
+5. several instruments (``--streams N`` > 1, ``--controllers N``, ``--sensors N``): after the
+   single-stream trial, the same total of spectra split among N spectrometer streams (raffinate,
+   strip, feed, ...), each in its own producer thread with its own source, analysis and
+   ``spectrometer:NAME`` / ``analysis:NAME`` tables, while furnace zones ``zone-1..`` and sensors
+   (feed-ph, strip-flow, raffinate-ph, ...) are polled from their own threads at
+   ``--instrument-hz`` (default 1, 2, 4 Hz in turn), one row per poll, as daq/runner.py does, all
+   into one TrialWriter (format 2.0); after the paced run, the same with every stream at RATE.
+   The reader times every table. Reported per table: rows, rows/s, latency (p50 / p99 / max),
+   the longest ``append`` and the latest poll; in total: spectra/s, rows/s, writer queue depth
+   (items and MB), RSS; and the ratios to the single-stream runs of the same invocation. Checks
+   per table: each stream's as in 4; each zone's and sensor's rows == rows produced, times
+   strictly increasing, and its times and values read back exactly as produced.
+   ``--one-producer`` (a control) makes every stream's blocks in turn from one thread.
 
 Prototypes of suggested changes (this process only; daq/ and analysis/ untouched):
 ``--analysis fused`` (the fused counts kernel called directly; daq.pipeline has used it since
@@ -52,6 +66,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import dataclasses
 import json
 import math
 import multiprocessing as mp
@@ -62,6 +77,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -125,57 +141,18 @@ def release_gil_in_counts_kernel() -> None:
     the shipped kernel in a ``nogil`` function (identical numbers) and puts it where
     :func:`analysis.quantify_counts` looks it up, in this process only.
     """
+    import inspect
+
     import numba
 
     from analysis import _nnls_kernel
 
     shipped = _nnls_kernel.quantify_counts_batch
-
-    @numba.njit(nogil=True)
-    def quantify_counts_batch_nogil(
-        counts,
-        dark,
-        ln_reference,
-        saturation,
-        X,
-        XWt,
-        w,
-        N_full,
-        E_w,
-        K,
-        tol_rel,
-        tau,
-        G,
-        model_var,
-        out_conc,
-        out_sigma,
-        out_base,
-        out_rms,
-        out_nmask,
-        out_status,
-    ):
-        shipped(
-            counts,
-            dark,
-            ln_reference,
-            saturation,
-            X,
-            XWt,
-            w,
-            N_full,
-            E_w,
-            K,
-            tol_rel,
-            tau,
-            G,
-            model_var,
-            out_conc,
-            out_sigma,
-            out_base,
-            out_rms,
-            out_nmask,
-            out_status,
-        )
+    # a wrapper of the kernel's own signature (which changes with the model), compiled nogil
+    names = ", ".join(inspect.signature(shipped.py_func).parameters)
+    namespace = {"shipped": shipped}
+    exec(f"def quantify_counts_batch_nogil({names}):\n    shipped({names})\n", namespace)  # noqa: S102
+    quantify_counts_batch_nogil = numba.njit(nogil=True)(namespace["quantify_counts_batch_nogil"])
 
     _nnls_kernel.quantify_counts_batch = quantify_counts_batch_nogil
 
@@ -226,12 +203,15 @@ class _Constants:
         return self._cache[n]
 
 
-def append_block(writer, times, counts, result, constants: _Constants) -> None:
-    """One block: spectrometer rows, then the analysis rows (what the runner appends per spectrum)."""
+def append_block(
+    writer, times, counts, result, constants: _Constants, spectrometer: str = "spectrometer", analysis: str = "analysis"
+) -> None:
+    """One block: spectrometer rows, then the analysis rows (what the runner appends per spectrum), to the
+    tables of one stream (``spectrometer:NAME``, ``analysis:NAME``; default: the primary ones)."""
     n = len(times)
-    writer.append("spectrometer", time=times, counts=counts, **constants.spectrometer(n))
+    writer.append(spectrometer, time=times, counts=counts, **constants.spectrometer(n))
     writer.append(
-        "analysis",
+        analysis,
         time=times,
         concentration=result.concentration_g_per_L,
         sigma=result.sigma_g_per_L,
@@ -258,8 +238,14 @@ def check_disk(folder: Path, spectra: int, pixels: int, analytes: int) -> tuple[
 # --------------------------------------------------------------------------- the SWMR reader (child process)
 
 
-def reader_main(path: str, t0: float, poll_s: float, conn) -> None:
-    """Follow the trial like the app does; send back latency percentiles and what it saw."""
+def reader_main(
+    path: str, t0: float, poll_s: float, conn, tables: tuple[str, ...] = ("spectrometer", "analysis"), ready=None
+) -> None:
+    """Follow the trial like the app does; send back latency percentiles per table and what it saw.
+
+    ``tables``: the table keys to follow (every table's new rows are read at each poll, as the app's
+    Live page does for every instrument). ``ready`` (an event) is set once the file is open for SWMR.
+    """
     from daq import open_trial
 
     deadline = time.monotonic() + 30
@@ -271,7 +257,9 @@ def reader_main(path: str, t0: float, poll_s: float, conn) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
-    marks = {"spectrometer": 0, "analysis": 0}
+    if ready is not None:
+        ready.set()
+    marks = {name: 0 for name in tables}
     latencies = {name: [] for name in marks}
     refresh_s = []
     polls = 0
@@ -300,9 +288,12 @@ def reader_main(path: str, t0: float, poll_s: float, conn) -> None:
         "rss_MB": psutil.Process().memory_info().rss / 1e6,
         "refresh_ms": _percentiles(np.array(refresh_s) * 1e3),
     }
+    out["latency_s"] = {}
     for name, parts in latencies.items():
         values = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-        out[f"latency_{name}_s"] = _percentiles(values)
+        out["latency_s"][name] = _percentiles(values)
+        if name in ("spectrometer", "analysis"):
+            out[f"latency_{name}_s"] = out["latency_s"][name]  # the single-stream run's keys, as before
     conn.send(out)
     conn.close()
 
@@ -440,6 +431,137 @@ def stage_runner_path(
 # --------------------------------------------------------------------------- the trial
 
 
+@dataclass
+class Stream:
+    """One spectrometer stream of a trial: its source, live analysis, table keys and spectra to make."""
+
+    name: str
+    source: SyntheticSource
+    analyse: object
+    spectra: int
+    spectrometer_key: str = "spectrometer"
+    analysis_key: str = "analysis"
+
+
+@dataclass
+class Poller:
+    """A temperature controller or a sensor polled at ``hz`` from its own thread, one row per poll (the runner's
+    way: daq/_zone.py, daq/_sensor_log.py)."""
+
+    name: str
+    kind: str  # "controller" | "sensor"
+    key: str  # its table key: furnace:<name> or sensor:<name>
+    hz: float
+    channels: tuple[tuple[str, str, str], ...] = ()  # a sensor's (name, units, long name)
+    index: int = 0
+
+    def row(self, n: int, now_s: float) -> dict:
+        """Row ``n`` (closed formulas, so that what is read back can be compared with what was produced)."""
+        if self.kind == "controller":
+            setpoint = 750.0 + 25.0 * self.index
+            return {
+                "time": now_s,
+                "temperature": setpoint - 5.0 + 0.001 * n,
+                "setpoint": setpoint,
+                "working_setpoint": setpoint - 2.0 + 0.0005 * n,
+                "output": 40.0 + (n % 7),
+                "status_word": self.index,
+                "flag": 0,
+            }
+        row = {"time": now_s}
+        for number, (channel, _, _) in enumerate(self.channels):
+            row[channel] = 2.0 + self.index + 0.1 * number + 1e-4 * n
+            row[f"{channel}_state"] = 0
+        row["flag"] = 0
+        return row
+
+    @property
+    def value_column(self) -> str:
+        """The column whose every value is compared with what was produced."""
+        return "temperature" if self.kind == "controller" else self.channels[0][0]
+
+
+STREAM_NAMES = ("raffinate", "strip", "feed")
+SENSOR_CHANNELS = (
+    ("feed-ph", (("pH", "1", "pH of the feed"), ("conductivity", "mS/cm", "conductivity of the feed"))),
+    ("strip-flow", (("flow", "L/h", "strip liquor flow"), ("mass", "kg", "strip liquor collected"))),
+    ("raffinate-ph", (("pH", "1", "pH of the raffinate"),)),
+)
+
+
+def make_streams(count: int, spectra_each: int, first_source: SyntheticSource, calibration, kind: str) -> list[Stream]:
+    """``count`` streams (raffinate, strip, feed, cell-4, ...), each its own source (another seed) and analysis.
+
+    The first stream uses ``first_source``; the others get their own source with a smaller noise pool
+    (8 MB instead of 32 MB: RSS grows by 2 x 8 MB + their dark/reference, not by the pool). One calibration
+    serves them all: the bands are the same, each stream's own dark and blank reference are used.
+    """
+    streams = []
+    for i in range(count):
+        name = STREAM_NAMES[i] if i < len(STREAM_NAMES) else f"cell-{i + 1}"
+        source = first_source if i == 0 else SyntheticSource(seed=100 + i, noise_pool_values=1 << 21)
+        streams.append(
+            Stream(
+                name,
+                source,
+                analysis_function(kind, calibration, source),
+                spectra_each,
+                f"spectrometer:{name}",
+                f"analysis:{name}",
+            )
+        )
+    return streams
+
+
+def make_pollers(controllers: int, sensors: int, rates_hz: tuple[float, ...]) -> list[Poller]:
+    """Zones zone-1..N and sensors feed-ph, strip-flow, raffinate-ph, sensor-4, ...; rates assigned in turn."""
+    pollers = []
+    for i in range(controllers):
+        pollers.append(Poller(f"zone-{i + 1}", "controller", f"furnace:zone-{i + 1}", 0.0, index=i))
+    for i in range(sensors):
+        name, channels = (
+            SENSOR_CHANNELS[i] if i < len(SENSOR_CHANNELS) else (f"sensor-{i + 1}", (("value", "1", "reading"),))
+        )
+        pollers.append(Poller(name, "sensor", f"sensor:{name}", 0.0, channels, index=i))
+    for i, poller in enumerate(pollers):
+        poller.hz = rates_hz[i % len(rates_hz)]
+    return pollers
+
+
+def station_metadata(source: SyntheticSource, calibration, trial_id: str, streams: list[Stream], pollers: list[Poller]):
+    """The trial's metadata, format 2.0: every stream's spectrometer and analysis, every zone and sensor."""
+    from daq.store import ControllerRecord, SensorRecord, SpectrometerRecord, StreamRecord
+
+    base = trial_metadata(source, calibration, trial_id)
+    zones = [p for p in pollers if p.kind == "controller"]
+    arrays = dict(base.calibration_arrays)
+    more = {}
+    if zones:
+        more["furnace_name"] = zones[0].name
+        more["furnace_attributes"] = {"driver": "benchmark"}
+        more["controllers"] = tuple(ControllerRecord(z.name, {"driver": "benchmark"}) for z in zones[1:])
+    return dataclasses.replace(
+        base,
+        spectrometer_name=streams[0].name,
+        spectrometers=tuple(
+            SpectrometerRecord(s.name, s.source.wavelength_nm, s.source.full_scale_counts) for s in streams[1:]
+        ),
+        sensors=tuple(SensorRecord(p.name, p.channels, {"driver": "benchmark"}) for p in pollers if p.kind == "sensor"),
+        streams=tuple(
+            StreamRecord(
+                s.name,
+                TARGET,
+                tuple(calibration.analytes),
+                covered_elements=tuple(calibration.analytes),
+                calibration_id=calibration.calibration_id,
+                calibration_arrays=arrays,
+            )
+            for s in streams[1:]
+        ),
+        **more,
+    )
+
+
 def run_trial(
     source: SyntheticSource,
     calibration,
@@ -454,23 +576,41 @@ def run_trial(
     max_queued_MB: float | None = None,
     rate: float | None = None,
     quiet: bool = False,
+    streams: list[Stream] | None = None,
+    pollers: list[Poller] = (),
+    one_producer: bool = False,
 ) -> dict:
-    """One trial; ``rate`` (spectra/s) paces the source instead of running it flat out."""
+    """One trial; ``rate`` (spectra/s, per stream) paces the sources instead of running them flat out.
+
+    Without ``streams``: the single-stream trial (one spectrometer, its analysis, ``spectra`` spectra from
+    ``source`` through ``analyse``; tables ``spectrometer`` and ``analysis``, a file of the older form).
+    With ``streams`` (and ``pollers``): every stream in its own producer thread and every poller in its own
+    thread, all appending to one :class:`daq.TrialWriter`; ``source``, ``analyse`` and ``spectra`` are then
+    the first stream's (unused). ``one_producer``: every stream's blocks in turn from one producer thread
+    instead (a control: several tables, but no more producer threads than the single-stream run).
+    """
     from daq import TrialWriter
 
+    single = streams is None
+    if single:
+        streams = [Stream("spectrometer", source, analyse, spectra)]
+        metadata = trial_metadata(source, calibration, f"ingest-{spectra}")
+    else:
+        metadata = station_metadata(source, calibration, f"ingest-multi-{spectra}", streams, list(pollers))
+    total_spectra = sum(s.spectra for s in streams)
     process = psutil.Process()
     constants = _Constants()
     t0 = time.monotonic()
     bound = {"max_queued_bytes": int(max_queued_MB * 1e6)} if max_queued_MB else {}
-    writer = TrialWriter(
-        path, trial_metadata(source, calibration, f"ingest-{spectra}"), flush_interval_s=flush_interval_s, **bound
-    )
+    writer = TrialWriter(path, metadata, flush_interval_s=flush_interval_s, **bound)
     timings = WriterTimings(writer)
     cpu = ThreadCpu(process)
     cpu.names[writer._thread.native_id] = "writer"  # noqa: SLF001
+    tables = tuple(k for s in streams for k in (s.spectrometer_key, s.analysis_key)) + tuple(p.key for p in pollers)
     ctx = mp.get_context("spawn")
     parent_end, child_end = ctx.Pipe(duplex=False)
-    reader = ctx.Process(target=reader_main, args=(str(path), t0, poll_s, child_end), name="swmr-reader")
+    ready = ctx.Event()
+    reader = ctx.Process(target=reader_main, args=(str(path), t0, poll_s, child_end, tables, ready), name="swmr-reader")
     reader.start()
     reader_rss = []
     reader_cpu = [0.0]
@@ -490,99 +630,182 @@ def run_trial(
 
     sampler = threading.Thread(target=sample_reader, daemon=True)
     sampler.start()
-    time.sleep(1.0)  # let the reader import and open the file, so that it sees the first rows arrive
-    rss: list[tuple[int, float, float, int]] = []  # (spectra, seconds, RSS bytes, writer queue items)
-    state = {
-        "produced": 0,
-        "purity_sum": 0.0,
-        "purity_nan": 0,
-        "analysis_s": 0.0,
-        "source_s": 0.0,
-        "append_s": 0.0,
-        "error": None,
-        "last_counts": None,
-        "last_times": None,
+    # let the reader import and open the file, so that it sees the first rows arrive (on a loaded machine the
+    # spawn and the imports can take longer than the 1 s this waited before)
+    if not ready.wait(60):
+        stop_process(reader, timeout_s=5)
+        raise RuntimeError("the SWMR reader did not open the trial file in 60 s")
+    # (spectra of all streams, seconds, RSS bytes, writer queue items, writer queue bytes)
+    rss: list[tuple[int, float, float, int, int]] = []
+    rss_lock = threading.Lock()
+    next_sample = [0]
+    states = {
+        s.name: {
+            "produced": 0,
+            "purity_sum": 0.0,
+            "purity_nan": 0,
+            "analysis_s": 0.0,
+            "source_s": 0.0,
+            "append_s": 0.0,
+            "append_max_s": 0.0,
+            "error": None,
+            "last_counts": None,
+            "last_times": None,
+            "done_s": None,
+        }
+        for s in streams
     }
 
-    def produce() -> None:
+    def sample_rss() -> None:
+        with rss_lock:
+            done = sum(st["produced"] for st in states.values())
+            if done >= next_sample[0] or done == total_spectra:
+                rss.append(
+                    (
+                        done,
+                        time.monotonic() - t0,
+                        process.memory_info().rss,
+                        writer._queue.qsize(),
+                        writer._queued_bytes,
+                    )
+                )  # noqa: SLF001 - the queue depth explains RSS
+                next_sample[0] = done + rss_every
+
+    def produce_block(stream: Stream) -> None:
+        """The stream's next block: acquire, analyse, append its two tables."""
+        state = states[stream.name]
+        n = min(block, stream.spectra - state["produced"])
+        if rate:
+            due = state["paced_start"] + (state["produced"] + n) / rate
+            time.sleep(max(0.0, due - time.monotonic()))
+        a = time.perf_counter()
+        counts, _ = stream.source.block(n)
+        now = time.monotonic() - t0
+        times = state["previous"] + (now - state["previous"]) * np.arange(1, n + 1) / n
+        state["previous"] = now
+        b = time.perf_counter()
+        result = stream.analyse(counts)
+        c = time.perf_counter()
+        append_block(writer, times, counts, result, constants, stream.spectrometer_key, stream.analysis_key)
+        d = time.perf_counter()
+        state["source_s"] += b - a
+        state["analysis_s"] += c - b
+        state["append_s"] += d - c
+        state["append_max_s"] = max(state["append_max_s"], d - c)
+        state["purity_sum"] += float(np.nansum(result.purity))
+        state["purity_nan"] += int(np.isnan(result.purity).sum())
+        state["produced"] += n
+        sample_rss()
+        if state["produced"] == stream.spectra:
+            state["last_counts"], state["last_times"] = counts.copy(), times
+            state["done_s"] = time.perf_counter() - started
+
+    def produce(mine: list[Stream]) -> None:
+        """A producer thread: its streams' blocks in turn until each has made its spectra."""
         try:
             if numba_threads:
                 import numba
 
                 numba.set_num_threads(numba_threads)  # per thread: this one's parallel kernels
-            previous = time.monotonic() - t0
-            next_sample = 0
-            paced_start = time.monotonic()
-            while state["produced"] < spectra:
-                n = min(block, spectra - state["produced"])
-                if rate:
-                    due = paced_start + (state["produced"] + n) / rate
-                    time.sleep(max(0.0, due - time.monotonic()))
-                a = time.perf_counter()
-                counts, _ = source.block(n)
-                now = time.monotonic() - t0
-                times = previous + (now - previous) * np.arange(1, n + 1) / n
-                previous = now
-                b = time.perf_counter()
-                result = analyse(counts)
-                c = time.perf_counter()
-                append_block(writer, times, counts, result, constants)
-                d = time.perf_counter()
-                state["source_s"] += b - a
-                state["analysis_s"] += c - b
-                state["append_s"] += d - c
-                state["purity_sum"] += float(np.nansum(result.purity))
-                state["purity_nan"] += int(np.isnan(result.purity).sum())
-                state["produced"] += n
-                if state["produced"] >= next_sample or state["produced"] == spectra:
-                    rss.append(
-                        (state["produced"], time.monotonic() - t0, process.memory_info().rss, writer._queue.qsize())
-                    )  # noqa: SLF001 - the queue depth explains RSS
-                    next_sample += rss_every
-            state["last_counts"], state["last_times"] = counts.copy(), times
+            for stream in mine:
+                states[stream.name]["previous"] = time.monotonic() - t0
+                states[stream.name]["paced_start"] = time.monotonic()
+            while True:
+                todo = [s for s in mine if states[s.name]["produced"] < s.spectra]
+                if not todo:
+                    return
+                for stream in todo:
+                    produce_block(stream)
         except BaseException as error:  # noqa: BLE001 - reported by the main thread
-            state["error"] = error
+            states[mine[0].name]["error"] = error
+
+    stop_polling = threading.Event()
+    polled = {
+        p.name: {"times": [], "values": [], "append_max_s": 0.0, "late_max_s": 0.0, "error": None} for p in pollers
+    }
+
+    def poll(poller: Poller, phase: float) -> None:
+        record = polled[poller.name]
+        period = 1.0 / poller.hz
+        next_poll = time.monotonic() + phase * period  # the instruments do not poll in step
+        stop_polling.wait(max(0.0, next_poll - time.monotonic()))
+        try:
+            n = 0
+            while not stop_polling.is_set():
+                record["late_max_s"] = max(record["late_max_s"], time.monotonic() - next_poll)
+                row = poller.row(n, time.monotonic() - t0)
+                a = time.perf_counter()
+                writer.append(poller.key, **row)
+                record["append_max_s"] = max(record["append_max_s"], time.perf_counter() - a)
+                record["times"].append(row["time"])
+                record["values"].append(row[poller.value_column])
+                n += 1
+                next_poll += period
+                stop_polling.wait(max(0.0, next_poll - time.monotonic()))
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            record["error"] = error
 
     machine_busy0, process_cpu0 = _busy_seconds(), _cpu_seconds(process)
     started = time.perf_counter()
-    producer = threading.Thread(target=produce, name="producer")
-    producer.start()
-    cpu.names[producer.native_id] = "producer"
+    poll_threads = [
+        threading.Thread(target=poll, args=(p, (i + 0.5) / max(1, len(pollers))), name=f"poll:{p.name}")
+        for i, p in enumerate(pollers)
+    ]
+    if single or not one_producer:
+        groups = [[s] for s in streams]  # one thread per stream, as the runner does
+    else:
+        groups = [list(streams)]  # the control: every stream's blocks in turn from one thread
+    producers = [
+        threading.Thread(target=produce, args=(g,), name="producer" if single else f"producer:{g[0].name}")
+        for g in groups
+    ]
+    for thread in poll_threads + producers:
+        thread.start()
+        cpu.names[thread.native_id] = thread.name
     last_print = time.monotonic()
-    while producer.is_alive():
+    while any(p.is_alive() for p in producers):
         cpu.sample()
-        producer.join(0.25)
+        if not single:
+            sample_rss()  # also between blocks: one block per stream can take long when paced
+        alive = next((p for p in producers if p.is_alive()), None)
+        if alive is not None:
+            alive.join(0.25)
         if not quiet and time.monotonic() - last_print >= 10:
             last_print = time.monotonic()
-            done = state["produced"]
+            done = sum(st["produced"] for st in states.values())
             print(
                 f"  {done:,} spectra, {done / (time.perf_counter() - started):,.0f}/s, "
                 f"RSS {process.memory_info().rss / 1e6:,.0f} MB",
                 flush=True,
             )
     produced_s = time.perf_counter() - started
+    stop_polling.set()
+    for thread in poll_threads:
+        thread.join()
     cpu.sample()
-    writer.close("success" if state["error"] is None else "failed")
+    errors = [st["error"] for st in states.values() if st["error"] is not None]
+    errors += [r["error"] for r in polled.values() if r["error"] is not None]
+    writer.close("success" if not errors else "failed")
     elapsed = time.perf_counter() - started
     machine_busy, process_cpu = _busy_seconds() - machine_busy0, _cpu_seconds(process) - process_cpu0
-    if state["error"] is not None:
+    if errors:
         stop_process(reader, timeout_s=5)
-        raise state["error"]
+        raise errors[0]
     reader_out = parent_end.recv() if parent_end.poll(120) else {"error": "reader sent nothing in 120 s"}
     reader.join(30)  # it ends by itself once it has seen the closed file and sent its figures
     stop_process(reader, timeout_s=5)  # one that has not is not left behind
     stop_sampling.set()
     sampler.join()
     out = {
-        "spectra": spectra,
+        "spectra": total_spectra,
         "block": block,
         "elapsed_s": elapsed,
-        "spectra_per_s": spectra / elapsed,
+        "spectra_per_s": total_spectra / elapsed,
         "producer_done_s": produced_s,
         "close_s": elapsed - produced_s,
-        "producer_source_s": state["source_s"],
-        "producer_analysis_s": state["analysis_s"],
-        "producer_append_s": state["append_s"],
+        "producer_source_s": sum(st["source_s"] for st in states.values()),
+        "producer_analysis_s": sum(st["analysis_s"] for st in states.values()),
+        "producer_append_s": sum(st["append_s"] for st in states.values()),
         "rows_written_by_writer": dict(writer.rows_written),
         "reader": reader_out,
         "file_GB": path.stat().st_size / 1e9,
@@ -596,10 +819,43 @@ def run_trial(
         "reader_rss_MB": {"first": reader_rss[0] / 1e6, "last": reader_rss[-1] / 1e6, "max": max(reader_rss) / 1e6}
         if reader_rss
         else {},
-        "rss_samples": [(s, round(t, 3), round(r / 1e6, 1), q) for s, t, r, q in rss],
+        "rss_samples": [(s, round(t, 3), round(r / 1e6, 1), q, round(b / 1e6, 1)) for s, t, r, q, b in rss],
     }
     out["rss_MB"] = rss_summary(rss)
-    out["checks"] = verify(path, spectra, state)
+    if single:
+        out["checks"] = verify(path, spectra, states["spectrometer"])
+        return out
+    # several instruments: figures per table, and the checks per table
+    latency = reader_out.get("latency_s", {})
+    table_figures = {}
+    for s in streams:
+        st = states[s.name]
+        for key in (s.spectrometer_key, s.analysis_key):
+            table_figures[key] = {
+                "rows": st["produced"],
+                "rows_per_s": st["produced"] / elapsed,
+                "rows_per_s_while_producing": st["produced"] / st["done_s"],
+                "append_max_ms": st["append_max_s"] * 1e3,
+                "latency_s": latency.get(key, {}),
+            }
+    for p in pollers:
+        record = polled[p.name]
+        table_figures[p.key] = {
+            "hz": p.hz,
+            "rows": len(record["times"]),
+            "rows_per_s": len(record["times"]) / produced_s,
+            "append_max_ms": record["append_max_s"] * 1e3,
+            "poll_late_max_ms": record["late_max_s"] * 1e3,
+            "latency_s": latency.get(p.key, {}),
+        }
+    out["tables"] = table_figures
+    out["streams"] = {
+        s.name: {"spectra": s.spectra, "spectra_per_s": s.spectra / elapsed, "done_s": states[s.name]["done_s"]}
+        for s in streams
+    }
+    out["total_rows"] = sum(t["rows"] for t in table_figures.values())
+    out["total_rows_per_s"] = out["total_rows"] / elapsed
+    out["checks"] = verify_tables(path, streams, states, pollers, polled)
     return out
 
 
@@ -644,7 +900,9 @@ class ThreadCpu:
     def totals(self) -> dict:
         out = {"producer": 0.0, "writer": 0.0, "main": 0.0, "other (numba workers, h5py, reader pipe)": 0.0}
         for tid, seconds in self.seconds.items():
-            out[self.names.get(tid, "other (numba workers, h5py, reader pipe)")] += seconds
+            name = self.names.get(tid, "other (numba workers, h5py, reader pipe)")
+            name = "pollers (zones, sensors)" if name.startswith("poll:") else name
+            out[name] = out.get(name, 0.0) + seconds
         return out
 
 
@@ -684,11 +942,11 @@ class WriterTimings:
 
 
 def rss_summary(samples) -> dict:
-    values = [r / 1e6 for _, _, r, _ in samples]
+    values = [sample[2] / 1e6 for sample in samples]
     if not values:
         return {}
     tenth = values[len(values) // 10 :]
-    spectra = np.array([s for s, *_ in samples][len(values) // 10 :], dtype=float)
+    spectra = np.array([sample[0] for sample in samples][len(values) // 10 :], dtype=float)
     slope = float(np.polyfit(spectra, tenth, 1)[0] * 1e5) if len(tenth) >= 3 else float("nan")
     return {
         "first": values[0],
@@ -698,25 +956,30 @@ def rss_summary(samples) -> dict:
         "after_10pct_min": min(tenth),
         "after_10pct_max": max(tenth),
         "slope_after_10pct_MB_per_100k_spectra": slope,
-        "max_queue_items": max(q for *_, q in samples),
+        "max_queue_items": max(sample[3] for sample in samples),
+        "max_queued_MB": max(sample[4] for sample in samples) / 1e6,
     }
 
 
-def verify(path: Path, spectra: int, state: dict) -> dict:
-    """No row dropped, none duplicated, nothing changed on the way."""
+def verify(
+    path: Path, spectra: int, state: dict, spectrometer: str = "spectrometer", analysis: str = "analysis", trial=None
+) -> dict:
+    """No row dropped, none duplicated, nothing changed on the way (one stream's two tables)."""
     from daq import open_trial
 
-    with open_trial(path) as trial:
-        rows = {name: trial.rows(name) for name in ("spectrometer", "analysis")}
-        t_spec = trial.dataset("spectrometer", "time")[:]
-        t_ana = trial.dataset("analysis", "time")[:]
-        purity = trial.dataset("analysis", "purity")[:]
-        n_last = len(state["last_times"])
-        last_counts = trial.dataset("spectrometer", "counts")[spectra - n_last : spectra]
-        status = trial.state
+    if trial is None:
+        with open_trial(path) as trial:
+            return verify(path, spectra, state, spectrometer, analysis, trial)
+    rows = {name: trial.rows(name) for name in (spectrometer, analysis)}
+    t_spec = trial.dataset(spectrometer, "time")[:]
+    t_ana = trial.dataset(analysis, "time")[:]
+    purity = trial.dataset(analysis, "purity")[:]
+    n_last = len(state["last_times"])
+    last_counts = trial.dataset(spectrometer, "counts")[spectra - n_last : spectra]
+    status = trial.state
     checks = {
         "rows": rows,
-        "no_row_dropped": rows["spectrometer"] == spectra and rows["analysis"] == spectra,
+        "no_row_dropped": rows[spectrometer] == spectra and rows[analysis] == spectra,
         "time_strictly_increasing": bool(np.all(np.diff(t_spec) > 0)),
         "times_equal_in_both_tables": bool(np.array_equal(t_spec, t_ana)),
         "purity_sum_matches": bool(math.isclose(float(np.nansum(purity)), state["purity_sum"], rel_tol=1e-9)),
@@ -741,6 +1004,42 @@ def verify(path: Path, spectra: int, state: dict) -> dict:
         and status == "success"
     )
     return checks
+
+
+def verify_tables(path: Path, streams: list[Stream], states: dict, pollers: list[Poller], polled: dict) -> dict:
+    """The checks of a trial with several instruments, per table: each stream's as :func:`verify`; each zone's and
+    sensor's rows == rows produced, times strictly increasing, and its times and values read back as produced."""
+    from daq import open_trial
+
+    out = {"streams": {}, "instruments": {}}
+    with open_trial(path) as trial:
+        for s in streams:
+            out["streams"][s.name] = verify(
+                path, s.spectra, states[s.name], s.spectrometer_key, s.analysis_key, trial=trial
+            )
+        for p in pollers:
+            produced_t = np.array(polled[p.name]["times"], dtype=float)
+            produced_v = np.array(polled[p.name]["values"], dtype=float)
+            rows = trial.rows(p.key)
+            t = trial.dataset(p.key, "time")[:]
+            v = trial.dataset(p.key, p.value_column)[:]
+            checks = {
+                "rows": rows,
+                "rows_produced": len(produced_t),
+                "no_row_dropped": rows == len(produced_t),
+                "time_strictly_increasing": bool(np.all(np.diff(t) > 0)),
+                "times_read_back": bool(np.array_equal(t, produced_t)),
+                f"{p.value_column}_read_back": bool(np.array_equal(v, produced_v)),
+            }
+            checks["ok"] = all(checks[k] for k in checks if k not in ("rows", "rows_produced"))
+            out["instruments"][p.name] = checks
+        out["state"] = trial.state
+    out["ok"] = (
+        all(c["ok"] for c in out["streams"].values())
+        and all(c["ok"] for c in out["instruments"].values())
+        and out["state"] == "success"
+    )
+    return out
 
 
 # --------------------------------------------------------------------------- main
@@ -841,8 +1140,79 @@ def print_summary(figures: dict) -> None:
                     f"p99 {lat['p99'] * 1e3:.0f} ms, max {lat['max'] * 1e3:.0f} ms"
                 )
 
+    for label, key in (("trial with several instruments", "multi"), ("paced with several instruments", "paced_multi")):
+        if key in figures:
+            print_several(label, figures[key])
+    for kind, c in figures.get("comparison", {}).items():
+        rate, rss, items, mb = (
+            c["spectra_per_s"],
+            c["rss_max_MB"],
+            c["writer_queue_max_items"],
+            c["writer_queue_max_MB"],
+        )
+        refresh, others = c["reader_refresh_ms_p50"], c["cores_used_by_other_processes"]
+        print(
+            f"  {kind}, several instruments / single stream: spectra/s {c['spectra_per_s_ratio']:.2f} "
+            f"({rate['multi']:,.0f} / {rate['single']:,.0f}), RSS max {c['rss_max_ratio']:.2f} "
+            f"({rss['multi']:.0f} / {rss['single']:.0f} MB), writer queue max {items['multi']} / {items['single']} "
+            f"items ({mb['multi']:.1f} / {mb['single']:.1f} MB), reader refresh p50 {refresh['multi']:.1f} / "
+            f"{refresh['single']:.1f} ms; other processes used {others['multi']:.2f} / {others['single']:.2f} cores"
+        )
+        for table, r in c["latency_ratio"].items():
+            print(f"    latency ratio {table:26s} " + ", ".join(f"{q} {v:.2f}" for q, v in r.items()))
+        print(
+            "    targets: "
+            + "; ".join(f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}" for k, v in c["targets"].items())
+        )
 
-def main() -> int:
+
+def print_several(label: str, run: dict) -> None:
+    """One trial with several instruments: per table and in total."""
+    print(
+        f"  {label}: {run['spectra']:,} spectra in {len(run['streams'])} streams, "
+        f"{run['spectra_per_s']:,.0f} spectra/s in total, {run['total_rows']:,} rows "
+        f"({run['total_rows_per_s']:,.0f} rows/s) in {run['elapsed_s']:.1f} s "
+        f"({run['close_s']:.2f} s of it closing); checks ok: {run['checks']['ok']}"
+    )
+    r, refresh = run["rss_MB"], run["reader"].get("refresh_ms", {})
+    print(
+        f"    RSS MB: first {r['first']:.0f}, median {r['median']:.0f}, max {r['max']:.0f}, trend "
+        f"{r['slope_after_10pct_MB_per_100k_spectra']:+.1f} MB per 100k spectra; writer queue max "
+        f"{r['max_queue_items']} items, {r['max_queued_MB']:.1f} MB; other processes used "
+        f"{run['cores_used']['other processes']:.2f} cores; reader refresh p50 "
+        f"{refresh.get('p50', 0):.1f} ms, p99 {refresh.get('p99', 0):.1f} ms"
+    )
+    print(
+        "    writer thread: "
+        + "; ".join(
+            f"{k} {v['total_s']:.1f} s in {v['calls']} calls "
+            f"(median {v['median_ms']:.1f} ms, max {v['max_s'] * 1e3:.0f} ms)"
+            for k, v in run["writer_steps"].items()
+        )
+    )
+    for key, t in run["tables"].items():
+        lat = t["latency_s"]
+        extra = f", {t['hz']:g} Hz, poll late max {t['poll_late_max_ms']:.0f} ms" if "hz" in t else ""
+        latency = (
+            f"latency p50 {lat['p50'] * 1e3:.0f} ms, p99 {lat['p99'] * 1e3:.0f} ms, max {lat['max'] * 1e3:.0f} ms"
+            if lat
+            else "latency: no rows seen"
+        )
+        print(
+            f"    {key:26s} {t['rows']:>8,} rows {t['rows_per_s']:>9,.1f} rows/s, {latency}, "
+            f"append max {t['append_max_ms']:.0f} ms{extra}"
+        )
+    bad = {
+        name: {k: v for k, v in c.items() if v is False}
+        for group in ("streams", "instruments")
+        for name, c in run["checks"][group].items()
+        if not c["ok"]
+    }
+    if bad:
+        print(f"    FAILED checks: {bad}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--spectra",
@@ -891,7 +1261,73 @@ def main() -> int:
     parser.add_argument("--flush-interval", type=float, default=0.5, help="TrialWriter flush_interval_s (0.5)")
     parser.add_argument("--rss-every", type=int, help="sample RSS every N spectra (default spectra / 200)")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
-    args = parser.parse_args()
+    several = parser.add_argument_group(
+        "several instruments",
+        "with --streams > 1, --controllers or --sensors, the trial and the paced run are each made twice in "
+        "this invocation: single-stream as above, then with every instrument (format 2.0, one writer), and "
+        "compared",
+    )
+    several.add_argument(
+        "--streams",
+        type=int,
+        default=1,
+        help="spectrometer streams (raffinate, strip, feed, ...), each its own thread, spectrometer:NAME and "
+        "analysis:NAME tables; the flat-out trial splits --spectra among them (same total as the "
+        "single-stream run); paced, each stream runs at RATE (default 1)",
+    )
+    several.add_argument(
+        "--controllers", type=int, default=0, help="temperature controllers zone-1..N, each its own thread (0)"
+    )
+    several.add_argument(
+        "--sensors", type=int, default=0, help="sensors feed-ph, strip-flow, raffinate-ph, ..., each its own thread (0)"
+    )
+    several.add_argument(
+        "--instrument-hz",
+        default="1,2,4",
+        help="poll rates of the controllers then the sensors, assigned in turn (default 1,2,4 Hz)",
+    )
+    several.add_argument(
+        "--one-producer",
+        action="store_true",
+        help="a control: make every stream's blocks in turn from one producer thread (several tables, one "
+        "producer thread as in the single-stream run) instead of one thread per stream",
+    )
+    several.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        help="a probe: sys.setswitchinterval for this process (Python's default 5 ms), how long a thread "
+        "holding the GIL keeps it when another asks for it",
+    )
+    return parser.parse_args(argv)
+
+
+def several_instruments(args: argparse.Namespace) -> bool:
+    return args.streams > 1 or args.controllers > 0 or args.sensors > 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    figures = run(args)
+    print_summary(figures)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1, default=str))
+    return 0 if checks_ok(figures) else 1
+
+
+def checks_ok(figures: dict) -> bool:
+    runs = [figures[k] for k in ("trial", "paced", "multi", "paced_multi") if k in figures]
+    return all(run["checks"]["ok"] for run in runs)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Every measurement ``args`` asks for; the figures (what ``--json`` writes)."""
+    if args.streams < 1 or args.controllers < 0 or args.sensors < 0:
+        raise SystemExit("--streams >= 1, --controllers >= 0, --sensors >= 0")
+    rates_hz = tuple(float(v) for v in args.instrument_hz.split(","))
+    if args.switch_interval_ms:
+        sys.setswitchinterval(args.switch_interval_ms / 1e3)
+    if not rates_hz or min(rates_hz) <= 0:
+        raise SystemExit("--instrument-hz: one or more rates > 0, comma-separated")
 
     folder = args.out or Path(tempfile.gettempdir())
     folder.mkdir(parents=True, exist_ok=True)
@@ -905,6 +1341,15 @@ def main() -> int:
         "analytes": list(ANALYTES),
         "block": args.block,
     }
+    if several_instruments(args):
+        figures["several_instruments"] = {
+            "streams": args.streams,
+            "controllers": args.controllers,
+            "sensors": args.sensors,
+            "instrument_hz": rates_hz,
+            "one_producer": args.one_producer,
+            "switch_interval_s": sys.getswitchinterval(),
+        }
     calibration = source.calibration()
     analysers = {kind: analysis_function(kind, calibration, source) for kind in ("pipeline", "fused")}
     warm, _ = source.block(args.block)
@@ -987,6 +1432,40 @@ def main() -> int:
             if not args.keep:
                 path.unlink(missing_ok=True)
                 path.with_name(path.name + ".writing").unlink(missing_ok=True)
+        if several_instruments(args):
+            each = args.spectra // args.streams
+            streams = make_streams(args.streams, each, source, calibration, args.analysis.replace("-nogil", ""))
+            pollers = make_pollers(args.controllers, args.sensors, rates_hz)
+            path = folder / f"ingest-multi-{args.spectra}-{os.getpid()}.h5"
+            print(
+                f"trial with several instruments: {args.streams} streams x {each:,} spectra, "
+                f"{args.controllers} controllers, {args.sensors} sensors "
+                f"({', '.join(f'{p.name} {p.hz:g} Hz' for p in pollers) or 'none'}) -> {path} ...",
+                flush=True,
+            )
+            if args.quiet_wait:
+                wait_for_quiet(args.quiet_wait)
+            try:
+                figures["multi"] = run_trial(
+                    source,
+                    calibration,
+                    analyse,
+                    each,
+                    args.block,
+                    path,
+                    args.poll,
+                    max(args.block, each * args.streams // 200),
+                    args.flush_interval,
+                    args.numba_threads,
+                    args.max_queued_MB,
+                    streams=streams,
+                    pollers=pollers,
+                    one_producer=args.one_producer,
+                )
+            finally:
+                if not args.keep:
+                    path.unlink(missing_ok=True)
+                    path.with_name(path.name + ".writing").unlink(missing_ok=True)
         if args.paced:
             rate, seconds = (float(v) for v in args.paced.split(":"))
             paced_n = max(1, int(rate * seconds))
@@ -1012,13 +1491,94 @@ def main() -> int:
             finally:
                 path.unlink(missing_ok=True)
                 path.with_name(path.name + ".writing").unlink(missing_ok=True)
+            if several_instruments(args):
+                streams = make_streams(args.streams, paced_n, source, calibration, args.analysis.replace("-nogil", ""))
+                pollers = make_pollers(args.controllers, args.sensors, rates_hz)
+                path = folder / f"ingest-paced-multi-{os.getpid()}.h5"
+                print(
+                    f"paced with several instruments: {args.streams} streams x {paced_n:,} spectra at {rate:g}/s "
+                    f"each, {len(pollers)} other instruments ...",
+                    flush=True,
+                )
+                try:
+                    figures["paced_multi"] = run_trial(
+                        source,
+                        calibration,
+                        analyse,
+                        paced_n,
+                        1,
+                        path,
+                        args.poll,
+                        max(1, paced_n * args.streams // 50),
+                        args.flush_interval,
+                        rate=rate,
+                        quiet=True,
+                        streams=streams,
+                        pollers=pollers,
+                        one_producer=args.one_producer,
+                    )
+                    figures["paced_multi"]["rate"] = rate
+                finally:
+                    path.unlink(missing_ok=True)
+                    path.with_name(path.name + ".writing").unlink(missing_ok=True)
         figures["machine"]["load_avg_after"] = os.getloadavg()
+        if several_instruments(args):
+            figures["comparison"] = {
+                kind: compare(figures[single], figures[multi], paced=kind == "paced")
+                for kind, single, multi in (("flat out", "trial", "multi"), ("paced", "paced", "paced_multi"))
+                if single in figures and multi in figures
+            }
+    return figures
 
-    print_summary(figures)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1, default=str))
-    runs = [figures[k] for k in ("trial", "paced") if k in figures]
-    return 0 if all(run["checks"]["ok"] for run in runs) else 1
+
+def compare(single: dict, multi: dict, paced: bool = False) -> dict:
+    """Several instruments against the single-stream run of the same invocation: ratios (multi / single), and
+    each table against the single-stream targets.
+
+    Latency ratios: a ``spectrometer:*`` table against the single run's ``spectrometer``, an ``analysis:*``
+    table against its ``analysis``, a zone's or a sensor's against its ``spectrometer`` table. ``paced``: the
+    rate is the one set, so only the latency is held against its target.
+    """
+    single_latency = single["reader"].get("latency_s", {})
+    out = {
+        "spectra_per_s": {"single": single["spectra_per_s"], "multi": multi["spectra_per_s"]},
+        "spectra_per_s_ratio": multi["spectra_per_s"] / single["spectra_per_s"],
+        "rss_max_MB": {"single": single["rss_MB"]["max"], "multi": multi["rss_MB"]["max"]},
+        "rss_max_ratio": multi["rss_MB"]["max"] / single["rss_MB"]["max"],
+        "writer_queue_max_items": {
+            "single": single["rss_MB"]["max_queue_items"],
+            "multi": multi["rss_MB"]["max_queue_items"],
+        },
+        "writer_queue_max_MB": {"single": single["rss_MB"]["max_queued_MB"], "multi": multi["rss_MB"]["max_queued_MB"]},
+        "reader_refresh_ms_p50": {
+            "single": single["reader"].get("refresh_ms", {}).get("p50"),
+            "multi": multi["reader"].get("refresh_ms", {}).get("p50"),
+        },
+        "cores_used_by_other_processes": {
+            "single": single["cores_used"]["other processes"],
+            "multi": multi["cores_used"]["other processes"],
+        },
+        "latency_ratio": {},
+        "targets": {
+            "no row dropped, checks ok": multi["checks"]["ok"],
+            "RSS trend after the first 10 % (MB per 100k spectra)": multi["rss_MB"][
+                "slope_after_10pct_MB_per_100k_spectra"
+            ],
+        },
+    }
+    if not paced:
+        out["targets"]["total spectra/s >= 10,000"] = multi["spectra_per_s"] >= TARGET_RATE
+    worst = 0.0
+    for key, figures in multi["tables"].items():
+        lat = figures["latency_s"]
+        base = single_latency.get("analysis" if key.startswith("analysis") else "spectrometer", {})
+        if lat and base:
+            out["latency_ratio"][key] = {q: lat[q] / base[q] for q in ("p50", "p99", "max") if base[q] > 0}
+        if lat:
+            worst = max(worst, lat["max"])
+    out["targets"]["every table's latency max <= 1 s"] = worst <= TARGET_LATENCY_S
+    out["targets"]["worst latency max s"] = worst
+    return out
 
 
 if __name__ == "__main__":

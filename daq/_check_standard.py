@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from ._config_fields import count, field_error, number, text
-from .calibration_run import MAX_STANDARD_G_PER_L, Standard
+from .calibration_run import MAX_STANDARD_G_PER_L, Standard, station_spectrometer
 from .config import MAX_INTEGRATION_TIME_S, ConfigError, Element, SpectrometerConfig, Station, load_toml_model
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
     "load_check_standard",
     "check_standard_against_station",
     "check_standard_against_calibration",
-    "station_spectrometer",
+    "checked_spectrometer",
     "MAX_RELATIVE_UNCERTAINTY",
 ]
 
@@ -130,16 +130,14 @@ def load_check_standard(path: str | os.PathLike) -> CheckStandardFile:
     )
 
 
-def station_spectrometer(station: Station) -> SpectrometerConfig:
-    """The station's spectrometer; :class:`ConfigError` if it has none to check a calibration on."""
-    if station.spectrometer is None:
-        raise ConfigError(station.source, ["spectrometer: the station has no spectrometer to check a calibration on"])
-    return station.spectrometer
+def checked_spectrometer(station: Station) -> SpectrometerConfig:
+    """The station's (first) spectrometer; :class:`ConfigError` if it has none to check a calibration on."""
+    return station_spectrometer(station, purpose="check a calibration on")
 
 
 def check_standard_against_station(check: CheckStandardFile, station: Station) -> None:
     """Refuse a check the station's spectrometer cannot measure (none; integration time or averages out of range)."""
-    problems = station_spectrometer(station).setting_problems(
+    problems = checked_spectrometer(station).setting_problems(
         "check", check.integration_time_s, {"averages": check.averages}, station.source
     )
     if problems:

@@ -1,4 +1,4 @@
-"""The files a station or recipe names (register map, SCPI dialect, scenario), checked during validation.
+"""The files a station or recipe names (register map, SCPI dialect, sensor map, scenario), checked when read.
 
 A wrong name must be reported with the station or recipe file and the field
 before any simulator or instrument is started, not by a simulator that fails to
@@ -11,10 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from drivers import MapError, ModelNotCovered, load_dialect, resolve_register_map
+from drivers import MapError, ModelNotCovered, load_dialect, load_sensor_map, resolve_register_map
 
 if TYPE_CHECKING:
-    from .config import Recipe, Station
+    from ._instrument_config import FurnaceConfig
+    from ._station_config import Station
+    from .config import Recipe
 
 __all__ = ["station_reference_problems", "recipe_reference_problems", "resolve_recipe_scenario"]
 
@@ -35,49 +37,56 @@ def _map_problems(field: str, error: Exception) -> list[str]:
     return [_map_problem(field, error)]
 
 
-def _model_problem(error: ModelNotCovered) -> str:
-    """The station's furnace.model against the register map it names or the maps in hardware/maps."""
+def _model_problem(error: ModelNotCovered, model_field: str, map_field: str) -> str:
+    """A controller's model against the register map it names or the maps in hardware/maps."""
     if error.map_name is not None:
         return (
-            f"furnace.model: {error.model!r} is not a model of register map {error.map_name} (furnace.map), "
+            f"{model_field}: {error.model!r} is not a model of register map {error.map_name} ({map_field}), "
             f"which covers {', '.join(error.covers)}; {error.listing}"
         )
     if error.covering:
         return (
-            f"furnace.model: {error.model!r} is covered by several register maps "
-            f"({', '.join(error.covering)}); choose one with furnace.map"
+            f"{model_field}: {error.model!r} is covered by several register maps "
+            f"({', '.join(error.covering)}); choose one with {map_field}"
         )
     return (
-        f"furnace.model: no register map covers model {error.model!r}; {error.listing} "
-        "(name one with furnace.map, or add a map to hardware/maps)"
+        f"{model_field}: no register map covers model {error.model!r}; {error.listing} "
+        f"(name one with {map_field}, or add a map to hardware/maps)"
     )
 
 
+def _controller_problems(furnace: FurnaceConfig) -> list[str]:
+    model_field, map_field = furnace.field("model"), furnace.field("map")
+    try:
+        register_map = resolve_register_map(furnace.model_or_default, furnace.map)
+    except ModelNotCovered as error:
+        return [_model_problem(error, model_field, map_field)]
+    except (ValueError, *_MALFORMED) as error:
+        return _map_problems(map_field if furnace.map else model_field, error)
+    top_C = register_map.input_range_C[1]
+    if furnace.max_temperature_C > top_C:
+        return [
+            f"{furnace.field('max_temperature_C')}: {furnace.max_temperature_C:g} C is above the top of "
+            f"the controller's input range, {top_C:g} C (register map {register_map.name})"
+        ]
+    return []
+
+
 def station_reference_problems(station: Station) -> list[str]:
-    """Problems with the register map and SCPI dialect a validated station names ([] if none)."""
+    """Problems with the register maps and SCPI dialects a validated station names ([] if none)."""
     problems = []
-    furnace = station.furnace
-    if furnace is not None:
-        field = "furnace.map" if furnace.map else "furnace.model"
-        try:
-            register_map = resolve_register_map(furnace.model_or_default, furnace.map)
-        except ModelNotCovered as error:
-            problems.append(_model_problem(error))
-        except (ValueError, *_MALFORMED) as error:
-            problems += _map_problems(field, error)
-        else:
-            top_C = register_map.input_range_C[1]
-            if furnace.max_temperature_C > top_C:
-                problems.append(
-                    f"furnace.max_temperature_C: {furnace.max_temperature_C:g} C is above the top of "
-                    f"the controller's input range, {top_C:g} C (register map {register_map.name})"
-                )
-    spectrometer = station.spectrometer
-    if spectrometer is not None:
+    for furnace in station.temperature_controllers:
+        problems += _controller_problems(furnace)
+    for spectrometer in station.spectrometers:
         try:
             load_dialect(spectrometer.dialect)
         except (ValueError, *_MALFORMED) as error:
-            problems += _map_problems("spectrometer.dialect", error)
+            problems += _map_problems(spectrometer.field("dialect"), error)
+    for sensor in station.sensors:
+        try:
+            load_sensor_map(sensor.map)
+        except (ValueError, *_MALFORMED) as error:
+            problems += _map_problems(sensor.field("map"), error)
     return problems
 
 

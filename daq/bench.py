@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from drivers import (
     Eurotherm,
     InstrumentError,
+    ModbusSensor,
     NotConnected,
     OceanSpectrometer,
     ScpiSpectrometer,
@@ -30,10 +32,11 @@ from drivers import (
 from drivers.sim.launch import SimulatorProcess, start_simulator
 from drivers.sim.scenario import ScenarioError, find_scenario, load_scenario
 
+from ._instrument_config import FurnaceConfig, SensorConfig, SpectrometerConfig
 from .cell import Cell, OperatorCell, SimulatedCell, operator_prompt
 
 if TYPE_CHECKING:
-    from .config import FurnaceConfig, SpectrometerConfig, Station
+    from .config import Station
 
 __all__ = [
     "Bench",
@@ -41,6 +44,7 @@ __all__ = [
     "open_bench",
     "connect_furnace",
     "connect_spectrometer",
+    "connect_sensor",
     "find_bench_scenario",
     "ScenarioError",
 ]
@@ -129,7 +133,11 @@ class SimulatorControl:
 
 @dataclass
 class Bench:
-    """The connected instruments of one station (either may be None), and the scenario its simulator plays."""
+    """The connected instruments of one station by name, and the scenario its simulators play.
+
+    ``furnace``, ``spectrometer`` and ``sim_control`` are the primary ones (the first of their kind in the
+    station file; the only ones of a one-furnace, one-spectrometer station), each None when absent.
+    """
 
     station: Station
     furnace: Eurotherm | None = None
@@ -139,20 +147,58 @@ class Bench:
     #: Where the simulated bench takes its ``SIM:`` commands: the SCPI spectrometer itself, or the control
     #: port of a simulator whose protocol has no room for them. None on a real bench.
     sim_control: SimCommands | None = None
+    #: every connected instrument by its station name (the primary ones too)
+    controllers: dict[str, Eurotherm] = field(default_factory=dict)
+    spectrometers: dict[str, Spectrometer] = field(default_factory=dict)
+    sensors: dict[str, Any] = field(default_factory=dict)
+    sim_controls: dict[str, SimCommands] = field(default_factory=dict)
+    #: the keys of ``simulators`` that serve sensors (their scenario starts with the process stream)
+    _sensor_simulators: set[str] = field(default_factory=set)
 
-    def cell(self, ask: Callable[[str], object] | None = None) -> Cell:
-        """Who fills the flow cell: the simulator (``SIM:`` commands; the scenario starts with the process
-        stream) on a simulated spectrometer, else the operator, asked through ``ask`` (default: ``input``)."""
-        if self.station.spectrometer is not None and self.station.spectrometer.simulated:
-            if self.sim_control is None:
-                raise InstrumentError("the simulated spectrometer is not connected")
-            return SimulatedCell(self.sim_control, scenario_loaded=self.scenario is not None)
+    def __post_init__(self) -> None:
+        primary_furnace, primary_spectrometer = self.station.furnace, self.station.spectrometer
+        if self.furnace is not None and primary_furnace is not None:
+            self.controllers.setdefault(primary_furnace.name, self.furnace)
+        if self.spectrometer is not None and primary_spectrometer is not None:
+            self.spectrometers.setdefault(primary_spectrometer.name, self.spectrometer)
+            if self.sim_control is not None:
+                self.sim_controls.setdefault(primary_spectrometer.name, self.sim_control)
+
+    def cell(self, ask: Callable[[str], object] | None = None, spectrometer: str | None = None) -> Cell:
+        """Who fills the flow cell of ``spectrometer`` (default: the primary one): the simulator (``SIM:``
+        commands; the scenario starts with the process stream) on a simulated spectrometer, else the operator,
+        asked through ``ask`` (default: ``input``)."""
+        config = self.station.spectrometer if spectrometer is None else self.station.instrument(spectrometer)
+        if config is not None and config.simulated:
+            control = self.sim_controls.get(config.name)
+            if control is None:
+                raise InstrumentError(f"the simulated spectrometer {config.name!r} is not connected")
+            return SimulatedCell(control, scenario_loaded=self.scenario is not None)
         return OperatorCell() if ask is None else OperatorCell(ask)
+
+    def start_sensor_scenarios(self) -> None:
+        """On a simulated bench, start the scenario of every simulated sensor now: call it as the process
+        stream starts (the simulated spectrometers start the same scenario then), so the sensors read the
+        process the spectrometers see. Nothing on a real bench."""
+        for key, simulator in self.simulators.items():
+            if key in self._sensor_simulators and simulator.alive:
+                os.kill(simulator.pid, signal.SIGRTMIN)
 
     def close(self) -> None:
         """Close drivers, then stop simulator processes. Safe to call twice."""
-        for instrument in (self.furnace, self.spectrometer, self.sim_control):
-            if instrument is not None:
+        instruments = [
+            *self.controllers.values(),
+            *self.spectrometers.values(),
+            *self.sensors.values(),
+            *self.sim_controls.values(),
+            self.furnace,
+            self.spectrometer,
+            self.sim_control,
+        ]
+        closed: set[int] = set()
+        for instrument in instruments:
+            if instrument is not None and id(instrument) not in closed:
+                closed.add(id(instrument))
                 with contextlib.suppress(Exception):
                     instrument.close()
         for simulator in self.simulators.values():
@@ -178,44 +224,74 @@ def _spectrometer_config(station: Station) -> SpectrometerConfig:
     return station.spectrometer
 
 
-def _furnace_address(station: Station, simulators: dict) -> str:
-    config = _furnace_config(station)
-    if not config.simulated:
-        if not config.port:  # the station's validation requires a port for a real furnace
-            raise ValueError(f"station {station.source}: furnace.port is required for a real furnace")
-        return config.port
-    simulator = start_simulator(
-        "drivers.sim.furnace",
-        "--address",
-        str(config.address),
-        *(["--model", config.model] if config.model else []),
-        *(["--map", config.map] if config.map else []),
-        "--speed",
-        f"{station.simulation_speed:g}",
-    )
-    simulators["furnace"] = simulator
-    return simulator.address
+def _modbus_link_key(config: FurnaceConfig | SensorConfig) -> str:
+    """Which simulator serves a simulated Modbus instrument: its connection's, else one of its own."""
+    return f"connection:{config.connection}" if config.connection else f"instrument:{config.name}"
 
 
-def _spectrometer_address(station: Station, simulators: dict, scenario: Path | None) -> str:
-    config = _spectrometer_config(station)
+def _start_modbus_simulators(station: Station, wanted: set[str], scenario: Path | None, bench: Bench):
+    """One simulated bus or gateway per simulated connection (and per simulated unit without one), serving
+    the ``wanted`` controllers and sensors on it; the port each is reached on, by name."""
+    units: dict[str, list[FurnaceConfig | SensorConfig]] = {}
+    for config in (*station.temperature_controllers, *station.sensors):
+        if config.simulated and config.name in wanted:
+            units.setdefault(_modbus_link_key(config), []).append(config)
+    ports: dict[str, str] = {}
+    for key, configs in units.items():
+        controllers = [c for c in configs if isinstance(c, FurnaceConfig)]
+        sensors = [c for c in configs if isinstance(c, SensorConfig)]
+        models = {(c.model, c.map) for c in controllers}
+        if len(models) > 1:
+            raise ValueError(
+                f"station {station.source}: the simulated bus {key.split(':', 1)[1]} serves one controller model; "
+                f"{', '.join(c.name for c in controllers)} name different models or maps"
+            )
+        args = ["--speed", f"{station.simulation_speed:g}"]
+        if controllers:
+            model, map_name = next(iter(models))
+            args += ["--address", ",".join(str(c.address) for c in controllers)]
+            args += [*(["--model", model] if model else []), *(["--map", map_name] if map_name else [])]
+        for sensor in sensors:
+            args += ["--sensor", f"{sensor.address}:{sensor.map}"]
+        if sensors and scenario is not None:
+            args += ["--scenario", str(scenario)]
+        simulator = start_simulator("drivers.sim.furnace", *args)
+        bench.simulators[key] = simulator
+        if sensors:
+            bench._sensor_simulators.add(key)
+        for config in configs:
+            ports[config.name] = simulator.address
+    return ports
+
+
+def _modbus_port(config: FurnaceConfig | SensorConfig, simulated_ports: dict[str, str]) -> str:
+    if config.simulated:
+        return simulated_ports[config.name]
+    if not config.port:  # the station's validation requires a port for a real instrument
+        raise ValueError(f"{config.field('port')} is required for a real instrument")
+    return config.port
+
+
+def _spectrometer_address(station: Station, config: SpectrometerConfig, simulators: dict, scenario: Path | None) -> str:
     if not config.simulated:
         if not config.resource:  # the station's validation requires a resource for a real spectrometer
-            raise ValueError(f"station {station.source}: spectrometer.resource is required for a real spectrometer")
+            raise ValueError(f"{config.field('resource')} is required for a real spectrometer")
         return config.resource
     args = ["--port", "0", "--speed", f"{station.simulation_speed:g}"]
     if config.driver == "scpi":
         args += ["--pixels", str(config.pixels)]
     if scenario is not None:
         args += ["--scenario", str(scenario)]
+    if config.sampling_point is not None:
+        args += ["--sampling-point", config.sampling_point]
     simulator = start_simulator(_SPECTROMETER_SIMULATORS[config.driver], *args)
-    simulators["spectrometer"] = simulator
+    simulators[f"spectrometer:{config.name}"] = simulator
     return simulator.address
 
 
-def connect_furnace(station: Station, port: str) -> Eurotherm:
-    """A furnace driver for the station's furnace on ``port``, with the station's limits."""
-    config = _furnace_config(station)
+def connect_furnace(station: Station, port: str, config: FurnaceConfig | None = None) -> Eurotherm:
+    """A driver for a temperature controller of the station (default: its furnace) on ``port``, with its limits."""
+    config = config or _furnace_config(station)
     return Eurotherm(
         port,
         address=config.address,
@@ -230,11 +306,15 @@ def connect_furnace(station: Station, port: str) -> Eurotherm:
 
 
 def connect_spectrometer(
-    station: Station, resource: str, ask: Callable[[str], object] | None = None
+    station: Station,
+    resource: str,
+    ask: Callable[[str], object] | None = None,
+    config: SpectrometerConfig | None = None,
 ) -> ScpiSpectrometer | OceanSpectrometer:
-    """A spectrometer driver for the station's spectrometer at ``resource``, with its limits; ``ask`` is how
-    an Ocean spectrometer whose darks are taken by hand asks the operator (default: a bounded prompt)."""
-    config = _spectrometer_config(station)
+    """A driver for a spectrometer of the station (default: its first) at ``resource``, with its limits;
+    ``ask`` is how an Ocean spectrometer whose darks are taken by hand asks the operator (default: a bounded
+    prompt)."""
+    config = config or _spectrometer_config(station)
     if config.driver == "ocean":
         return OceanSpectrometer(
             resource,
@@ -259,31 +339,64 @@ def connect_spectrometer(
     )
 
 
-def _sim_control(bench: Bench) -> SimCommands | None:
-    simulator = bench.simulators.get("spectrometer")
+def connect_sensor(config: SensorConfig, port: str) -> ModbusSensor:
+    """A driver for a sensor of the station on ``port`` (its own, its connection's or its simulator's)."""
+    return ModbusSensor(port, address=config.address, sensor_map=config.map, baudrate=config.baudrate)
+
+
+def _sim_control(simulator: SimulatorProcess | None, spectrometer: Spectrometer) -> SimCommands | None:
     if simulator is None:
         return None
     if simulator.control:
         return SimulatorControl(simulator.control)
-    return bench.spectrometer if isinstance(bench.spectrometer, ScpiSpectrometer) else None
+    return spectrometer if isinstance(spectrometer, ScpiSpectrometer) else None
+
+
+#: The kinds of instrument :func:`open_bench` connects, by the names commands use for them.
+ALL_KINDS = ("furnace", "spectrometer", "sensor")
+_KIND_OF = {"furnace": "temperature_controller", "spectrometer": "spectrometer", "sensor": "sensor"}
 
 
 def open_bench(
-    station: Station, *, scenario: Path | None = None, instruments: tuple[str, ...] = ("furnace", "spectrometer")
+    station: Station,
+    *,
+    scenario: Path | None = None,
+    instruments: tuple[str, ...] = ALL_KINDS,
+    names: tuple[str, ...] | None = None,
 ) -> Bench:
-    """Start the station's simulators (if any) and connect its instruments.
+    """Start the station's simulators (if any) and connect its instruments of the kinds ``instruments`` names
+    (``furnace``: every temperature controller, ``spectrometer``, ``sensor``), or only those called ``names``.
 
     On failure everything already started is stopped again before the error propagates.
     """
     bench = Bench(station, scenario=scenario)
+    kinds = tuple(_KIND_OF[name] for name in instruments)
+    wanted = {
+        config.name
+        for config in station.instruments
+        if config.kind in kinds and (names is None or config.name in names)
+    }
     try:
-        if "furnace" in instruments and station.furnace is not None:
-            bench.furnace = connect_furnace(station, _furnace_address(station, bench.simulators))
-        if "spectrometer" in instruments and station.spectrometer is not None:
-            bench.spectrometer = connect_spectrometer(
-                station, _spectrometer_address(station, bench.simulators, scenario)
-            )
-            bench.sim_control = _sim_control(bench)
+        ports = _start_modbus_simulators(station, wanted, scenario, bench)
+        for config in station.temperature_controllers:
+            if config.name in wanted:
+                bench.controllers[config.name] = connect_furnace(station, _modbus_port(config, ports), config)
+        for sensor_config in station.sensors:
+            if sensor_config.name in wanted:
+                bench.sensors[sensor_config.name] = connect_sensor(sensor_config, _modbus_port(sensor_config, ports))
+        for spectrometer_config in station.spectrometers:
+            if spectrometer_config.name in wanted:
+                address = _spectrometer_address(station, spectrometer_config, bench.simulators, scenario)
+                driver = connect_spectrometer(station, address, config=spectrometer_config)
+                bench.spectrometers[spectrometer_config.name] = driver
+                control = _sim_control(bench.simulators.get(f"spectrometer:{spectrometer_config.name}"), driver)
+                if control is not None:
+                    bench.sim_controls[spectrometer_config.name] = control
+        if station.furnace is not None:
+            bench.furnace = bench.controllers.get(station.furnace.name)
+        if station.spectrometer is not None:
+            bench.spectrometer = bench.spectrometers.get(station.spectrometer.name)
+            bench.sim_control = bench.sim_controls.get(station.spectrometer.name)
     except BaseException:
         bench.close()
         raise

@@ -26,8 +26,8 @@ from ._check_standard import (
     CheckStandardFile,
     check_standard_against_calibration,
     check_standard_against_station,
+    checked_spectrometer,
     load_check_standard,
-    station_spectrometer,
 )
 from .bench import ScenarioError, find_bench_scenario, open_bench
 from .cell import OPERATOR_TIMEOUT_S, operator_prompt
@@ -195,7 +195,7 @@ def _load_calibration(path: Path) -> analysis.Calibration:
 def _resolve_scenario(station: Station, scenario: str | os.PathLike | None) -> Path | None:
     if scenario is None:
         return None
-    if not station_spectrometer(station).simulated:
+    if not checked_spectrometer(station).simulated:
         raise ConfigError(
             station.source,
             ["--scenario: the station's spectrometer is not simulated; a scenario sets up the simulated bench only"],
@@ -338,7 +338,7 @@ def run_calibration_check(
         calibration_path=plan.calibration_path,
         calibration_id=calibration.calibration_id,
     )
-    simulated = station_spectrometer(station).simulated
+    simulated = checked_spectrometer(station).simulated
     truth = None
     with open_bench(station, scenario=plan.scenario, instruments=("spectrometer",)) as bench:
         spectrometer = bench.spectrometer

@@ -18,13 +18,14 @@ import analysis
 
 from ._config_fields import count, field_error, number, text
 from .bench import open_bench
-from .config import MAX_INTEGRATION_TIME_S, ConfigError, Element, Station, load_toml_model
+from .config import MAX_INTEGRATION_TIME_S, ConfigError, Element, SpectrometerConfig, Station, load_toml_model
 
 __all__ = [
     "StandardsSet",
     "Standard",
     "load_standards",
     "check_standards_against_station",
+    "station_spectrometer",
     "measure_standards",
     "calibrate_station",
 ]
@@ -105,11 +106,22 @@ def load_standards(path: str | os.PathLike) -> StandardsSet:
     )
 
 
-def check_standards_against_station(standards: StandardsSet, station: Station) -> None:
+def station_spectrometer(station: Station, name: str | None = None, purpose: str = "calibrate") -> SpectrometerConfig:
+    """The spectrometer of ``station`` called ``name`` (default: its first); a ConfigError when there is none."""
+    if name is None:
+        if station.spectrometer is None:
+            raise ConfigError(station.source, [f"spectrometer: the station has no spectrometer to {purpose}"])
+        return station.spectrometer
+    found = next((s for s in station.spectrometers if s.name == name), None)
+    if found is None:
+        names = ", ".join(s.name for s in station.spectrometers) or "none"
+        raise ConfigError(station.source, [f"--spectrometer: the station has no spectrometer {name!r} ({names})"])
+    return found
+
+
+def check_standards_against_station(standards: StandardsSet, station: Station, spectrometer: str | None = None) -> None:
     """Refuse standards the station's spectrometer cannot measure (none; integration time or averages out of range)."""
-    if station.spectrometer is None:
-        raise ConfigError(station.source, ["spectrometer: the station has no spectrometer to calibrate"])
-    problems = station.spectrometer.setting_problems(
+    problems = station_spectrometer(station, spectrometer).setting_problems(
         "standards", standards.integration_time_s, {"averages": standards.averages}, station.source
     )
     if problems:
@@ -147,19 +159,25 @@ def measure_standards(
 
 
 def calibrate_station(
-    station: Station, standards: StandardsSet, out: Path, progress: Callable[[str], None] = lambda _message: None
+    station: Station,
+    standards: StandardsSet,
+    out: Path,
+    progress: Callable[[str], None] = lambda _message: None,
+    spectrometer: str | None = None,
 ):
-    """Measure ``standards`` on the station's spectrometer and save the calibration to ``out``."""
-    check_standards_against_station(standards, station)
+    """Measure ``standards`` on a spectrometer of the station (default: its first) and save the calibration."""
+    config = station_spectrometer(station, spectrometer)
+    check_standards_against_station(standards, station, config.name)
     if out.exists():
         raise ConfigError(
             out, ["a calibration file of that name exists; choose another --out (calibrations are never overwritten)"]
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open_bench(station, instruments=("spectrometer",)) as bench:
-        spectrometer = bench.spectrometer
-        cell = bench.cell()
-        wavelength_nm, absorbance, concentration, names = measure_standards(spectrometer, cell, standards, progress)
+    with open_bench(station, names=(config.name,)) as bench:
+        cell = bench.cell(spectrometer=config.name)
+        wavelength_nm, absorbance, concentration, names = measure_standards(
+            bench.spectrometers[config.name], cell, standards, progress
+        )
     calibration = analysis.calibrate(
         wavelength_nm,
         absorbance,

@@ -13,7 +13,7 @@ import numpy as np
 from drivers import InstrumentError
 
 from .bench import open_bench
-from .config import Station
+from .config import SensorConfig, SpectrometerConfig, Station
 
 __all__ = ["InstrumentCheck", "check_station"]
 
@@ -53,7 +53,13 @@ def _read_spectrometer(spectrometer) -> str:
     )
 
 
-_READERS = {"furnace": _read_furnace, "spectrometer": _read_spectrometer}
+def _read_sensor(sensor) -> str:
+    reading = sensor.read()
+    return ", ".join(
+        f"{name} {channel.value:.4g} {'' if channel.units == '1' else channel.units}".rstrip()
+        + ("" if channel.ok else f" ({channel.state})")
+        for name, channel in reading.channels.items()
+    )
 
 
 def check_station(station: Station) -> list[InstrumentCheck]:
@@ -62,18 +68,23 @@ def check_station(station: Station) -> list[InstrumentCheck]:
     Nothing is written to an instrument. Simulated instruments are started for the check.
     """
     results = []
-    for name, reader in _READERS.items():
-        config = getattr(station, name)
-        if config is None:
-            continue
+    for config in station.instruments:
         try:
-            with open_bench(station, instruments=(name,)) as bench:
-                instrument = getattr(bench, name)
-                results.append(
-                    InstrumentCheck(name, True, instrument.ident, reader(instrument), simulated=config.simulated)
-                )
+            with open_bench(station, names=(config.name,)) as bench:
+                if isinstance(config, SensorConfig):
+                    sensor = bench.sensors[config.name]
+                    ident, reading = sensor.identity, _read_sensor(sensor)
+                elif isinstance(config, SpectrometerConfig):
+                    spectrometer = bench.spectrometers[config.name]
+                    ident, reading = spectrometer.ident, _read_spectrometer(spectrometer)
+                else:
+                    furnace = bench.controllers[config.name]
+                    ident, reading = furnace.ident, _read_furnace(furnace)
+            results.append(InstrumentCheck(config.name, True, ident, reading, simulated=config.simulated))
         except (InstrumentError, OSError, RuntimeError, ValueError) as error:
             results.append(
-                InstrumentCheck(name, False, problem=f"{type(error).__name__}: {error}", simulated=config.simulated)
+                InstrumentCheck(
+                    config.name, False, problem=f"{type(error).__name__}: {error}", simulated=config.simulated
+                )
             )
     return results

@@ -125,7 +125,13 @@ def check(station_path: Path, standard_path: Path | None, calibration_path: Path
 @click.argument("standards_path", metavar="STANDARDS", type=click.Path(path_type=Path))
 @_STATION_OPTION
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="calibration file to write (.h5)")
-def calibrate(standards_path: Path, station_path: Path, out: Path):
+@click.option(
+    "--spectrometer",
+    "spectrometer_name",
+    default=None,
+    help="the station's spectrometer to calibrate, by name (default: its first)",
+)
+def calibrate(standards_path: Path, station_path: Path, out: Path, spectrometer_name: str | None):
     """Measure a set of standards and write a calibration with its quality report."""
     from drivers import InstrumentError
 
@@ -134,7 +140,9 @@ def calibrate(standards_path: Path, station_path: Path, out: Path):
     station = load_station(station_path)
     standards = load_standards(standards_path)
     try:
-        calibration = calibrate_station(station, standards, out, progress=lambda m: click.echo(m, err=True))
+        calibration = calibrate_station(
+            station, standards, out, progress=lambda m: click.echo(m, err=True), spectrometer=spectrometer_name
+        )
     except (InstrumentError, TimeoutError) as error:  # nothing was written: the calibration file is made at the end
         click.echo(f"calibration FAILED, nothing written: {type(error).__name__}: {error}", err=True)
         sys.exit(1)
@@ -278,6 +286,47 @@ def recover(files: tuple[Path, ...]):
             except (CatalogError, TrialFileError) as error:
                 click.echo(f"  catalog not updated: {error}", err=True)
     sys.exit(1 if failed else 0)
+
+
+@cli.group()
+def station():
+    """Station files."""
+
+
+@station.command("migrate")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="write the migrated station here (default: print it); an existing file is not overwritten",
+)
+def station_migrate(file: Path, out: Path | None):
+    """Write a station file of the older form ([furnace], [spectrometer]) with [[instrument]] tables."""
+    import tomli_w
+
+    from ._common import software_version, utc_now_iso
+    from .config import station_document
+
+    loaded = load_station(file)
+    if loaded.file_form == "2":
+        click.echo(f"{file} has [[instrument]] tables already: nothing to migrate", err=True)
+        return
+    note = (
+        f"# Station {loaded.name!r}, migrated from {file} by remdaq {software_version()} on {utc_now_iso()}.\n"
+        "# The instruments keep their names (furnace, spectrometer): trial files and recipes still match.\n"
+        "# Comments of the original file are not carried over.\n\n"
+    )
+    text = note + tomli_w.dumps(station_document(loaded))
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(out, "x", encoding="utf-8") as handle:
+            handle.write(text)
+    except FileExistsError:
+        raise click.ClickException(f"{out} exists already; give another --out (nothing was written)") from None
+    click.echo(f"migrated station written: {out} ({len(loaded.instruments)} instruments)")
 
 
 @cli.group()

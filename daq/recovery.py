@@ -19,7 +19,7 @@ import h5py
 
 from ._common import software_version
 from ._superblock import clear_writer_flags
-from .layout import INTERRUPTED_STATUS, TABLES
+from .layout import INTERRUPTED_STATUS
 from .reader import TrialFileError, check_file, open_trial
 from .store import utc_now_iso, writer_is_alive, writer_lock_path
 
@@ -46,7 +46,7 @@ class RecoveryResult:
 
 def _rows_and_status(path: Path) -> tuple[dict[str, int], str, str]:
     with open_trial(path) as trial:
-        return {spec.name: trial.rows(spec.name) for spec in TABLES}, trial.exit_status, trial.heartbeat_time
+        return {key: trial.rows(key) for key in trial.tables()}, trial.exit_status, trial.heartbeat_time
 
 
 def recover_trial(path: str | os.PathLike) -> RecoveryResult:

@@ -7,6 +7,17 @@ soon as a whole chunk is buffered, flushes HDF5, and fsyncs every
 ``fsync_interval_s``. Datasets are uncompressed so a partly filled chunk can be
 written and flushed safely. A killed process leaves a file readable up to the
 last flush; its exit status stays "running", which readers report as interrupted.
+
+Since format 2.0 a trial has every instrument of its station (temperature
+controllers, spectrometers, sensors) and one analysis per analysed
+spectrometer stream. :class:`TrialMetadata` describes the primary instruments
+(the first of each kind) and the first stream with the fields it always had,
+and the others with :class:`ControllerRecord`, :class:`SpectrometerRecord`,
+:class:`SensorRecord` and :class:`StreamRecord`. Table keys: ``"furnace"``,
+``"spectrometer"``, ``"dark"``, ``"reference"``, ``"analysis"``, ``"events"``
+are the primary instrument's (first stream's) tables; ``"<table>:<instrument>"``
+any instrument's (``"furnace:zone-2"``, ``"dark:strip"``, ``"analysis:strip"``,
+``"sensor:feed-ph"``; ``"sensor"`` alone is the first sensor's).
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,20 +37,38 @@ import numpy as np
 
 from ._common import utc_now, utc_now_iso
 from .layout import (
+    CHANNELS_ATTR,
     DEFAULT_FULL_SCALE_COUNTS,
     EXIT_STATUSES,
     FILE_FORMAT,
+    INSTRUMENT_NAMES_ATTR,
+    KIND_ATTR,
+    KIND_TABLES,
+    NAME_ATTR,
     NEXUS_LINK_ATTR,
+    OLDER_FORM_NAMES,
     PURITY_LINKS,
     STATUS_TEXT_BYTES,
-    TABLES,
+    STREAM_ATTR,
     TARGET_ELEMENT_ATTR,
     FinalStatus,
+    InstrumentKind,
     Table,
+    analysis_table,
+    group_name,
+    instrument_table,
+    sensor_table,
+    table,
+    table_key,
+    unknown_table_message,
 )
 
 __all__ = [
     "TrialMetadata",
+    "ControllerRecord",
+    "SpectrometerRecord",
+    "SensorRecord",
+    "StreamRecord",
     "TrialWriter",
     "StorageError",
     "utc_now",
@@ -54,9 +84,62 @@ class StorageError(OSError):
     """The trial file could not be written (full disk, lost folder...); rows up to the last flush are kept."""
 
 
+Attributes = Mapping[str, str | float | int]
+"""An instrument's own attributes in its group (ident, driver, model, address, ...)."""
+_RESERVED_ATTRIBUTES = frozenset({"NX_class", KIND_ATTR, NAME_ATTR, CHANNELS_ATTR})
+
+
+@dataclass(frozen=True)
+class ControllerRecord:
+    """A temperature controller of the trial besides the primary one (e.g. ``zone-2`` of a tube furnace)."""
+
+    name: str
+    attributes: Attributes = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class SpectrometerRecord:
+    """A spectrometer of the trial besides the primary one: its own pixels, wavelength axis and full scale."""
+
+    name: str
+    wavelength_nm: np.ndarray
+    full_scale_counts: float = DEFAULT_FULL_SCALE_COUNTS
+    attributes: Attributes = field(default_factory=dict)  # how its counts were made (driver, dark_method, ...)
+
+
+@dataclass(frozen=True)
+class SensorRecord:
+    """A sensor of the trial (pH, conductivity, flow, mass): its channels as ``(name, units, long name)``."""
+
+    name: str
+    channels: tuple[tuple[str, str, str], ...]
+    attributes: Attributes = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class StreamRecord:
+    """One analysed spectrometer stream: which spectrometer, its target, analytes, calibration and fit."""
+
+    spectrometer: str
+    target: str
+    analytes: tuple[str, ...]
+    covered_elements: tuple[str, ...] = ()
+    calibration_id: str = ""
+    calibration_file: str = ""
+    calibration_arrays: Mapping[str, tuple[np.ndarray, str]] = field(default_factory=dict)  # name -> (array, units)
+    fit_coefficient_names: tuple[str, ...] = ()
+    fit_coefficient_units: tuple[str, ...] = ()  # default: ""
+
+
 @dataclass
 class TrialMetadata:
-    """Everything known about a trial before its first reading."""
+    """Everything known about a trial before its first reading.
+
+    The fields up to ``extra`` describe the primary temperature controller and spectrometer (the first of each
+    kind in the station) and the first analysed stream, as they always did; a trial of a station of the older
+    form (one ``furnace``, one ``spectrometer``, one stream) needs nothing else. The fields after ``extra``
+    add the primary instruments' names and every further instrument and stream.
+    """
 
     trial_id: str
     title: str
@@ -78,7 +161,161 @@ class TrialMetadata:
     calibration_arrays: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)  # name -> (array, units)
     fit_coefficient_names: tuple[str, ...] = ()  # the columns of /entry/analysis/fit_coefficients
     fit_coefficient_units: tuple[str, ...] = ()  # their units (default: "")
-    extra: dict[str, str | float | int] = field(default_factory=dict)
+    extra: dict[str, str | float | int] = field(default_factory=dict)  # more /entry attributes
+    furnace_name: str = OLDER_FORM_NAMES["temperature_controller"]  # the primary temperature controller
+    furnace_attributes: Attributes = field(default_factory=dict)  # its group's attributes (ident, driver, ...)
+    spectrometer_name: str = OLDER_FORM_NAMES["spectrometer"]  # the primary spectrometer
+    stream_spectrometer: str = ""  # the spectrometer the first stream (the fields above) analyses; "": the primary
+    controllers: tuple[ControllerRecord, ...] = ()  # further temperature controllers
+    spectrometers: tuple[SpectrometerRecord, ...] = ()  # further spectrometers
+    sensors: tuple[SensorRecord, ...] = ()  # every sensor
+    streams: tuple[StreamRecord, ...] = ()  # further analysed streams, one per spectrometer at most
+    instrument_order: tuple[str, ...] = ()  # the station's order of every name above; (): controllers,
+    # spectrometers, sensors. The first of each kind in it must be the primary one.
+
+    def all_controllers(self) -> tuple[ControllerRecord, ...]:
+        """Every temperature controller, the primary one first."""
+        return (ControllerRecord(self.furnace_name, dict(self.furnace_attributes)), *self.controllers)
+
+    def all_spectrometers(self) -> tuple[SpectrometerRecord, ...]:
+        """Every spectrometer, the primary one first."""
+        primary = SpectrometerRecord(
+            self.spectrometer_name,
+            self.wavelength_nm,
+            self.full_scale_counts,
+            dict(self.spectrometer_attributes),
+        )
+        return (primary, *self.spectrometers)
+
+    def all_streams(self) -> tuple[StreamRecord, ...]:
+        """Every analysed stream, the first one (the fields of the older form) first."""
+        first = StreamRecord(
+            self.stream_spectrometer or self.spectrometer_name,
+            self.target,
+            tuple(self.analytes),
+            tuple(self.covered_elements),
+            self.calibration_id,
+            self.calibration_file,
+            dict(self.calibration_arrays),
+            tuple(self.fit_coefficient_names),
+            tuple(self.fit_coefficient_units),
+        )
+        return (first, *self.streams)
+
+    def instruments(self) -> tuple[tuple[str, InstrumentKind], ...]:
+        """(name, kind) of every instrument, in the station's order (``instrument_order``, else by kind)."""
+        kinds: dict[str, InstrumentKind] = {}
+        by_kind: tuple[tuple[tuple[ControllerRecord | SpectrometerRecord | SensorRecord, ...], InstrumentKind], ...]
+        by_kind = (
+            (self.all_controllers(), "temperature_controller"),
+            (self.all_spectrometers(), "spectrometer"),
+            (self.sensors, "sensor"),
+        )
+        for records, kind in by_kind:
+            for record in records:
+                if record.name in kinds:
+                    raise ValueError(f"two instruments named {record.name!r}")
+                kinds[record.name] = kind
+        order = tuple(self.instrument_order) or tuple(kinds)
+        if sorted(order) != sorted(kinds):
+            raise ValueError(
+                f"instrument_order {', '.join(order)} is not the trial's instruments {', '.join(kinds)} (each once)"
+            )
+        return tuple((name, kinds[name]) for name in order)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One table the writer creates: where and how, and the sizes of its per-row dimensions."""
+
+    spec: Table
+    pixels: int = 0
+    analytes: int = 0
+    coefficients: int = 0
+
+    def row_shape(self, column) -> tuple[int, ...]:
+        return column.shape(self.pixels, self.analytes, self.coefficients)
+
+
+def _plan(metadata: TrialMetadata) -> tuple[dict[str, _Planned], dict[str, str]]:
+    """Every table of the trial by its canonical key, and every key that names one (aliases included).
+
+    ValueError for metadata that cannot be laid out (names, order, streams, fit coefficient units).
+    """
+    instruments = metadata.instruments()
+    groups: dict[str, str] = {}
+    for name, _ in instruments:
+        group = group_name(name)  # ValueError: not an instrument name
+        if group in groups:
+            raise ValueError(
+                f"instruments {groups[group]!r} and {name!r} would share the group {group!r} (a NeXus group name "
+                "has _ for -): rename one"
+            )
+        groups[group] = name
+    primary = {metadata.furnace_name: "temperature_controller", metadata.spectrometer_name: "spectrometer"}
+    for kind in ("temperature_controller", "spectrometer"):
+        first = next(name for name, k in instruments if k == kind)
+        if primary.get(first) != kind:
+            raise ValueError(
+                f"the first {kind} in instrument_order is {first!r}, not the primary one "
+                f"{metadata.furnace_name if kind == 'temperature_controller' else metadata.spectrometer_name!r}"
+            )
+    planned: dict[str, _Planned] = {}
+    aliases: dict[str, str] = {}
+
+    def add(key: str, entry: _Planned, *names: str) -> None:
+        planned[key] = entry
+        for alias in (key, *names):
+            aliases[alias] = key
+
+    spectrometers = {s.name: s for s in metadata.all_spectrometers()}
+    for record in metadata.all_controllers():
+        is_primary = record.name == metadata.furnace_name
+        key = table_key("furnace", None if is_primary else record.name)
+        add(key, _Planned(instrument_table("furnace", record.name)), table_key("furnace", record.name))
+        _check_attributes(record.name, record.attributes)
+    for record in spectrometers.values():
+        is_primary = record.name == metadata.spectrometer_name
+        pixels = int(len(record.wavelength_nm))
+        for name in KIND_TABLES["spectrometer"]:
+            key = table_key(name, None if is_primary else record.name)
+            add(key, _Planned(instrument_table(name, record.name), pixels=pixels), table_key(name, record.name))
+        _check_attributes(record.name, record.attributes)
+    for index, record in enumerate(metadata.sensors):
+        key = table_key("sensor", record.name)
+        add(key, _Planned(sensor_table(record.name, tuple(record.channels))), *(("sensor",) if index == 0 else ()))
+        _check_attributes(record.name, record.attributes)
+    analysed: set[str] = set()
+    for index, stream in enumerate(metadata.all_streams()):
+        if stream.spectrometer not in spectrometers:
+            raise ValueError(
+                f"stream of {stream.spectrometer!r}: no such spectrometer; spectrometers: {', '.join(spectrometers)}"
+            )
+        if stream.spectrometer in analysed:
+            raise ValueError(f"two streams of spectrometer {stream.spectrometer!r} (one analysis per spectrometer)")
+        analysed.add(stream.spectrometer)
+        units = tuple(stream.fit_coefficient_units) or ("",) * len(stream.fit_coefficient_names)
+        if len(units) != len(stream.fit_coefficient_names):
+            raise ValueError(
+                f"stream of {stream.spectrometer!r}: {len(units)} fit coefficient units for "
+                f"{len(stream.fit_coefficient_names)} names"
+            )
+        entry = _Planned(
+            analysis_table(stream.spectrometer, first=index == 0),
+            analytes=len(stream.analytes),
+            coefficients=len(stream.fit_coefficient_names),
+        )
+        add(
+            table_key("analysis", None if index == 0 else stream.spectrometer), entry, f"analysis:{stream.spectrometer}"
+        )
+    add("events", _Planned(table("events")))
+    return planned, aliases
+
+
+def _check_attributes(name: str, attributes: Attributes) -> None:
+    reserved = sorted(_RESERVED_ATTRIBUTES & set(attributes))
+    if reserved:
+        raise ValueError(f"instrument {name!r}: attributes {', '.join(reserved)} are the layout's, not an instrument's")
 
 
 _STOP = object()
@@ -202,7 +439,9 @@ class TrialWriter:
         self.path = Path(path)
         self.flush_interval_s = flush_interval_s
         self.fsync_interval_s = fsync_interval_s
-        self.rows_written = {t.name: 0 for t in TABLES}
+        self._tables, self._keys = _plan(metadata)  # ValueError before anything is created
+        self.rows_written = {key: 0 for key in self._tables}
+        """Rows written so far per table, by canonical key (the primary's tables by today's names)."""
         self.error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue()
         # bounded in bytes, not items: one item may be a block of thousands of spectra
@@ -211,10 +450,6 @@ class TrialWriter:
         self._room = threading.Condition()
         self._fsync_wanted = threading.Event()
         self._fsync_thread: threading.Thread | None = None
-        self._tables = {t.name: t for t in TABLES}
-        self._pixels = int(len(metadata.wavelength_nm))
-        self._analytes = len(metadata.analytes)
-        self._coefficients = len(metadata.fit_coefficient_names)
         self._closed = False
         self._lock_fd = _hold_writer_lock(self.path)
         try:
@@ -251,6 +486,10 @@ class TrialWriter:
             handle.close()
             creating.unlink(missing_ok=True)
             raise StorageError(f"{self.path}: cannot lay out the trial file: {error}") from error
+        except BaseException:
+            handle.close()
+            creating.unlink(missing_ok=True)
+            raise
         return handle
 
     def _create_layout(self, handle: h5py.File, metadata: TrialMetadata) -> None:
@@ -282,45 +521,71 @@ class TrialWriter:
         entry["exit_status"].attrs["allowed"] = ", ".join(EXIT_STATUSES)
         instrument = entry.create_group("instrument")
         instrument.attrs["NX_class"] = "NXinstrument"
-        for table in TABLES:
-            self._create_table(handle, table)
-        spectrometer = _group(handle, "/entry/instrument/spectrometer")
-        wavelength = spectrometer.create_dataset("wavelength", data=np.asarray(metadata.wavelength_nm, dtype="f8"))
-        wavelength.attrs.update({"units": "nm", "long_name": "wavelength of each pixel"})
-        spectrometer.attrs["full_scale_counts"] = float(metadata.full_scale_counts)
-        for key, value in metadata.spectrometer_attributes.items():
-            spectrometer.attrs[key] = value
-        analysis = _group(handle, "/entry/analysis")
-        analysis.attrs.update(
-            {
-                TARGET_ELEMENT_ATTR: metadata.target,
-                "target_oxide": "",
-                "covered_elements": ", ".join(metadata.covered_elements),
-                "calibration_id": metadata.calibration_id,
-                "calibration_file": metadata.calibration_file,
-            }
-        )
-        analytes = analysis.create_dataset(
-            "analytes", data=np.array([a.encode() for a in metadata.analytes], dtype="S3")
-        )
-        analytes.attrs.update({"units": "", "long_name": "element symbols, in the order of concentration columns"})
-        nexus_calibration_group(analysis, metadata.calibration_arrays)
-        names = tuple(metadata.fit_coefficient_names)
-        units = tuple(metadata.fit_coefficient_units) or ("",) * len(names)
-        if len(units) != len(names):
-            raise ValueError(f"{len(units)} fit coefficient units for {len(names)} names")
-        coefficients = analysis["fit_coefficients"]
-        coefficients.attrs["column_names"] = ", ".join(names)
-        coefficients.attrs["column_units"] = ", ".join(units)
+        order = metadata.instruments()
+        instrument.attrs[INSTRUMENT_NAMES_ATTR] = ",".join(name for name, _ in order)
+        controllers = {c.name: c for c in metadata.all_controllers()}
+        spectrometers = {s.name: s for s in metadata.all_spectrometers()}
+        sensors = {s.name: s for s in metadata.sensors}
+        for name, kind in order:
+            if kind == "temperature_controller":
+                group = self._create_table(handle, self._planned("furnace", name, metadata.furnace_name))
+                attributes = controllers[name].attributes
+            elif kind == "spectrometer":
+                record = spectrometers[name]
+                for table_name in KIND_TABLES["spectrometer"]:
+                    self._create_table(handle, self._planned(table_name, name, metadata.spectrometer_name))
+                group = _group(handle, self._planned("spectrometer", name, metadata.spectrometer_name).spec.group)
+                wavelength = group.create_dataset("wavelength", data=np.asarray(record.wavelength_nm, dtype="f8"))
+                wavelength.attrs.update({"units": "nm", "long_name": "wavelength of each pixel"})
+                group.attrs["full_scale_counts"] = float(record.full_scale_counts)
+                attributes = record.attributes
+            else:
+                planned = self._tables[table_key("sensor", name)]
+                group = self._create_table(handle, planned)
+                group.attrs[CHANNELS_ATTR] = ",".join(channel for channel, _, _ in sensors[name].channels)
+                attributes = sensors[name].attributes
+            group.attrs[KIND_ATTR] = kind
+            group.attrs[NAME_ATTR] = name
+            for key, value in attributes.items():
+                group.attrs[key] = value
+        for index, stream in enumerate(metadata.all_streams()):
+            planned = self._tables[table_key("analysis", None if index == 0 else stream.spectrometer)]
+            self._create_stream(handle, planned, stream)
+        self._create_table(handle, self._tables["events"])
         purity = entry.create_group("purity")
         purity.attrs.update({"NX_class": "NXdata", "signal": "purity", "axes": ["time"]})
         nexus_links(handle, purity, PURITY_LINKS)
 
-    def _create_table(self, handle: h5py.File, table: Table) -> None:
+    def _planned(self, table_name: str, instrument: str, primary: str) -> _Planned:
+        return self._tables[table_key(table_name, None if instrument == primary else instrument)]
+
+    def _create_stream(self, handle: h5py.File, planned: _Planned, stream: StreamRecord) -> None:
+        analysis = self._create_table(handle, planned)
+        analysis.attrs.update(
+            {
+                STREAM_ATTR: stream.spectrometer,
+                TARGET_ELEMENT_ATTR: stream.target,
+                "target_oxide": "",
+                "covered_elements": ", ".join(stream.covered_elements),
+                "calibration_id": stream.calibration_id,
+                "calibration_file": stream.calibration_file,
+            }
+        )
+        analytes = analysis.create_dataset("analytes", data=np.array([a.encode() for a in stream.analytes], dtype="S3"))
+        analytes.attrs.update({"units": "", "long_name": "element symbols, in the order of concentration columns"})
+        nexus_calibration_group(analysis, dict(stream.calibration_arrays))
+        names = tuple(stream.fit_coefficient_names)
+        units = tuple(stream.fit_coefficient_units) or ("",) * len(names)
+        coefficients = analysis["fit_coefficients"]
+        coefficients.attrs["column_names"] = ", ".join(names)
+        coefficients.attrs["column_units"] = ", ".join(units)
+
+    def _create_table(self, handle: h5py.File, planned: _Planned) -> h5py.Group:
+        table = planned.spec
         group = handle.require_group(table.group)
         group.attrs["NX_class"] = table.nx_class
         for column in table.columns:
-            row_shape = column.shape(self._pixels, self._analytes, self._coefficients)
+            row_shape = planned.row_shape(column)
             # HDF5 refuses a chunk dimension of 0 (no fit coefficients): such a dimension may grow to 1
             dataset = group.create_dataset(
                 column.name,
@@ -332,12 +597,29 @@ class TrialWriter:
             )
             dataset.attrs["units"] = column.units
             dataset.attrs["long_name"] = column.long_name
+        return group
 
     # -- producers ----------------------------------------------------------------
+
+    def tables(self) -> tuple[str, ...]:
+        """The canonical key of every table of this trial (``"furnace"``, ..., ``"furnace:zone-2"``, ...)."""
+        return tuple(self._tables)
+
+    def canonical_key(self, table: str) -> str:
+        """The canonical key of the table ``table`` names (``"furnace:zone-1"`` -> ``"furnace"`` when zone-1 is
+        the primary controller); KeyError naming the trial's tables for a key that names none."""
+        try:
+            return self._keys[table]
+        except KeyError:
+            raise KeyError(f"{self.path}: {unknown_table_message(table, self._tables)}") from None
 
     def append(self, table: str, **columns) -> None:
         """Queue one row (scalars / per-row arrays) or a block of rows (leading axis = rows) for ``table``.
 
+        ``table`` is a table key: ``"furnace"``, ``"spectrometer"``, ``"dark"``, ``"reference"``,
+        ``"analysis"``, ``"events"`` (the primary instrument's, the first stream's) or
+        ``"<table>:<instrument>"`` (any instrument's: ``"furnace:zone-2"``, ``"analysis:strip"``,
+        ``"sensor:feed-ph"``); KeyError for a key that names no table of this trial.
         Every column is required except the optional ones (added after format 1.0,
         ``Column.since``), which are stored NaN when left out.
         Blocks when the writer falls behind (no row is ever dropped); raises
@@ -347,7 +629,9 @@ class TrialWriter:
             raise StorageError(f"{self.path}: the trial file can no longer be written: {self.error}") from self.error
         if self._closed:
             raise RuntimeError(f"{self.path}: writer is closed")
-        spec = self._tables[table]
+        key = self.canonical_key(table)
+        planned = self._tables[key]
+        spec = planned.spec
         missing = {c.name for c in spec.columns if not c.optional} - columns.keys()
         extra = columns.keys() - {c.name for c in spec.columns}
         if missing or extra:
@@ -359,9 +643,9 @@ class TrialWriter:
             value = np.asarray(columns[first.name])
             rows = () if value.ndim == len(first.row_shape) else (len(value),)
             for column in left_out:
-                shape = rows + column.shape(self._pixels, self._analytes, self._coefficients)
+                shape = rows + planned.row_shape(column)
                 columns[column.name] = np.full(shape, np.nan)
-        self._put((table, columns))
+        self._put((key, columns))
 
     def event(self, time_s: float, level: str, source: str, message: str) -> None:
         """Record an event (info / warning / error) in /entry/events."""
@@ -386,8 +670,8 @@ class TrialWriter:
     # -- the writer thread ---------------------------------------------------------
 
     def _run(self) -> None:
-        buffers: dict[str, list[dict]] = {t.name: [] for t in TABLES}
-        buffered_rows = {t.name: 0 for t in TABLES}
+        buffers: dict[str, list[dict]] = {key: [] for key in self._tables}
+        buffered_rows = {key: 0 for key in self._tables}
         next_flush = time.monotonic() + self.flush_interval_s
         next_fsync = time.monotonic() + self.fsync_interval_s
         stopping = False
@@ -405,7 +689,7 @@ class TrialWriter:
                 self._taken(nbytes)
                 buffers[name].append(columns)
                 buffered_rows[name] += self._rows_in(name, columns)
-                whole_chunk |= buffered_rows[name] >= self._tables[name].chunk_rows * 4
+                whole_chunk |= buffered_rows[name] >= self._tables[name].spec.chunk_rows * 4
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -429,7 +713,7 @@ class TrialWriter:
                 next_flush = time.monotonic() + self.flush_interval_s
 
     def _rows_in(self, name: str, columns: dict) -> int:
-        first = self._tables[name].columns[0]
+        first = self._tables[name].spec.columns[0]
         value = np.asarray(columns[first.name])
         return 1 if value.ndim == len(first.row_shape) else len(value)
 
@@ -440,13 +724,12 @@ class TrialWriter:
         for name, rows in buffered_rows.items():
             if not rows:
                 continue
-            spec = self._tables[name]
+            planned = self._tables[name]
+            spec = planned.spec
             stored = self.rows_written[name]
             new_chunks = -(-(stored + rows) // spec.chunk_rows) - -(-stored // spec.chunk_rows)
             for column in spec.columns:
-                row_bytes = np.dtype(column.dtype).itemsize * int(
-                    np.prod(column.shape(self._pixels, self._analytes, self._coefficients))
-                )
+                row_bytes = np.dtype(column.dtype).itemsize * int(np.prod(planned.row_shape(column)))
                 needed += new_chunks * spec.chunk_rows * row_bytes
         stats = os.statvfs(self.path.parent)
         free = stats.f_bavail * stats.f_frsize
@@ -463,7 +746,7 @@ class TrialWriter:
         for name, rows in buffers.items():
             if not rows:
                 continue
-            spec = self._tables[name]
+            spec = self._tables[name].spec
             group = _group(self._file, spec.group)
             for column in spec.columns:
                 row_ndim = len(column.row_shape)

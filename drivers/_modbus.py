@@ -48,7 +48,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import TypeVar, cast, overload
+from typing import Literal, TypeVar, cast, overload
 
 import minimalmodbus
 import serial
@@ -409,16 +409,38 @@ class LinkBase:
     # -- the transactions the driver makes -------------------------------------------------------
     @overload
     def read_registers(
-        self, address: int, count: int, what: str, check: None = None, *, fresh: bool = True
+        self,
+        address: int,
+        count: int,
+        what: str,
+        check: None = None,
+        *,
+        fresh: bool = True,
+        function: Literal[3, 4] = 3,
     ) -> list[int]: ...
     @overload
     def read_registers(
-        self, address: int, count: int, what: str, check: Callable[[list[int]], T], *, fresh: bool = True
+        self,
+        address: int,
+        count: int,
+        what: str,
+        check: Callable[[list[int]], T],
+        *,
+        fresh: bool = True,
+        function: Literal[3, 4] = 3,
     ) -> T: ...
     def read_registers(
-        self, address: int, count: int, what: str, check: Callable[[list[int]], T] | None = None, *, fresh: bool = True
+        self,
+        address: int,
+        count: int,
+        what: str,
+        check: Callable[[list[int]], T] | None = None,
+        *,
+        fresh: bool = True,
+        function: Literal[3, 4] = 3,
     ) -> T | list[int]:
-        """Read ``count`` holding registers (FC3); return ``check(words)``, or the words.
+        """Read ``count`` holding registers (FC3) or input registers (``function=4``); return ``check(words)``,
+        or the words.
 
         ``check`` may raise :class:`InvalidAnswer`: that answer is refused and
         the read retried like one that came back garbled. ``fresh``: first wait
@@ -426,7 +448,7 @@ class LinkBase:
         """
 
         def read():
-            words = self._read_words(address, count)
+            words = self._read_words(address, count, function)
             return words if check is None else check(words)
 
         return self._transact(read, what, retry=True, answer_length=5 + 2 * count, fresh=fresh)
@@ -444,7 +466,7 @@ class LinkBase:
         """Write consecutive 16-bit words with FC16."""
         self._transact(lambda: self._write_words(address, list(words)), what, retry=idempotent)
 
-    def _read_words(self, address: int, count: int) -> list[int]:
+    def _read_words(self, address: int, count: int, function: Literal[3, 4] = 3) -> list[int]:
         raise NotImplementedError
 
     def _write_word(self, address: int, word: int) -> None:
@@ -693,9 +715,9 @@ class ModbusLink(LinkBase):
             return total
 
     # -- one attempt ----------------------------------------------------------------
-    def _read_words(self, address: int, count: int) -> list[int]:
+    def _read_words(self, address: int, count: int, function: Literal[3, 4] = 3) -> list[int]:
         assert self._instrument is not None  # _transact opened it
-        return self._instrument.read_registers(address, count, functioncode=3)
+        return self._instrument.read_registers(address, count, functioncode=function)
 
     def _write_word(self, address: int, word: int) -> None:
         assert self._instrument is not None

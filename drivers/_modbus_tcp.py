@@ -22,7 +22,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
@@ -160,8 +160,9 @@ class TcpLink(LinkBase):
             raise Refused(f"Modbus exception {code:02d}" if isinstance(code, int) else str(response))
         return response
 
-    def _read_words(self, address: int, count: int) -> list[int]:
-        response = self._answer(self._client.read_holding_registers(address, count=count, device_id=self.address), "")
+    def _read_words(self, address: int, count: int, function: Literal[3, 4] = 3) -> list[int]:
+        read = self._client.read_input_registers if function == 4 else self._client.read_holding_registers
+        response = self._answer(read(address, count=count, device_id=self.address), "")
         words = list(response.registers)
         if len(words) != count:
             raise Garbled(f"{len(words)} registers came back where {count} were asked", owed=False)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from ._modbus import Garbled, LinkBase, ModbusLink, open_link
+from ._modbus import LinkBase, open_link
 from ._sensor_map import ReadBlock, SensorChannel, SensorMap, resolve_sensor_map
 
 __all__ = ["ChannelReading", "ModbusSensor", "SensorReading", "SensorState"]
@@ -142,16 +142,8 @@ class ModbusSensor:
         )
 
     def _read_block(self, block: ReadBlock) -> list[int]:
-        what = f"read {block.what}"
-        if block.function == 3:
-            return self._link.read_registers(block.address, block.count, what)
-        link = self._link
-        return link._transact(  # FC 4: the same transaction policy, the transport's own client
-            lambda: _read_input_registers(link, block.address, block.count),
-            what,
-            retry=True,
-            answer_length=5 + 2 * block.count,
-            fresh=True,
+        return self._link.read_registers(
+            block.address, block.count, f"read {block.what}", function=4 if block.function == 4 else 3
         )
 
     @property
@@ -193,19 +185,3 @@ def _channel_reading(channel: SensorChannel, words: dict[tuple[int, int], int]) 
         detail = f"raw {raw!r} ({' '.join(f'{w:04X}' for w in own)}) reads {value!r}, outside {channel.valid_range}"
         return ChannelReading(math.nan, channel.units, "out_of_range", detail)
     return ChannelReading(value, channel.units, "ok")
-
-
-def _read_input_registers(link: LinkBase, address: int, count: int) -> list[int]:
-    """One FC 4 attempt on the link's transport (its outcome told as the transport tells an FC 3 one)."""
-    if isinstance(link, ModbusLink):
-        instrument = link._instrument
-        assert instrument is not None  # _transact opened it
-        return instrument.read_registers(address, count, functioncode=4)
-    from ._modbus_tcp import TcpLink  # pymodbus only for whoever uses TCP
-
-    assert isinstance(link, TcpLink)
-    response = link._answer(link._client.read_input_registers(address, count=count, device_id=link.address), "")
-    registers = list(response.registers)
-    if len(registers) != count:
-        raise Garbled(f"{len(registers)} registers came back where {count} were asked", owed=False)
-    return registers

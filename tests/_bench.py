@@ -19,6 +19,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM_STATION = ROOT / "hardware/stations/sim.toml"
+CASCADE_STATION = ROOT / "hardware/stations/sim-cascade.toml"
+CASCADE_RECIPE = ROOT / "seeds/recipes/cascade.toml"
 STANDARDS = ROOT / "seeds/standards/nd-pr-5.toml"
 QUICK_RECIPE = ROOT / "seeds/recipes/quick.toml"
 
@@ -29,18 +31,23 @@ experiment time) and about 90 furnace rows instead of 150 (a poll of the simulat
 about 0.1 s)."""
 
 
-def sim_station(folder: Path, *, speed: float, poll_interval_s: float | None = None) -> Path:
-    """A copy of the shipped simulated station, in ``folder``, with its clock at ``speed`` simulated seconds per
-    wall second (and the furnace polled every ``poll_interval_s`` wall seconds, if given)."""
-    text = SIM_STATION.read_text()
+def sim_station(
+    folder: Path, *, speed: float, poll_interval_s: float | None = None, station: Path = SIM_STATION
+) -> Path:
+    """A copy of a shipped simulated station (default sim.toml), in ``folder``, with its clock at ``speed``
+    simulated seconds per wall second (and every Modbus instrument polled every ``poll_interval_s`` wall
+    seconds, if given)."""
+    text = station.read_text()
     changes = {"simulation_speed = 300.0": f"simulation_speed = {speed:g}"}
     if poll_interval_s is not None:
         changes["poll_interval_s = 0.25"] = f"poll_interval_s = {poll_interval_s:g}"
     for old, new in changes.items():
-        assert old in text, f"{SIM_STATION} no longer contains {old!r}"
+        assert old in text, f"{station} no longer contains {old!r}"
         text = text.replace(old, new)
     path = folder / (
-        f"station-{speed:g}.toml" if poll_interval_s is None else f"station-{speed:g}-{poll_interval_s:g}.toml"
+        f"{station.stem}-{speed:g}.toml"
+        if poll_interval_s is None
+        else f"{station.stem}-{speed:g}-{poll_interval_s:g}.toml"
     )
     path.write_text(text)
     return path

@@ -11,6 +11,8 @@ the app's refitted model matches the measured absorbance up to the noise.
 - :class:`LiveTrial` keeps appending rows from a thread while a test reads the
   file (a trial being run).
 - :func:`wait_for_rows` waits until a SWMR reader sees rows (a deadline, no sleep).
+- :func:`cascade_metadata` and :func:`write_cascade_trial`: a trial file of format 2.0 with three furnace
+  zones, two spectrometers of different pixel counts, two sensors and two analysed streams.
 """
 
 from __future__ import annotations
@@ -28,20 +30,25 @@ import numpy as np
 import analysis
 from analysis import oxide_factor
 from daq import TrialMetadata, TrialWriter, open_trial
+from daq.layout import FinalStatus
 from daq.pipeline import fit_coefficient_names, fit_coefficient_units
-from daq.store import writer_lock_path
+from daq.store import ControllerRecord, SensorRecord, SpectrometerRecord, StreamRecord, writer_lock_path
 
 __all__ = [
     "ANALYTES",
     "PIXELS",
     "LiveTrial",
     "SyntheticBench",
+    "CASCADE_ORDER",
+    "cascade_metadata",
+    "cascade_rows",
     "corrupt_trial",
     "half_created_trial",
     "metadata",
     "trials_folder",
     "wait_for_rows",
     "write_calibration",
+    "write_cascade_trial",
     "write_trial",
 ]
 
@@ -435,3 +442,141 @@ def half_created_trial(path: Path, partial_layout: bool = False):
     finally:
         os.close(fd)
         writer_lock_path(path).unlink(missing_ok=True)
+
+
+# -- a trial of format 2.0 with several instruments of each kind -------------------------------------------------
+
+CASCADE_ORDER = ("zone-1", "zone-2", "zone-3", "raffinate", "feed-ph", "strip", "strip_flow")
+"""The instruments of :func:`cascade_metadata`, in the station's order (kinds interleaved, one name with _)."""
+_RAFFINATE_PIXELS, _STRIP_PIXELS = 40, 24
+_STRIP_ANALYTES = ("Nd", "Pr", "Sm")
+_STRIP_COEFFICIENTS = ("P0", "P1", "P2", "axis shift since blank")
+_SENSOR_CHANNELS = {
+    "feed-ph": (("pH", "1", "pH of the feed"), ("conductivity", "mS/cm", "conductivity of the feed")),
+    "strip_flow": (("flow", "L/h", "strip liquor flow"), ("mass", "kg", "strip liquor collected")),
+}
+
+
+def cascade_metadata(trial_id: str = "cascade") -> TrialMetadata:
+    """A station of the new form: furnace zones zone-1..3, spectrometers raffinate (40 pixels, analysed first,
+    target Pr) and strip (24 pixels, 3 analytes, target Nd), sensors feed-ph and strip_flow."""
+    raffinate_nm = np.linspace(400.0, 800.0, _RAFFINATE_PIXELS)
+    strip_nm = np.linspace(450.0, 900.0, _STRIP_PIXELS)
+    return TrialMetadata(
+        trial_id=trial_id,
+        title="cascade",
+        sample="PrNd feed 3",
+        operator="tester",
+        target="Pr",
+        analytes=ANALYTES,
+        wavelength_nm=raffinate_nm,
+        software_version="test",
+        full_scale_counts=65535.0,
+        spectrometer_attributes={"driver": "scpi", "dark_method": "shutter", "ident": "SIM,SPEC,1"},
+        covered_elements=ANALYTES,
+        calibration_id="cal-raffinate",
+        calibration_file="/cal/raffinate.h5",
+        calibration_arrays={
+            "sensitivity": (sensitivity(raffinate_nm), "absorbance per g/L"),
+            "wavelength": (raffinate_nm, "nm"),
+        },
+        fit_coefficient_names=("P0", "P1"),
+        fit_coefficient_units=("absorbance", "absorbance"),
+        furnace_name="zone-1",
+        furnace_attributes={"driver": "eurotherm", "ident": "EUROTHERM,2404,1", "address": 1},
+        spectrometer_name="raffinate",
+        controllers=(
+            ControllerRecord("zone-2", {"driver": "eurotherm", "ident": "EUROTHERM,2404,2", "address": 2}),
+            ControllerRecord("zone-3", {"driver": "eurotherm", "ident": "EUROTHERM,2404,3", "address": 3}),
+        ),
+        spectrometers=(
+            SpectrometerRecord("strip", strip_nm, 16383.0, {"driver": "ocean", "model": "HDX", "dark_method": "lamp"}),
+        ),
+        sensors=tuple(
+            SensorRecord(name, channels, {"driver": "modbus", "map": f"{name}-map"})
+            for name, channels in _SENSOR_CHANNELS.items()
+        ),
+        streams=(
+            StreamRecord(
+                "strip",
+                "Nd",
+                _STRIP_ANALYTES,
+                covered_elements=_STRIP_ANALYTES,
+                calibration_id="cal-strip",
+                calibration_file="/cal/strip.h5",
+                calibration_arrays={
+                    "sensitivity": (np.ones((3, _STRIP_PIXELS)), "absorbance per g/L"),
+                    "wavelength": (strip_nm, "nm"),
+                },
+                fit_coefficient_names=_STRIP_COEFFICIENTS,
+                fit_coefficient_units=("absorbance", "absorbance", "absorbance", "nm"),
+            ),
+        ),
+        instrument_order=CASCADE_ORDER,
+    )
+
+
+def cascade_rows(rows: int = 5) -> dict[str, dict[str, np.ndarray]]:
+    """Rows for every table of :func:`cascade_metadata`, by table key (closed formulas: each table its own)."""
+    t = np.arange(rows, dtype=float)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for index, key in enumerate(("furnace", "furnace:zone-2", "furnace:zone-3")):
+        out[key] = dict(
+            time=t,
+            temperature=100.0 * (index + 1) + t,
+            setpoint=np.full(rows, 100.0 * (index + 1) + 50),
+            working_setpoint=100.0 * (index + 1) + 2 * t,
+            output=np.full(rows, 10.0 * (index + 1)),
+            status_word=np.full(rows, index, dtype=np.uint16),
+            flag=np.zeros(rows, dtype=np.uint8),
+        )
+    for key, pixels, analytes, coefficients, level in (
+        ("", _RAFFINATE_PIXELS, len(ANALYTES), 2, 1000.0),
+        (":strip", _STRIP_PIXELS, len(_STRIP_ANALYTES), len(_STRIP_COEFFICIENTS), 3000.0),
+    ):
+        out[f"spectrometer{key}"] = dict(
+            time=t + 0.5,
+            counts=np.full((rows, pixels), level, dtype=np.float32) + t[:, None].astype(np.float32),
+            integration_time=np.full(rows, 0.1),
+            averages=np.full(rows, 2, dtype=np.uint32),
+            saturated_pixels=np.zeros(rows, dtype=np.uint32),
+            dark_index=np.zeros(rows, dtype=np.int32),
+            reference_index=np.zeros(rows, dtype=np.int32),
+            flag=np.zeros(rows, dtype=np.uint8),
+        )
+        out[f"dark{key}"] = dict(
+            time=np.array([0.0]), counts=np.full((1, pixels), level / 10), integration_time=np.array([0.1])
+        )
+        out[f"reference{key}"] = dict(
+            time=np.array([0.1]), counts=np.full((1, pixels), level * 20), integration_time=np.array([0.1])
+        )
+        out[f"analysis{key}"] = dict(
+            time=t + 0.5,
+            concentration=np.full((rows, analytes), level / 1000) + t[:, None],
+            sigma=np.full((rows, analytes), 0.01),
+            purity=0.5 + 0.1 * t / rows + level / 1e4,
+            purity_sigma=np.full(rows, 0.001),
+            residual_rms=np.full(rows, 1e-3),
+            lack_of_fit=np.ones(rows),
+            wavelength_shift=np.zeros(rows),
+            fit_coefficients=np.arange(rows * coefficients, dtype=float).reshape(rows, coefficients) + level,
+        )
+    for index, (name, channels) in enumerate(_SENSOR_CHANNELS.items()):
+        columns: dict[str, np.ndarray] = {"time": t + 0.25}
+        for number, (channel, _, _) in enumerate(channels):
+            columns[channel] = 1.5 + index * 10 + number + 0.01 * t
+            columns[f"{channel}_state"] = np.array([0, 1, 2, 0, 0][:rows] + [0] * (rows - 5), dtype=np.uint8)
+        columns["flag"] = np.zeros(rows, dtype=np.uint8)
+        out[f"sensor:{name}"] = columns
+    return out
+
+
+def write_cascade_trial(path: Path, rows: int = 5, exit_status: FinalStatus = "success") -> Path:
+    """Write :func:`cascade_metadata`'s trial with :func:`cascade_rows` in every table, and two events."""
+    writer = TrialWriter(path, cascade_metadata(Path(path).stem), flush_interval_s=0.05)
+    for key, columns in cascade_rows(rows).items():
+        writer.append(key, **columns)
+    writer.event(0.0, "info", "runner", "trial started on station cascade")
+    writer.event(1.0, "warning", "feed-ph", "pH out of range")
+    writer.close(exit_status)
+    return Path(path)

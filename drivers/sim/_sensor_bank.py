@@ -9,10 +9,15 @@ holds controllers and sensors together
 (``python -m drivers.sim.furnace --sensor 2:ph-transmitter --scenario FILE``).
 
 What a channel reads is the true value of the scenario's ``[process]``
-quantity of the channel's name at simulated time
+quantity of the channel's name at scenario time
 (:meth:`~drivers.sim.scenario.Scenario.process_at`; without one, the channel's
 ``simulated_default``, else mid-span), plus noise (one count of an integer
-encoding, 1e-5 of the span of a float), as the encoding holds it.
+encoding, 1e-5 of the span of a float), as the encoding holds it. The scenario
+starts with the simulator, and again at each ``SIGRTMIN`` (out of band, as the
+thermocouple's signals are): the simulated bench sends it when the trial starts
+the process stream, the moment the simulated spectrometers start the same
+scenario (``SIM:SCEN:STAR``), so the pH the sensor reads is the pH the cascade
+sees. Fault times are simulated seconds since the simulator started.
 
 Faults of the sensor are switched out of band, never on the wire (decision
 0016): a schedule in simulated time given on the command line,
@@ -25,7 +30,7 @@ Faults of the sensor are switched out of band, never on the wire (decision
   encoding's largest, else smallest; a float32 one span beyond);
 - ``probe_fault``: the first of the channel's ``fault_bits`` set in its status word.
 
-The truth (``served_values``) says, per channel: the value its words decode to
+The truth (``served_values``) says the scenario time (``scenario_s``) and, per channel: the value its words decode to
 (``<channel>``), the true process value (``.true``), the fault in force
 (``.fault``), the drift offset (``.drift``) and the state the driver must
 report (``.state``: ``ok``, ``out_of_range`` or ``probe_fault``); and each
@@ -137,6 +142,8 @@ class SensorProcess:
         self.words: dict[str, list[int]] = {}  # channel -> the words it sends now
         self.statuses: dict[int, int] = {}  # status register -> the word it reads now
         self.truth: dict[str, float | int | str] = {}
+        self.restart_pending = False  # SIGRTMIN came: the scenario starts again at the next step
+        self.scenario_start_s = 0.0  # simulated time at which the scenario started
         self._check_faults()
         self.advance(0.0)
 
@@ -159,10 +166,18 @@ class SensorProcess:
     def comms_request(self, now: float) -> None:
         """A sensor has no comms watchdog."""
 
+    def restart_scenario(self) -> None:
+        """Start the scenario again at the next step (the process stream starts now); safe in a signal handler."""
+        self.restart_pending = True
+
+    def scenario_time_s(self, time_s: float) -> float:
+        """Scenario time at simulated time ``time_s``: the time since the scenario (re)started."""
+        return time_s - self.scenario_start_s
+
     def true_value(self, channel: SensorChannel, time_s: float) -> float:
-        """The process value the channel measures at ``time_s`` (no noise, no fault)."""
+        """The process value the channel measures at simulated time ``time_s`` (no noise, no fault)."""
         if self.scenario is not None and channel.name in self.scenario.process:
-            return self.scenario.process_at(channel.name, time_s)
+            return self.scenario.process_at(channel.name, self.scenario_time_s(time_s))
         if channel.simulated_default is not None:
             return channel.simulated_default
         return (channel.valid_min + channel.valid_max) / 2
@@ -177,6 +192,8 @@ class SensorProcess:
         if time_s == self.time_s:
             return
         self.time_s = time_s
+        if self.restart_pending:
+            self.restart_pending, self.scenario_start_s = False, time_s
         truth: dict[str, float | int | str] = {}
         statuses: dict[int, int] = {}
         for channel in self.map.channels:
@@ -214,6 +231,7 @@ class SensorProcess:
             )
         for address, status in sorted(statuses.items()):
             truth[f"status.{address}"] = status
+        truth["scenario_s"] = self.scenario_time_s(time_s)
         self.statuses, self.truth = statuses, truth
 
 

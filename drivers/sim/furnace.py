@@ -14,7 +14,8 @@ codes, 02 for an address not in the map or a write to a read-only register,
 bad CRC or for another address get no answer, as on a real bus.
 
 Faults of the instrument itself are injected out of band, never on the wire:
-SIGUSR1 breaks the thermocouple, SIGUSR2 mends it. Line faults belong to
+SIGUSR1 breaks the thermocouple, SIGUSR2 mends it; SIGRTMIN starts the sensors'
+scenario again (the process stream starts now). Line faults belong to
 :mod:`drivers.sim.linefault`. Simulated time = speed x wall time.
 
 Its truth is out of band too: ``--truth FILE`` appends one JSON line per
@@ -479,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         for address in args.address
     }
     models = [bank.model for bank in banks.values()]  # the thermocouple signals break and mend these
+    sensor_processes: list = []  # SIGRTMIN starts their scenario again
     if args.sensor:  # sensors on the same line or gateway, served by the same responders
         from ..maps import MapError
         from ._sensor_bank import sensor_banks
@@ -491,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"python -m drivers.sim.furnace: error: {error}") from None
         for address, sensor in sorted(sensors.items()):
             banks[address] = sensor  # type: ignore[assignment]  # a SensorBank answers as a RegisterBank does
+            sensor_processes.append(sensor.model)
     clocks = [bank.model for bank in banks.values()]
     truth = open(args.truth, "a", encoding="utf-8") if args.truth else None
     stop = []
@@ -498,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     signal.signal(signal.SIGUSR1, lambda *_: [setattr(m, "sensor_break", True) for m in models])
     signal.signal(signal.SIGUSR2, lambda *_: [setattr(m, "sensor_break", False) for m in models])
+    signal.signal(signal.SIGRTMIN, lambda *_: [process.restart_scenario() for process in sensor_processes])
     started = time.monotonic()
 
     def advance(now: float) -> None:

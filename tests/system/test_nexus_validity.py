@@ -8,7 +8,8 @@
 For a live trial (being written by `remdaq run`, read as SWMR readers read it), the
 same trial finished, a trial whose `remdaq run` was killed (after `remdaq recover`;
 before it, as h5dump, non-SWMR tools refuse it), and the reanalysis result of the
-finished trial. Each check runs in its own process: HDF5 cannot open a file twice in
+finished trial, and a trial file of format 2.0 with several instruments of each kind
+(which h5dump reads too). Each check runs in its own process: HDF5 cannot open a file twice in
 one process under SWMR, and punx's changes to h5py stay out of this one.
 """
 
@@ -16,6 +17,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +28,7 @@ from pathlib import Path
 import h5py
 import pytest
 from _bench import QUICK_RECIPE, ROOT, SIM_STATION
-from _trial_factory import write_calibration, write_trial
+from _trial_factory import CASCADE_ORDER, write_calibration, write_cascade_trial, write_trial
 
 from daq import open_trial
 from daq.layout import FILE_FORMAT, PURITY_LINKS
@@ -177,7 +179,7 @@ def test_a_live_trial_is_valid_nexus_to_swmr_readers(runner_trial):
 def test_a_finished_trial_is_valid_nexus_and_punx_validate_says_so(runner_trial):
     path, _ = runner_trial
     with h5py.File(path, "r") as handle:
-        assert handle["entry"].attrs["file_format"] == FILE_FORMAT == "rem-daq trial 1.2"
+        assert handle["entry"].attrs["file_format"] == FILE_FORMAT == "rem-daq trial 2.0"
         assert handle["entry/analysis"].attrs["target_element"] == "Nd"
         assert "target" not in handle["entry/analysis"].attrs
     result = nexus_check(path)
@@ -269,3 +271,36 @@ def test_a_reanalysis_result_of_format_1_still_reads(tmp_path):
     assert old.final_purity == new.final_purity and len(old.purity) == len(new.purity) == 20
     again = reanalyze([trial], calibration, tmp_path / "out", workers=0, progress=False)
     assert again.outcomes[0].status == "up-to-date"  # an old result is still recognised as the same result
+
+
+def test_a_multi_instrument_trial_is_valid_nexus_and_h5dump_reads_it(tmp_path):
+    """Format 2.0: three furnace zones (NXenvironment), two spectrometers (NXdetector), two sensors (NXsensor)
+    and two analysed streams (NXprocess), one group each."""
+    path = write_cascade_trial(tmp_path / "cascade.h5")
+    result = nexus_check(path)
+    assert_valid_nexus(result, PURITY_LINKS)
+    groups = {name: name.replace("-", "_") for name in CASCADE_ORDER}  # NeXus names have no "-"
+    classes = result["classes"]
+    assert {classes[f"/entry/instrument/{groups[name]}"] for name in ("zone-1", "zone-2", "zone-3")} == {
+        "NXenvironment"
+    }
+    assert classes["/entry/instrument/raffinate"] == classes["/entry/instrument/strip"] == "NXdetector"
+    assert classes["/entry/instrument/feed_ph"] == classes["/entry/instrument/strip_flow"] == "NXsensor"
+    assert classes["/entry/analysis"] == classes["/entry/analysis_strip"] == "NXprocess"
+    assert classes["/entry/analysis_strip/calibration"] == classes["/entry/instrument/strip/dark"] == "NXdata"
+    h5dump = shutil.which("h5dump")
+    if h5dump is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("h5dump is missing: `.ci/run` installs hdf5-tools")
+        pytest.skip("h5dump is missing (apt-get install hdf5-tools)")
+    header = subprocess.run([h5dump, "-H", str(path)], capture_output=True, text=True, timeout=120, check=True).stdout
+    for group in (*groups.values(), "analysis_strip"):
+        assert f'GROUP "{group}"' in header
+    values = subprocess.run(
+        [h5dump, "-d", "/entry/instrument/feed_ph/pH", "-a", "/entry/instrument/feed_ph/pH/units", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert "1.5, 1.51, 1.52, 1.53, 1.54" in values and '"1"' in values

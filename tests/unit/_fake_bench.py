@@ -40,7 +40,7 @@ import numpy as np
 from _trial_factory import ANALYTES, FULL_SCALE, PIXELS, SyntheticBench
 
 from daq.bench import Bench
-from daq.config import Recipe, Station
+from daq.config import FurnaceConfig, Recipe, SpectrometerConfig, Station
 from daq.runner import RunOptions, TrialRunner
 from daq.store import TrialWriter
 from drivers import DarkNotDark, LimitError, NotConnected
@@ -48,6 +48,9 @@ from drivers.eurotherm import FurnaceReading, FurnaceStatus
 
 __all__ = [
     "FakeBench",
+    "FakeMultiBench",
+    "FakeSensor",
+    "fake_multi_station",
     "FakeFurnace",
     "FakeSpectrometer",
     "Journal",
@@ -337,6 +340,141 @@ class FakeSpectrometer(_Scripted):
         self.journal.add("spectrometer", "close")
 
 
+class FakeSensor(_Scripted):
+    """A Modbus sensor with the runner's view of :class:`drivers.ModbusSensor`: ``values`` per channel
+    (a test changes them, or scripts changes with :meth:`at_read`); ``states`` per channel (default ok)."""
+
+    def __init__(self, journal: Journal, name: str, channels: dict[str, str], values: dict[str, float]):
+        super().__init__()
+        self.journal, self.name = journal, name
+        self.identity = f"fake sensor {name} (in-process)"
+        self.channels = dict(channels)  # name -> units
+        self.values = dict(values)
+        self.states = {channel: "ok" for channel in channels}
+        self.reads = 0
+        self.lost = False
+
+    def at_read(self, n: int, action: Callable[[FakeSensor], None]) -> None:
+        """Run ``action(sensor)`` before read ``n`` (1-based) is answered."""
+        self._at(n, action)
+
+    def read(self):
+        from drivers import ChannelReading, SensorReading
+
+        self.reads += 1
+        self._play(self.reads)
+        if self.lost:
+            self.journal.add(self.name, "no answer")
+            raise NotConnected(f"fake sensor {self.name}: no answer")
+        channels = {
+            name: ChannelReading(
+                self.values[name] if self.states[name] == "ok" else math.nan,
+                units,
+                self.states[name],  # type: ignore[arg-type]
+            )
+            for name, units in self.channels.items()
+        }
+        return SensorReading(channels)
+
+    def reconnect(self) -> None:
+        if self.lost:
+            raise NotConnected(f"fake sensor {self.name}: no answer")
+
+    def close(self) -> None:
+        self.journal.add(self.name, "close")
+
+
+class FakeMultiBench:
+    """Several fake furnace zones, spectrometers and sensors by name, and the ``bench_factory`` for them.
+
+    Every fake writes to one journal, each under its instrument's name.
+    """
+
+    def __init__(self, zones: tuple[str, ...], spectrometers: tuple[str, ...], sensors: dict[str, dict[str, float]]):
+        self.journal = Journal()
+        self.zones = {name: FakeFurnace(self.journal) for name in zones}
+        for name, zone in self.zones.items():
+            zone.journal = _Named(self.journal, name)
+        self.spectrometers = {name: FakeSpectrometer(_Named(self.journal, name)) for name in spectrometers}
+        self.sensors = {
+            name: FakeSensor(self.journal, name, {channel: "1" for channel in values}, values)
+            for name, values in sensors.items()
+        }
+        self.opened: list[Station] = []
+
+    def __call__(self, station: Station, *, scenario: Path | None = None) -> Bench:
+        self.opened.append(station)
+        first_zone = next(iter(self.zones.values()), None)
+        first_spectrometer = next(iter(self.spectrometers.values()), None)
+        return Bench(
+            station,
+            furnace=first_zone,
+            spectrometer=first_spectrometer,
+            scenario=scenario,
+            sim_control=first_spectrometer,
+            controllers=dict(self.zones),
+            spectrometers=dict(self.spectrometers),
+            sensors=dict(self.sensors),
+            sim_controls=dict(self.spectrometers),
+        )
+
+
+class _Named:
+    """A journal that files every entry under one instrument's name."""
+
+    def __init__(self, journal: Journal, name: str):
+        self._journal, self._name = journal, name
+
+    def add(self, _source: str, what: str) -> None:
+        self._journal.add(self._name, what)
+
+
+def fake_multi_station(
+    zones: tuple[str, ...], spectrometers: tuple[str, ...], sensors: tuple[str, ...], speed: float = SPEED
+) -> Station:
+    """A simulated station of named instruments (zones on one bus, sensors of the pH map) the fakes play."""
+    from daq.config import ConnectionConfig, SensorConfig
+
+    bus = ConnectionConfig(name="bus", simulated=True)
+    instruments: list = [
+        FurnaceConfig(
+            name=name,
+            where=f"instrument[{name}]",
+            simulated=True,
+            connection="bus",
+            address=index + 1,
+            max_temperature_C=1100.0,
+            max_ramp_C_per_min=10.0,
+            poll_interval_s=0.001,
+        )
+        for index, name in enumerate(zones)
+    ]
+    instruments += [
+        SpectrometerConfig(
+            name=name,
+            where=f"instrument[{name}]",
+            simulated=True,
+            pixels=PIXELS,
+            max_integration_time_s=10.0,
+            max_averages=1000,
+        )
+        for name in spectrometers
+    ]
+    instruments += [
+        SensorConfig(
+            name=name,
+            where=f"instrument[{name}]",
+            simulated=True,
+            connection="bus",
+            address=100 + index,
+            map="ph-transmitter",
+            poll_interval_s=0.001,
+        )
+        for index, name in enumerate(sensors)
+    ]
+    return Station(name="fake-multi", simulation_speed=speed, connections=(bus,), instruments=tuple(instruments))
+
+
 class FakeBench:
     """A fake furnace and spectrometer, and the ``bench_factory`` that hands them to the runner."""
 
@@ -380,24 +518,30 @@ def fake_station(
     speed: float = SPEED,
 ) -> Station:
     """A simulated station (the runner's clock runs at ``speed``) whose instruments the fakes play."""
-    data: dict = {"name": "fake", "simulation_speed": speed}
+    instruments: list = []
     if furnace:
-        data["furnace"] = {
-            "simulated": True,
-            "max_temperature_C": max_temperature_C,
-            "max_ramp_C_per_min": 10.0,
-            "safe_temperature_C": 25.0,
-            "poll_interval_s": poll_interval_s,
-        }
+        instruments.append(
+            FurnaceConfig(
+                name="furnace",
+                simulated=True,
+                max_temperature_C=max_temperature_C,
+                max_ramp_C_per_min=10.0,
+                safe_temperature_C=25.0,
+                poll_interval_s=poll_interval_s,
+            )
+        )
     if spectrometer:
-        data["spectrometer"] = {
-            "simulated": True,
-            "pixels": PIXELS,
-            "min_integration_time_s": min_integration_time_s,
-            "max_integration_time_s": 10.0,
-            "max_averages": 1000,
-        }
-    return Station.model_validate(data)
+        instruments.append(
+            SpectrometerConfig(
+                name="spectrometer",
+                simulated=True,
+                pixels=PIXELS,
+                min_integration_time_s=min_integration_time_s,
+                max_integration_time_s=10.0,
+                max_averages=1000,
+            )
+        )
+    return Station(name="fake", simulation_speed=speed, instruments=tuple(instruments))
 
 
 def fake_recipe(

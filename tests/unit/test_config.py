@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SIM_STATION = ROOT / "hardware/stations/sim.toml"
 EXAMPLE_STATION = ROOT / "hardware/stations/example-bench.toml"
 RECIPES = sorted((ROOT / "seeds/recipes").glob("*.toml"))
+CASCADE_STATION = ROOT / "hardware/stations/sim-cascade.toml"
+#: recipes that name the instruments of one station (zones, streams, sensors), and that station
+NAMED_INSTRUMENT_RECIPES = {"cascade.toml": CASCADE_STATION}
 
 GOOD_STATION = """
 [station]
@@ -75,8 +78,16 @@ def test_shipped_stations_load():
 @pytest.mark.parametrize("recipe_path", RECIPES, ids=lambda p: p.name)
 def test_shipped_recipes_fit_the_shipped_stations(recipe_path):
     recipe = load_recipe(recipe_path)
+    if recipe_path.name in NAMED_INSTRUMENT_RECIPES:
+        plan = check_recipe_against_station(recipe, load_station(NAMED_INSTRUMENT_RECIPES[recipe_path.name]))
+        assert plan.zones and plan.streams and plan.limits
+        return
     check_recipe_against_station(recipe, load_station(SIM_STATION))
     check_recipe_against_station(recipe, load_station(EXAMPLE_STATION))
+    # a recipe of one furnace and one spectrometer runs on a station of named instruments too: its program
+    # on every zone, its schedule on the first spectrometer
+    plan = check_recipe_against_station(recipe, load_station(CASCADE_STATION))
+    assert len(plan.zones) == (3 if recipe.furnace else 0) and len(plan.streams) <= 1
 
 
 def assert_one_clear_message(error, path, field, *words):

@@ -48,6 +48,8 @@ SHIPPED = {
     "standards": sorted((ROOT / "seeds/standards").glob("*.toml")),
 }
 SIM_STATION = ROOT / "hardware/stations/sim.toml"
+#: recipes that name the instruments of another station than sim.toml (zones, streams, sensors), and it
+STATION_OF_RECIPE = {"cascade.toml": ROOT / "hardware/stations/sim-cascade.toml"}
 SEED = 11
 COMBINED_CASES = 150
 CASE_TIMEOUT_S = 30
@@ -148,10 +150,18 @@ class Mutation:
 
     @property
     def fields(self) -> list[str]:
-        """The changed locations; for an item removed from a list, the list."""
-        return [
-            dotted(path[:-1] if new is REMOVED and isinstance(path[-1], int) else path) for path, new in self.changes
-        ]
+        """The changed locations; for an item removed from a list, the list. A table of ``[[instrument]]`` or
+        ``[[connection]]`` is named by its name in the messages (``instrument[zone-2].address``), so both."""
+        located = [path[:-1] if new is REMOVED and isinstance(path[-1], int) else path for path, new in self.changes]
+        names = [dotted(path) for path in located]
+        document = _read(self.source)
+        for path in located:
+            if len(path) >= 2 and path[0] in ("instrument", "connection") and isinstance(path[1], int):
+                table = document.get(path[0], [])
+                name = table[path[1]].get("name") if path[1] < len(table) and isinstance(table[path[1]], dict) else None
+                if isinstance(name, str):
+                    names.append(dotted((f"{path[0]}[{name}]", *path[2:])))
+        return names
 
     @property
     def id(self) -> str:
@@ -421,12 +431,17 @@ def _write(tmp_path: Path, mutation: Mutation, places) -> Path:
     return path
 
 
-def load_checked(kind: str, path: Path):
-    """A mutated file loaded as ``remdaq`` loads it (a recipe or standards checked against the sim station);
+def station_for(mutation: Mutation) -> Path:
+    """The station a mutated recipe or standards file is checked against: its own, else sim.toml."""
+    return STATION_OF_RECIPE.get(mutation.source.name, SIM_STATION)
+
+
+def load_checked(kind: str, path: Path, station_path: Path = SIM_STATION):
+    """A mutated file loaded as ``remdaq`` loads it (a recipe or standards checked against ``station_path``);
     raises ConfigError for a refused one."""
     if kind == "station":
         return load_station(path)
-    station = load_station(SIM_STATION)
+    station = load_station(station_path)
     if kind == "recipe":
         recipe = load_recipe(path)
         check_recipe_against_station(recipe, station)
@@ -470,15 +485,16 @@ def test_a_mutated_station_is_sane_or_refused_before_anything_starts(mutation, t
 @pytest.mark.parametrize("mutation", [m for m in MUTATIONS if m.kind == "recipe"], ids=lambda m: m.id)
 def test_a_mutated_recipe_is_sane_or_refused_before_anything_starts(mutation, tmp_path, places, probe, capsys):
     path = _write(tmp_path, mutation, places)
+    station = station_for(mutation)
     try:
-        recipe = load_checked("recipe", path)
+        recipe = load_checked("recipe", path, station)
     except ConfigError as error:
         assert_refusal_names_file_and_field(str(error), path, mutation)
-        assert run_remdaq("run", path, "--station", SIM_STATION, "--data-dir", tmp_path / "data") == 2
+        assert run_remdaq("run", path, "--station", station, "--data-dir", tmp_path / "data") == 2
         assert probe.attempts == []
         assert_refusal_names_file_and_field(capsys.readouterr().err, path, mutation)
         return
-    assert_sane_recipe(recipe, load_station(SIM_STATION))
+    assert_sane_recipe(recipe, load_station(station))
 
 
 @pytest.mark.timeout(CASE_TIMEOUT_S)
@@ -512,7 +528,7 @@ def test_both_outcomes_occur_for_every_kind_of_file(tmp_path, places):
         if len(seen) == 2:
             continue
         try:
-            load_checked(mutation.kind, _write(tmp_path, mutation, places))
+            load_checked(mutation.kind, _write(tmp_path, mutation, places), station_for(mutation))
         except ConfigError:
             seen.add("refused")
         else:

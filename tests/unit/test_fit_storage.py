@@ -1,6 +1,6 @@
 """Trial file 1.1: the whole fit is stored per spectrum, and what the model cannot vouch for is flagged.
 
-The runner's spectrum path (:meth:`daq.runner.TrialRunner._append_spectrum`) is
+A trial's spectrum path (:class:`daq._stream.SpectrometerStream`, as the runner drives it) is
 driven here with spectra made from closed formulas: some with an absorber the
 calibration does not know (a model mismatch), some blanks (no rare earths). The
 file is written by the real :class:`daq.TrialWriter` and read back by the real
@@ -11,8 +11,8 @@ from the committed layout minus the columns 1.1 added.
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -22,11 +22,13 @@ from click.testing import CliRunner
 
 import analysis
 from daq import Catalog, open_trial
+from daq._stream import Episode, SpectrometerStream
+from daq._trial_plan import StreamPlan
 from daq.cli import cli
+from daq.config import SpectrometerConfig, SpectrometerSchedule
 from daq.layout import FILE_FORMAT, FLAG_MODEL_MISMATCH, FLAG_NO_RARE_EARTHS, TABLES, file_format_version
 from daq.pipeline import analyse_counts, fit_coefficient_names
 from daq.reanalysis import read_result, reanalyze
-from daq.runner import Episode, TrialRunner
 from daq.store import TrialWriter
 
 UNKNOWN_BAND_NM = 520.0  # no analyte of the calibration absorbs here
@@ -55,28 +57,40 @@ def _counts(bench: SyntheticBench, rng, concentration, unknown: float = 0.0, ful
     return np.minimum(counts, full_scale).astype(np.float32)
 
 
-def _runner(path: Path, calibration, bench: SyntheticBench) -> TrialRunner:
-    """A TrialRunner past its startup, writing to ``path``: only its spectrum path is exercised."""
-    runner = TrialRunner.__new__(TrialRunner)
-    meta = metadata(path.stem, calibration=calibration)
-    runner.__dict__.update(
-        recipe=SimpleNamespace(target="Nd", spectrometer=SimpleNamespace(averages=4)),
-        options=SimpleNamespace(status_stream=None),
-        clock=_Clock(),
-        calibration=calibration,
-        _writer=TrialWriter(path, meta, flush_interval_s=0.05),
-        _dark=bench.dark.astype(float),
-        _reference=bench.reference.astype(float),
-        _saturation=FULL_SCALE,
-        _integration_time_s=0.02,
-        _reference_index=0,
-        _last={"purity": math.nan, "purity_sigma": math.nan},
-        _mismatch=Episode(start_after=1),
-        _mismatch_spectra=0,
-        _rare_earths=Episode(start_after=3),
-    )
-    bench.start(runner._writer)  # the start event, the dark and the blank reference
-    return runner
+class _Trial:
+    """The trial as a stream sees it: a clock the test sets, the file, events kept in a list."""
+
+    def __init__(self, writer: TrialWriter):
+        self.clock = _Clock()
+        self.stop = threading.Event()
+        self.file = writer
+        self.events: list[tuple[str, str, str]] = []
+
+    def event(self, level: str, source: str, message: str) -> None:
+        self.events.append((level, source, message))
+        self.file.event(self.clock.now_s(), level, source, message)
+
+    def print(self, text: str) -> None:
+        pass
+
+    def request_abort(self, reason: str) -> None:
+        raise AssertionError(f"no abort expected: {reason}")
+
+    def instrument_lost(self, name, error, lost_since, instrument) -> float:
+        raise AssertionError(f"no lost instrument expected: {name}: {error}")
+
+
+def _stream(path: Path, calibration, bench: SyntheticBench) -> tuple[SpectrometerStream, _Trial]:
+    """A stream past its startup, writing to ``path``: only its spectrum path is exercised."""
+    config = SpectrometerConfig(name="spectrometer", simulated=True, pixels=bench.wavelength.size)
+    schedule = SpectrometerSchedule(integration_time_s=0.02, averages=4)
+    plan = StreamPlan(config, schedule, tuple(calibration.analytes), "Nd", None, True, "spectrometer")
+    stream = SpectrometerStream(plan, calibration, path.with_suffix(".cal.h5"))
+    stream.saturation = FULL_SCALE
+    stream._dark, stream._reference = bench.dark.astype(float), bench.reference.astype(float)
+    trial = _Trial(TrialWriter(path, metadata(path.stem, calibration=calibration), flush_interval_s=0.05))
+    bench.start(trial.file)  # the start event, the dark and the blank reference
+    return stream, trial
 
 
 # spectra of one trial: (concentration Nd, Pr g/L, unknown absorber absorbance)
@@ -92,11 +106,11 @@ def live_trial(tmp_path_factory):
     bench = SyntheticBench()
     rng = np.random.default_rng(11)
     path = trials_folder(folder / "data") / "mismatch.h5"
-    runner = _runner(path, calibration, bench)
+    stream, trial = _stream(path, calibration, bench)
     for i, (concentration, unknown) in enumerate(PLAN):
-        runner.clock.t = 10.0 * (i + 1)
-        runner._append_spectrum(_counts(bench, rng, concentration, unknown), 0, 0)
-    runner._writer.close("success")
+        trial.clock.t = 10.0 * (i + 1)
+        stream._append_spectrum(trial, _counts(bench, rng, concentration, unknown), 0, 0)
+    trial.file.close("success")
     return path, calibration
 
 
@@ -173,11 +187,11 @@ def test_show_says_no_rare_earths_and_reports_the_fit(tmp_path):
     bench = SyntheticBench()
     rng = np.random.default_rng(5)
     path = trials_folder(tmp_path / "data") / "blank.h5"
-    runner = _runner(path, calibration, bench)
+    stream, trial = _stream(path, calibration, bench)
     for i, (concentration, unknown) in enumerate([((10.0, 2.0), 0.04)] + [((0.0, 0.0), 0.0)] * 3):
-        runner.clock.t = 10.0 * (i + 1)
-        runner._append_spectrum(_counts(bench, rng, concentration, unknown), 0, 0)
-    runner._writer.close("success")
+        trial.clock.t = 10.0 * (i + 1)
+        stream._append_spectrum(trial, _counts(bench, rng, concentration, unknown), 0, 0)
+    trial.file.close("success")
     result = CliRunner().invoke(cli, ["show", str(path)])
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.output.splitlines() if line and not line.startswith(" ")}
@@ -217,14 +231,16 @@ def old_trial(tmp_path_factory):
 
 
 def test_format_versions():
-    assert FILE_FORMAT == "rem-daq trial 1.2"
+    assert FILE_FORMAT == "rem-daq trial 2.0"
     assert (
         file_format_version("rem-daq trial 1")
         == (1, 0)
         < file_format_version("rem-daq trial 1.1")
         == (1, 1)
-        < file_format_version(FILE_FORMAT)
+        < file_format_version("rem-daq trial 1.2")
         == (1, 2)
+        < file_format_version(FILE_FORMAT)
+        == (2, 0)
     )
     assert file_format_version("something else") == (0, 0)
 
@@ -345,12 +361,12 @@ def test_reanalysis_masks_at_the_full_scale_the_file_records(tmp_path):
 
 
 def test_row_flags_are_one_enumeration_with_a_description_per_bit():
-    from daq import runner
+    from daq import layout
     from daq.layout import ROW_FLAGS, RowFlag
 
     assert set(ROW_FLAGS) == {0, *(int(bit) for bit in RowFlag)}
     assert all(ROW_FLAGS[bit] for bit in RowFlag)
-    assert (runner.FLAG_READ_FAILED, runner.FLAG_SATURATED, runner.FLAG_LOST, runner.FLAG_ANALYSIS_FAILED) == (
+    assert (layout.FLAG_READ_FAILED, layout.FLAG_SATURATED, layout.FLAG_LOST, layout.FLAG_ANALYSIS_FAILED) == (
         1,
         2,
         4,

@@ -265,7 +265,7 @@ def test_the_target_element_is_not_nexus_s_link_attribute_and_links_name_their_o
     path = tmp_path / "t.h5"
     TrialWriter(path, metadata()).close("success")
     with h5py.File(path, "r") as handle:
-        assert handle["entry"].attrs["file_format"] == FILE_FORMAT == "rem-daq trial 1.2"
+        assert handle["entry"].attrs["file_format"] == FILE_FORMAT == "rem-daq trial 2.0"  # NeXus since 1.2
         analysis = handle["entry/analysis"]
         assert analysis.attrs["target_element"] == "Nd" and "target" not in analysis.attrs
         for name, original in PURITY_LINKS.items():
@@ -328,7 +328,18 @@ def test_a_file_of_format_1_1_with_the_target_in_its_target_attribute_reads_the_
         writer.close("success")
     as_format_1_1(old)
     with open_trial(new) as a, open_trial(old) as b:
-        assert (a.format_version, b.format_version) == ((1, 2), (1, 1))
+        assert (a.format_version, b.format_version) == ((2, 0), (1, 1))
+        # a 1.x file is a furnace, a spectrometer and one stream, as is a 2.0 file of a station of that form
+        assert (
+            a.instruments()
+            == b.instruments()
+            == (
+                ("furnace", "temperature_controller"),
+                ("spectrometer", "spectrometer"),
+            )
+        )
+        assert a.streams() == b.streams() == ("spectrometer",)
+        assert a.tables() == b.tables() == tuple(t.name for t in TABLES)
         assert a.target_element == b.target_element == "Nd"
         assert a.analysis_attrs["target"] == b.analysis_attrs["target"] == "Nd"
         assert b.analysis_attrs["target_element"] == "Nd"

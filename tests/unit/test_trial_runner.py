@@ -33,7 +33,7 @@ from _fake_bench import (
 )
 from pydantic import ValidationError
 
-from daq.runner import FLAG_ANALYSIS_FAILED, FLAG_LOST, FLAG_READ_FAILED, FLAG_SATURATED
+from daq.layout import FLAG_ANALYSIS_FAILED, FLAG_LOST, FLAG_READ_FAILED, FLAG_SATURATED
 
 LONG_DWELL = ((10.0, 60.0, 600.0),)  # one segment; only an abort ends it early (or the held furnace)
 

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 
 from ._schema import NO_CONTROL_CHARACTERS, Description, Name, StrictModel, field_error, problems
-from .maps import MAX_EXTENDS_DEPTH, MapError, deep_merge, find_map, find_parent_map, known_maps, load_map
+from .maps import MapError, deep_merge, effective_document, find_map, find_parent_map, known_maps, load_map
 
 __all__ = [
     "Register",
@@ -670,35 +670,23 @@ def _validate(path: Path, document: dict) -> MapDocument:
     return checked
 
 
-def _effective_document(path: Path, chain: tuple[Path, ...] = ()) -> dict:
-    """The content of the map file ``path`` with what it extends laid under it.
-
-    A parent must be a complete, valid map by itself: its problems are reported
-    with its own file. ``chain`` holds the files already on the way (cycles).
-    """
-    raw = load_map(path)
-    chain = (*chain, path.resolve())
-    if "extends" not in raw:
-        return raw
-    parent_name = raw["extends"]
-    if not isinstance(parent_name, str) or not parent_name:
-        raise MapError.in_file(
-            path, [("extends", f"must be the name or path of a register map (got {parent_name!r:.60})")]
-        )
-    try:
-        parent_path = find_parent_map(path, parent_name, "register map", "registers")
-    except MapError as error:
-        raise MapError.in_file(path, [("extends", str(error))]) from None
-    if parent_path.resolve() in chain:
-        names = " -> ".join(p.stem for p in (*chain, parent_path))
-        raise MapError.in_file(path, [("extends", f"a cycle: {names}")])
-    if len(chain) >= MAX_EXTENDS_DEPTH:
-        raise MapError.in_file(path, [("extends", f"more than {MAX_EXTENDS_DEPTH} maps in one extends chain")])
-    parent = _effective_document(parent_path, chain)
-    _validate(parent_path, parent)
+def _inherit(parent: dict, own: dict) -> dict:
+    """A map laid over the map it extends (the parent's identity keys not inherited)."""
     if isinstance(parent.get("instrument"), dict):
         parent["instrument"] = {key: value for key, value in parent["instrument"].items() if key not in NOT_INHERITED}
-    return deep_merge(parent, raw)
+    return deep_merge(parent, own)
+
+
+def _effective_document(path: Path) -> dict:
+    """The content of the map file ``path`` with what it extends laid under it."""
+    return effective_document(
+        path,
+        read=load_map,
+        find_parent=lambda child, name: find_parent_map(child, name, "register map", "registers"),
+        validate=_validate,
+        inherit=_inherit,
+        kind="register map",
+    )
 
 
 def _register_map(path: Path, doc: MapDocument) -> RegisterMap:

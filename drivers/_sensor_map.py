@@ -37,7 +37,7 @@ from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from ._schema import NO_CONTROL_CHARACTERS, Description, StrictModel, field_error, problems
 from ._text_file import UnreadableFileError, is_regular_file, read_small_toml_file, shorten
-from .maps import MAX_EXTENDS_DEPTH, MapError, deep_merge, hardware_dir
+from .maps import MapError, deep_merge, effective_document, hardware_dir
 
 __all__ = [
     "ENCODINGS",
@@ -428,38 +428,25 @@ def _merge_channels(parent: list, child: list) -> list:
     return merged
 
 
-def _effective_document(path: Path, chain: tuple[Path, ...] = ()) -> dict:
-    """The content of the sensor map ``path`` with what it extends laid under it (parents checked alone)."""
-    raw = _read(path)
-    chain = (*chain, path.resolve())
-    if "extends" not in raw:
-        return raw
-    parent_name = raw["extends"]
-    if not isinstance(parent_name, str) or not parent_name:
-        raise MapError.in_file(
-            path, [("extends", f"must be the name or path of a sensor map (got {parent_name!r:.60})")]
-        )
-    try:
-        parent_path = _parent_path(path, parent_name)
-    except MapError as error:
-        raise MapError.in_file(path, [("extends", str(error))]) from None
-    if parent_path.resolve() in chain:
-        names = " -> ".join(p.stem for p in (*chain, parent_path))
-        raise MapError.in_file(path, [("extends", f"a cycle: {names}")])
-    if len(chain) >= MAX_EXTENDS_DEPTH:
-        raise MapError.in_file(path, [("extends", f"more than {MAX_EXTENDS_DEPTH} maps in one extends chain")])
-    parent = _effective_document(parent_path, chain)
-    _validate(parent_path, parent)
+def _inherit(parent: dict, own: dict) -> dict:
+    """A sensor map laid over the map it extends: channels merge by name, ``models`` is never inherited."""
     parent.pop("extends", None)
     if isinstance(parent.get("sensor"), dict):
         parent["sensor"] = {key: value for key, value in parent["sensor"].items() if key not in NOT_INHERITED}
-    channels = raw.get("channel")
-    merged = deep_merge(parent, {key: value for key, value in raw.items() if key != "channel"})
+    channels = own.get("channel")
+    merged = deep_merge(parent, {key: value for key, value in own.items() if key != "channel"})
     if isinstance(channels, list) and isinstance(parent.get("channel"), list):
         merged["channel"] = _merge_channels(parent["channel"], channels)
     elif channels is not None:
         merged["channel"] = channels
     return merged
+
+
+def _effective_document(path: Path) -> dict:
+    """The content of the sensor map ``path`` with what it extends laid under it (parents checked alone)."""
+    return effective_document(
+        path, read=_read, find_parent=_parent_path, validate=_validate, inherit=_inherit, kind="sensor map"
+    )
 
 
 def _validate(path: Path, document: dict) -> SensorDocument:

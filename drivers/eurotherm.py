@@ -29,6 +29,7 @@ from typing import TypeVar
 
 from ._errors import InstrumentError, LimitError, NotConnected, ProtocolError, ReadbackMismatch
 from ._modbus import InvalidAnswer, open_link
+from ._modbus_unit import ModbusUnitDriver
 from ._register_map import ProgrammerLayout, Register, resolve_register_map
 from ._settings import ModbusParameter, ModbusValue
 
@@ -143,7 +144,7 @@ def _from_float_area(register: Register, high: int, low: int) -> float:
     return struct.unpack(">f", struct.pack(">HH", high, low))[0]
 
 
-class Eurotherm:
+class Eurotherm(ModbusUnitDriver):
     """A Eurotherm-compatible furnace controller on a serial port (Modbus RTU, 8N1) or at ``tcp://HOST[:PORT]``
     (Modbus TCP; ``address`` is the unit id). Controllers on one port share its link (decision 0078).
 
@@ -355,26 +356,6 @@ class Eurotherm:
             self._quantize(self.register_map[self.register_map.live_setpoint], self.safe_setpoint_C),
             self.register_map[self.register_map.live_setpoint],
         )
-
-    @property
-    def line_counters(self) -> dict[str, int]:
-        """What the RTU line rules discarded or refused so far (diagnostics; see decision 0039)."""
-        return dict(self._link.line_counters())
-
-    # -- connection -------------------------------------------------------------------
-    def reconnect(self) -> None:
-        """Close and reopen the serial port (``NotConnected`` if it is still gone)."""
-        self._link.open()
-
-    def close(self) -> None:
-        """Close the serial port. The controller keeps running on its own."""
-        self._link.close()
-
-    def __enter__(self) -> Eurotherm:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Eurotherm(port={self._link.port!r}, address={self._link.address}, map={self.register_map.name!r})"

@@ -13,11 +13,13 @@ over it (tables merge key by key, every other value replaces).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ._text_file import UnreadableFileError, is_regular_file, read_small_toml_file, shorten
 
 __all__ = [
+    "effective_document",
     "MapError",
     "MAX_EXTENDS_DEPTH",
     "hardware_dir",
@@ -163,3 +165,42 @@ def deep_merge(parent: dict, child: dict) -> dict:
         else:
             merged[key] = value
     return merged
+
+
+def effective_document(
+    path: Path,
+    *,
+    read: Callable[[Path], dict],
+    find_parent: Callable[[Path, str], Path],
+    validate: Callable[[Path, dict], object],
+    inherit: Callable[[dict, dict], dict],
+    kind: str,
+    chain: tuple[Path, ...] = (),
+) -> dict:
+    """The content of the map file ``path`` with what it ``extends`` laid under it: ``inherit(parent, own)``.
+
+    A parent must be a complete, valid map by itself (``validate``): its problems are reported with its own
+    file. ``chain`` holds the files already on the way (a cycle, or a chain longer than
+    :data:`MAX_EXTENDS_DEPTH`, is a :class:`MapError` of the ``extends`` field).
+    """
+    raw = read(path)
+    chain = (*chain, path.resolve())
+    if "extends" not in raw:
+        return raw
+    parent_name = raw["extends"]
+    if not isinstance(parent_name, str) or not parent_name:
+        raise MapError.in_file(path, [("extends", f"must be the name or path of a {kind} (got {parent_name!r:.60})")])
+    try:
+        parent_path = find_parent(path, parent_name)
+    except MapError as error:
+        raise MapError.in_file(path, [("extends", str(error))]) from None
+    if parent_path.resolve() in chain:
+        names = " -> ".join(p.stem for p in (*chain, parent_path))
+        raise MapError.in_file(path, [("extends", f"a cycle: {names}")])
+    if len(chain) >= MAX_EXTENDS_DEPTH:
+        raise MapError.in_file(path, [("extends", f"more than {MAX_EXTENDS_DEPTH} maps in one extends chain")])
+    parent = effective_document(
+        parent_path, read=read, find_parent=find_parent, validate=validate, inherit=inherit, kind=kind, chain=chain
+    )
+    validate(parent_path, parent)
+    return inherit(parent, raw)

@@ -27,6 +27,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from ._modbus import LinkBase, open_link
+from ._modbus_unit import ModbusUnitDriver
 from ._sensor_map import ReadBlock, SensorChannel, SensorMap, resolve_sensor_map
 
 __all__ = ["ChannelReading", "ModbusSensor", "SensorReading", "SensorState"]
@@ -73,7 +74,7 @@ class SensorReading:
         return all(channel.ok for channel in self.channels.values())
 
 
-class ModbusSensor:
+class ModbusSensor(ModbusUnitDriver):
     """A sensor on a serial port (Modbus RTU) or at ``tcp://HOST[:PORT]`` (Modbus TCP; ``address`` is the unit id).
 
     ``sensor_map`` (a :class:`~drivers._sensor_map.SensorMap`, a name in
@@ -145,26 +146,6 @@ class ModbusSensor:
         return self._link.read_registers(
             block.address, block.count, f"read {block.what}", function=4 if block.function == 4 else 3
         )
-
-    @property
-    def line_counters(self) -> dict[str, int]:
-        """What the line rules discarded or refused so far (diagnostics; decision 0039)."""
-        return dict(self._link.line_counters())
-
-    # -- connection ---------------------------------------------------------------------------
-    def reconnect(self) -> None:
-        """Close and reopen the port or connection (``NotConnected`` if it is still gone)."""
-        self._link.open()
-
-    def close(self) -> None:
-        """Leave the port (the last unit on it closes it)."""
-        self._link.close()
-
-    def __enter__(self) -> ModbusSensor:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"ModbusSensor(port={self._link.port!r}, address={self._link.address}, map={self.sensor_map.name!r})"
